@@ -1,0 +1,573 @@
+"""The vectorized task env: `num_envs` sub-envs, each with its own task, stepped as one batch.
+
+Two backends share one :class:`TaskVectorEnv`:
+
+- ``"sync"``: one :class:`~envs.core.BatchedTaskEngine` in this process steps every sub-env
+  (natively batched numpy for the light envs; a tight loop over ``MjData`` with batched
+  observations and rewards for MuJoCo).
+- ``"process"``: :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per
+  worker process, with actions, observations, rewards and terminations in shared memory. Each
+  sub-env draws from its own generator, so under one seed and the same tasks both backends give
+  identical trajectories. A worker that raises or dies surfaces as :class:`WorkerError` in the
+  parent within a fraction of a second; :meth:`TaskVectorEnv.close` releases every process and
+  shared-memory block.
+
+The autoreset mode is stated in ``metadata["autoreset_mode"]`` and selectable: ``SAME_STEP`` (the
+default: a finished sub-env is reset inside the same ``step``, its last observation in
+``infos["final_obs"]``), ``NEXT_STEP`` (gymnasium's default) or ``DISABLED`` (the caller resets with
+``reset(options={"reset_mask": mask})``; fixed-horizon MAML batches and RL² trials use this).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import traceback
+from collections.abc import Sequence
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.core import BatchedTaskEngine, EngineStep, Task
+from envs.registration import env_info, get_engine_class
+
+__all__ = ["ProcessEngine", "TaskVectorEnv", "WorkerError", "make_vec"]
+
+_AUTORESET_NAMES = {
+    "same_step": AutoresetMode.SAME_STEP,
+    "next_step": AutoresetMode.NEXT_STEP,
+    "disabled": AutoresetMode.DISABLED,
+}
+
+
+class WorkerError(RuntimeError):
+    """A worker process of the ``process`` backend raised an exception or died."""
+
+
+def _as_autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    try:
+        return _AUTORESET_NAMES[str(mode).lower()]
+    except KeyError:
+        raise ValueError(
+            f"autoreset_mode must be one of {sorted(_AUTORESET_NAMES)}, got {mode!r}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# process backend
+# --------------------------------------------------------------------------------------------
+
+
+def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return np.ndarray(shape, dtype=dtype, buffer=shm.buf)
+
+
+def _worker_main(
+    conn: Connection,
+    engine_cls: type[BatchedTaskEngine],
+    engine_kwargs: dict[str, Any],
+    start: int,
+    stop: int,
+    layout: dict[str, tuple[str, tuple[int, ...], str]],
+) -> None:
+    """Runs one slice ``[start, stop)`` of the sub-envs until told to close."""
+    blocks = {k: shared_memory.SharedMemory(name=v[0]) for k, v in layout.items()}
+    try:
+        full = {k: _shm_array(blocks[k], v[1], v[2]) for k, v in layout.items()}
+        view = {k: a[start:stop] for k, a in full.items()}
+        engine = engine_cls(stop - start, **engine_kwargs)
+        conn.send(("ok", None))
+        while True:
+            cmd, data = conn.recv()
+            try:
+                if cmd == "step":
+                    out = engine.step(view["actions"])
+                    view["obs"][...] = out.obs
+                    view["reward"][...] = out.reward
+                    view["terminated"][...] = out.terminated
+                    conn.send(("ok", (out.reward_terms, out.extras)))
+                elif cmd == "reset":
+                    local = np.asarray(data, dtype=np.int64)
+                    view["obs"][local] = engine.reset(local)
+                    conn.send(("ok", None))
+                elif cmd == "seed":
+                    engine.seed(data)
+                    conn.send(("ok", None))
+                elif cmd == "set_tasks":
+                    tasks, local = data
+                    engine.set_tasks(tasks, local)
+                    conn.send(("ok", None))
+                elif cmd == "ensure_tasks":
+                    engine.ensure_tasks(np.asarray(data, dtype=np.int64))
+                    conn.send(("ok", list(engine.tasks)))
+                elif cmd == "close":
+                    engine.close()
+                    conn.send(("ok", None))
+                    break
+                else:
+                    raise ValueError(f"unknown worker command {cmd!r}")
+            except Exception:  # noqa: BLE001 - every error goes back to the parent
+                conn.send(("error", traceback.format_exc()))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    except Exception:  # noqa: BLE001 - construction errors go back to the parent too
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except (BrokenPipeError, OSError):
+            pass
+    finally:
+        for block in blocks.values():
+            block.close()
+        conn.close()
+
+
+class ProcessEngine:
+    """Duck-typed :class:`~envs.core.BatchedTaskEngine` that spreads sub-envs over processes.
+
+    Args:
+        engine_cls: the engine class each worker builds for its slice.
+        num_envs: total number of sub-envs.
+        num_workers: number of worker processes (at most ``num_envs``).
+        engine_kwargs: constructor arguments of the engine (must be picklable).
+        start_method: multiprocessing start method (``"spawn"`` is safe beside torch threads;
+            ``"fork"`` starts faster).
+        poll_interval: seconds between liveness checks while waiting for a worker.
+    """
+
+    def __init__(
+        self,
+        engine_cls: type[BatchedTaskEngine],
+        num_envs: int,
+        num_workers: int,
+        engine_kwargs: dict[str, Any] | None = None,
+        start_method: str = "spawn",
+        poll_interval: float = 0.05,
+    ) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+        if num_workers > num_envs:
+            raise ValueError(f"num_workers={num_workers} exceeds num_envs={num_envs}")
+        kwargs = dict(engine_kwargs or {})
+        probe = engine_cls(1, **kwargs)  # spaces, reward terms and validation in the parent
+        self.observation_space = probe.observation_space
+        self.action_space = probe.action_space
+        self.reward_terms = probe.reward_terms
+        self.distribution = probe.distribution
+        probe.close()
+        self.num_envs = num_envs
+        self.tasks: list[Task | None] = [None] * num_envs
+        self._poll_interval = poll_interval
+        self._closed = False
+        bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+        self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        self._blocks: dict[str, shared_memory.SharedMemory] = {}
+        self._procs: list[Any] = []
+        self._conns: list[Connection] = []
+        try:
+            self._allocate()
+            self._start_workers(engine_cls, kwargs, start_method)
+        except BaseException:
+            self.close()
+            raise
+
+    def _allocate(self) -> None:
+        n = self.num_envs
+        obs_space, act_space = self.observation_space, self.action_space
+        act_shape = act_space.shape if act_space.shape is not None else ()
+        specs = {
+            "obs": ((n, *obs_space.shape), np.dtype(obs_space.dtype)),
+            "actions": ((n, *act_shape), np.dtype(act_space.dtype)),
+            "reward": ((n,), np.dtype(np.float64)),
+            "terminated": ((n,), np.dtype(np.bool_)),
+        }
+        self._layout: dict[str, tuple[str, tuple[int, ...], str]] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        for key, (shape, dtype) in specs.items():
+            size = max(1, int(np.prod(shape)) * dtype.itemsize)
+            block = shared_memory.SharedMemory(create=True, size=size)
+            self._blocks[key] = block
+            self._layout[key] = (block.name, shape, dtype.str)
+            self._arrays[key] = _shm_array(block, shape, dtype)
+
+    def _start_workers(
+        self, engine_cls: type[BatchedTaskEngine], kwargs: dict[str, Any], start_method: str
+    ) -> None:
+        ctx = mp.get_context(start_method)
+        for start, stop in self._slices:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(child, engine_cls, kwargs, start, stop, self._layout),
+                daemon=True,
+            )
+            proc.start()
+            child.close()
+            self._procs.append(proc)
+            self._conns.append(parent)
+        for w in range(len(self._procs)):
+            self._recv(w)
+
+    # -- messaging ---------------------------------------------------------------------------
+
+    def _recv(self, w: int) -> Any:
+        conn, proc = self._conns[w], self._procs[w]
+        start, stop = self._slices[w]
+        try:
+            while not conn.poll(self._poll_interval):
+                if not proc.is_alive():
+                    raise WorkerError(
+                        f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
+                        f"{proc.exitcode}"
+                    )
+            status, payload = conn.recv()
+        except (EOFError, ConnectionError, OSError) as err:
+            self.close()
+            raise WorkerError(
+                f"worker {w} (sub-envs {start}..{stop - 1}) closed its pipe (exit code "
+                f"{proc.exitcode})"
+            ) from err
+        except WorkerError:
+            self.close()
+            raise
+        if status == "error":
+            self.close()
+            raise WorkerError(f"worker {w} (sub-envs {start}..{stop - 1}) raised:\n{payload}")
+        return payload
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the process engine is closed")
+
+    def _broadcast(self, cmd: str, per_worker: Sequence[Any]) -> list[Any]:
+        self._check_open()
+        targets = [w for w, data in enumerate(per_worker) if data is not None]
+        for w in targets:
+            try:
+                self._conns[w].send((cmd, per_worker[w]))
+            except (BrokenPipeError, OSError) as err:
+                self.close()
+                raise WorkerError(f"worker {w} is gone ({cmd!r} could not be sent)") from err
+        return [self._recv(w) for w in targets]
+
+    def _split(self, indices: np.ndarray) -> list[np.ndarray | None]:
+        parts: list[np.ndarray | None] = []
+        for start, stop in self._slices:
+            mine = indices[(indices >= start) & (indices < stop)] - start
+            parts.append(mine if len(mine) else None)
+        return parts
+
+    # -- engine interface --------------------------------------------------------------------
+
+    def seed(self, seeds: Sequence[int | None]) -> None:
+        """Seeds each sub-env's generator (``seeds[i]`` for sub-env ``i``)."""
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+        self._broadcast("seed", [list(seeds[a:b]) for a, b in self._slices])
+
+    def set_tasks(self, tasks: Sequence[Task], indices: Sequence[int] | None = None) -> None:
+        """Validates the tasks here, then hands each worker its share."""
+        idx = np.arange(self.num_envs) if indices is None else np.asarray(indices, dtype=np.int64)
+        if len(tasks) != len(idx):
+            raise ValueError(f"expected {len(idx)} tasks, got {len(tasks)}")
+        for task in tasks:
+            self.distribution.validate(task)
+        by_index = dict(zip(idx.tolist(), tasks, strict=True))
+        per_worker: list[Any] = []
+        for (start, _stop), local in zip(self._slices, self._split(idx), strict=True):
+            if local is None:
+                per_worker.append(None)
+            else:
+                per_worker.append(([by_index[int(i) + start] for i in local], local))
+        self._broadcast("set_tasks", per_worker)
+        for i, task in by_index.items():
+            self.tasks[i] = task
+
+    def ensure_tasks(self, indices: np.ndarray) -> None:
+        """Has each worker sample a task, from the sub-env's own generator, where none is set."""
+        parts = self._split(np.asarray(indices, dtype=np.int64))
+        replies = self._broadcast("ensure_tasks", parts)
+        workers = [w for w, p in enumerate(parts) if p is not None]
+        for w, worker_tasks in zip(workers, replies, strict=True):
+            start, stop = self._slices[w]
+            self.tasks[start:stop] = worker_tasks
+
+    def reset(self, indices: np.ndarray) -> np.ndarray:
+        """Resets the listed sub-envs and returns their observations."""
+        indices = np.asarray(indices, dtype=np.int64)
+        self._broadcast("reset", self._split(indices))
+        return self._arrays["obs"][indices].copy()
+
+    def step(self, actions: np.ndarray) -> EngineStep:
+        """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
+        self._check_open()
+        self._arrays["actions"][...] = actions
+        replies = self._broadcast("step", [True] * len(self._slices))
+        terms = {k: np.concatenate([r[0][k] for r in replies]) for k in replies[0][0]}
+        extras = {k: np.concatenate([r[1][k] for r in replies]) for k in replies[0][1]}
+        arrays = self._arrays
+        return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
+
+    def close(self) -> None:
+        """Stops every worker and frees every shared-memory block (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for conn, proc in zip(self._conns, self._procs, strict=False):
+            if proc.is_alive():
+                try:
+                    conn.send(("close", None))
+                except (BrokenPipeError, OSError):
+                    pass
+        for conn, proc in zip(self._conns, self._procs, strict=False):
+            proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=2.0)
+            conn.close()
+        self._arrays = {}
+        for block in self._blocks.values():
+            block.close()
+            try:
+                block.unlink()
+            except FileNotFoundError:
+                pass
+        self._blocks = {}
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - best effort at interpreter shutdown
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# the vector env
+# --------------------------------------------------------------------------------------------
+
+
+class TaskVectorEnv(VectorEnv):
+    """A gymnasium ``VectorEnv`` whose sub-envs each carry their own task.
+
+    Args:
+        engine_cls: the batched engine class of the task family.
+        num_envs: number of sub-envs.
+        engine_kwargs: constructor arguments of the engine (env options such as reward weights).
+        horizon: episode length H; an episode is truncated after H steps (None: no limit).
+        autoreset_mode: ``"same_step"`` (default), ``"next_step"`` or ``"disabled"``.
+        backend: ``"sync"`` or ``"process"``.
+        num_workers: worker processes for the ``process`` backend (default 2).
+        start_method: multiprocessing start method for the ``process`` backend.
+        tasks: optional initial tasks, one per sub-env.
+
+    ``infos`` holds every reward term (``[num_envs]`` arrays, summing to the reward) and the
+    engine's extras, each with the gymnasium ``_key`` mask.
+    """
+
+    def __init__(
+        self,
+        engine_cls: type[BatchedTaskEngine],
+        num_envs: int,
+        *,
+        engine_kwargs: dict[str, Any] | None = None,
+        horizon: int | None = None,
+        autoreset_mode: str | AutoresetMode = "same_step",
+        backend: str = "sync",
+        num_workers: int | None = None,
+        start_method: str = "spawn",
+        tasks: Sequence[Task] | None = None,
+    ) -> None:
+        if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+            raise ValueError(f"horizon must be a positive int or None, got {horizon!r}")
+        self.autoreset_mode = _as_autoreset_mode(autoreset_mode)
+        kwargs = dict(engine_kwargs or {})
+        if backend == "sync":
+            if num_workers not in (None, 1):
+                raise ValueError(f"num_workers={num_workers} needs backend='process'")
+            self.engine: Any = engine_cls(num_envs, **kwargs)
+        elif backend == "process":
+            workers = 2 if num_workers is None else num_workers
+            self.engine = ProcessEngine(engine_cls, num_envs, workers, kwargs, start_method)
+        else:
+            raise ValueError(f"backend must be 'sync' or 'process', got {backend!r}")
+        self.backend = backend
+        self.num_envs = num_envs
+        self.horizon = horizon
+        self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": []}
+        self.single_observation_space = self.engine.observation_space
+        self.single_action_space = self.engine.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.ones(num_envs, dtype=np.bool_)
+        self._obs: np.ndarray | None = None
+        if tasks is not None:
+            self.set_tasks(tasks)
+
+    @property
+    def tasks(self) -> list[Task | None]:
+        """The task of each sub-env."""
+        return list(self.engine.tasks)
+
+    @property
+    def distribution(self) -> Any:
+        """The task distribution of this env family."""
+        return self.engine.distribution
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        """Gives sub-env ``i`` the task ``tasks[i]``; it takes effect at that sub-env's next reset.
+
+        Raises:
+            ValueError: if the count is wrong or a task is outside the distribution.
+        """
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks expects {self.num_envs} tasks, got {len(tasks)}")
+        self.engine.set_tasks(list(tasks))
+
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Resets every sub-env, or those in ``options["reset_mask"]``.
+
+        Args:
+            seed: an int (sub-env ``i`` gets ``seed + i``) or one seed per sub-env.
+            options: ``"tasks"``: a list of tasks to set first; ``"reset_mask"``: a ``[num_envs]``
+                bool array of the sub-envs to reset.
+        """
+        options = dict(options or {})
+        if "tasks" in options:
+            self.set_tasks(options.pop("tasks"))
+        mask = options.pop("reset_mask", None)
+        if options:
+            raise ValueError(f"unknown reset options {sorted(options)}")
+        if seed is not None:
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed
+            self.engine.seed(list(seeds))
+        if mask is None:
+            indices = np.arange(self.num_envs)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+            indices = np.flatnonzero(mask)
+        if mask is not None and self._obs is None and len(indices) < self.num_envs:
+            raise ValueError("the first reset must reset every sub-env (no reset_mask)")
+        self.engine.ensure_tasks(indices)
+        obs = self.engine.reset(indices)
+        if self._obs is None:
+            self._obs = np.zeros((self.num_envs, *obs.shape[1:]), dtype=obs.dtype)
+        self._obs[indices] = obs
+        self._elapsed[indices] = 0
+        self._needs_reset[indices] = False
+        return self._obs.copy(), {}
+
+    def _with_masks(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        infos: dict[str, Any] = {}
+        for key, value in arrays.items():
+            infos[key] = value
+            infos["_" + key] = np.ones(self.num_envs, dtype=np.bool_)
+        return infos
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Steps every sub-env; see the class docstring for autoreset behaviour."""
+        if self._obs is None:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions)
+        expected = (self.num_envs, *(self.single_action_space.shape or ()))
+        if actions.shape != expected:
+            raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
+        pending = np.flatnonzero(self._needs_reset)
+        if len(pending) and self.autoreset_mode == AutoresetMode.DISABLED:
+            raise RuntimeError(
+                f"sub-envs {pending.tolist()} finished their episode; with autoreset disabled, "
+                "reset them with reset(options={'reset_mask': mask}) before stepping"
+            )
+        out = self.engine.step(actions)
+        self._elapsed += 1
+        obs, reward, terminated = out.obs.copy(), out.reward.copy(), out.terminated.copy()
+        if self.horizon is None:
+            truncated = np.zeros(self.num_envs, dtype=np.bool_)
+        else:
+            truncated = self._elapsed >= self.horizon
+        infos = self._with_masks({**out.reward_terms, **out.extras})
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP and len(pending):
+            obs[pending] = self.engine.reset(pending)
+            reward[pending] = 0.0
+            terminated[pending] = False
+            truncated[pending] = False
+            self._elapsed[pending] = 0
+            self._needs_reset[pending] = False
+        done = terminated | truncated
+        if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
+            finished = np.flatnonzero(done)
+            infos["final_obs"] = obs.copy()
+            infos["_final_obs"] = done.copy()
+            obs[finished] = self.engine.reset(finished)
+            self._elapsed[finished] = 0
+        else:
+            self._needs_reset |= done
+        self._obs = obs
+        return obs.copy(), reward, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """Closes the engine (and the worker processes of the ``process`` backend)."""
+        self.engine.close()
+
+
+def make_vec(
+    env_id: str,
+    num_envs: int,
+    *,
+    tasks: Sequence[Task] | None = None,
+    backend: str = "sync",
+    num_workers: int | None = None,
+    autoreset_mode: str | AutoresetMode = "same_step",
+    horizon: int | None = None,
+    start_method: str = "spawn",
+    **env_kwargs: Any,
+) -> TaskVectorEnv:
+    """Makes the vectorized version of a registered task env.
+
+    Args:
+        env_id: a registered id such as ``"metarl/HalfCheetahVel-v0"``.
+        num_envs: number of sub-envs.
+        tasks: optional tasks, one per sub-env (else each sub-env samples its own at first reset).
+        backend: ``"sync"`` (one process) or ``"process"`` (worker processes, shared memory).
+        num_workers: worker processes for the ``process`` backend (default 2).
+        autoreset_mode: ``"same_step"``, ``"next_step"`` or ``"disabled"``.
+        horizon: episode length; defaults to the id's registered ``max_episode_steps``.
+        start_method: multiprocessing start method for the ``process`` backend.
+        **env_kwargs: env constructor options overriding the registered defaults.
+
+    Returns:
+        A :class:`TaskVectorEnv`.
+
+    Example:
+        >>> import numpy as np
+        >>> import envs
+        >>> from envs.vector import make_vec
+        >>> vec = make_vec("metarl/Navigation2D-v0", 4)
+        >>> obs, _ = vec.reset(seed=0)
+        >>> obs.shape
+        (4, 2)
+        >>> vec.close()
+    """
+    info = env_info(env_id)
+    kwargs = {**info.kwargs, **env_kwargs}
+    return TaskVectorEnv(
+        get_engine_class(env_id),
+        num_envs,
+        engine_kwargs=kwargs,
+        horizon=info.max_episode_steps if horizon is None else horizon,
+        autoreset_mode=autoreset_mode,
+        backend=backend,
+        num_workers=num_workers,
+        start_method=start_method,
+        tasks=tasks,
+    )

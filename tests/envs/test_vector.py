@@ -1,0 +1,201 @@
+"""The vectorized task env: autoreset modes, horizons, backends agree, workers fail loudly."""
+
+import time
+
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from envs.vector import TaskVectorEnv, WorkerError
+from tests.helpers.counting_env import CounterEngine, CounterTask
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _vec(n=4, start_noise=1.0, **kwargs):
+    return TaskVectorEnv(CounterEngine, n, engine_kwargs={"start_noise": start_noise}, **kwargs)
+
+
+def _rollout(vec, steps, seed=0):
+    obs, _ = vec.reset(seed=seed)
+    out = [obs]
+    for t in range(steps):
+        actions = np.full((vec.num_envs, 1), 0.1 * (t % 3), dtype=np.float32)
+        obs, reward, term, trunc, infos = vec.step(actions)
+        out += [obs, reward, term, trunc, infos["reward_half_a"]]
+        if "final_obs" in infos:
+            out += [infos["final_obs"], infos["_final_obs"]]
+    return out
+
+
+def test_reset_gives_each_sub_env_its_own_task_and_seed():
+    tasks = [CounterTask(0.1 * i) for i in range(4)]
+    vec = _vec(tasks=tasks, start_noise=1.0)
+    obs, _ = vec.reset(seed=7)
+    expected = [np.random.default_rng(7 + i).uniform() for i in range(4)]
+    np.testing.assert_allclose(obs[:, 0], expected)
+    np.testing.assert_allclose(obs[:, 1], [0.0, 0.1, 0.2, 0.3])
+    assert vec.tasks == tasks
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+
+
+def test_step_values_and_reward_terms_sum_to_reward():
+    vec = _vec(n=2, tasks=[CounterTask(0.5), CounterTask(-0.5)], start_noise=0.0)
+    vec.reset(seed=0)
+    obs, reward, term, trunc, infos = vec.step(np.array([[0.25], [0.0]], dtype=np.float32))
+    np.testing.assert_allclose(obs[:, 0], [0.75, -0.5])
+    np.testing.assert_allclose(reward, [0.75, -0.5])
+    np.testing.assert_allclose(infos["reward_half_a"] + infos["reward_half_b"], reward)
+    assert infos["_reward_half_a"].all()
+    assert not term.any() and not trunc.any()
+
+
+def test_horizon_truncates_and_same_step_autoreset_returns_final_obs():
+    vec = _vec(n=2, tasks=[CounterTask(1.0), CounterTask(1.0)], start_noise=0.0, horizon=3)
+    vec.reset(seed=0)
+    zeros = np.zeros((2, 1), dtype=np.float32)
+    for _ in range(2):
+        _, _, _, trunc, infos = vec.step(zeros)
+        assert not trunc.any() and "final_obs" not in infos
+    obs, _, term, trunc, infos = vec.step(zeros)
+    assert trunc.all() and not term.any()
+    np.testing.assert_allclose(infos["final_obs"][:, 0], [3.0, 3.0])
+    np.testing.assert_allclose(obs[:, 0], [0.0, 0.0])  # already reset, same step
+    obs, *_ = vec.step(zeros)
+    np.testing.assert_allclose(obs[:, 0], [1.0, 1.0])
+
+
+def test_termination_resets_only_the_finished_sub_env():
+    tasks = [CounterTask(1.0, limit=2.0), CounterTask(1.0)]
+    vec = _vec(n=2, tasks=tasks, start_noise=0.0)
+    vec.reset(seed=0)
+    zeros = np.zeros((2, 1), dtype=np.float32)
+    vec.step(zeros)
+    obs, _, term, _, infos = vec.step(zeros)
+    assert term.tolist() == [True, False]
+    assert infos["_final_obs"].tolist() == [True, False]
+    np.testing.assert_allclose(obs[:, 0], [0.0, 2.0])
+
+
+def test_next_step_autoreset_resets_on_the_following_step():
+    vec = _vec(
+        n=1, tasks=[CounterTask(1.0)], start_noise=0.0, horizon=2, autoreset_mode="next_step"
+    )
+    vec.reset(seed=0)
+    zeros = np.zeros((1, 1), dtype=np.float32)
+    vec.step(zeros)
+    obs, _, _, trunc, _ = vec.step(zeros)
+    assert trunc[0] and obs[0, 0] == 2.0
+    obs, reward, term, trunc, _ = vec.step(zeros)
+    assert obs[0, 0] == 0.0 and reward[0] == 0.0 and not term[0] and not trunc[0]
+
+
+def test_disabled_autoreset_requires_masked_reset():
+    vec = _vec(
+        n=2,
+        tasks=[CounterTask(1.0), CounterTask(0.0)],
+        start_noise=0.0,
+        horizon=1,
+        autoreset_mode="disabled",
+    )
+    vec.reset(seed=0)
+    zeros = np.zeros((2, 1), dtype=np.float32)
+    _, _, _, trunc, _ = vec.step(zeros)
+    assert trunc.all()
+    with pytest.raises(RuntimeError, match="autoreset disabled"):
+        vec.step(zeros)
+    obs, _ = vec.reset(options={"reset_mask": np.array([True, True])})
+    np.testing.assert_allclose(obs[:, 0], [0.0, 0.0])
+    vec.step(zeros)
+
+
+def test_set_tasks_validates_and_takes_effect_at_reset():
+    vec = _vec(n=2)
+    with pytest.raises(ValueError, match="'drift'=5.0 is outside the allowed range"):
+        vec.set_tasks([CounterTask(0.0), CounterTask(5.0)])
+    with pytest.raises(ValueError, match="expects 2 tasks"):
+        vec.set_tasks([CounterTask(0.0)])
+    obs, _ = vec.reset(seed=0, options={"tasks": [CounterTask(0.2), CounterTask(0.3)]})
+    np.testing.assert_allclose(obs[:, 1], [0.2, 0.3])
+
+
+def test_untasked_sub_envs_sample_their_own_task_deterministically():
+    a, b = _vec(n=3), _vec(n=3)
+    a.reset(seed=11)
+    b.reset(seed=11)
+    assert a.tasks == b.tasks and len(set(a.tasks)) == 3
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="backend must be"):
+        _vec(backend="threads")
+    with pytest.raises(ValueError, match="autoreset_mode must be one of"):
+        _vec(autoreset_mode="sometimes")
+    with pytest.raises(ValueError, match="horizon must be"):
+        _vec(horizon=0)
+    vec = _vec(n=2)
+    with pytest.raises(RuntimeError, match="call reset"):
+        vec.step(np.zeros((2, 1)))
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions must have shape \(2, 1\)"):
+        vec.step(np.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("mode", ["same_step", "next_step"])
+def test_process_backend_matches_sync_backend(mode):
+    tasks = [CounterTask(0.1 * i, limit=1.5) for i in range(5)]
+    sync = _vec(n=5, tasks=tasks, horizon=4, autoreset_mode=mode)
+    proc = _vec(
+        n=5,
+        tasks=tasks,
+        horizon=4,
+        autoreset_mode=mode,
+        backend="process",
+        num_workers=2,
+        start_method="fork",
+    )
+    try:
+        for x, y in zip(_rollout(sync, 9), _rollout(proc, 9), strict=True):
+            np.testing.assert_array_equal(x, y)
+    finally:
+        proc.close()
+
+
+def test_process_worker_exception_surfaces_quickly():
+    tasks = [CounterTask(0.0), CounterTask(0.0, fail_at_step=2)]
+    vec = _vec(n=2, tasks=tasks, backend="process", num_workers=2, start_method="fork")
+    vec.reset(seed=0)
+    vec.step(np.zeros((2, 1), dtype=np.float32))
+    with pytest.raises(WorkerError, match="failed on purpose"):
+        vec.step(np.zeros((2, 1), dtype=np.float32))
+    vec.close()
+
+
+def test_process_worker_death_surfaces_quickly_and_close_releases_everything():
+    tasks = [CounterTask(0.0), CounterTask(0.0, fail_at_step=1, crash=True)]
+    vec = _vec(n=2, tasks=tasks, backend="process", num_workers=2, start_method="fork")
+    vec.reset(seed=0)
+    procs = list(vec.engine._procs)
+    names = [block.name for block in vec.engine._blocks.values()]
+    start = time.monotonic()
+    with pytest.raises(WorkerError, match=r"died with exit code 3|closed its pipe"):
+        vec.step(np.zeros((2, 1), dtype=np.float32))
+    assert time.monotonic() - start < 10.0
+    vec.close()
+    assert not any(p.is_alive() for p in procs)
+    from multiprocessing import shared_memory
+
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=name)
+
+
+def test_process_backend_with_spawn_starts_and_closes():
+    vec = _vec(n=3, tasks=[CounterTask(0.1)] * 3, backend="process", num_workers=2)
+    obs, _ = vec.reset(seed=3)
+    assert obs.shape == (3, 2)
+    procs = list(vec.engine._procs)
+    vec.close()
+    assert not any(p.is_alive() for p in procs)
+    with pytest.raises(ValueError, match="num_workers=4 exceeds num_envs=3"):
+        _vec(n=3, backend="process", num_workers=4)
