@@ -1,0 +1,176 @@
+"""Helpers shared by the natively batched light engines (numpy only).
+
+Every engine in :mod:`envs.light` steps all of its sub-environments with one numpy computation.
+The only per-sub-environment Python is the draw of one random number from each sub-environment's
+own generator (:func:`draw_uniform`, :func:`draw_standard_normal`), which keeps a sub-environment's
+trajectory independent of how a batch is split across processes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SubEnvStatus",
+    "as_continuous_actions",
+    "as_discrete_actions",
+    "as_indices",
+    "check_positive_int",
+    "check_scalar",
+    "draw_standard_normal",
+    "draw_uniform",
+]
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Checks a constructor argument that must be a positive int.
+
+    Raises:
+        TypeError: if ``value`` is not an int (bools are rejected).
+        ValueError: if ``value`` < 1.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+def check_scalar(
+    name: str, value: Any, low: float, high: float, *, open_low: bool = False
+) -> float:
+    """Checks a constructor argument that must be a finite number in ``[low, high]``.
+
+    Args:
+        name: argument name, used in the error message.
+        value: the value received.
+        low: smallest allowed value.
+        high: largest allowed value.
+        open_low: if True, ``low`` itself is not allowed (the range is ``(low, high]``).
+
+    Raises:
+        TypeError: if ``value`` is not a real number.
+        ValueError: naming the argument, its value and the allowed range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
+    value = float(value)
+    too_low = value <= low if open_low else value < low
+    if not math.isfinite(value) or too_low or value > high:
+        bracket = "(" if open_low else "["
+        raise ValueError(f"{name}={value!r} is outside the allowed range {bracket}{low}, {high}]")
+    return value
+
+
+def as_indices(indices: Sequence[int] | np.ndarray, num_envs: int) -> np.ndarray:
+    """Converts sub-environment indices to a checked ``[m]`` int64 array.
+
+    Raises:
+        ValueError: if ``indices`` is not 1-D integer data or has an entry outside
+            ``[0, num_envs)``.
+    """
+    idx = np.asarray(indices)
+    if idx.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(
+            f"indices must be a 1-D integer array, got dtype {idx.dtype} and shape {idx.shape}"
+        )
+    if idx.min() < 0 or idx.max() >= num_envs:
+        raise ValueError(f"indices must lie in [0, {num_envs}), got {idx.tolist()}")
+    return idx.astype(np.int64, copy=False)
+
+
+def as_continuous_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Checks a batch of continuous actions: numeric, of ``shape``, finite.
+
+    Args:
+        actions: ``[num_envs, action_dim]`` array-like.
+        shape: the expected shape.
+
+    Returns:
+        ``actions`` as an array (no copy when it already is one).
+
+    Raises:
+        ValueError: on a wrong shape, non-numeric data, or NaN/inf entries.
+    """
+    array = np.asarray(actions)
+    if array.shape != shape:
+        raise ValueError(f"actions must have shape {shape}, got shape {array.shape}")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"actions must be numeric, got dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise ValueError("actions contain NaN or inf")
+    return array
+
+
+def as_discrete_actions(actions: Any, num_envs: int, num_actions: int) -> np.ndarray:
+    """Checks a batch of discrete actions: integers of shape ``[num_envs]`` in ``[0, num_actions)``.
+
+    Returns:
+        ``[num_envs]`` int64 array.
+
+    Raises:
+        ValueError: on a wrong shape, non-integer dtype or an out-of-range action.
+    """
+    array = np.asarray(actions)
+    if array.shape != (num_envs,):
+        raise ValueError(f"actions must have shape ({num_envs},), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"actions must be integers, got dtype {array.dtype}")
+    if array.min() < 0 or array.max() >= num_actions:
+        raise ValueError(
+            f"actions must lie in [0, {num_actions}), "
+            f"got values from {array.min()} to {array.max()}"
+        )
+    return array.astype(np.int64, copy=False)
+
+
+def draw_uniform(rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """Draws one U[0, 1) number from each generator.
+
+    Returns:
+        ``[len(rngs)]`` float64 array; entry ``i`` comes from ``rngs[i]`` alone.
+    """
+    return np.array([rng.random() for rng in rngs], dtype=np.float64)
+
+
+def draw_standard_normal(rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """Draws one N(0, 1) number from each generator.
+
+    Returns:
+        ``[len(rngs)]`` float64 array; entry ``i`` comes from ``rngs[i]`` alone.
+    """
+    return np.array([rng.standard_normal() for rng in rngs], dtype=np.float64)
+
+
+class SubEnvStatus:
+    """Which sub-environments have a task and which have been reset at least once.
+
+    Lets ``reset`` sample missing tasks and ``step`` refuse to run before every sub-environment
+    was reset, with O(1) cost in the common case.
+
+    Args:
+        num_envs: number of sub-environments.
+    """
+
+    def __init__(self, num_envs: int) -> None:
+        self.has_task = np.zeros(num_envs, dtype=bool)
+        self.was_reset = np.zeros(num_envs, dtype=bool)
+        self._all_reset = False
+
+    def mark_reset(self, indices: np.ndarray) -> None:
+        """Records that the sub-environments in ``indices`` (``[m]`` int) were reset."""
+        if not self._all_reset:
+            self.was_reset[indices] = True
+            self._all_reset = bool(self.was_reset.all())
+
+    def check_ready(self) -> None:
+        """Raises RuntimeError if some sub-environment was never reset."""
+        if not self._all_reset:
+            missing = np.flatnonzero(~self.was_reset).tolist()
+            raise RuntimeError(f"reset sub-environment(s) {missing} before calling step()")

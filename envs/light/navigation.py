@@ -1,0 +1,219 @@
+"""2D point navigation to a random goal (MAML §5.3), natively batched.
+
+A point starts at the origin and moves by its (clipped) action each step; the reward is the
+negative Euclidean distance to the task's goal, measured after the move; the episode terminates
+when the point is inside a small box around the goal. Definitions follow cbfinn/maml_rl
+``maml_examples/point_env_randgoal.py`` and pytorch-maml-rl ``maml_rl/envs/navigation.py``
+(REFERENCE.md A.3 and D.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, cast
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.light._common import SubEnvStatus, as_continuous_actions, as_indices, check_scalar
+
+__all__ = [
+    "Navigation2DEngine",
+    "Navigation2DEnv",
+    "Navigation2DTask",
+    "Navigation2DTaskDistribution",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Navigation2DTask(Task):
+    """A 2D navigation task.
+
+    Attributes:
+        goal: goal position ``(x, y)``.
+    """
+
+    family: ClassVar[str] = "navigation2d"
+    goal: tuple[float, float]
+
+
+class Navigation2DTaskDistribution(TaskDistribution):
+    """Goals uniform on the square ``[low, high]^2`` (MAML: ``[-0.5, 0.5]^2``).
+
+    Args:
+        low: lower bound of each goal coordinate.
+        high: upper bound of each goal coordinate (> ``low``).
+        num_train_tasks: size of a fixed training set, or None (MAML draws fresh goals).
+        num_test_tasks: size of a fixed test set, or None.
+        split_seed: seed of the generator that draws the fixed sets.
+
+    Raises:
+        TypeError: if ``low`` or ``high`` is not a number.
+        ValueError: if a bound is not finite or ``low >= high``.
+    """
+
+    task_type: ClassVar[type[Task]] = Navigation2DTask
+
+    def __init__(
+        self,
+        low: float = -0.5,
+        high: float = 0.5,
+        *,
+        num_train_tasks: int | None = None,
+        num_test_tasks: int | None = None,
+        split_seed: int = 1337,
+    ) -> None:
+        super().__init__(
+            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
+        )
+        self.low = check_scalar("low", low, -np.inf, np.inf)
+        self.high = check_scalar("high", high, -np.inf, np.inf)
+        if self.low >= self.high:
+            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}")
+
+    def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
+        goals = rng.uniform(self.low, self.high, size=(n, 2))
+        return [Navigation2DTask(goal=(float(x), float(y))) for x, y in goals]
+
+    def validate(self, task: Task) -> None:
+        """Checks that ``task`` is a :class:`Navigation2DTask` with a goal inside the square.
+
+        Raises:
+            TypeError: if ``task`` is not a :class:`Navigation2DTask`.
+            ValueError: if the goal is not 2-D or lies outside ``[low, high]^2``.
+        """
+        self._check_type(task)
+        check_vector("goal", cast(Navigation2DTask, task).goal, (2,), self.low, self.high)
+
+    def describe(self) -> dict[str, str]:
+        """Returns the range of each task parameter."""
+        return {"goal": f"2-D goal position, uniform on [{self.low}, {self.high}]^2"}
+
+
+class Navigation2DEngine(BatchedTaskEngine):
+    """Steps ``num_envs`` 2D point-navigation sub-environments with one numpy computation.
+
+    * observation: the point's position ``(x, y)``, ``[2]`` float32; every episode starts at (0, 0);
+    * action: a 2-D velocity, clipped to ``[-max_action, max_action]`` per coordinate;
+    * dynamics: ``position += clipped action``;
+    * reward: ``reward_distance = -||position - goal||_2`` after the move (unsquared, as in all
+      released code; the MAML paper's text says "squared", REFERENCE.md D.4);
+    * termination: ``|dx| < success_radius and |dy| < success_radius`` (a box, not a disc);
+      the horizon (100) comes from registration.
+
+    Positions are kept in float64; observations are float32 copies. ``step`` returns fresh arrays
+    the caller may keep.
+
+    Args:
+        num_envs: number of sub-environments.
+        low: lower bound of each goal coordinate.
+        high: upper bound of each goal coordinate.
+        max_action: the largest velocity per coordinate (> 0); also the action-space bound.
+        success_radius: half-width of the termination box around the goal (>= 0; 0 never ends).
+    """
+
+    distribution_cls: ClassVar[type[TaskDistribution]] = Navigation2DTaskDistribution
+    reward_terms: tuple[str, ...] = ("reward_distance",)
+    extra_keys: tuple[str, ...] = ("distance",)
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        low: float = -0.5,
+        high: float = 0.5,
+        max_action: float = 0.1,
+        success_radius: float = 0.01,
+    ) -> None:
+        super().__init__(num_envs, Navigation2DTaskDistribution(low=low, high=high))
+        self.max_action = check_scalar("max_action", max_action, 0.0, np.inf, open_low=True)
+        self.success_radius = check_scalar("success_radius", success_radius, 0.0, np.inf)
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Box(
+            -self.max_action, self.max_action, shape=(2,), dtype=np.float32
+        )
+        self._status = SubEnvStatus(num_envs)
+        self._goal = np.zeros((num_envs, 2))
+        self._position = np.zeros((num_envs, 2))
+        self._move = np.zeros((num_envs, 2))
+        self._delta = np.zeros((num_envs, 2))
+
+    @property
+    def position(self) -> np.ndarray:
+        """Current positions, ``[num_envs, 2]`` float64 (a copy)."""
+        return self._position.copy()
+
+    def _apply_tasks(self, indices: np.ndarray) -> None:
+        tasks = [cast(Navigation2DTask, self.tasks[int(i)]) for i in indices]
+        if not tasks:
+            return
+        self._goal[indices] = [task.goal for task in tasks]
+        self._status.has_task[indices] = True
+
+    def reset(self, indices: np.ndarray) -> np.ndarray:
+        """Puts the listed sub-environments at the origin (sampling a task where none is set).
+
+        Args:
+            indices: ``[m]`` int array of sub-environment indices.
+
+        Returns:
+            ``[m, 2]`` float32 observations (all zeros).
+        """
+        idx = as_indices(indices, self.num_envs)
+        if not self._status.has_task[idx].all():
+            self.ensure_tasks(idx)
+        self._position[idx] = 0.0
+        self._status.mark_reset(idx)
+        return self._position[idx].astype(np.float32)
+
+    def step(self, actions: np.ndarray) -> EngineStep:
+        """Moves every point by its clipped action.
+
+        Args:
+            actions: ``[num_envs, 2]`` velocities (any float dtype; clipped here).
+
+        Returns:
+            An :class:`~envs.core.EngineStep` with ``obs`` ``[num_envs, 2]`` float32, ``reward``
+            and ``reward_terms["reward_distance"]`` ``[num_envs]`` float64, ``terminated``
+            ``[num_envs]`` bool, and ``extras["distance"]`` ``[num_envs]`` float64.
+
+        Raises:
+            ValueError: if ``actions`` has the wrong shape or non-finite entries.
+            RuntimeError: if some sub-environment was never reset.
+        """
+        self._status.check_ready()
+        batch = as_continuous_actions(actions, self._move.shape)
+        np.clip(batch, -self.max_action, self.max_action, out=self._move)
+        self._position += self._move
+        np.subtract(self._position, self._goal, out=self._delta)
+        distance = np.hypot(self._delta[:, 0], self._delta[:, 1])
+        np.abs(self._delta, out=self._delta)
+        terminated = (self._delta < self.success_radius).all(axis=1)
+        reward_distance = -distance
+        return EngineStep(
+            obs=self._position.astype(np.float32),
+            reward=reward_distance.copy(),
+            terminated=terminated,
+            reward_terms={"reward_distance": reward_distance},
+            extras={"distance": distance},
+        )
+
+
+class Navigation2DEnv(TaskEnv):
+    """Gymnasium env ``metarl/Navigation2D-v0``: one sub-environment of :class:`Navigation2DEngine`.
+
+    Keyword arguments (``low``, ``high``, ``max_action``, ``success_radius``) go to the engine.
+
+    Example:
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/Navigation2D-v0")
+        >>> task = Navigation2DTask(goal=(0.2, 0.0))
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
+        >>> round(reward, 6), round(info["reward_distance"], 6)
+        (-0.1, -0.1)
+    """
+
+    engine_cls: ClassVar[type[BatchedTaskEngine]] = Navigation2DEngine
