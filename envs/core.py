@@ -133,7 +133,12 @@ def check_vector(
         raise ValueError(
             f"task parameter {name!r} must have shape {shape}, got shape {array.shape}"
         )
-    if not np.all(np.isfinite(array)) or np.any(array < low) or np.any(array > high):
+    if not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"task parameter {name!r}={np.array2string(array, precision=4, threshold=8)} "
+            "must be finite"
+        )
+    if np.any(array < low) or np.any(array > high):
         raise ValueError(
             f"task parameter {name!r}={np.array2string(array, precision=4, threshold=8)} "
             f"has entries outside the allowed range [{low}, {high}]"
