@@ -114,7 +114,7 @@ def test_bad_tasks_and_arguments_raise_clear_errors():
         distribution.validate(TabularMDPTask(reward_means=MEANS[:2], transitions=STAY_OR_NEXT))
     with pytest.raises(ValueError, match=r"'transitions' must have shape \(3, 2, 3\)"):
         distribution.validate(TabularMDPTask(reward_means=MEANS, transitions=STAY_OR_NEXT[:2]))
-    with pytest.raises(ValueError, match=r"(?s)'reward_means'.*allowed range"):
+    with pytest.raises(ValueError, match=r"(?s)'reward_means'.*must be finite"):
         bad = ((float("inf"), 0.0),) + MEANS[1:]
         distribution.validate(TabularMDPTask(reward_means=bad, transitions=STAY_OR_NEXT))
     not_summing = ((((0.5, 0.4, 0.0),) + STAY_OR_NEXT[0][1:]),) + STAY_OR_NEXT[1:]

@@ -1,0 +1,365 @@
+"""Run directories, non-finite-loss guards and the progress bar.
+
+A run directory holds everything a run produces::
+
+    <run_dir>/config.yaml          resolved config (written by `open_run`)
+    <run_dir>/metrics.csv          step,key,value rows (`metarl.logger.CSVLogger`)
+    <run_dir>/tensorboard/         TensorBoard event files
+    <run_dir>/checkpoints/         checkpoint_<iteration:08d>.pt, newest `keep_checkpoints` kept
+    <run_dir>/eval/                evaluation JSON/CSV/PNG (`metarl.evaluation`)
+
+A driver loop uses it like this (the checkpoint's ``"iteration"`` is the number of completed
+outer iterations, and metrics of iteration ``i`` are logged at step ``i``)::
+
+    with open_run_from_config(cfg, cfg.run) as run:
+        state = run.load_latest_checkpoint()
+        start = 0 if state is None else state["iteration"]
+        enabled = None if cfg.run.progress else False  # None: only on a terminal, outside CI.
+        bar = progress_bar(range(start, num_iterations), enabled=enabled)
+        for iteration in bar:
+            ...
+            check_finite(iteration, outer_loss=loss)   # raises before a bad checkpoint is saved
+            bar.set_postfix(run.logger.log(iteration, {"train/outer_loss": loss}), refresh=False)
+            run.save_checkpoint(iteration + 1, {...})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from metarl import checkpoint as ckpt
+from metarl.config import RunConfig, config_to_dict, load_yaml, save_config
+from metarl.logger import CSVLogger, Logger, MultiLogger, TensorBoardLogger
+
+__all__ = [
+    "NonFiniteLossError",
+    "Run",
+    "RunDirExistsError",
+    "check_finite",
+    "open_run",
+    "open_run_from_config",
+    "progress_bar",
+    "progress_enabled",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Backend = Literal["tensorboard", "csv"]
+
+
+class RunDirExistsError(FileExistsError):
+    """The run directory already holds a run and ``resume`` was not requested."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or metric became NaN or infinite.
+
+    Attributes:
+        step: The step at which it happened.
+        name: The quantity's name.
+        value: Its value (a float, or None for a multi-element tensor).
+    """
+
+    def __init__(self, step: int, name: str, value: float | None) -> None:
+        self.step, self.name, self.value = step, name, value
+        shown = "" if value is None else f" = {value}"
+        super().__init__(
+            f"non-finite {name}{shown} at step {step}; no checkpoint was written after it, so the "
+            "latest checkpoint is the last good state"
+        )
+
+
+def check_finite(step: int, **scalars: float | np.ndarray | torch.Tensor) -> None:
+    """Raise if any quantity is NaN or infinite (arrays and tensors: any element).
+
+    Call it before saving a checkpoint, so the last checkpoint on disk stays the last good state.
+    Tensor checks are gathered so that each device syncs once, however many tensors are passed.
+
+    Args:
+        step: The current step, named in the error.
+        **scalars: Quantities to check, by name (e.g. ``outer_loss=loss, kl=kl``; a metric key
+            with a slash can be passed as ``**{"train/loss": loss}``).
+
+    Raises:
+        NonFiniteLossError: Naming the first non-finite quantity, its value and the step.
+    """
+    tensor_names = [name for name, value in scalars.items() if isinstance(value, torch.Tensor)]
+    finite: dict[str, bool] = {}
+    by_device: dict[torch.device, list[str]] = {}
+    for name in tensor_names:
+        by_device.setdefault(scalars[name].device, []).append(name)
+    for names in by_device.values():
+        flags = torch.stack([torch.isfinite(scalars[n].detach()).all() for n in names]).tolist()
+        finite.update(zip(names, flags, strict=True))
+    for name, value in scalars.items():
+        if name in finite:
+            if not finite[name]:
+                tensor = scalars[name]
+                shown = float(tensor.detach().reshape(())) if tensor.numel() == 1 else None
+                raise NonFiniteLossError(step, name, shown)
+        elif not np.isfinite(value).all():
+            array = np.asarray(value)
+            shown = float(array.reshape(())) if array.size == 1 else None
+            raise NonFiniteLossError(step, name, shown)
+
+
+# --------------------------------------------------------------------------------------------------
+# Run directory
+# --------------------------------------------------------------------------------------------------
+
+CONFIG_FILENAME = "config.yaml"
+CSV_FILENAME = "metrics.csv"
+TENSORBOARD_DIRNAME = "tensorboard"
+EVAL_DIRNAME = "eval"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """An open run directory: paths, the metric logger and checkpoint saving.
+
+    Create it with `open_run`; close it (or use it as a context manager) to flush the logger.
+
+    Attributes:
+        run_dir: The run directory.
+        logger: Fan-out logger over the requested backends.
+        keep_checkpoints: Number of newest checkpoints kept on disk.
+        resumed_from: Latest checkpoint found when the run was opened with ``resume=True``.
+    """
+
+    run_dir: Path
+    logger: Logger
+    keep_checkpoints: int = 3
+    resumed_from: Path | None = None
+
+    @property
+    def config_path(self) -> Path:
+        """The resolved config file."""
+        return self.run_dir / CONFIG_FILENAME
+
+    @property
+    def csv_path(self) -> Path:
+        """The CSV metrics file."""
+        return self.run_dir / CSV_FILENAME
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """The TensorBoard event directory."""
+        return self.run_dir / TENSORBOARD_DIRNAME
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The checkpoint directory."""
+        return ckpt.checkpoint_dir(self.run_dir)
+
+    @property
+    def eval_dir(self) -> Path:
+        """The directory for evaluation results."""
+        return self.run_dir / EVAL_DIRNAME
+
+    def save_checkpoint(self, iteration: int, state: Mapping[str, Any]) -> Path:
+        """Save ``{**state, "iteration": iteration}`` atomically, then drop old checkpoints.
+
+        Args:
+            iteration: Number of completed outer iterations (the step a resume starts at).
+            state: Parameters, optimiser state, ``capture_rng_state()`` output, ...
+
+        Returns:
+            The checkpoint path.
+
+        Raises:
+            ValueError: If ``state`` holds a different ``"iteration"``.
+        """
+        if "iteration" in state and state["iteration"] != iteration:
+            raise ValueError(
+                f"state['iteration'] = {state['iteration']!r} disagrees with iteration={iteration}"
+            )
+        path = ckpt.save_checkpoint(
+            ckpt.checkpoint_path(self.run_dir, iteration), {**state, "iteration": iteration}
+        )
+        ckpt.rotate_checkpoints(self.run_dir, self.keep_checkpoints)
+        return path
+
+    def latest_checkpoint(self) -> Path | None:
+        """Return the newest checkpoint path, or None."""
+        return ckpt.latest_checkpoint(self.run_dir)
+
+    def load_latest_checkpoint(
+        self, map_location: str | torch.device | None = None
+    ) -> dict[str, Any] | None:
+        """Load the newest checkpoint (``weights_only=True``), or return None if there is none.
+
+        Args:
+            map_location: Device to load tensors onto.
+
+        Returns:
+            The checkpoint state, or None.
+        """
+        path = self.latest_checkpoint()
+        return None if path is None else ckpt.load_checkpoint(path, map_location=map_location)
+
+    def close(self) -> None:
+        """Flush and close the logger."""
+        self.logger.close()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in dict.fromkeys([*old, *new]):
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            lines += _config_differences(old.get(key), new.get(key), dotted)
+        return lines
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def _prepare_run_dir(run_dir: Path, config: Any, resume: bool) -> None:
+    """Refuse to clobber an existing run, warn about config changes on resume, write the config."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"run_dir {run_dir} exists and is not a directory")
+    occupied = run_dir.is_dir() and any(run_dir.iterdir())
+    if occupied and not resume:
+        raise RunDirExistsError(
+            f"run_dir {run_dir} already holds a run; pass resume=True (run.resume=true) to "
+            "continue it, or choose another run_dir"
+        )
+    config_path = run_dir / CONFIG_FILENAME
+    if resume and config_path.is_file():
+        old = load_yaml(config_path.read_text(encoding="utf-8"))
+        changes = _config_differences(old, config_to_dict(config))
+        if changes:
+            logger.warning("resuming %s with a changed config: %s", run_dir, "; ".join(changes))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, config_path)
+
+
+def open_run(
+    run_dir: str | os.PathLike[str],
+    config: Any,
+    *,
+    resume: bool = False,
+    log_backends: Sequence[Backend] = ("tensorboard", "csv"),
+    keep_checkpoints: int = 3,
+) -> Run:
+    """Create (or, with ``resume``, reopen) a run directory and open its logger.
+
+    Writes the resolved config to ``config.yaml``. When resuming from a checkpoint of iteration
+    ``k``, metrics the interrupted process logged at steps ``>= k`` are purged from the CSV and
+    hidden in TensorBoard, so the resumed run's curves have no duplicated steps.
+
+    Args:
+        run_dir: The run directory.
+        config: The resolved config dataclass.
+        resume: Continue an existing run; an empty or missing ``run_dir`` starts a new one.
+        log_backends: Metric writers to open.
+        keep_checkpoints: Number of newest checkpoints kept on disk, >= 1.
+
+    Returns:
+        The open run.
+
+    Raises:
+        RunDirExistsError: If ``run_dir`` is non-empty and ``resume`` is False.
+        ValueError: If a backend name is unknown or ``keep_checkpoints`` < 1.
+    """
+    run_dir = Path(run_dir)
+    unknown = [b for b in log_backends if b not in ("tensorboard", "csv")]
+    if unknown:
+        raise ValueError(f"log_backends must be 'tensorboard' or 'csv', got {unknown}")
+    if keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
+    _prepare_run_dir(run_dir, config, resume)
+    latest = ckpt.latest_checkpoint(run_dir) if resume else None
+    # Metrics logged after the latest checkpoint (all of them, if there is none) will be logged
+    # again by the resumed process.
+    purge_from = None
+    if resume:
+        purge_from = 0 if latest is None else ckpt.checkpoint_iteration(latest)
+        logger.info("resuming %s at iteration %d (checkpoint: %s)", run_dir, purge_from, latest)
+    loggers: list[Logger] = []
+    if "csv" in log_backends:
+        loggers.append(CSVLogger(run_dir / CSV_FILENAME, purge_from=purge_from))
+    if "tensorboard" in log_backends:
+        loggers.append(TensorBoardLogger(run_dir / TENSORBOARD_DIRNAME, purge_from=purge_from))
+    return Run(run_dir, MultiLogger(loggers), keep_checkpoints, resumed_from=latest)
+
+
+def open_run_from_config(config: Any, run_config: RunConfig) -> Run:
+    """Open the run described by a config's run section.
+
+    Args:
+        config: The resolved config, written to ``config.yaml``.
+        run_config: Its run section (``config.run``): run_dir, resume, log_backends and
+            keep_checkpoints are used.
+
+    Returns:
+        The open run.
+    """
+    return open_run(
+        run_config.run_dir,
+        config,
+        resume=run_config.resume,
+        log_backends=run_config.log_backends,
+        keep_checkpoints=run_config.keep_checkpoints,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Progress bar
+# --------------------------------------------------------------------------------------------------
+
+
+def progress_enabled() -> bool:
+    """Return whether a live progress bar makes sense: stderr is a terminal and ``CI`` is unset.
+
+    Returns:
+        True for an interactive terminal outside CI.
+    """
+    ci = os.environ.get("CI", "").strip().lower()
+    return sys.stderr.isatty() and ci in ("", "0", "false")
+
+
+def progress_bar(
+    iterable: Iterable[T],
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    enabled: bool | None = None,
+) -> tqdm:
+    """Wrap an iterable in a tqdm bar for the driver loop.
+
+    Show live metrics with ``bar.set_postfix(run.logger.log(step, metrics), refresh=False)``:
+    `Logger.log` returns the values it converted, so the bar costs no extra device sync.
+
+    Args:
+        iterable: What the driver loop iterates over (e.g. ``range(start, num_iterations)``).
+        total: Number of items, if ``iterable`` has no ``len``.
+        desc: Label shown before the bar.
+        enabled: Force the bar on or off; None decides with `progress_enabled`.
+
+    Returns:
+        The tqdm iterator (a silent pass-through when disabled).
+    """
+    show = progress_enabled() if enabled is None else enabled
+    return tqdm(iterable, total=total, desc=desc, disable=not show, dynamic_ncols=True)
