@@ -297,7 +297,8 @@ class BatchedTaskEngine(abc.ABC):
         The engine's own keyword arguments may be passed whole: the ones that are parameters of
         :attr:`distribution_cls` are used, the rest ignored.
         """
-        params = inspect.signature(cls.distribution_cls.__init__).parameters
+        params = set(inspect.signature(cls.distribution_cls.__init__).parameters)
+        params |= set(inspect.signature(TaskDistribution.__init__).parameters)
         return cls.distribution_cls(**{k: v for k, v in kwargs.items() if k in params})
 
     def __init__(self, num_envs: int, distribution: TaskDistribution) -> None:

@@ -1,0 +1,399 @@
+"""The shared batched MuJoCo engine: ``num_envs`` MjData stepped in one tight loop.
+
+Every MuJoCo task engine in :mod:`envs.mujoco` derives from :class:`MujocoEngine`. It loads a
+gymnasium v5 model XML from gymnasium's own assets folder, keeps one ``MjModel`` (one per
+sub-environment only for engines whose task changes the model) and one ``MjData`` per
+sub-environment. :meth:`MujocoEngine.step` writes each action into ``ctrl``, calls
+``mujoco.mj_step(m, d, nstep=frame_skip)`` (and ``mj_rnePostConstraint`` where contact forces are
+needed, as gymnasium v5 does), then copies the MjData fields the task needs into preallocated
+``[num_envs, ...]`` buffers; subclasses compute observations, every reward term and termination
+once for the whole batch in numpy from those buffers (:meth:`MujocoEngine._evaluate`).
+
+Actions are not clipped, as in gymnasium v5: MuJoCo clamps ``ctrl`` to ``ctrlrange`` (every model
+here has ``ctrllimited``), while the control cost is computed on the action as given.
+
+Only MuJoCo API available in MuJoCo 3.3 is used (``MjModel.from_xml_path``, ``MjData``,
+``mj_step``, ``mj_forward``, ``mj_resetData``, ``mj_rnePostConstraint``, ``mj_setConst``).
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium.envs.mujoco
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
+
+__all__ = ["ASSETS_DIR", "FieldGetter", "MujocoEngine", "check_number", "resolve_xml"]
+
+#: gymnasium's MuJoCo assets folder (half_cheetah.xml, ant.xml, hopper.xml, walker2d_v5.xml, ...).
+ASSETS_DIR = Path(gymnasium.envs.mujoco.__file__).parent / "assets"
+
+#: Returns, for one MjData, the view of the field an engine copies into its batch buffers.
+FieldGetter = Callable[[mujoco.MjData], np.ndarray]
+
+
+def resolve_xml(xml_file: str) -> Path:
+    """Returns the path of a model XML: a name in gymnasium's assets folder, or a path.
+
+    Raises:
+        ValueError: if the file does not exist.
+    """
+    path = Path(xml_file)
+    if not path.is_absolute():
+        path = ASSETS_DIR / path
+    if not path.is_file():
+        raise ValueError(
+            f"xml_file={xml_file!r}: no such model file (names are looked up in {ASSETS_DIR})"
+        )
+    return path
+
+
+def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
+    """Checks that a constructor argument is a finite real number in ``[low, high]``.
+
+    Raises:
+        TypeError: if ``value`` is not a real number.
+        ValueError: naming the argument, its value and the allowed range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name}={value!r} is outside the allowed range [{low}, {high}]")
+    return value
+
+
+def check_interval(name: str, value: Any) -> tuple[float, float]:
+    """Checks a ``(low, high)`` pair with ``low <= high`` (infinite bounds allowed).
+
+    Raises:
+        ValueError: naming the argument and its value.
+    """
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair (low, high) of numbers, got {value!r}") from None
+    if math.isnan(low) or math.isnan(high) or low > high:
+        raise ValueError(f"{name}={value!r} must satisfy low <= high")
+    return low, high
+
+
+class MujocoEngine(BatchedTaskEngine):
+    """Steps ``num_envs`` MuJoCo simulations of one model, each with its own task.
+
+    Subclasses pass the MjData fields they need (``qpos`` and ``qvel`` are always copied) and
+    implement :meth:`_load_task` (copy one sub-env's task into the batched task arrays or its
+    model), :meth:`_observe` and :meth:`_evaluate`. After every reset and step, ``self.state[name]``
+    holds field ``name`` of every sub-env as a ``[num_envs, *field_shape]`` float64 array, and
+    ``self.previous[name]`` holds, for the fields listed in ``track_previous``, the values before
+    the last step.
+
+    A task set with :meth:`set_tasks` takes effect at the sub-environment's next :meth:`reset`.
+
+    Args:
+        num_envs: number of sub-environments.
+        xml_file: model XML, a name in gymnasium's assets folder or a path.
+        frame_skip: MuJoCo steps per env step (``dt = timestep * frame_skip``).
+        reset_noise_scale: half-width of the uniform ``qpos`` reset noise; scale of the ``qvel``
+            reset noise (see ``qvel_noise``).
+        qvel_noise: ``"normal"``: ``qvel = scale * N(0, 1)`` (gymnasium v5 HalfCheetah, Ant);
+            ``"uniform"``: ``qvel = U(-scale, scale)`` (v5 Hopper, Walker2d).
+        fields: extra MjData fields to copy after each step, name -> getter of the view.
+        track_previous: names of fields whose pre-step values are kept in ``self.previous``.
+        post_constraint: call ``mj_rnePostConstraint`` after each step (fills ``cfrc_ext``).
+        per_env_model: give each sub-environment its own copy of the MjModel.
+        action_scale: None: actions are the controls, as in gymnasium v5 (``Box(ctrlrange)``, not
+            clipped). A number ``s``: the policy acts in ``Box(-s, s)`` and each action is clipped
+            and mapped linearly onto ``ctrlrange`` (``a / s`` for these models), as
+            pytorch-maml-rl's ``NormalizedActionWrapper(scale=10)``, garage's
+            ``expected_action_scale=10`` and ProMP's ``normalization_scale=10`` do (REFERENCE
+            D.8); the control cost is then on the mapped action, as there.
+        task_kwargs: arguments of the task distribution (merged over
+            :attr:`distribution_defaults`); unknown names raise TypeError.
+
+    Raises:
+        TypeError: if a task-distribution argument is unknown.
+        ValueError: if an argument is out of range.
+    """
+
+    distribution_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        xml_file: str,
+        frame_skip: int,
+        reset_noise_scale: float,
+        qvel_noise: str,
+        fields: Mapping[str, FieldGetter] | None = None,
+        track_previous: Sequence[str] = ("qpos",),
+        post_constraint: bool = False,
+        per_env_model: bool = False,
+        action_scale: float | None = None,
+        task_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(num_envs, self._build_distribution(dict(task_kwargs or {})))
+        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
+            raise ValueError(f"frame_skip must be a positive int, got {frame_skip!r}")
+        if qvel_noise not in ("normal", "uniform"):
+            raise ValueError(f"qvel_noise must be 'normal' or 'uniform', got {qvel_noise!r}")
+        self.xml_path = resolve_xml(xml_file)
+        self.frame_skip = frame_skip
+        self.reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, 0.0)
+        self._qvel_noise = qvel_noise
+        self._post_constraint = bool(post_constraint)
+        model = mujoco.MjModel.from_xml_path(str(self.xml_path))
+        self.model = model
+        self._models = [_copy_model(model) if per_env_model else model for _ in range(num_envs)]
+        self._datas = [mujoco.MjData(m) for m in self._models]
+        self.init_qpos = self._datas[0].qpos.copy()
+        self.init_qvel = self._datas[0].qvel.copy()
+        self.dt = float(model.opt.timestep) * frame_skip
+        self._ctrls = [d.ctrl for d in self._datas]
+        getters: dict[str, FieldGetter] = {"qpos": lambda d: d.qpos, "qvel": lambda d: d.qvel}
+        getters.update(fields or {})
+        self.state: dict[str, np.ndarray] = {}
+        self._sources: dict[str, list[np.ndarray]] = {}
+        for name, getter in getters.items():
+            views = [getter(d) for d in self._datas]
+            if not all(v.flags.c_contiguous and v.dtype == np.float64 for v in views):
+                # The batched copy reads flat views; a copy would silently freeze the values.
+                raise ValueError(f"field {name!r} must be a contiguous float64 view of MjData")
+            self.state[name] = np.zeros((num_envs, *views[0].shape), dtype=np.float64)
+            self._sources[name] = views
+        self._flat = [
+            (self.state[name].reshape(-1), [v.reshape(-1) for v in views])
+            for name, views in self._sources.items()
+        ]
+        self.previous = {name: self.state[name].copy() for name in track_previous}
+        self._ready = np.zeros(num_envs, dtype=bool)
+        self._ctrl_low, self._ctrl_high = model.actuator_ctrlrange.T.copy()
+        if action_scale is None:
+            self.action_scale = None
+            low, high = self._ctrl_low, self._ctrl_high
+        else:
+            self.action_scale = check_number("action_scale", action_scale, 0.0)
+            if self.action_scale == 0.0:
+                raise ValueError("action_scale must be positive or None, got 0.0")
+            low, high = -np.full(model.nu, self.action_scale), np.full(model.nu, self.action_scale)
+        self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32))
+
+    # ----------------------------------------------------------------------------- construction
+    @classmethod
+    def distribution_arguments(cls) -> set[str]:
+        """Returns the names the task distribution accepts (its own and TaskDistribution's)."""
+        names = set()
+        for klass in (cls.distribution_cls, TaskDistribution):
+            params = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return names - {"self"}
+
+    @classmethod
+    def make_distribution(cls, **kwargs: Any) -> TaskDistribution:
+        """Builds the task distribution from those of ``kwargs`` that configure it.
+
+        Unlike the base method, arguments the distribution forwards to
+        :class:`~envs.core.TaskDistribution` (``num_train_tasks``, ``num_test_tasks``,
+        ``split_seed``) are kept. The engine's :attr:`distribution_defaults` (e.g. AntVel's
+        ``high=3.0``) apply unless overridden; other keyword arguments are ignored.
+        """
+        accepted = cls.distribution_arguments()
+        chosen = {k: v for k, v in kwargs.items() if k in accepted}
+        return cls.distribution_cls(**{**cls.distribution_defaults, **chosen})
+
+    @classmethod
+    def engine_arguments(cls) -> list[str]:
+        """Returns the names of the engine's own keyword arguments (along its class chain)."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if klass is MujocoEngine:
+                break
+            if "__init__" in vars(klass):
+                for name, param in inspect.signature(klass.__init__).parameters.items():
+                    if param.kind is param.KEYWORD_ONLY and name not in names:
+                        names.append(name)
+        return names
+
+    @classmethod
+    def _build_distribution(cls, task_kwargs: dict[str, Any]) -> TaskDistribution:
+        accepted = cls.distribution_arguments()
+        unknown = sorted(set(task_kwargs) - accepted)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__} got unknown argument(s) {unknown}; engine arguments: "
+                f"{cls.engine_arguments()}; task-distribution arguments "
+                f"({cls.distribution_cls.__name__}): {sorted(accepted)}"
+            )
+        return cls.distribution_cls(**{**cls.distribution_defaults, **task_kwargs})
+
+    @property
+    def models(self) -> tuple[mujoco.MjModel, ...]:
+        """The MjModel of each sub-environment (the same object unless the task changes it)."""
+        return tuple(self._models)
+
+    @property
+    def datas(self) -> tuple[mujoco.MjData, ...]:
+        """The MjData of each sub-environment (for inspection; use :meth:`set_state` to write)."""
+        return tuple(self._datas)
+
+    # ------------------------------------------------------------------------------ task hooks
+    def _apply_tasks(self, indices: np.ndarray) -> None:
+        """Tasks are loaded at the sub-environment's next reset (see :meth:`reset`)."""
+
+    @abc.abstractmethod
+    def _load_task(self, index: int, task: Task) -> None:
+        """Copies sub-env ``index``'s task into the engine's task arrays (or its model)."""
+
+    @abc.abstractmethod
+    def _observe(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Returns the observations ``[m, obs_dim]`` of sub-envs ``rows`` from ``self.state``."""
+
+    @abc.abstractmethod
+    def _evaluate(self, actions: np.ndarray) -> EngineStep:
+        """Computes the batch's observations, reward terms and termination after a step.
+
+        Args:
+            actions: ``[num_envs, action_dim]`` float64 actions as given to :meth:`step`.
+        """
+
+    # ------------------------------------------------------------------------------ reset/step
+    def reset(self, indices: np.ndarray) -> np.ndarray:
+        """Resets the listed sub-environments with gymnasium v5's reset noise.
+
+        ``qpos = qpos0 + U(-s, s)`` and ``qvel = s * N(0, 1)`` or ``U(-s, s)`` (``s`` =
+        ``reset_noise_scale``), drawn from the sub-environment's own generator in gymnasium v5's
+        order, so a seeded sub-env starts where the v5 env reset with the same seed starts.
+
+        Args:
+            indices: ``[m]`` int array of sub-environment indices.
+
+        Returns:
+            ``[m, obs_dim]`` float64 observations.
+        """
+        idx = self._check_indices(indices)
+        self.ensure_tasks(idx)
+        scale = self.reset_noise_scale
+        for i in idx.tolist():
+            self._load_task(i, self.tasks[i])  # type: ignore[arg-type]
+            model, data, rng = self._models[i], self._datas[i], self.rngs[i]
+            mujoco.mj_resetData(model, data)
+            qpos = self.init_qpos + rng.uniform(low=-scale, high=scale, size=model.nq)
+            if self._qvel_noise == "normal":
+                qvel = self.init_qvel + scale * rng.standard_normal(model.nv)
+            else:
+                qvel = self.init_qvel + rng.uniform(low=-scale, high=scale, size=model.nv)
+            self._write_state(i, qpos, qvel)
+        self._ready[idx] = True
+        return self._observe(idx)
+
+    def set_state(self, index: int, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
+        """Puts sub-environment ``index`` into a given state (for scripted starts and tests).
+
+        Args:
+            index: the sub-environment.
+            qpos: ``[nq]`` joint positions.
+            qvel: ``[nv]`` joint velocities.
+
+        Returns:
+            ``[obs_dim]`` the observation of that state.
+        """
+        model = self._models[index]
+        qpos = np.asarray(qpos, dtype=np.float64)
+        qvel = np.asarray(qvel, dtype=np.float64)
+        if qpos.shape != (model.nq,) or qvel.shape != (model.nv,):
+            raise ValueError(
+                f"qpos/qvel must have shapes ({model.nq},)/({model.nv},), "
+                f"got {qpos.shape}/{qvel.shape}"
+            )
+        if self.tasks[index] is None:
+            raise RuntimeError(f"reset sub-environment {index} before set_state")
+        self._write_state(index, qpos, qvel)
+        return self._observe(np.asarray([index]))[0]
+
+    def _write_state(self, i: int, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        data = self._datas[i]
+        data.qpos[:] = qpos
+        data.qvel[:] = qvel
+        mujoco.mj_forward(self._models[i], data)
+        for name, views in self._sources.items():
+            self.state[name][i] = views[i]
+
+    def step(self, actions: np.ndarray) -> EngineStep:
+        """Steps every sub-environment by ``frame_skip`` MuJoCo steps.
+
+        Args:
+            actions: ``[num_envs, action_dim]`` actions (with ``action_scale=None`` not clipped:
+                MuJoCo clamps ``ctrl`` to ``ctrlrange``).
+
+        Returns:
+            The batch's observations, rewards, terminations, reward terms and extras.
+        """
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.num_envs, *self.action_space.shape):
+            raise ValueError(
+                f"actions must have shape {(self.num_envs, *self.action_space.shape)}, "
+                f"got {actions.shape}"
+            )
+        if not self._ready.all():
+            raise RuntimeError(
+                f"reset sub-environments {np.flatnonzero(~self._ready).tolist()} before step()"
+            )
+        if self.action_scale is not None:
+            scale = self.action_scale
+            fraction = (np.clip(actions, -scale, scale) + scale) / (2.0 * scale)
+            actions = self._ctrl_low + fraction * (self._ctrl_high - self._ctrl_low)
+        for name, before in self.previous.items():
+            np.copyto(before, self.state[name])
+        self._simulate(actions)
+        return self._evaluate(actions)
+
+    def _simulate(self, actions: np.ndarray) -> None:
+        """The hot loop: one ``mj_step(nstep=frame_skip)`` per sub-env, then one copy per field."""
+        mj_step = mujoco.mj_step
+        nstep = self.frame_skip
+        models, datas, ctrls = self._models, self._datas, self._ctrls
+        if self._post_constraint:
+            rne = mujoco.mj_rnePostConstraint
+            for model, data, ctrl, action in zip(models, datas, ctrls, actions, strict=True):
+                ctrl[:] = action
+                mj_step(model, data, nstep)
+                rne(model, data)
+        else:
+            for model, data, ctrl, action in zip(models, datas, ctrls, actions, strict=True):
+                ctrl[:] = action
+                mj_step(model, data, nstep)
+        concatenate = np.concatenate
+        for out, views in self._flat:
+            concatenate(views, out=out)
+
+    def _check_indices(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_envs):
+            raise ValueError(f"indices must be in [0, {self.num_envs}), got {idx.tolist()}")
+        return idx
+
+    def close(self) -> None:
+        """Drops the MuJoCo models and data."""
+        self._models, self._datas, self._ctrls = [], [], []
+        self._sources, self._flat = {}, []
+
+    # ---------------------------------------------------------------------------- reward parts
+    def _ctrl_cost(self, actions: np.ndarray, weight: float) -> np.ndarray:
+        """Returns ``-weight * sum(a**2)`` per sub-env, ``[num_envs]``."""
+        return -weight * np.einsum("ij,ij->i", actions, actions)
+
+
+def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
+    """Returns an independent copy of ``model`` (its arrays are not shared)."""
+    return copy.copy(model)

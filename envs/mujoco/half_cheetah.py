@@ -1,0 +1,175 @@
+"""HalfCheetahVel and HalfCheetahDir (MAML §5.3; REFERENCE A.1, A.2) as batched engines.
+
+Physics are gymnasium v5's ``half_cheetah.xml`` with ``frame_skip=5`` (``dt = 0.05`` s, as in
+pytorch-maml-rl, ProMP and learn2learn). The forward velocity is ``v_x = (qpos[0]' - qpos[0]) /
+dt``, as in pytorch-maml-rl and gymnasium v5. Episodes never terminate; the horizon (100, as in
+pytorch-maml-rl) comes from registration.
+
+Rewards (every term is in ``info``):
+
+* HalfCheetahVel: ``reward_forward = -|v_x - v*|``, ``reward_ctrl = -0.05 * sum(a**2)``.
+* HalfCheetahDir: ``reward_forward = d * v_x``, ``reward_ctrl = -0.05 * sum(a**2)``.
+
+The control weight 0.05 is the meta-RL one (MAML, pytorch-maml-rl, ProMP, learn2learn); plain
+gymnasium HalfCheetah uses 0.1.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.core import EngineStep, Task, TaskEnv
+from envs.mujoco.base import FieldGetter, MujocoEngine, check_number
+from envs.mujoco.tasks import DirectionDistribution, GoalVelocityDistribution
+
+__all__ = [
+    "HalfCheetahDirEngine",
+    "HalfCheetahDirEnv",
+    "HalfCheetahEngine",
+    "HalfCheetahVelEngine",
+    "HalfCheetahVelEnv",
+]
+
+#: Body index of the torso (gymnasium v5's ``main_body=1``).
+TORSO = 1
+
+
+class HalfCheetahEngine(MujocoEngine):
+    """The half-cheetah with a per-sub-env scalar target (velocity or direction).
+
+    Observation (float64): ``qpos[1:]`` (8) and ``qvel`` (9), gymnasium v5's 17-d observation;
+    ``exclude_current_positions_from_observation=False`` adds ``qpos[0]`` (18-d) and
+    ``include_torso_com=True`` appends the torso body position ``xpos[torso]`` (3), which gives
+    pytorch-maml-rl's, garage's and PEARL's 20-d observation. Action: ``Box(-1, 1, (6,))``.
+
+    Args:
+        num_envs: number of sub-environments.
+        ctrl_cost_weight: weight of ``sum(a**2)`` in the control cost (meta-RL envs: 0.05).
+        frame_skip: MuJoCo steps per env step (5: ``dt = 0.05`` s).
+        reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
+        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
+            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
+        exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
+        include_torso_com: append the torso position (pytorch-maml-rl's 20-d observation).
+        xml_file: model XML (gymnasium's ``half_cheetah.xml``).
+        **task_kwargs: arguments of the task distribution (e.g. ``low``, ``high``).
+    """
+
+    reward_terms = ("reward_forward", "reward_ctrl")
+    extra_keys = ("x_position", "x_velocity")
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        ctrl_cost_weight: float = 0.05,
+        frame_skip: int = 5,
+        reset_noise_scale: float = 0.1,
+        action_scale: float | None = None,
+        exclude_current_positions_from_observation: bool = True,
+        include_torso_com: bool = False,
+        xml_file: str = "half_cheetah.xml",
+        **task_kwargs: Any,
+    ) -> None:
+        fields: dict[str, FieldGetter] = {}
+        if include_torso_com:
+            fields["torso_xpos"] = lambda d: d.xpos[TORSO]
+        super().__init__(
+            num_envs,
+            xml_file=xml_file,
+            frame_skip=frame_skip,
+            reset_noise_scale=reset_noise_scale,
+            action_scale=action_scale,
+            qvel_noise="normal",
+            fields=fields,
+            track_previous=("qpos",),
+            task_kwargs=task_kwargs,
+        )
+        self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)
+        self.include_torso_com = bool(include_torso_com)
+        self._qpos_start = 1 if exclude_current_positions_from_observation else 0
+        obs_dim = self.model.nq - self._qpos_start + self.model.nv + 3 * self.include_torso_com
+        self.observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
+        self.target = np.zeros(num_envs, dtype=np.float64)
+
+    def _observe(self, rows: np.ndarray | slice) -> np.ndarray:
+        parts = [self.state["qpos"][rows, self._qpos_start :], self.state["qvel"][rows]]
+        if self.include_torso_com:
+            parts.append(self.state["torso_xpos"][rows])
+        return np.concatenate(parts, axis=1)
+
+    @abc.abstractmethod
+    def _forward_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        """Returns the task's forward term ``[num_envs]`` from ``v_x`` ``[num_envs]``."""
+
+    def _evaluate(self, actions: np.ndarray) -> EngineStep:
+        x_position = self.state["qpos"][:, 0].copy()
+        x_velocity = (x_position - self.previous["qpos"][:, 0]) / self.dt
+        forward = self._forward_reward(x_velocity)
+        ctrl = self._ctrl_cost(actions, self.ctrl_cost_weight)
+        return EngineStep(
+            obs=self._observe(slice(None)),
+            reward=forward + ctrl,
+            terminated=np.zeros(self.num_envs, dtype=bool),
+            reward_terms={"reward_forward": forward, "reward_ctrl": ctrl},
+            extras={"x_position": x_position, "x_velocity": x_velocity},
+        )
+
+
+class HalfCheetahVelEngine(HalfCheetahEngine):
+    """Run at a target velocity: ``reward = -|v_x - v*| - 0.05 * sum(a**2)``.
+
+    Tasks: :class:`~envs.mujoco.tasks.GoalVelocityTask`, ``v* ~ U[0, 2]`` by default (MAML,
+    pytorch-maml-rl, garage; ``high=3.0`` gives ProMP's, PEARL's and varibad's range).
+    See :class:`HalfCheetahEngine` for the arguments.
+    """
+
+    distribution_cls: ClassVar[type[GoalVelocityDistribution]] = GoalVelocityDistribution
+
+    def _load_task(self, index: int, task: Task) -> None:
+        self.target[index] = task.goal_velocity  # type: ignore[attr-defined]
+
+    def _forward_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        return -np.abs(x_velocity - self.target)
+
+
+class HalfCheetahDirEngine(HalfCheetahEngine):
+    """Run forward or backward: ``reward = d * v_x - 0.05 * sum(a**2)``, ``d in {-1, +1}``.
+
+    Tasks: :class:`~envs.mujoco.tasks.DirectionTask`, each direction with probability 0.5; the
+    fixed train and test sets are both directions. See :class:`HalfCheetahEngine` for the
+    arguments.
+    """
+
+    distribution_cls: ClassVar[type[DirectionDistribution]] = DirectionDistribution
+
+    def _load_task(self, index: int, task: Task) -> None:
+        self.target[index] = task.direction  # type: ignore[attr-defined]
+
+    def _forward_reward(self, x_velocity: np.ndarray) -> np.ndarray:
+        return self.target * x_velocity
+
+
+class HalfCheetahVelEnv(TaskEnv):
+    """``metarl/HalfCheetahVel-v0``: the single-env view of :class:`HalfCheetahVelEngine`.
+
+    Example:
+        >>> import gymnasium as gym, envs
+        >>> from envs.mujoco import GoalVelocityTask
+        >>> env = gym.make("metarl/HalfCheetahVel-v0")
+        >>> obs, info = env.reset(seed=0, options={"task": GoalVelocityTask(1.5)})
+        >>> obs.shape
+        (17,)
+    """
+
+    engine_cls = HalfCheetahVelEngine
+
+
+class HalfCheetahDirEnv(TaskEnv):
+    """``metarl/HalfCheetahDir-v0``: the single-env view of :class:`HalfCheetahDirEngine`."""
+
+    engine_cls = HalfCheetahDirEngine
