@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+# Tests use tiny tensors: one intra-op thread per pytest worker avoids oversubscribing 2 cores.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _restore_global_rng_state():
