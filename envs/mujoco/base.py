@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -153,7 +154,7 @@ class MujocoEngine(BatchedTaskEngine):
         self.reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, 0.0)
         self._qvel_noise = qvel_noise
         self._post_constraint = bool(post_constraint)
-        model = mujoco.MjModel.from_xml_path(str(self.xml_path))
+        model = _copy_model(_compiled_model(str(self.xml_path)))
         self.model = model
         self._models = [_copy_model(model) if per_env_model else model for _ in range(num_envs)]
         self._datas = [mujoco.MjData(m) for m in self._models]
@@ -392,6 +393,12 @@ class MujocoEngine(BatchedTaskEngine):
     def _ctrl_cost(self, actions: np.ndarray, weight: float) -> np.ndarray:
         """Returns ``-weight * sum(a**2)`` per sub-env, ``[num_envs]``."""
         return -weight * np.einsum("ij,ij->i", actions, actions)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_model(xml_path: str) -> mujoco.MjModel:
+    """Compiles a model XML once per process (engines take copies; compiling also warns once)."""
+    return mujoco.MjModel.from_xml_path(xml_path)
 
 
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
