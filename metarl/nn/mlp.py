@@ -1,0 +1,99 @@
+"""Multi-layer perceptron with a separately named head (``head.*``, for ANIL)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["MLP", "init_linear_"]
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def init_linear_(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
+    """Re-initialises ``layer`` in place like PyTorch's default, from ``generator``.
+
+    Weight and bias are drawn from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (what
+    ``nn.Linear.reset_parameters`` gives), so a seeded generator makes the init reproducible.
+
+    Args:
+        layer: The layer to initialise.
+        generator: Source of randomness; None uses the global torch RNG.
+    """
+    bound = 1.0 / math.sqrt(layer.in_features)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=generator)
+        if layer.bias is not None:
+            layer.bias.uniform_(-bound, bound, generator=generator)
+
+
+class MLP(nn.Module):
+    """Fully connected network ``in_dim -> hidden[0] -> ... -> out_dim``.
+
+    MAML's sinusoid regressor is ``MLP(1, [40, 40], 1)`` (Finn et al. 2017, §5.1). Parameters are
+    named ``body.{2i}.weight``/``body.{2i}.bias`` for hidden layer ``i`` and ``head.weight``/
+    ``head.bias`` for the output layer, so ANIL can adapt ``["head.weight", "head.bias"]``.
+
+    Args:
+        in_dim: Input features.
+        hidden: Widths of the hidden layers (may be empty: a linear model).
+        out_dim: Output features.
+        activation: Nonlinearity after every hidden layer, ``"relu"`` or ``"tanh"``.
+        generator: Source of randomness for the init; None uses the global torch RNG.
+        device: Device of the parameters.
+        dtype: Dtype of the parameters.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        *,
+        activation: Literal["relu", "tanh"] = "relu",
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+            )
+        widths = [in_dim, *hidden, out_dim]
+        if any(not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(
+                "in_dim, hidden and out_dim must be positive ints, got "
+                f"{in_dim}, {list(hidden)}, {out_dim}"
+            )
+        self.in_dim = in_dim
+        self.out_dim = out_dim
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(widths[:-2], widths[1:-1], strict=True):
+            layers += [nn.Linear(fan_in, fan_out, device=device, dtype=dtype)]
+            layers += [_ACTIVATIONS[activation]()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(widths[-2], out_dim, device=device, dtype=dtype)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                init_linear_(module, generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Maps ``x: [..., in_dim]`` to ``[..., out_dim]``.
+
+        Args:
+            x: Inputs ``[..., in_dim]``.
+
+        Returns:
+            Outputs ``[..., out_dim]``.
+
+        Raises:
+            ValueError: If the last axis of ``x`` is not ``in_dim``.
+        """
+        if x.dim() == 0 or x.shape[-1] != self.in_dim:
+            raise ValueError(f"x must be [..., {self.in_dim}], got shape {tuple(x.shape)}")
+        return self.head(self.body(x))
