@@ -1,13 +1,22 @@
 """The ``metarl`` command line: argument parsing and wiring only, no logic worth testing.
 
-Subcommands: ``metarl envs`` lists every registered task env with its task parameters.
+- ``metarl envs``: every registered task env with its task parameters and ranges.
+- ``metarl train CONFIG [--set k=v ...] [--run-dir DIR] [--device D] [--seed N] [--resume]``:
+  meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks.
+- ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE]``: evaluates a run's latest
+  checkpoint and writes the adaptation curve as JSON, CSV and PNG.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import random
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -28,16 +37,139 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_everything(seed: int, num_threads: int = 0) -> None:
+    """Seeds the global RNGs once and sets torch's thread count, at the entry point."""
+    import numpy as np
+    import torch
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _print_curve(path: Path) -> None:
+    result = json.loads(path.read_text())
+    print(f"\n{result['algorithm']} on {result['task_family']}: {result['metric']} on "
+          f"{result['num_tasks']} held-out tasks (mean ± 95% CI)")
+    for step, mean, ci in zip(result["steps"], result["mean"], result["ci95"], strict=True):
+        ci_text = "nan" if ci is None else f"{ci:.4f}"
+        print(f"  after {step:2d} steps: {mean:.4f} ± {ci_text}")
+    print(f"written: {path}")
+
+
+def _supervised(cfg: Any, device: Any) -> tuple[Any, Any]:
+    import torch
+
+    from metarl.algorithms import build_supervised_learner
+
+    gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
+    return build_supervised_learner(cfg, device, gen), gen
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from metarl import supervised
+    from metarl.config import load_config
+    from metarl.device import get_device
+    from metarl.runs import open_run_from_config
+
+    overrides = list(args.set)
+    if args.run_dir:
+        overrides.append(f"run.run_dir={json.dumps(args.run_dir)}")
+    if args.device:
+        overrides.append(f"run.device={args.device}")
+    if args.seed is not None:
+        overrides.append(f"run.seed={args.seed}")
+    if args.resume:
+        overrides.append("run.resume=true")
+    cfg = load_config(supervised.SupervisedConfig, args.config, overrides)
+    device = get_device(cfg.run.device)
+    _seed_everything(cfg.run.seed, cfg.run.num_threads)
+    learner, _ = _supervised(cfg, device)
+    family = supervised.build_family(cfg.task, "train", device)
+    with open_run_from_config(cfg, cfg.run) as run:
+        print(f"training {cfg.algo.name} on {cfg.task.name} for {cfg.optim.iterations} iterations "
+              f"on {device}; run directory {run.run_dir}")
+        result = supervised.train(cfg, learner, family, run, device)
+        test = supervised.build_family(cfg.task, "test", device)
+        files = supervised.evaluate(
+            cfg, learner, result.params, test, str(run.eval_dir / "eval.json"),
+            num_tasks=cfg.run.num_eval_tasks, steps=_eval_steps(cfg, None),
+            seed=cfg.run.seed + 1, run=run,
+        )
+    _print_curve(files.json)
+    return 0
+
+
+def _eval_steps(cfg: Any, steps: int | None) -> int:
+    if cfg.algo.name in ("protonet", "matching", "relation"):
+        return 0
+    return cfg.algo.eval_inner_steps if steps is None else steps
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from metarl import supervised
+    from metarl.checkpoint import latest_checkpoint, load_checkpoint
+    from metarl.config import load_config
+    from metarl.device import get_device
+
+    run_dir = Path(args.run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise SystemExit(f"error: {config_path} not found: is {run_dir} a metarl run directory?")
+    cfg = load_config(supervised.SupervisedConfig, config_path)
+    device = get_device(args.device or cfg.run.device)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise SystemExit(f"error: no checkpoint in {run_dir}/checkpoints")
+    _seed_everything(args.seed, cfg.run.num_threads)
+    state = load_checkpoint(ckpt, map_location=device)
+    learner, _ = _supervised(cfg, device)
+    params = {k: v.to(device) for k, v in state["params"].items()}
+    family = supervised.build_family(cfg.task, args.split, device)
+    out = args.out or str(run_dir / "eval" / f"eval_{args.split}.json")
+    files = supervised.evaluate(
+        cfg, learner, params, family, out,
+        num_tasks=args.num_tasks or cfg.run.num_eval_tasks,
+        steps=_eval_steps(cfg, args.steps), seed=args.seed,
+    )
+    print(f"checkpoint: {ckpt}")
+    _print_curve(files.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Builds the argument parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(
         prog="metarl",
         description="Meta-learning suite: meta-RL and supervised few-shot learners on one core.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p_envs = sub.add_parser("envs", help="list every registered task env and its task parameters")
-    p_envs.add_argument("--filter", default="", help="only ids containing this text")
-    p_envs.set_defaults(func=_cmd_envs)
+    p = sub.add_parser("envs", help="list every registered task env and its task parameters")
+    p.add_argument("--filter", default="", help="only ids containing this text")
+    p.set_defaults(func=_cmd_envs)
+
+    p = sub.add_parser("train", help="meta-train from a YAML config, then evaluate")
+    p.add_argument("config", help="YAML config (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field by its dotted name, e.g. algo.inner_lr=0.4")
+    p.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
+    p.add_argument("--seed", type=int, help="seed (overrides run.seed)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate few-shot adaptation of a trained run")
+    p.add_argument("run_dir", help="run directory written by 'metarl train'")
+    p.add_argument("--num-tasks", type=int, help="held-out tasks (default: run.num_eval_tasks)")
+    p.add_argument("--steps", type=int, help="adaptation steps (default: algo.eval_inner_steps)")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test")
+    p.add_argument("--seed", type=int, default=1, help="seed of the held-out task sample")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
+    p.add_argument("--out", help="JSON file to write (CSV and PNG go beside it)")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 
@@ -45,10 +177,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``metarl`` command line."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

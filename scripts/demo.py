@@ -1,14 +1,17 @@
-"""The main job of `make demo`: a tour of every task family, with what it sampled and how fast.
+"""The main job of `make demo`: a short meta-training run plus a few-shot evaluation.
 
-For each registered task env it samples tasks from the env's distribution with a seeded generator,
-runs one vectorized batch (one task per sub-env) with random actions, and prints the sampled tasks,
-the mean return and the env steps per second.
+1. A tour of every task env: tasks sampled from each distribution with a seeded generator, one
+   vectorized batch (one task per sub-env) with random actions, the mean return and env steps/s.
+2. MAML on sinusoid regression (configs/maml/sinusoid.yaml, the paper's setup) for a short budget,
+   then its adaptation curve on held-out tasks: MSE after 0..10 gradient steps on 5 support
+   points, beside the same curve from the untrained initialisation.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -45,14 +48,80 @@ def tour(num_envs: int, steps: int, seed: int) -> None:
         print(f"{env_id:32} {_short(tasks[0])[:58]:58} {returns.mean():9.2f} {rate:10,.0f}")
 
 
+def maml_sinusoid(iterations: int, seed: int, run_root: Path) -> None:
+    """Meta-trains MAML on sinusoids briefly and prints its adaptation curve vs. the init's."""
+    import torch
+
+    from metarl import supervised
+    from metarl.algorithms import build_supervised_learner
+    from metarl.config import load_config
+    from metarl.evaluation import write_eval_results
+    from metarl.runs import open_run_from_config
+
+    run_dir = run_root / time.strftime("maml-sinusoid-%Y%m%d-%H%M%S")
+    cfg = load_config(
+        supervised.SupervisedConfig,
+        "configs/maml/sinusoid.yaml",
+        [
+            f"optim.iterations={iterations}",
+            f"run.seed={seed}",
+            f'run.run_dir="{run_dir}"',
+            "run.device=cpu",
+            "run.checkpoint_every=500",
+        ],
+    )
+    device = torch.device("cpu")
+    torch.set_num_threads(cfg.run.num_threads or torch.get_num_threads())
+    learner = build_supervised_learner(cfg, device, torch.Generator().manual_seed(seed))
+    init = {k: v.detach() for k, v in learner.init_params().items()}
+    print(
+        f"\nMAML on sinusoid regression: {iterations} meta-iterations (paper: 70,000), "
+        f"meta-batch {cfg.task.meta_batch_size}, K={cfg.task.shots}; run dir {run_dir}"
+    )
+    start = time.perf_counter()
+    with open_run_from_config(cfg, cfg.run) as run:
+        result = supervised.train(
+            cfg, learner, supervised.build_family(cfg.task, "train", device), run, device
+        )
+        print(f"trained in {time.perf_counter() - start:.1f} s")
+        test = supervised.build_family(cfg.task, "test", device)
+        kwargs = {"num_tasks": 200, "steps": 10, "seed": seed + 1}
+        trained = supervised.adaptation_curves(learner, result.params, test, **kwargs)
+        untrained = supervised.adaptation_curves(learner, init, test, **kwargs)
+        files = write_eval_results(
+            run.eval_dir / "eval.json",
+            algorithm="maml",
+            task_family=cfg.task.name,
+            metric="mse",
+            steps=list(range(11)),
+            curves={"maml": trained, "random init": untrained},
+            seed=seed + 1,
+        )
+    print(
+        "\nMSE on 200 held-out sinusoids, 5 support points (mean ± 95% CI); paper after 1/10 "
+        "steps: 0.67/0.35 at 70k iterations"
+    )
+    print(f"{'steps':>5}  {'MAML':>16}  {'random init':>16}")
+    ci = lambda v: 1.96 * v.std(0, ddof=1) / np.sqrt(len(v))  # noqa: E731
+    for k in (0, 1, 2, 3, 5, 10):
+        print(
+            f"{k:5d}  {trained[:, k].mean():8.3f} ± {ci(trained)[k]:5.3f}  "
+            f"{untrained[:, k].mean():8.3f} ± {ci(untrained)[k]:5.3f}"
+        )
+    print(f"curve: {files.png}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=3000, help="MAML meta-iterations")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-root", default="runs/demo")
     args = parser.parse_args()
     np.random.seed(args.seed)
     tour(args.num_envs, args.steps, args.seed)
+    maml_sinusoid(args.iterations, args.seed, Path(args.run_root))
 
 
 if __name__ == "__main__":

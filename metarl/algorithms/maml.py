@@ -1,0 +1,184 @@
+"""MAML and its gradient-based relatives for supervised few-shot learning.
+
+One learner covers the family, since they differ only in how the shared inner loop
+(:func:`metarl.functional.batched_adapt_trajectory`) is called:
+
+- MAML (Finn et al. 2017, Alg. 2): θ'_i = θ − α ∇L_support(θ); the outer loss is the query loss at
+  θ'_i, differentiated through the inner step (second order).
+- first-order MAML (``fomaml``): the same with the inner gradients detached.
+- Meta-SGD (Li et al. 2017): θ' = θ − α ∘ ∇L with α a learned tensor per parameter.
+- ANIL (Raghu et al. 2020): only the head (``head.*``) adapts in the inner loop.
+- MAML++ (``mamlpp``, Antoniou et al. 2019): multi-step loss with annealed weights (MSL), learned
+  per-layer per-step learning rates (LSLR) and per-step batch-norm weights and biases (BNWB); pair
+  it with ``optim.schedule: cosine`` (CA). Batch norm always uses the current batch's statistics
+  (transductive, as MAML), so its statistics are per step by construction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, vmap
+
+from envs.supervised import TaskBatch
+from metarl.functional import Params, batched_adapt_trajectory
+from metarl.supervised import OuterLoss, SupervisedConfig, build_model, task_loss, task_metric
+
+__all__ = ["MAMLLearner", "multi_step_loss_weights"]
+
+_LR_PREFIX = "inner_lr."
+
+
+def multi_step_loss_weights(steps: int, iteration: int, anneal_iterations: int) -> Tensor:
+    """MAML++'s per-step query-loss weights (HowToTrainYourMAML, per-step importance vector).
+
+    Weights start uniform (1/steps) and move linearly, over ``anneal_iterations``, towards the
+    last step; earlier steps keep at least 0.03/steps.
+
+    Returns:
+        ``[steps]`` weights summing to 1 (up to the floor on non-final steps).
+    """
+    weights = torch.full((steps,), 1.0 / steps)
+    if steps == 1 or anneal_iterations <= 0:
+        return weights
+    decay = 1.0 / steps / anneal_iterations
+    floor = 0.03 / steps
+    weights[:-1] = torch.clamp(weights[:-1] - iteration * decay, min=floor)
+    weights[-1] = min(1.0 / steps + iteration * (steps - 1) * decay, 1.0 - (steps - 1) * floor)
+    return weights
+
+
+class MAMLLearner:
+    """MAML, FOMAML, Meta-SGD, ANIL and MAML++ (see the module docstring).
+
+    Args:
+        cfg: the experiment config (``algo.name`` picks the variant; flags add MAML++ options).
+        device: where the parameters live.
+        generator: initialises the network and Meta-SGD's learning rates.
+    """
+
+    def __init__(
+        self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
+    ) -> None:
+        algo = cfg.algo
+        self.cfg = cfg
+        self.model = build_model(cfg, generator, device, embedding=False)
+        self.generator = generator
+        self.mamlpp = algo.name == "mamlpp"
+        self.first_order = algo.first_order or algo.name == "fomaml"
+        self.meta_sgd = algo.name == "metasgd"
+        self.per_step_lr = algo.per_step_lr or self.mamlpp
+        self.msl = algo.multi_step_loss or self.mamlpp
+        self.step_arg = cfg.model.network != "mlp"
+        names = [k for k, _ in self.model.named_parameters()]
+        self.adapt_keys = (
+            [k for k in names if k.startswith("head.")] if algo.name == "anil" else None
+        )
+        self._lr_keys = self.adapt_keys or names
+
+    # -- parameters ------------------------------------------------------------------------------
+
+    def init_params(self) -> Params:
+        """Network weights, plus learned inner learning rates for Meta-SGD and MAML++ LSLR."""
+        params = {k: v.detach().clone().requires_grad_() for k, v in self.model.named_parameters()}
+        algo = self.cfg.algo
+        if self.meta_sgd:
+            low, high = algo.meta_sgd_lr_range
+            for k in self._lr_keys:
+                p = params[k]
+                init = torch.rand(p.shape, generator=self.generator, device=p.device)
+                params[_LR_PREFIX + k] = (low + (high - low) * init).requires_grad_()
+        elif self.per_step_lr:
+            for k in self._lr_keys:
+                value = torch.full((algo.inner_steps,), algo.inner_lr, device=params[k].device)
+                params[_LR_PREFIX + k] = value.requires_grad_()
+        return params
+
+    def _split(self, params: Params, steps: int) -> tuple[Params, object]:
+        net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
+        if self.meta_sgd:
+            return net, {k: params[_LR_PREFIX + k] for k in self._lr_keys}
+        if self.per_step_lr:
+            trained = self.cfg.algo.inner_steps
+            # evaluation beyond the trained steps reuses the last learned rate
+            return net, [
+                {k: params[_LR_PREFIX + k][min(s, trained - 1)] for k in self._lr_keys}
+                for s in range(steps)
+            ]
+        return net, self.cfg.algo.inner_lr
+
+    # -- the model as a function of its parameters -----------------------------------------------
+
+    def _forward(self, net: Params, x: Tensor, step: int) -> Tensor:
+        if self.step_arg:
+            bn_steps = self.cfg.algo.inner_steps if self.cfg.algo.per_step_bn_weights else 0
+            return functional_call(self.model, net, (x,), {"step": min(step, bn_steps)})
+        return functional_call(self.model, net, (x,))
+
+    def _support_loss(self, net: Params, data: tuple[Tensor, Tensor], step: int) -> Tensor:
+        return task_loss(self._forward(net, data[0], step), data[1])
+
+    def _adapt(self, params: Params, batch: TaskBatch, steps: int, first_order: bool):
+        net, lr = self._split(params, steps)
+        return batched_adapt_trajectory(
+            net,
+            self._support_loss,
+            (batch.support_x, batch.support_y),
+            steps=steps,
+            inner_lr=lr,
+            first_order=first_order,
+            adapt_keys=self.adapt_keys,
+            step_arg=True,
+        )
+
+    def _query(self, fn, adapted: Params, batch: TaskBatch, step: int) -> Tensor:
+        """``fn(prediction, target)`` per task at adapted params ``[task, ...]``: ``[task]``."""
+
+        def one(p: Params, x: Tensor, y: Tensor) -> Tensor:
+            return fn(self._forward(p, x, step), y)
+
+        return vmap(one)(adapted, batch.query_x, batch.query_y)
+
+    # -- the learner interface -------------------------------------------------------------------
+
+    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+        """Mean query loss after the inner loop (MSL: weighted over every inner step)."""
+        steps = self.cfg.algo.inner_steps
+        result = self._adapt(params, batch, steps, self.first_order)
+        if self.msl and steps > 0:
+            weights = multi_step_loss_weights(
+                steps, iteration, self.cfg.algo.multi_step_loss_iterations
+            ).to(batch.query_x.device)
+            losses = torch.stack(
+                [
+                    self._query(task_loss, result.trajectory[s], batch, s).mean()
+                    for s in range(1, steps + 1)
+                ]
+            )
+            loss = (weights * losses).sum()
+        else:
+            loss = self._query(task_loss, result.params, batch, steps).mean()
+        with torch.no_grad():
+            metric = self._query(task_metric, result.params, batch, steps).mean()
+        key = "query_" + self.cfg.task.metric
+        return OuterLoss(
+            loss,
+            {
+                key: metric,
+                "support_loss_before": result.losses[:, 0].mean().detach()
+                if steps
+                else loss.detach(),
+            },
+        )
+
+    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+        """Query metric after 0..steps inner steps, ``[task, steps + 1]``."""
+        result = self._adapt(params, batch, steps, first_order=True)
+        with torch.no_grad():
+            return torch.stack(
+                [
+                    self._query(task_metric, {k: v.detach() for k, v in p.items()}, batch, s)
+                    for s, p in enumerate(result.trajectory)
+                ],
+                dim=1,
+            )
