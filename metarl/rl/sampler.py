@@ -1,0 +1,145 @@
+"""Sampling a meta-batch of tasks × episodes through one vectorized task env.
+
+Sub-env ``i`` runs task ``i // episodes_per_task``; every time step is one policy forward for the
+whole batch (``vmap`` over the task axis of per-task parameters) and one ``vec.step``. The result is
+an :class:`EpisodeBatch` shaped ``[task, episode, time, ...]`` on the training device, with a
+validity mask that is 1 while the episode runs and 0 after it terminated (the sub-env is reset and
+keeps stepping, but those steps are masked out), so every batch has the fixed horizon H.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from envs.core import Task
+from envs.vector import TaskVectorEnv
+from metarl.functional import Params
+from metarl.rl.policies import policy_forward
+
+__all__ = ["EpisodeBatch", "sample_episodes"]
+
+
+class EpisodeBatch(NamedTuple):
+    """Episodes of a meta-batch, ``[task, episode, time, ...]``.
+
+    Attributes:
+        obs: observations before each step, ``[T, E, H, obs_dim]`` float32.
+        actions: ``[T, E, H, act_dim]`` float32, or ``[T, E, H]`` int64 for discrete actions.
+        rewards: ``[T, E, H]`` (0 where masked).
+        log_probs: log-probabilities under the sampling policy, ``[T, E, H]`` (detached).
+        dones: 1 at the step where the episode terminated by the task's rule, ``[T, E, H]``.
+        mask: 1 for steps inside the episode, 0 after termination, ``[T, E, H]``.
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    log_probs: Tensor
+    dones: Tensor
+    mask: Tensor
+
+    @property
+    def episode_returns(self) -> Tensor:
+        """Undiscounted return of each episode, ``[T, E]``."""
+        return (self.rewards * self.mask).sum(-1)
+
+    @property
+    def num_steps(self) -> int:
+        """Number of valid env steps in the batch (syncs with the device once)."""
+        return int(self.mask.sum().item())
+
+
+def _check(vec: TaskVectorEnv, tasks: Sequence[Task], episodes: int) -> int:
+    if episodes < 1:
+        raise ValueError(f"episodes_per_task must be >= 1, got {episodes}")
+    if vec.num_envs != len(tasks) * episodes:
+        raise ValueError(
+            f"the vector env has {vec.num_envs} sub-envs; {len(tasks)} tasks × {episodes} "
+            f"episodes need {len(tasks) * episodes}"
+        )
+    if vec.horizon is None:
+        raise ValueError("the vector env needs a horizon to sample fixed-length episodes")
+    return vec.horizon
+
+
+@torch.no_grad()
+def sample_episodes(
+    vec: TaskVectorEnv,
+    policy: nn.Module,
+    params: Params,
+    tasks: Sequence[Task],
+    episodes_per_task: int,
+    *,
+    per_task_params: bool,
+    generator: torch.Generator,
+    device: torch.device,
+    seed: int | None = None,
+) -> EpisodeBatch:
+    """Runs ``episodes_per_task`` episodes of each task with the given (per-task) parameters.
+
+    Args:
+        vec: a vector env with ``len(tasks) * episodes_per_task`` sub-envs and a horizon H.
+        policy: the policy module (used as a function of ``params``).
+        params: shared parameters, or per-task parameters ``{name: [T, *shape]}``.
+        tasks: the ``T`` tasks of the meta-batch.
+        episodes_per_task: ``E``, episodes per task.
+        per_task_params: whether ``params`` carry a leading task axis.
+        generator: draws the action noise (on ``device``).
+        device: where the batch is built.
+        seed: reset seed of the vector env (None continues its generators).
+
+    Returns:
+        An :class:`EpisodeBatch` ``[T, E, H, ...]`` on ``device``.
+    """
+    horizon = _check(vec, tasks, episodes_per_task)
+    num_tasks, num_envs = len(tasks), vec.num_envs
+    env_tasks = [task for task in tasks for _ in range(episodes_per_task)]
+    obs_np, _ = vec.reset(seed=seed, options={"tasks": env_tasks})
+    steps: dict[str, list[Tensor]] = {k: [] for k in ("obs", "actions", "rewards", "logp", "dones")}
+    alive = torch.ones(num_envs, device=device)
+    masks = []
+    params = {k: v.detach() for k, v in params.items()}
+    for _ in range(horizon):
+        obs = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
+        if per_task_params:
+            out = policy_forward(policy, params, obs.view(num_tasks, episodes_per_task, -1), True)
+            out = type(out)(
+                *(x.reshape(num_envs, *x.shape[2:]) if x is not None else None for x in out)
+            )
+        else:
+            out = policy_forward(policy, params, obs, False)
+        action = policy.sample(out, generator)
+        steps["logp"].append(policy.log_prob(out, action))
+        steps["obs"].append(obs)
+        steps["actions"].append(action)
+        obs_np, reward, terminated, _, _ = vec.step(_to_env(action, vec))
+        done = torch.as_tensor(terminated, dtype=torch.float32, device=device)
+        masks.append(alive)
+        steps["rewards"].append(torch.as_tensor(reward, dtype=torch.float32, device=device) * alive)
+        steps["dones"].append(done * alive)
+        alive = alive * (1.0 - done)
+
+    def stack(items: list[Tensor]) -> Tensor:  # [H, N, ...] -> [T, E, H, ...]
+        x = torch.stack(items, dim=1)
+        return x.view(num_tasks, episodes_per_task, horizon, *x.shape[2:])
+
+    return EpisodeBatch(
+        stack(steps["obs"]),
+        stack(steps["actions"]),
+        stack(steps["rewards"]),
+        stack(steps["logp"]),
+        stack(steps["dones"]),
+        stack(masks),
+    )
+
+
+def _to_env(action: Tensor, vec: TaskVectorEnv) -> Any:
+    """Actions as the env expects them: numpy, in the action space's dtype."""
+    array = action.cpu().numpy()
+    dtype = vec.single_action_space.dtype
+    return array.astype(dtype if dtype is not None else np.float32, copy=False)
