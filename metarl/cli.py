@@ -51,28 +51,27 @@ def _seed_everything(seed: int, num_threads: int = 0) -> None:
 
 def _print_curve(path: Path) -> None:
     result = json.loads(path.read_text())
-    print(f"\n{result['algorithm']} on {result['task_family']}: {result['metric']} on "
-          f"{result['num_tasks']} held-out tasks (mean ± 95% CI)")
+    print(
+        f"\n{result['algorithm']} on {result['task_family']}: {result['metric']} on "
+        f"{result['num_tasks']} held-out tasks (mean ± 95% CI)"
+    )
     for step, mean, ci in zip(result["steps"], result["mean"], result["ci95"], strict=True):
         ci_text = "nan" if ci is None else f"{ci:.4f}"
         print(f"  after {step:2d} steps: {mean:.4f} ± {ci_text}")
     print(f"written: {path}")
 
 
-def _supervised(cfg: Any, device: Any) -> tuple[Any, Any]:
-    import torch
+def _load(config_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
+    """Loads a config with the experiment kind its ``algo.name`` belongs to."""
+    from metarl.config import load_config
+    from metarl.experiments import experiment_kind
 
-    from metarl.algorithms import build_supervised_learner
-
-    gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
-    return build_supervised_learner(cfg, device, gen), gen
+    kind = experiment_kind(config_path)
+    return kind, load_config(kind.CONFIG_CLASS, config_path, overrides)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from metarl import supervised
-    from metarl.config import load_config
     from metarl.device import get_device
-    from metarl.runs import open_run_from_config
 
     overrides = list(args.set)
     if args.run_dir:
@@ -83,59 +82,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"run.seed={args.seed}")
     if args.resume:
         overrides.append("run.resume=true")
-    cfg = load_config(supervised.SupervisedConfig, args.config, overrides)
+    kind, cfg = _load(args.config, overrides)
     device = get_device(cfg.run.device)
     _seed_everything(cfg.run.seed, cfg.run.num_threads)
-    learner, _ = _supervised(cfg, device)
-    family = supervised.build_family(cfg.task, "train", device)
-    with open_run_from_config(cfg, cfg.run) as run:
-        print(f"training {cfg.algo.name} on {cfg.task.name} for {cfg.optim.iterations} iterations "
-              f"on {device}; run directory {run.run_dir}")
-        result = supervised.train(cfg, learner, family, run, device)
-        test = supervised.build_family(cfg.task, "test", device)
-        files = supervised.evaluate(
-            cfg, learner, result.params, test, str(run.eval_dir / "eval.json"),
-            num_tasks=cfg.run.num_eval_tasks, steps=_eval_steps(cfg, None),
-            seed=cfg.run.seed + 1, run=run,
-        )
-    _print_curve(files.json)
+    print(f"training {cfg.algo.name} ({args.config}) on {device}; run directory {cfg.run.run_dir}")
+    _print_curve(kind.train_from_config(cfg, device))
     return 0
 
 
-def _eval_steps(cfg: Any, steps: int | None) -> int:
-    if cfg.algo.name in ("protonet", "matching", "relation"):
-        return 0
-    return cfg.algo.eval_inner_steps if steps is None else steps
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from metarl import supervised
-    from metarl.checkpoint import latest_checkpoint, load_checkpoint
-    from metarl.config import load_config
+    from metarl.checkpoint import latest_checkpoint
     from metarl.device import get_device
 
     run_dir = Path(args.run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
-        raise SystemExit(f"error: {config_path} not found: is {run_dir} a metarl run directory?")
-    cfg = load_config(supervised.SupervisedConfig, config_path)
+        raise FileNotFoundError(f"{config_path} not found: is {run_dir} a metarl run directory?")
+    kind, cfg = _load(config_path)
     device = get_device(args.device or cfg.run.device)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
-        raise SystemExit(f"error: no checkpoint in {run_dir}/checkpoints")
+        raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints")
     _seed_everything(args.seed, cfg.run.num_threads)
-    state = load_checkpoint(ckpt, map_location=device)
-    learner, _ = _supervised(cfg, device)
-    params = {k: v.to(device) for k, v in state["params"].items()}
-    family = supervised.build_family(cfg.task, args.split, device)
-    out = args.out or str(run_dir / "eval" / f"eval_{args.split}.json")
-    files = supervised.evaluate(
-        cfg, learner, params, family, out,
-        num_tasks=args.num_tasks or cfg.run.num_eval_tasks,
-        steps=_eval_steps(cfg, args.steps), seed=args.seed,
+    out = Path(args.out) if args.out else run_dir / "eval" / f"eval_{args.split}.json"
+    path = kind.evaluate_run(
+        cfg,
+        ckpt,
+        device,
+        out=out,
+        num_tasks=args.num_tasks,
+        steps=args.steps,
+        seed=args.seed,
+        split=args.split,
     )
     print(f"checkpoint: {ckpt}")
-    _print_curve(files.json)
+    _print_curve(path)
     return 0
 
 
@@ -153,8 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="meta-train from a YAML config, then evaluate")
     p.add_argument("config", help="YAML config (see configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field by its dotted name, e.g. algo.inner_lr=0.4")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field by its dotted name, e.g. algo.inner_lr=0.4",
+    )
     p.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--seed", type=int, help="seed (overrides run.seed)")
@@ -177,8 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``metarl`` command line."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

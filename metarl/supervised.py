@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -21,14 +22,15 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
-from metarl.checkpoint import capture_rng_state, restore_rng_state
+from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import RunConfig
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
-from metarl.runs import Run, check_finite, progress_bar
+from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
 
 __all__ = [
+    "CONFIG_CLASS",
     "AlgoConfig",
     "ModelConfig",
     "OptimConfig",
@@ -41,7 +43,9 @@ __all__ = [
     "build_model",
     "embed_tasks",
     "evaluate",
+    "evaluate_run",
     "train",
+    "train_from_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -514,3 +518,74 @@ def evaluate(
         extra={"split": family.split, "shots": cfg.task.test_shots or cfg.task.shots},
         logger=run.logger if run is not None else None,
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# the experiment-kind interface used by the command line (metarl.experiments)
+# ----------------------------------------------------------------------------------------------
+
+CONFIG_CLASS = SupervisedConfig
+
+_METRIC_LEARNERS = ("protonet", "matching", "relation")
+
+
+def _eval_steps(cfg: SupervisedConfig, steps: int | None) -> int:
+    if cfg.algo.name in _METRIC_LEARNERS:
+        return 0
+    return cfg.algo.eval_inner_steps if steps is None else steps
+
+
+def _build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedLearner:
+    from metarl.algorithms import build_supervised_learner
+
+    return build_supervised_learner(
+        cfg, device, torch.Generator(device=device).manual_seed(cfg.run.seed)
+    )
+
+
+def train_from_config(cfg: SupervisedConfig, device: torch.device) -> Path:
+    """Meta-trains as ``cfg`` says, evaluates on the test split, returns the eval JSON path."""
+    learner = _build_learner(cfg, device)
+    family = build_family(cfg.task, "train", device)
+    with open_run_from_config(cfg, cfg.run) as run:
+        result = train(cfg, learner, family, run, device)
+        files = evaluate(
+            cfg,
+            learner,
+            result.params,
+            build_family(cfg.task, "test", device),
+            str(run.eval_dir / "eval.json"),
+            num_tasks=cfg.run.num_eval_tasks,
+            steps=_eval_steps(cfg, None),
+            seed=cfg.run.seed + 1,
+            run=run,
+        )
+    return files.json
+
+
+def evaluate_run(
+    cfg: SupervisedConfig,
+    checkpoint: Path,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int | None,
+    steps: int | None,
+    seed: int,
+    split: str = "test",
+) -> Path:
+    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
+    state = load_checkpoint(checkpoint, map_location=device)
+    learner = _build_learner(cfg, device)
+    params = {k: v.to(device) for k, v in state["params"].items()}
+    files = evaluate(
+        cfg,
+        learner,
+        params,
+        build_family(cfg.task, split, device),
+        str(out),
+        num_tasks=num_tasks or cfg.run.num_eval_tasks,
+        steps=_eval_steps(cfg, steps),
+        seed=seed,
+    )
+    return files.json
