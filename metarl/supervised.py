@@ -151,6 +151,9 @@ class AlgoConfig:
     """Reptile: support examples per inner minibatch."""
     inner_adam_beta2: float = 0.999
     """Reptile: β2 of the inner Adam (β1 = 0, as in supervised-reptile)."""
+    eval_inner_batch_size: int | None = None
+    """Reptile: support examples per inner minibatch at evaluation (supervised-reptile's
+    --eval-batch); None uses inner_batch_size."""
     full_context_embeddings: bool = False
     """Matching Networks: full-context embeddings (bidirectional LSTM + attention LSTM)."""
     fce_steps: int = 5
@@ -437,7 +440,7 @@ def train(
         desc=cfg.algo.name,
         enabled=None if cfg.run.progress else False,
     )
-    tic = time.perf_counter()
+    tic, last = time.perf_counter(), start
     for it in bar:
         batch = family.sample(cfg.task.meta_batch_size, gen, training=True)
         out = learner.outer_loss(params, batch, it)
@@ -454,13 +457,13 @@ def train(
             scalars = {
                 "train/loss": out.loss.detach(),
                 "train/lr": opt.param_groups[0]["lr"],
-                "time/seconds_per_iteration": elapsed / cfg.run.log_every,
+                "time/seconds_per_iteration": elapsed / (done - last),
             }
             scalars.update({f"train/{k}": v for k, v in out.metrics.items()})
             logged = run.logger.log(done, scalars)
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logged.items()})
-            tic = time.perf_counter()
+            tic, last = time.perf_counter(), done
         if cfg.run.checkpoint_every and done % cfg.run.checkpoint_every == 0:
             _checkpoint(run, done, params, opt, sched, gen)
     final = cfg.optim.iterations
