@@ -394,6 +394,7 @@ def batched_adapt_trajectory(
     adapt_keys: Sequence[str] | None = None,
     step_arg: bool = False,
     expand_shared: bool = True,
+    chunk_size: int | None = None,
 ) -> AdaptResult:
     """Adapts shared ``params`` to every task of a meta-batch in one vmapped computation.
 
@@ -418,6 +419,9 @@ def batched_adapt_trajectory(
             ``torch.func.vmap(loss_fn)(result.params, query)``. If False they are returned as the
             shared tensors ``[*shape]`` (cheaper for ANIL's frozen body: vmap them with
             ``in_dims=None``).
+        chunk_size: Passed to ``torch.func.vmap``: adapt this many tasks at a time (None: all at
+            once). Smaller chunks bound memory and keep activations in cache on CPU; the result
+            is the same.
 
     Returns:
         :class:`AdaptResult`: adapted tensors ``[task, *shape]``, ``losses: [task, steps]`` and a
@@ -449,7 +453,7 @@ def batched_adapt_trajectory(
         return list(result.trajectory[1:]), result.losses
 
     with torch.enable_grad():
-        batched_path, losses = torch.func.vmap(one_task)(data)
+        batched_path, losses = torch.func.vmap(one_task, chunk_size=chunk_size)(data)
 
     def assemble(fast: Params) -> Params:
         shared = {k: v.expand(tasks, *v.shape) if expand_shared else v for k, v in fixed.items()}
@@ -471,6 +475,7 @@ def batched_adapt(
     adapt_keys: Sequence[str] | None = None,
     step_arg: bool = False,
     expand_shared: bool = True,
+    chunk_size: int | None = None,
 ) -> Params:
     """Adapts shared ``params`` to a meta-batch; :func:`batched_adapt_trajectory`'s ``params``.
 
@@ -484,6 +489,7 @@ def batched_adapt(
         adapt_keys: Names of the parameters to adapt; ``None`` adapts all.
         step_arg: Pass the inner step index to ``loss_fn`` as a third argument.
         expand_shared: Return non-adapted parameters expanded to ``[task, *shape]``.
+        chunk_size: Adapt this many tasks at a time inside ``vmap`` (None: all at once).
 
     Returns:
         Adapted parameters ``{name: Tensor[task, *shape]}``.
@@ -498,4 +504,5 @@ def batched_adapt(
         adapt_keys=adapt_keys,
         step_arg=step_arg,
         expand_shared=expand_shared,
+        chunk_size=chunk_size,
     ).params

@@ -209,6 +209,20 @@ def test_batched_adapt_equals_loop_over_tasks(
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+def test_chunked_batched_adapt_equals_unchunked() -> None:
+    model = _mlp()
+    params = _leaf_params(model)
+    support, query = _sinusoid_tasks(0)
+    results = []
+    for chunk_size in (None, 2):
+        adapted = batched_adapt(
+            params, _mse(model), support, steps=2, inner_lr=0.01, chunk_size=chunk_size
+        )
+        outer = vmap(_mse(model))(adapted, query).sum()
+        results.append((adapted, torch.autograd.grad(outer, list(params.values()))))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
+
+
 def test_batched_adapt_without_expanding_shared_params() -> None:
     model = _mlp()
     params = _leaf_params(model)
