@@ -82,6 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"run.seed={args.seed}")
     if args.resume:
         overrides.append("run.resume=true")
+    if args.data_root:
+        overrides.append(f"task.data_root={json.dumps(args.data_root)}")
     kind, cfg = _load(args.config, overrides)
     device = get_device(cfg.run.device)
     _seed_everything(cfg.run.seed, cfg.run.num_threads)
@@ -145,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--seed", type=int, help="seed (overrides run.seed)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--data-root",
+        help="Omniglot folder with the two zips (overrides "
+        "task.data_root; default $METARL_OMNIGLOT_ROOT, else ../shared/data/omniglot)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate few-shot adaptation of a trained run")

@@ -47,8 +47,10 @@ def _curve(cfg, learner, params, steps=1):
     return adaptation_curves(learner, params, fam, num_tasks=50, steps=steps, seed=123).mean(0)
 
 
-def test_maml_learns_sinusoid_in_seconds(tmp_path):
-    cfg = _cfg(iterations=400)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil", "mamlpp"])
+def test_every_maml_variant_learns_sinusoid_in_seconds(name, tmp_path):
+    cfg = _cfg(name, iterations=400, inner_steps=1 if name != "mamlpp" else 2)
     learner = _learner(cfg)
     before = _curve(cfg, learner, learner.init_params())
     with open_run(tmp_path / "run", cfg) as run:
