@@ -56,8 +56,9 @@ def _print_curve(path: Path) -> None:
         f"{result['num_tasks']} held-out tasks (mean ± 95% CI)"
     )
     for step, mean, ci in zip(result["steps"], result["mean"], result["ci95"], strict=True):
+        mean_text = "nan" if mean is None else f"{mean:.4f}"
         ci_text = "nan" if ci is None else f"{ci:.4f}"
-        print(f"  after {step:2d} steps: {mean:.4f} ± {ci_text}")
+        print(f"  after {step:2d} steps: {mean_text} ± {ci_text}")
     print(f"written: {path}")
 
 
