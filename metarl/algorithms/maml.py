@@ -139,6 +139,10 @@ class MAMLLearner:
 
         return vmap(one)(adapted, batch.query_x, batch.query_y)
 
+    def _predict(self, adapted: Params, batch: TaskBatch, step: int) -> Tensor:
+        """Query predictions at adapted params ``[task, ...]``: ``[task, query, out]``."""
+        return vmap(lambda p, x: self._forward(p, x, step))(adapted, batch.query_x)
+
     # -- the learner interface -------------------------------------------------------------------
 
     def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
@@ -149,17 +153,15 @@ class MAMLLearner:
             weights = multi_step_loss_weights(
                 steps, iteration, self.cfg.algo.multi_step_loss_iterations
             ).to(batch.query_x.device)
-            losses = torch.stack(
-                [
-                    self._query(task_loss, result.trajectory[s], batch, s).mean()
-                    for s in range(1, steps + 1)
-                ]
-            )
+            preds = [self._predict(result.trajectory[s], batch, s) for s in range(1, steps + 1)]
+            losses = torch.stack([vmap(task_loss)(p, batch.query_y).mean() for p in preds])
             loss = (weights * losses).sum()
+            last = preds[-1]
         else:
-            loss = self._query(task_loss, result.params, batch, steps).mean()
-        with torch.no_grad():
-            metric = self._query(task_metric, result.params, batch, steps).mean()
+            last = self._predict(result.params, batch, steps)
+            loss = vmap(task_loss)(last, batch.query_y).mean()
+        with torch.no_grad():  # from the same predictions: one query forward, not two
+            metric = vmap(task_metric)(last.detach(), batch.query_y).mean()
         key = "query_" + self.cfg.task.metric
         return OuterLoss(
             loss,

@@ -200,4 +200,11 @@ def policy_forward(policy: nn.Module, params: Params, obs: Tensor, batched: bool
             f"obs has {obs.shape[0]} tasks on its leading axis but params have "
             f"{next(iter(params.values())).shape[0]}"
         )
-    return vmap(lambda p, o: functional_call(policy, p, (o,)))(params, obs)
+
+    def one_task(task_params: Params, task_obs: Tensor) -> tuple[Tensor, ...]:
+        out = functional_call(policy, task_params, (task_obs,))
+        # vmap returns tensors only: drop the categorical policy's log_std=None, restore it below.
+        return (out.loc,) if out.log_std is None else (out.loc, out.log_std)
+
+    outs = vmap(one_task)(params, obs)
+    return PolicyOutput(outs[0], outs[1] if len(outs) > 1 else None)

@@ -1,0 +1,873 @@
+"""MAML for RL: MAML-TRPO (Finn et al. 2017, Alg. 3), MAML-PPO and ProMP (Rothfuss et al. 2019).
+
+Each meta-iteration of :func:`train` follows Alg. 3:
+
+1. sample a meta-batch of tasks; per inner step, sample episodes with the current policy (θ, then
+   the per-task θ'_i), fit the linear feature baseline per task (REFERENCE B.2) and take one
+   policy-gradient step ``θ'_i = θ - α ∇θ L_i(θ)`` for every task at once (:func:`adapt_policy`);
+2. sample post-update episodes with the adapted θ'_i;
+3. update θ on the post-update objective with θ'_i(θ) recomputed through the inner loop
+   (:func:`outer_objective`): TRPO with a trust region on the mean KL of the adapted policies
+   (``maml_trpo``), or Adam epochs on the PPO-clip surrogate (``maml_ppo``) plus ProMP's
+   inner-KL penalty (``promp``).
+
+Evaluation is the MAML test protocol (B.1): on held-out tasks sample, take a plain VPG step, repeat;
+beside MAML, a policy pre-trained on all tasks (this driver with no inner step) and a random
+initialisation are fine-tuned the same way, and a stable-baselines3 oracle sees the task
+(:mod:`metarl.rl.evaluation`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from envs.core import Task
+from envs.vector import TaskVectorEnv, make_vec
+from metarl.checkpoint import capture_rng_state, load_checkpoint
+from metarl.config import RunConfig, config_to_dict
+from metarl.functional import LearningRate, Params, batched_adapt, inner_step
+from metarl.rl import evaluation as rl_eval
+from metarl.rl.baseline import linear_baseline_values
+from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
+from metarl.rl.ppo import ppo_clip_loss, promp_loss
+from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
+from metarl.rl.sampler import EpisodeBatch, sample_episodes
+from metarl.rl.trpo import trpo_step
+from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
+
+__all__ = [
+    "CONFIG_CLASS",
+    "AlgoConfig",
+    "EnvConfig",
+    "EvalConfig",
+    "MAMLRLConfig",
+    "MetaBatch",
+    "OptimConfig",
+    "OuterTerms",
+    "PolicyConfig",
+    "TaskData",
+    "adapt_policy",
+    "build_policy",
+    "collect_meta_batch",
+    "evaluate",
+    "evaluate_run",
+    "init_params",
+    "inner_loss",
+    "make_env",
+    "old_outputs",
+    "outer_objective",
+    "outer_update",
+    "prepare_episodes",
+    "split_params",
+    "train",
+    "train_from_config",
+]
+
+logger = logging.getLogger(__name__)
+
+_LR_PREFIX = "inner_lr."  # Meta-SGD's learned step sizes live in θ as "inner_lr.<name>"
+
+
+# ----------------------------------------------------------------------------------------------
+# config
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_positive(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """The task family, the meta-batch and how episodes are collected."""
+
+    id: str = "metarl/Navigation2D-v0"
+    """Registered task env id (``metarl envs`` lists them)."""
+    horizon: int | None = None
+    """Episode length H in steps (None: the registered horizon; bandits need 1)."""
+    meta_batch_size: int = 20
+    """Tasks per meta-iteration."""
+    episodes_per_task: int = 20
+    """Episodes per task and sampling phase (MAML's fast batch size)."""
+    backend: Literal["sync", "process"] = "sync"
+    """Vector-env backend: one process, or worker processes over shared memory."""
+    num_workers: int = 2
+    """Worker processes of the process backend."""
+    action_scale: float | None = None
+    """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
+    ctrl_cost_weight: float | None = None
+    """MuJoCo control-cost weight (None: the env's default)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "horizon", "meta_batch_size", "episodes_per_task", "num_workers")
+
+    @property
+    def env_kwargs(self) -> dict[str, float]:
+        """The env constructor options that are set (None fields keep the env's default)."""
+        chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
+        return {k: v for k, v in chosen.items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """The policy: a Gaussian MLP for Box actions, a categorical MLP for Discrete ones."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden widths (MAML paper 100, 100; pytorch-maml-rl and ProMP 64, 64)."""
+    activation: Literal["relu", "tanh"] = "tanh"
+    """Hidden activation (MAML paper ReLU; pytorch-maml-rl and ProMP tanh)."""
+    init_std: float = 1.0
+    """Initial standard deviation of the Gaussian policy (1.0 in all reference code)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "init_std")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoConfig:
+    """The meta-learner: inner loop, advantages and outer update."""
+
+    name: Literal["maml_trpo", "maml_ppo", "promp"] = "maml_trpo"
+    """Outer update: TRPO (MAML), PPO-clip with Adam, or ProMP (PPO-clip + inner-KL penalty)."""
+    inner_lr: float = 0.1
+    """Inner step size α (MAML 0.1; 2D nav script 0.5; RandParams 0.05)."""
+    inner_steps: int = 1
+    """Inner policy-gradient steps in meta-training, each on freshly sampled episodes."""
+    first_order: bool = False
+    """Drop second derivatives through the inner steps (first-order MAML)."""
+    learn_inner_lr: bool = False
+    """Meta-SGD for RL: learn one inner step size per policy parameter, initialised to inner_lr."""
+    inner_estimator: Literal["reinforce", "lvc"] = "reinforce"
+    """Inner loss: -mean(log π·A) (MAML), or ProMP's low-variance -mean(π/π_old·A)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 1.0
+    """GAE λ (1.0: returns minus the linear baseline, as in MAML and ProMP)."""
+    normalize_advantages: bool = True
+    """Normalise advantages per task (pytorch-maml-rl, ProMP); MAML only centred them."""
+    max_kl: float = 0.01
+    """TRPO trust-region radius on the mean KL of the adapted policies."""
+    cg_iters: int = 10
+    """TRPO conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """TRPO damping added to the KL Hessian."""
+    ls_backtrack: float = 0.8
+    """TRPO line-search shrink factor."""
+    ls_steps: int = 15
+    """TRPO line-search candidates."""
+    clip_eps: float = 0.3
+    """PPO/ProMP clip range of the outer objective (ProMP 0.3)."""
+    inner_kl_coeff: float = 5e-4
+    """ProMP's fixed penalty η on KL(π_old ‖ π_θ) of the pre-update policies."""
+    ppo_epochs: int = 5
+    """PPO/ProMP Adam steps per sampled meta-batch (ProMP 5)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "inner_lr", "max_kl", "cg_iters", "clip_eps", "ppo_epochs")
+        if self.inner_steps < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ValueError("inner_steps must be >= 0 and gamma, gae_lambda in [0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """The outer schedule."""
+
+    iterations: int = 500
+    """Meta-iterations (MAML scripts: 800 locomotion, 100 nav; pytorch-maml-rl 500)."""
+    outer_lr: float = 1e-3
+    """Adam step size of maml_ppo and promp (ProMP 1e-3); TRPO ignores it."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "outer_lr")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The MAML test protocol on run.num_eval_tasks held-out tasks, and its baselines."""
+
+    steps: int = 3
+    """Adaptation steps K; the curves report returns after 0..K steps."""
+    episodes_per_task: int | None = None
+    """Episodes per task and step (None: env.episodes_per_task; MAML: 4000 env steps)."""
+    inner_lr: float | None = None
+    """Step size of the first VPG step (None: algo.inner_lr; MAML 0.1, nav script 0.5)."""
+    later_inner_lr: float | None = None
+    """Step size of later steps (None: half the first, as MAML's 0.1/0.05 and 0.5/0.25)."""
+    baselines: bool = True
+    """Also evaluate the pretrained, random-init and oracle baselines."""
+    pretrain_iterations: int = 100
+    """Multi-task pre-training budget: iterations of this driver with no inner step."""
+    pretrained_inner_lr: float | None = None
+    """Fine-tuning step size of the pretrained policy (None: the MAML schedule)."""
+    random_inner_lr: float | None = None
+    """Fine-tuning step size of the random initialisation (None: the MAML schedule)."""
+    oracle_timesteps: int = 200_000
+    """Env steps of the stable-baselines3 PPO oracle (0: untrained, for smoke tests)."""
+    oracle_num_envs: int = 8
+    """Parallel envs of the oracle's PPO."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "episodes_per_task", "inner_lr", "later_inner_lr")
+        _check_positive(self, "pretrained_inner_lr", "random_inner_lr", "oracle_num_envs")
+        if min(self.steps, self.pretrain_iterations, self.oracle_timesteps) < 0:
+            raise ValueError("steps, pretrain_iterations and oracle_timesteps must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class MAMLRLConfig:
+    """A MAML-RL experiment: one YAML file in configs/maml_trpo|maml_ppo|promp maps onto it."""
+
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    """The task family and sampling."""
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    """The policy network."""
+    algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
+    """The meta-learner."""
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    """The outer schedule."""
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    """Evaluation and baselines."""
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    """Seed, device, run directory, logging and checkpoints."""
+
+
+CONFIG_CLASS = MAMLRLConfig
+
+
+# ----------------------------------------------------------------------------------------------
+# maths: advantages, inner loss, adaptation, outer objective
+# ----------------------------------------------------------------------------------------------
+
+
+class TaskData(NamedTuple):
+    """Episodes prepared for a policy-gradient loss, ``[task T, episode E, time H, ...]``.
+
+    Attributes:
+        obs: ``[T, E, H, obs_dim]``.
+        actions: ``[T, E, H, act_dim]`` (``[T, E, H]`` for discrete actions).
+        advantages: ``[T, E, H]``, constants.
+        mask: ``[T, E, H]`` validity.
+        log_probs: ``[T, E, H]`` log-probabilities under the sampling policy.
+    """
+
+    obs: Tensor
+    actions: Tensor
+    advantages: Tensor
+    mask: Tensor
+    log_probs: Tensor
+
+
+@torch.no_grad()
+def prepare_episodes(batch: EpisodeBatch, algo: AlgoConfig) -> TaskData:
+    """Advantages from the linear feature baseline refitted per task (REFERENCE B.1, B.2).
+
+    The baseline is fitted in float64 to each task's discounted returns; GAE gives ``A_t``
+    (``λ = 1``: ``G_t - b(s_t)``), normalised per task when ``algo.normalize_advantages``.
+
+    Args:
+        batch: Episodes ``[T, E, H, ...]`` from :func:`~metarl.rl.sampler.sample_episodes`.
+        algo: ``gamma``, ``gae_lambda`` and ``normalize_advantages``.
+
+    Returns:
+        :class:`TaskData`.
+    """
+    rewards, mask = batch.rewards.double(), batch.mask
+    returns = discounted_returns(rewards, mask, algo.gamma, done=batch.dones)
+    values = linear_baseline_values(batch.obs.double(), returns, mask)
+    adv = gae(rewards, values, mask, algo.gamma, algo.gae_lambda, done=batch.dones).advantages
+    if algo.normalize_advantages:
+        adv = normalize_advantages(adv, mask, per_task=True)
+    return TaskData(batch.obs, batch.actions, adv.to(batch.rewards.dtype), mask, batch.log_probs)
+
+
+def inner_loss(policy: nn.Module, estimator: str, params: Params, data: TaskData) -> Tensor:
+    """One task's inner loss on its episodes (``data`` fields ``[E, H, ...]``): 0-d.
+
+    ``"reinforce"``: ``-mean(log π_θ(a|s) A)`` (MAML, pytorch-maml-rl); ``"lvc"``: ProMP's
+    low-variance curvature estimator ``-mean(π_θ(a|s) / π_old(a|s) A)`` (Rothfuss et al. 2019,
+    Eq. 12). Both have the REINFORCE gradient at the sampling policy; means are over valid steps.
+    """
+    logp = policy.log_prob(functional_call(policy, params, (data.obs,)), data.actions)
+    weight = torch.exp(logp - data.log_probs) if estimator == "lvc" else logp
+    return -masked_mean(weight * data.advantages, data.mask)
+
+
+def _inner_update(
+    policy: nn.Module,
+    params: Params,
+    data: TaskData,
+    lr: LearningRate,
+    *,
+    per_task: bool,
+    first_order: bool,
+    estimator: str = "reinforce",
+) -> Params:
+    """One policy-gradient step for every task, from shared θ or from per-task θ'_i."""
+    loss_fn = functools.partial(inner_loss, policy, estimator)
+    if not per_task:
+        return batched_adapt(params, loss_fn, data, steps=1, inner_lr=lr, first_order=first_order)
+
+    def step(task_params: Params, task_data: TaskData) -> Params:
+        grads = torch.func.grad(loss_fn)(task_params, task_data)
+        if first_order:
+            grads = {k: g.detach() for k, g in grads.items()}
+        return inner_step(task_params, grads, lr)
+
+    return vmap(step)(params, data)
+
+
+def split_params(params: Params) -> tuple[Params, Params | None]:
+    """Splits θ into the policy's parameters and Meta-SGD's step sizes (None if not learned)."""
+    net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
+    lrs = {k[len(_LR_PREFIX) :]: v for k, v in params.items() if k.startswith(_LR_PREFIX)}
+    return net, lrs or None
+
+
+def adapt_policy(
+    policy: nn.Module,
+    params: Params,
+    inner: Sequence[TaskData],
+    lrs: Sequence[float],
+    *,
+    first_order: bool,
+    estimator: str = "reinforce",
+) -> list[Params]:
+    """The inner loop: one policy-gradient step per batch of ``inner``, all tasks at once.
+
+    Step 0 adapts the shared θ with :func:`~metarl.functional.batched_adapt` (vmapped over the task
+    axis); later steps vmap one SGD step over the per-task parameters and their batch. The result
+    stays differentiable with respect to θ (second order unless ``first_order``).
+
+    Args:
+        policy: The policy module.
+        params: Shared θ ``{name: [*shape]}``, plus ``inner_lr.<name>`` (Meta-SGD; these replace
+            ``lrs``).
+        inner: One :class:`TaskData` ``[T, E, H, ...]`` per inner step.
+        lrs: Step size of each inner step (``len(inner)`` floats).
+        first_order: Detach the inner gradients.
+        estimator: ``"reinforce"`` or ``"lvc"`` (:func:`inner_loss`).
+
+    Returns:
+        ``[θ, θ'_1, ..., θ'_K]``: θ's policy parameters, then per-task ``{name: [T, *shape]}``.
+
+    Raises:
+        ValueError: If ``lrs`` and ``inner`` differ in length.
+    """
+    if len(lrs) != len(inner):
+        raise ValueError(f"lrs has {len(lrs)} entries for {len(inner)} inner steps")
+    net, learned = split_params(params)
+    path = [net]
+    for k, data in enumerate(inner):
+        lr: LearningRate = learned if learned is not None else lrs[k]
+        kwargs = {"first_order": first_order, "estimator": estimator}
+        path.append(_inner_update(policy, path[-1], data, lr, per_task=k > 0, **kwargs))
+    return path
+
+
+def _task_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Masked mean per task over ``[E, H]``, then the mean over tasks: 0-d."""
+    return masked_mean(x, mask, dim=(1, 2)).mean()
+
+
+class OuterTerms(NamedTuple):
+    """The post-update objective at some θ (each 0-d).
+
+    Attributes:
+        surrogate: ``-mean_i mean_t [π_θ'_i(a|s) / π_old(a|s) · A]``, TRPO's loss.
+        kl: ``mean_i mean_t KL(π_old,i ‖ π_θ'_i)`` on the post-update observations.
+        clipped: PPO-clip loss of the adapted policies, plus ProMP's inner-KL penalty.
+    """
+
+    surrogate: Tensor
+    kl: Tensor
+    clipped: Tensor
+
+
+def outer_objective(
+    policy: nn.Module,
+    params: Params,
+    inner: Sequence[TaskData],
+    valid: TaskData,
+    old: Sequence[PolicyOutput],
+    algo: AlgoConfig,
+) -> OuterTerms:
+    """The post-update objective of θ, with θ'_i(θ) recomputed through the inner loop.
+
+    Args:
+        policy: The policy module.
+        params: θ (with Meta-SGD step sizes, if any).
+        inner: Pre-update batches ``[T, E, H, ...]``, one per inner step.
+        valid: Post-update batch ``[T, E, H, ...]`` sampled with θ'_i(θ_old).
+        old: The policies at θ_old on each inner batch, then on ``valid`` (:func:`old_outputs`).
+        algo: Inner-loop, clip and ProMP settings.
+
+    Returns:
+        :class:`OuterTerms`.
+    """
+    lrs = [algo.inner_lr] * len(inner)
+    path = adapt_policy(
+        policy, params, inner, lrs, first_order=algo.first_order, estimator=algo.inner_estimator
+    )
+    out = policy_forward(policy, path[-1], valid.obs, bool(inner))
+    logp = policy.log_prob(out, valid.actions)
+    surrogate = -_task_mean(torch.exp(logp - valid.log_probs) * valid.advantages, valid.mask)
+    kl = _task_mean(policy.kl(old[-1], out), valid.mask)
+    args = (logp, valid.log_probs, valid.advantages, valid.mask)
+    if algo.name == "promp" and inner:  # KL(π_old ‖ π_θ) of each pre-update policy (B.3)
+        inner_kl = torch.stack(
+            [
+                _task_mean(policy.kl(old[k], policy_forward(policy, path[k], d.obs, k > 0)), d.mask)
+                for k, d in enumerate(inner)
+            ]
+        )
+        kwargs = {"clip_eps": algo.clip_eps, "inner_kl_coeff": algo.inner_kl_coeff}
+        clipped = promp_loss(*args, inner_kl, **kwargs).loss
+    else:
+        clipped = ppo_clip_loss(*args, algo.clip_eps, per_task=True).loss
+    return OuterTerms(surrogate, kl, clipped)
+
+
+@torch.no_grad()
+def old_outputs(
+    policy: nn.Module, params: Params, inner: Sequence[TaskData], valid: TaskData, algo: AlgoConfig
+) -> list[PolicyOutput]:
+    """The policies at θ on each inner batch, then (adapted) on ``valid``; detached constants."""
+    lrs = [algo.inner_lr] * len(inner)
+    path = adapt_policy(
+        policy, params, inner, lrs, first_order=True, estimator=algo.inner_estimator
+    )
+    batches = [*inner, valid]
+    outs = [
+        policy_forward(policy, p, d.obs, k > 0)
+        for k, (p, d) in enumerate(zip(path, batches, strict=True))
+    ]
+    return [PolicyOutput(*(x.detach() if x is not None else None for x in o)) for o in outs]
+
+
+# ----------------------------------------------------------------------------------------------
+# the driver (Alg. 3)
+# ----------------------------------------------------------------------------------------------
+
+
+class MetaBatch(NamedTuple):
+    """One meta-iteration's episodes.
+
+    Attributes:
+        inner: Pre-update batches, one per inner step (sampled with θ, then θ'_i).
+        valid: The post-update batch, sampled with the adapted θ'_i.
+        returns: Mean episode return of each batch (inner ones, then post-update), 0-d each.
+        seconds: Wall time of ``sampling`` (env and policy) and ``adaptation`` (baselines,
+            advantages, inner steps).
+    """
+
+    inner: list[TaskData]
+    valid: TaskData
+    returns: list[Tensor]
+    seconds: dict[str, float]
+
+
+def collect_meta_batch(
+    cfg: MAMLRLConfig,
+    policy: nn.Module,
+    params: Params,
+    vec: TaskVectorEnv,
+    tasks: Sequence[Task],
+    seeds: Sequence[int],
+    generator: torch.Generator,
+    device: torch.device,
+) -> MetaBatch:
+    """Samples with θ, adapts per task, ..., samples with θ'_i (Alg. 3, lines 3-8).
+
+    Args:
+        cfg: The experiment config.
+        policy: The policy module.
+        params: θ (used detached).
+        vec: Vector env of ``len(tasks) * env.episodes_per_task`` sub-envs.
+        tasks: The meta-batch.
+        seeds: Env reset seeds, ``algo.inner_steps + 1`` of them.
+        generator: Draws the action noise.
+        device: Where the policy runs.
+
+    Returns:
+        :class:`MetaBatch`.
+    """
+    algo, theta = cfg.algo, {name: v.detach() for name, v in params.items()}
+    adapted, batches, returns = split_params(theta)[0], [], []
+    seconds = {"sampling": 0.0, "adaptation": 0.0}
+    for k in range(algo.inner_steps + 1):
+        tic = time.perf_counter()
+        batch = sample_episodes(
+            vec,
+            policy,
+            adapted,
+            tasks,
+            cfg.env.episodes_per_task,
+            per_task_params=k > 0,
+            generator=generator,
+            device=device,
+            seed=seeds[k],
+        )
+        seconds["sampling"] += time.perf_counter() - tic
+        tic = time.perf_counter()
+        batches.append(prepare_episodes(batch, algo))
+        returns.append(batch.episode_returns.mean())
+        if k < algo.inner_steps:
+            lrs = [algo.inner_lr] * len(batches)
+            path = adapt_policy(policy, theta, batches, lrs, first_order=True)
+            adapted = {name: v.detach() for name, v in path[-1].items()}
+        seconds["adaptation"] += time.perf_counter() - tic
+    return MetaBatch(batches[:-1], batches[-1], returns, seconds)
+
+
+def outer_update(
+    policy: nn.Module,
+    params: Params,
+    optimizer: torch.optim.Optimizer | None,
+    batch: MetaBatch,
+    algo: AlgoConfig,
+) -> tuple[Params, dict[str, Tensor | float]]:
+    """TRPO (``optimizer`` None) or PPO/ProMP Adam epochs on ``params`` (Alg. 3, line 10).
+
+    Returns:
+        The new θ (for PPO/ProMP the same tensors, updated in place) and metrics to log.
+    """
+    old = old_outputs(policy, params, batch.inner, batch.valid, algo)
+    objective = functools.partial(
+        outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, algo=algo
+    )
+    if optimizer is None:
+        step = trpo_step(
+            lambda theta: objective(theta)[:2],
+            None,
+            params,
+            max_kl=algo.max_kl,
+            cg_iters=algo.cg_iters,
+            cg_damping=algo.cg_damping,
+            ls_backtrack=algo.ls_backtrack,
+            ls_steps=algo.ls_steps,
+        )
+        new = {k: v.requires_grad_() for k, v in step.new_params.items()}
+        return new, {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
+    for _ in range(algo.ppo_epochs):  # θ'_i(θ) is recomputed at every epoch
+        terms = objective(params)
+        optimizer.zero_grad(set_to_none=True)
+        terms.clipped.backward()
+        optimizer.step()
+    return params, {k: v.detach() for k, v in terms._asdict().items()}
+
+
+def _checkpoint(run: Run, it: int, params: Params, opt: torch.optim.Optimizer | None) -> None:
+    state = {"params": {k: v.detach() for k, v in params.items()}, "rng": capture_rng_state()}
+    run.save_checkpoint(it, state if opt is None else {**state, "optimizer": opt.state_dict()})
+
+
+def train(
+    cfg: MAMLRLConfig,
+    policy: nn.Module,
+    params: Params,
+    vec: TaskVectorEnv,
+    *,
+    device: torch.device,
+    run: Run | None = None,
+) -> Params:
+    """Meta-trains ``params`` for ``cfg.optim.iterations``; resumes from ``run`` when it can.
+
+    With ``algo.inner_steps = 0`` this is plain multi-task TRPO/PPO (the pretrained baseline).
+    The tasks, env seeds and action noise of iteration ``i`` derive from ``(run.seed, i)``, so a
+    resumed run replays the uninterrupted one. Metrics go to ``run`` under ``train/`` and
+    ``time/``; a non-finite loss raises before any checkpoint is written.
+
+    Returns:
+        The final θ (detached).
+    """
+    algo, env = cfg.algo, cfg.env
+    opt = (
+        None if algo.name == "maml_trpo" else torch.optim.Adam(params.values(), cfg.optim.outer_lr)
+    )
+    state = run.load_latest_checkpoint(device) if run is not None and run.resumed_from else None
+    start = 0 if state is None else int(state["iteration"])
+    if state is not None:
+        with torch.no_grad():
+            for name, tensor in params.items():
+                tensor.copy_(state["params"][name])
+        if opt is not None:
+            opt.load_state_dict(state["optimizer"])
+        logger.info("resumed %s at iteration %d", run.resumed_from, start)
+    show = None if cfg.run.progress and run is not None else False
+    bar = progress_bar(range(start, cfg.optim.iterations), desc=algo.name, enabled=show)
+    for it in bar:
+        seeds = [int(s) for s in np.random.SeedSequence([cfg.run.seed, it]).generate_state(8)]
+        tasks = vec.distribution.sample(env.meta_batch_size, np.random.default_rng(seeds[0]))
+        gen = _generator(seeds[1], device)
+        env_seeds = [seeds[2] + k * vec.num_envs for k in range(algo.inner_steps + 1)]
+        # --- sample with θ, adapt per task, sample with θ'_i ---
+        batch = collect_meta_batch(cfg, policy, params, vec, tasks, env_seeds, gen, device)
+        # --- outer update of θ through the inner loop ---
+        tic = time.perf_counter()
+        params, metrics = outer_update(policy, params, opt, batch, algo)
+        check_finite(it, **{f"train/{k}": v for k, v in metrics.items()})
+        seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
+        done = it + 1
+        if run is not None and (done % cfg.run.log_every == 0 or done == cfg.optim.iterations):
+            metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
+            scalars = {f"train/{k}": v for k, v in metrics.items()}
+            scalars.update({f"time/{k}_seconds": v for k, v in seconds.items()})
+            bar.set_postfix(run.logger.log(it, scalars), refresh=False)  # step = iteration index
+        if run is not None and cfg.run.checkpoint_every and done % cfg.run.checkpoint_every == 0:
+            _checkpoint(run, done, params, opt)
+    if run is not None and (start < cfg.optim.iterations or run.latest_checkpoint() is None):
+        _checkpoint(run, cfg.optim.iterations, params, opt)
+    return {k: v.detach() for k, v in params.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskVectorEnv:
+    """The vector env of ``num_tasks * episodes_per_task`` sub-envs for ``cfg.env``."""
+    env = cfg.env
+    workers = env.num_workers if env.backend == "process" else None
+    return make_vec(
+        env.id,
+        num_tasks * episodes_per_task,
+        backend=env.backend,
+        num_workers=workers,
+        horizon=env.horizon,
+        **env.env_kwargs,
+    )
+
+
+def build_policy(
+    cfg: PolicyConfig, vec: TaskVectorEnv, generator: torch.Generator, device: torch.device
+) -> nn.Module:
+    """A Gaussian MLP policy for Box actions, a categorical MLP for Discrete ones."""
+    obs_dim, space = int(np.prod(vec.single_observation_space.shape)), vec.single_action_space
+    if isinstance(space, spaces.Discrete):
+        return CategoricalMLPPolicy(
+            obs_dim, int(space.n), cfg.hidden, cfg.activation, generator=generator, device=device
+        )
+    act_dim = int(np.prod(space.shape))
+    return GaussianMLPPolicy(
+        obs_dim,
+        act_dim,
+        cfg.hidden,
+        cfg.activation,
+        cfg.init_std,
+        generator=generator,
+        device=device,
+    )
+
+
+def init_params(policy: nn.Module, learned_inner_lr: float | None = None) -> Params:
+    """Fresh leaf copies of the policy's parameters, plus Meta-SGD step sizes if asked."""
+    params = {k: v.detach().clone() for k, v in policy.named_parameters()}
+    if learned_inner_lr is not None:
+        params.update(
+            {_LR_PREFIX + k: torch.full_like(v, learned_inner_lr) for k, v in params.items()}
+        )
+    return {k: v.requires_grad_() for k, v in params.items()}
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: the MAML test protocol and its baselines (B.1, C.1)
+# ----------------------------------------------------------------------------------------------
+
+
+def _vpg_adapter(
+    cfg: MAMLRLConfig, policy: nn.Module, lr_override: float | None, learned: Params | None = None
+) -> rl_eval.AdaptFn:
+    """Plain VPG steps with the linear baseline, the MAML test protocol's fine-tuning (B.1).
+
+    Step sizes: ``lr_override`` at every step if given, else ``eval.inner_lr`` (default
+    ``algo.inner_lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
+    sizes when θ carries them.
+    """
+    first = cfg.algo.inner_lr if cfg.eval.inner_lr is None else cfg.eval.inner_lr
+    later = first / 2 if cfg.eval.later_inner_lr is None else cfg.eval.later_inner_lr
+    lrs = [first, later] if lr_override is None else [lr_override] * 2
+
+    def adapt_fn(params: Params, batch: EpisodeBatch, step: int) -> Params:
+        lr = learned if learned is not None else lrs[min(step, 1)]
+        data = prepare_episodes(batch, cfg.algo)
+        new = _inner_update(policy, params, data, lr, per_task=step > 0, first_order=True)
+        return {k: v.detach() for k, v in new.items()}
+
+    return adapt_fn
+
+
+def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
+    """The multi-task policy: this driver with no inner step, from MAML's initialisation."""
+    pre = dataclasses.replace(
+        cfg,
+        algo=dataclasses.replace(cfg.algo, inner_steps=0),
+        optim=dataclasses.replace(cfg.optim, iterations=cfg.eval.pretrain_iterations),
+    )
+    vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    try:
+        policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
+        return train(pre, policy, init_params(policy), vec, device=device)
+    finally:
+        vec.close()
+
+
+def _cache(directory: Path | None, name: str, seed: int) -> Path | None:
+    return None if directory is None else directory / f"{name}_seed{seed}.pt"
+
+
+def _baseline_starts(
+    cfg: MAMLRLConfig,
+    policy: nn.Module,
+    random_policy: nn.Module,
+    device: torch.device,
+    cache: Path | None,
+) -> dict[str, rl_eval.Start]:
+    """The pretrained (multi-task) and random initialisations, each with its step size (B.1)."""
+    ev = cfg.eval
+    return {
+        "pretrained": rl_eval.Start(
+            lambda: _pretrain(cfg, device),
+            _vpg_adapter(cfg, policy, ev.pretrained_inner_lr),
+            _cache(cache, f"pretrained_it{ev.pretrain_iterations}", cfg.run.seed),
+        ),
+        "random": rl_eval.Start(
+            lambda: init_params(random_policy), _vpg_adapter(cfg, policy, ev.random_inner_lr)
+        ),
+    }
+
+
+def evaluate(
+    cfg: MAMLRLConfig,
+    params: Params,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int,
+    steps: int,
+    seed: int,
+    split: str = "test",
+    run: Run | None = None,
+    baseline_dir: Path | None = None,
+) -> Path:
+    """The MAML test protocol on held-out tasks, with baselines; writes JSON, CSV and PNG.
+
+    Curves ``[tasks, steps + 1]``: ``maml`` (from θ) and, with ``eval.baselines``, ``pretrained``
+    and ``random`` (fine-tuned the same way, with their own step sizes) and ``oracle``. Baseline
+    weights are cached in ``baseline_dir``, so ``metarl eval`` reuses those ``metarl train`` made.
+
+    Returns:
+        The eval JSON path.
+    """
+    ev, episodes = cfg.eval, cfg.eval.episodes_per_task or cfg.env.episodes_per_task
+    vec = make_env(cfg, min(num_tasks, cfg.env.meta_batch_size), episodes)
+    try:
+        policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
+        net, learned = split_params(params)
+        starts = {"maml": rl_eval.Start(lambda: net, _vpg_adapter(cfg, policy, None, learned))}
+        oracle = None
+        if ev.baselines:
+            random_policy = build_policy(cfg.policy, vec, _generator(seed + 7919, device), device)
+            starts.update(_baseline_starts(cfg, policy, random_policy, device, baseline_dir))
+            oracle = rl_eval.OracleSpec(
+                cfg.env.id,
+                cfg.env.env_kwargs,
+                cfg.env.horizon,
+                ev.oracle_timesteps,
+                ev.oracle_num_envs,
+                cfg.run.seed,
+                _cache(baseline_dir, f"oracle_ts{ev.oracle_timesteps}", cfg.run.seed),
+            )
+        return rl_eval.evaluate_adaptation(
+            out,
+            algorithm=cfg.algo.name,
+            task_family=cfg.env.id,
+            vec=vec,
+            policy=policy,
+            tasks=rl_eval.heldout_tasks(vec.distribution, num_tasks, seed, split),
+            episodes_per_task=episodes,
+            starts=starts,
+            steps=steps,
+            seed=seed,
+            device=device,
+            oracle=oracle,
+            extra={"split": split, "episodes_per_task": episodes, "eval": config_to_dict(ev)},
+            logger=run.logger if run is not None else None,
+        )
+    finally:
+        vec.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# the experiment-kind interface used by the command line (metarl.experiments)
+# ----------------------------------------------------------------------------------------------
+
+
+def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
+    """Meta-trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
+    with open_run_from_config(cfg, cfg.run) as run:
+        vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+        try:
+            policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
+            params = init_params(policy, cfg.algo.inner_lr if cfg.algo.learn_inner_lr else None)
+            params = train(cfg, policy, params, vec, device=device, run=run)
+        finally:
+            vec.close()
+        return evaluate(
+            cfg,
+            params,
+            device,
+            out=run.eval_dir / "eval.json",
+            num_tasks=cfg.run.num_eval_tasks,
+            steps=cfg.eval.steps,
+            seed=cfg.run.seed + 1,
+            run=run,
+            baseline_dir=run.run_dir / "baselines",
+        )
+
+
+def evaluate_run(
+    cfg: MAMLRLConfig,
+    checkpoint: Path,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int | None,
+    steps: int | None,
+    seed: int,
+    split: str = "test",
+) -> Path:
+    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
+    state = load_checkpoint(checkpoint, map_location=device)
+    return evaluate(
+        cfg,
+        state["params"],
+        device,
+        out=out,
+        num_tasks=num_tasks or cfg.run.num_eval_tasks,
+        steps=cfg.eval.steps if steps is None else steps,
+        seed=seed,
+        split=split,
+        baseline_dir=Path(checkpoint).parent.parent / "baselines",
+    )

@@ -1,0 +1,440 @@
+"""Reptile for supervised few-shot learning (Nichol, Achiam and Schulman 2018, Alg. 2).
+
+Per meta-iteration, for each task ``i`` of the meta-batch::
+
+    phi_i = theta, then k steps of Adam (beta1 = 0) on minibatches of the task's support set
+    theta <- theta + epsilon * (mean_i phi_i - theta)
+
+with ``epsilon`` annealed linearly to 0 (openai/supervised-reptile ``--meta-step 1
+--meta-step-final 0``).
+
+How it fits the shared driver (:func:`metarl.supervised.train`): :meth:`ReptileLearner.outer_loss`
+returns the pseudo-loss ``0.5 * sum_k ||theta_k - stopgrad(mean_i phi_i,k)||^2`` whose gradient
+with respect to ``theta`` is exactly ``theta - mean_i phi_i``. With ``optim.optimizer: sgd``,
+``optim.outer_lr: epsilon`` and ``optim.schedule: linear`` one SGD step is exactly Reptile's
+update. The logged ``train/loss`` is therefore half the squared length of the Reptile step, not a
+task loss; the task losses are logged as ``train/inner_loss_first`` and ``train/inner_loss_last``.
+
+The inner loop runs every task of the meta-batch at once: :func:`adam_step` is a pure function on
+parameter dicts and :func:`batched_inner_loop` ``torch.func.vmap``-s the k Adam steps over the task
+axis (a Python loop over the k steps, none over tasks).
+
+Choices that differ from openai/supervised-reptile, on purpose:
+
+- Minibatches are drawn without replacement by cycling through shuffled copies of the support set
+  (supervised-reptile's ``_mini_batches(replacement=False)``), but the *same* indices are used by
+  every task of a meta-batch (tasks hold the same number of support examples, and the images
+  differ, so the tasks stay independent). The indices come from a ``torch.Generator`` owned by the
+  learner and re-seeded from ``(seed, iteration)``, so a resumed run draws what an uninterrupted
+  one would.
+- Every task starts Adam from a fresh state (zero moments, step 0). supervised-reptile keeps its
+  Adam slot variables across tasks and meta-iterations, because they are not trainable variables
+  and so are not reset with the weights; that sequential state cannot be shared by tasks adapted
+  in parallel, and a fresh state makes adaptation a pure function of ``theta`` and the task.
+- Adam's update is PyTorch's (``eps`` added to ``sqrt(v_hat)``), as TensorFlow's differs only in
+  where ``eps`` enters.
+- Batch norm always uses the current batch's statistics; the query set is evaluated as one batch,
+  which is supervised-reptile's ``--transductive`` evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import functional_call, grad_and_value, vmap
+
+from envs.supervised import TaskBatch
+from metarl.functional import Params
+from metarl.supervised import OuterLoss, SupervisedConfig, build_model, task_loss, task_metric
+
+__all__ = [
+    "AdamState",
+    "InnerLoopResult",
+    "ReptileLearner",
+    "adam_init",
+    "adam_step",
+    "batched_inner_loop",
+    "inner_loop",
+    "minibatch_indices",
+    "reptile_pseudo_loss",
+]
+
+ExampleLoss = Callable[[Params, Tensor, Tensor], Tensor]
+"""``fn(params, x, y) -> Tensor[]``: a loss or metric of one task's examples."""
+
+
+# ----------------------------------------------------------------------------------------------
+# functional Adam
+# ----------------------------------------------------------------------------------------------
+
+
+class AdamState(NamedTuple):
+    """Adam's moment estimates and step count.
+
+    Attributes:
+        exp_avg: First moments ``{name: Tensor[*shape]}``.
+        exp_avg_sq: Second moments ``{name: Tensor[*shape]}``.
+        step: Number of updates taken so far.
+    """
+
+    exp_avg: Params
+    exp_avg_sq: Params
+    step: int
+
+
+def adam_init(params: Params) -> AdamState:
+    """Returns Adam's initial state for ``params``: zero moments, step 0."""
+    zeros = {k: torch.zeros_like(v) for k, v in params.items()}
+    return AdamState(zeros, dict(zeros), 0)
+
+
+def adam_step(
+    params: Params,
+    grads: Params,
+    state: AdamState,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.0, 0.999),
+    eps: float = 1e-8,
+) -> tuple[Params, AdamState]:
+    """One Adam update (Kingma and Ba 2015, Alg. 1), a pure function on parameter dicts.
+
+    Computes what ``torch.optim.Adam(params, lr, betas, eps)`` computes in one ``step()``::
+
+        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+        theta = theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    Works under ``torch.func.vmap`` (per-task parameters and state).
+
+    Args:
+        params: Parameters ``{name: Tensor[*shape]}``.
+        grads: Gradients with the same keys and shapes.
+        state: The state from :func:`adam_init` or the previous step.
+        lr: Step size.
+        betas: ``(beta1, beta2)``; Reptile uses ``beta1 = 0``.
+        eps: Added to the denominator for numerical stability.
+
+    Returns:
+        ``(new_params, new_state)``; the inputs are not modified.
+
+    Raises:
+        ValueError: If ``grads`` does not have the keys of ``params``.
+    """
+    if grads.keys() != params.keys():
+        raise ValueError(f"grads must have the keys {sorted(params)}, got {sorted(grads)}")
+    beta1, beta2 = betas
+    step = state.step + 1
+    step_size = lr / (1.0 - beta1**step)
+    bias_correction2_sqrt = (1.0 - beta2**step) ** 0.5
+    new_params, exp_avg, exp_avg_sq = {}, {}, {}
+    for k, g in grads.items():
+        exp_avg[k] = torch.lerp(state.exp_avg[k], g, 1.0 - beta1)
+        exp_avg_sq[k] = beta2 * state.exp_avg_sq[k] + (1.0 - beta2) * g * g
+        denom = exp_avg_sq[k].sqrt() / bias_correction2_sqrt + eps
+        new_params[k] = params[k] - step_size * exp_avg[k] / denom
+    return new_params, AdamState(exp_avg, exp_avg_sq, step)
+
+
+# ----------------------------------------------------------------------------------------------
+# the inner loop
+# ----------------------------------------------------------------------------------------------
+
+
+def minibatch_indices(
+    num_examples: int, batch_size: int, steps: int, generator: torch.Generator
+) -> Tensor:
+    """Indices of ``steps`` minibatches drawn without replacement, epoch after epoch.
+
+    Concatenates shuffles of ``0..num_examples-1`` and cuts them into consecutive minibatches,
+    as supervised-reptile's ``_mini_batches(replacement=False)``: a minibatch may straddle two
+    epochs, and repeats an example only when ``batch_size > num_examples``.
+
+    Args:
+        num_examples: Examples to draw from (a task's support set size).
+        batch_size: Examples per minibatch.
+        steps: Number of minibatches.
+        generator: Source of randomness; the indices are created on its device.
+
+    Returns:
+        ``int64`` ``[steps, batch_size]``.
+
+    Raises:
+        ValueError: If a count is not positive (``steps`` may be 0).
+    """
+    if num_examples < 1 or batch_size < 1 or steps < 0:
+        raise ValueError(
+            "num_examples and batch_size must be >= 1 and steps >= 0, got "
+            f"{num_examples}, {batch_size}, {steps}"
+        )
+    total = steps * batch_size
+    epochs = -(-total // num_examples)
+    device = generator.device
+    perms = [
+        torch.randperm(num_examples, generator=generator, device=device) for _ in range(epochs)
+    ]
+    flat = torch.cat(perms) if perms else torch.zeros(0, dtype=torch.int64, device=device)
+    return flat[:total].view(steps, batch_size)
+
+
+class InnerLoopResult(NamedTuple):
+    """Outcome of Reptile's inner loop.
+
+    Attributes:
+        params: Adapted parameters ``phi`` (``[task, *shape]`` when batched).
+        losses: Minibatch loss before each step, ``[steps]`` (``[task, steps]`` when batched).
+        metrics: Query metric after 0..steps steps, ``[steps + 1]`` (``[task, steps + 1]``), or
+            an empty tensor when no query was given.
+    """
+
+    params: Params
+    losses: Tensor
+    metrics: Tensor
+
+
+def inner_loop(
+    params: Params,
+    loss_fn: ExampleLoss,
+    batches: tuple[Tensor, Tensor],
+    *,
+    lr: float,
+    beta2: float,
+    query: tuple[Tensor, Tensor] | None = None,
+    metric_fn: ExampleLoss | None = None,
+) -> InnerLoopResult:
+    """Reptile's inner loop on one task: Adam (``beta1 = 0``) on a sequence of minibatches.
+
+    Args:
+        params: Initial parameters ``theta`` ``{name: Tensor[*shape]}``; gradients do not flow
+            back to them (Reptile is first order).
+        loss_fn: ``loss_fn(params, x, y) -> Tensor[]`` on one minibatch.
+        batches: ``(x, y)`` shaped ``[steps, batch, ...]``; step ``s`` trains on ``x[s], y[s]``.
+        lr: Adam step size.
+        beta2: Adam's ``beta2``.
+        query: Optional ``(x, y)`` ``[query, ...]`` on which ``metric_fn`` is evaluated after
+            every step (the adaptation curve).
+        metric_fn: ``metric_fn(params, x, y) -> Tensor[]``; required with ``query``.
+
+    Returns:
+        :class:`InnerLoopResult` with unbatched shapes.
+
+    Raises:
+        ValueError: If ``batches`` are not ``[steps, batch, ...]`` pairs or ``query`` comes
+            without ``metric_fn``.
+    """
+    x, y = batches
+    if x.dim() < 2 or x.shape[:2] != y.shape[:2]:
+        raise ValueError(
+            f"batches must be (x, y) sharing [steps, batch], got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
+    if query is not None and metric_fn is None:
+        raise ValueError("metric_fn is required when query is given")
+    grad_fn = grad_and_value(loss_fn)
+    params = {k: v.detach() for k, v in params.items()}
+    state = adam_init(params)
+    losses, metrics = [], []
+    for step in range(x.shape[0]):
+        if query is not None:
+            metrics.append(metric_fn(params, *query))
+        grads, loss = grad_fn(params, x[step], y[step])
+        params, state = adam_step(params, grads, state, lr=lr, betas=(0.0, beta2))
+        losses.append(loss.detach())
+    if query is not None:
+        metrics.append(metric_fn(params, *query))
+    empty = x.new_zeros(0)
+    return InnerLoopResult(
+        params,
+        torch.stack(losses) if losses else empty,
+        torch.stack(metrics).detach() if metrics else empty,
+    )
+
+
+def batched_inner_loop(
+    params: Params,
+    loss_fn: ExampleLoss,
+    batches: tuple[Tensor, Tensor],
+    *,
+    lr: float,
+    beta2: float,
+    query: tuple[Tensor, Tensor] | None = None,
+    metric_fn: ExampleLoss | None = None,
+) -> InnerLoopResult:
+    """:func:`inner_loop` for every task of a meta-batch as one ``torch.func.vmap``.
+
+    Args:
+        params: Shared initial parameters ``{name: Tensor[*shape]}`` (no task axis).
+        loss_fn: ``loss_fn(params, x, y) -> Tensor[]`` on one task's minibatch.
+        batches: ``(x, y)`` shaped ``[task, steps, batch, ...]``.
+        lr: Adam step size.
+        beta2: Adam's ``beta2``.
+        query: Optional ``(x, y)`` ``[task, query, ...]``.
+        metric_fn: ``metric_fn(params, x, y) -> Tensor[]``; required with ``query``.
+
+    Returns:
+        :class:`InnerLoopResult` with a leading task axis: ``params`` ``[task, *shape]``,
+        ``losses`` ``[task, steps]``, ``metrics`` ``[task, steps + 1]`` (or ``[task, 0]``).
+
+    Raises:
+        ValueError: If the task axes of ``batches`` and ``query`` disagree.
+    """
+    x, y = batches
+    tasks = {x.shape[0], y.shape[0]} | (set() if query is None else {t.shape[0] for t in query})
+    if x.dim() < 3 or len(tasks) != 1:
+        raise ValueError(
+            "batches must be [task, steps, batch, ...] and query [task, query, ...] with one task "
+            f"count, got {tuple(x.shape)}, {tuple(y.shape)}"
+            + ("" if query is None else f", {tuple(query[0].shape)}, {tuple(query[1].shape)}")
+        )
+
+    def one_task(task_batches: tuple[Tensor, Tensor], task_query: Any) -> InnerLoopResult:
+        return inner_loop(
+            params,
+            loss_fn,
+            task_batches,
+            lr=lr,
+            beta2=beta2,
+            query=task_query,
+            metric_fn=metric_fn,
+        )
+
+    return vmap(one_task, in_dims=(0, None if query is None else 0))(batches, query)
+
+
+def reptile_pseudo_loss(params: Params, adapted_mean: Params) -> Tensor:
+    """``0.5 * sum_k ||theta_k - stopgrad(phi_k)||^2``, whose gradient is ``theta - phi``.
+
+    One SGD step of size ``epsilon`` on it is Reptile's ``theta + epsilon (phi - theta)``.
+
+    Args:
+        params: Meta-parameters ``theta`` ``{name: Tensor[*shape]}``.
+        adapted_mean: ``phi = mean_i phi_i`` with the same keys and shapes (detached here).
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: If the keys or shapes differ.
+    """
+    if params.keys() != adapted_mean.keys():
+        raise ValueError(
+            f"adapted_mean must have keys {sorted(params)}, got {sorted(adapted_mean)}"
+        )
+    terms = []
+    for k, theta in params.items():
+        if theta.shape != adapted_mean[k].shape:
+            raise ValueError(
+                f"adapted_mean[{k!r}] has shape {tuple(adapted_mean[k].shape)}, "
+                f"expected {tuple(theta.shape)}"
+            )
+        terms.append((theta - adapted_mean[k].detach()).square().sum())
+    return 0.5 * torch.stack(terms).sum()
+
+
+# ----------------------------------------------------------------------------------------------
+# the learner
+# ----------------------------------------------------------------------------------------------
+
+_EVAL_STREAM = 1  # seeds minibatches of adaptation_curve apart from those of training
+
+
+class ReptileLearner:
+    """Reptile with an Adam inner loop (see the module docstring).
+
+    Args:
+        cfg: The experiment config: ``algo.inner_lr``, ``algo.inner_steps``,
+            ``algo.inner_batch_size``, ``algo.eval_inner_batch_size`` and
+            ``algo.inner_adam_beta2`` drive the inner loop; pair it with ``optim.optimizer: sgd``.
+        device: Where the parameters live.
+        generator: Initialises the network; also seeds the learner's minibatch generator.
+
+    Raises:
+        ValueError: If a minibatch size is not positive.
+    """
+
+    def __init__(
+        self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
+    ) -> None:
+        algo = cfg.algo
+        for name in ("inner_batch_size", "eval_inner_batch_size"):
+            value = getattr(algo, name)
+            if value is not None and value < 1:
+                raise ValueError(f"algo.{name} must be >= 1, got {value}")
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.model = build_model(cfg, generator, self.device, embedding=False)
+        seed = torch.randint(2**62, (1,), generator=generator, device=generator.device)
+        self._seed = int(seed)
+        self.generator = torch.Generator(device=self.device)
+        self._eval_calls = 0
+
+    def init_params(self) -> Params:
+        """Returns the network's initial weights as leaf tensors that require grad."""
+        return {k: v.detach().clone().requires_grad_() for k, v in self.model.named_parameters()}
+
+    def _loss(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        return task_loss(functional_call(self.model, params, (x,)), y)
+
+    def _metric(self, params: Params, x: Tensor, y: Tensor) -> Tensor:
+        return task_metric(functional_call(self.model, params, (x,)), y)
+
+    def _minibatches(
+        self, batch: TaskBatch, batch_size: int, steps: int, stream: int, count: int
+    ) -> tuple[Tensor, Tensor]:
+        """Support minibatches ``[task, steps, batch_size, ...]`` drawn for call ``count``."""
+        seed = np.random.SeedSequence([self._seed, stream, count]).generate_state(1, np.uint64)
+        self.generator.manual_seed(int(seed[0]))
+        idx = minibatch_indices(batch.num_support, batch_size, steps, self.generator)
+        return batch.support_x[:, idx], batch.support_y[:, idx]
+
+    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+        """Reptile's pseudo-loss for one meta-batch (its gradient is ``theta - mean_i phi_i``).
+
+        Args:
+            params: Meta-parameters ``theta``.
+            batch: The meta-batch; the inner loop trains on its support sets.
+            iteration: The outer iteration (seeds the minibatch order).
+
+        Returns:
+            :class:`OuterLoss` with the pseudo-loss and, as metrics, the query metric after
+            adaptation (``query_mse`` or ``query_accuracy``) and the mean minibatch loss at the
+            first and the last inner step.
+        """
+        algo = self.cfg.algo
+        batches = self._minibatches(batch, algo.inner_batch_size, algo.inner_steps, 0, iteration)
+        with torch.no_grad():
+            result = batched_inner_loop(
+                params, self._loss, batches, lr=algo.inner_lr, beta2=algo.inner_adam_beta2
+            )
+            adapted_mean = {k: v.mean(0) for k, v in result.params.items()}
+            query = vmap(self._metric)(result.params, batch.query_x, batch.query_y).mean()
+        metrics = {"query_" + self.cfg.task.metric: query}
+        if algo.inner_steps > 0:
+            metrics["inner_loss_first"] = result.losses[:, 0].mean()
+            metrics["inner_loss_last"] = result.losses[:, -1].mean()
+        return OuterLoss(reptile_pseudo_loss(params, adapted_mean), metrics)
+
+    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+        """Query metric after 0..steps inner Adam iterations, ``[task, steps + 1]``.
+
+        Minibatches have ``algo.eval_inner_batch_size`` examples (default
+        ``algo.inner_batch_size``); their order depends on how many curves this learner has
+        computed, so a fresh learner reproduces the curves of a trained one.
+        """
+        algo = self.cfg.algo
+        size = algo.eval_inner_batch_size or algo.inner_batch_size
+        batches = self._minibatches(batch, size, steps, _EVAL_STREAM, self._eval_calls)
+        self._eval_calls += 1
+        with torch.no_grad():
+            result = batched_inner_loop(
+                params,
+                self._loss,
+                batches,
+                lr=algo.inner_lr,
+                beta2=algo.inner_adam_beta2,
+                query=(batch.query_x, batch.query_y),
+                metric_fn=self._metric,
+            )
+        return result.metrics

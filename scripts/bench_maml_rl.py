@@ -1,0 +1,136 @@
+"""Wall time of a MAML-TRPO meta-iteration on HalfCheetahVel, and sampling throughput, in one run.
+
+The meta-iteration of ``configs/maml_trpo/halfcheetah_vel.yaml`` (meta-batch 40, 20 episodes per
+task, horizon 100, second-order TRPO) is split into sampling (env steps plus one batched policy
+forward per step, per-task parameters after adaptation), adaptation (linear baselines, advantages,
+the inner step) and the outer update. Sampling throughput (env steps/s with the policies in the
+loop) is compared with the env benchmark's figure measured here in the same process: the same
+vector env (``make_vec``, sync backend, same number of envs, same horizon) stepped with random
+actions. Prints a markdown table and optionally writes JSON.
+
+    python scripts/bench_maml_rl.py [--iterations 2] [--device cpu|cuda|auto] [--threads 1]
+                                    [--first-order] [--quick] [--out F]
+
+``--device cuda`` puts the policy (and the inner and outer updates) on the GPU; envs stay on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from metarl.algorithms import maml_rl as M
+from metarl.config import load_config
+from metarl.device import get_device
+
+CONFIG = "configs/maml_trpo/halfcheetah_vel.yaml"
+QUICK = ["env.meta_batch_size=4", "env.episodes_per_task=2", "env.horizon=10"]
+
+
+def random_action_rate(cfg: M.MAMLRLConfig, steps: int) -> float:
+    """Env steps/s of the same vector env stepped with random actions (the env benchmark)."""
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    rng = np.random.default_rng(0)
+    space = vec.single_action_space
+    actions = [
+        rng.uniform(space.low, space.high, (vec.num_envs, *space.shape)).astype(space.dtype)
+        for _ in range(16)
+    ]
+    vec.reset(seed=0)
+    start = time.perf_counter()
+    for t in range(steps):
+        vec.step(actions[t % len(actions)])
+    elapsed = time.perf_counter() - start
+    vec.close()
+    return steps * vec.num_envs / elapsed
+
+
+def meta_iterations(
+    cfg: M.MAMLRLConfig, device: torch.device, iterations: int
+) -> list[dict[str, float]]:
+    """Times ``iterations`` meta-iterations (after one warm-up) split into their phases."""
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
+    params = M.init_params(policy)
+    rows = []
+    for it in range(iterations + 1):
+        tasks = vec.distribution.sample(cfg.env.meta_batch_size, np.random.default_rng(it))
+        gen = torch.Generator(device=device).manual_seed(it)
+        seeds = [it * 10_000 + k * vec.num_envs for k in range(cfg.algo.inner_steps + 1)]
+        start = time.perf_counter()
+        batch = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, device)
+        tic = time.perf_counter()
+        params, metrics = M.outer_update(policy, params, None, batch, cfg.algo)
+        float(metrics["kl"])  # wait for the device
+        outer = time.perf_counter() - tic
+        steps = (cfg.algo.inner_steps + 1) * vec.num_envs * vec.horizon
+        row = {**batch.seconds, "outer_update": outer, "total": time.perf_counter() - start}
+        row["sampling_steps_per_second"] = steps / batch.seconds["sampling"]
+        if it > 0:  # the first iteration warms up allocators and caches
+            rows.append(row)
+    vec.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=2, help="timed meta-iterations")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
+    parser.add_argument("--first-order", action="store_true", help="first-order meta-gradient")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)"
+    )
+    parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.threads:
+        # On a shared or oversubscribed CPU, intra-op threads convoy and small ops slow down 10×.
+        torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    overrides = (QUICK if args.quick else []) + (
+        ["algo.first_order=true"] if args.first_order else []
+    )
+    cfg = load_config(M.MAMLRLConfig, CONFIG, overrides)
+    env = cfg.env
+    print(
+        f"# MAML-TRPO ({'first' if cfg.algo.first_order else 'second'} order) benchmark: "
+        f"{env.id}, meta-batch {env.meta_batch_size} × "
+        f"{env.episodes_per_task} episodes × H {env.horizon}; policy on {device}, envs on CPU; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"
+    )
+    rows = meta_iterations(cfg, device, args.iterations)
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    steps_per_batch = env.horizon * (cfg.algo.inner_steps + 1)
+    random_rate = random_action_rate(cfg, steps_per_batch)
+    ratio = mean["sampling_steps_per_second"] / random_rate
+    print("| phase | seconds per meta-iteration | share |")
+    print("|---|---|---|")
+    for key in ("sampling", "adaptation", "outer_update", "total"):
+        print(f"| {key} | {mean[key]:.2f} | {mean[key] / mean['total']:.0%} |")
+    print("\n| sampling | env steps/s | ratio |")
+    print("|---|---|---|")
+    print(f"| random actions (make_vec sync) | {random_rate:,.0f} | 1.00 |")
+    ours = mean["sampling_steps_per_second"]
+    print(f"| per-task policies in the loop | {ours:,.0f} | {ratio:.2f} |")
+    if args.out:
+        result = {
+            "config": CONFIG,
+            "overrides": overrides,
+            "device": str(device),
+            "iterations": rows,
+        }
+        result.update(mean=mean, random_action_steps_per_second=random_rate, ratio=ratio)
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""MAML-RL (MAML-TRPO, MAML-PPO, ProMP): meta-gradients, the inner loop, the outer step, learning,
+resume, configs and the command line."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.env_checker import check_env
+
+import envs
+from metarl.algorithms import maml_rl as M
+from metarl.algorithms.maml_rl import (
+    AlgoConfig,
+    EnvConfig,
+    EvalConfig,
+    MAMLRLConfig,
+    OptimConfig,
+    PolicyConfig,
+    TaskData,
+)
+from metarl.cli import main as cli_main
+from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
+from metarl.functional import adapt
+from metarl.rl import evaluation as rl_eval
+from metarl.rl.policies import GaussianMLPPolicy, policy_forward
+from metarl.rl.trpo import flat_grad, flatten_params, make_hvp_fn, unflatten_like
+from metarl.runs import NonFiniteLossError, open_run
+
+ROOT = Path(__file__).resolve().parents[3]
+CPU = torch.device("cpu")
+F64 = torch.float64
+
+
+# ----------------------------------------------------------------------------------------------
+# a tiny problem in float64: a tanh policy on fixed synthetic episodes
+# ----------------------------------------------------------------------------------------------
+
+
+def _policy(hidden=(4,)):
+    policy = GaussianMLPPolicy(
+        3, 2, hidden, "tanh", 0.8, generator=torch.Generator().manual_seed(0)
+    )
+    return policy.double()
+
+
+def _batch(policy, params, per_task, seed, tasks=2, episodes=3, horizon=4):
+    """Synthetic episodes [T, E, H]; their log-probs are those of ``params`` (the sampler)."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(tasks, episodes, horizon, 3, generator=g, dtype=F64)
+    actions = torch.randn(tasks, episodes, horizon, 2, generator=g, dtype=F64)
+    adv = torch.randn(tasks, episodes, horizon, generator=g, dtype=F64)
+    mask = torch.ones(tasks, episodes, horizon, dtype=F64)
+    mask[0, 0, -2:] = 0.0  # one episode terminated early
+    with torch.no_grad():
+        logp = policy.log_prob(policy_forward(policy, params, obs, per_task), actions)
+    return TaskData(obs, actions, adv, mask, logp)
+
+
+def _problem(algo, inner_steps=1, learn_lr=False):
+    """A policy, θ0 and pre-/post-update batches sampled (in spirit) by θ0's inner loop."""
+    policy = _policy()
+    theta = M.init_params(policy, algo.inner_lr if learn_lr else None)
+    inner = []
+    for k in range(inner_steps):
+        path = M.adapt_policy(policy, theta, inner, [algo.inner_lr] * k, first_order=True)
+        inner.append(_batch(policy, path[-1], k > 0, seed=k))
+    path = M.adapt_policy(policy, theta, inner, [algo.inner_lr] * inner_steps, first_order=True)
+    valid = _batch(policy, path[-1], inner_steps > 0, seed=99)
+    old = M.old_outputs(policy, theta, inner, valid, algo)
+    return policy, theta, inner, valid, old
+
+
+def _flat_fn(fn, like):
+    return lambda flat: fn(unflatten_like(flat, like))
+
+
+@pytest.mark.parametrize(
+    ("inner_steps", "learn_lr", "estimator"),
+    [(1, False, "reinforce"), (2, False, "reinforce"), (1, True, "reinforce"), (1, False, "lvc")],
+)
+def test_meta_gradient_matches_finite_differences(inner_steps, learn_lr, estimator):
+    algo = AlgoConfig(inner_lr=0.3, inner_steps=inner_steps, inner_estimator=estimator)
+    policy, theta, inner, valid, old = _problem(algo, inner_steps, learn_lr)
+    theta0 = {k: v.detach() for k, v in theta.items()}
+
+    def surrogate(params):
+        return M.outer_objective(policy, params, inner, valid, old, algo).surrogate
+
+    flat = flatten_params(theta0).requires_grad_()
+    assert torch.autograd.gradcheck(_flat_fn(surrogate, theta0), (flat,), eps=1e-6, atol=1e-7)
+    # second order matters here: the first-order meta-gradient is measurably different
+    first = dataclasses.replace(algo, first_order=True)
+    leaves = {k: v.clone().requires_grad_() for k, v in theta0.items()}
+    exact = flat_grad(surrogate(leaves), leaves)
+    fo = M.outer_objective(policy, leaves, inner, valid, old, first).surrogate
+    assert (flat_grad(fo, leaves) - exact).abs().max() > 1e-3
+
+
+def test_kl_hessian_vector_product_through_the_inner_step_matches_finite_differences():
+    algo = AlgoConfig(inner_lr=0.3)
+    policy, theta, inner, valid, old = _problem(algo)
+    theta0 = {k: v.detach() for k, v in theta.items()}
+
+    def grad_kl(flat):
+        params = {k: v.requires_grad_() for k, v in unflatten_like(flat, theta0).items()}
+        kl = M.outer_objective(policy, params, inner, valid, old, algo).kl
+        return flat_grad(kl, params)
+
+    leaves = {k: v.clone().requires_grad_() for k, v in theta0.items()}
+    hvp = make_hvp_fn(M.outer_objective(policy, leaves, inner, valid, old, algo).kl, leaves)
+    v = torch.randn(flatten_params(theta0).numel(), generator=torch.Generator().manual_seed(3))
+    v = v.to(F64)
+    flat, eps = flatten_params(theta0), 1e-5
+    fd = (grad_kl(flat + eps * v) - grad_kl(flat - eps * v)) / (2 * eps)
+    torch.testing.assert_close(hvp(v), fd, rtol=1e-5, atol=1e-8)
+    assert hvp(v).abs().max() > 1e-3  # a non-trivial Fisher matrix
+
+
+def test_vmapped_inner_loop_equals_a_per_task_loop():
+    algo = AlgoConfig(inner_lr=0.3, inner_steps=2)
+    policy, theta, inner, _, _ = _problem(algo, inner_steps=2)
+    path = M.adapt_policy(policy, theta, inner, [0.3, 0.2], first_order=False)
+
+    def loss_of(data):
+        return lambda params, _: M.inner_loss(policy, "reinforce", params, data)
+
+    for t in range(2):
+        one = [TaskData(*(x[t] for x in d)) for d in inner]
+        params = adapt(theta, loss_of(one[0]), None, steps=1, inner_lr=0.3)
+        params = adapt(params, loss_of(one[1]), None, steps=1, inner_lr=0.2)
+        for k, value in params.items():
+            torch.testing.assert_close(path[-1][k][t], value, rtol=1e-10, atol=1e-12)
+    # and the meta-gradients agree with the loop's
+    total = sum(v.pow(2).sum() for v in path[-1].values())
+    looped = []
+    for t in range(2):
+        one = [TaskData(*(x[t] for x in d)) for d in inner]
+        params = adapt(theta, loss_of(one[0]), None, steps=1, inner_lr=0.3)
+        looped.append(adapt(params, loss_of(one[1]), None, steps=1, inner_lr=0.2))
+    loop_total = sum(v.pow(2).sum() for p in looped for v in p.values())
+    torch.testing.assert_close(flat_grad(total, theta), flat_grad(loop_total, theta))
+
+
+def test_lvc_and_reinforce_inner_steps_agree_at_the_sampling_policy():
+    algo = AlgoConfig(inner_lr=0.3)
+    policy, theta, inner, _, _ = _problem(algo)
+    a = M.adapt_policy(policy, theta, inner, [0.3], first_order=True, estimator="reinforce")
+    b = M.adapt_policy(policy, theta, inner, [0.3], first_order=True, estimator="lvc")
+    for k in a[-1]:
+        torch.testing.assert_close(a[-1][k], b[-1][k])
+
+
+@pytest.mark.parametrize("name", ["maml_ppo", "promp"])
+def test_clipped_objectives_equal_the_surrogate_at_the_old_parameters(name):
+    algo = AlgoConfig(name=name, inner_lr=0.3)
+    policy, theta, inner, valid, old = _problem(algo)
+    terms = M.outer_objective(policy, theta, inner, valid, old, algo)
+    torch.testing.assert_close(terms.clipped, terms.surrogate)  # ratio 1, inner KL 0
+    torch.testing.assert_close(terms.kl, torch.zeros((), dtype=F64), atol=1e-12, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# on real episodes
+# ----------------------------------------------------------------------------------------------
+
+
+def _cfg(env_id="metarl/Navigation2D-v0", horizon=20, tasks=10, episodes=10, iterations=12, **algo):
+    return MAMLRLConfig(
+        env=EnvConfig(
+            id=env_id, horizon=horizon, meta_batch_size=tasks, episodes_per_task=episodes
+        ),
+        policy=PolicyConfig(hidden=(32, 32)),
+        algo=AlgoConfig(**{"inner_lr": 0.5, **algo}),
+        optim=OptimConfig(iterations=iterations),
+        eval=EvalConfig(baselines=False),
+        run=RunConfig(progress=False, checkpoint_every=0, log_backends=("csv",)),
+    )
+
+
+def _meta_batch(cfg, seed=0):
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    policy = M.build_policy(cfg.policy, vec, torch.Generator().manual_seed(seed), CPU)
+    params = M.init_params(policy)
+    tasks = vec.distribution.sample(cfg.env.meta_batch_size, np.random.default_rng(seed))
+    seeds = [seed, seed + 1000]
+    gen = torch.Generator().manual_seed(seed)
+    batch = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, CPU)
+    vec.close()
+    return policy, params, batch
+
+
+@pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/Bandit-K5-v0"])
+def test_trpo_outer_step_respects_the_kl_bound(env_id):
+    horizon = 1 if "Bandit" in env_id else 20
+    cfg = _cfg(env_id, horizon=horizon, tasks=4, episodes=8, max_kl=0.01)
+    policy, params, batch = _meta_batch(cfg)
+    new, metrics = M.outer_update(policy, params, None, batch, cfg.algo)
+    assert metrics["step_frac"] > 0  # the step was accepted
+    # measure the mean KL between the adapted policies before and after, independently
+    lrs = [cfg.algo.inner_lr]
+    before = M.adapt_policy(policy, params, batch.inner, lrs, first_order=True)[-1]
+    after = M.adapt_policy(policy, new, batch.inner, lrs, first_order=True)[-1]
+    with torch.no_grad():
+        out0 = policy_forward(policy, before, batch.valid.obs, True)
+        out1 = policy_forward(policy, after, batch.valid.obs, True)
+        kl = M._task_mean(policy.kl(out0, out1), batch.valid.mask)
+    assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
+
+
+def _returns(run_dir, key):
+    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    return np.array([float(r[2]) for r in rows if r[1] == key])
+
+
+def test_maml_trpo_improves_post_update_returns_on_navigation(tmp_path):
+    cfg = _cfg(iterations=12)
+    vec = M.make_env(cfg, 10, 10)
+    policy = M.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    with open_run(tmp_path / "run", cfg, log_backends=("csv",)) as run:
+        M.train(cfg, policy, M.init_params(policy), vec, device=CPU, run=run)
+    vec.close()
+    pre, post = (
+        _returns(tmp_path / "run", "train/pre_return"),
+        _returns(tmp_path / "run", "train/post_return"),
+    )
+    assert len(post) == 12
+    assert post[-4:].mean() > pre[-4:].mean() + 1.0  # the inner step helps...
+    assert post[-4:].mean() > post[:2].mean() + 1.5  # ...and meta-training made it help more
+
+
+def _train(cfg, run_dir, resume=False):
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    policy = M.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    with open_run(run_dir, cfg, resume=resume, log_backends=("csv",)) as run:
+        params = M.train(cfg, policy, M.init_params(policy), vec, device=CPU, run=run)
+    vec.close()
+    return params
+
+
+@pytest.mark.parametrize("name", ["maml_trpo", "maml_ppo"])
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name):
+    cfg = _cfg(tasks=3, episodes=4, horizon=8, iterations=4, name=name, ppo_epochs=2)
+    full = _train(cfg, tmp_path / "full")
+    half = dataclasses.replace(cfg, optim=OptimConfig(iterations=2))
+    _train(half, tmp_path / "split")
+    resumed = _train(cfg, tmp_path / "split", resume=True)
+    for key, value in full.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+    for run in ("full", "split"):  # every iteration logged once, at its index
+        rows = (tmp_path / run / "metrics.csv").read_text().splitlines()
+        assert [r.split(",")[0] for r in rows if ",train/kl," in r] == ["0", "1", "2", "3"]
+    full_post = _returns(tmp_path / "full", "train/post_return")
+    np.testing.assert_array_equal(_returns(tmp_path / "split", "train/post_return"), full_post)
+
+
+def test_non_finite_outer_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg(tasks=2, episodes=2, horizon=5)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, checkpoint_every=1))
+
+    def broken(policy, params, optimizer, batch, algo):
+        return params, {"surrogate": torch.tensor(float("nan"))}
+
+    monkeypatch.setattr(M, "outer_update", broken)
+    with pytest.raises(NonFiniteLossError, match="train/surrogate"):
+        _train(cfg, tmp_path / "run")
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation pieces, configs and the command line
+# ----------------------------------------------------------------------------------------------
+
+
+def test_heldout_tasks_are_seeded_and_use_fixed_test_sets():
+    nav = envs.get_task_distribution("metarl/Navigation2D-v0")
+    assert rl_eval.heldout_tasks(nav, 5, seed=1) == rl_eval.heldout_tasks(nav, 5, seed=1)
+    assert rl_eval.heldout_tasks(nav, 5, seed=1) != rl_eval.heldout_tasks(nav, 5, seed=2)
+    directions = rl_eval.heldout_tasks(
+        envs.get_task_distribution("metarl/HalfCheetahDir-v0"), 40, 1
+    )
+    assert {t.direction for t in directions} == {-1.0, 1.0}
+
+
+def test_task_observation_wrapper_passes_the_sb3_checker():
+    import gymnasium as gym
+
+    env = rl_eval.TaskObservationWrapper(gym.make("metarl/Navigation2D-v0", max_episode_steps=5))
+    check_env(env, warn=False)
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_allclose(obs[2:], env.unwrapped.task.goal, rtol=1e-6)
+
+
+def test_every_maml_rl_config_loads_and_bad_keys_are_rejected():
+    paths = sorted(
+        p for d in ("maml_trpo", "maml_ppo", "promp") for p in (ROOT / "configs" / d).glob("*.yaml")
+    )
+    assert len(paths) == 13
+    assert undocumented_fields(MAMLRLConfig) == []
+    for path in paths:
+        cfg = load_config(MAMLRLConfig, path)
+        assert cfg.algo.name == path.parent.name
+        assert envs.env_info(cfg.env.id)  # a registered env
+    with pytest.raises(
+        ConfigError, match="algo.inner_lrr: unknown key.*did you mean 'algo.inner_lr'"
+    ):
+        load_config(MAMLRLConfig, paths[0], ["algo.inner_lrr=0.1"])
+    with pytest.raises(ConfigError, match="env.horizn: unknown key"):
+        load_config(MAMLRLConfig, {"env": {"horizn": 100}})
+    with pytest.raises(ConfigError, match="algo.inner_steps: expected int"):
+        load_config(MAMLRLConfig, {"algo": {"inner_steps": "one"}})
+    with pytest.raises(ConfigError, match="inner_lr must be > 0"):
+        load_config(MAMLRLConfig, {"algo": {"inner_lr": -0.1}})
+
+
+def test_cli_trains_then_evaluates_with_all_four_curves(tmp_path):
+    run_dir = tmp_path / "run"
+    tiny = [
+        "env.horizon=10",
+        "env.meta_batch_size=3",
+        "env.episodes_per_task=2",
+        "policy.hidden=[8]",
+        "optim.iterations=2",
+        "eval.steps=1",
+        "eval.episodes_per_task=2",
+        "eval.pretrain_iterations=1",
+        "eval.oracle_timesteps=32",
+        "eval.oracle_num_envs=2",
+        "run.num_eval_tasks=4",
+    ]
+    sets = [arg for s in tiny for arg in ("--set", s)]
+    args = ["train", "configs/maml_trpo/navigation2d.yaml", "--run-dir", str(run_dir)]
+    assert cli_main([*args, "--device", "cpu", *sets]) == 0
+    result = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert set(result["baselines"]) == {"pretrained", "random", "oracle"}
+    assert len(result["mean"]) == 2
+    assert cli_main(["eval", str(run_dir), "--num-tasks", "3", "--steps", "1"]) == 0
+    result = json.loads((run_dir / "eval" / "eval_test.json").read_text())
+    assert result["num_tasks"] == 3 and set(result["baselines"]) == {
+        "pretrained",
+        "random",
+        "oracle",
+    }
+    assert len(list((run_dir / "baselines").glob("*.pt"))) == 2  # reused, not retrained
+
+
+@pytest.mark.slow
+def test_benchmark_script_prints_its_tables(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    args = [sys.executable, "scripts/bench_maml_rl.py", "--quick", "--iterations", "1"]
+    proc = subprocess.run(
+        [*args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| outer_update |" in proc.stdout and "| per-task policies in the loop |" in proc.stdout
+    assert json.loads(out.read_text())["ratio"] > 0
