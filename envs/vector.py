@@ -90,7 +90,9 @@ def _worker_main(
                     view["obs"][...] = out.obs
                     view["reward"][...] = out.reward
                     view["terminated"][...] = out.terminated
-                    conn.send(("ok", (out.reward_terms, out.extras)))
+                    for key, value in (*out.reward_terms.items(), *out.extras.items()):
+                        view["info/" + key][...] = value
+                    conn.send(("ok", None))
                 elif cmd == "reset":
                     local = np.asarray(data, dtype=np.int64)
                     view["obs"][local] = engine.reset(local)
@@ -126,6 +128,22 @@ def _worker_main(
         conn.close()
 
 
+def _probe_info(engine: BatchedTaskEngine) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shapes and dtypes of one sub-env's reward terms and extras, from one step of a probe."""
+    engine.seed([0])
+    engine.ensure_tasks(np.zeros(1, dtype=np.int64))
+    engine.reset(np.zeros(1, dtype=np.int64))
+    space = engine.action_space
+    action = np.zeros((1, *(space.shape or ())), dtype=space.dtype)
+    if hasattr(space, "low"):
+        action[...] = np.clip(action, space.low, space.high)
+    out = engine.step(action)
+    return {
+        k: (tuple(np.asarray(v).shape[1:]), np.asarray(v).dtype)
+        for k, v in (*out.reward_terms.items(), *out.extras.items())
+    }
+
+
 class ProcessEngine:
     """Duck-typed :class:`~envs.core.BatchedTaskEngine` that spreads sub-envs over processes.
 
@@ -158,6 +176,7 @@ class ProcessEngine:
         self.action_space = probe.action_space
         self.reward_terms = probe.reward_terms
         self.distribution = probe.distribution
+        self._info_specs = _probe_info(probe)
         probe.close()
         self.num_envs = num_envs
         self.tasks: list[Task | None] = [None] * num_envs
@@ -185,6 +204,8 @@ class ProcessEngine:
             "reward": ((n,), np.dtype(np.float64)),
             "terminated": ((n,), np.dtype(np.bool_)),
         }
+        for key, (shape, dtype) in self._info_specs.items():
+            specs["info/" + key] = ((n, *shape), dtype)
         self._layout: dict[str, tuple[str, tuple[int, ...], str]] = {}
         self._arrays: dict[str, np.ndarray] = {}
         for key, (shape, dtype) in specs.items():
@@ -306,9 +327,10 @@ class ProcessEngine:
         """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
         self._check_open()
         self._arrays["actions"][...] = actions
-        replies = self._broadcast("step", [True] * len(self._slices))
-        terms = {k: np.concatenate([r[0][k] for r in replies]) for k in replies[0][0]}
-        extras = {k: np.concatenate([r[1][k] for r in replies]) for k in replies[0][1]}
+        self._broadcast("step", [True] * len(self._slices))
+        info = {k[5:]: v.copy() for k, v in self._arrays.items() if k.startswith("info/")}
+        terms = {k: info.pop(k) for k in self.reward_terms}
+        extras = info
         arrays = self._arrays
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 

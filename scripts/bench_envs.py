@@ -63,6 +63,23 @@ def bench_raw(v5_id: str, n: int, seconds: float) -> float:
     return _rate(step, n, seconds)
 
 
+def _raw_worker(args: tuple[str, int, float]) -> float:
+    v5_id, n, seconds = args
+    return bench_raw(v5_id, n, seconds)
+
+
+def bench_raw_parallel(v5_id: str, n: int, seconds: float, workers: int) -> float:
+    """Raw ``mj_step`` in ``workers`` processes at once, ``n / workers`` envs each.
+
+    This is the ceiling any multi-process backend can reach on this machine.
+    """
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(workers) as pool:
+        rates = pool.map(_raw_worker, [(v5_id, n // workers, seconds)] * workers)
+    return float(sum(rates))
+
+
 def bench_gym(v5_id: str, n: int, seconds: float, mode: str) -> float:
     vec = gym.make_vec(v5_id, num_envs=n, vectorization_mode=mode)
     vec.reset(seed=0)
@@ -105,6 +122,9 @@ def main() -> None:
     ]:
         row: dict[str, float] = {}
         row["raw mj_step (1 core)"] = bench_raw(v5_id, n, sec)
+        row[f"raw mj_step ({args.workers} processes, ceiling)"] = bench_raw_parallel(
+            v5_id, n, sec, args.workers
+        )
         row["gymnasium SyncVectorEnv"] = bench_gym(v5_id, n, sec, "sync")
         if not args.skip_async:
             row["gymnasium AsyncVectorEnv"] = bench_gym(v5_id, n, sec, "async")
