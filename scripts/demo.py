@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--iterations", type=int, default=3000, help="MAML meta-iterations")
+    parser.add_argument("--iterations", type=int, default=10000, help="MAML meta-iterations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-root", default="runs/demo")
     args = parser.parse_args()
