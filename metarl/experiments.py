@@ -30,7 +30,7 @@ ALGORITHM_KINDS: dict[str, str] = {
         ],
         "metarl.supervised",
     ),
-    **dict.fromkeys(["maml_trpo", "maml_ppo", "promp"], "metarl.algorithms.maml_rl"),
+    **dict.fromkeys(["maml_trpo", "maml_ppo", "promp"], "metarl.algorithms.maml_rl_eval"),
     **dict.fromkeys(["rl2_ppo", "rl2_trpo"], "metarl.algorithms.rl2"),
 }
 """``algo.name`` -> the module that runs it."""

@@ -11,21 +11,18 @@ Each meta-iteration of :func:`train` follows Alg. 3:
    (``maml_trpo``), or Adam epochs on the PPO-clip surrogate (``maml_ppo``) plus ProMP's
    inner-KL penalty (``promp``).
 
-Evaluation is the MAML test protocol (B.1): on held-out tasks sample, take a plain VPG step, repeat;
-beside MAML, a policy pre-trained on all tasks (this driver with no inner step) and a random
-initialisation are fine-tuned the same way, and a stable-baselines3 oracle sees the task
-(:mod:`metarl.rl.evaluation`).
+Configuration lives in :mod:`metarl.algorithms.maml_rl_config`; evaluation (the MAML test
+protocol, B.1, beside pretrained, random-init and SB3-oracle baselines) and the command-line entry
+points in :mod:`metarl.algorithms.maml_rl_eval`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,17 +32,24 @@ from torch.func import functional_call, vmap
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv, make_vec
-from metarl.checkpoint import capture_rng_state, load_checkpoint
-from metarl.config import RunConfig, config_to_dict
+from metarl.algorithms.maml_rl_config import (
+    CONFIG_CLASS,
+    AlgoConfig,
+    EnvConfig,
+    EvalConfig,
+    MAMLRLConfig,
+    OptimConfig,
+    PolicyConfig,
+)
+from metarl.checkpoint import capture_rng_state
 from metarl.functional import LearningRate, Params, batched_adapt, inner_step
-from metarl.rl import evaluation as rl_eval
 from metarl.rl.baseline import linear_baseline_values
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
 from metarl.rl.trpo import trpo_step
-from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
+from metarl.runs import Run, check_finite, progress_bar
 
 __all__ = [
     "CONFIG_CLASS",
@@ -61,8 +65,6 @@ __all__ = [
     "adapt_policy",
     "build_policy",
     "collect_meta_batch",
-    "evaluate",
-    "evaluate_run",
     "init_params",
     "inner_loss",
     "make_env",
@@ -72,183 +74,11 @@ __all__ = [
     "prepare_episodes",
     "split_params",
     "train",
-    "train_from_config",
 ]
 
 logger = logging.getLogger(__name__)
 
 _LR_PREFIX = "inner_lr."  # Meta-SGD's learned step sizes live in θ as "inner_lr.<name>"
-
-
-# ----------------------------------------------------------------------------------------------
-# config
-# ----------------------------------------------------------------------------------------------
-
-
-def _check_positive(section: object, *names: str) -> None:
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvConfig:
-    """The task family, the meta-batch and how episodes are collected."""
-
-    id: str = "metarl/Navigation2D-v0"
-    """Registered task env id (``metarl envs`` lists them)."""
-    horizon: int | None = None
-    """Episode length H in steps (None: the registered horizon; bandits need 1)."""
-    meta_batch_size: int = 20
-    """Tasks per meta-iteration."""
-    episodes_per_task: int = 20
-    """Episodes per task and sampling phase (MAML's fast batch size)."""
-    backend: Literal["sync", "process"] = "sync"
-    """Vector-env backend: one process, or worker processes over shared memory."""
-    num_workers: int = 2
-    """Worker processes of the process backend."""
-    action_scale: float | None = None
-    """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
-    ctrl_cost_weight: float | None = None
-    """MuJoCo control-cost weight (None: the env's default)."""
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "horizon", "meta_batch_size", "episodes_per_task", "num_workers")
-
-    @property
-    def env_kwargs(self) -> dict[str, float]:
-        """The env constructor options that are set (None fields keep the env's default)."""
-        chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
-        return {k: v for k, v in chosen.items() if v is not None}
-
-
-@dataclasses.dataclass(frozen=True)
-class PolicyConfig:
-    """The policy: a Gaussian MLP for Box actions, a categorical MLP for Discrete ones."""
-
-    hidden: tuple[int, ...] = (64, 64)
-    """Hidden widths (MAML paper 100, 100; pytorch-maml-rl and ProMP 64, 64)."""
-    activation: Literal["relu", "tanh"] = "tanh"
-    """Hidden activation (MAML paper ReLU; pytorch-maml-rl and ProMP tanh)."""
-    init_std: float = 1.0
-    """Initial standard deviation of the Gaussian policy (1.0 in all reference code)."""
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "init_std")
-
-
-@dataclasses.dataclass(frozen=True)
-class AlgoConfig:
-    """The meta-learner: inner loop, advantages and outer update."""
-
-    name: Literal["maml_trpo", "maml_ppo", "promp"] = "maml_trpo"
-    """Outer update: TRPO (MAML), PPO-clip with Adam, or ProMP (PPO-clip + inner-KL penalty)."""
-    inner_lr: float = 0.1
-    """Inner step size α (MAML 0.1; 2D nav script 0.5; RandParams 0.05)."""
-    inner_steps: int = 1
-    """Inner policy-gradient steps in meta-training, each on freshly sampled episodes."""
-    first_order: bool = False
-    """Drop second derivatives through the inner steps (first-order MAML)."""
-    learn_inner_lr: bool = False
-    """Meta-SGD for RL: learn one inner step size per policy parameter, initialised to inner_lr."""
-    inner_estimator: Literal["reinforce", "lvc"] = "reinforce"
-    """Inner loss: -mean(log π·A) (MAML), or ProMP's low-variance -mean(π/π_old·A)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 1.0
-    """GAE λ (1.0: returns minus the linear baseline, as in MAML and ProMP)."""
-    normalize_advantages: bool = True
-    """Normalise advantages per task (pytorch-maml-rl, ProMP); MAML only centred them."""
-    max_kl: float = 0.01
-    """TRPO trust-region radius on the mean KL of the adapted policies."""
-    cg_iters: int = 10
-    """TRPO conjugate-gradient iterations."""
-    cg_damping: float = 1e-5
-    """TRPO damping added to the KL Hessian."""
-    ls_backtrack: float = 0.8
-    """TRPO line-search shrink factor."""
-    ls_steps: int = 15
-    """TRPO line-search candidates."""
-    clip_eps: float = 0.3
-    """PPO/ProMP clip range of the outer objective (ProMP 0.3)."""
-    inner_kl_coeff: float = 5e-4
-    """ProMP's fixed penalty η on KL(π_old ‖ π_θ) of the pre-update policies."""
-    ppo_epochs: int = 5
-    """PPO/ProMP Adam steps per sampled meta-batch (ProMP 5)."""
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "inner_lr", "max_kl", "cg_iters", "clip_eps", "ppo_epochs")
-        if self.inner_steps < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError("inner_steps must be >= 0 and gamma, gae_lambda in [0, 1]")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """The outer schedule."""
-
-    iterations: int = 500
-    """Meta-iterations (MAML scripts: 800 locomotion, 100 nav; pytorch-maml-rl 500)."""
-    outer_lr: float = 1e-3
-    """Adam step size of maml_ppo and promp (ProMP 1e-3); TRPO ignores it."""
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "outer_lr")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    """The MAML test protocol on run.num_eval_tasks held-out tasks, and its baselines."""
-
-    steps: int = 3
-    """Adaptation steps K; the curves report returns after 0..K steps."""
-    episodes_per_task: int | None = None
-    """Episodes per task and step (None: env.episodes_per_task; MAML: 4000 env steps)."""
-    inner_lr: float | None = None
-    """Step size of the first VPG step (None: algo.inner_lr; MAML 0.1, nav script 0.5)."""
-    later_inner_lr: float | None = None
-    """Step size of later steps (None: half the first, as MAML's 0.1/0.05 and 0.5/0.25)."""
-    baselines: bool = True
-    """Also evaluate the pretrained, random-init and oracle baselines."""
-    pretrain_iterations: int = 100
-    """Multi-task pre-training budget: iterations of this driver with no inner step."""
-    pretrained_inner_lr: float | None = None
-    """Fine-tuning step size of the pretrained policy (None: the MAML schedule)."""
-    random_inner_lr: float | None = None
-    """Fine-tuning step size of the random initialisation (None: the MAML schedule)."""
-    oracle_timesteps: int = 200_000
-    """Env steps of the stable-baselines3 PPO oracle (0: untrained, for smoke tests)."""
-    oracle_num_envs: int = 8
-    """Parallel envs of the oracle's PPO."""
-
-    def __post_init__(self) -> None:
-        _check_positive(self, "episodes_per_task", "inner_lr", "later_inner_lr")
-        _check_positive(self, "pretrained_inner_lr", "random_inner_lr", "oracle_num_envs")
-        if min(self.steps, self.pretrain_iterations, self.oracle_timesteps) < 0:
-            raise ValueError("steps, pretrain_iterations and oracle_timesteps must be >= 0")
-
-
-@dataclasses.dataclass(frozen=True)
-class MAMLRLConfig:
-    """A MAML-RL experiment: one YAML file in configs/maml_trpo|maml_ppo|promp maps onto it."""
-
-    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
-    """The task family and sampling."""
-    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
-    """The policy network."""
-    algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
-    """The meta-learner."""
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    """The outer schedule."""
-    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
-    """Evaluation and baselines."""
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)
-    """Seed, device, run directory, logging and checkpoints."""
-
-
-CONFIG_CLASS = MAMLRLConfig
 
 
 # ----------------------------------------------------------------------------------------------
@@ -689,185 +519,3 @@ def init_params(policy: nn.Module, learned_inner_lr: float | None = None) -> Par
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
-
-
-# ----------------------------------------------------------------------------------------------
-# evaluation: the MAML test protocol and its baselines (B.1, C.1)
-# ----------------------------------------------------------------------------------------------
-
-
-def _vpg_adapter(
-    cfg: MAMLRLConfig, policy: nn.Module, lr_override: float | None, learned: Params | None = None
-) -> rl_eval.AdaptFn:
-    """Plain VPG steps with the linear baseline, the MAML test protocol's fine-tuning (B.1).
-
-    Step sizes: ``lr_override`` at every step if given, else ``eval.inner_lr`` (default
-    ``algo.inner_lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
-    sizes when θ carries them.
-    """
-    first = cfg.algo.inner_lr if cfg.eval.inner_lr is None else cfg.eval.inner_lr
-    later = first / 2 if cfg.eval.later_inner_lr is None else cfg.eval.later_inner_lr
-    lrs = [first, later] if lr_override is None else [lr_override] * 2
-
-    def adapt_fn(params: Params, batch: EpisodeBatch, step: int) -> Params:
-        lr = learned if learned is not None else lrs[min(step, 1)]
-        data = prepare_episodes(batch, cfg.algo)
-        new = _inner_update(policy, params, data, lr, per_task=step > 0, first_order=True)
-        return {k: v.detach() for k, v in new.items()}
-
-    return adapt_fn
-
-
-def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
-    """The multi-task policy: this driver with no inner step, from MAML's initialisation."""
-    pre = dataclasses.replace(
-        cfg,
-        algo=dataclasses.replace(cfg.algo, inner_steps=0),
-        optim=dataclasses.replace(cfg.optim, iterations=cfg.eval.pretrain_iterations),
-    )
-    vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
-    try:
-        policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-        return train(pre, policy, init_params(policy), vec, device=device)
-    finally:
-        vec.close()
-
-
-def _cache(directory: Path | None, name: str, seed: int) -> Path | None:
-    return None if directory is None else directory / f"{name}_seed{seed}.pt"
-
-
-def _baseline_starts(
-    cfg: MAMLRLConfig,
-    policy: nn.Module,
-    random_policy: nn.Module,
-    device: torch.device,
-    cache: Path | None,
-) -> dict[str, rl_eval.Start]:
-    """The pretrained (multi-task) and random initialisations, each with its step size (B.1)."""
-    ev = cfg.eval
-    return {
-        "pretrained": rl_eval.Start(
-            lambda: _pretrain(cfg, device),
-            _vpg_adapter(cfg, policy, ev.pretrained_inner_lr),
-            _cache(cache, f"pretrained_it{ev.pretrain_iterations}", cfg.run.seed),
-        ),
-        "random": rl_eval.Start(
-            lambda: init_params(random_policy), _vpg_adapter(cfg, policy, ev.random_inner_lr)
-        ),
-    }
-
-
-def evaluate(
-    cfg: MAMLRLConfig,
-    params: Params,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int,
-    steps: int,
-    seed: int,
-    split: str = "test",
-    run: Run | None = None,
-    baseline_dir: Path | None = None,
-) -> Path:
-    """The MAML test protocol on held-out tasks, with baselines; writes JSON, CSV and PNG.
-
-    Curves ``[tasks, steps + 1]``: ``maml`` (from θ) and, with ``eval.baselines``, ``pretrained``
-    and ``random`` (fine-tuned the same way, with their own step sizes) and ``oracle``. Baseline
-    weights are cached in ``baseline_dir``, so ``metarl eval`` reuses those ``metarl train`` made.
-
-    Returns:
-        The eval JSON path.
-    """
-    ev, episodes = cfg.eval, cfg.eval.episodes_per_task or cfg.env.episodes_per_task
-    vec = make_env(cfg, min(num_tasks, cfg.env.meta_batch_size), episodes)
-    try:
-        policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-        net, learned = split_params(params)
-        starts = {"maml": rl_eval.Start(lambda: net, _vpg_adapter(cfg, policy, None, learned))}
-        oracle = None
-        if ev.baselines:
-            random_policy = build_policy(cfg.policy, vec, _generator(seed + 7919, device), device)
-            starts.update(_baseline_starts(cfg, policy, random_policy, device, baseline_dir))
-            oracle = rl_eval.OracleSpec(
-                cfg.env.id,
-                cfg.env.env_kwargs,
-                cfg.env.horizon,
-                ev.oracle_timesteps,
-                ev.oracle_num_envs,
-                cfg.run.seed,
-                _cache(baseline_dir, f"oracle_ts{ev.oracle_timesteps}", cfg.run.seed),
-            )
-        return rl_eval.evaluate_adaptation(
-            out,
-            algorithm=cfg.algo.name,
-            task_family=cfg.env.id,
-            vec=vec,
-            policy=policy,
-            tasks=rl_eval.heldout_tasks(vec.distribution, num_tasks, seed, split),
-            episodes_per_task=episodes,
-            starts=starts,
-            steps=steps,
-            seed=seed,
-            device=device,
-            oracle=oracle,
-            extra={"split": split, "episodes_per_task": episodes, "eval": config_to_dict(ev)},
-            logger=run.logger if run is not None else None,
-        )
-    finally:
-        vec.close()
-
-
-# ----------------------------------------------------------------------------------------------
-# the experiment-kind interface used by the command line (metarl.experiments)
-# ----------------------------------------------------------------------------------------------
-
-
-def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
-    """Meta-trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
-    with open_run_from_config(cfg, cfg.run) as run:
-        vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
-        try:
-            policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-            params = init_params(policy, cfg.algo.inner_lr if cfg.algo.learn_inner_lr else None)
-            params = train(cfg, policy, params, vec, device=device, run=run)
-        finally:
-            vec.close()
-        return evaluate(
-            cfg,
-            params,
-            device,
-            out=run.eval_dir / "eval.json",
-            num_tasks=cfg.run.num_eval_tasks,
-            steps=cfg.eval.steps,
-            seed=cfg.run.seed + 1,
-            run=run,
-            baseline_dir=run.run_dir / "baselines",
-        )
-
-
-def evaluate_run(
-    cfg: MAMLRLConfig,
-    checkpoint: Path,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int | None,
-    steps: int | None,
-    seed: int,
-    split: str = "test",
-) -> Path:
-    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
-    state = load_checkpoint(checkpoint, map_location=device)
-    return evaluate(
-        cfg,
-        state["params"],
-        device,
-        out=out,
-        num_tasks=num_tasks or cfg.run.num_eval_tasks,
-        steps=cfg.eval.steps if steps is None else steps,
-        seed=seed,
-        split=split,
-        baseline_dir=Path(checkpoint).parent.parent / "baselines",
-    )

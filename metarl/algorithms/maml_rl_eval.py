@@ -1,0 +1,216 @@
+"""MAML-RL evaluation and the entry points that ``metarl train`` / ``metarl eval`` call.
+
+Evaluation is the MAML test protocol with pretrained, random-init and oracle baselines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from metarl.algorithms.maml_rl import (
+    _generator,
+    _inner_update,
+    build_policy,
+    init_params,
+    make_env,
+    prepare_episodes,
+    split_params,
+    train,
+)
+from metarl.algorithms.maml_rl_config import CONFIG_CLASS, MAMLRLConfig
+from metarl.checkpoint import load_checkpoint
+from metarl.config import config_to_dict
+from metarl.functional import Params
+from metarl.rl import evaluation as rl_eval
+from metarl.rl.sampler import EpisodeBatch
+from metarl.runs import Run, open_run_from_config
+
+__all__ = ["CONFIG_CLASS", "evaluate", "evaluate_run", "train_from_config"]
+
+logger = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: the MAML test protocol and its baselines (B.1, C.1)
+# ----------------------------------------------------------------------------------------------
+
+
+def _vpg_adapter(
+    cfg: MAMLRLConfig, policy: nn.Module, lr_override: float | None, learned: Params | None = None
+) -> rl_eval.AdaptFn:
+    """Plain VPG steps with the linear baseline, the MAML test protocol's fine-tuning (B.1).
+
+    Step sizes: ``lr_override`` at every step if given, else ``eval.inner_lr`` (default
+    ``algo.inner_lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
+    sizes when θ carries them.
+    """
+    first = cfg.algo.inner_lr if cfg.eval.inner_lr is None else cfg.eval.inner_lr
+    later = first / 2 if cfg.eval.later_inner_lr is None else cfg.eval.later_inner_lr
+    lrs = [first, later] if lr_override is None else [lr_override] * 2
+
+    def adapt_fn(params: Params, batch: EpisodeBatch, step: int) -> Params:
+        lr = learned if learned is not None else lrs[min(step, 1)]
+        data = prepare_episodes(batch, cfg.algo)
+        new = _inner_update(policy, params, data, lr, per_task=step > 0, first_order=True)
+        return {k: v.detach() for k, v in new.items()}
+
+    return adapt_fn
+
+
+def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
+    """The multi-task policy: this driver with no inner step, from MAML's initialisation."""
+    pre = dataclasses.replace(
+        cfg,
+        algo=dataclasses.replace(cfg.algo, inner_steps=0),
+        optim=dataclasses.replace(cfg.optim, iterations=cfg.eval.pretrain_iterations),
+    )
+    vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    try:
+        policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
+        return train(pre, policy, init_params(policy), vec, device=device)
+    finally:
+        vec.close()
+
+
+def _cache(directory: Path | None, name: str, seed: int) -> Path | None:
+    return None if directory is None else directory / f"{name}_seed{seed}.pt"
+
+
+def _baseline_starts(
+    cfg: MAMLRLConfig,
+    policy: nn.Module,
+    random_policy: nn.Module,
+    device: torch.device,
+    cache: Path | None,
+) -> dict[str, rl_eval.Start]:
+    """The pretrained (multi-task) and random initialisations, each with its step size (B.1)."""
+    ev = cfg.eval
+    return {
+        "pretrained": rl_eval.Start(
+            lambda: _pretrain(cfg, device),
+            _vpg_adapter(cfg, policy, ev.pretrained_inner_lr),
+            _cache(cache, f"pretrained_it{ev.pretrain_iterations}", cfg.run.seed),
+        ),
+        "random": rl_eval.Start(
+            lambda: init_params(random_policy), _vpg_adapter(cfg, policy, ev.random_inner_lr)
+        ),
+    }
+
+
+def evaluate(
+    cfg: MAMLRLConfig,
+    params: Params,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int,
+    steps: int,
+    seed: int,
+    split: str = "test",
+    run: Run | None = None,
+    baseline_dir: Path | None = None,
+) -> Path:
+    """The MAML test protocol on held-out tasks, with baselines; writes JSON, CSV and PNG.
+
+    Curves ``[tasks, steps + 1]``: ``maml`` (from θ) and, with ``eval.baselines``, ``pretrained``
+    and ``random`` (fine-tuned the same way, with their own step sizes) and ``oracle``. Baseline
+    weights are cached in ``baseline_dir``, so ``metarl eval`` reuses those ``metarl train`` made.
+
+    Returns:
+        The eval JSON path.
+    """
+    ev, episodes = cfg.eval, cfg.eval.episodes_per_task or cfg.env.episodes_per_task
+    vec = make_env(cfg, min(num_tasks, cfg.env.meta_batch_size), episodes)
+    try:
+        policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
+        net, learned = split_params(params)
+        starts = {"maml": rl_eval.Start(lambda: net, _vpg_adapter(cfg, policy, None, learned))}
+        oracle = None
+        if ev.baselines:
+            random_policy = build_policy(cfg.policy, vec, _generator(seed + 7919, device), device)
+            starts.update(_baseline_starts(cfg, policy, random_policy, device, baseline_dir))
+            oracle = rl_eval.OracleSpec(
+                cfg.env.id,
+                cfg.env.env_kwargs,
+                cfg.env.horizon,
+                ev.oracle_timesteps,
+                ev.oracle_num_envs,
+                cfg.run.seed,
+                _cache(baseline_dir, f"oracle_ts{ev.oracle_timesteps}", cfg.run.seed),
+            )
+        return rl_eval.evaluate_adaptation(
+            out,
+            algorithm=cfg.algo.name,
+            task_family=cfg.env.id,
+            vec=vec,
+            policy=policy,
+            tasks=rl_eval.heldout_tasks(vec.distribution, num_tasks, seed, split),
+            episodes_per_task=episodes,
+            starts=starts,
+            steps=steps,
+            seed=seed,
+            device=device,
+            oracle=oracle,
+            extra={"split": split, "episodes_per_task": episodes, "eval": config_to_dict(ev)},
+            logger=run.logger if run is not None else None,
+        )
+    finally:
+        vec.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# the experiment-kind interface used by the command line (metarl.experiments)
+# ----------------------------------------------------------------------------------------------
+
+
+def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
+    """Meta-trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
+    with open_run_from_config(cfg, cfg.run) as run:
+        vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+        try:
+            policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
+            params = init_params(policy, cfg.algo.inner_lr if cfg.algo.learn_inner_lr else None)
+            params = train(cfg, policy, params, vec, device=device, run=run)
+        finally:
+            vec.close()
+        return evaluate(
+            cfg,
+            params,
+            device,
+            out=run.eval_dir / "eval.json",
+            num_tasks=cfg.run.num_eval_tasks,
+            steps=cfg.eval.steps,
+            seed=cfg.run.seed + 1,
+            run=run,
+            baseline_dir=run.run_dir / "baselines",
+        )
+
+
+def evaluate_run(
+    cfg: MAMLRLConfig,
+    checkpoint: Path,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int | None,
+    steps: int | None,
+    seed: int,
+    split: str = "test",
+) -> Path:
+    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
+    state = load_checkpoint(checkpoint, map_location=device)
+    return evaluate(
+        cfg,
+        state["params"],
+        device,
+        out=out,
+        num_tasks=num_tasks or cfg.run.num_eval_tasks,
+        steps=cfg.eval.steps if steps is None else steps,
+        seed=seed,
+        split=split,
+        baseline_dir=Path(checkpoint).parent.parent / "baselines",
+    )
