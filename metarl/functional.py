@@ -36,6 +36,7 @@ __all__ = [
     "Params",
     "adapt",
     "adapt_trajectory",
+    "check_params",
     "batched_adapt",
     "batched_adapt_trajectory",
     "inner_step",
@@ -77,7 +78,12 @@ class AdaptResult(NamedTuple):
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_params(params: Any) -> None:
+def check_params(params: Any) -> None:
+    """Checks that ``params`` is a non-empty ``dict[str, Tensor]``.
+
+    Raises:
+        TypeError: naming what was received instead.
+    """
     if not isinstance(params, Mapping) or not params:
         raise TypeError(
             f"params must be a non-empty dict[str, Tensor], got {type(params).__name__}"
@@ -211,7 +217,7 @@ def inner_step(params: Params, grads: Mapping[str, Tensor], inner_lr: LearningRa
         ValueError: If ``grads`` names unknown parameters or has the wrong shapes, or
             ``inner_lr`` misses an updated parameter or has a shape that does not broadcast.
     """
-    _check_params(params)
+    check_params(params)
     if not isinstance(grads, Mapping):
         raise TypeError(f"grads must be a dict[str, Tensor], got {type(grads).__name__}")
     keys = _resolve_adapt_keys(params, list(grads))
@@ -315,7 +321,7 @@ def adapt_trajectory(
         ValueError: If ``steps < 0``, ``adapt_keys`` or ``inner_lr`` name unknown parameters,
             ``inner_lr`` misses an adapted parameter, or ``loss_fn`` does not return a scalar.
     """
-    _check_params(params)
+    check_params(params)
     _check_steps(steps)
     keys = _resolve_adapt_keys(params, adapt_keys)
     lrs = _lr_schedule(inner_lr, steps, params, keys)
@@ -432,7 +438,7 @@ def batched_adapt_trajectory(
         ValueError: As :func:`adapt_trajectory`, or if the tensors in ``data`` disagree on the
             size of the task axis.
     """
-    _check_params(params)
+    check_params(params)
     _check_steps(steps)
     keys = _resolve_adapt_keys(params, adapt_keys)
     lrs = _lr_schedule(inner_lr, steps, params, keys)

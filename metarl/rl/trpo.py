@@ -27,6 +27,8 @@ from typing import NamedTuple, TypeAlias
 import torch
 from torch import Tensor
 
+from metarl.functional import check_params
+
 __all__ = [
     "KLFn",
     "LossFn",
@@ -82,16 +84,6 @@ class TRPOResult(NamedTuple):
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_params(params: object) -> None:
-    if not isinstance(params, Mapping) or not params:
-        raise TypeError(
-            f"params must be a non-empty dict[str, Tensor], got {type(params).__name__}"
-        )
-    for name, value in params.items():
-        if not isinstance(name, str) or not isinstance(value, Tensor):
-            raise TypeError(f"params must map str to Tensor, got {name!r}: {type(value).__name__}")
-
-
 def flatten_params(params: Mapping[str, Tensor]) -> Tensor:
     """Concatenates the flattened tensors of ``params`` in iteration order.
 
@@ -104,7 +96,7 @@ def flatten_params(params: Mapping[str, Tensor]) -> Tensor:
     Raises:
         TypeError: If ``params`` is not a non-empty mapping of str to Tensor.
     """
-    _check_params(params)
+    check_params(params)
     return torch.cat([p.reshape(-1) for p in params.values()])
 
 
@@ -122,7 +114,7 @@ def unflatten_like(flat: Tensor, like: Mapping[str, Tensor]) -> Params:
     Raises:
         ValueError: If ``flat`` is not a vector of the right length.
     """
-    _check_params(like)
+    check_params(like)
     total = sum(p.numel() for p in like.values())
     if not isinstance(flat, Tensor) or flat.dim() != 1 or flat.numel() != total:
         got = list(flat.shape) if isinstance(flat, Tensor) else type(flat).__name__
@@ -158,7 +150,7 @@ def flat_grad(
     Raises:
         ValueError: If ``output`` is not 0-d.
     """
-    _check_params(params)
+    check_params(params)
     if not isinstance(output, Tensor) or output.dim() != 0:
         got = list(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ValueError(f"output must be a 0-d tensor, got {got}")
@@ -378,7 +370,7 @@ def trpo_step(
         ValueError: On invalid hyperparameters or closures returning non-scalars.
         TypeError: If ``params`` is not a non-empty dict of tensors.
     """
-    _check_params(params)
+    check_params(params)
     _check_step_args(max_kl, cg_iters, cg_damping, ls_backtrack, ls_steps)
     leaves = _leaves(params)
     loss_before, kl_before = _evaluate(loss_fn, kl_fn, leaves)
