@@ -6,7 +6,8 @@ Two backends share one :class:`TaskVectorEnv`:
   (natively batched numpy for the light envs; a tight loop over ``MjData`` with batched
   observations and rewards for MuJoCo).
 - ``"process"``: :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per
-  worker process, with actions, observations, rewards and terminations in shared memory. Each
+  process (this process steps the first slice while worker processes step the others), with
+  actions, observations, rewards and terminations in shared memory. Each
   sub-env draws from its own generator, so under one seed and the same tasks both backends give
   identical trajectories. A worker that raises or dies surfaces as :class:`WorkerError` in the
   parent within a fraction of a second; :meth:`TaskVectorEnv.close` releases every process and
@@ -67,6 +68,35 @@ def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: A
     return np.ndarray(shape, dtype=dtype, buffer=shm.buf)
 
 
+def _run_command(
+    engine: BatchedTaskEngine, view: dict[str, np.ndarray], cmd: str, data: Any
+) -> Any:
+    """Executes one command on the engine of a slice whose shared arrays are ``view``."""
+    if cmd == "step":
+        out = engine.step(view["actions"])
+        view["obs"][...] = out.obs
+        view["reward"][...] = out.reward
+        view["terminated"][...] = out.terminated
+        for key, value in (*out.reward_terms.items(), *out.extras.items()):
+            view["info/" + key][...] = value
+        return None
+    if cmd == "reset":
+        local = np.asarray(data, dtype=np.int64)
+        view["obs"][local] = engine.reset(local)
+        return None
+    if cmd == "seed":
+        engine.seed(data)
+        return None
+    if cmd == "set_tasks":
+        tasks, local = data
+        engine.set_tasks(tasks, local)
+        return None
+    if cmd == "ensure_tasks":
+        engine.ensure_tasks(np.asarray(data, dtype=np.int64))
+        return list(engine.tasks)
+    raise ValueError(f"unknown worker command {cmd!r}")
+
+
 def _worker_main(
     conn: Connection,
     engine_cls: type[BatchedTaskEngine],
@@ -84,35 +114,12 @@ def _worker_main(
         conn.send(("ok", None))
         while True:
             cmd, data = conn.recv()
+            if cmd == "close":
+                engine.close()
+                conn.send(("ok", None))
+                break
             try:
-                if cmd == "step":
-                    out = engine.step(view["actions"])
-                    view["obs"][...] = out.obs
-                    view["reward"][...] = out.reward
-                    view["terminated"][...] = out.terminated
-                    for key, value in (*out.reward_terms.items(), *out.extras.items()):
-                        view["info/" + key][...] = value
-                    conn.send(("ok", None))
-                elif cmd == "reset":
-                    local = np.asarray(data, dtype=np.int64)
-                    view["obs"][local] = engine.reset(local)
-                    conn.send(("ok", None))
-                elif cmd == "seed":
-                    engine.seed(data)
-                    conn.send(("ok", None))
-                elif cmd == "set_tasks":
-                    tasks, local = data
-                    engine.set_tasks(tasks, local)
-                    conn.send(("ok", None))
-                elif cmd == "ensure_tasks":
-                    engine.ensure_tasks(np.asarray(data, dtype=np.int64))
-                    conn.send(("ok", list(engine.tasks)))
-                elif cmd == "close":
-                    engine.close()
-                    conn.send(("ok", None))
-                    break
-                else:
-                    raise ValueError(f"unknown worker command {cmd!r}")
+                conn.send(("ok", _run_command(engine, view, cmd, data)))
             except Exception:  # noqa: BLE001 - every error goes back to the parent
                 conn.send(("error", traceback.format_exc()))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
@@ -150,11 +157,16 @@ class ProcessEngine:
     Args:
         engine_cls: the engine class each worker builds for its slice.
         num_envs: total number of sub-envs.
-        num_workers: number of worker processes (at most ``num_envs``).
+        num_workers: number of slices the sub-envs are split into, each stepped by its own
+            process (at most ``num_envs``).
         engine_kwargs: constructor arguments of the engine (must be picklable).
         start_method: multiprocessing start method (``"spawn"`` is safe beside torch threads;
             ``"fork"`` starts faster).
         poll_interval: seconds between liveness checks while waiting for a worker.
+        step_in_parent: this process steps the first slice itself while the worker processes
+            step the others (``num_workers - 1`` worker processes), instead of idling in a pipe
+            wait; it saves one process and one round trip per step. The trajectories are the
+            same either way.
     """
 
     def __init__(
@@ -165,6 +177,7 @@ class ProcessEngine:
         engine_kwargs: dict[str, Any] | None = None,
         start_method: str = "spawn",
         poll_interval: float = 0.05,
+        step_in_parent: bool = True,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
@@ -184,11 +197,20 @@ class ProcessEngine:
         self._closed = False
         bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        # slice index -> worker index; the parent's slice (0) has none
+        self._local_slice = 0 if step_in_parent else None
+        self._remote = [w for w in range(num_workers) if w != self._local_slice]
+        self._local: BatchedTaskEngine | None = None
+        self._local_view: dict[str, np.ndarray] = {}
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
         try:
             self._allocate()
+            if self._local_slice is not None:
+                start, stop = self._slices[self._local_slice]
+                self._local = engine_cls(stop - start, **kwargs)
+                self._local_view = {k: a[start:stop] for k, a in self._arrays.items()}
             self._start_workers(engine_cls, kwargs, start_method)
         except BaseException:
             self.close()
@@ -219,7 +241,7 @@ class ProcessEngine:
         self, engine_cls: type[BatchedTaskEngine], kwargs: dict[str, Any], start_method: str
     ) -> None:
         ctx = mp.get_context(start_method)
-        for start, stop in self._slices:
+        for start, stop in (self._slices[w] for w in self._remote):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker_main,
@@ -236,8 +258,9 @@ class ProcessEngine:
     # -- messaging ---------------------------------------------------------------------------
 
     def _recv(self, w: int) -> Any:
+        """The reply of worker ``w`` (the ``w``-th worker process, not slice ``w``)."""
         conn, proc = self._conns[w], self._procs[w]
-        start, stop = self._slices[w]
+        start, stop = self._slices[self._remote[w]]
         try:
             while not conn.poll(self._poll_interval):
                 if not proc.is_alive():
@@ -264,16 +287,31 @@ class ProcessEngine:
         if self._closed:
             raise RuntimeError("the process engine is closed")
 
-    def _broadcast(self, cmd: str, per_worker: Sequence[Any]) -> list[Any]:
+    def _broadcast(self, cmd: str, per_slice: Sequence[Any]) -> list[Any]:
+        """Runs ``cmd`` on every slice whose data is not None; the replies in slice order.
+
+        The workers get their commands first, then the parent runs its own slice while they
+        work, then their replies are collected (also when the parent's slice raised, so the
+        pipes stay in step).
+        """
         self._check_open()
-        targets = [w for w, data in enumerate(per_worker) if data is not None]
-        for w in targets:
+        remote = [w for w, s in enumerate(self._remote) if per_slice[s] is not None]
+        for w in remote:
             try:
-                self._conns[w].send((cmd, per_worker[w]))
+                self._conns[w].send((cmd, per_slice[self._remote[w]]))
             except (BrokenPipeError, OSError) as err:
                 self.close()
                 raise WorkerError(f"worker {w} is gone ({cmd!r} could not be sent)") from err
-        return [self._recv(w) for w in targets]
+        replies: dict[int, Any] = {}
+        local = self._local_slice
+        try:
+            if local is not None and per_slice[local] is not None:
+                assert self._local is not None
+                replies[local] = _run_command(self._local, self._local_view, cmd, per_slice[local])
+        finally:
+            for w in remote:
+                replies[self._remote[w]] = self._recv(w)
+        return [replies[s] for s in sorted(replies)]
 
     def _split(self, indices: np.ndarray) -> list[np.ndarray | None]:
         parts: list[np.ndarray | None] = []
@@ -312,9 +350,9 @@ class ProcessEngine:
         """Has each worker sample a task, from the sub-env's own generator, where none is set."""
         parts = self._split(np.asarray(indices, dtype=np.int64))
         replies = self._broadcast("ensure_tasks", parts)
-        workers = [w for w, p in enumerate(parts) if p is not None]
-        for w, worker_tasks in zip(workers, replies, strict=True):
-            start, stop = self._slices[w]
+        slices = [s for s, p in enumerate(parts) if p is not None]
+        for s, worker_tasks in zip(slices, replies, strict=True):
+            start, stop = self._slices[s]
             self.tasks[start:stop] = worker_tasks
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
@@ -351,6 +389,10 @@ class ProcessEngine:
                 proc.terminate()
                 proc.join(timeout=2.0)
             conn.close()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        self._local_view = {}
         self._arrays = {}
         for block in self._blocks.values():
             block.close()
@@ -382,8 +424,11 @@ class TaskVectorEnv(VectorEnv):
         horizon: episode length H; an episode is truncated after H steps (None: no limit).
         autoreset_mode: ``"same_step"`` (default), ``"next_step"`` or ``"disabled"``.
         backend: ``"sync"`` or ``"process"``.
-        num_workers: worker processes for the ``process`` backend (default 2).
+        num_workers: slices of the ``process`` backend, each stepped by its own process
+            (default 2: this process and one worker process, see ``step_in_parent``).
         start_method: multiprocessing start method for the ``process`` backend.
+        step_in_parent: whether this process steps the first slice of the ``process`` backend
+            itself (default) or only waits for ``num_workers`` worker processes.
         tasks: optional initial tasks, one per sub-env.
 
     ``infos`` holds every reward term (``[num_envs]`` arrays, summing to the reward) and the
@@ -401,6 +446,7 @@ class TaskVectorEnv(VectorEnv):
         backend: str = "sync",
         num_workers: int | None = None,
         start_method: str = "spawn",
+        step_in_parent: bool = True,
         tasks: Sequence[Task] | None = None,
     ) -> None:
         if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
@@ -413,7 +459,9 @@ class TaskVectorEnv(VectorEnv):
             self.engine: Any = engine_cls(num_envs, **kwargs)
         elif backend == "process":
             workers = 2 if num_workers is None else num_workers
-            self.engine = ProcessEngine(engine_cls, num_envs, workers, kwargs, start_method)
+            self.engine = ProcessEngine(
+                engine_cls, num_envs, workers, kwargs, start_method, step_in_parent=step_in_parent
+            )
         else:
             raise ValueError(f"backend must be 'sync' or 'process', got {backend!r}")
         self.backend = backend
@@ -552,6 +600,7 @@ def make_vec(
     autoreset_mode: str | AutoresetMode = "same_step",
     horizon: int | None = None,
     start_method: str = "spawn",
+    step_in_parent: bool = True,
     **env_kwargs: Any,
 ) -> TaskVectorEnv:
     """Makes the vectorized version of a registered task env.
@@ -561,10 +610,12 @@ def make_vec(
         num_envs: number of sub-envs.
         tasks: optional tasks, one per sub-env (else each sub-env samples its own at first reset).
         backend: ``"sync"`` (one process) or ``"process"`` (worker processes, shared memory).
-        num_workers: worker processes for the ``process`` backend (default 2).
+        num_workers: slices of the ``process`` backend, each stepped by its own process (default
+            2: this process steps one, a worker process the other).
         autoreset_mode: ``"same_step"``, ``"next_step"`` or ``"disabled"``.
         horizon: episode length; defaults to the id's registered ``max_episode_steps``.
         start_method: multiprocessing start method for the ``process`` backend.
+        step_in_parent: whether this process steps one slice of the ``process`` backend itself.
         **env_kwargs: env constructor options overriding the registered defaults.
 
     Returns:
@@ -591,5 +642,6 @@ def make_vec(
         backend=backend,
         num_workers=num_workers,
         start_method=start_method,
+        step_in_parent=step_in_parent,
         tasks=tasks,
     )

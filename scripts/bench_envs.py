@@ -3,10 +3,15 @@
 For HalfCheetahVel and AntDir at 64 envs with random actions it measures, on this machine and in
 this process: raw ``mujoco.mj_step`` over 64 ``MjData`` of the same model (the floor), gymnasium's
 ``SyncVectorEnv`` and ``AsyncVectorEnv`` of the plain v5 env, and metarl's vector env with the
-``sync`` and ``process`` backends; then Navigation2D at 1,000 envs. It prints a markdown table
-with env steps/s and the ratios against raw and against gymnasium's SyncVectorEnv.
+``sync`` and ``process`` backends (the latter both with this process stepping one slice, the
+default, and with only worker processes stepping); then Navigation2D at 1,000 envs.
 
-    python scripts/bench_envs.py [--seconds 3] [--num-envs 64] [--workers 2] [--out bench.json]
+The machines this runs on are shared and noisy, so every row is timed in ``--rounds`` short
+windows interleaved with the other rows' windows: a burst of outside load hits all rows alike.
+The markdown table gives the best and the median window per row and the ratios of both.
+
+    python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
+        [--skip-async] [--out bench.json]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import mujoco
@@ -25,17 +31,28 @@ import numpy as np
 from envs.vector import make_vec
 
 
-def _rate(step: Callable[[int], None], batch: int, seconds: float) -> float:
-    """Env steps per second of ``step`` (one call = ``batch`` env steps), after a warm-up."""
-    for i in range(3):
-        step(i)
-    calls, start = 0, time.perf_counter()
-    while True:
-        step(calls)
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and calls >= 5:
-            return calls * batch / elapsed
+class Stepper:
+    """One row of the table: a set-up stepper whose rate is measured in short windows."""
+
+    def __init__(self, step: Callable[[int], None], batch: int, close: Callable[[], None]) -> None:
+        self.step, self.batch, self.close = step, batch, close
+        self.calls = 0
+        for _ in range(3):  # warm-up
+            self._one()
+
+    def _one(self) -> None:
+        self.step(self.calls)
+        self.calls += 1
+
+    def window(self, seconds: float) -> float:
+        """Env steps per second over one window of about ``seconds``."""
+        calls, start = 0, time.perf_counter()
+        while True:
+            self._one()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds and calls >= 3:
+                return calls * self.batch / elapsed
 
 
 def _actions(space: gym.spaces.Box, n: int, count: int = 64) -> list[np.ndarray]:
@@ -46,7 +63,7 @@ def _actions(space: gym.spaces.Box, n: int, count: int = 64) -> list[np.ndarray]
     ]
 
 
-def bench_raw(v5_id: str, n: int, seconds: float) -> float:
+def raw_stepper(v5_id: str, n: int) -> Stepper:
     env = gym.make(v5_id).unwrapped
     model, frame_skip = env.model, env.frame_skip
     datas = [mujoco.MjData(model) for _ in range(n)]
@@ -60,52 +77,80 @@ def bench_raw(v5_id: str, n: int, seconds: float) -> float:
             if d.time > 50.0:  # keep the state in a sane range on long runs
                 mujoco.mj_resetData(model, d)
 
-    return _rate(step, n, seconds)
+    return Stepper(step, n, env.close)
 
 
-def _raw_worker(args: tuple[str, int, float]) -> float:
+def _raw_window(args: tuple[str, int, float]) -> float:
     v5_id, n, seconds = args
-    return bench_raw(v5_id, n, seconds)
+    stepper = raw_stepper(v5_id, n)
+    try:
+        return stepper.window(seconds)
+    finally:
+        stepper.close()
 
 
-def bench_raw_parallel(v5_id: str, n: int, seconds: float, workers: int) -> float:
+class RawParallel:
     """Raw ``mj_step`` in ``workers`` processes at once, ``n / workers`` envs each.
 
     This is the ceiling any multi-process backend can reach on this machine.
     """
-    import multiprocessing as mp
 
-    with mp.get_context("spawn").Pool(workers) as pool:
-        rates = pool.map(_raw_worker, [(v5_id, n // workers, seconds)] * workers)
-    return float(sum(rates))
+    def __init__(self, v5_id: str, n: int, workers: int) -> None:
+        import multiprocessing as mp
+
+        self.args = (v5_id, n // workers)
+        self.workers = workers
+        self.pool = mp.get_context("spawn").Pool(workers)
+
+    def window(self, seconds: float) -> float:
+        """Summed env steps per second of the processes over one window."""
+        jobs = [(*self.args, seconds)] * self.workers
+        return float(sum(self.pool.map(_raw_window, jobs)))
+
+    def close(self) -> None:
+        """Stops the pool."""
+        self.pool.close()
+        self.pool.join()
 
 
-def bench_gym(v5_id: str, n: int, seconds: float, mode: str) -> float:
+def gym_stepper(v5_id: str, n: int, mode: str) -> Stepper:
     vec = gym.make_vec(v5_id, num_envs=n, vectorization_mode=mode)
     vec.reset(seed=0)
     acts = _actions(vec.single_action_space, n)
-    try:
-        return _rate(lambda k: vec.step(acts[k % len(acts)]), n, seconds)
-    finally:
-        vec.close()
+    return Stepper(lambda k: vec.step(acts[k % len(acts)]), n, vec.close)
 
 
-def bench_ours(env_id: str, n: int, seconds: float, backend: str, workers: int) -> float:
-    kwargs = {"num_workers": workers} if backend == "process" else {}
+def ours_stepper(
+    env_id: str, n: int, backend: str, workers: int, in_parent: bool = True
+) -> Stepper:
+    kwargs = {"num_workers": workers, "step_in_parent": in_parent} if backend == "process" else {}
     vec = make_vec(env_id, n, backend=backend, **kwargs)
     vec.reset(seed=0)
     acts = _actions(vec.single_action_space, n)
+    return Stepper(lambda k: vec.step(acts[k % len(acts)]), n, vec.close)
+
+
+def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list[float]]:
+    """Rates of every row in ``rounds`` interleaved windows (noise hits all rows alike)."""
+    rates: dict[str, list[float]] = {name: [] for name in rows}
     try:
-        return _rate(lambda k: vec.step(acts[k % len(acts)]), n, seconds)
+        for _ in range(rounds):
+            for name, row in rows.items():
+                rates[name].append(row.window(seconds / rounds))
     finally:
-        vec.close()
+        for row in rows.values():
+            row.close()
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="timing window per row")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timing per row, in all")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="interleaved windows per row (best and median)"
+    )
     parser.add_argument("--num-envs", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="workers of the process backend")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the process backend")
     parser.add_argument("--nav-envs", type=int, default=1000)
     parser.add_argument("--skip-async", action="store_true", help="skip gymnasium AsyncVectorEnv")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
@@ -115,37 +160,45 @@ def main() -> None:
         f"# env benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}, {n} envs, random actions"
     )
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
     for env_id, v5_id in [
         ("metarl/HalfCheetahVel-v0", "HalfCheetah-v5"),
         ("metarl/AntDir-v0", "Ant-v5"),
     ]:
-        row: dict[str, float] = {}
-        row["raw mj_step (1 core)"] = bench_raw(v5_id, n, sec)
-        row[f"raw mj_step ({args.workers} processes, ceiling)"] = bench_raw_parallel(
-            v5_id, n, sec, args.workers
-        )
-        row["gymnasium SyncVectorEnv"] = bench_gym(v5_id, n, sec, "sync")
+        w = args.workers
+        rows: dict[str, Any] = {
+            "raw mj_step (1 core)": raw_stepper(v5_id, n),
+            f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w),
+            "gymnasium SyncVectorEnv": gym_stepper(v5_id, n, "sync"),
+        }
         if not args.skip_async:
-            row["gymnasium AsyncVectorEnv"] = bench_gym(v5_id, n, sec, "async")
-        row["metarl sync"] = bench_ours(env_id, n, sec, "sync", 1)
-        row[f"metarl process ({args.workers} workers)"] = bench_ours(
-            env_id, n, sec, "process", args.workers
+            rows["gymnasium AsyncVectorEnv"] = gym_stepper(v5_id, n, "async")
+        rows["metarl sync"] = ours_stepper(env_id, n, "sync", 1)
+        rows[f"metarl process ({w} processes: this one + {w - 1} workers)"] = ours_stepper(
+            env_id, n, "process", w
         )
-        results[env_id] = row
-        raw, gsync, ours = (
-            row["raw mj_step (1 core)"],
-            row["gymnasium SyncVectorEnv"],
-            row["metarl sync"],
+        rows[f"metarl process ({w} worker processes, parent waits)"] = ours_stepper(
+            env_id, n, "process", w, in_parent=False
         )
-        print(f"\n## {env_id} ({v5_id} model), {n} envs\n")
-        print("| stepper | env steps/s | × raw | × gym sync | × metarl sync |")
-        print("|---|---:|---:|---:|---:|")
-        for name, rate in row.items():
-            ratios = f"{rate / raw:.2f} | {rate / gsync:.2f} | {rate / ours:.2f}"
-            print(f"| {name} | {rate:,.0f} | {ratios} |")
-    nav = bench_ours("metarl/Navigation2D-v0", args.nav_envs, sec, "sync", 1)
-    results["metarl/Navigation2D-v0"] = {"metarl sync": nav}
+        rates = measure(rows, sec, args.rounds)
+        best = {k: max(v) for k, v in rates.items()}
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        results[env_id] = {"best": best, "median": med}
+        raw, gsync, ours = "raw mj_step (1 core)", "gymnasium SyncVectorEnv", "metarl sync"
+        print(f"\n## {env_id} ({v5_id} model), {n} envs, best / median of {args.rounds} windows\n")
+        print("| stepper | env steps/s (best) | (median) | × raw | × gym sync | × metarl sync |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name in rows:
+            ratios = " | ".join(
+                f"{best[name] / best[ref]:.2f} / {med[name] / med[ref]:.2f}"
+                for ref in (raw, gsync, ours)
+            )
+            print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} |")
+    nav_rates = measure(
+        {"nav": ours_stepper("metarl/Navigation2D-v0", args.nav_envs, "sync", 1)}, sec, args.rounds
+    )
+    nav = max(nav_rates["nav"])
+    results["metarl/Navigation2D-v0"] = {"best": {"metarl sync": nav}}
     print(f"\n## metarl/Navigation2D-v0, {args.nav_envs} envs, sync: {nav:,.0f} env steps/s")
     if args.out:
         with open(args.out, "w") as f:

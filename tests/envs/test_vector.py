@@ -141,8 +141,16 @@ def test_bad_arguments_raise_clear_errors():
         vec.step(np.zeros((3, 1)))
 
 
-@pytest.mark.parametrize("mode", ["same_step", "next_step"])
-def test_process_backend_matches_sync_backend(mode):
+@pytest.mark.parametrize(
+    ("mode", "workers", "in_parent"),
+    [
+        ("same_step", 2, True),
+        ("next_step", 2, True),
+        ("same_step", 3, False),
+        ("next_step", 3, True),
+    ],
+)
+def test_process_backend_matches_sync_backend(mode, workers, in_parent):
     tasks = [CounterTask(0.1 * i, limit=1.5) for i in range(5)]
     sync = _vec(n=5, tasks=tasks, horizon=4, autoreset_mode=mode)
     proc = _vec(
@@ -151,9 +159,11 @@ def test_process_backend_matches_sync_backend(mode):
         horizon=4,
         autoreset_mode=mode,
         backend="process",
-        num_workers=2,
+        num_workers=workers,
         start_method="fork",
+        step_in_parent=in_parent,
     )
+    assert len(proc.engine._procs) == (workers - 1 if in_parent else workers)
     try:
         for x, y in zip(_rollout(sync, 9), _rollout(proc, 9), strict=True):
             np.testing.assert_array_equal(x, y)
@@ -199,3 +209,32 @@ def test_process_backend_with_spawn_starts_and_closes():
     assert not any(p.is_alive() for p in procs)
     with pytest.raises(ValueError, match="num_workers=4 exceeds num_envs=3"):
         _vec(n=3, backend="process", num_workers=4)
+
+
+def test_an_error_in_the_parents_slice_raises_it_and_keeps_the_workers_in_step():
+    # sub-env 0 is in the slice this process steps; its error is the engine's own exception
+    tasks = [CounterTask(0.0, fail_at_step=2), CounterTask(0.0)]
+    vec = _vec(n=2, tasks=tasks, backend="process", num_workers=2, start_method="fork")
+    vec.reset(seed=0)
+    vec.step(np.zeros((2, 1), dtype=np.float32))
+    with pytest.raises(RuntimeError, match="failed on purpose"):
+        vec.step(np.zeros((2, 1), dtype=np.float32))
+    # the worker's reply was collected, so the pipes are still in step: the next call works
+    vec.set_tasks([CounterTask(0.0), CounterTask(0.2)])
+    obs, _ = vec.reset(seed=0)
+    assert obs[1, 1] == pytest.approx(0.2)
+    procs = list(vec.engine._procs)
+    vec.close()
+    assert not any(p.is_alive() for p in procs)
+
+
+def test_one_slice_in_the_parent_needs_no_worker_process():
+    tasks = [CounterTask(0.1 * i) for i in range(3)]
+    sync = _vec(n=3, tasks=tasks, horizon=4)
+    proc = _vec(n=3, tasks=tasks, horizon=4, backend="process", num_workers=1)
+    assert proc.engine._procs == []
+    try:
+        for x, y in zip(_rollout(sync, 6), _rollout(proc, 6), strict=True):
+            np.testing.assert_array_equal(x, y)
+    finally:
+        proc.close()
