@@ -44,7 +44,7 @@ class EnvConfig:
     backend: Literal["sync", "process"] = "sync"
     """Vector-env backend: one process, or worker processes over shared memory."""
     num_workers: int = 2
-    """Worker processes of the process backend."""
+    """Processes of the process backend (this one steps a slice, the rest are workers)."""
     action_scale: float | None = None
     """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
     ctrl_cost_weight: float | None = None
@@ -155,6 +155,8 @@ class EvalConfig:
     """Fine-tuning step size of the pretrained policy (None: the MAML schedule)."""
     random_inner_lr: float | None = None
     """Fine-tuning step size of the random initialisation (None: the MAML schedule)."""
+    oracle: bool = True
+    """With ``baselines``, also train and evaluate the per-task oracle (off: no SB3 training)."""
     oracle_timesteps: int = 200_000
     """Env steps of the stable-baselines3 PPO oracle (0: untrained, for smoke tests)."""
     oracle_num_envs: int = 8

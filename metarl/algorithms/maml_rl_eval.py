@@ -133,6 +133,7 @@ def evaluate(
         if ev.baselines:
             random_policy = build_policy(cfg.policy, vec, _generator(seed + 7919, device), device)
             starts.update(_baseline_starts(cfg, policy, random_policy, device, baseline_dir))
+        if ev.baselines and ev.oracle:
             oracle = rl_eval.OracleSpec(
                 cfg.env.id,
                 cfg.env.env_kwargs,

@@ -26,9 +26,35 @@ def test_metarl_envs_lists_every_env_with_its_task_parameters():
 
 
 @pytest.mark.slow
-def test_demo_runs_on_a_tiny_budget(tmp_path):
+def test_demo_runs_maml_trpo_on_a_tiny_budget(tmp_path):
     out = _run(
         "scripts/demo.py",
+        "--num-envs",
+        "2",
+        "--steps",
+        "3",
+        "--iterations",
+        "1",
+        "--eval-tasks",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--run-root",
+        str(tmp_path),
+    )
+    assert "metarl/AntGoal-v0" in out and "metarl/Navigation2D-v0" in out
+    table = out[out.index("Return on 2 held-out goals") :]
+    for row in ("MAML-TRPO", "pretrained", "random"):
+        assert row in table
+    assert "3 steps" in table
+    assert list(tmp_path.glob("maml_trpo-navigation2d-*/eval/eval.png"))
+
+
+def test_demo_sinusoid_job_runs_on_a_tiny_budget(tmp_path):
+    out = _run(
+        "scripts/demo.py",
+        "--job",
+        "maml-sinusoid",
         "--num-envs",
         "2",
         "--steps",
@@ -38,7 +64,6 @@ def test_demo_runs_on_a_tiny_budget(tmp_path):
         "--run-root",
         str(tmp_path),
     )
-    assert "metarl/AntGoal-v0" in out and "metarl/Navigation2D-v0" in out
     assert "MSE on 200 held-out sinusoids" in out and "random init" in out
     assert list(tmp_path.glob("maml-sinusoid-*/eval/eval.png"))
 
