@@ -45,6 +45,7 @@ __all__ = [
     "oracle_curve",
     "oracle_policy_state",
     "oracle_returns",
+    "task_chunks",
     "task_vector",
     "train_oracle",
 ]
@@ -86,7 +87,7 @@ def heldout_tasks(
     return distribution.sample(num_tasks, rng)
 
 
-def _chunks(tasks: Sequence[Task], size: int) -> Iterator[tuple[list[Task], int]]:
+def task_chunks(tasks: Sequence[Task], size: int) -> Iterator[tuple[list[Task], int]]:
     """Yields ``(chunk, real)``: ``size`` tasks, the last chunk padded by repetition."""
     for start in range(0, len(tasks), size):
         chunk = list(tasks[start : start + size])
@@ -137,7 +138,7 @@ def adaptation_curve(
         )
     size = vec.num_envs // episodes_per_task
     rows = []
-    for c, (chunk, real) in enumerate(_chunks(tasks, size)):
+    for c, (chunk, real) in enumerate(task_chunks(tasks, size)):
         current, per_task, returns = params, False, []
         for k in range(steps + 1):
             batch = sample_episodes(
@@ -302,7 +303,7 @@ def oracle_returns(
     """
     size = vec.num_envs // episodes_per_task
     rows = []
-    for c, (chunk, real) in enumerate(_chunks(tasks, size)):
+    for c, (chunk, real) in enumerate(task_chunks(tasks, size)):
         env_tasks = [task for task in chunk for _ in range(episodes_per_task)]
         obs, _ = vec.reset(seed=seed + c * vec.num_envs, options={"tasks": env_tasks})
         extra = np.stack([task_vector(task) for task in env_tasks])

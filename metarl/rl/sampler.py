@@ -21,7 +21,7 @@ from envs.vector import TaskVectorEnv
 from metarl.functional import Params
 from metarl.rl.policies import policy_forward
 
-__all__ = ["EpisodeBatch", "sample_episodes"]
+__all__ = ["EpisodeBatch", "actions_to_env", "sample_episodes"]
 
 
 class EpisodeBatch(NamedTuple):
@@ -117,7 +117,7 @@ def sample_episodes(
         steps["logp"].append(policy.log_prob(out, action))
         steps["obs"].append(obs)
         steps["actions"].append(action)
-        obs_np, reward, terminated, _, _ = vec.step(_to_env(action, vec))
+        obs_np, reward, terminated, _, _ = vec.step(actions_to_env(action, vec))
         done = torch.as_tensor(terminated, dtype=torch.float32, device=device)
         masks.append(alive)
         steps["rewards"].append(torch.as_tensor(reward, dtype=torch.float32, device=device) * alive)
@@ -138,7 +138,7 @@ def sample_episodes(
     )
 
 
-def _to_env(action: Tensor, vec: TaskVectorEnv) -> Any:
+def actions_to_env(action: Tensor, vec: TaskVectorEnv) -> Any:
     """Actions as the env expects them: numpy, in the action space's dtype."""
     array = action.cpu().numpy()
     dtype = vec.single_action_space.dtype

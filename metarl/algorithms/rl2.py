@@ -1,0 +1,498 @@
+"""RL²: fast reinforcement learning via slow reinforcement learning (Duan et al. 2016).
+
+A GRU policy sees (observation, previous action, previous reward, previous done) and keeps its
+state across the episodes of a *trial* (``n`` episodes on one task), reset only when the task
+changes; trained by policy gradient on whole trials, its state becomes the learning algorithm.
+Each iteration of :func:`train`:
+
+1. sample a batch of tasks and run one trial per task, all in parallel
+   (:func:`~metarl.rl.trials.sample_trials`);
+2. compute advantages with each trial as one long episode: GAE bootstraps across the episode
+   boundaries of a trial and never across trials (:func:`~metarl.rl.trials.trial_gae`);
+3. update the policy (:func:`ppo_update`: PPO-clip epochs over minibatches of trials, with
+   truncated BPTT from the states stored at chunk starts; or :func:`trpo_update`: TRPO on the
+   surrogate, then an Adam fit of the value function, as in the paper's first-order TRPO with a
+   GRU baseline, REFERENCE B.4).
+
+:func:`evaluate` reports the return of every episode index of held-out trials and the total trial
+return, beside the classic bandit and MDP baselines of RL²'s Tables 1-2 (REFERENCE C.4).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from envs.vector import TaskVectorEnv, make_vec
+from metarl.algorithms.rl2_config import (
+    CONFIG_CLASS,
+    AlgoConfig,
+    EnvConfig,
+    EvalConfig,
+    OptimConfig,
+    PolicyConfig,
+    RL2Config,
+)
+from metarl.checkpoint import capture_rng_state, load_checkpoint
+from metarl.config import config_to_dict
+from metarl.functional import Params
+from metarl.rl.evaluation import heldout_tasks
+from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
+from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy
+from metarl.rl.returns import masked_mean, normalize_advantages
+from metarl.rl.trials import (
+    TrialChunks,
+    chunk_forward,
+    chunk_trials,
+    evaluate_trials,
+    sample_trials,
+    trial_gae,
+)
+from metarl.rl.trpo import trpo_step
+from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
+
+__all__ = [
+    "CONFIG_CLASS",
+    "AlgoConfig",
+    "EnvConfig",
+    "EvalConfig",
+    "OptimConfig",
+    "PolicyConfig",
+    "PPOTerms",
+    "RL2Config",
+    "build_policy",
+    "evaluate",
+    "evaluate_run",
+    "init_params",
+    "make_env",
+    "ppo_loss",
+    "ppo_update",
+    "split_params",
+    "train",
+    "train_from_config",
+    "trpo_update",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# maths: trials cut into BPTT chunks, the PPO and TRPO updates
+# ----------------------------------------------------------------------------------------------
+
+
+def _advantages(chunks: TrialChunks, normalize: bool) -> Tensor:
+    adv, mask = chunks.advantages, chunks.mask
+    return normalize_advantages(adv, mask, per_task=False) if normalize else adv
+
+
+def _minibatches(chunks: TrialChunks, count: int, generator: torch.Generator) -> list[Tensor]:
+    """A random split of the trials into ``count`` groups (minibatches over trials, not steps)."""
+    num, device = chunks.mask.shape[0], chunks.mask.device
+    return list(torch.randperm(num, generator=generator, device=device).tensor_split(count))
+
+
+def _adam_step(
+    optimizer: torch.optim.Optimizer, loss: Tensor, params: list[Tensor], max_norm: float | None
+) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+
+
+class PPOTerms(NamedTuple):
+    """PPO's loss on a minibatch and its parts (each 0-d).
+
+    Attributes:
+        loss: ``clip.loss + value_coef * value - entropy_coef * entropy``, differentiable.
+        clip: The clipped surrogate with its diagnostics (Schulman et al. 2017, Eq. 7).
+        value: The value loss ``0.5 * mean((V - returns)**2)``.
+        entropy: The mean policy entropy.
+    """
+
+    loss: Tensor
+    clip: PPOLoss
+    value: Tensor
+    entropy: Tensor
+
+
+def ppo_loss(
+    policy: RecurrentPolicy, out: RecurrentOutput, chunks: TrialChunks, algo: AlgoConfig
+) -> PPOTerms:
+    """PPO's loss from the policy's outputs ``out`` on the sequences ``chunks`` ``[B, T, ...]``.
+
+    Means are over the valid steps of the minibatch; advantages are normalised over them when
+    ``algo.normalize_advantages``.
+    """
+    logp = policy.log_prob(out.dist, chunks.actions)
+    adv = _advantages(chunks, algo.normalize_advantages)
+    clip = ppo_clip_loss(logp, chunks.log_probs, adv, chunks.mask, algo.clip_eps)
+    v_loss = value_loss(out.value, chunks.returns, chunks.mask)
+    entropy = mean_entropy(policy.entropy(out.dist), chunks.mask)
+    loss = clip.loss + algo.value_coef * v_loss - algo.entropy_coef * entropy
+    return PPOTerms(loss, clip, v_loss, entropy)
+
+
+def ppo_update(
+    policy: RecurrentPolicy,
+    params: Params,
+    optimizer: torch.optim.Optimizer,
+    chunks: TrialChunks,
+    algo: AlgoConfig,
+    generator: torch.Generator,
+) -> dict[str, Tensor | float]:
+    """PPO-clip epochs over minibatches of whole trials (Schulman et al. 2017, Alg. 1).
+
+    Each epoch shuffles the trials (``chunks`` ``[N, C, T, ...]``) into ``algo.num_minibatches``
+    minibatches, as cleanrl's ``ppo_atari_lstm.py`` splits by environment; a minibatch runs all
+    chunks of its trials as sequences from their stored initial states (truncated BPTT) through
+    :func:`ppo_loss`, and ``optimizer`` (Adam over ``params``) updates ``params`` in place.
+
+    Returns:
+        The last minibatch's losses and diagnostics, detached.
+    """
+    for _ in range(algo.ppo_epochs):
+        for trials in _minibatches(chunks, algo.num_minibatches, generator):
+            mb = chunks.select(trials)
+            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, algo)
+            _adam_step(optimizer, terms.loss, list(params.values()), algo.max_grad_norm)
+    return {
+        "policy_loss": terms.clip.loss.detach(),
+        "value_loss": terms.value.detach(),
+        "entropy": terms.entropy.detach(),
+        "approx_kl": terms.clip.approx_kl,
+        "clip_fraction": terms.clip.clip_fraction,
+    }
+
+
+def split_params(policy: RecurrentPolicy, params: Params) -> tuple[Params, Params]:
+    """``(policy_params, value_params)``: TRPO steps the first, Adam fits the second."""
+    value_names = set(policy.value_parameter_names())
+    return (
+        {k: v for k, v in params.items() if k not in value_names},
+        {k: v for k, v in params.items() if k in value_names},
+    )
+
+
+def trpo_update(
+    policy: RecurrentPolicy,
+    params: Params,
+    value_optimizer: torch.optim.Optimizer,
+    chunks: TrialChunks,
+    algo: AlgoConfig,
+    generator: torch.Generator,
+) -> tuple[Params, dict[str, Tensor | float]]:
+    """One TRPO step of the policy, then an Adam fit of the value function (RL² §2.4).
+
+    TRPO (:func:`~metarl.rl.trpo.trpo_step`) minimises the surrogate ``-mean(ratio * A)`` over all
+    chunks (``[N, C, T, ...]``) within ``mean KL(π_old ‖ π) <= max_kl``, the value parameters
+    (``v.*`` and, with a separate trunk, ``value_gru.*``; :func:`split_params`) held fixed. Then
+    ``value_epochs`` passes of ``value_optimizer`` (Adam over the value parameters) over
+    minibatches of trials fit the value to the returns, the policy held fixed.
+
+    Returns:
+        The new parameters (the value tensors are those of ``params``, updated) and metrics.
+    """
+    theta, value_params = split_params(policy, params)
+    frozen = {k: v.detach() for k, v in value_params.items()}
+    flat = chunks.flatten()
+    adv = _advantages(flat, algo.normalize_advantages)
+    with torch.no_grad():
+        old = chunk_forward(policy, params, flat).dist
+
+    def loss_and_kl(candidate: Params) -> tuple[Tensor, Tensor]:
+        out = chunk_forward(policy, {**frozen, **candidate}, flat)
+        ratio = torch.exp(policy.log_prob(out.dist, flat.actions) - flat.log_probs)
+        surrogate = -masked_mean(ratio * adv, flat.mask)
+        return surrogate, masked_mean(policy.kl(old, out.dist), flat.mask)
+
+    step = trpo_step(
+        loss_and_kl,
+        None,
+        theta,
+        max_kl=algo.max_kl,
+        cg_iters=algo.cg_iters,
+        cg_damping=algo.cg_damping,
+        ls_backtrack=algo.ls_backtrack,
+        ls_steps=algo.ls_steps,
+    )
+    new_theta = step.new_params
+    for _ in range(algo.value_epochs):
+        for trials in _minibatches(chunks, algo.num_minibatches, generator):
+            mb = chunks.select(trials)
+            out = chunk_forward(policy, {**new_theta, **value_params}, mb)
+            v_loss = value_loss(out.value, mb.returns, mb.mask)
+            _adam_step(value_optimizer, v_loss, list(value_params.values()), algo.max_grad_norm)
+    metrics = {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
+    return {**new_theta, **value_params}, {**metrics, "value_loss": v_loss.detach()}
+
+
+# ----------------------------------------------------------------------------------------------
+# the driver
+# ----------------------------------------------------------------------------------------------
+
+
+def _make_optimizer(
+    cfg: RL2Config, policy: RecurrentPolicy, params: Params
+) -> torch.optim.Optimizer:
+    """Adam over all parameters (PPO) or over the value parameters only (TRPO)."""
+    if cfg.algo.name == "rl2_ppo":
+        return torch.optim.Adam(list(params.values()), lr=cfg.optim.lr)
+    return torch.optim.Adam(list(split_params(policy, params)[1].values()), lr=cfg.optim.lr)
+
+
+def _checkpoint(run: Run, it: int, params: Params, opt: torch.optim.Optimizer) -> None:
+    state = {"params": {k: v.detach() for k, v in params.items()}, "rng": capture_rng_state()}
+    run.save_checkpoint(it, {**state, "optimizer": opt.state_dict()})
+
+
+def _resume(
+    run: Run | None, params: Params, opt: torch.optim.Optimizer, device: torch.device
+) -> int:
+    """Loads the latest checkpoint of a resumed run into ``params`` and ``opt``; its iteration."""
+    if run is None or run.resumed_from is None:
+        return 0
+    state = run.load_latest_checkpoint(device)
+    if state is None:
+        return 0
+    with torch.no_grad():
+        for name, tensor in params.items():
+            tensor.copy_(state["params"][name])
+    opt.load_state_dict(state["optimizer"])
+    logger.info("resumed %s at iteration %d", run.resumed_from, state["iteration"])
+    return int(state["iteration"])
+
+
+def train(
+    cfg: RL2Config,
+    policy: RecurrentPolicy,
+    params: Params,
+    vec: TaskVectorEnv,
+    *,
+    device: torch.device,
+    run: Run | None = None,
+) -> Params:
+    """Trains ``params`` for ``cfg.optim.iterations``; resumes from ``run`` when it can.
+
+    The tasks, env seeds, action noise and minibatch order of iteration ``i`` derive from
+    ``(run.seed, i)``, so a resumed run replays the uninterrupted one. Metrics go to ``run``
+    under ``train/`` and ``time/``; a non-finite loss raises before any checkpoint is written.
+
+    Args:
+        cfg: The experiment config.
+        policy: The recurrent policy.
+        params: Its parameters as leaf tensors (updated, and returned).
+        vec: The vector env of :func:`make_env` (``env.num_trials`` sub-envs).
+        device: Where the policy runs.
+        run: The run directory for metrics and checkpoints (None: neither).
+
+    Returns:
+        The final parameters (detached).
+    """
+    algo, env = cfg.algo, cfg.env
+    opt = _make_optimizer(cfg, policy, params)
+    start = _resume(run, params, opt, device)
+    show = None if cfg.run.progress and run is not None else False
+    bar = progress_bar(range(start, cfg.optim.iterations), desc=algo.name, enabled=show)
+    for it in bar:
+        seeds = [int(s) for s in np.random.SeedSequence([cfg.run.seed, it]).generate_state(4)]
+        tasks = vec.distribution.sample(env.num_trials, np.random.default_rng(seeds[0]))
+        gen = torch.Generator(device=device).manual_seed(seeds[1])
+        # --- one trial per task, all in parallel ---
+        tic = time.perf_counter()
+        batch = sample_trials(
+            vec,
+            policy,
+            params,
+            tasks,
+            env.episodes_per_trial,
+            generator=gen,
+            device=device,
+            seed=seeds[2],
+            chunk_len=algo.bptt_len,
+        )
+        sampled = time.perf_counter()
+        # --- advantages over whole trials, then the policy update ---
+        gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
+        chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
+        if algo.name == "rl2_ppo":
+            metrics = ppo_update(policy, params, opt, chunks, algo, gen)
+        else:
+            params, metrics = trpo_update(policy, params, opt, chunks, algo, gen)
+        check_finite(it, **{f"train/{k}": v for k, v in metrics.items()})
+        done = it + 1
+        if run is not None and (done % cfg.run.log_every == 0 or done == cfg.optim.iterations):
+            elapsed = time.perf_counter() - tic
+            episodes = batch.episode_returns.mean(0)
+            metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
+            metrics["last_episode_return"] = episodes[-1]
+            scalars = {f"train/{k}": v for k, v in metrics.items()}
+            scalars["time/sampling_seconds"] = sampled - tic
+            scalars["time/update_seconds"] = elapsed - (sampled - tic)
+            scalars["time/env_steps_per_second"] = batch.mask.sum() / elapsed
+            bar.set_postfix(run.logger.log(it, scalars), refresh=False)
+        if run is not None and cfg.run.checkpoint_every and done % cfg.run.checkpoint_every == 0:
+            _checkpoint(run, done, params, opt)
+    if run is not None and (start < cfg.optim.iterations or run.latest_checkpoint() is None):
+        _checkpoint(run, cfg.optim.iterations, params, opt)
+    return {k: v.detach() for k, v in params.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def make_env(cfg: RL2Config, num_trials: int) -> TaskVectorEnv:
+    """The vector env of ``num_trials`` sub-envs (autoreset disabled: trials reset themselves).
+
+    Raises:
+        ValueError: If the env has no horizon; ``env.horizon`` must then be set.
+    """
+    env = cfg.env
+    vec = make_vec(
+        env.id,
+        num_trials,
+        backend=env.backend,
+        num_workers=env.num_workers if env.backend == "process" else None,
+        autoreset_mode="disabled",
+        horizon=env.horizon,
+        **env.env_kwargs,
+    )
+    if vec.horizon is None:
+        vec.close()
+        raise ValueError(
+            f"env.horizon must be set for {env.id}, which is registered without an episode "
+            "length (bandits: 1, one pull per episode)"
+        )
+    return vec
+
+
+def build_policy(
+    cfg: PolicyConfig, vec: TaskVectorEnv, generator: torch.Generator, device: torch.device
+) -> RecurrentPolicy:
+    """A GRU policy for the env's spaces: categorical for Discrete, Gaussian for Box actions."""
+    return RecurrentPolicy.from_spaces(
+        vec.single_observation_space,
+        vec.single_action_space,
+        hidden_size=cfg.hidden_size,
+        head_hidden=cfg.head_hidden,
+        activation=cfg.activation,
+        separate_value=cfg.value_trunk == "separate",
+        init_std=cfg.init_std,
+        generator=generator,
+        device=device,
+    )
+
+
+def init_params(policy: RecurrentPolicy) -> Params:
+    """Fresh leaf copies of the policy's parameters."""
+    return {k: v.detach().clone().requires_grad_() for k, v in policy.named_parameters()}
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: returns per episode of the trial on held-out tasks, and classic baselines (C.4)
+# ----------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    cfg: RL2Config,
+    params: Params,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int,
+    seed: int,
+    episodes_per_trial: int | None = None,
+    split: str = "test",
+    run: Run | None = None,
+) -> Path:
+    """Trials on held-out tasks: the return of each episode index, beside classic baselines.
+
+    See :func:`~metarl.rl.trials.evaluate_trials` (JSON, CSV and PNG; ``steps`` = the episode
+    index within the trial; the total trial return under ``extra.trial_return``).
+
+    Returns:
+        The eval JSON path.
+    """
+    ev = cfg.eval
+    episodes = episodes_per_trial or ev.episodes_per_trial or cfg.env.episodes_per_trial
+    vec = make_env(cfg, min(num_tasks, ev.num_trials or cfg.env.num_trials))
+    try:
+        generator = torch.Generator(device=device).manual_seed(cfg.run.seed)
+        return evaluate_trials(
+            out,
+            algorithm=cfg.algo.name,
+            task_family=cfg.env.id,
+            vec=vec,
+            policy=build_policy(cfg.policy, vec, generator, device),
+            params=params,
+            tasks=heldout_tasks(vec.distribution, num_tasks, seed, split),
+            episodes_per_trial=episodes,
+            seed=seed,
+            device=device,
+            baselines=ev.baselines,
+            extra={"split": split, "eval": config_to_dict(ev)},
+            logger=run.logger if run is not None else None,
+        )
+    finally:
+        vec.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# the experiment-kind interface used by the command line (metarl.experiments)
+# ----------------------------------------------------------------------------------------------
+
+
+def train_from_config(cfg: RL2Config, device: torch.device) -> Path:
+    """Trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
+    with open_run_from_config(cfg, cfg.run) as run:
+        vec = make_env(cfg, cfg.env.num_trials)
+        try:
+            generator = torch.Generator(device=device).manual_seed(cfg.run.seed)
+            policy = build_policy(cfg.policy, vec, generator, device)
+            params = train(cfg, policy, init_params(policy), vec, device=device, run=run)
+        finally:
+            vec.close()
+        return evaluate(
+            cfg,
+            params,
+            device,
+            out=run.eval_dir / "eval.json",
+            num_tasks=cfg.run.num_eval_tasks,
+            seed=cfg.run.seed + 1,
+            run=run,
+        )
+
+
+def evaluate_run(
+    cfg: RL2Config,
+    checkpoint: Path,
+    device: torch.device,
+    *,
+    out: Path,
+    num_tasks: int | None,
+    steps: int | None,
+    seed: int,
+    split: str = "test",
+) -> Path:
+    """Evaluates a run's checkpoint on held-out tasks; ``steps`` overrides the trial's episodes."""
+    state = load_checkpoint(checkpoint, map_location=device)
+    return evaluate(
+        cfg,
+        state["params"],
+        device,
+        out=out,
+        num_tasks=num_tasks or cfg.run.num_eval_tasks,
+        seed=seed,
+        episodes_per_trial=steps,
+        split=split,
+    )

@@ -1,0 +1,193 @@
+"""Configuration of RL² (rl2_ppo, rl2_trpo): YAML in configs/rl2/."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from metarl.config import RunConfig
+
+__all__ = [
+    "CONFIG_CLASS",
+    "AlgoConfig",
+    "EnvConfig",
+    "EvalConfig",
+    "OptimConfig",
+    "PolicyConfig",
+    "RL2Config",
+]
+
+
+def _check_positive(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def _check_unit(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """The task family and the trials: one trial of n episodes per task, many in parallel."""
+
+    id: str = "metarl/Bandit-K5-v0"
+    """Registered task env id (``metarl envs`` lists them)."""
+    horizon: int | None = None
+    """Episode length H in steps (None: the registered horizon; bandits need 1)."""
+    episodes_per_trial: int = 10
+    """Episodes n of one trial on one task (RL²'s n: pulls of a bandit, episodes of an MDP)."""
+    num_trials: int = 20
+    """Trials (tasks) per iteration, run in parallel as sub-envs of one vector env."""
+    backend: Literal["sync", "process"] = "sync"
+    """Vector-env backend: one process, or worker processes over shared memory."""
+    num_workers: int = 2
+    """Worker processes of the process backend."""
+    action_scale: float | None = None
+    """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
+    ctrl_cost_weight: float | None = None
+    """MuJoCo control-cost weight (None: the env's default)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "horizon", "episodes_per_trial", "num_trials", "num_workers")
+
+    @property
+    def env_kwargs(self) -> dict[str, float]:
+        """The env constructor options that are set (None fields keep the env's default)."""
+        chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
+        return {k: v for k, v in chosen.items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """The recurrent policy: a GRU on (obs, previous action, previous reward, previous done)."""
+
+    hidden_size: int = 256
+    """GRU units (RL² paper 256 [recalled]; garage 64; varibad 128)."""
+    head_hidden: tuple[int, ...] = ()
+    """Hidden widths of the action and value heads on the GRU state (varibad: 128)."""
+    activation: Literal["relu", "tanh"] = "tanh"
+    """Activation of the head MLPs."""
+    value_trunk: Literal["shared", "separate"] = "shared"
+    """Value function on the policy's GRU, or on its own GRU (RL² §2.4: a GRU baseline)."""
+    init_std: float = 1.0
+    """Initial standard deviation of a Gaussian policy (continuous actions)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "hidden_size", "init_std")
+        if any(width < 1 for width in self.head_hidden):
+            raise ValueError(f"head_hidden widths must be >= 1, got {list(self.head_hidden)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoConfig:
+    """The outer optimiser over whole trials: PPO-clip with Adam, or TRPO."""
+
+    name: Literal["rl2_ppo", "rl2_trpo"] = "rl2_ppo"
+    """Policy update: PPO-clip epochs (garage, varibad, ProMP's RL²), or TRPO (RL² paper)."""
+    gamma: float = 0.99
+    """Discount factor over the whole trial."""
+    gae_lambda: float = 0.95
+    """GAE λ; advantages bootstrap across episodes inside a trial, never across trials."""
+    normalize_advantages: bool = True
+    """Centre and scale advantages (per PPO minibatch; over the batch for TRPO)."""
+    bptt_len: int | None = None
+    """Truncated BPTT: steps per chunk, from the stored state at its start (None: whole trial)."""
+    clip_eps: float = 0.2
+    """PPO clip range."""
+    ppo_epochs: int = 4
+    """PPO passes over each batch of trials."""
+    num_minibatches: int = 4
+    """PPO minibatches per epoch, split over trials (never over time steps)."""
+    value_coef: float = 0.5
+    """Weight of the value loss in PPO's loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus in PPO's loss."""
+    max_grad_norm: float | None = 0.5
+    """Clip of the global gradient norm of each Adam step (None: no clipping)."""
+    max_kl: float = 0.01
+    """TRPO trust-region radius on the mean KL per step."""
+    cg_iters: int = 10
+    """TRPO conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """TRPO damping added to the KL Hessian."""
+    ls_backtrack: float = 0.8
+    """TRPO line-search shrink factor."""
+    ls_steps: int = 15
+    """TRPO line-search candidates."""
+    value_epochs: int = 5
+    """TRPO: Adam passes of the value fit over each batch (num_minibatches per pass)."""
+
+    def __post_init__(self) -> None:
+        _check_unit(self, "gamma", "gae_lambda")
+        _check_positive(self, "bptt_len", "clip_eps", "ppo_epochs", "num_minibatches")
+        _check_positive(self, "max_grad_norm", "max_kl", "cg_iters", "ls_steps", "value_epochs")
+        if self.value_coef < 0 or self.entropy_coef < 0 or self.cg_damping < 0:
+            raise ValueError("value_coef, entropy_coef and cg_damping must be >= 0")
+        if not 0.0 < self.ls_backtrack < 1.0:
+            raise ValueError(f"ls_backtrack must be in (0, 1), got {self.ls_backtrack}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """The training schedule."""
+
+    iterations: int = 500
+    """Iterations, each: sample one trial per task, then one policy update."""
+    lr: float = 1e-3
+    """Adam step size (PPO: the whole loss; TRPO: the value fit)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "lr")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Held-out trials: the return of each episode of the trial, and classic baselines."""
+
+    episodes_per_trial: int | None = None
+    """Episodes per evaluation trial (None: env.episodes_per_trial)."""
+    num_trials: int | None = None
+    """Trials run in parallel during evaluation (None: env.num_trials)."""
+    baselines: bool = True
+    """Bandits and tabular MDPs: also run the classic baselines (UCB1, Thompson, Gittins, PSRL,
+    ...) on the same tasks."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, "episodes_per_trial", "num_trials")
+
+
+@dataclasses.dataclass(frozen=True)
+class RL2Config:
+    """An RL² experiment: one YAML file in configs/rl2 maps onto it."""
+
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    """The task family and the trials."""
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    """The recurrent policy."""
+    algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
+    """The policy optimiser."""
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    """The training schedule."""
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    """Evaluation and baselines."""
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    """Seed, device, run directory, logging and checkpoints."""
+
+    def __post_init__(self) -> None:
+        if self.algo.num_minibatches > self.env.num_trials:
+            raise ValueError(
+                f"algo.num_minibatches={self.algo.num_minibatches} exceeds env.num_trials="
+                f"{self.env.num_trials}: minibatches split the trials, so each needs one"
+            )
+
+
+CONFIG_CLASS = RL2Config
+"""The config class ``metarl train`` loads for ``algo.name`` rl2_ppo and rl2_trpo."""

@@ -1,0 +1,373 @@
+"""RL² (rl2_ppo, rl2_trpo): truncated BPTT, the updates, learning, resume, configs and the CLI."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from metarl.algorithms import rl2 as R
+from metarl.algorithms.rl2 import (
+    AlgoConfig,
+    EnvConfig,
+    EvalConfig,
+    OptimConfig,
+    PolicyConfig,
+    RL2Config,
+)
+from metarl.cli import main as cli_main
+from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
+from metarl.experiments import experiment_kind
+from metarl.rl.policies import PolicyOutput
+from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
+from metarl.rl.trials import TrialChunks, chunk_trials, sample_trials, to_chunks, trial_gae
+from metarl.rl.trpo import flat_grad
+from metarl.runs import NonFiniteLossError, open_run
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIGS = sorted((ROOT / "configs" / "rl2").glob("*.yaml"))
+CPU = torch.device("cpu")
+F64 = torch.float64
+
+
+# ----------------------------------------------------------------------------------------------
+# truncated BPTT on a tiny float64 problem
+# ----------------------------------------------------------------------------------------------
+
+
+def _tiny(length=6, trials=2, chunk_len=2, seed=0):
+    """A Gaussian GRU policy, synthetic trials [N, L] and their chunks with stored states."""
+    policy = RecurrentPolicy(
+        3, act_dim=2, hidden_size=3, init_std=0.8, generator=torch.Generator().manual_seed(0)
+    ).double()
+    params = {k: v.detach().clone().requires_grad_() for k, v in policy.named_parameters()}
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(trials, length, policy.input_size, generator=g, dtype=F64)
+    actions = torch.randn(trials, length, 2, generator=g, dtype=F64)
+    adv = torch.randn(trials, length, generator=g, dtype=F64)
+    returns = torch.randn(trials, length, generator=g, dtype=F64)
+    mask = torch.ones(trials, length, dtype=F64)
+    mask[0, 2] = 0.0  # an early termination inside trial 0
+    h0 = policy.initial_state(trials).double()
+    with torch.no_grad():  # the sampler's log-probs, and its states at every step
+        full = recurrent_forward(policy, params, inputs, h0, mask=mask, method="loop")
+        logp = policy.log_prob(full.dist, actions)
+        states = _states(policy, params, inputs, h0, mask)
+    starts = torch.arange(0, length, chunk_len)
+    chunks = TrialChunks(
+        *(to_chunks(x, chunk_len) for x in (inputs, actions, logp, adv, returns, mask)),
+        states[:, starts],
+    )
+    return policy, params, chunks, (inputs, actions, logp, adv, returns, mask, h0)
+
+
+def _states(policy, params, inputs, h0, mask):
+    """The state before every step, ``[N, L, S]``, by running prefixes."""
+    out = [h0]
+    for t in range(1, inputs.shape[1]):
+        prefix = recurrent_forward(policy, params, inputs[:, :t], h0, mask=mask[:, :t])
+        out.append(prefix.h_last)
+    return torch.stack(out, dim=1)
+
+
+def _truncated_twin(policy, params, inputs, h0, mask, chunk_len):
+    """Step through each whole trial, detaching the state at every chunk boundary."""
+    h, locs, values = h0, [], []
+    for start in range(0, inputs.shape[1], chunk_len):
+        part = slice(start, start + chunk_len)
+        out = recurrent_forward(
+            policy, params, inputs[:, part], h.detach(), mask=mask[:, part], method="loop"
+        )
+        locs.append(out.dist.loc)
+        values.append(out.value)
+        h = out.h_last
+    loc, value = torch.cat(locs, 1), torch.cat(values, 1)
+    return loc, value
+
+
+def _loss_from(policy, params, loc, value, chunks, chunk_len):
+    """PPO's loss on outputs laid out [N, L], cut into chunks like ``chunks``."""
+    loc = to_chunks(loc, chunk_len).flatten(0, 1)
+    value = to_chunks(value, chunk_len).flatten(0, 1)
+    log_std = torch.clamp(params["log_std"], min=policy.min_log_std).expand_as(loc)
+    out = RecurrentOutput(PolicyOutput(loc, log_std), value, loc.new_zeros(0))
+    return R.ppo_loss(policy, out, chunks.flatten(), ALGO).loss
+
+
+def _chunked_loss(policy, params, chunks):
+    flat = chunks.flatten()
+    return R.ppo_loss(policy, R.chunk_forward(policy, params, flat), flat, ALGO)
+
+
+ALGO = AlgoConfig(normalize_advantages=False, entropy_coef=0.01, clip_eps=0.2)
+
+
+def test_chunked_bptt_equals_full_trial_backprop_truncated_at_the_chunk_starts():
+    policy, params, chunks, (inputs, _, _, _, _, mask, h0) = _tiny(chunk_len=2)
+    chunked = _chunked_loss(policy, params, chunks).loss
+    loc, value = _truncated_twin(policy, params, inputs, h0, mask, 2)
+    twin = _loss_from(policy, params, loc, value, chunks, 2)
+    torch.testing.assert_close(chunked, twin, rtol=1e-12, atol=1e-12)  # same forward values...
+    grad = flat_grad(chunked, params)
+    torch.testing.assert_close(grad, flat_grad(twin, params), rtol=1e-10, atol=1e-12)  # ...grads
+    # the stored states make the forward pass exact, and untruncated BPTT through the whole
+    # trial has the same loss; its gradient also flows back through the chunk-start states
+    full = recurrent_forward(policy, params, inputs, h0, mask=mask)
+    untruncated = _loss_from(policy, params, full.dist.loc, full.value, chunks, 2)
+    torch.testing.assert_close(untruncated, chunked, rtol=1e-12, atol=1e-12)
+    assert (flat_grad(untruncated, params) - grad).abs().max() > 1e-4
+
+
+def test_one_chunk_per_trial_is_full_bptt_and_matches_finite_differences():
+    policy, params, chunks, (inputs, _, _, _, _, mask, h0) = _tiny(chunk_len=6)
+    assert chunks.mask.shape[1] == 1
+    full = recurrent_forward(policy, params, inputs, h0, mask=mask)
+    reference = _loss_from(policy, params, full.dist.loc, full.value, chunks, 6)
+    grad = flat_grad(_chunked_loss(policy, params, chunks).loss, params)
+    torch.testing.assert_close(grad, flat_grad(reference, params), rtol=1e-10, atol=1e-12)
+    names = list(params)
+
+    def loss(*tensors):
+        return _chunked_loss(policy, dict(zip(names, tensors, strict=True)), chunks).loss
+
+    leaves = tuple(p.detach().clone().requires_grad_() for p in params.values())
+    assert torch.autograd.gradcheck(loss, leaves, eps=1e-6, atol=1e-6)
+
+
+def test_ppo_loss_at_the_sampling_parameters_has_ratio_one():
+    policy, params, chunks, _ = _tiny(chunk_len=3)
+    terms = _chunked_loss(policy, params, chunks)
+    assert abs(float(terms.clip.approx_kl)) < 1e-12 and float(terms.clip.clip_fraction) == 0.0
+    valid = chunks.mask != 0
+    torch.testing.assert_close(terms.clip.loss, -chunks.advantages[valid].mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# on real trials
+# ----------------------------------------------------------------------------------------------
+
+
+def _cfg(iterations=4, trials=8, episodes=5, env_id="metarl/Bandit-K5-v0", horizon=1, **algo):
+    return RL2Config(
+        env=EnvConfig(id=env_id, horizon=horizon, episodes_per_trial=episodes, num_trials=trials),
+        policy=PolicyConfig(hidden_size=16),
+        algo=AlgoConfig(**{"ppo_epochs": 2, "num_minibatches": 2, **algo}),
+        optim=OptimConfig(iterations=iterations, lr=1e-2),
+        eval=EvalConfig(num_trials=4),
+        run=RunConfig(progress=False, checkpoint_every=0, log_backends=("csv",), num_eval_tasks=4),
+    )
+
+
+def _train(cfg, run_dir=None, resume=False):
+    vec = R.make_env(cfg, cfg.env.num_trials)
+    policy = R.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    try:
+        if run_dir is None:
+            return policy, R.train(cfg, policy, R.init_params(policy), vec, device=CPU)
+        with open_run(run_dir, cfg, resume=resume, log_backends=("csv",)) as run:
+            return policy, R.train(cfg, policy, R.init_params(policy), vec, device=CPU, run=run)
+    finally:
+        vec.close()
+
+
+def _metric(run_dir, key):
+    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()[1:]]
+    return np.array([float(r[2]) for r in rows if r[1] == key])
+
+
+def test_tiny_bandit_run_learns_to_beat_random(tmp_path):
+    """5 arms, 10 pulls: random pulls earn 5.0 on average; RL² learns to exploit (greedy 6.6)."""
+    cfg = _cfg(iterations=60, trials=128, episodes=10, num_minibatches=4, ppo_epochs=4, gamma=0.9)
+    cfg = dataclasses.replace(cfg, policy=PolicyConfig(hidden_size=32))
+    _train(cfg, tmp_path / "run")  # about 4 s; seeds 0, 1, 2 end at 5.84, 5.96, 6.04
+    returns = _metric(tmp_path / "run", "train/trial_return")
+    assert len(returns) == 60
+    assert returns[:5].mean() < 5.4  # starts out as random
+    assert returns[-15:].mean() > 5.6  # over 15 × 128 trials the standard error is about 0.05
+    last = _metric(tmp_path / "run", "train/last_episode_return")[-15:].mean()
+    first = _metric(tmp_path / "run", "train/first_episode_return")[-15:].mean()
+    assert last > first + 0.1  # later pulls pay more: it adapts within the trial
+
+
+def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
+    cfg = _cfg(name="rl2_trpo", max_kl=0.01)
+    cfg = dataclasses.replace(cfg, policy=PolicyConfig(hidden_size=16, value_trunk="separate"))
+    vec = R.make_env(cfg, cfg.env.num_trials)
+    policy = R.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    params = R.init_params(policy)
+    tasks = vec.distribution.sample(8, np.random.default_rng(0))
+    gen = torch.Generator().manual_seed(0)
+    batch = sample_trials(vec, policy, params, tasks, 5, generator=gen, device=CPU, seed=0)
+    vec.close()
+    gae = trial_gae(batch.rewards, batch.values, batch.mask, 0.99, 0.95)
+    chunks = chunk_trials(batch, gae.advantages, gae.returns)
+    before = {k: v.detach().clone() for k, v in params.items()}
+    opt = R._make_optimizer(cfg, policy, params)
+    new, metrics = R.trpo_update(policy, params, opt, chunks, cfg.algo, gen)
+    assert metrics["step_frac"] > 0
+    flat = chunks.flatten()
+    with torch.no_grad():
+        old_out = R.chunk_forward(policy, before, flat)
+        new_out = R.chunk_forward(policy, new, flat)
+    kl = (policy.kl(old_out.dist, new_out.dist) * flat.mask).sum() / flat.mask.sum()
+    assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
+    value_names = set(policy.value_parameter_names())
+    for name, value in new.items():  # TRPO moved the policy, Adam the value GRU and head
+        assert not torch.equal(value, before[name]), name
+        assert (value is params[name]) == (name in value_names), name
+
+
+@pytest.mark.parametrize("name", ["rl2_ppo", "rl2_trpo"])
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name):
+    cfg = _cfg(iterations=4, name=name, bptt_len=2)
+    _, full = _train(cfg, tmp_path / "full")
+    half = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, iterations=2))
+    _train(half, tmp_path / "split")
+    _, resumed = _train(cfg, tmp_path / "split", resume=True)
+    for key, value in full.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+    key = "train/trial_return"
+    np.testing.assert_array_equal(_metric(tmp_path / "split", key), _metric(tmp_path / "full", key))
+    rows = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows if f",{key}," in r] == ["0", "1", "2", "3"]
+
+
+def test_non_finite_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
+    cfg = _cfg(iterations=2)
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, checkpoint_every=1))
+
+    def broken(policy, params, optimizer, chunks, algo, generator):
+        return {"policy_loss": torch.tensor(float("nan"))}
+
+    monkeypatch.setattr(R, "ppo_update", broken)
+    with pytest.raises(NonFiniteLossError, match="train/policy_loss"):
+        _train(cfg, tmp_path / "run")
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+
+
+# ----------------------------------------------------------------------------------------------
+# configs, evaluation and the command line
+# ----------------------------------------------------------------------------------------------
+
+
+def test_every_rl2_config_loads_with_its_kind_and_a_registered_env():
+    assert len(CONFIGS) >= 18 and undocumented_fields(RL2Config) == []
+    names = set()
+    for path in CONFIGS:
+        assert experiment_kind(path) is R
+        cfg = load_config(R.CONFIG_CLASS, path)
+        names.add(cfg.algo.name)
+        assert envs.env_info(cfg.env.id)
+        assert cfg.run.run_dir == f"runs/{cfg.algo.name}-{path.stem.removesuffix('_trpo')}"
+    assert names == {"rl2_ppo", "rl2_trpo"}
+    stems = {p.stem for p in CONFIGS}
+    assert {f"bandit_k{k}_n{n}" for k in (5, 10, 50) for n in (10, 100, 500)} <= stems
+    assert {f"tabular_mdp_n{n}" for n in (10, 25, 50, 100)} <= stems
+    assert {"navigation2d", "halfcheetah_vel"} <= stems
+
+
+def test_bad_configs_and_envs_raise_errors_naming_the_problem():
+    path = ROOT / "configs" / "rl2" / "bandit_k5_n10.yaml"
+    with pytest.raises(ConfigError, match="algo.bptt_lenn: unknown key.*did you mean"):
+        load_config(RL2Config, path, ["algo.bptt_lenn=4"])
+    with pytest.raises(ConfigError, match="algo.bptt_len must be > 0"):
+        load_config(RL2Config, path, ["algo.bptt_len=0"])
+    with pytest.raises(ConfigError, match="env.episodes_per_trial: expected int"):
+        load_config(RL2Config, path, ["env.episodes_per_trial=ten"])
+    with pytest.raises(ConfigError, match="policy.value_trunk: expected one of"):
+        load_config(RL2Config, path, ["policy.value_trunk=both"])
+    with pytest.raises(ConfigError, match="algo.gamma must be in"):
+        load_config(RL2Config, path, ["algo.gamma=1.5"])
+    with pytest.raises(ConfigError, match="algo.num_minibatches=8 exceeds env.num_trials=4"):
+        load_config(RL2Config, path, ["env.num_trials=4", "algo.num_minibatches=8"])
+    with pytest.raises(ValueError, match="env.horizon must be set for metarl/Bandit-K5-v0"):
+        R.make_env(load_config(RL2Config, path, ["env.horizon=null"]), 2)
+
+
+def _tiny_overrides(path):
+    return [
+        "optim.iterations=1",
+        "env.num_trials=2",
+        "env.episodes_per_trial=2",
+        "algo.num_minibatches=1",
+        "policy.hidden_size=4",
+        "eval.num_trials=2",
+        "run.num_eval_tasks=2",
+        "run.progress=false",
+        *(["env.horizon=5"] if "bandit" not in path.stem else []),
+    ]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_every_rl2_config_trains_and_evaluates_on_a_tiny_budget(tmp_path, path):
+    cfg = load_config(RL2Config, path, [*_tiny_overrides(path), f"run.run_dir={tmp_path}/r"])
+    result = json.loads(R.train_from_config(cfg, CPU).read_text())
+    assert result["algorithm"] == cfg.algo.name and result["steps"] == [0, 1]
+
+
+def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path):
+    run_dir = tmp_path / "run"
+    tiny = [
+        "env.num_trials=4",
+        "env.episodes_per_trial=6",
+        "policy.hidden_size=8",
+        "algo.num_minibatches=2",
+        "algo.ppo_epochs=1",
+        "optim.iterations=2",
+        "eval.num_trials=3",
+        "run.num_eval_tasks=5",
+        "run.checkpoint_every=1",
+    ]
+    sets = [arg for s in tiny for arg in ("--set", s)]
+    args = ["train", "configs/rl2/bandit_k5_n10.yaml", "--run-dir", str(run_dir), "--device", "cpu"]
+    assert cli_main([*args, *sets]) == 0
+    result = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert result["algorithm"] == "rl2_ppo" and result["steps"] == list(range(6))
+    assert len(result["mean"]) == 6 and result["num_tasks"] == 5
+    assert {"mean", "ci95"} <= set(result["extra"]["trial_return"]["rl2"])
+    assert (run_dir / "eval" / "eval.png").is_file() and (run_dir / "eval" / "eval.csv").is_file()
+    # resume: two more iterations continue from the checkpoint of iteration 2
+    more = [a if a != "optim.iterations=2" else "optim.iterations=4" for a in sets]
+    assert cli_main([*args, "--resume", *more]) == 0
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))[-1].endswith("04.pt")
+    assert cli_main(["eval", str(run_dir), "--num-tasks", "3", "--steps", "4"]) == 0
+    result = json.loads((run_dir / "eval" / "eval_test.json").read_text())
+    assert result["num_tasks"] == 3 and result["steps"] == [0, 1, 2, 3]
+
+
+def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
+    try:
+        import metarl.rl.classic  # noqa: F401
+    except ImportError:
+        pytest.skip("metarl.rl.classic has not landed yet")
+    cfg = _cfg(iterations=0, episodes=5)
+    _, params = _train(cfg)
+    out = R.evaluate(cfg, params, CPU, out=tmp_path / "eval.json", num_tasks=6, seed=1)
+    result = json.loads(out.read_text())
+    expected = {"random", "ucb1", "thompson", "gittins", "greedy", "epsilon_greedy"}
+    assert set(result["baselines"]) == expected
+    assert set(result["extra"]["trial_return"]) == expected | {"rl2"}
+    for curve in result["baselines"].values():
+        assert len(curve["mean"]) == 5 and curve["num_tasks"] == 6
+    mdp = _cfg(iterations=0, episodes=2, env_id="metarl/TabularMDP-v0", horizon=10)
+    _, params = _train(mdp)
+    out = R.evaluate(mdp, params, CPU, out=tmp_path / "mdp.json", num_tasks=3, seed=1)
+    assert {"random", "psrl", "greedy"} <= set(json.loads(out.read_text())["baselines"])
+
+
+@pytest.mark.slow
+def test_benchmark_script_prints_its_table(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    args = [sys.executable, "scripts/bench_rl2.py", "--quick", "--rounds", "1", "--iterations", "1"]
+    proc = subprocess.run(
+        [*args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| metarl RL² (GRU, PPO) |" in proc.stdout and "ratio RL² / SB3 PPO" in proc.stdout
+    assert json.loads(out.read_text())["ratio"] > 0
