@@ -1,10 +1,12 @@
 """The vectorized task env: `num_envs` sub-envs, each with its own task, stepped as one batch.
 
-Two backends share one :class:`TaskVectorEnv`:
+Three backends share one :class:`TaskVectorEnv`:
 
 - ``"sync"``: one :class:`~envs.core.BatchedTaskEngine` in this process steps every sub-env
   (natively batched numpy for the light envs; a tight loop over ``MjData`` with batched
   observations and rewards for MuJoCo).
+- ``"thread"`` (MuJoCo envs): the same engine, its ``mj_step`` loop split into slices stepped on
+  threads (``mj_step`` releases the GIL); observations and rewards stay batched in numpy.
 - ``"process"``: :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per
   process (this process steps the first slice while worker processes step the others), with
   actions, observations, rewards and terminations in shared memory. Each
@@ -22,6 +24,7 @@ default: a finished sub-env is reset inside the same ``step``, its last observat
 from __future__ import annotations
 
 import multiprocessing as mp
+import time
 import traceback
 from collections.abc import Sequence
 from multiprocessing import shared_memory
@@ -36,6 +39,12 @@ from envs.core import BatchedTaskEngine, EngineStep, Task
 from envs.registration import env_info, get_engine_class
 
 __all__ = ["ProcessEngine", "TaskVectorEnv", "WorkerError", "make_vec"]
+
+# Seconds a waiting side polls its pipe before it blocks. Waking a process blocked in a pipe read
+# costs a scheduler round trip (hundreds of microseconds on a virtual machine), comparable to
+# stepping a slice of a cheap model; a short spin keeps the lockstep loop awake at the cost of
+# at most this much CPU per wait.
+_SPIN_SECONDS = 0.002
 
 _AUTORESET_NAMES = {
     "same_step": AutoresetMode.SAME_STEP,
@@ -62,6 +71,16 @@ def _as_autoreset_mode(mode: str | AutoresetMode) -> AutoresetMode:
 # --------------------------------------------------------------------------------------------
 # process backend
 # --------------------------------------------------------------------------------------------
+
+
+def _spin_poll(conn: Connection, seconds: float) -> bool:
+    """True as soon as ``conn`` has data, polling without sleeping for at most ``seconds``."""
+    deadline = time.perf_counter() + seconds
+    while True:
+        if conn.poll():
+            return True
+        if time.perf_counter() >= deadline:
+            return False
 
 
 def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -104,6 +123,7 @@ def _worker_main(
     start: int,
     stop: int,
     layout: dict[str, tuple[str, tuple[int, ...], str]],
+    spin_seconds: float = _SPIN_SECONDS,
 ) -> None:
     """Runs one slice ``[start, stop)`` of the sub-envs until told to close."""
     blocks = {k: shared_memory.SharedMemory(name=v[0]) for k, v in layout.items()}
@@ -113,6 +133,7 @@ def _worker_main(
         engine = engine_cls(stop - start, **engine_kwargs)
         conn.send(("ok", None))
         while True:
+            _spin_poll(conn, spin_seconds)
             cmd, data = conn.recv()
             if cmd == "close":
                 engine.close()
@@ -178,6 +199,7 @@ class ProcessEngine:
         start_method: str = "spawn",
         poll_interval: float = 0.05,
         step_in_parent: bool = True,
+        spin_seconds: float = _SPIN_SECONDS,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
@@ -194,6 +216,12 @@ class ProcessEngine:
         self.num_envs = num_envs
         self.tasks: list[Task | None] = [None] * num_envs
         self._poll_interval = poll_interval
+        if spin_seconds < 0:
+            raise ValueError(f"spin_seconds must be >= 0, got {spin_seconds!r}")
+        self._spin = spin_seconds
+        # the parent spins only when it has a slice of its own: with every slice in a worker, a
+        # spinning parent would take a core from them
+        self._parent_spin = spin_seconds if step_in_parent else 0.0
         self._closed = False
         bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -245,7 +273,7 @@ class ProcessEngine:
             parent, child = ctx.Pipe()
             proc = ctx.Process(
                 target=_worker_main,
-                args=(child, engine_cls, kwargs, start, stop, self._layout),
+                args=(child, engine_cls, kwargs, start, stop, self._layout, self._spin),
                 daemon=True,
             )
             proc.start()
@@ -262,7 +290,7 @@ class ProcessEngine:
         conn, proc = self._conns[w], self._procs[w]
         start, stop = self._slices[self._remote[w]]
         try:
-            while not conn.poll(self._poll_interval):
+            while not (_spin_poll(conn, self._parent_spin) or conn.poll(self._poll_interval)):
                 if not proc.is_alive():
                     raise WorkerError(
                         f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
@@ -423,9 +451,11 @@ class TaskVectorEnv(VectorEnv):
         engine_kwargs: constructor arguments of the engine (env options such as reward weights).
         horizon: episode length H; an episode is truncated after H steps (None: no limit).
         autoreset_mode: ``"same_step"`` (default), ``"next_step"`` or ``"disabled"``.
-        backend: ``"sync"`` or ``"process"``.
-        num_workers: slices of the ``process`` backend, each stepped by its own process
-            (default 2: this process and one worker process, see ``step_in_parent``).
+        backend: ``"sync"``, ``"thread"`` (MuJoCo envs: slices of the batch stepped on
+            threads, since ``mj_step`` releases the GIL) or ``"process"``.
+        num_workers: slices of the ``thread`` or ``process`` backend, each stepped by its own
+            thread or process (default 2: for ``process``, this process and one worker
+            process, see ``step_in_parent``).
         start_method: multiprocessing start method for the ``process`` backend.
         step_in_parent: whether this process steps the first slice of the ``process`` backend
             itself (default) or only waits for ``num_workers`` worker processes.
@@ -457,13 +487,22 @@ class TaskVectorEnv(VectorEnv):
             if num_workers not in (None, 1):
                 raise ValueError(f"num_workers={num_workers} needs backend='process'")
             self.engine: Any = engine_cls(num_envs, **kwargs)
+        elif backend == "thread":
+            self.engine = engine_cls(num_envs, **kwargs)
+            if not hasattr(self.engine, "set_num_threads"):
+                self.engine.close()
+                raise ValueError(
+                    f"backend='thread' steps MuJoCo envs on threads; {engine_cls.__name__} is "
+                    "natively batched in numpy, use backend='sync'"
+                )
+            self.engine.set_num_threads(2 if num_workers is None else num_workers)
         elif backend == "process":
             workers = 2 if num_workers is None else num_workers
             self.engine = ProcessEngine(
                 engine_cls, num_envs, workers, kwargs, start_method, step_in_parent=step_in_parent
             )
         else:
-            raise ValueError(f"backend must be 'sync' or 'process', got {backend!r}")
+            raise ValueError(f"backend must be 'sync', 'thread' or 'process', got {backend!r}")
         self.backend = backend
         self.num_envs = num_envs
         self.horizon = horizon
@@ -609,9 +648,11 @@ def make_vec(
         env_id: a registered id such as ``"metarl/HalfCheetahVel-v0"``.
         num_envs: number of sub-envs.
         tasks: optional tasks, one per sub-env (else each sub-env samples its own at first reset).
-        backend: ``"sync"`` (one process) or ``"process"`` (worker processes, shared memory).
-        num_workers: slices of the ``process`` backend, each stepped by its own process (default
-            2: this process steps one, a worker process the other).
+        backend: ``"sync"`` (one process, one thread), ``"thread"`` (MuJoCo envs: the batch
+            split over threads in this process) or ``"process"`` (worker processes, shared
+            memory).
+        num_workers: slices of the ``thread`` or ``process`` backend (default 2: this
+            process/thread steps one, a worker the other).
         autoreset_mode: ``"same_step"``, ``"next_step"`` or ``"disabled"``.
         horizon: episode length; defaults to the id's registered ``max_episode_steps``.
         start_method: multiprocessing start method for the ``process`` backend.

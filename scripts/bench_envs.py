@@ -3,8 +3,8 @@
 For HalfCheetahVel and AntDir at 64 envs with random actions it measures, on this machine and in
 this process: raw ``mujoco.mj_step`` over 64 ``MjData`` of the same model (the floor), gymnasium's
 ``SyncVectorEnv`` and ``AsyncVectorEnv`` of the plain v5 env, and metarl's vector env with the
-``sync`` and ``process`` backends (the latter both with this process stepping one slice, the
-default, and with only worker processes stepping); then Navigation2D at 1,000 envs.
+``sync``, ``thread`` and ``process`` backends (the latter both with this process stepping one
+slice, the default, and with only worker processes stepping); then Navigation2D at 1,000 envs.
 
 The machines this runs on are shared and noisy, so every row is timed in ``--rounds`` short
 windows interleaved with the other rows' windows: a burst of outside load hits all rows alike.
@@ -123,7 +123,11 @@ def gym_stepper(v5_id: str, n: int, mode: str) -> Stepper:
 def ours_stepper(
     env_id: str, n: int, backend: str, workers: int, in_parent: bool = True
 ) -> Stepper:
-    kwargs = {"num_workers": workers, "step_in_parent": in_parent} if backend == "process" else {}
+    kwargs: dict[str, Any] = {}
+    if backend == "process":
+        kwargs = {"num_workers": workers, "step_in_parent": in_parent}
+    elif backend == "thread":
+        kwargs = {"num_workers": workers}
     vec = make_vec(env_id, n, backend=backend, **kwargs)
     vec.reset(seed=0)
     acts = _actions(vec.single_action_space, n)
@@ -150,7 +154,12 @@ def main() -> None:
         "--rounds", type=int, default=6, help="interleaved windows per row (best and median)"
     )
     parser.add_argument("--num-envs", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2, help="processes of the process backend")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="threads / processes of the thread and process backends",
+    )
     parser.add_argument("--nav-envs", type=int, default=1000)
     parser.add_argument("--skip-async", action="store_true", help="skip gymnasium AsyncVectorEnv")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
@@ -174,6 +183,7 @@ def main() -> None:
         if not args.skip_async:
             rows["gymnasium AsyncVectorEnv"] = gym_stepper(v5_id, n, "async")
         rows["metarl sync"] = ours_stepper(env_id, n, "sync", 1)
+        rows[f"metarl thread ({w} threads in this process)"] = ours_stepper(env_id, n, "thread", w)
         rows[f"metarl process ({w} processes: this one + {w - 1} workers)"] = ours_stepper(
             env_id, n, "process", w
         )

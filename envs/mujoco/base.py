@@ -19,6 +19,7 @@ Only MuJoCo API available in MuJoCo 3.3 is used (``MjModel.from_xml_path``, ``Mj
 from __future__ import annotations
 
 import abc
+import concurrent.futures
 import copy
 import functools
 import inspect
@@ -178,6 +179,8 @@ class MujocoEngine(BatchedTaskEngine):
             for name, views in self._sources.items()
         ]
         self.previous = {name: self.state[name].copy() for name in track_previous}
+        self._thread_slices = [slice(None)]
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._ready = np.zeros(num_envs, dtype=bool)
         self._ctrl_low, self._ctrl_high = model.actuator_ctrlrange.T.copy()
         if action_scale is None:
@@ -322,6 +325,27 @@ class MujocoEngine(BatchedTaskEngine):
         self._write_state(index, qpos, qvel)
         return self._observe(np.asarray([index]))[0]
 
+    def set_num_threads(self, num_threads: int) -> None:
+        """Steps the sub-envs on ``num_threads`` threads (``mj_step`` releases the GIL).
+
+        The sub-envs are split into contiguous slices; the calling thread steps the first and
+        pool threads the others. Each sub-env is stepped exactly as with one thread, so
+        trajectories do not change.
+        """
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
+        if num_threads > self.num_envs:
+            raise ValueError(f"num_threads={num_threads} exceeds num_envs={self.num_envs}")
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        bounds = np.linspace(0, self.num_envs, num_threads + 1).round().astype(int)
+        self._thread_slices = [
+            slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
+        if num_threads > 1:
+            self._pool = concurrent.futures.ThreadPoolExecutor(num_threads - 1, "metarl-mujoco")
+
     def _write_state(self, i: int, qpos: np.ndarray, qvel: np.ndarray) -> None:
         data = self._datas[i]
         data.qpos[:] = qpos
@@ -361,9 +385,25 @@ class MujocoEngine(BatchedTaskEngine):
 
     def _simulate(self, actions: np.ndarray) -> None:
         """The hot loop: one ``mj_step(nstep=frame_skip)`` per sub-env, then one copy per field."""
+        if self._pool is None:
+            self._simulate_slice(actions, slice(None))
+        else:
+            first, *rest = self._thread_slices
+            futures = [self._pool.submit(self._simulate_slice, actions, s) for s in rest]
+            try:
+                self._simulate_slice(actions, first)
+            finally:
+                for future in futures:
+                    future.result()
+        concatenate = np.concatenate
+        for out, views in self._flat:
+            concatenate(views, out=out)
+
+    def _simulate_slice(self, actions: np.ndarray, part: slice) -> None:
         mj_step = mujoco.mj_step
         nstep = self.frame_skip
-        models, datas, ctrls = self._models, self._datas, self._ctrls
+        models, datas, ctrls = self._models[part], self._datas[part], self._ctrls[part]
+        actions = actions[part]
         if self._post_constraint:
             rne = mujoco.mj_rnePostConstraint
             for model, data, ctrl, action in zip(models, datas, ctrls, actions, strict=True):
@@ -374,9 +414,6 @@ class MujocoEngine(BatchedTaskEngine):
             for model, data, ctrl, action in zip(models, datas, ctrls, actions, strict=True):
                 ctrl[:] = action
                 mj_step(model, data, nstep)
-        concatenate = np.concatenate
-        for out, views in self._flat:
-            concatenate(views, out=out)
 
     def _check_indices(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -385,7 +422,10 @@ class MujocoEngine(BatchedTaskEngine):
         return idx
 
     def close(self) -> None:
-        """Drops the MuJoCo models and data."""
+        """Drops the MuJoCo models and data (and stops the stepping threads)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._models, self._datas, self._ctrls = [], [], []
         self._sources, self._flat = {}, []
 

@@ -41,10 +41,10 @@ class EnvConfig:
     """Tasks per meta-iteration."""
     episodes_per_task: int = 20
     """Episodes per task and sampling phase (MAML's fast batch size)."""
-    backend: Literal["sync", "process"] = "sync"
-    """Vector-env backend: one process, or worker processes over shared memory."""
+    backend: Literal["sync", "thread", "process"] = "sync"
+    """Vector-env backend: one process; MuJoCo stepped on threads; or worker processes."""
     num_workers: int = 2
-    """Processes of the process backend (this one steps a slice, the rest are workers)."""
+    """Slices of the thread or process backend (this thread/process steps one)."""
     action_scale: float | None = None
     """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
     ctrl_cost_weight: float | None = None

@@ -44,10 +44,10 @@ class EnvConfig:
     """Episodes n of one trial on one task (RL²'s n: pulls of a bandit, episodes of an MDP)."""
     num_trials: int = 20
     """Trials (tasks) per iteration, run in parallel as sub-envs of one vector env."""
-    backend: Literal["sync", "process"] = "sync"
-    """Vector-env backend: one process, or worker processes over shared memory."""
+    backend: Literal["sync", "thread", "process"] = "sync"
+    """Vector-env backend: one process; MuJoCo stepped on threads; or worker processes."""
     num_workers: int = 2
-    """Worker processes of the process backend."""
+    """Slices of the thread or process backend (this thread/process steps one)."""
     action_scale: float | None = None
     """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
     ctrl_cost_weight: float | None = None

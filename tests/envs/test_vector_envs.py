@@ -1,4 +1,4 @@
-"""Real task envs through the vector env: process and sync backends give identical trajectories."""
+"""Real task envs through the vector env: every backend gives the same trajectories as sync."""
 
 import numpy as np
 import pytest
@@ -13,6 +13,8 @@ def _trajectory(env_id, backend, steps=15, n=4):
     dist = envs.get_task_distribution(env_id)
     tasks = dist.sample(n, np.random.default_rng(3))
     kwargs = {"num_workers": 2, "start_method": "fork"} if backend == "process" else {}
+    if backend == "thread":
+        kwargs = {"num_workers": 3}  # uneven slices of the 4 sub-envs
     vec = make_vec(env_id, n, tasks=tasks, backend=backend, horizon=6, **kwargs)
     try:
         obs, _ = vec.reset(seed=11)
@@ -51,6 +53,25 @@ def test_process_backend_gives_the_same_trajectories_as_sync(env_id):
     assert len(sync) == len(proc)
     for a, b in zip(sync, proc, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "env_id", ["metarl/HalfCheetahVel-v0", "metarl/AntDir-v0", "metarl/Walker2DRandParams-v0"]
+)
+def test_thread_backend_gives_the_same_trajectories_as_sync(env_id):
+    sync, threaded = _trajectory(env_id, "sync"), _trajectory(env_id, "thread")
+    assert len(sync) == len(threaded)
+    for a, b in zip(sync, threaded, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_thread_backend_rejects_natively_batched_envs_and_bad_thread_counts():
+    with pytest.raises(ValueError, match="natively batched"):
+        make_vec("metarl/Navigation2D-v0", 4, backend="thread")
+    with pytest.raises(ValueError, match="num_threads=5 exceeds num_envs=4"):
+        make_vec("metarl/HalfCheetahVel-v0", 4, backend="thread", num_workers=5)
+    with pytest.raises(ValueError, match="num_threads must be a positive int"):
+        make_vec("metarl/HalfCheetahVel-v0", 4, backend="thread", num_workers=0)
 
 
 def test_every_registered_env_runs_in_the_vector_env_with_its_horizon():
