@@ -23,6 +23,7 @@ import concurrent.futures
 import copy
 import functools
 import inspect
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -88,6 +89,9 @@ def check_interval(name: str, value: Any) -> tuple[float, float]:
     if math.isnan(low) or math.isnan(high) or low > high:
         raise ValueError(f"{name}={value!r} must satisfy low <= high")
     return low, high
+
+
+_CHUNKS_PER_THREAD = 4  # work-sharing granularity of the thread backend
 
 
 class MujocoEngine(BatchedTaskEngine):
@@ -180,6 +184,7 @@ class MujocoEngine(BatchedTaskEngine):
         ]
         self.previous = {name: self.state[name].copy() for name in track_previous}
         self._thread_slices = [slice(None)]
+        self._num_threads = 1
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._ready = np.zeros(num_envs, dtype=bool)
         self._ctrl_low, self._ctrl_high = model.actuator_ctrlrange.T.copy()
@@ -339,10 +344,14 @@ class MujocoEngine(BatchedTaskEngine):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        bounds = np.linspace(0, self.num_envs, num_threads + 1).round().astype(int)
+        # Work sharing: more chunks than threads, each thread takes the next unstepped chunk,
+        # so a thread on a slower (busier) core steps fewer sub-envs instead of holding up the
+        # batch. Each sub-env is stepped once, by one thread, exactly as in the serial loop.
+        size = max(1, -(-self.num_envs // (num_threads * _CHUNKS_PER_THREAD)))
         self._thread_slices = [
-            slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            slice(a, min(a + size, self.num_envs)) for a in range(0, self.num_envs, size)
         ]
+        self._num_threads = num_threads
         if num_threads > 1:
             self._pool = concurrent.futures.ThreadPoolExecutor(num_threads - 1, "metarl-mujoco")
 
@@ -388,16 +397,27 @@ class MujocoEngine(BatchedTaskEngine):
         if self._pool is None:
             self._simulate_slice(actions, slice(None))
         else:
-            first, *rest = self._thread_slices
-            futures = [self._pool.submit(self._simulate_slice, actions, s) for s in rest]
+            counter = itertools.count()
+            futures = [
+                self._pool.submit(self._simulate_shared, actions, counter)
+                for _ in range(self._num_threads - 1)
+            ]
             try:
-                self._simulate_slice(actions, first)
+                self._simulate_shared(actions, counter)
             finally:
                 for future in futures:
                     future.result()
         concatenate = np.concatenate
         for out, views in self._flat:
             concatenate(views, out=out)
+
+    def _simulate_shared(self, actions: np.ndarray, counter: itertools.count) -> None:
+        """Steps chunks of sub-envs until none is left (``next`` on a count is atomic)."""
+        chunks = self._thread_slices
+        for i in counter:
+            if i >= len(chunks):
+                return
+            self._simulate_slice(actions, chunks[i])
 
     def _simulate_slice(self, actions: np.ndarray, part: slice) -> None:
         mj_step = mujoco.mj_step
