@@ -51,14 +51,31 @@ def _seed_everything(seed: int, num_threads: int = 0) -> None:
 
 def _print_curve(path: Path) -> None:
     result = json.loads(path.read_text())
+    extra = result.get("extra") or {}
+    trials = "trial_return" in extra  # RL²: the x axis is the episode index within a trial
     print(
         f"\n{result['algorithm']} on {result['task_family']}: {result['metric']} on "
         f"{result['num_tasks']} held-out tasks (mean ± 95% CI)"
     )
-    for step, mean, ci in zip(result["steps"], result["mean"], result["ci95"], strict=True):
-        mean_text = "nan" if mean is None else f"{mean:.4f}"
-        ci_text = "nan" if ci is None else f"{ci:.4f}"
-        print(f"  after {step:2d} steps: {mean_text} ± {ci_text}")
+
+    def text(value: float | None, digits: int = 4) -> str:
+        return "nan" if value is None else f"{value:.{digits}f}"
+
+    rows = list(zip(result["steps"], result["mean"], result["ci95"], strict=True))
+    if len(rows) > 20:  # long trials: the first episodes, then every tenth of the trial
+        keep = {*range(5), *range(0, len(rows), len(rows) // 10), len(rows) - 1}
+        rows = [rows[i] for i in sorted(keep)]
+    for step, mean, ci in rows:
+        label = f"episode {step + 1:3d} of the trial" if trials else f"after {step:2d} steps"
+        print(f"  {label}: {text(mean)} ± {text(ci)}")
+    if trials:
+        print("  total return of a trial:")
+        for name, value in extra["trial_return"].items():
+            print(f"    {name:15s} {text(value['mean'], 3)} ± {text(value['ci95'], 3)}")
+    else:
+        for name, curve in (result.get("baselines") or {}).items():
+            means = ", ".join(text(m, 3) for m in curve["mean"])
+            print(f"  {name}: {means}")
     print(f"written: {path}")
 
 

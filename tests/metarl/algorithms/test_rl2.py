@@ -308,7 +308,7 @@ def test_every_rl2_config_trains_and_evaluates_on_a_tiny_budget(tmp_path, path):
     assert result["algorithm"] == cfg.algo.name and result["steps"] == [0, 1]
 
 
-def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path):
+def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path, capsys):
     run_dir = tmp_path / "run"
     tiny = [
         "env.num_trials=4",
@@ -324,6 +324,9 @@ def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path):
     sets = [arg for s in tiny for arg in ("--set", s)]
     args = ["train", "configs/rl2/bandit_k5_n10.yaml", "--run-dir", str(run_dir), "--device", "cpu"]
     assert cli_main([*args, *sets]) == 0
+    out = capsys.readouterr().out
+    assert "episode   6 of the trial" in out and "total return of a trial" in out
+    assert all(name in out for name in ("rl2", "random", "ucb1", "thompson", "gittins"))
     result = json.loads((run_dir / "eval" / "eval.json").read_text())
     assert result["algorithm"] == "rl2_ppo" and result["steps"] == list(range(6))
     assert len(result["mean"]) == 6 and result["num_tasks"] == 5
