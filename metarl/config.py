@@ -581,6 +581,8 @@ class RunConfig:
     """Outer iterations between checkpoints; 0 disables periodic checkpoints."""
     keep_checkpoints: int = 3
     """Number of most recent checkpoints kept on disk."""
+    eval_every: int = 0
+    """Outer iterations between evaluations on held-out tasks; 0 evaluates only at the end."""
     num_eval_tasks: int = 40
     """Number of held-out tasks the evaluation averages over (confidence intervals over tasks)."""
     log_backends: tuple[Literal["tensorboard", "csv"], ...] = ("tensorboard", "csv")
@@ -592,7 +594,7 @@ class RunConfig:
     fastest with 1, since thread hand-offs cost more than the arithmetic they split."""
 
     def __post_init__(self) -> None:
-        lows = {"log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 1}
+        lows = {"log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 1, "eval_every": 0}
         for name, low in {**lows, "num_eval_tasks": 1, "num_threads": 0}.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
