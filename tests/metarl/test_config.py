@@ -222,6 +222,12 @@ def test_range_check_in_post_init_names_dotted_key():
         load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"log_every": 0}})
 
 
+def test_eval_every_other_than_zero_is_rejected_not_ignored():
+    with pytest.raises(ConfigError, match=r"eval_every=5 is not supported.*metarl eval"):
+        load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"eval_every": 5}})
+    assert load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"eval_every": 0}})
+
+
 def test_overrides_apply_and_are_validated():
     base = {"meta_batch_size": 2, "algo": {"inner_lr": 0.1}}
     cfg = load_config(
