@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from metarl.config import RunConfig
+from metarl.config import RunConfig, check_positive
 
 __all__ = [
     "CONFIG_CLASS",
@@ -20,13 +20,6 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------
 # config
 # ----------------------------------------------------------------------------------------------
-
-
-def _check_positive(section: object, *names: str) -> None:
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +44,7 @@ class EnvConfig:
     """MuJoCo control-cost weight (None: the env's default)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "horizon", "meta_batch_size", "episodes_per_task", "num_workers")
+        check_positive(self, "horizon", "meta_batch_size", "episodes_per_task", "num_workers")
 
     @property
     def env_kwargs(self) -> dict[str, float]:
@@ -72,7 +65,7 @@ class PolicyConfig:
     """Initial standard deviation of the Gaussian policy (1.0 in all reference code)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "init_std")
+        check_positive(self, "init_std")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +108,7 @@ class AlgoConfig:
     """PPO/ProMP Adam steps per sampled meta-batch (ProMP 5)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "inner_lr", "max_kl", "cg_iters", "clip_eps", "ppo_epochs")
+        check_positive(self, "inner_lr", "max_kl", "cg_iters", "clip_eps", "ppo_epochs")
         if self.inner_steps < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
             raise ValueError("inner_steps must be >= 0 and gamma, gae_lambda in [0, 1]")
 
@@ -130,7 +123,7 @@ class OptimConfig:
     """Adam step size of maml_ppo and promp (ProMP 1e-3); TRPO ignores it."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "outer_lr")
+        check_positive(self, "outer_lr")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
 
@@ -163,8 +156,8 @@ class EvalConfig:
     """Parallel envs of the oracle's PPO."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "episodes_per_task", "inner_lr", "later_inner_lr")
-        _check_positive(self, "pretrained_inner_lr", "random_inner_lr", "oracle_num_envs")
+        check_positive(self, "episodes_per_task", "inner_lr", "later_inner_lr")
+        check_positive(self, "pretrained_inner_lr", "random_inner_lr", "oracle_num_envs")
         if min(self.steps, self.pretrain_iterations, self.oracle_timesteps) < 0:
             raise ValueError("steps, pretrain_iterations and oracle_timesteps must be >= 0")
 

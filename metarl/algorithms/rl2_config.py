@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from metarl.config import RunConfig
+from metarl.config import RunConfig, check_positive, check_unit
 
 __all__ = [
     "CONFIG_CLASS",
@@ -16,20 +16,6 @@ __all__ = [
     "PolicyConfig",
     "RL2Config",
 ]
-
-
-def _check_positive(section: object, *names: str) -> None:
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-
-
-def _check_unit(section: object, *names: str) -> None:
-    for name in names:
-        value = getattr(section, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +40,7 @@ class EnvConfig:
     """MuJoCo control-cost weight (None: the env's default)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "horizon", "episodes_per_trial", "num_trials", "num_workers")
+        check_positive(self, "horizon", "episodes_per_trial", "num_trials", "num_workers")
 
     @property
     def env_kwargs(self) -> dict[str, float]:
@@ -79,7 +65,7 @@ class PolicyConfig:
     """Initial standard deviation of a Gaussian policy (continuous actions)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "hidden_size", "init_std")
+        check_positive(self, "hidden_size", "init_std")
         if any(width < 1 for width in self.head_hidden):
             raise ValueError(f"head_hidden widths must be >= 1, got {list(self.head_hidden)}")
 
@@ -124,9 +110,9 @@ class AlgoConfig:
     """TRPO: Adam passes of the value fit over each batch (num_minibatches per pass)."""
 
     def __post_init__(self) -> None:
-        _check_unit(self, "gamma", "gae_lambda")
-        _check_positive(self, "bptt_len", "clip_eps", "ppo_epochs", "num_minibatches")
-        _check_positive(self, "max_grad_norm", "max_kl", "cg_iters", "ls_steps", "value_epochs")
+        check_unit(self, "gamma", "gae_lambda")
+        check_positive(self, "bptt_len", "clip_eps", "ppo_epochs", "num_minibatches")
+        check_positive(self, "max_grad_norm", "max_kl", "cg_iters", "ls_steps", "value_epochs")
         if self.value_coef < 0 or self.entropy_coef < 0 or self.cg_damping < 0:
             raise ValueError("value_coef, entropy_coef and cg_damping must be >= 0")
         if not 0.0 < self.ls_backtrack < 1.0:
@@ -143,7 +129,7 @@ class OptimConfig:
     """Adam step size (PPO: the whole loss; TRPO: the value fit)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "lr")
+        check_positive(self, "lr")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
 
@@ -161,7 +147,7 @@ class EvalConfig:
     ...) on the same tasks."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, "episodes_per_trial", "num_trials")
+        check_positive(self, "episodes_per_trial", "num_trials")
 
 
 @dataclasses.dataclass(frozen=True)
