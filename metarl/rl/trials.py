@@ -428,11 +428,8 @@ def classic_baselines(
 
     if not tasks or not isinstance(tasks[0], (BanditTask, TabularMDPTask)):
         return {}
-    try:
-        from metarl.rl import classic
-    except ImportError:  # the classic baselines ship separately; RL² alone still evaluates
-        _log.warning("metarl.rl.classic is not available: no classic baselines")
-        return {}
+    from metarl.rl import classic
+
     rng = np.random.default_rng(seed)
     if isinstance(tasks[0], BanditTask):
         curves = classic.bandit_baselines(list(tasks), episodes_per_trial, rng)

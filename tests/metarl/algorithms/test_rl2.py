@@ -342,10 +342,6 @@ def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path, capsys):
 
 
 def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
-    try:
-        import metarl.rl.classic  # noqa: F401
-    except ImportError:
-        pytest.skip("metarl.rl.classic has not landed yet")
     cfg = _cfg(iterations=0, episodes=5)
     _, params = _train(cfg)
     out = R.evaluate(cfg, params, CPU, out=tmp_path / "eval.json", num_tasks=6, seed=1)
