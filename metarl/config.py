@@ -45,12 +45,12 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from metarl.run_config import RunConfig
+
 __all__ = [
     "ConfigError",
     "RunConfig",
     "apply_overrides",
-    "check_positive",
-    "check_unit",
     "config_help",
     "config_to_dict",
     "field_help",
@@ -62,22 +62,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-def check_positive(section: object, *names: str) -> None:
-    """Raises ``ValueError`` naming the first of ``names`` that is set and not > 0."""
-    for name in names:
-        value = getattr(section, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-
-
-def check_unit(section: object, *names: str) -> None:
-    """Raises ``ValueError`` naming the first of ``names`` outside ``[0, 1]``."""
-    for name in names:
-        value = getattr(section, name)
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {value}")
 
 
 _MISSING = object()
@@ -577,49 +561,3 @@ def format_config_help(cls: type) -> str:
             detail = f"{_type_name(tp)}, default {default!r}"
         lines.append(f"{key} ({detail}): {text}")
     return "\n".join(lines)
-
-
-# --- Shared run section ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    """Settings every run shares, nested by algorithm configs as their ``run`` section."""
-
-    seed: int = 0
-    """Seed of every random number generator of the run (scripts seed global RNGs from it once)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """Compute device: "auto" picks CUDA when available, else CPU."""
-    run_dir: str = "runs/default"
-    """Directory for the resolved config, metrics, checkpoints and eval results."""
-    resume: bool = False
-    """Continue from the latest checkpoint in run_dir instead of refusing a non-empty run_dir."""
-    log_every: int = 1
-    """Outer iterations between metric writes."""
-    checkpoint_every: int = 50
-    """Outer iterations between checkpoints; 0 disables periodic checkpoints."""
-    keep_checkpoints: int = 3
-    """Number of most recent checkpoints kept on disk."""
-    eval_every: int = 0
-    """Must be 0: every learner evaluates once, at the end of training (``metarl eval`` evaluates
-    any checkpoint). Kept so that run directories written with it still load."""
-    num_eval_tasks: int = 40
-    """Number of held-out tasks the evaluation averages over (confidence intervals over tasks)."""
-    log_backends: tuple[Literal["tensorboard", "csv"], ...] = ("tensorboard", "csv")
-    """Metric writers to open in the run directory."""
-    progress: bool = True
-    """Show a progress bar (only when stderr is a terminal and the CI variable is unset)."""
-    num_threads: int = 0
-    """CPU threads for torch's intra-op parallelism (0: torch's default). Tiny models run
-    fastest with 1, since thread hand-offs cost more than the arithmetic they split."""
-
-    def __post_init__(self) -> None:
-        if self.eval_every != 0:
-            raise ValueError(
-                f"eval_every={self.eval_every} is not supported: training evaluates once at the "
-                "end; run 'metarl eval RUN_DIR' on a checkpoint for an intermediate evaluation"
-            )
-        lows = {"log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 1}
-        for name, low in {**lows, "num_eval_tasks": 1, "num_threads": 0}.items():
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")

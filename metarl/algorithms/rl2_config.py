@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from metarl.config import RunConfig, check_positive, check_unit
+from metarl.config import RunConfig
+from metarl.config_checks import check_positive, check_unit
 
 __all__ = [
     "CONFIG_CLASS",
