@@ -1,0 +1,398 @@
+"""The ``process`` backend of :class:`~envs.vector.TaskVectorEnv`: sub-env slices in processes.
+
+:class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per process (this
+process steps the first slice while worker processes step the others), with actions,
+observations, rewards and terminations in shared memory. A worker that raises or dies surfaces as
+:class:`WorkerError` in the parent within a fraction of a second; :meth:`ProcessEngine.close`
+releases every process and shared-memory block.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+import traceback
+from collections.abc import Sequence
+from multiprocessing import shared_memory
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from envs.core import BatchedTaskEngine, EngineStep, Task
+
+__all__ = ["ProcessEngine", "WorkerError"]
+
+# Seconds a waiting side polls its pipe before it blocks. Waking a process blocked in a pipe read
+# costs a scheduler round trip (hundreds of microseconds on a virtual machine), comparable to
+# stepping a slice of a cheap model; a short spin keeps the lockstep loop awake at the cost of
+# at most this much CPU per wait.
+_SPIN_SECONDS = 0.002
+
+
+class WorkerError(RuntimeError):
+    """A worker process of the ``process`` backend raised an exception or died."""
+
+
+def _spin_poll(conn: Connection, seconds: float) -> bool:
+    """True as soon as ``conn`` has data, polling without sleeping for at most ``seconds``."""
+    deadline = time.perf_counter() + seconds
+    while True:
+        if conn.poll():
+            return True
+        if time.perf_counter() >= deadline:
+            return False
+
+
+def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return np.ndarray(shape, dtype=dtype, buffer=shm.buf)
+
+
+def _run_command(
+    engine: BatchedTaskEngine, view: dict[str, np.ndarray], cmd: str, data: Any
+) -> Any:
+    """Executes one command on the engine of a slice whose shared arrays are ``view``."""
+    if cmd == "step":
+        out = engine.step(view["actions"])
+        view["obs"][...] = out.obs
+        view["reward"][...] = out.reward
+        view["terminated"][...] = out.terminated
+        for key, value in (*out.reward_terms.items(), *out.extras.items()):
+            view["info/" + key][...] = value
+        return None
+    if cmd == "reset":
+        local = np.asarray(data, dtype=np.int64)
+        view["obs"][local] = engine.reset(local)
+        return None
+    if cmd == "seed":
+        engine.seed(data)
+        return None
+    if cmd == "set_tasks":
+        tasks, local = data
+        engine.set_tasks(tasks, local)
+        return None
+    if cmd == "ensure_tasks":
+        engine.ensure_tasks(np.asarray(data, dtype=np.int64))
+        return list(engine.tasks)
+    raise ValueError(f"unknown worker command {cmd!r}")
+
+
+def _worker_main(
+    conn: Connection,
+    engine_cls: type[BatchedTaskEngine],
+    engine_kwargs: dict[str, Any],
+    start: int,
+    stop: int,
+    layout: dict[str, tuple[str, tuple[int, ...], str]],
+    spin_seconds: float = _SPIN_SECONDS,
+) -> None:
+    """Runs one slice ``[start, stop)`` of the sub-envs until told to close."""
+    blocks = {k: shared_memory.SharedMemory(name=v[0]) for k, v in layout.items()}
+    try:
+        full = {k: _shm_array(blocks[k], v[1], v[2]) for k, v in layout.items()}
+        view = {k: a[start:stop] for k, a in full.items()}
+        engine = engine_cls(stop - start, **engine_kwargs)
+        conn.send(("ok", None))
+        while True:
+            _spin_poll(conn, spin_seconds)
+            cmd, data = conn.recv()
+            if cmd == "close":
+                engine.close()
+                conn.send(("ok", None))
+                break
+            try:
+                conn.send(("ok", _run_command(engine, view, cmd, data)))
+            except Exception:  # noqa: BLE001 - every error goes back to the parent
+                conn.send(("error", traceback.format_exc()))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        pass
+    except Exception:  # noqa: BLE001 - construction errors go back to the parent too
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except (BrokenPipeError, OSError):
+            pass
+    finally:
+        for block in blocks.values():
+            block.close()
+        conn.close()
+
+
+def _probe_info(engine: BatchedTaskEngine) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shapes and dtypes of one sub-env's reward terms and extras, from one step of a probe."""
+    engine.seed([0])
+    engine.ensure_tasks(np.zeros(1, dtype=np.int64))
+    engine.reset(np.zeros(1, dtype=np.int64))
+    space = engine.action_space
+    action = np.zeros((1, *(space.shape or ())), dtype=space.dtype)
+    if hasattr(space, "low"):
+        action[...] = np.clip(action, space.low, space.high)
+    out = engine.step(action)
+    return {
+        k: (tuple(np.asarray(v).shape[1:]), np.asarray(v).dtype)
+        for k, v in (*out.reward_terms.items(), *out.extras.items())
+    }
+
+
+class ProcessEngine:
+    """Duck-typed :class:`~envs.core.BatchedTaskEngine` that spreads sub-envs over processes.
+
+    Args:
+        engine_cls: the engine class each worker builds for its slice.
+        num_envs: total number of sub-envs.
+        num_workers: number of slices the sub-envs are split into, each stepped by its own
+            process (at most ``num_envs``).
+        engine_kwargs: constructor arguments of the engine (must be picklable).
+        start_method: multiprocessing start method (``"spawn"`` is safe beside torch threads;
+            ``"fork"`` starts faster).
+        poll_interval: seconds between liveness checks while waiting for a worker.
+        step_in_parent: this process steps the first slice itself while the worker processes
+            step the others (``num_workers - 1`` worker processes), instead of idling in a pipe
+            wait; it saves one process and one round trip per step. The trajectories are the
+            same either way.
+    """
+
+    def __init__(
+        self,
+        engine_cls: type[BatchedTaskEngine],
+        num_envs: int,
+        num_workers: int,
+        engine_kwargs: dict[str, Any] | None = None,
+        start_method: str = "spawn",
+        poll_interval: float = 0.05,
+        step_in_parent: bool = True,
+        spin_seconds: float = _SPIN_SECONDS,
+    ) -> None:
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+            raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
+        if num_workers > num_envs:
+            raise ValueError(f"num_workers={num_workers} exceeds num_envs={num_envs}")
+        kwargs = dict(engine_kwargs or {})
+        probe = engine_cls(1, **kwargs)  # spaces, reward terms and validation in the parent
+        self.observation_space = probe.observation_space
+        self.action_space = probe.action_space
+        self.reward_terms = probe.reward_terms
+        self.distribution = probe.distribution
+        self._info_specs = _probe_info(probe)
+        probe.close()
+        self.num_envs = num_envs
+        self.tasks: list[Task | None] = [None] * num_envs
+        self._poll_interval = poll_interval
+        if spin_seconds < 0:
+            raise ValueError(f"spin_seconds must be >= 0, got {spin_seconds!r}")
+        self._spin = spin_seconds
+        # the parent spins only when it has a slice of its own: with every slice in a worker, a
+        # spinning parent would take a core from them
+        self._parent_spin = spin_seconds if step_in_parent else 0.0
+        self._closed = False
+        bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+        self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        # slice index -> worker index; the parent's slice (0) has none
+        self._local_slice = 0 if step_in_parent else None
+        self._remote = [w for w in range(num_workers) if w != self._local_slice]
+        self._local: BatchedTaskEngine | None = None
+        self._local_view: dict[str, np.ndarray] = {}
+        self._blocks: dict[str, shared_memory.SharedMemory] = {}
+        self._procs: list[Any] = []
+        self._conns: list[Connection] = []
+        try:
+            self._allocate()
+            if self._local_slice is not None:
+                start, stop = self._slices[self._local_slice]
+                self._local = engine_cls(stop - start, **kwargs)
+                self._local_view = {k: a[start:stop] for k, a in self._arrays.items()}
+            self._start_workers(engine_cls, kwargs, start_method)
+        except BaseException:
+            self.close()
+            raise
+
+    def _allocate(self) -> None:
+        n = self.num_envs
+        obs_space, act_space = self.observation_space, self.action_space
+        act_shape = act_space.shape if act_space.shape is not None else ()
+        specs = {
+            "obs": ((n, *obs_space.shape), np.dtype(obs_space.dtype)),
+            "actions": ((n, *act_shape), np.dtype(act_space.dtype)),
+            "reward": ((n,), np.dtype(np.float64)),
+            "terminated": ((n,), np.dtype(np.bool_)),
+        }
+        for key, (shape, dtype) in self._info_specs.items():
+            specs["info/" + key] = ((n, *shape), dtype)
+        self._layout: dict[str, tuple[str, tuple[int, ...], str]] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        for key, (shape, dtype) in specs.items():
+            size = max(1, int(np.prod(shape)) * dtype.itemsize)
+            block = shared_memory.SharedMemory(create=True, size=size)
+            self._blocks[key] = block
+            self._layout[key] = (block.name, shape, dtype.str)
+            self._arrays[key] = _shm_array(block, shape, dtype)
+
+    def _start_workers(
+        self, engine_cls: type[BatchedTaskEngine], kwargs: dict[str, Any], start_method: str
+    ) -> None:
+        ctx = mp.get_context(start_method)
+        for start, stop in (self._slices[w] for w in self._remote):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(child, engine_cls, kwargs, start, stop, self._layout, self._spin),
+                daemon=True,
+            )
+            proc.start()
+            child.close()
+            self._procs.append(proc)
+            self._conns.append(parent)
+        for w in range(len(self._procs)):
+            self._recv(w)
+
+    # -- messaging ---------------------------------------------------------------------------
+
+    def _recv(self, w: int) -> Any:
+        """The reply of worker ``w`` (the ``w``-th worker process, not slice ``w``)."""
+        conn, proc = self._conns[w], self._procs[w]
+        start, stop = self._slices[self._remote[w]]
+        try:
+            while not (_spin_poll(conn, self._parent_spin) or conn.poll(self._poll_interval)):
+                if not proc.is_alive():
+                    raise WorkerError(
+                        f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
+                        f"{proc.exitcode}"
+                    )
+            status, payload = conn.recv()
+        except (EOFError, ConnectionError, OSError) as err:
+            self.close()
+            raise WorkerError(
+                f"worker {w} (sub-envs {start}..{stop - 1}) closed its pipe (exit code "
+                f"{proc.exitcode})"
+            ) from err
+        except WorkerError:
+            self.close()
+            raise
+        if status == "error":
+            self.close()
+            raise WorkerError(f"worker {w} (sub-envs {start}..{stop - 1}) raised:\n{payload}")
+        return payload
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the process engine is closed")
+
+    def _broadcast(self, cmd: str, per_slice: Sequence[Any]) -> list[Any]:
+        """Runs ``cmd`` on every slice whose data is not None; the replies in slice order.
+
+        The workers get their commands first, then the parent runs its own slice while they
+        work, then their replies are collected (also when the parent's slice raised, so the
+        pipes stay in step).
+        """
+        self._check_open()
+        remote = [w for w, s in enumerate(self._remote) if per_slice[s] is not None]
+        for w in remote:
+            try:
+                self._conns[w].send((cmd, per_slice[self._remote[w]]))
+            except (BrokenPipeError, OSError) as err:
+                self.close()
+                raise WorkerError(f"worker {w} is gone ({cmd!r} could not be sent)") from err
+        replies: dict[int, Any] = {}
+        local = self._local_slice
+        try:
+            if local is not None and per_slice[local] is not None:
+                assert self._local is not None
+                replies[local] = _run_command(self._local, self._local_view, cmd, per_slice[local])
+        finally:
+            for w in remote:
+                replies[self._remote[w]] = self._recv(w)
+        return [replies[s] for s in sorted(replies)]
+
+    def _split(self, indices: np.ndarray) -> list[np.ndarray | None]:
+        parts: list[np.ndarray | None] = []
+        for start, stop in self._slices:
+            mine = indices[(indices >= start) & (indices < stop)] - start
+            parts.append(mine if len(mine) else None)
+        return parts
+
+    # -- engine interface --------------------------------------------------------------------
+
+    def seed(self, seeds: Sequence[int | None]) -> None:
+        """Seeds each sub-env's generator (``seeds[i]`` for sub-env ``i``)."""
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+        self._broadcast("seed", [list(seeds[a:b]) for a, b in self._slices])
+
+    def set_tasks(self, tasks: Sequence[Task], indices: Sequence[int] | None = None) -> None:
+        """Validates the tasks here, then hands each worker its share."""
+        idx = np.arange(self.num_envs) if indices is None else np.asarray(indices, dtype=np.int64)
+        if len(tasks) != len(idx):
+            raise ValueError(f"expected {len(idx)} tasks, got {len(tasks)}")
+        for task in tasks:
+            self.distribution.validate(task)
+        by_index = dict(zip(idx.tolist(), tasks, strict=True))
+        per_worker: list[Any] = []
+        for (start, _stop), local in zip(self._slices, self._split(idx), strict=True):
+            if local is None:
+                per_worker.append(None)
+            else:
+                per_worker.append(([by_index[int(i) + start] for i in local], local))
+        self._broadcast("set_tasks", per_worker)
+        for i, task in by_index.items():
+            self.tasks[i] = task
+
+    def ensure_tasks(self, indices: np.ndarray) -> None:
+        """Has each worker sample a task, from the sub-env's own generator, where none is set."""
+        parts = self._split(np.asarray(indices, dtype=np.int64))
+        replies = self._broadcast("ensure_tasks", parts)
+        slices = [s for s, p in enumerate(parts) if p is not None]
+        for s, worker_tasks in zip(slices, replies, strict=True):
+            start, stop = self._slices[s]
+            self.tasks[start:stop] = worker_tasks
+
+    def reset(self, indices: np.ndarray) -> np.ndarray:
+        """Resets the listed sub-envs and returns their observations."""
+        indices = np.asarray(indices, dtype=np.int64)
+        self._broadcast("reset", self._split(indices))
+        return self._arrays["obs"][indices].copy()
+
+    def step(self, actions: np.ndarray) -> EngineStep:
+        """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
+        self._check_open()
+        self._arrays["actions"][...] = actions
+        self._broadcast("step", [True] * len(self._slices))
+        info = {k[5:]: v.copy() for k, v in self._arrays.items() if k.startswith("info/")}
+        terms = {k: info.pop(k) for k in self.reward_terms}
+        extras = info
+        arrays = self._arrays
+        return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
+
+    def close(self) -> None:
+        """Stops every worker and frees every shared-memory block (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for conn, proc in zip(self._conns, self._procs, strict=False):
+            if proc.is_alive():
+                try:
+                    conn.send(("close", None))
+                except (BrokenPipeError, OSError):
+                    pass
+        for conn, proc in zip(self._conns, self._procs, strict=False):
+            proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=2.0)
+            conn.close()
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+        self._local_view = {}
+        self._arrays = {}
+        for block in self._blocks.values():
+            block.close()
+            try:
+                block.unlink()
+            except FileNotFoundError:
+                pass
+        self._blocks = {}
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - best effort at interpreter shutdown
+            pass
