@@ -2,7 +2,9 @@
 
 For HalfCheetahVel and AntDir at 64 envs with random actions it measures, on this machine and in
 this process: raw ``mujoco.mj_step`` over 64 ``MjData`` of the same model (the floor), gymnasium's
-``SyncVectorEnv`` and ``AsyncVectorEnv`` of the plain v5 env, and metarl's vector env with the
+``SyncVectorEnv`` and ``AsyncVectorEnv`` of the plain v5 env, raw ``mj_step`` split over
+processes both free-running (the ceiling of any multi-process stepper) and in lockstep (every
+step waits for all slices, as a vector env's ``step`` must), and metarl's vector env with the
 ``sync``, ``thread`` and ``process`` backends (the latter both with this process stepping one
 slice, the default, and with only worker processes stepping); then Navigation2D at 1,000 envs.
 
@@ -113,6 +115,106 @@ class RawParallel:
         self.pool.join()
 
 
+def _spin_until(done: Any, spin_seconds: float = 0.002, nap: float = 0.0005) -> None:
+    """Polls ``done()`` without sleeping for ``spin_seconds``, then in ``nap``-second sleeps."""
+    deadline = time.perf_counter() + spin_seconds
+    while not done():
+        if time.perf_counter() > deadline:
+            time.sleep(nap)
+
+
+def _lockstep_loop(v5_id: str, n: int, flags: np.ndarray, index: int) -> None:
+    stepper = raw_stepper(v5_id, n)
+    flags[1 + index] = -1  # ready
+    done = 0
+    while True:
+        _spin_until(lambda last=done: flags[0] != last)
+        done = int(flags[0])
+        if done < 0:
+            break
+        stepper.step(done)
+        flags[1 + index] = done
+    stepper.close()
+
+
+def _lockstep_worker(v5_id: str, n: int, flags_name: str, index: int) -> None:
+    """Steps ``n`` raw ``MjData`` per increment of ``flags[0]``; reports in ``flags[1 + index]``."""
+    from multiprocessing import shared_memory
+
+    block = shared_memory.SharedMemory(name=flags_name)
+    try:
+        _lockstep_loop(v5_id, n, np.ndarray((block.size // 8,), np.int64, block.buf), index)
+    finally:
+        block.close()
+
+
+class RawLockstep:
+    """Raw ``mj_step`` split over this process and ``workers - 1`` worker processes in lockstep.
+
+    Every step waits until all slices are stepped, as any vector env's ``step`` must, and the
+    processes hand over through spin-polled counters in shared memory (no pipes, no Python
+    engine): the ceiling of a lockstep multi-process vector env on this machine. Against the
+    free-running processes of :class:`RawParallel` it shows what the lockstep itself costs when
+    the cores' speeds differ from moment to moment.
+    """
+
+    def __init__(self, v5_id: str, n: int, workers: int) -> None:
+        import multiprocessing as mp
+        from multiprocessing import shared_memory
+
+        bounds = np.linspace(0, n, workers + 1).round().astype(int)
+        sizes = np.diff(bounds).tolist()
+        # flags[0]: the step to take (-1: stop); flags[1 + i]: the last step worker i finished
+        self.block = shared_memory.SharedMemory(create=True, size=8 * workers)
+        self.flags = np.ndarray((workers,), dtype=np.int64, buffer=self.block.buf)
+        self.flags[:] = 0
+        ctx = mp.get_context("spawn")
+        self.procs = [
+            ctx.Process(target=_lockstep_worker, args=(v5_id, size, self.block.name, i))
+            for i, size in enumerate(sizes[1:])
+        ]
+        for proc in self.procs:
+            proc.start()
+        _spin_until(lambda: bool((self.flags[1:] == -1).all()) or not self._alive())
+        if not self._alive():
+            raise RuntimeError("a lockstep worker failed to start")
+        self.local = raw_stepper(v5_id, sizes[0])
+        self.calls = 0
+        self.n = n
+
+    def _alive(self) -> bool:
+        return all(proc.is_alive() for proc in self.procs)
+
+    def _step(self) -> None:
+        self.calls += 1
+        k = self.calls
+        self.flags[0] = k
+        self.local.step(k)
+        _spin_until(lambda: bool((self.flags[1:] == k).all()))  # noqa: B023 - k is fixed here
+
+    def window(self, seconds: float) -> float:
+        """Env steps per second of all slices together over one window."""
+        calls, start = 0, time.perf_counter()
+        while True:
+            self._step()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds and calls >= 3:
+                return calls * self.n / elapsed
+
+    def close(self) -> None:
+        """Stops the workers and frees the shared counters."""
+        self.flags[0] = -1
+        for proc in self.procs:
+            proc.join(timeout=5.0)
+            if proc.is_alive():
+                proc.terminate()
+        self.local.close()
+        del self.flags
+        self.block.close()
+        self.block.unlink()
+
+
 def gym_stepper(v5_id: str, n: int, mode: str) -> Stepper:
     vec = gym.make_vec(v5_id, num_envs=n, vectorization_mode=mode)
     vec.reset(seed=0)
@@ -178,6 +280,7 @@ def main() -> None:
         rows: dict[str, Any] = {
             "raw mj_step (1 core)": raw_stepper(v5_id, n),
             f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w),
+            f"raw mj_step ({w} processes in lockstep)": RawLockstep(v5_id, n, w),
             "gymnasium SyncVectorEnv": gym_stepper(v5_id, n, "sync"),
         }
         if not args.skip_async:
