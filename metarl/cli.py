@@ -38,10 +38,17 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 
 
 def _seed_everything(seed: int, num_threads: int = 0) -> None:
-    """Seeds the global RNGs once and sets torch's thread count, at the entry point."""
+    """Seeds the global RNGs once and sets torch's thread count, at the entry point.
+
+    Also keeps freed memory in the process (:mod:`metarl.memory`): training allocates large
+    tensors over and over, and fresh pages cost a page fault each.
+    """
     import numpy as np
     import torch
 
+    from metarl.memory import keep_freed_memory
+
+    keep_freed_memory()
     if num_threads:
         torch.set_num_threads(num_threads)
     random.seed(seed)

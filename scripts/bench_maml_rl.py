@@ -6,7 +6,12 @@ forward per step, per-task parameters after adaptation), adaptation (linear base
 the inner step) and the outer update. Sampling throughput (env steps/s with the policies in the
 loop) is compared with the env benchmark's figure measured here in the same process: the same
 vector env (``make_vec``, sync backend, same number of envs, same horizon) stepped with random
-actions. Prints a markdown table and optionally writes JSON.
+actions. MuJoCo's cost per step depends on the actions (a policy's Gaussian actions, clipped to
+the control range, make more contacts than uniform random ones), so it is also compared with the
+same env replaying the last post-update batch's actions, from the same reset seed and tasks:
+identical physics, only the policy taken out of the loop. Prints markdown tables and optionally
+writes JSON. Like ``metarl train``, it keeps freed memory in the process
+(:mod:`metarl.memory`).
 
     python scripts/bench_maml_rl.py [--iterations 2] [--device cpu|cuda|auto] [--threads 1]
                                     [--first-order] [--quick] [--out F]
@@ -28,6 +33,8 @@ import torch
 from metarl.algorithms import maml_rl as M
 from metarl.config import load_config
 from metarl.device import get_device
+from metarl.memory import keep_freed_memory
+from metarl.rl.sampler import actions_to_env
 
 CONFIG = "configs/maml_trpo/halfcheetah_vel.yaml"
 QUICK = ["env.meta_batch_size=4", "env.episodes_per_task=2", "env.horizon=10"]
@@ -51,10 +58,31 @@ def random_action_rate(cfg: M.MAMLRLConfig, steps: int) -> float:
     return steps * vec.num_envs / elapsed
 
 
+def replay_rate(cfg: M.MAMLRLConfig, replay: tuple[list, int, torch.Tensor]) -> float:
+    """Env steps/s of the vector env stepping a recorded batch's actions (same seed, tasks)."""
+    tasks, seed, actions = replay
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    episodes = cfg.env.episodes_per_task
+    per_step = actions.flatten(0, 1).transpose(0, 1)  # [H, T * E, ...]
+    arrays = [actions_to_env(a, vec) for a in per_step]
+    vec.reset(seed=seed, options={"tasks": [t for t in tasks for _ in range(episodes)]})
+    start = time.perf_counter()
+    for a in arrays:
+        vec.step(a)
+    elapsed = time.perf_counter() - start
+    vec.close()
+    return len(arrays) * vec.num_envs / elapsed
+
+
 def meta_iterations(
     cfg: M.MAMLRLConfig, device: torch.device, iterations: int
-) -> list[dict[str, float]]:
-    """Times ``iterations`` meta-iterations (after one warm-up) split into their phases."""
+) -> tuple[list[dict[str, float]], tuple[list, int, torch.Tensor]]:
+    """Times ``iterations`` meta-iterations (after one warm-up) split into their phases.
+
+    Returns:
+        One row of timings per iteration, and the last post-update batch's tasks, reset seed
+        and actions ``[T, E, H, ...]`` for :func:`replay_rate`.
+    """
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
     params = M.init_params(policy)
@@ -74,8 +102,9 @@ def meta_iterations(
         row["sampling_steps_per_second"] = steps / batch.seconds["sampling"]
         if it > 0:  # the first iteration warms up allocators and caches
             rows.append(row)
+        replay = (tasks, seeds[-1], batch.valid.actions)
     vec.close()
-    return rows
+    return rows, replay
 
 
 def main() -> None:
@@ -90,6 +119,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     torch.manual_seed(0)
+    keep_freed_memory()
     if args.threads:
         # On a shared or oversubscribed CPU, intra-op threads convoy and small ops slow down 10×.
         torch.set_num_threads(args.threads)
@@ -106,11 +136,12 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"
     )
-    rows = meta_iterations(cfg, device, args.iterations)
+    rows, replay = meta_iterations(cfg, device, args.iterations)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     steps_per_batch = env.horizon * (cfg.algo.inner_steps + 1)
     random_rate = random_action_rate(cfg, steps_per_batch)
     ratio = mean["sampling_steps_per_second"] / random_rate
+    replayed = replay_rate(cfg, replay)
     print("| phase | seconds per meta-iteration | share |")
     print("|---|---|---|")
     for key in ("sampling", "adaptation", "outer_update", "total"):
@@ -119,7 +150,12 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| random actions (make_vec sync) | {random_rate:,.0f} | 1.00 |")
     ours = mean["sampling_steps_per_second"]
+    print(
+        f"| the policies' actions replayed (same physics) | {replayed:,.0f} | "
+        f"{replayed / random_rate:.2f} |"
+    )
     print(f"| per-task policies in the loop | {ours:,.0f} | {ratio:.2f} |")
+    print(f"\nwith the policies in the loop: {ours / replayed:.2f}× the replayed actions' rate")
     if args.out:
         result = {
             "config": CONFIG,
@@ -127,7 +163,13 @@ def main() -> None:
             "device": str(device),
             "iterations": rows,
         }
-        result.update(mean=mean, random_action_steps_per_second=random_rate, ratio=ratio)
+        result.update(
+            mean=mean,
+            random_action_steps_per_second=random_rate,
+            replayed_action_steps_per_second=replayed,
+            ratio=ratio,
+            ratio_to_replayed=ours / replayed,
+        )
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2)
 

@@ -37,6 +37,7 @@ import envs  # noqa: F401  (registers the metarl/* ids)
 from metarl.algorithms import rl2 as R
 from metarl.config import load_config
 from metarl.device import get_device
+from metarl.memory import keep_freed_memory
 
 CONFIG = "configs/rl2/halfcheetah_vel.yaml"
 ENV_ID = "metarl/HalfCheetahVel-v0"
@@ -140,6 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
+    keep_freed_memory()  # as `metarl train` does (SB3 in this process gets it too)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)

@@ -51,6 +51,7 @@ from torch import Tensor, nn
 from envs.supervised import TaskBatch
 from metarl.algorithms import build_supervised_learner
 from metarl.functional import Params
+from metarl.memory import keep_freed_memory
 from metarl.runs import check_finite
 from metarl.supervised import (
     AlgoConfig,
@@ -395,6 +396,7 @@ def main() -> None:
     if args.threads is None:
         args.threads = [1] if args.quick else [1, 2]
     torch.manual_seed(0)
+    keep_freed_memory()  # as `metarl train` does; learn2learn, in this process, gets it too
     l2l = import_learn2learn()
     print(
         f"torch {torch.__version__}, learn2learn {l2l.__version__}, {os.cpu_count()} CPUs, "

@@ -216,6 +216,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-root", default="runs/demo")
     args = parser.parse_args()
+    from metarl.memory import keep_freed_memory
+
+    keep_freed_memory()  # as `metarl train` does
     np.random.seed(args.seed)
     tour(args.num_envs, args.steps, args.seed)
     if args.job == "maml-trpo":
