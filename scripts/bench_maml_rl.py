@@ -58,20 +58,28 @@ def random_action_rate(cfg: M.MAMLRLConfig, steps: int) -> float:
     return steps * vec.num_envs / elapsed
 
 
-def replay_rate(cfg: M.MAMLRLConfig, replay: tuple[list, int, torch.Tensor]) -> float:
-    """Env steps/s of the vector env stepping a recorded batch's actions (same seed, tasks)."""
+def replay_rate(
+    cfg: M.MAMLRLConfig, replay: tuple[list, int, torch.Tensor], repeats: int = 3
+) -> float:
+    """Env steps/s of the vector env stepping a recorded batch's actions (same seed and tasks).
+
+    Over ``repeats`` replays, each from the same reset (the policy rate is a mean over
+    iterations too).
+    """
     tasks, seed, actions = replay
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     episodes = cfg.env.episodes_per_task
     per_step = actions.flatten(0, 1).transpose(0, 1)  # [H, T * E, ...]
     arrays = [actions_to_env(a, vec) for a in per_step]
-    vec.reset(seed=seed, options={"tasks": [t for t in tasks for _ in range(episodes)]})
-    start = time.perf_counter()
-    for a in arrays:
-        vec.step(a)
-    elapsed = time.perf_counter() - start
+    elapsed = 0.0
+    for _ in range(repeats):
+        vec.reset(seed=seed, options={"tasks": [t for t in tasks for _ in range(episodes)]})
+        start = time.perf_counter()
+        for a in arrays:
+            vec.step(a)
+        elapsed += time.perf_counter() - start
     vec.close()
-    return len(arrays) * vec.num_envs / elapsed
+    return repeats * len(arrays) * vec.num_envs / elapsed
 
 
 def meta_iterations(
