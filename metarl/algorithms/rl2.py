@@ -99,13 +99,25 @@ def _minibatches(chunks: TrialChunks, count: int, generator: torch.Generator) ->
 
 
 def _adam_step(
-    optimizer: torch.optim.Optimizer, loss: Tensor, params: list[Tensor], max_norm: float | None
+    optimizer: torch.optim.Optimizer,
+    loss: Tensor,
+    groups: list[list[Tensor]],
+    max_norm: float | None,
 ) -> None:
+    """One Adam step on ``loss``; each group of tensors has its gradient norm clipped on its own."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        for group in groups:
+            torch.nn.utils.clip_grad_norm_(group, max_norm)
     optimizer.step()
+
+
+def _clip_groups(policy: RecurrentPolicy, params: Params, algo: AlgoConfig) -> list[list[Tensor]]:
+    """The tensors clipped together: all, or the policy's and the value's apart."""
+    if not algo.clip_value_separately:
+        return [list(params.values())]
+    return [list(part.values()) for part in split_params(policy, params) if part]
 
 
 class PPOTerms(NamedTuple):
@@ -154,16 +166,19 @@ def ppo_update(
     Each epoch shuffles the trials (``chunks`` ``[N, C, T, ...]``) into ``algo.num_minibatches``
     minibatches, as cleanrl's ``ppo_atari_lstm.py`` splits by environment; a minibatch runs all
     chunks of its trials as sequences from their stored initial states (truncated BPTT) through
-    :func:`ppo_loss`, and ``optimizer`` (Adam over ``params``) updates ``params`` in place.
+    :func:`ppo_loss`, and ``optimizer`` (Adam over ``params``) updates ``params`` in place. The
+    gradient norm is clipped to ``algo.max_grad_norm`` over all parameters, or over the policy's
+    and the value's apart (``algo.clip_value_separately``).
 
     Returns:
         The last minibatch's losses and diagnostics, detached.
     """
+    groups = _clip_groups(policy, params, algo)
     for _ in range(algo.ppo_epochs):
         for trials in _minibatches(chunks, algo.num_minibatches, generator):
             mb = chunks.select(trials)
             terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, algo)
-            _adam_step(optimizer, terms.loss, list(params.values()), algo.max_grad_norm)
+            _adam_step(optimizer, terms.loss, groups, algo.max_grad_norm)
     return {
         "policy_loss": terms.clip.loss.detach(),
         "value_loss": terms.value.detach(),
@@ -230,7 +245,7 @@ def trpo_update(
             mb = chunks.select(trials)
             out = chunk_forward(policy, {**new_theta, **value_params}, mb)
             v_loss = value_loss(out.value, mb.returns, mb.mask)
-            _adam_step(value_optimizer, v_loss, list(value_params.values()), algo.max_grad_norm)
+            _adam_step(value_optimizer, v_loss, [list(value_params.values())], algo.max_grad_norm)
     metrics = {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
     return {**new_theta, **value_params}, {**metrics, "value_loss": v_loss.detach()}
 
@@ -388,6 +403,7 @@ def build_policy(
         activation=cfg.activation,
         separate_value=cfg.value_trunk == "separate",
         init_std=cfg.init_std,
+        update_gate_bias=cfg.update_gate_bias,
         generator=generator,
         device=device,
     )

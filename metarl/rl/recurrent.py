@@ -67,12 +67,20 @@ class RecurrentOutput(NamedTuple):
     h_last: Tensor
 
 
-def _init_gru_(gru: nn.GRU, generator: torch.Generator | None) -> None:
-    """PyTorch's default GRU init, ``U(-1/sqrt(S), 1/sqrt(S))``, drawn from ``generator``."""
+def _init_gru_(gru: nn.GRU, generator: torch.Generator | None, update_bias: float = 0.0) -> None:
+    """PyTorch's default GRU init, ``U(-1/sqrt(S), 1/sqrt(S))``, drawn from ``generator``.
+
+    ``update_bias`` is then added to the update gate's bias (``bias_hh``'s ``z`` block; torch
+    orders the gates ``r, z, n``): ``z = σ(... + b)`` near 1 keeps the state, so a positive ``b``
+    makes the fresh GRU remember for about ``1 + e^b`` steps instead of about 2 (the forget-gate
+    bias of Jozefowicz et al. 2015, Gers et al. 2000).
+    """
     bound = 1.0 / math.sqrt(gru.hidden_size)
+    size = gru.hidden_size
     with torch.no_grad():
         for weight in gru.parameters():
             weight.uniform_(-bound, bound, generator=generator)
+        gru.bias_hh_l0[size : 2 * size].add_(update_bias)
 
 
 class RecurrentPolicy(nn.Module):
@@ -92,7 +100,10 @@ class RecurrentPolicy(nn.Module):
         activation: Activation of the head MLPs.
         separate_value: Give the value function its own GRU instead of sharing the policy's.
         init_std: Initial standard deviation of the Gaussian policy.
-        min_std: Lower bound on it.
+        update_gate_bias: Added to the initial update-gate bias of the GRU(s): 0 is torch's
+            init, whose state halves every step; ``b > 0`` remembers for about ``1 + e^b`` steps
+            (tasks whose evidence is many steps old, e.g. tabular MDPs).
+        min_std: Lower bound on the Gaussian policy's standard deviation.
         generator: Initialises every weight.
         device: Where the parameters live.
 
@@ -111,6 +122,7 @@ class RecurrentPolicy(nn.Module):
         activation: Literal["relu", "tanh"] = "tanh",
         separate_value: bool = False,
         init_std: float = 1.0,
+        update_gate_bias: float = 0.0,
         min_std: float = 1e-6,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -141,7 +153,7 @@ class RecurrentPolicy(nn.Module):
         self._dist = CategoricalMLPPolicy if self.discrete else GaussianMLPPolicy
         kw = {"activation": activation, "generator": generator, "device": device}
         self.gru = nn.GRU(self.input_size, hidden_size, batch_first=True, device=device)
-        _init_gru_(self.gru, generator)
+        _init_gru_(self.gru, generator, update_gate_bias)
         self.pi = MLP(hidden_size, head_hidden, out_dim, **kw)
         with (
             torch.no_grad()
@@ -151,7 +163,7 @@ class RecurrentPolicy(nn.Module):
         self.v = MLP(hidden_size, head_hidden, 1, **kw)
         if separate_value:
             self.value_gru = nn.GRU(self.input_size, hidden_size, batch_first=True, device=device)
-            _init_gru_(self.value_gru, generator)
+            _init_gru_(self.value_gru, generator, update_gate_bias)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((out_dim,), math.log(init_std), device=device))
         self.min_log_std = math.log(min_std)

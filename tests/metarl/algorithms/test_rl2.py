@@ -137,6 +137,41 @@ def test_one_chunk_per_trial_is_full_bptt_and_matches_finite_differences():
     assert torch.autograd.gradcheck(loss, leaves, eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("separately", [False, True])
+def test_clip_value_separately_keeps_a_large_value_gradient_off_the_policy_step(separately):
+    """With one global norm a value loss of size ~100 (γ = 0.99 trial returns) scaled the
+    policy's gradient by ~1e-3 on the tabular MDP and the policy stopped moving (approx_kl 0)."""
+    policy = RecurrentPolicy(
+        3,
+        num_actions=4,
+        hidden_size=8,
+        separate_value=True,
+        generator=torch.Generator().manual_seed(0),
+    ).double()
+    params = {k: v.detach().clone().requires_grad_() for k, v in policy.named_parameters()}
+    inputs = torch.randn(2, 5, policy.input_size, generator=torch.Generator().manual_seed(1))
+    out = recurrent_forward(policy, params, inputs.double(), policy.initial_state(2).double())
+    loss = 0.01 * out.dist.loc.logsumexp(-1).sum() + 1e4 * (out.value - 60.0).pow(2).mean()
+    algo = AlgoConfig(max_grad_norm=0.5, clip_value_separately=separately)
+    policy_names = R.split_params(policy, params)[0]
+    raw = torch.autograd.grad(loss, [params[k] for k in policy_names], retain_graph=True)
+    raw_norm = float(torch.sqrt(sum((g**2).sum() for g in raw)))
+    assert raw_norm < 0.5  # the policy's own gradient needs no clipping
+    optimizer = torch.optim.SGD(list(params.values()), lr=0.0)
+    R._adam_step(optimizer, loss, R._clip_groups(policy, params, algo), algo.max_grad_norm)
+
+    def norm(names):
+        return float(torch.sqrt(sum((params[k].grad ** 2).sum() for k in names)))
+
+    value_names = policy.value_parameter_names()
+    if separately:
+        assert norm(policy_names) == pytest.approx(raw_norm, rel=1e-9)
+        assert norm(value_names) == pytest.approx(0.5, rel=1e-6)
+    else:
+        assert norm(policy_names) < 1e-3 * raw_norm
+        assert norm(list(params)) == pytest.approx(0.5, rel=1e-6)
+
+
 def test_ppo_loss_at_the_sampling_parameters_has_ratio_one():
     policy, params, chunks, _ = _tiny(chunk_len=3)
     terms = _chunked_loss(policy, params, chunks)

@@ -144,6 +144,43 @@ def test_separate_value_trunk_keeps_the_value_off_the_policy_gru():
     assert _policy().value_parameter_names() == ["v.head.weight", "v.head.bias"]
 
 
+def test_update_gate_bias_shifts_only_the_z_gate_and_lengthens_the_memory():
+    def build(bias, hidden=64):
+        return RecurrentPolicy(
+            3,
+            num_actions=4,
+            hidden_size=hidden,
+            separate_value=True,
+            update_gate_bias=bias,
+            generator=torch.Generator().manual_seed(0),
+        ).double()
+
+    plain, biased = build(0.0), build(2.0)
+    for gru in ("gru", "value_gru"):
+        diff = {
+            k: getattr(biased, gru).state_dict()[k] - v
+            for k, v in getattr(plain, gru).state_dict().items()
+        }
+        expected = torch.zeros(3 * 64, dtype=F64)
+        expected[64:128] = 2.0  # torch's gate order r, z, n: only the update gate moves
+        torch.testing.assert_close(diff.pop("bias_hh_l0"), expected)
+        assert all(bool((d == 0).all()) for d in diff.values())
+
+    # The tabular MDP needs evidence ~10 steps old: torch's init all but forgets it (the state
+    # roughly halves every step), the biased gate keeps a good share of it.
+    def memory(policy, lag=10, steps=20):
+        inputs = torch.randn(
+            8, steps, policy.input_size, generator=torch.Generator().manual_seed(1)
+        )
+        inputs = inputs.double().requires_grad_()
+        out = recurrent_forward(policy, _params(policy), inputs, policy.initial_state(8).double())
+        hidden = out.h_last[:, : policy.hidden_size]
+        (grad,) = torch.autograd.grad(hidden.pow(2).sum(), inputs)
+        return float(grad[:, steps - 1 - lag].norm() / grad[:, steps - 1].norm())
+
+    assert memory(plain) < 0.01 < 0.1 < memory(biased)
+
+
 def test_encode_inputs_and_action_features_known_answer():
     policy = _policy()
     obs = torch.tensor([[0.5, -1.0, 2.0]], dtype=F64)
