@@ -7,6 +7,7 @@ from typing import Literal
 
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive
+from metarl.rl.env_config import VecEnvConfig
 
 __all__ = [
     "CONFIG_CLASS",
@@ -24,34 +25,19 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
-class EnvConfig:
+class EnvConfig(VecEnvConfig):
     """The task family, the meta-batch and how episodes are collected."""
 
     id: str = "metarl/Navigation2D-v0"
     """Registered task env id (``metarl envs`` lists them)."""
-    horizon: int | None = None
-    """Episode length H in steps (None: the registered horizon; bandits need 1)."""
     meta_batch_size: int = 20
     """Tasks per meta-iteration."""
     episodes_per_task: int = 20
     """Episodes per task and sampling phase (MAML's fast batch size)."""
-    backend: Literal["sync", "thread", "process"] = "sync"
-    """Vector-env backend: one process; MuJoCo stepped on threads; or worker processes."""
-    num_workers: int = 2
-    """Slices of the thread or process backend (this thread/process steps one)."""
-    action_scale: float | None = None
-    """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
-    ctrl_cost_weight: float | None = None
-    """MuJoCo control-cost weight (None: the env's default)."""
 
     def __post_init__(self) -> None:
-        check_positive(self, "horizon", "meta_batch_size", "episodes_per_task", "num_workers")
-
-    @property
-    def env_kwargs(self) -> dict[str, float]:
-        """The env constructor options that are set (None fields keep the env's default)."""
-        chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
-        return {k: v for k, v in chosen.items() if v is not None}
+        super().__post_init__()
+        check_positive(self, "meta_batch_size", "episodes_per_task")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
+from metarl.rl.env_config import VecEnvConfig
 
 __all__ = [
     "CONFIG_CLASS",
@@ -20,34 +21,19 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
-class EnvConfig:
+class EnvConfig(VecEnvConfig):
     """The task family and the trials: one trial of n episodes per task, many in parallel."""
 
     id: str = "metarl/Bandit-K5-v0"
     """Registered task env id (``metarl envs`` lists them)."""
-    horizon: int | None = None
-    """Episode length H in steps (None: the registered horizon; bandits need 1)."""
     episodes_per_trial: int = 10
     """Episodes n of one trial on one task (RL²'s n: pulls of a bandit, episodes of an MDP)."""
     num_trials: int = 20
     """Trials (tasks) per iteration, run in parallel as sub-envs of one vector env."""
-    backend: Literal["sync", "thread", "process"] = "sync"
-    """Vector-env backend: one process; MuJoCo stepped on threads; or worker processes."""
-    num_workers: int = 2
-    """Slices of the thread or process backend (this thread/process steps one)."""
-    action_scale: float | None = None
-    """MuJoCo: policy acts in [-s, s], divided by s before the env (REFERENCE D.8); None: as is."""
-    ctrl_cost_weight: float | None = None
-    """MuJoCo control-cost weight (None: the env's default)."""
 
     def __post_init__(self) -> None:
-        check_positive(self, "horizon", "episodes_per_trial", "num_trials", "num_workers")
-
-    @property
-    def env_kwargs(self) -> dict[str, float]:
-        """The env constructor options that are set (None fields keep the env's default)."""
-        chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
-        return {k: v for k, v in chosen.items() if v is not None}
+        super().__post_init__()
+        check_positive(self, "episodes_per_trial", "num_trials")
 
 
 @dataclasses.dataclass(frozen=True)
