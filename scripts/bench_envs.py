@@ -148,7 +148,7 @@ def _lockstep_worker(v5_id: str, n: int, flags_name: str, index: int) -> None:
         block.close()
 
 
-class RawLockstep:
+class RawLockstep(Stepper):
     """Raw ``mj_step`` split over this process and ``workers - 1`` worker processes in lockstep.
 
     Every step waits until all slices are stepped, as any vector env's ``step`` must, and the
@@ -179,30 +179,18 @@ class RawLockstep:
         if not self._alive():
             raise RuntimeError("a lockstep worker failed to start")
         self.local = raw_stepper(v5_id, sizes[0])
-        self.calls = 0
-        self.n = n
+        super().__init__(self._step_all, n, self._stop)
 
     def _alive(self) -> bool:
         return all(proc.is_alive() for proc in self.procs)
 
-    def _step(self) -> None:
-        self.calls += 1
-        k = self.calls
-        self.flags[0] = k
+    def _step_all(self, k: int) -> None:
+        step = k + 1  # workers wait for flags[0] to leave 0
+        self.flags[0] = step
         self.local.step(k)
-        _spin_until(lambda: bool((self.flags[1:] == k).all()))  # noqa: B023 - k is fixed here
+        _spin_until(lambda: bool((self.flags[1:] == step).all()))
 
-    def window(self, seconds: float) -> float:
-        """Env steps per second of all slices together over one window."""
-        calls, start = 0, time.perf_counter()
-        while True:
-            self._step()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= seconds and calls >= 3:
-                return calls * self.n / elapsed
-
-    def close(self) -> None:
+    def _stop(self) -> None:
         """Stops the workers and frees the shared counters."""
         self.flags[0] = -1
         for proc in self.procs:

@@ -19,6 +19,7 @@ import numpy as np
 
 import envs
 from envs.vector import make_vec
+from metarl.memory import keep_freed_memory
 
 
 def _short(task: envs.Task) -> str:
@@ -216,8 +217,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-root", default="runs/demo")
     args = parser.parse_args()
-    from metarl.memory import keep_freed_memory
-
     keep_freed_memory()  # as `metarl train` does
     np.random.seed(args.seed)
     tour(args.num_envs, args.steps, args.seed)
