@@ -30,7 +30,7 @@ import torch
 
 from metarl.logger import Logger
 
-__all__ = ["CI95_Z", "EvalFiles", "Summary", "summarize", "write_eval_results"]
+__all__ = ["CI95_Z", "EvalFiles", "Summary", "log_curves", "summarize", "write_eval_results"]
 
 _log = logging.getLogger(__name__)  # `logger` is write_eval_results' metric-logger argument.
 
@@ -122,13 +122,23 @@ def _plot(
     figure.savefig(path, dpi=100)
 
 
-def _log_curves(
+def log_curves(
     metric_logger: Logger,
     steps: Sequence[int],
     summaries: Mapping[str, Summary],
     metric: str,
     log_step: int | None,
 ) -> None:
+    """Logs curve summaries as ``eval/<curve>/<metric>`` scalars.
+
+    Args:
+        metric_logger: Where to log.
+        steps: The x value of each summary entry (adaptation step or episode in the trial).
+        summaries: Curve name to its :class:`Summary`.
+        metric: The metric's name (``"return"``, ``"accuracy"``, ``"mse"``).
+        log_step: None logs each point at its x value; an int logs
+            ``eval/<curve>/<metric>_step<k>`` for every k at that (training) step.
+    """
     if log_step is None:  # The curve itself: x = adaptation step.
         for index, step in enumerate(steps):
             scalars = {}
@@ -254,6 +264,6 @@ def write_eval_results(
     title = f"{algorithm} on {task_family}"
     _plot(files.png, step_list, summaries, title=title, metric=metric, x_label=x_label)
     if logger is not None:
-        _log_curves(logger, step_list, summaries, metric, log_step)
+        log_curves(logger, step_list, summaries, metric, log_step)
     _log.info("wrote eval results of %s on %s to %s", algorithm, task_family, files.json)
     return files

@@ -157,6 +157,9 @@ class Logger(abc.ABC):
             scalars: Namespaced key to float.
         """
 
+    def flush(self) -> None:  # noqa: B027 (a writer that writes through has nothing to flush)
+        """Make everything written so far durable (the driver calls it before a checkpoint)."""
+
     @abc.abstractmethod
     def close(self) -> None:
         """Flush and release resources; further writes are errors."""
@@ -205,7 +208,12 @@ class CSVLogger(Logger):
     def _purge(self, purge_from: int) -> None:
         with open(self.path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
-        kept = [row for row in rows[1:] if row and int(row[0]) < purge_from]
+        # A row cut short by a kill mid-write has fewer fields (or a cut step number): dropped.
+        kept = [
+            row
+            for row in rows[1:]
+            if len(row) == 3 and row[0].isdigit() and int(row[0]) < purge_from
+        ]
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows([list(self.HEADER), *kept])
@@ -307,6 +315,11 @@ class MultiLogger(Logger):
         """
         for logger in self.loggers:
             logger.write(step, scalars)
+
+    def flush(self) -> None:
+        """Flush every logger."""
+        for logger in self.loggers:
+            logger.flush()
 
     def close(self) -> None:
         """Close every logger, even if one fails; the first failure is re-raised."""

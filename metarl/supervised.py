@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -22,12 +22,13 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
+from metarl import driver
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import RunConfig
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
-from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
+from metarl.runs import Run, check_finite, open_run_from_config
 
 __all__ = [
     "CONFIG_CLASS",
@@ -36,6 +37,7 @@ __all__ = [
     "OptimConfig",
     "OuterLoss",
     "SupervisedConfig",
+    "SupervisedExperiment",
     "SupervisedLearner",
     "TaskConfig",
     "TaskFamily",
@@ -385,91 +387,85 @@ class TrainResult(NamedTuple):
     iterations: int
 
 
-def _resume(
-    run: Run, params: Params, opt: Any, sched: Any, device: torch.device
-) -> tuple[int, torch.Generator | None]:
-    state = run.load_latest_checkpoint(map_location=device) if run.resumed_from else None
-    if state is None:
-        return 0, None
-    with torch.no_grad():
-        for name, tensor in params.items():
-            tensor.copy_(state["params"][name])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    restored = restore_rng_state(state["rng"])
-    logger.info("resumed from %s at iteration %d", run.resumed_from, state["iteration"])
-    return int(state["iteration"]), restored.torch
+class SupervisedExperiment:
+    """A supervised learner as a :class:`metarl.driver.Experiment`.
 
+    One outer iteration samples a meta-batch from the training family, computes the learner's
+    outer loss, and takes one step of the outer optimiser (and its schedule). Its state is the
+    meta-parameters, the optimiser and schedule, and the task-sampling generator.
 
-def _checkpoint(run: Run, it: int, params: Params, opt: Any, sched: Any, gen: Any) -> None:
-    run.save_checkpoint(
-        it,
-        {
-            "iteration": it,
-            "params": {k: v.detach() for k, v in params.items()},
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "rng": capture_rng_state(None, gen),
-        },
-    )
+    Args:
+        cfg: The experiment config.
+        learner: The learner (its ``init_params`` gives the initial meta-parameters).
+        family: The training task family.
+        device: Where the parameters and tasks live.
+    """
+
+    def __init__(
+        self,
+        cfg: SupervisedConfig,
+        learner: SupervisedLearner,
+        family: TaskFamily,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.learner, self.family, self.device = cfg, learner, family, device
+        self.params = learner.init_params()
+        self.opt, self.sched = _build_optimizer(cfg.optim, self.params)
+        self.gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
+
+    def update(self, iteration: int) -> dict[str, Any]:
+        """One meta-batch, one outer step; returns ``train/`` metrics."""
+        batch = self.family.sample(self.cfg.task.meta_batch_size, self.gen, training=True)
+        out = self.learner.outer_loss(self.params, batch, iteration)
+        check_finite(iteration, **{"train/loss": out.loss})  # before the step corrupts θ
+        lr = self.opt.param_groups[0]["lr"]
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_value_(self.params.values(), self.cfg.optim.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        metrics = {"train/loss": out.loss.detach(), "train/lr": lr}
+        return {**metrics, **{f"train/{k}": v for k, v in out.metrics.items()}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters, optimiser, schedule and random state."""
+        return {
+            "params": {k: v.detach() for k, v in self.params.items()},
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": capture_rng_state(None, self.gen),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` (parameters in place, so optimiser references hold)."""
+        with torch.no_grad():
+            for name, tensor in self.params.items():
+                tensor.copy_(state["params"][name])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        restored = restore_rng_state(state["rng"]).torch
+        if restored is not None:
+            self.gen.set_state(restored.get_state())
 
 
 def train(
     cfg: SupervisedConfig,
     learner: SupervisedLearner,
     family: TaskFamily,
-    run: Run,
+    run: Run | None,
     device: torch.device,
 ) -> TrainResult:
-    """Meta-trains ``learner`` on ``family``; resumes from ``run``'s latest checkpoint if any.
+    """Meta-trains ``learner`` on ``family`` with the driver loop; resumes ``run`` if reopened.
 
-    Each iteration samples a meta-batch, computes the learner's outer loss, stops with
-    :class:`~metarl.runs.NonFiniteLossError` (keeping the last good checkpoint) if it is not
-    finite, and takes one optimiser step. Metrics are logged under ``train/`` and ``time/``.
+    See :class:`SupervisedExperiment` for one iteration and :func:`metarl.driver.train` for
+    logging, checkpoints, resume and the NaN stop.
     """
-    params = learner.init_params()
-    opt, sched = _build_optimizer(cfg.optim, params)
-    gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
-    start, restored_gen = _resume(run, params, opt, sched, device)
-    if restored_gen is not None:
-        gen.set_state(restored_gen.get_state())
-    clip = cfg.optim.grad_clip
-    bar = progress_bar(
-        range(start, cfg.optim.iterations),
-        total=cfg.optim.iterations - start,
-        desc=cfg.algo.name,
-        enabled=None if cfg.run.progress else False,
+    exp = SupervisedExperiment(cfg, learner, family, device)
+    iterations = driver.train(
+        exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name
     )
-    tic, last = time.perf_counter(), start
-    for it in bar:
-        batch = family.sample(cfg.task.meta_batch_size, gen, training=True)
-        out = learner.outer_loss(params, batch, it)
-        check_finite(it, loss=out.loss)
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_value_(params.values(), clip)
-        opt.step()
-        sched.step()
-        done = it + 1
-        if done % cfg.run.log_every == 0 or done == cfg.optim.iterations:
-            elapsed = time.perf_counter() - tic
-            scalars = {
-                "train/loss": out.loss.detach(),
-                "train/lr": opt.param_groups[0]["lr"],
-                "time/seconds_per_iteration": elapsed / (done - last),
-            }
-            scalars.update({f"train/{k}": v for k, v in out.metrics.items()})
-            logged = run.logger.log(done, scalars)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logged.items()})
-            tic, last = time.perf_counter(), done
-        if cfg.run.checkpoint_every and done % cfg.run.checkpoint_every == 0:
-            _checkpoint(run, done, params, opt, sched, gen)
-    final = cfg.optim.iterations
-    if start < final or run.latest_checkpoint() is None:
-        _checkpoint(run, final, params, opt, sched, gen)
-    return TrainResult({k: v.detach() for k, v in params.items()}, final)
+    return TrainResult({k: v.detach() for k, v in exp.params.items()}, iterations)
 
 
 def adaptation_curves(
@@ -561,8 +557,8 @@ def train_from_config(cfg: SupervisedConfig, device: torch.device) -> Path:
             num_tasks=cfg.run.num_eval_tasks,
             steps=_eval_steps(cfg, None),
             seed=cfg.run.seed + 1,
-            run=run,
         )
+        driver.log_evaluation(run, files.json, result.iterations)
     return files.json
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch.func import functional_call, vmap
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv, make_vec
+from metarl import driver
 from metarl.algorithms.maml_rl_config import (
     CONFIG_CLASS,
     AlgoConfig,
@@ -41,7 +42,7 @@ from metarl.algorithms.maml_rl_config import (
     OptimConfig,
     PolicyConfig,
 )
-from metarl.checkpoint import capture_rng_state
+from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.functional import LearningRate, Params, batched_adapt, inner_step
 from metarl.rl.baseline import linear_baseline_values
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
@@ -49,7 +50,7 @@ from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
 from metarl.rl.trpo import trpo_step
-from metarl.runs import Run, check_finite, progress_bar
+from metarl.runs import Run
 
 __all__ = [
     "CONFIG_CLASS",
@@ -57,6 +58,7 @@ __all__ = [
     "EnvConfig",
     "EvalConfig",
     "MAMLRLConfig",
+    "MAMLRLExperiment",
     "MetaBatch",
     "OptimConfig",
     "OuterTerms",
@@ -403,9 +405,76 @@ def outer_update(
     return params, {k: v.detach() for k, v in terms._asdict().items()}
 
 
-def _checkpoint(run: Run, it: int, params: Params, opt: torch.optim.Optimizer | None) -> None:
-    state = {"params": {k: v.detach() for k, v in params.items()}, "rng": capture_rng_state()}
-    run.save_checkpoint(it, state if opt is None else {**state, "optimizer": opt.state_dict()})
+class MAMLRLExperiment:
+    """MAML-RL as a :class:`metarl.driver.Experiment`: one meta-iteration of Alg. 3 per update.
+
+    The tasks, env seeds and action noise of iteration ``i`` derive from ``(run.seed, i)``, so a
+    resumed run replays the uninterrupted one; the state is θ and, for PPO/ProMP, Adam's.
+
+    Args:
+        cfg: The experiment config (``algo.inner_steps = 0`` is plain multi-task TRPO/PPO, the
+            pretrained baseline).
+        policy: The policy module.
+        params: θ as leaf tensors (PPO/ProMP update them in place).
+        vec: Vector env of ``env.meta_batch_size * env.episodes_per_task`` sub-envs.
+        device: Where the policy runs.
+    """
+
+    def __init__(
+        self,
+        cfg: MAMLRLConfig,
+        policy: nn.Module,
+        params: Params,
+        vec: TaskVectorEnv,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
+        self.opt = (
+            None
+            if cfg.algo.name == "maml_trpo"
+            else torch.optim.Adam(params.values(), cfg.optim.outer_lr)
+        )
+
+    def update(self, iteration: int) -> dict[str, Tensor | float]:
+        """Sample with θ, adapt, sample with θ'_i, then the outer update of θ."""
+        cfg, algo = self.cfg, self.cfg.algo
+        seeds = [
+            int(s) for s in np.random.SeedSequence([cfg.run.seed, iteration]).generate_state(8)
+        ]
+        tasks = self.vec.distribution.sample(
+            cfg.env.meta_batch_size, np.random.default_rng(seeds[0])
+        )
+        gen = _generator(seeds[1], self.device)
+        env_seeds = [seeds[2] + k * self.vec.num_envs for k in range(algo.inner_steps + 1)]
+        # --- sample with θ, adapt per task, sample with θ'_i ---
+        batch = collect_meta_batch(
+            cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device
+        )
+        # --- outer update of θ through the inner loop ---
+        tic = time.perf_counter()
+        self.params, metrics = outer_update(self.policy, self.params, self.opt, batch, algo)
+        seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
+        metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
+        scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
+        scalars.update({f"time/{k}_seconds": v for k, v in seconds.items()})
+        return scalars
+
+    def state_dict(self) -> dict[str, Any]:
+        """θ, the outer optimiser's state (PPO/ProMP) and the global RNG states."""
+        state = {
+            "params": {k: v.detach() for k, v in self.params.items()},
+            "rng": capture_rng_state(),
+        }
+        return state if self.opt is None else {**state, "optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` (θ in place, so the optimiser's references hold)."""
+        with torch.no_grad():
+            for name, tensor in self.params.items():
+                tensor.copy_(state["params"][name])
+        if self.opt is not None:
+            self.opt.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
 
 
 def train(
@@ -417,54 +486,17 @@ def train(
     device: torch.device,
     run: Run | None = None,
 ) -> Params:
-    """Meta-trains ``params`` for ``cfg.optim.iterations``; resumes from ``run`` when it can.
+    """Meta-trains ``params`` for ``cfg.optim.iterations`` with the driver loop.
 
-    With ``algo.inner_steps = 0`` this is plain multi-task TRPO/PPO (the pretrained baseline).
-    The tasks, env seeds and action noise of iteration ``i`` derive from ``(run.seed, i)``, so a
-    resumed run replays the uninterrupted one. Metrics go to ``run`` under ``train/`` and
-    ``time/``; a non-finite loss raises before any checkpoint is written.
+    See :class:`MAMLRLExperiment` for one meta-iteration and :func:`metarl.driver.train` for
+    logging, checkpoints, resume (when ``run`` was reopened) and the NaN stop.
 
     Returns:
         The final θ (detached).
     """
-    algo, env = cfg.algo, cfg.env
-    opt = (
-        None if algo.name == "maml_trpo" else torch.optim.Adam(params.values(), cfg.optim.outer_lr)
-    )
-    state = run.load_latest_checkpoint(device) if run is not None and run.resumed_from else None
-    start = 0 if state is None else int(state["iteration"])
-    if state is not None:
-        with torch.no_grad():
-            for name, tensor in params.items():
-                tensor.copy_(state["params"][name])
-        if opt is not None:
-            opt.load_state_dict(state["optimizer"])
-        logger.info("resumed %s at iteration %d", run.resumed_from, start)
-    show = None if cfg.run.progress and run is not None else False
-    bar = progress_bar(range(start, cfg.optim.iterations), desc=algo.name, enabled=show)
-    for it in bar:
-        seeds = [int(s) for s in np.random.SeedSequence([cfg.run.seed, it]).generate_state(8)]
-        tasks = vec.distribution.sample(env.meta_batch_size, np.random.default_rng(seeds[0]))
-        gen = _generator(seeds[1], device)
-        env_seeds = [seeds[2] + k * vec.num_envs for k in range(algo.inner_steps + 1)]
-        # --- sample with θ, adapt per task, sample with θ'_i ---
-        batch = collect_meta_batch(cfg, policy, params, vec, tasks, env_seeds, gen, device)
-        # --- outer update of θ through the inner loop ---
-        tic = time.perf_counter()
-        params, metrics = outer_update(policy, params, opt, batch, algo)
-        check_finite(it, **{f"train/{k}": v for k, v in metrics.items()})
-        seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
-        done = it + 1
-        if run is not None and (done % cfg.run.log_every == 0 or done == cfg.optim.iterations):
-            metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
-            scalars = {f"train/{k}": v for k, v in metrics.items()}
-            scalars.update({f"time/{k}_seconds": v for k, v in seconds.items()})
-            bar.set_postfix(run.logger.log(it, scalars), refresh=False)  # step = iteration index
-        if run is not None and cfg.run.checkpoint_every and done % cfg.run.checkpoint_every == 0:
-            _checkpoint(run, done, params, opt)
-    if run is not None and (start < cfg.optim.iterations or run.latest_checkpoint() is None):
-        _checkpoint(run, cfg.optim.iterations, params, opt)
-    return {k: v.detach() for k, v in params.items()}
+    exp = MAMLRLExperiment(cfg, policy, params, vec, device)
+    driver.train(exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name)
+    return {k: v.detach() for k, v in exp.params.items()}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from metarl import driver
 from metarl.algorithms.maml_rl import (
     _generator,
     _inner_update,
@@ -178,7 +179,7 @@ def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
             params = train(cfg, policy, params, vec, device=device, run=run)
         finally:
             vec.close()
-        return evaluate(
+        path = evaluate(
             cfg,
             params,
             device,
@@ -186,9 +187,10 @@ def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
             num_tasks=cfg.run.num_eval_tasks,
             steps=cfg.eval.steps,
             seed=cfg.run.seed + 1,
-            run=run,
             baseline_dir=run.run_dir / "baselines",
         )
+        driver.log_evaluation(run, path, cfg.optim.iterations)
+        return path
 
 
 def evaluate_run(

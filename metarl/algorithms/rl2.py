@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from envs.vector import TaskVectorEnv, make_vec
+from metarl import driver
 from metarl.algorithms.rl2_config import (
     CONFIG_CLASS,
     AlgoConfig,
@@ -39,7 +41,7 @@ from metarl.algorithms.rl2_config import (
     PolicyConfig,
     RL2Config,
 )
-from metarl.checkpoint import capture_rng_state, load_checkpoint
+from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import config_to_dict
 from metarl.functional import Params
 from metarl.rl.evaluation import heldout_tasks
@@ -55,7 +57,7 @@ from metarl.rl.trials import (
     trial_gae,
 )
 from metarl.rl.trpo import trpo_step
-from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
+from metarl.runs import Run, open_run_from_config
 
 __all__ = [
     "CONFIG_CLASS",
@@ -66,6 +68,7 @@ __all__ = [
     "PolicyConfig",
     "PPOTerms",
     "RL2Config",
+    "RL2Experiment",
     "build_policy",
     "evaluate",
     "evaluate_run",
@@ -264,26 +267,87 @@ def _make_optimizer(
     return torch.optim.Adam(list(split_params(policy, params)[1].values()), lr=cfg.optim.lr)
 
 
-def _checkpoint(run: Run, it: int, params: Params, opt: torch.optim.Optimizer) -> None:
-    state = {"params": {k: v.detach() for k, v in params.items()}, "rng": capture_rng_state()}
-    run.save_checkpoint(it, {**state, "optimizer": opt.state_dict()})
+class RL2Experiment:
+    """RL² as a :class:`metarl.driver.Experiment`: one batch of trials and one update per iteration.
 
+    The tasks, env seeds, action noise and minibatch order of iteration ``i`` derive from
+    ``(run.seed, i)``, so a resumed run replays the uninterrupted one.
 
-def _resume(
-    run: Run | None, params: Params, opt: torch.optim.Optimizer, device: torch.device
-) -> int:
-    """Loads the latest checkpoint of a resumed run into ``params`` and ``opt``; its iteration."""
-    if run is None or run.resumed_from is None:
-        return 0
-    state = run.load_latest_checkpoint(device)
-    if state is None:
-        return 0
-    with torch.no_grad():
-        for name, tensor in params.items():
-            tensor.copy_(state["params"][name])
-    opt.load_state_dict(state["optimizer"])
-    logger.info("resumed %s at iteration %d", run.resumed_from, state["iteration"])
-    return int(state["iteration"])
+    Args:
+        cfg: The experiment config.
+        policy: The recurrent policy.
+        params: Its parameters as leaf tensors (updated in place by PPO and the value fit).
+        vec: The vector env of :func:`make_env` (``env.num_trials`` sub-envs).
+        device: Where the policy runs.
+    """
+
+    def __init__(
+        self,
+        cfg: RL2Config,
+        policy: RecurrentPolicy,
+        params: Params,
+        vec: TaskVectorEnv,
+        device: torch.device,
+    ) -> None:
+        self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
+        self.opt = _make_optimizer(cfg, policy, params)
+
+    def update(self, iteration: int) -> dict[str, Tensor | float]:
+        """One trial per task, all in parallel; GAE over whole trials; the policy update."""
+        cfg, algo, env = self.cfg, self.cfg.algo, self.cfg.env
+        seeds = [
+            int(s) for s in np.random.SeedSequence([cfg.run.seed, iteration]).generate_state(4)
+        ]
+        tasks = self.vec.distribution.sample(env.num_trials, np.random.default_rng(seeds[0]))
+        gen = torch.Generator(device=self.device).manual_seed(seeds[1])
+        # --- one trial per task, all in parallel ---
+        tic = time.perf_counter()
+        batch = sample_trials(
+            self.vec,
+            self.policy,
+            self.params,
+            tasks,
+            env.episodes_per_trial,
+            generator=gen,
+            device=self.device,
+            seed=seeds[2],
+            chunk_len=algo.bptt_len,
+        )
+        sampled = time.perf_counter()
+        # --- advantages over whole trials, then the policy update ---
+        gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
+        chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
+        if algo.name == "rl2_ppo":
+            metrics = ppo_update(self.policy, self.params, self.opt, chunks, algo, gen)
+        else:
+            self.params, metrics = trpo_update(
+                self.policy, self.params, self.opt, chunks, algo, gen
+            )
+        elapsed = time.perf_counter() - tic
+        episodes = batch.episode_returns.mean(0)
+        metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
+        metrics["last_episode_return"] = episodes[-1]
+        scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
+        scalars["time/sampling_seconds"] = sampled - tic
+        scalars["time/update_seconds"] = elapsed - (sampled - tic)
+        scalars["time/env_steps_per_second"] = batch.mask.sum() / elapsed
+        return scalars
+
+    def state_dict(self) -> dict[str, Any]:
+        """Parameters, the Adam state and the global RNG states."""
+        return {
+            "params": {k: v.detach() for k, v in self.params.items()},
+            "optimizer": self.opt.state_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` (parameters in place, so the optimiser's references hold)."""
+        with torch.no_grad():
+            for name, tensor in self.params.items():
+                tensor.copy_(state["params"][name])
+        self.opt.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
 
 
 def train(
@@ -295,70 +359,17 @@ def train(
     device: torch.device,
     run: Run | None = None,
 ) -> Params:
-    """Trains ``params`` for ``cfg.optim.iterations``; resumes from ``run`` when it can.
+    """Trains ``params`` for ``cfg.optim.iterations`` with the driver loop.
 
-    The tasks, env seeds, action noise and minibatch order of iteration ``i`` derive from
-    ``(run.seed, i)``, so a resumed run replays the uninterrupted one. Metrics go to ``run``
-    under ``train/`` and ``time/``; a non-finite loss raises before any checkpoint is written.
-
-    Args:
-        cfg: The experiment config.
-        policy: The recurrent policy.
-        params: Its parameters as leaf tensors (updated, and returned).
-        vec: The vector env of :func:`make_env` (``env.num_trials`` sub-envs).
-        device: Where the policy runs.
-        run: The run directory for metrics and checkpoints (None: neither).
+    See :class:`RL2Experiment` for one iteration and :func:`metarl.driver.train` for logging,
+    checkpoints, resume (when ``run`` was reopened) and the NaN stop.
 
     Returns:
         The final parameters (detached).
     """
-    algo, env = cfg.algo, cfg.env
-    opt = _make_optimizer(cfg, policy, params)
-    start = _resume(run, params, opt, device)
-    show = None if cfg.run.progress and run is not None else False
-    bar = progress_bar(range(start, cfg.optim.iterations), desc=algo.name, enabled=show)
-    for it in bar:
-        seeds = [int(s) for s in np.random.SeedSequence([cfg.run.seed, it]).generate_state(4)]
-        tasks = vec.distribution.sample(env.num_trials, np.random.default_rng(seeds[0]))
-        gen = torch.Generator(device=device).manual_seed(seeds[1])
-        # --- one trial per task, all in parallel ---
-        tic = time.perf_counter()
-        batch = sample_trials(
-            vec,
-            policy,
-            params,
-            tasks,
-            env.episodes_per_trial,
-            generator=gen,
-            device=device,
-            seed=seeds[2],
-            chunk_len=algo.bptt_len,
-        )
-        sampled = time.perf_counter()
-        # --- advantages over whole trials, then the policy update ---
-        gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
-        chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
-        if algo.name == "rl2_ppo":
-            metrics = ppo_update(policy, params, opt, chunks, algo, gen)
-        else:
-            params, metrics = trpo_update(policy, params, opt, chunks, algo, gen)
-        check_finite(it, **{f"train/{k}": v for k, v in metrics.items()})
-        done = it + 1
-        if run is not None and (done % cfg.run.log_every == 0 or done == cfg.optim.iterations):
-            elapsed = time.perf_counter() - tic
-            episodes = batch.episode_returns.mean(0)
-            metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
-            metrics["last_episode_return"] = episodes[-1]
-            scalars = {f"train/{k}": v for k, v in metrics.items()}
-            scalars["time/sampling_seconds"] = sampled - tic
-            scalars["time/update_seconds"] = elapsed - (sampled - tic)
-            scalars["time/env_steps_per_second"] = batch.mask.sum() / elapsed
-            bar.set_postfix(run.logger.log(it, scalars), refresh=False)
-        if run is not None and cfg.run.checkpoint_every and done % cfg.run.checkpoint_every == 0:
-            _checkpoint(run, done, params, opt)
-    if run is not None and (start < cfg.optim.iterations or run.latest_checkpoint() is None):
-        _checkpoint(run, cfg.optim.iterations, params, opt)
-    return {k: v.detach() for k, v in params.items()}
+    exp = RL2Experiment(cfg, policy, params, vec, device)
+    driver.train(exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name)
+    return {k: v.detach() for k, v in exp.params.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -478,15 +489,16 @@ def train_from_config(cfg: RL2Config, device: torch.device) -> Path:
             params = train(cfg, policy, init_params(policy), vec, device=device, run=run)
         finally:
             vec.close()
-        return evaluate(
+        path = evaluate(
             cfg,
             params,
             device,
             out=run.eval_dir / "eval.json",
             num_tasks=cfg.run.num_eval_tasks,
             seed=cfg.run.seed + 1,
-            run=run,
         )
+        driver.log_evaluation(run, path, cfg.optim.iterations)
+        return path
 
 
 def evaluate_run(

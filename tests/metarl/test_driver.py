@@ -1,0 +1,218 @@
+"""The one driver loop: whole-run equality of resumed and uninterrupted runs for every family.
+
+Each family (supervised, MAML-RL, RL²) is trained from a shipped config through the command line,
+once straight through and once interrupted (a crash inside an iteration, after a checkpoint) and
+resumed, possibly several times. The metrics CSV must match row for row (same steps, same keys,
+same values; ``time/`` values are wall-clock and only their presence is compared), and so must the
+final checkpoint's tensors and the evaluation.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from metarl import driver
+from metarl.algorithms.maml_rl import MAMLRLExperiment
+from metarl.algorithms.rl2 import RL2Experiment
+from metarl.checkpoint import latest_checkpoint, load_checkpoint
+from metarl.cli import main as cli_main
+from metarl.config import RunConfig
+from metarl.runs import NonFiniteLossError, open_run
+from metarl.supervised import SupervisedExperiment
+
+ROOT = Path(__file__).resolve().parents[2]
+
+FAMILIES = {
+    "supervised": (
+        SupervisedExperiment,
+        "configs/maml/sinusoid.yaml",
+        [
+            "task.meta_batch_size=3",
+            "algo.eval_inner_steps=2",
+            "run.num_eval_tasks=4",
+        ],
+    ),
+    "maml_rl": (
+        MAMLRLExperiment,
+        "configs/maml_trpo/navigation2d.yaml",
+        [
+            "env.horizon=6",
+            "env.meta_batch_size=2",
+            "env.episodes_per_task=2",
+            "policy.hidden=[8]",
+            "eval.steps=1",
+            "eval.episodes_per_task=2",
+            "eval.baselines=false",
+            "run.num_eval_tasks=2",
+        ],
+    ),
+    "rl2": (
+        RL2Experiment,
+        "configs/rl2/bandit_k5_n10.yaml",
+        [
+            "env.episodes_per_trial=4",
+            "env.num_trials=4",
+            "policy.hidden_size=8",
+            "algo.ppo_epochs=1",
+            "algo.num_minibatches=2",
+            "eval.num_trials=2",
+            "eval.baselines=false",
+            "run.num_eval_tasks=2",
+        ],
+    ),
+}
+
+
+class _Kill(BaseException):
+    """Stands for kill -9 inside an iteration (not an Exception: nothing may catch it)."""
+
+
+def _train(family, run_dir, iterations, *, resume=False, extra=()):
+    _, config, overrides = FAMILIES[family]
+    args = ["train", config, "--run-dir", str(run_dir), "--device", "cpu", "--seed", "5"]
+    sets = [*overrides, f"optim.iterations={iterations}", "run.progress=false", *extra]
+    for item in sets:
+        args += ["--set", item]
+    assert cli_main([*args, "--resume"] if resume else args) == 0
+
+
+def _crash_at(monkeypatch, family, iteration):
+    """Makes the family's update raise at ``iteration`` (once), as a kill would."""
+    cls = FAMILIES[family][0]
+    update = cls.update
+
+    def crashing(self, it):
+        if it == iteration:
+            monkeypatch.setattr(cls, "update", update)
+            raise _Kill
+        return update(self, it)
+
+    monkeypatch.setattr(cls, "update", crashing)
+
+
+def _rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    return [(int(s), k, None if k.startswith("time/") else float(v)) for s, k, v in rows]
+
+
+def _final_state(run_dir):
+    return load_checkpoint(latest_checkpoint(run_dir))
+
+
+def _assert_same_run(straight, other):
+    assert _rows(other) == _rows(straight)
+    a, b = _final_state(straight), _final_state(other)
+    assert a["iteration"] == b["iteration"]
+    torch.testing.assert_close(a["params"], b["params"], rtol=0, atol=0)
+    if "optimizer" in a:
+        torch.testing.assert_close(a["optimizer"], b["optimizer"], rtol=0, atol=0)
+    eval_a = json.loads((straight / "eval" / "eval.json").read_text())
+    eval_b = json.loads((other / "eval" / "eval.json").read_text())
+    assert eval_a == eval_b
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_interrupted_and_resumed_runs_equal_the_uninterrupted_one(tmp_path, monkeypatch, family):
+    cadence = ["run.log_every=1", "run.checkpoint_every=2"]
+    straight = tmp_path / "straight"
+    _train(family, straight, 5, extra=cadence)
+    steps = sorted({step for step, _, _ in _rows(straight)})
+    assert steps == [0, 1, 2, 3, 4, 5]  # iterations 0..4, then the evaluation at step 5
+
+    resumed = tmp_path / "resumed"
+    _crash_at(monkeypatch, family, 3)  # checkpoint 2 on disk, rows of iterations 0-2 logged
+    with pytest.raises(_Kill):
+        _train(family, resumed, 5, extra=cadence)
+    assert {step for step, _, _ in _rows(resumed)} == {0, 1, 2}
+    _crash_at(monkeypatch, family, 4)  # again, after the resumed run wrote checkpoint 4
+    with pytest.raises(_Kill):
+        _train(family, resumed, 5, resume=True, extra=cadence)
+    _train(family, resumed, 5, resume=True, extra=cadence)
+    _assert_same_run(straight, resumed)
+
+
+def test_a_finished_run_extended_by_resume_equals_a_longer_run(tmp_path):
+    """The issue-15 reproduction: 20 iterations, then ``--resume`` to 40; no row may go missing."""
+    cadence = ["run.log_every=1", "run.checkpoint_every=10"]
+    straight = tmp_path / "straight"
+    _train("supervised", straight, 40, extra=cadence)
+    extended = tmp_path / "extended"
+    _train("supervised", extended, 20, extra=cadence)
+    assert any(step == 20 for step, _, _ in _rows(extended))  # the first run's evaluation
+    _train("supervised", extended, 40, resume=True, extra=cadence)
+    rows = _rows(extended)
+    assert [k for s, k, _ in rows if s == 20 and k == "train/loss"] == ["train/loss"]
+    _assert_same_run(straight, extended)
+
+
+def test_resuming_a_finished_run_replaces_its_evaluation_rows(tmp_path):
+    run_dir = tmp_path / "run"
+    _train("supervised", run_dir, 3)
+    before = _rows(run_dir)
+    _train("supervised", run_dir, 3, resume=True)
+    assert _rows(run_dir) == before  # the evaluation at step 3 once, not twice
+
+
+class _Counter:
+    """The smallest experiment: x counts iterations; a NaN appears at ``nan_at``."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, nan_at=None):
+        self.x, self.nan_at = torch.zeros(()), nan_at
+
+    def update(self, iteration):
+        self.x = self.x + 1
+        loss = torch.tensor(float("nan")) if iteration == self.nan_at else self.x
+        return {"train/loss": loss, "time/extra": 0.5}
+
+    def state_dict(self):
+        return {"params": {"x": self.x.clone()}}
+
+    def load_state_dict(self, state):
+        self.x = state["params"]["x"].clone()
+
+
+def test_log_and_checkpoint_cadence_follow_the_run_settings(tmp_path):
+    settings = RunConfig(log_every=3, checkpoint_every=4, progress=False, log_backends=("csv",))
+    with open_run(tmp_path / "run", RunConfig(), log_backends=("csv",)) as run:
+        assert driver.train(_Counter(), 10, run=run, settings=settings) == 10
+    rows = _rows(tmp_path / "run")
+    assert sorted({s for s, _, _ in rows}) == [2, 5, 8, 9]  # every 3rd iteration and the last
+    assert [v for s, k, v in rows if k == "train/loss"] == [3.0, 6.0, 9.0, 10.0]
+    assert {k for _, k, _ in rows} == {"train/loss", "time/extra", "time/seconds_per_iteration"}
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == [f"checkpoint_{i:08d}.pt" for i in (4, 8, 10)]
+    assert float(_final_state(tmp_path / "run")["params"]["x"]) == 10.0
+
+
+def test_a_non_finite_train_metric_stops_before_the_next_checkpoint(tmp_path):
+    settings = RunConfig(log_every=1, checkpoint_every=2, progress=False)
+    with open_run(tmp_path / "run", RunConfig(), log_backends=("csv",)) as run:
+        with pytest.raises(NonFiniteLossError, match="train/loss"):
+            driver.train(_Counter(nan_at=4), 10, run=run, settings=settings)
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint_00000004.pt"
+    assert max(s for s, _, _ in _rows(tmp_path / "run")) == 3
+
+
+def test_without_a_run_nothing_is_written_and_the_loop_still_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = _Counter()
+    assert driver.train(exp, 4) == 4 and float(exp.x) == 4.0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_main_loop_lives_once(tmp_path):
+    """No family module carries its own resume or checkpoint code: all go through the driver."""
+    for path in [
+        "metarl/supervised.py",
+        "metarl/algorithms/maml_rl.py",
+        "metarl/algorithms/rl2.py",
+    ]:
+        text = (ROOT / path).read_text()
+        assert "save_checkpoint" not in text and "load_latest_checkpoint" not in text, path
+        assert "driver.train(" in text, path
