@@ -224,3 +224,27 @@ def test_vector_env_clip_equals_the_replaced_actions(backend):
 def test_every_mujoco_id_is_covered():
     mujoco_ids = [i for i in envs.task_env_ids() if "mujoco" in envs.env_info(i).entry_point]
     assert sorted(mujoco_ids) == sorted(MUJOCO_IDS)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("env_id", "bad", "good", "message"),
+    [
+        ("metarl/Navigation2D-v0", [[0.0, 0.0], [np.nan, 0.0]], [[0.1, 0.0]] * 2, "NaN or inf"),
+        ("metarl/Bandit-K5-v0", [0, 5], [0, 4], r"must lie in \[0, 5\)"),
+        ("metarl/TabularMDP-v0", [0, -1], [0, 4], r"must lie in \[0, 5\)"),
+    ],
+)
+def test_process_backend_bad_light_action_is_a_value_error_not_a_lost_worker(
+    env_id, bad, good, message
+):
+    # sub-env 1 is stepped by the worker process: its check used to fail there, as a WorkerError
+    vec = make_vec(env_id, 2, backend="process", start_method="fork")
+    try:
+        vec.reset(seed=0)
+        dtype = vec.single_action_space.dtype
+        with pytest.raises(ValueError, match=message):
+            vec.step(np.asarray(bad, dtype=dtype))
+        vec.step(np.asarray(good, dtype=dtype))  # still working
+    finally:
+        vec.close()

@@ -1,9 +1,9 @@
-"""Issue 15, finding 8: stable-baselines3's ``make_vec_env`` failed on our MuJoCo envs.
+"""Issue 15, finding 8: stable-baselines3's ``make_vec_env`` failed on our envs.
 
 SB3 makes every env with ``render_mode="rgb_array"`` and falls back only on ``TypeError``; the
 envs raised ``ValueError`` for any render mode. Now the MuJoCo envs accept gymnasium's MuJoCo
 render modes, render where an OpenGL context exists, and raise a clear error at ``render()``
-time (naming ``MUJOCO_GL``) where none does.
+time (naming ``MUJOCO_GL``) where none does; the light envs render a small ``"rgb_array"``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 
-import envs  # noqa: F401  (registers the ids)
+import envs
 from tests.envs.mujoco.common import MUJOCO_IDS
 
 pytestmark = [
@@ -42,6 +42,17 @@ def test_sb3_make_vec_env_builds_and_steps_halfcheetah_vel():
         obs, rewards, dones, infos = vec.step(actions)
         assert obs.shape == (4, 17) and rewards.shape == (4,) and np.isfinite(rewards).all()
         assert {"reward_forward", "reward_ctrl"} <= set(infos[0])
+    finally:
+        vec.close()
+
+
+@pytest.mark.parametrize("env_id", envs.task_env_ids())
+def test_sb3_make_vec_env_works_on_every_registered_id(env_id):
+    vec = make_vec_env(env_id, n_envs=2, seed=0)
+    try:
+        vec.reset()
+        obs, rewards, _, _ = vec.step(np.stack([vec.action_space.sample() for _ in range(2)]))
+        assert len(obs) == 2 and np.isfinite(rewards).all()
     finally:
         vec.close()
 
@@ -129,3 +140,44 @@ def test_mujoco_envs_declare_their_render_modes_and_fps():
         assert metadata["render_modes"] == ["human", "rgb_array", "depth_array"]
         assert metadata["render_fps"] == round(1.0 / env.unwrapped.engine.dt)
         env.close()
+
+
+LIGHT_IDS = ["metarl/Navigation2D-v0", "metarl/Bandit-K5-v0", "metarl/TabularMDP-v0"]
+
+
+@pytest.mark.filterwarnings("ignore:.*not in the possible render_modes")
+@pytest.mark.filterwarnings("ignore:.*maximum and minimum values are equal")
+@pytest.mark.parametrize("env_id", LIGHT_IDS)
+def test_light_envs_render_rgb_frames_and_pass_the_render_checks(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    check_env(env.unwrapped)  # with its render checks
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    with pytest.raises(ValueError, match=r"render_mode='depth_array' is not supported"):
+        gym.make(env_id, render_mode="depth_array")
+    env.close()
+
+
+def test_navigation_frame_shows_the_point_where_it_is():
+    env = gym.make("metarl/Navigation2D-v0", render_mode="rgb_array")
+    env.reset(seed=0, options={"task": envs.light.navigation.Navigation2DTask(goal=(0.4, 0.4))})
+
+    def point_column():
+        blue = np.all(env.render() == (40, 80, 220), axis=2)
+        return np.nonzero(blue)[1].mean()
+
+    start = point_column()  # the origin: the middle of the view [-0.6, 0.6]
+    assert start == pytest.approx(63.5)
+    env.step(np.array([0.1, 0.0], dtype=np.float32))  # 0.1 right = 0.1 / 1.2 of 127 pixels
+    assert point_column() - start == pytest.approx(0.1 / 1.2 * 127, abs=0.5)
+
+
+def test_tabular_mdp_frame_marks_the_current_state():
+    env = gym.make("metarl/TabularMDP-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    for _ in range(4):
+        obs = env.step(env.action_space.sample())[0]
+        state = int(np.argmax(obs))  # the one-hot observation
+        blue = np.all(env.render() == (40, 80, 220), axis=2)
+        assert set(np.nonzero(blue.any(axis=0))[0] // 12) == {state}
