@@ -465,6 +465,8 @@ class TaskEnv(gym.Env):
         else:
             self.engine.set_tasks(self.engine.distribution.sample(1, self.np_random))
         obs = self.engine.reset(self._index)[0]
+        if self.render_mode == "human":  # gymnasium: "human" draws at every reset and step
+            self.render()
         return obs, {"task": self.task}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -476,6 +478,8 @@ class TaskEnv(gym.Env):
         info: dict[str, Any] = {k: v[0].item() for k, v in out.reward_terms.items()}
         for key, value in out.extras.items():
             info[key] = value[0].item() if value[0].ndim == 0 else value[0]
+        if self.render_mode == "human":
+            self.render()
         return out.obs[0], float(out.reward[0]), bool(out.terminated[0]), False, info
 
     def render(self) -> Any:

@@ -115,6 +115,15 @@ def test_egl_renders_a_frame_where_egl_exists():
         assert line == "FRAME (480, 480, 3) uint8 1"
 
 
+def test_human_mode_draws_at_reset_or_says_why_it_cannot():
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        pytest.skip("a display exists: this would open a window")
+    env = gym.make("metarl/HalfCheetahVel-v0", render_mode="human")
+    with pytest.raises(RuntimeError, match=NO_CONTEXT):
+        env.reset(seed=0)  # gymnasium's "human" mode draws at every reset and step
+    env.close()
+
+
 def test_render_without_render_mode_returns_none():
     env = gym.make("metarl/AntGoal-v0")
     env.reset(seed=0)
