@@ -433,7 +433,9 @@ class ProcessEngine:
         for conn, proc in zip(self._conns, self._procs, strict=False):
             proc.join(timeout=2.0)
             if proc.is_alive():
-                proc.terminate()
+                # SIGKILL, not SIGTERM: a stopped (SIGSTOP) process keeps SIGTERM pending, and
+                # the workers install no SIGTERM handler, so SIGTERM would clean up nothing more
+                proc.kill()
                 proc.join(timeout=2.0)
             conn.close()
         if self._local is not None:

@@ -248,3 +248,17 @@ def test_process_backend_bad_light_action_is_a_value_error_not_a_lost_worker(
         vec.step(np.asarray(good, dtype=dtype))  # still working
     finally:
         vec.close()
+
+
+@pytest.mark.timeout(60)
+def test_close_ends_a_stopped_worker_instead_of_leaking_it():
+    vec = make_vec("metarl/Navigation2D-v0", 2, backend="process", start_method="fork")
+    proc = vec.engine._procs[0]
+    try:
+        vec.reset(seed=0)
+        os.kill(proc.pid, signal.SIGSTOP)
+        vec.close()  # SIGTERM stays pending on a stopped process; SIGKILL does not
+        assert proc.exitcode == -signal.SIGKILL
+    finally:
+        if proc.exitcode is None:
+            os.kill(proc.pid, signal.SIGKILL)
