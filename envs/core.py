@@ -30,11 +30,19 @@ __all__ = [
     "Task",
     "TaskDistribution",
     "TaskEnv",
+    "WorkerError",
     "check_range",
     "check_vector",
 ]
 
 T = TypeVar("T", bound="Task")
+
+#: The ``render_mode`` values gymnasium's MuJoCo envs accept (besides None).
+MUJOCO_RENDER_MODES = ("human", "rgb_array", "depth_array")
+
+
+class WorkerError(RuntimeError):
+    """A worker of the ``thread`` or ``process`` backend raised, died, or did not answer in time."""
 
 
 def _to_plain(value: Any) -> Any:
@@ -358,6 +366,26 @@ class BatchedTaskEngine(abc.ABC):
     def step(self, actions: np.ndarray) -> EngineStep:
         """Steps every sub-environment with ``actions`` (``[num_envs, *action_shape]``)."""
 
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Returns ``actions`` as :meth:`step` will use them, or raises on a bad batch.
+
+        The ``process`` backend calls this in the parent before handing the batch to its
+        workers, so a bad action is a ``ValueError`` here, not a failed worker. The default
+        accepts anything :meth:`step` does.
+
+        Raises:
+            ValueError: naming the problem (engines that check their actions).
+        """
+        return np.asarray(actions)
+
+    def render(self, index: int, render_mode: str) -> Any:
+        """Renders sub-environment ``index`` (engines with a renderer override this).
+
+        Raises:
+            NotImplementedError: this engine has no renderer.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no renderer")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Releases resources (no-op by default)."""
 
@@ -386,8 +414,13 @@ class TaskEnv(gym.Env):
     engine_cls: ClassVar[type[BatchedTaskEngine]]
 
     def __init__(self, render_mode: str | None = None, **engine_kwargs: Any) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode {render_mode!r} is not supported; use None")
+        modes = list(self.metadata.get("render_modes", []))
+        if render_mode is not None and render_mode not in modes:
+            raise ValueError(
+                f"{type(self).__name__}: render_mode={render_mode!r} is not supported; "
+                f"expected None or one of {modes}"
+            )
+        self.render_mode = render_mode
         self.engine = self.engine_cls(1, **engine_kwargs)
         self.observation_space = self.engine.observation_space
         self.action_space = self.engine.action_space
@@ -432,6 +465,8 @@ class TaskEnv(gym.Env):
         else:
             self.engine.set_tasks(self.engine.distribution.sample(1, self.np_random))
         obs = self.engine.reset(self._index)[0]
+        if self.render_mode == "human":  # gymnasium: "human" draws at every reset and step
+            self.render()
         return obs, {"task": self.task}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -443,7 +478,23 @@ class TaskEnv(gym.Env):
         info: dict[str, Any] = {k: v[0].item() for k, v in out.reward_terms.items()}
         for key, value in out.extras.items():
             info[key] = value[0].item() if value[0].ndim == 0 else value[0]
+        if self.render_mode == "human":
+            self.render()
         return out.obs[0], float(out.reward[0]), bool(out.terminated[0]), False, info
+
+    def render(self) -> Any:
+        """Renders the current state in :attr:`render_mode` (None when it is None).
+
+        Returns:
+            An ``[height, width, 3]`` uint8 image (``"rgb_array"``), an ``[height, width]``
+            float depth image (``"depth_array"``), or None (``"human"``, or no render mode).
+
+        Raises:
+            RuntimeError: if no OpenGL context can be made (the message names ``MUJOCO_GL``).
+        """
+        if self.render_mode is None:
+            return None
+        return self.engine.render(0, self.render_mode)
 
     def close(self) -> None:
         """Releases the engine."""

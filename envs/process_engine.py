@@ -3,12 +3,14 @@
 :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per process (this
 process steps the first slice while worker processes step the others), with actions,
 observations, rewards and terminations in shared memory. A worker that raises or dies surfaces as
-:class:`WorkerError` in the parent within a fraction of a second; :meth:`ProcessEngine.close`
-releases every process and shared-memory block.
+:class:`WorkerError` in the parent within a fraction of a second, and one that does not answer
+within ``worker_timeout`` seconds (stopped, deadlocked, starved) surfaces as one then;
+:meth:`ProcessEngine.close` releases every process and shared-memory block.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import time
 import traceback
@@ -19,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import BatchedTaskEngine, EngineStep, Task
+from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError
 
-__all__ = ["ProcessEngine", "WorkerError"]
+__all__ = ["DEFAULT_WORKER_TIMEOUT", "ProcessEngine", "WorkerError", "check_worker_timeout"]
 
 # Seconds a waiting side polls its pipe before it blocks. Waking a process blocked in a pipe read
 # costs a scheduler round trip (hundreds of microseconds on a virtual machine), comparable to
@@ -29,9 +31,28 @@ __all__ = ["ProcessEngine", "WorkerError"]
 # at most this much CPU per wait.
 _SPIN_SECONDS = 0.002
 
+#: Seconds any one wait for a worker may last before :class:`WorkerError` (generous: a spawned
+#: worker imports numpy, gymnasium and MuJoCo before its first answer).
+DEFAULT_WORKER_TIMEOUT = 60.0
 
-class WorkerError(RuntimeError):
-    """A worker process of the ``process`` backend raised an exception or died."""
+
+def check_worker_timeout(value: Any) -> float | None:
+    """Checks a ``worker_timeout``: a positive finite number of seconds, or None (no limit).
+
+    Raises:
+        ValueError: naming the argument and the value received.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(
+            f"worker_timeout must be a positive number of seconds or None, got {value!r}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(
+            f"worker_timeout must be a positive number of seconds or None, got {value!r}"
+        )
+    return float(value)
 
 
 def _spin_poll(conn: Connection, seconds: float) -> bool:
@@ -145,6 +166,9 @@ class ProcessEngine:
         start_method: multiprocessing start method (``"spawn"`` is safe beside torch threads;
             ``"fork"`` starts faster).
         poll_interval: seconds between liveness checks while waiting for a worker.
+        worker_timeout: seconds any one wait for a worker (its start, or its answer to a
+            command) may last; past it the worker is killed, the engine closed and
+            :class:`WorkerError` raised naming the worker and the command. None: no limit.
         step_in_parent: this process steps the first slice itself while the worker processes
             step the others (``num_workers - 1`` worker processes), instead of idling in a pipe
             wait; it saves one process and one round trip per step. The trajectories are the
@@ -161,13 +185,18 @@ class ProcessEngine:
         poll_interval: float = 0.05,
         step_in_parent: bool = True,
         spin_seconds: float = _SPIN_SECONDS,
+        worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive int, got {num_workers!r}")
         if num_workers > num_envs:
             raise ValueError(f"num_workers={num_workers} exceeds num_envs={num_envs}")
+        #: seconds one wait for a worker may last (None: no limit); may be changed at any time
+        self.worker_timeout = check_worker_timeout(worker_timeout)
         kwargs = dict(engine_kwargs or {})
         probe = engine_cls(1, **kwargs)  # spaces, reward terms and validation in the parent
+        # checks each action batch here, so a bad action is a ValueError, not a lost worker
+        self._check_actions = probe.check_actions
         self.observation_space = probe.observation_space
         self.action_space = probe.action_space
         self.reward_terms = probe.reward_terms
@@ -194,6 +223,7 @@ class ProcessEngine:
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
+        self._hung: set[int] = set()  # workers that did not answer in time: killed on close
         try:
             self._allocate()
             if self._local_slice is not None:
@@ -242,20 +272,40 @@ class ProcessEngine:
             self._procs.append(proc)
             self._conns.append(parent)
         for w in range(len(self._procs)):
-            self._recv(w)
+            self._recv(w, "start")
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The process id of each worker process (the parent's own slice has none)."""
+        return [int(proc.pid) for proc in self._procs]
 
     # -- messaging ---------------------------------------------------------------------------
 
-    def _recv(self, w: int) -> Any:
-        """The reply of worker ``w`` (the ``w``-th worker process, not slice ``w``)."""
+    def _recv(self, w: int, cmd: str) -> Any:
+        """The reply of worker ``w`` (the ``w``-th worker process, not slice ``w``) to ``cmd``."""
         conn, proc = self._conns[w], self._procs[w]
         start, stop = self._slices[self._remote[w]]
+        deadline: float | None = None
         try:
+            # the clock is read only once the fast spin has found no answer: off the hot path
             while not (_spin_poll(conn, self._parent_spin) or conn.poll(self._poll_interval)):
                 if not proc.is_alive():
                     raise WorkerError(
                         f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
                         f"{proc.exitcode}"
+                    )
+                if self.worker_timeout is None:
+                    continue
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.worker_timeout - self._poll_interval - self._parent_spin
+                elif now >= deadline:
+                    self._hung.add(w)
+                    raise WorkerError(
+                        f"worker {w} (sub-envs {start}..{stop - 1}, pid {proc.pid}) did not "
+                        f"answer {cmd!r} within worker_timeout={self.worker_timeout} s; it may be "
+                        "stopped (SIGSTOP), deadlocked or starved of CPU; the vector env is "
+                        "closed and the worker killed"
                     )
             status, payload = conn.recv()
         except (EOFError, ConnectionError, OSError) as err:
@@ -269,7 +319,9 @@ class ProcessEngine:
             raise
         if status == "error":
             self.close()
-            raise WorkerError(f"worker {w} (sub-envs {start}..{stop - 1}) raised:\n{payload}")
+            raise WorkerError(
+                f"worker {w} (sub-envs {start}..{stop - 1}) raised on {cmd!r}:\n{payload}"
+            )
         return payload
 
     def _check_open(self) -> None:
@@ -299,7 +351,7 @@ class ProcessEngine:
                 replies[local] = _run_command(self._local, self._local_view, cmd, per_slice[local])
         finally:
             for w in remote:
-                replies[self._remote[w]] = self._recv(w)
+                replies[self._remote[w]] = self._recv(w, cmd)
         return [replies[s] for s in sorted(replies)]
 
     def _split(self, indices: np.ndarray) -> list[np.ndarray | None]:
@@ -353,7 +405,11 @@ class ProcessEngine:
     def step(self, actions: np.ndarray) -> EngineStep:
         """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
         self._check_open()
-        self._arrays["actions"][...] = actions
+        actions = np.asarray(actions)
+        expected = self._arrays["actions"].shape
+        if actions.shape != expected:
+            raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
+        self._arrays["actions"][...] = self._check_actions(actions)
         self._broadcast("step", [True] * len(self._slices))
         info = {k[5:]: v.copy() for k, v in self._arrays.items() if k.startswith("info/")}
         terms = {k: info.pop(k) for k in self.reward_terms}
@@ -366,6 +422,8 @@ class ProcessEngine:
         if self._closed:
             return
         self._closed = True
+        for w in self._hung:  # SIGKILL also ends a stopped process; it would not read "close"
+            self._procs[w].kill()
         for conn, proc in zip(self._conns, self._procs, strict=False):
             if proc.is_alive():
                 try:
@@ -375,7 +433,9 @@ class ProcessEngine:
         for conn, proc in zip(self._conns, self._procs, strict=False):
             proc.join(timeout=2.0)
             if proc.is_alive():
-                proc.terminate()
+                # SIGKILL, not SIGTERM: a stopped (SIGSTOP) process keeps SIGTERM pending, and
+                # the workers install no SIGTERM handler, so SIGTERM would clean up nothing more
+                proc.kill()
                 proc.join(timeout=2.0)
             conn.close()
         if self._local is not None:

@@ -12,8 +12,9 @@ Three backends share one :class:`TaskVectorEnv`:
   actions, observations, rewards and terminations in shared memory. Each
   sub-env draws from its own generator, so under one seed and the same tasks both backends give
   identical trajectories. A worker that raises or dies surfaces as :class:`WorkerError` in the
-  parent within a fraction of a second; :meth:`TaskVectorEnv.close` releases every process and
-  shared-memory block.
+  parent within a fraction of a second, and one that does not answer within ``worker_timeout``
+  seconds (stopped, deadlocked) as one then; :meth:`TaskVectorEnv.close` releases every process
+  and shared-memory block.
 
 The autoreset mode is stated in ``metadata["autoreset_mode"]`` and selectable: ``SAME_STEP`` (the
 default: a finished sub-env is reset inside the same ``step``, its last observation in
@@ -31,7 +32,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.core import BatchedTaskEngine, Task
-from envs.process_engine import ProcessEngine, WorkerError
+from envs.process_engine import (
+    DEFAULT_WORKER_TIMEOUT,
+    ProcessEngine,
+    WorkerError,
+    check_worker_timeout,
+)
 from envs.registration import env_info, get_engine_class
 
 __all__ = ["ProcessEngine", "TaskVectorEnv", "WorkerError", "make_vec"]
@@ -77,6 +83,8 @@ class TaskVectorEnv(VectorEnv):
         step_in_parent: whether this process steps the first slice of the ``process`` backend
             itself (default) or only waits for ``num_workers`` worker processes.
         tasks: optional initial tasks, one per sub-env.
+        worker_timeout: seconds any one wait for a worker thread or process may last before
+            :class:`WorkerError` names it (default 60; None: no limit; unused by ``sync``).
 
     ``infos`` holds every reward term (``[num_envs]`` arrays, summing to the reward) and the
     engine's extras, each with the gymnasium ``_key`` mask.
@@ -95,7 +103,9 @@ class TaskVectorEnv(VectorEnv):
         start_method: str = "spawn",
         step_in_parent: bool = True,
         tasks: Sequence[Task] | None = None,
+        worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
+        worker_timeout = check_worker_timeout(worker_timeout)
         if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
             raise ValueError(f"horizon must be a positive int or None, got {horizon!r}")
         self.autoreset_mode = _as_autoreset_mode(autoreset_mode)
@@ -112,11 +122,19 @@ class TaskVectorEnv(VectorEnv):
                     f"backend='thread' steps MuJoCo envs on threads; {engine_cls.__name__} is "
                     "natively batched in numpy, use backend='sync'"
                 )
-            self.engine.set_num_threads(2 if num_workers is None else num_workers)
+            self.engine.set_num_threads(
+                2 if num_workers is None else num_workers, worker_timeout=worker_timeout
+            )
         elif backend == "process":
             workers = 2 if num_workers is None else num_workers
             self.engine = ProcessEngine(
-                engine_cls, num_envs, workers, kwargs, start_method, step_in_parent=step_in_parent
+                engine_cls,
+                num_envs,
+                workers,
+                kwargs,
+                start_method,
+                step_in_parent=step_in_parent,
+                worker_timeout=worker_timeout,
             )
         else:
             raise ValueError(f"backend must be 'sync', 'thread' or 'process', got {backend!r}")
@@ -257,6 +275,7 @@ def make_vec(
     horizon: int | None = None,
     start_method: str = "spawn",
     step_in_parent: bool = True,
+    worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
     **env_kwargs: Any,
 ) -> TaskVectorEnv:
     """Makes the vectorized version of a registered task env.
@@ -274,6 +293,8 @@ def make_vec(
         horizon: episode length; defaults to the id's registered ``max_episode_steps``.
         start_method: multiprocessing start method for the ``process`` backend.
         step_in_parent: whether this process steps one slice of the ``process`` backend itself.
+        worker_timeout: seconds any one wait for a worker thread or process may last before
+            :class:`WorkerError` names the worker and what it was doing (None: no limit).
         **env_kwargs: env constructor options overriding the registered defaults.
 
     Returns:
@@ -302,4 +323,5 @@ def make_vec(
         start_method=start_method,
         step_in_parent=step_in_parent,
         tasks=tasks,
+        worker_timeout=worker_timeout,
     )

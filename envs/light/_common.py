@@ -15,7 +15,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "LIGHT_RENDER_METADATA",
     "SubEnvStatus",
+    "bar_image",
+    "check_rgb_mode",
     "as_continuous_actions",
     "as_discrete_actions",
     "as_indices",
@@ -24,6 +27,31 @@ __all__ = [
     "draw_standard_normal",
     "draw_uniform",
 ]
+
+#: Render modes of the light envs: ``"rgb_array"``, a small uint8 picture of the state
+#: (``"human"`` through gymnasium's ``HumanRendering`` wrapper, which ``gym.make`` adds).
+LIGHT_RENDER_METADATA: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+
+def check_rgb_mode(engine: object, render_mode: str) -> None:
+    """Raises ``ValueError`` unless ``render_mode`` is ``"rgb_array"``, naming the engine."""
+    if render_mode != "rgb_array":
+        raise ValueError(
+            f"{type(engine).__name__} renders render_mode='rgb_array' only, got {render_mode!r}"
+        )
+
+
+def bar_image(heights: np.ndarray, highlight: int | None = None, width: int = 12) -> np.ndarray:
+    """A ``[64, width * len(heights), 3]`` uint8 picture of bars of ``heights`` in ``[0, 1]``.
+
+    Bar ``highlight`` (if any) is blue, the others grey, on white.
+    """
+    rows = 64
+    image = np.full((rows, width * len(heights), 3), 255, dtype=np.uint8)
+    tops = rows - np.round(np.clip(heights, 0.0, 1.0) * rows).astype(np.int64)
+    for k, top in enumerate(tops.tolist()):
+        image[top:, k * width : (k + 1) * width - 1] = (40, 80, 220) if k == highlight else 150
+    return image
 
 
 def check_positive_int(name: str, value: Any) -> int:

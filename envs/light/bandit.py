@@ -10,17 +10,20 @@ zero, as in pytorch-maml-rl; a recurrent policy learns from the previous action 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
 from envs.light._common import (
+    LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
     as_indices,
+    bar_image,
     check_positive_int,
+    check_rgb_mode,
     draw_uniform,
 )
 
@@ -137,6 +140,20 @@ class BanditEngine(BatchedTaskEngine):
         self._status.mark_reset(idx)
         return np.zeros((len(idx), 1), dtype=np.float32)
 
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Checks a batch ``[n]`` of arms (any ``n``): integers in ``[0, num_arms)``.
+
+        Raises:
+            ValueError: on a wrong shape, a non-integer dtype or an arm out of range.
+        """
+        array = np.asarray(actions)
+        return as_discrete_actions(array, len(array) if array.ndim else 1, self.num_arms)
+
+    def render(self, index: int, render_mode: str) -> np.ndarray:
+        """A ``[64, 12 * num_arms, 3]`` uint8 picture of sub-env ``index``'s arm probabilities."""
+        check_rgb_mode(self, render_mode)
+        return bar_image(self._probs[index])
+
     def step(self, actions: np.ndarray) -> EngineStep:
         """Pulls one arm in every sub-environment.
 
@@ -181,4 +198,5 @@ class BanditEnv(TaskEnv):
         (1.0, True, 1.0)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     engine_cls: ClassVar[type[BatchedTaskEngine]] = BanditEngine

@@ -10,13 +10,20 @@ when the point is inside a small box around the goal. Definitions follow cbfinn/
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
-from envs.light._common import SubEnvStatus, as_continuous_actions, as_indices, check_scalar
+from envs.light._common import (
+    LIGHT_RENDER_METADATA,
+    SubEnvStatus,
+    as_continuous_actions,
+    as_indices,
+    check_rgb_mode,
+    check_scalar,
+)
 
 __all__ = [
     "Navigation2DEngine",
@@ -167,6 +174,36 @@ class Navigation2DEngine(BatchedTaskEngine):
         self._status.mark_reset(idx)
         return self._position[idx].astype(np.float32)
 
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Checks a batch ``[n, 2]`` of actions (any ``n``): numeric and finite.
+
+        Raises:
+            ValueError: on a wrong shape, non-numeric data, or NaN/inf entries.
+        """
+        array = np.asarray(actions)
+        return as_continuous_actions(array, (len(array) if array.ndim else self.num_envs, 2))
+
+    def render(self, index: int, render_mode: str) -> np.ndarray:
+        """A ``[128, 128, 3]`` uint8 top view of sub-env ``index``: goal green, point blue.
+
+        The view spans the goal square ``[low, high]^2`` with a 10% margin; a point outside it
+        is drawn at the edge.
+        """
+        check_rgb_mode(self, render_mode)
+        size, low, high = 128, self.distribution.low, self.distribution.high
+        margin = 0.1 * (high - low)
+        low, high = low - margin, high + margin
+        image = np.full((size, size, 3), 255, dtype=np.uint8)
+        rows, cols = np.mgrid[:size, :size]
+        for (x, y), radius, colour in (
+            (self._goal[index], 5, (0, 160, 0)),
+            (self._position[index], 3, (40, 80, 220)),
+        ):
+            col = np.clip((x - low) / (high - low), 0.0, 1.0) * (size - 1)
+            row = np.clip((high - y) / (high - low), 0.0, 1.0) * (size - 1)
+            image[(rows - row) ** 2 + (cols - col) ** 2 <= radius**2] = colour
+        return image
+
     def step(self, actions: np.ndarray) -> EngineStep:
         """Moves every point by its clipped action.
 
@@ -216,4 +253,5 @@ class Navigation2DEnv(TaskEnv):
         (-0.1, -0.1)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     engine_cls: ClassVar[type[BatchedTaskEngine]] = Navigation2DEngine

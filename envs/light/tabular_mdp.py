@@ -10,17 +10,20 @@ states, as in pytorch-maml-rl.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
 from envs.light._common import (
+    LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
     as_indices,
+    bar_image,
     check_positive_int,
+    check_rgb_mode,
     draw_standard_normal,
     draw_uniform,
 )
@@ -195,6 +198,20 @@ class TabularMDPEngine(BatchedTaskEngine):
         self._cdf[indices] = _cumulative(table)
         self._status.has_task[indices] = True
 
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Checks a batch ``[n]`` of actions (any ``n``): integers in ``[0, num_actions)``.
+
+        Raises:
+            ValueError: on a wrong shape, a non-integer dtype or an action out of range.
+        """
+        array = np.asarray(actions)
+        return as_discrete_actions(array, len(array) if array.ndim else 1, self.num_actions)
+
+    def render(self, index: int, render_mode: str) -> np.ndarray:
+        """A ``[64, 12 * num_states, 3]`` uint8 picture: one bar per state, the current one blue."""
+        check_rgb_mode(self, render_mode)
+        return bar_image(np.ones(self.num_states), highlight=int(self._state[index]))
+
     def _one_hot(self, states: np.ndarray) -> np.ndarray:
         obs = np.zeros((len(states), self.num_states), dtype=np.float32)
         obs[np.arange(len(states)), states] = 1.0
@@ -263,4 +280,5 @@ class TabularMDPEnv(TaskEnv):
         ([0.0, 1.0], 0.0, False)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     engine_cls: ClassVar[type[BatchedTaskEngine]] = TabularMDPEngine

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import EngineStep, Task, TaskEnv
+from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskEnv
 from envs.mujoco.base import MujocoEngine, check_interval, check_number
 from envs.mujoco.tasks import (
     Direction2DDistribution,
@@ -76,6 +76,8 @@ class AntEngine(MujocoEngine):
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
         action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
             ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
+        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
+            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         xml_file: model XML (gymnasium's ``ant.xml``).
         **task_kwargs: arguments of the task distribution.
     """
@@ -106,6 +108,7 @@ class AntEngine(MujocoEngine):
         frame_skip: int = 5,
         reset_noise_scale: float = 0.1,
         action_scale: float | None = None,
+        nonfinite_action: str = "raise",
         xml_file: str = "ant.xml",
         **task_kwargs: Any,
     ) -> None:
@@ -115,6 +118,7 @@ class AntEngine(MujocoEngine):
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
             action_scale=action_scale,
+            nonfinite_action=nonfinite_action,
             qvel_noise="normal",
             fields={"torso_xpos": lambda d: d.xpos[TORSO], "cfrc_ext": lambda d: d.cfrc_ext},
             track_previous=("torso_xpos",),
@@ -315,22 +319,38 @@ class AntGoalEngine(AntEngine):
 class AntVelEnv(TaskEnv):
     """``metarl/AntVel-v0``: the single-env view of :class:`AntVelEngine`."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip
+    }
     engine_cls = AntVelEngine
 
 
 class AntDirEnv(TaskEnv):
     """``metarl/AntDir-v0``: the single-env view of :class:`AntDirEngine`."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip
+    }
     engine_cls = AntDirEngine
 
 
 class AntDir2DEnv(TaskEnv):
     """``metarl/AntDir2D-v0``: the single-env view of :class:`AntDir2DEngine`."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip
+    }
     engine_cls = AntDir2DEngine
 
 
 class AntGoalEnv(TaskEnv):
     """``metarl/AntGoal-v0``: the single-env view of :class:`AntGoalEngine`."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip
+    }
     engine_cls = AntGoalEngine

@@ -10,7 +10,10 @@ needed, as gymnasium v5 does), then copies the MjData fields the task needs into
 once for the whole batch in numpy from those buffers (:meth:`MujocoEngine._evaluate`).
 
 Actions are not clipped, as in gymnasium v5: MuJoCo clamps ``ctrl`` to ``ctrlrange`` (every model
-here has ``ctrllimited``), while the control cost is computed on the action as given.
+here has ``ctrllimited``), while the control cost is computed on the action as given. NaN or
+infinite actions (which would silently give NaN or -inf rewards) raise a ``ValueError`` naming the
+engine, the sub-envs and the action, unless ``nonfinite_action="clip"`` maps NaN to 0 and
++-inf to the action bounds.
 
 Only MuJoCo API available in MuJoCo 3.3 is used (``MjModel.from_xml_path``, ``MjData``,
 ``mj_step``, ``mj_forward``, ``mj_resetData``, ``mj_rnePostConstraint``, ``mj_setConst``).
@@ -25,6 +28,7 @@ import functools
 import inspect
 import itertools
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +38,8 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, WorkerError
+from envs.mujoco.rendering import make_renderer, render_frame
 
 __all__ = ["ASSETS_DIR", "FieldGetter", "MujocoEngine", "check_number", "resolve_xml"]
 
@@ -93,6 +98,9 @@ def check_interval(name: str, value: Any) -> tuple[float, float]:
 
 _CHUNKS_PER_THREAD = 4  # work-sharing granularity of the thread backend
 
+#: What :meth:`MujocoEngine.step` does with NaN or infinite actions.
+NONFINITE_ACTIONS = ("raise", "clip")
+
 
 class MujocoEngine(BatchedTaskEngine):
     """Steps ``num_envs`` MuJoCo simulations of one model, each with its own task.
@@ -124,6 +132,9 @@ class MujocoEngine(BatchedTaskEngine):
             pytorch-maml-rl's ``NormalizedActionWrapper(scale=10)``, garage's
             ``expected_action_scale=10`` and ProMP's ``normalization_scale=10`` do (REFERENCE
             D.8); the control cost is then on the mapped action, as there.
+        nonfinite_action: ``"raise"`` (default): a NaN or infinite action raises ``ValueError``
+            naming the engine, the sub-envs and the action. ``"clip"``: NaN becomes 0 and
+            +-inf the upper/lower bound of the action space; finite entries are unchanged.
         task_kwargs: arguments of the task distribution (merged over
             :attr:`distribution_defaults`); unknown names raise TypeError.
 
@@ -147,9 +158,15 @@ class MujocoEngine(BatchedTaskEngine):
         post_constraint: bool = False,
         per_env_model: bool = False,
         action_scale: float | None = None,
+        nonfinite_action: str = "raise",
         task_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(num_envs, self._build_distribution(dict(task_kwargs or {})))
+        if nonfinite_action not in NONFINITE_ACTIONS:
+            raise ValueError(
+                f"nonfinite_action must be one of {NONFINITE_ACTIONS}, got {nonfinite_action!r}"
+            )
+        self.nonfinite_action = nonfinite_action
         if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
             raise ValueError(f"frame_skip must be a positive int, got {frame_skip!r}")
         if qvel_noise not in ("normal", "uniform"):
@@ -186,6 +203,9 @@ class MujocoEngine(BatchedTaskEngine):
         self._thread_slices = [slice(None)]
         self._num_threads = 1
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._worker_timeout: float | None = None
+        self._failed: str | None = None  # set when a stepping thread hung: no more steps
+        self._renderers: dict[int, Any] = {}
         self._ready = np.zeros(num_envs, dtype=bool)
         self._ctrl_low, self._ctrl_high = model.actuator_ctrlrange.T.copy()
         if action_scale is None:
@@ -197,6 +217,8 @@ class MujocoEngine(BatchedTaskEngine):
                 raise ValueError("action_scale must be positive or None, got 0.0")
             low, high = -np.full(model.nu, self.action_scale), np.full(model.nu, self.action_scale)
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32))
+        self._action_low, self._action_high = low.astype(np.float64), high.astype(np.float64)
+        self._nan_fill = np.clip(0.0, self._action_low, self._action_high)
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -330,12 +352,15 @@ class MujocoEngine(BatchedTaskEngine):
         self._write_state(index, qpos, qvel)
         return self._observe(np.asarray([index]))[0]
 
-    def set_num_threads(self, num_threads: int) -> None:
+    def set_num_threads(self, num_threads: int, worker_timeout: float | None = None) -> None:
         """Steps the sub-envs on ``num_threads`` threads (``mj_step`` releases the GIL).
 
         The sub-envs are split into contiguous slices; the calling thread steps the first and
         pool threads the others. Each sub-env is stepped exactly as with one thread, so
-        trajectories do not change.
+        trajectories do not change. A pool thread that has not finished its share of a step
+        ``worker_timeout`` seconds after the calling thread finished its own raises
+        :class:`~envs.core.WorkerError` (None: wait without limit); the engine then refuses to
+        step again.
         """
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
@@ -352,6 +377,7 @@ class MujocoEngine(BatchedTaskEngine):
             slice(a, min(a + size, self.num_envs)) for a in range(0, self.num_envs, size)
         ]
         self._num_threads = num_threads
+        self._worker_timeout = worker_timeout
         if num_threads > 1:
             self._pool = concurrent.futures.ThreadPoolExecutor(num_threads - 1, "metarl-mujoco")
 
@@ -373,12 +399,14 @@ class MujocoEngine(BatchedTaskEngine):
         Returns:
             The batch's observations, rewards, terminations, reward terms and extras.
         """
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.num_envs, *self.action_space.shape):
+        actions = self.check_actions(actions)
+        if len(actions) != self.num_envs:
             raise ValueError(
                 f"actions must have shape {(self.num_envs, *self.action_space.shape)}, "
                 f"got {actions.shape}"
             )
+        if self._failed is not None:
+            raise WorkerError(self._failed)
         if not self._ready.all():
             raise RuntimeError(
                 f"reset sub-environments {np.flatnonzero(~self._ready).tolist()} before step()"
@@ -405,11 +433,69 @@ class MujocoEngine(BatchedTaskEngine):
             try:
                 self._simulate_shared(actions, counter)
             finally:
-                for future in futures:
-                    future.result()
+                self._wait_for_threads(futures)
         concatenate = np.concatenate
         for out, views in self._flat:
             concatenate(views, out=out)
+
+    def _wait_for_threads(self, futures: list[concurrent.futures.Future]) -> None:
+        """Waits for the pool threads' shares of a step, at most ``worker_timeout`` seconds."""
+        timeout = self._worker_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for k, future in enumerate(futures, start=1):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                future.result(timeout=left)
+            except concurrent.futures.TimeoutError:
+                self._failed = (
+                    f"{type(self).__name__}: stepping thread {k} of {self._num_threads} did not "
+                    f"finish its share of 'step' within worker_timeout={timeout} s; the engine "
+                    "no longer steps (its MjData may still be in use by that thread)"
+                )
+                assert self._pool is not None
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+                raise WorkerError(self._failed) from None
+
+    def check_actions(self, actions: Any) -> np.ndarray:
+        """Returns ``actions`` as ``[n, action_dim]`` float64, finite (any batch size ``n``).
+
+        Raises:
+            ValueError: on a wrong shape, or (``nonfinite_action="raise"``) a NaN or infinite
+                entry, naming the engine, the sub-envs and the first offending action.
+        """
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.ndim != 2 or actions.shape[1:] != self.action_space.shape:
+            raise ValueError(
+                f"actions must have shape {(self.num_envs, *self.action_space.shape)}, "
+                f"got {actions.shape}"
+            )
+        finite = np.isfinite(actions)
+        if finite.all():
+            return actions
+        if self.nonfinite_action == "raise":
+            rows = np.flatnonzero(~finite.all(axis=1))
+            raise ValueError(
+                f"{type(self).__name__}: actions must be finite; sub-env(s) {rows.tolist()} got "
+                f"NaN or inf (sub-env {rows[0]}: {actions[rows[0]].tolist()}); pass "
+                "nonfinite_action='clip' to map NaN to 0 and +-inf to the action bounds"
+            )
+        bound = np.where(actions > 0, self._action_high, self._action_low)
+        return np.where(finite, actions, np.where(np.isnan(actions), self._nan_fill, bound))
+
+    def render(self, index: int, render_mode: str) -> Any:
+        """Renders sub-environment ``index`` with gymnasium's MuJoCo renderer.
+
+        Returns:
+            ``[480, 480, 3]`` uint8 (``"rgb_array"``), ``[480, 480]`` depth (``"depth_array"``)
+            or None (``"human"``: a window).
+
+        Raises:
+            RuntimeError: if no OpenGL context can be made (naming ``MUJOCO_GL``).
+        """
+        if index not in self._renderers:
+            self._renderers[index] = make_renderer(self._models[index], self._datas[index])
+        return render_frame(self._renderers[index], render_mode)
 
     def _simulate_shared(self, actions: np.ndarray, counter: itertools.count) -> None:
         """Steps chunks of sub-envs until none is left (``next`` on a count is atomic)."""
@@ -442,10 +528,16 @@ class MujocoEngine(BatchedTaskEngine):
         return idx
 
     def close(self) -> None:
-        """Drops the MuJoCo models and data (and stops the stepping threads)."""
+        """Drops the MuJoCo models and data (and stops the stepping threads and renderers)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        for renderer in self._renderers.values():
+            try:
+                renderer.close()
+            except Exception:  # noqa: BLE001, S110 - a renderer without a context has nothing open
+                pass
+        self._renderers = {}
         self._models, self._datas, self._ctrls = [], [], []
         self._sources, self._flat = {}, []
 

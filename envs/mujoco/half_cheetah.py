@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import EngineStep, Task, TaskEnv
+from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskEnv
 from envs.mujoco.base import FieldGetter, MujocoEngine, check_number
 from envs.mujoco.tasks import DirectionDistribution, GoalVelocityDistribution
 
@@ -53,6 +53,8 @@ class HalfCheetahEngine(MujocoEngine):
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
         action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
             ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
+        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
+            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
         include_torso_com: append the torso position (pytorch-maml-rl's 20-d observation).
         xml_file: model XML (gymnasium's ``half_cheetah.xml``).
@@ -70,6 +72,7 @@ class HalfCheetahEngine(MujocoEngine):
         frame_skip: int = 5,
         reset_noise_scale: float = 0.1,
         action_scale: float | None = None,
+        nonfinite_action: str = "raise",
         exclude_current_positions_from_observation: bool = True,
         include_torso_com: bool = False,
         xml_file: str = "half_cheetah.xml",
@@ -84,6 +87,7 @@ class HalfCheetahEngine(MujocoEngine):
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
             action_scale=action_scale,
+            nonfinite_action=nonfinite_action,
             qvel_noise="normal",
             fields=fields,
             track_previous=("qpos",),
@@ -166,10 +170,18 @@ class HalfCheetahVelEnv(TaskEnv):
         (17,)
     """
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip
+    }
     engine_cls = HalfCheetahVelEngine
 
 
 class HalfCheetahDirEnv(TaskEnv):
     """``metarl/HalfCheetahDir-v0``: the single-env view of :class:`HalfCheetahDirEngine`."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip
+    }
     engine_cls = HalfCheetahDirEngine

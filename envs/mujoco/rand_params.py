@@ -31,7 +31,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
 from envs.mujoco.base import MujocoEngine, check_interval, check_number, resolve_xml
 
 __all__ = [
@@ -173,6 +173,8 @@ class RandParamsEngine(MujocoEngine):
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += U(-s, s)`` at reset (5e-3).
         action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
             ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
+        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
+            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
         recompute_constants: call ``mj_setConst`` after scaling masses and inertias, so derived
             model constants (``body_subtreemass``, ``dof_invweight0`` used by constraint softness,
@@ -199,6 +201,7 @@ class RandParamsEngine(MujocoEngine):
         frame_skip: int = 4,
         reset_noise_scale: float = 5e-3,
         action_scale: float | None = None,
+        nonfinite_action: str = "raise",
         exclude_current_positions_from_observation: bool = True,
         recompute_constants: bool = False,
         **task_kwargs: Any,
@@ -209,6 +212,7 @@ class RandParamsEngine(MujocoEngine):
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
             action_scale=action_scale,
+            nonfinite_action=nonfinite_action,
             qvel_noise="uniform",
             per_env_model=True,
             task_kwargs={"xml_file": xml_file, **task_kwargs},
@@ -345,10 +349,18 @@ class Walker2DRandParamsEngine(RandParamsEngine):
 class HopperRandParamsEnv(TaskEnv):
     """``metarl/HopperRandParams-v0``: the single-env view of :class:`HopperRandParamsEngine`."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 125,  # 1 / dt at the default frame_skip
+    }
     engine_cls = HopperRandParamsEngine
 
 
 class Walker2DRandParamsEnv(TaskEnv):
     """``metarl/Walker2DRandParams-v0``: the single-env view of the Walker2D engine."""
 
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 125,  # 1 / dt at the default frame_skip
+    }
     engine_cls = Walker2DRandParamsEngine
