@@ -514,6 +514,7 @@ def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskV
         backend=env.backend,
         num_workers=workers,
         horizon=env.horizon,
+        **env.vec_kwargs,
         **env.env_kwargs,
     )
 

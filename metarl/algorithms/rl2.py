@@ -391,6 +391,7 @@ def make_env(cfg: RL2Config, num_trials: int) -> TaskVectorEnv:
         num_workers=env.num_workers if env.backend in ("thread", "process") else None,
         autoreset_mode="disabled",
         horizon=env.horizon,
+        **env.vec_kwargs,
         **env.env_kwargs,
     )
     if vec.horizon is None:
