@@ -1,10 +1,11 @@
 """MAML for RL: MAML-TRPO (Finn et al. 2017, Alg. 3), MAML-PPO and ProMP (Rothfuss et al. 2019).
 
-Each meta-iteration of :func:`train` follows Alg. 3:
+Each meta-iteration (:meth:`MAMLRLExperiment.update`) follows Alg. 3:
 
 1. sample a meta-batch of tasks; per inner step, sample episodes with the current policy (θ, then
-   the per-task θ'_i), fit the linear feature baseline per task (REFERENCE B.2) and take one
-   policy-gradient step ``θ'_i = θ - α ∇θ L_i(θ)`` for every task at once (:func:`adapt_policy`);
+   the per-task θ'_i), fit the linear feature baseline per task (rllab's
+   ``linear_feature_baseline.py``, as in cbfinn/maml_rl) and take one policy-gradient step
+   ``θ'_i = θ - α ∇θ L_i(θ)`` for every task at once (:func:`adapt_policy`);
 2. sample post-update episodes with the adapted θ'_i;
 3. update θ on the post-update objective with θ'_i(θ) recomputed through the inner loop
    (:func:`outer_objective`): TRPO with a trust region on the mean KL of the adapted policies
@@ -12,8 +13,8 @@ Each meta-iteration of :func:`train` follows Alg. 3:
    inner-KL penalty (``promp``).
 
 Configuration lives in :mod:`metarl.algorithms.maml_rl_config`; evaluation (the MAML test
-protocol, B.1, beside pretrained, random-init and SB3-oracle baselines) and the command-line entry
-points in :mod:`metarl.algorithms.maml_rl_eval`.
+protocol of cbfinn/maml_rl's ``maml_examples/test_maml_*.py``, beside pretrained, random-init and
+SB3-oracle baselines) and the command-line entry points in :mod:`metarl.algorithms.maml_rl_eval`.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class TaskData(NamedTuple):
 
 @torch.no_grad()
 def prepare_episodes(batch: EpisodeBatch, algo: AlgoConfig) -> TaskData:
-    """Advantages from the linear feature baseline refitted per task (REFERENCE B.1, B.2).
+    """Advantages from the linear feature baseline refitted per task (cbfinn/maml_rl, rllab).
 
     The baseline is fitted in float64 to each task's discounted returns; GAE gives ``A_t``
     (``λ = 1``: ``G_t - b(s_t)``), normalised per task when ``algo.normalize_advantages``.
@@ -262,7 +263,7 @@ def outer_objective(
     surrogate = -_task_mean(torch.exp(logp - valid.log_probs) * valid.advantages, valid.mask)
     kl = _task_mean(policy.kl(old[-1], out), valid.mask)
     args = (logp, valid.log_probs, valid.advantages, valid.mask)
-    if algo.name == "promp" and inner:  # KL(π_old ‖ π_θ) of each pre-update policy (B.3)
+    if algo.name == "promp" and inner:  # KL(π_old ‖ π_θ) of each pre-update policy (ProMP Eq. 13)
         inner_kl = torch.stack(
             [
                 _task_mean(policy.kl(old[k], policy_forward(policy, path[k], d.obs, k > 0)), d.mask)

@@ -36,14 +36,16 @@ __all__ = ["CONFIG_CLASS", "evaluate", "evaluate_run", "train_from_config"]
 logger = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
-# evaluation: the MAML test protocol and its baselines (B.1, C.1)
+# evaluation: the MAML test protocol and its baselines (Finn et al. 2017 §5.3, Figs. 4-5)
 # ----------------------------------------------------------------------------------------------
 
 
 def _vpg_adapter(
     cfg: MAMLRLConfig, policy: nn.Module, lr_override: float | None, learned: Params | None = None
 ) -> rl_eval.AdaptFn:
-    """Plain VPG steps with the linear baseline, the MAML test protocol's fine-tuning (B.1).
+    """Plain VPG steps with the linear baseline: the MAML test protocol's fine-tuning.
+
+    As in cbfinn/maml_rl ``maml_examples/test_maml_*.py``.
 
     Step sizes: ``lr_override`` at every step if given, else ``eval.inner_lr`` (default
     ``algo.inner_lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
@@ -88,7 +90,10 @@ def _baseline_starts(
     device: torch.device,
     cache: Path | None,
 ) -> dict[str, rl_eval.Start]:
-    """The pretrained (multi-task) and random initialisations, each with its step size (B.1)."""
+    """The pretrained (multi-task) and random initialisations, each with its own step size.
+
+    As cbfinn/maml_rl's test scripts tune them per baseline.
+    """
     ev = cfg.eval
     return {
         "pretrained": rl_eval.Start(

@@ -12,10 +12,11 @@ Each iteration of :func:`train`:
 3. update the policy (:func:`ppo_update`: PPO-clip epochs over minibatches of trials, with
    truncated BPTT from the states stored at chunk starts; or :func:`trpo_update`: TRPO on the
    surrogate, then an Adam fit of the value function, as in the paper's first-order TRPO with a
-   GRU baseline, REFERENCE B.4).
+   GRU baseline; Duan et al. 2016, §2.4).
 
 :func:`evaluate` reports the return of every episode index of held-out trials and the total trial
-return, beside the classic bandit and MDP baselines of RL²'s Tables 1-2 (REFERENCE C.4).
+return, beside the classic bandit and MDP baselines of RL²'s Tables 1-2 (Duan et al. 2016,
+arXiv 1611.02779).
 """
 
 from __future__ import annotations
@@ -427,7 +428,7 @@ def init_params(policy: RecurrentPolicy) -> Params:
 
 
 # ----------------------------------------------------------------------------------------------
-# evaluation: returns per episode of the trial on held-out tasks, and classic baselines (C.4)
+# evaluation: return per episode of held-out trials, and classic baselines (RL² Tables 1-2)
 # ----------------------------------------------------------------------------------------------
 
 
