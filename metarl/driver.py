@@ -56,7 +56,7 @@ from metarl.logger import ScalarLike
 from metarl.run_config import RunConfig
 from metarl.runs import Run, check_finite, progress_bar
 
-__all__ = ["Experiment", "log_evaluation", "resume", "train"]
+__all__ = ["Experiment", "iteration_seeds", "log_evaluation", "resume", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,23 @@ class Experiment(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores what :meth:`state_dict` returned."""
         ...
+
+
+def iteration_seeds(seed: int, iteration: int, count: int) -> list[int]:
+    """Seeds of one outer iteration, derived from the run's seed and the iteration index alone.
+
+    An experiment that draws its tasks, env seeds and noise from these needs no random state in
+    its checkpoint: a resumed run (or another process) derives the same seeds.
+
+    Args:
+        seed: The run's seed.
+        iteration: The outer iteration (0-based).
+        count: How many seeds.
+
+    Returns:
+        ``count`` 32-bit seeds from ``numpy.random.SeedSequence([seed, iteration])``.
+    """
+    return [int(s) for s in np.random.SeedSequence([seed, iteration]).generate_state(count)]
 
 
 def resume(exp: Experiment, run: Run | None) -> int:

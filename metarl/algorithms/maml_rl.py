@@ -439,9 +439,7 @@ class MAMLRLExperiment:
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """Sample with θ, adapt, sample with θ'_i, then the outer update of θ."""
         cfg, algo = self.cfg, self.cfg.algo
-        seeds = [
-            int(s) for s in np.random.SeedSequence([cfg.run.seed, iteration]).generate_state(8)
-        ]
+        seeds = driver.iteration_seeds(cfg.run.seed, iteration, 8)
         tasks = self.vec.distribution.sample(
             cfg.env.meta_batch_size, np.random.default_rng(seeds[0])
         )

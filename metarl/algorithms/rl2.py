@@ -296,9 +296,7 @@ class RL2Experiment:
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """One trial per task, all in parallel; GAE over whole trials; the policy update."""
         cfg, algo, env = self.cfg, self.cfg.algo, self.cfg.env
-        seeds = [
-            int(s) for s in np.random.SeedSequence([cfg.run.seed, iteration]).generate_state(4)
-        ]
+        seeds = driver.iteration_seeds(cfg.run.seed, iteration, 4)
         tasks = self.vec.distribution.sample(env.num_trials, np.random.default_rng(seeds[0]))
         gen = torch.Generator(device=self.device).manual_seed(seeds[1])
         # --- one trial per task, all in parallel ---

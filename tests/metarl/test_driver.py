@@ -237,3 +237,12 @@ def test_the_env_section_s_worker_timeout_reaches_the_vector_env(family, monkeyp
     vec = module.make_env(cfg, 2, 1) if family == "maml_rl" else module.make_env(cfg, 2)
     vec.close()
     assert seen["worker_timeout"] == 7.5
+
+
+def test_iteration_seeds_depend_on_the_seed_and_iteration_only():
+    import numpy as np
+
+    seeds = driver.iteration_seeds(3, 7, 4)
+    assert seeds == [int(s) for s in np.random.SeedSequence([3, 7]).generate_state(4)]
+    assert driver.iteration_seeds(3, 7, 4) == seeds  # no hidden state
+    assert driver.iteration_seeds(3, 8, 4) != seeds and driver.iteration_seeds(4, 7, 4) != seeds
