@@ -24,6 +24,7 @@ from torch.func import functional_call, vmap
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import RunConfig
+from metarl.config_checks import check_positive
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
@@ -93,6 +94,9 @@ class TaskConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or null, got {value}")
+        low, high = self.phase_range
+        if not -math.inf < low <= high < math.inf:
+            raise ValueError(f"phase_range must be finite with low <= high, got {[low, high]}")
 
     @property
     def metric(self) -> str:
@@ -120,6 +124,11 @@ class ModelConfig:
     """Hidden activation of the MLP."""
     filters: int = 64
     """Filters per conv layer of conv4."""
+
+    def __post_init__(self) -> None:
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be one or more widths >= 1, got {list(self.hidden)}")
+        check_positive(self, "filters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +171,14 @@ class AlgoConfig:
     """ProtoNets distance (squared Euclidean in the paper)."""
 
     def __post_init__(self) -> None:
-        if self.inner_steps < 0 or self.eval_inner_steps < 0:
-            raise ValueError("inner_steps and eval_inner_steps must be >= 0")
-        if self.inner_lr <= 0:
-            raise ValueError(f"inner_lr must be > 0, got {self.inner_lr}")
+        for name in ("inner_steps", "eval_inner_steps", "multi_step_loss_iterations"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_positive(self, "inner_lr", "inner_batch_size", "eval_inner_batch_size", "fce_steps")
+        if not 0 <= self.inner_adam_beta2 < 1:
+            raise ValueError(f"inner_adam_beta2 must be in [0, 1), got {self.inner_adam_beta2}")
         low, high = self.meta_sgd_lr_range
-        if not 0 < low <= high:
+        if not 0 < low <= high < math.inf:
             raise ValueError(f"meta_sgd_lr_range must satisfy 0 < low <= high, got {low, high}")
 
 
@@ -193,8 +204,21 @@ class OptimConfig:
     """Clip each meta-gradient element to ±grad_clip (MAML MiniImageNet: 10); None: no clip."""
 
     def __post_init__(self) -> None:
-        if self.iterations < 0 or self.outer_lr <= 0:
-            raise ValueError("iterations must be >= 0 and outer_lr > 0")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        # Negated comparisons, so that NaN fails them too. A negative rate, decay or clip would
+        # turn the outer step into gradient ascent without any error.
+        check_positive(self, "outer_lr", "step_size", "grad_clip")
+        top = self.outer_lr if self.schedule == "cosine" else math.inf
+        if not 0 <= self.min_lr <= top:
+            raise ValueError(
+                f"min_lr must be in [0, outer_lr={self.outer_lr}] (the final rate of the cosine "
+                f"schedule), got {self.min_lr}"
+            )
+        if not 0 < self.gamma <= 1:
+            raise ValueError(
+                f"gamma must be in (0, 1] (the step schedule's decay factor), got {self.gamma}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
