@@ -252,8 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument(
         "--data-root",
-        help="Omniglot folder with the two zips (overrides "
-        "task.data_root; default $METARL_OMNIGLOT_ROOT, else ../shared/data/omniglot)",
+        help="Omniglot folder with images_background.zip and images_evaluation.zip (overrides "
+        "task.data_root; default $METARL_OMNIGLOT_ROOT)",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -351,7 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stderr; 130 when interrupted. With ``--debug`` a failure raises with its traceback.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument (already reported in one line)
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -8,6 +8,10 @@ A run directory holds everything a run produces::
     <run_dir>/checkpoints/         checkpoint_<iteration:08d>.pt, newest `keep_checkpoints` kept
     <run_dir>/eval/                evaluation JSON/CSV/PNG (`metarl.evaluation`)
 
+Reopening a run with ``resume=True`` first compares the stored config with the new one
+(`check_resume`: computation-changing differences are refused before anything is written) and sets
+damaged checkpoints aside; `Run.load_latest_checkpoint` loads the newest intact checkpoint.
+
 A driver loop uses it like this (the checkpoint's ``"iteration"`` is the number of completed
 outer iterations, and metrics of iteration ``i`` are logged at step ``i``)::
 

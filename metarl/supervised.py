@@ -24,11 +24,11 @@ from torch.func import functional_call, vmap
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import RunConfig
-from metarl.config_checks import check_positive
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
 from metarl.runs import Run, check_finite, open_run_from_config, progress_bar
+from metarl.supervised_checks import check_algo, check_model, check_optim, check_task
 
 __all__ = [
     "CONFIG_CLASS",
@@ -87,16 +87,7 @@ class TaskConfig:
     """Sinusoid phase range in radians (MAML: [0, π]; Reptile: [0, 2π])."""
 
     def __post_init__(self) -> None:
-        for name in ("ways", "shots", "query_shots", "meta_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_ways", "test_shots", "test_query_shots", "num_characters"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
-        low, high = self.phase_range
-        if not -math.inf < low <= high < math.inf:
-            raise ValueError(f"phase_range must be finite with low <= high, got {[low, high]}")
+        check_task(self)
 
     @property
     def metric(self) -> str:
@@ -126,9 +117,7 @@ class ModelConfig:
     """Filters per conv layer of conv4."""
 
     def __post_init__(self) -> None:
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden must be one or more widths >= 1, got {list(self.hidden)}")
-        check_positive(self, "filters")
+        check_model(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,15 +160,7 @@ class AlgoConfig:
     """ProtoNets distance (squared Euclidean in the paper)."""
 
     def __post_init__(self) -> None:
-        for name in ("inner_steps", "eval_inner_steps", "multi_step_loss_iterations"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        check_positive(self, "inner_lr", "inner_batch_size", "eval_inner_batch_size", "fce_steps")
-        if not 0 <= self.inner_adam_beta2 < 1:
-            raise ValueError(f"inner_adam_beta2 must be in [0, 1), got {self.inner_adam_beta2}")
-        low, high = self.meta_sgd_lr_range
-        if not 0 < low <= high < math.inf:
-            raise ValueError(f"meta_sgd_lr_range must satisfy 0 < low <= high, got {low, high}")
+        check_algo(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,21 +185,7 @@ class OptimConfig:
     """Clip each meta-gradient element to ±grad_clip (MAML MiniImageNet: 10); None: no clip."""
 
     def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
-        # Negated comparisons, so that NaN fails them too. A negative rate, decay or clip would
-        # turn the outer step into gradient ascent without any error.
-        check_positive(self, "outer_lr", "step_size", "grad_clip")
-        top = self.outer_lr if self.schedule == "cosine" else math.inf
-        if not 0 <= self.min_lr <= top:
-            raise ValueError(
-                f"min_lr must be in [0, outer_lr={self.outer_lr}] (the final rate of the cosine "
-                f"schedule), got {self.min_lr}"
-            )
-        if not 0 < self.gamma <= 1:
-            raise ValueError(
-                f"gamma must be in (0, 1] (the step schedule's decay factor), got {self.gamma}"
-            )
+        check_optim(self)
 
 
 @dataclasses.dataclass(frozen=True)

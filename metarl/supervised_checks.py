@@ -1,26 +1,97 @@
-"""Checks of a supervised config that need more than one field or the machine, run before any work.
+"""Checks of a supervised config, run before any work.
 
-`preflight` is called by the command line (through :func:`metarl.experiments.preflight`) after the
-config has loaded and before the run directory is created, so that a config the machine cannot run
-is refused with one message instead of failing (or being killed for memory) mid-run.
+The ``check_*`` functions are the range checks of each section (called from its
+``__post_init__``, so a bad value is refused when the config loads). `preflight` checks what needs
+more than one section or the machine; the command line calls it (through
+:func:`metarl.experiments.preflight`) after the config has loaded and before the run directory is
+created, so that a config the machine cannot run is refused with one message instead of failing
+(or being killed for memory) mid-run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from metarl.supervised import SupervisedConfig
+from metarl.config_checks import check_positive
 
-__all__ = ["activation_bytes", "device_memory_bytes", "preflight"]
+if TYPE_CHECKING:
+    from metarl.supervised import (
+        AlgoConfig,
+        ModelConfig,
+        OptimConfig,
+        SupervisedConfig,
+        TaskConfig,
+    )
+
+__all__ = [
+    "activation_bytes",
+    "check_algo",
+    "check_model",
+    "check_optim",
+    "check_task",
+    "device_memory_bytes",
+    "preflight",
+]
 
 _FLOAT_BYTES = 4
 _OMNIGLOT_PIXELS = 28 * 28
 _SECOND_ORDER_LEARNERS = ("maml", "metasgd", "mamlpp")
 """Learners whose meta-gradient runs back through every inner step."""
+
+
+def check_task(task: TaskConfig) -> None:
+    """Raises ``ValueError`` naming the first bad field of the ``task`` section."""
+    check_positive(task, "ways", "shots", "query_shots", "meta_batch_size")
+    check_positive(task, "train_ways", "test_shots", "test_query_shots", "num_characters")
+    low, high = task.phase_range
+    if not -math.inf < low <= high < math.inf:
+        raise ValueError(f"phase_range must be finite with low <= high, got {[low, high]}")
+
+
+def check_model(model: ModelConfig) -> None:
+    """Raises ``ValueError`` naming the first bad field of the ``model`` section."""
+    if not model.hidden or min(model.hidden) < 1:
+        raise ValueError(f"hidden must be one or more widths >= 1, got {list(model.hidden)}")
+    check_positive(model, "filters")
+
+
+def check_algo(algo: AlgoConfig) -> None:
+    """Raises ``ValueError`` naming the first bad field of the ``algo`` section."""
+    for name in ("inner_steps", "eval_inner_steps", "multi_step_loss_iterations"):
+        if getattr(algo, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(algo, name)}")
+    # inner_batch_size and fce_steps are checked by the learners that use them, when built.
+    check_positive(algo, "inner_lr")
+    if not 0 <= algo.inner_adam_beta2 < 1:
+        raise ValueError(f"inner_adam_beta2 must be in [0, 1), got {algo.inner_adam_beta2}")
+    low, high = algo.meta_sgd_lr_range
+    if not 0 < low <= high < math.inf:
+        raise ValueError(f"meta_sgd_lr_range must satisfy 0 < low <= high, got {low, high}")
+
+
+def check_optim(optim: OptimConfig) -> None:
+    """Raises ``ValueError`` naming the first bad field of the ``optim`` section.
+
+    Comparisons are negated so that NaN fails them too: a negative rate, decay or clip would
+    turn the outer step into gradient ascent without any error.
+    """
+    if optim.iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {optim.iterations}")
+    check_positive(optim, "outer_lr", "step_size", "grad_clip")
+    top = optim.outer_lr if optim.schedule == "cosine" else math.inf
+    if not 0 <= optim.min_lr <= top:
+        raise ValueError(
+            f"min_lr must be in [0, outer_lr={optim.outer_lr}] (the final rate of the cosine "
+            f"schedule), got {optim.min_lr}"
+        )
+    if not 0 < optim.gamma <= 1:
+        raise ValueError(
+            f"gamma must be in (0, 1] (the step schedule's decay factor), got {optim.gamma}"
+        )
 
 
 def _features_per_example(cfg: SupervisedConfig) -> int:
