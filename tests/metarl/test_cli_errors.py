@@ -273,3 +273,68 @@ def test_a_worker_crash_is_one_line_with_the_worker_and_its_exception(
         EXIT_RUNTIME,
         "worker 1 (sub-envs 4..7) raised: ValueError: qpos is not finite",
     )
+
+
+NAV_TINY = (
+    "env.horizon=10",
+    "env.meta_batch_size=2",
+    "env.episodes_per_task=2",
+    "policy.hidden=[8]",
+    "optim.iterations=1",
+    "eval.steps=1",
+    "eval.episodes_per_task=2",
+    "eval.baselines=false",
+    "run.num_eval_tasks=2",
+)
+
+
+def test_after_a_refused_env_id_the_corrected_command_runs(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    typo = _train_argv(NAV, run_dir, *NAV_TINY, "env.id=metarl/Navigaton2D-v0")
+    _fails(capsys, typo, EXIT_BAD_INPUT, "did you mean 'metarl/Navigation2D-v0'?")
+    assert cli_main(_train_argv(NAV, run_dir, *NAV_TINY)) == 0  # not "already holds a run"
+
+
+def test_rl2_env_id_and_workers_are_checked_up_front(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    rl2 = str(CONFIGS / "rl2" / "bandit_k5_n10.yaml")
+    _fails(
+        capsys,
+        _train_argv(rl2, run_dir, "env.id=metarl/Bandit-K7-v0"),
+        EXIT_BAD_INPUT,
+        "env.id='metarl/Bandit-K7-v0' is not a registered task env",
+    )
+    _fails(
+        capsys,
+        _train_argv(rl2, run_dir, "env.backend=thread", "env.num_workers=1"),
+        EXIT_BAD_INPUT,
+        "natively batched in numpy: use env.backend=sync",
+    )
+    assert not run_dir.exists()
+
+
+def test_eval_of_a_run_whose_every_checkpoint_is_damaged_is_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli_main(_train_argv(MAML_SIN, run_dir)) == 0
+    capsys.readouterr()
+    (run_dir / "checkpoints" / "checkpoint_00000002.pt").write_bytes(b"")
+    _fails(
+        capsys,
+        ["eval", str(run_dir)],
+        EXIT_BAD_INPUT,
+        "every checkpoint in",
+        "is damaged (checkpoint_00000002.pt)",
+    )
+    _fails(capsys, ["eval", str(tmp_path / "nowhere")], EXIT_BAD_INPUT, "not found")
+
+
+def test_cuda_on_a_machine_without_it_is_bad_input(tmp_path, capsys):
+    from metarl.device import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has CUDA")
+    run_dir = tmp_path / "run"
+    argv = _train_argv(MAML_SIN, run_dir)
+    argv[argv.index("cpu")] = "cuda"
+    _fails(capsys, argv, EXIT_BAD_INPUT)
+    assert not run_dir.exists()
