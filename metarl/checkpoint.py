@@ -7,6 +7,10 @@ tensor, a number, a string, None, or a dict/list/tuple of those, so that the fil
 ``weights_only=True`` (no pickled code runs on load). `save_checkpoint` checks this before writing.
 
 Checkpoints of a run live in ``<run_dir>/checkpoints/checkpoint_<iteration:08d>.pt``.
+`load_checkpoint` first checks the CRC32 that ``torch.save`` stores for every record of its zip
+archive (``torch.load`` itself does not), so a truncated or bit-flipped file raises
+`CorruptCheckpointError` instead of loading wrong numbers; `latest_intact_checkpoint` skips
+damaged files, naming each in a warning.
 
 Example:
     >>> import tempfile, numpy as np
@@ -27,9 +31,11 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import random
 import re
 import tempfile
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +48,9 @@ from metarl.device import cuda_available
 
 __all__ = [
     "CHECKPOINT_DIRNAME",
+    "CheckpointError",
+    "CorruptCheckpointError",
+    "UnsafeCheckpointError",
     "RestoredRNG",
     "capture_rng_state",
     "checkpoint_dir",
@@ -50,11 +59,13 @@ __all__ = [
     "generator_from_state",
     "generator_state",
     "latest_checkpoint",
+    "latest_intact_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "restore_rng_state",
     "rotate_checkpoints",
     "save_checkpoint",
+    "verify_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +75,19 @@ _CHECKPOINT_NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
 _STALE_TEMP = re.compile(r"^\.checkpoint_\d+\.pt\..*\.tmp$")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _RNG_FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be used: it is damaged, or loading it could run code."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file is truncated, empty or fails its CRC32 checks (a damaged file)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holds pickled objects that ``torch.load(weights_only=True)`` refuses."""
+
 
 # --------------------------------------------------------------------------------------------------
 # Paths
@@ -252,10 +276,42 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     return path
 
 
+def verify_checkpoint(path: str | os.PathLike[str]) -> None:
+    """Check a checkpoint file against the CRC32 that ``torch.save`` stores for every record.
+
+    ``torch.save`` writes a zip archive with a CRC32 per record, but ``torch.load`` does not check
+    them: a flipped bit in a tensor loads silently as a wrong number. This reads the whole file
+    and checks every record, so a truncated, empty or bit-flipped file is caught here.
+
+    Args:
+        path: Checkpoint file.
+
+    Raises:
+        FileNotFoundError: If there is no file at ``path``.
+        CorruptCheckpointError: If the file is not a readable zip archive or a record fails its
+            CRC32 check.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, UnicodeDecodeError, ValueError) as err:
+        reason = str(err) or type(err).__name__
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is damaged (not a readable zip archive: {reason})"
+        ) from err
+    if bad is not None:
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is damaged (record {bad!r} fails its CRC32 check)"
+        )
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], map_location: str | torch.device | None = None
 ) -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``.
+    """Verify a checkpoint (`verify_checkpoint`), then load it with ``weights_only=True``.
 
     Args:
         path: Checkpoint file.
@@ -266,11 +322,66 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: If there is no file at ``path``.
+        CorruptCheckpointError: If the file is damaged.
+        UnsafeCheckpointError: If it holds pickled objects that weights-only loading refuses
+            (loading them could run code).
+        CheckpointError: If it cannot be loaded for another reason, or is not a dict.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    verify_checkpoint(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message opens with advice to retry with weights_only=False; keep only the line
+        # that names what was refused ("unsupported GLOBAL posix.system ...").
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+        reason = (named or lines or [type(err).__name__])[0].rstrip(".")
+        raise UnsafeCheckpointError(
+            f"checkpoint {path} refused: it holds pickled objects that weights-only loading will "
+            f"not run ({reason}); load only checkpoints that metarl wrote"
+        ) from err
+    except (RuntimeError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded: {reason}") from err
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(state).__name__}, not a metarl checkpoint dict"
+        )
+    return state
+
+
+def latest_intact_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """Return the newest checkpoint that passes `verify_checkpoint`, warning about damaged ones.
+
+    A checkpoint newer than the one returned is damaged; each is named in a warning (logged on
+    ``metarl.checkpoint``), so that resume and evaluation continue from the newest good state.
+
+    Args:
+        run_dir: The run directory.
+
+    Returns:
+        The newest intact checkpoint, or None if the run has no checkpoint at all.
+
+    Raises:
+        CorruptCheckpointError: If the run has checkpoints and every one of them is damaged.
+    """
+    damaged: list[Path] = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(path)
+        except CorruptCheckpointError as err:
+            logger.warning("%s; falling back to the next older checkpoint", err)
+            damaged.append(path)
+            continue
+        return path
+    if damaged:
+        names = ", ".join(p.name for p in damaged)
+        raise CorruptCheckpointError(
+            f"every checkpoint in {checkpoint_dir(run_dir)} is damaged ({names}); remove them to "
+            "start the run again from iteration 0, or use another run directory"
+        )
+    return None
 
 
 # --------------------------------------------------------------------------------------------------

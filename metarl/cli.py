@@ -4,21 +4,40 @@
 - ``metarl train CONFIG [--set k=v ...] [--run-dir DIR] [--device D] [--seed N] [--resume]``:
   meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks.
 - ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE]``: evaluates a run's latest
-  checkpoint and writes the adaptation curve as JSON, CSV and PNG.
+  intact checkpoint and writes the adaptation curve as JSON, CSV and PNG.
+
+Every expected failure ends in one line on stderr, ``error: what is wrong; what to do``, and exit
+code 2 for bad input (config, arguments, run directory, checkpoint file) or 1 for a failure while
+running (NaN stop, worker crash, disk full, permissions); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import pickle
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-__all__ = ["build_parser", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_RUNTIME", "build_parser", "main"]
+
+EXIT_RUNTIME = 1
+"""Exit code of a failure while running (NaN stop, worker crash, disk full, permissions)."""
+EXIT_BAD_INPUT = 2
+"""Exit code of bad input: a config, an argument, a run directory or a checkpoint file."""
+
+
+class _Failure(Exception):
+    """An expected failure, already worded for the command line, with its exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -97,6 +116,8 @@ def _load(config_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from metarl.device import get_device
+    from metarl.experiments import preflight
+    from metarl.runs import NonFiniteLossError
 
     overrides = list(args.set)
     if args.run_dir:
@@ -111,15 +132,41 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"task.data_root={json.dumps(args.data_root)}")
     kind, cfg = _load(args.config, overrides)
     device = get_device(cfg.run.device)
+    preflight(kind, cfg, device)
     _seed_everything(cfg.run.seed, cfg.run.num_threads)
     print(f"training {cfg.algo.name} ({args.config}) on {device}; run directory {cfg.run.run_dir}")
-    _print_curve(kind.train_from_config(cfg, device))
+    try:
+        path = kind.train_from_config(cfg, device)
+    except NonFiniteLossError as err:
+        raise _Failure(_nan_stop_message(err, Path(cfg.run.run_dir)), EXIT_RUNTIME) from err
+    _print_curve(path)
     return 0
 
 
+def _nan_stop_message(err: Exception, run_dir: Path) -> str:
+    """The NaN-stop message, completed with what the run directory really holds."""
+    from metarl.checkpoint import checkpoint_iteration, latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        return (
+            f"{err}; no checkpoint was saved before it, so there is no good state to keep: "
+            "lower the learning rate (or clip gradients) and train again with --resume (with no "
+            f"checkpoint in {run_dir} it starts over)"
+        )
+    return (
+        f"{err}; the last good state is {latest} (iteration {checkpoint_iteration(latest)}), "
+        f"which 'metarl eval {run_dir}' evaluates: lower the learning rate (or clip gradients) "
+        "and train again in a new run directory"
+    )
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from metarl.checkpoint import latest_checkpoint
+    import dataclasses
+
+    from metarl.checkpoint import latest_intact_checkpoint
     from metarl.device import get_device
+    from metarl.experiments import preflight
 
     run_dir = Path(args.run_dir)
     config_path = run_dir / "config.yaml"
@@ -127,9 +174,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{config_path} not found: is {run_dir} a metarl run directory?")
     kind, cfg = _load(config_path)
     device = get_device(args.device or cfg.run.device)
-    ckpt = latest_checkpoint(run_dir)
+    ckpt = latest_intact_checkpoint(run_dir)  # Warns naming each damaged newer checkpoint.
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints")
+    if args.num_tasks is not None:  # The evaluation's env sizes follow the task count.
+        cfg = dataclasses.replace(
+            cfg, run=dataclasses.replace(cfg.run, num_eval_tasks=args.num_tasks)
+        )
+    preflight(kind, cfg, device)
     _seed_everything(args.seed, cfg.run.num_threads)
     out = Path(args.out) if args.out else run_dir / "eval" / f"eval_{args.split}.json"
     path = kind.evaluate_run(
@@ -147,13 +199,39 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other failure of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints ``error: MESSAGE (see 'PROG --help')`` and exits with `EXIT_BAD_INPUT`."""
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _count(low: int) -> Callable[[str], int]:
+    """An argparse type: an int >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Builds the argument parser of the ``metarl`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="metarl",
         description="Meta-learning suite: meta-RL and supervised few-shot learners on one core.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a failure (exit codes stay)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("envs", help="list every registered task env and its task parameters")
     p.add_argument("--filter", default="", help="only ids containing this text")
@@ -170,31 +248,113 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
-    p.add_argument("--seed", type=int, help="seed (overrides run.seed)")
+    p.add_argument("--seed", type=_count(0), help="seed (overrides run.seed)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument(
         "--data-root",
-        help="Omniglot folder with the two zips (overrides "
-        "task.data_root; default $METARL_OMNIGLOT_ROOT, else ../shared/data/omniglot)",
+        help="Omniglot folder with images_background.zip and images_evaluation.zip (overrides "
+        "task.data_root; default $METARL_OMNIGLOT_ROOT)",
     )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate few-shot adaptation of a trained run")
     p.add_argument("run_dir", help="run directory written by 'metarl train'")
-    p.add_argument("--num-tasks", type=int, help="held-out tasks (default: run.num_eval_tasks)")
-    p.add_argument("--steps", type=int, help="adaptation steps (default: algo.eval_inner_steps)")
+    p.add_argument(
+        "--num-tasks", type=_count(1), help="held-out tasks (default: run.num_eval_tasks)"
+    )
+    p.add_argument(
+        "--steps", type=_count(0), help="adaptation steps (default: algo.eval_inner_steps)"
+    )
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
-    p.add_argument("--seed", type=int, default=1, help="seed of the held-out task sample")
+    p.add_argument("--seed", type=_count(0), default=1, help="seed of the held-out task sample")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--out", help="JSON file to write (CSV and PNG go beside it)")
     p.set_defaults(func=_cmd_eval)
+    for command in (sub.choices["envs"], sub.choices["train"], sub.choices["eval"]):
+        # Also accepted after the command; SUPPRESS keeps an absent flag from resetting the
+        # value given before it.
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 
+def _one_line(text: str) -> str:
+    """Joins a multi-line message into one line: after a colon with a space, else with "; "."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    joined = lines[0] if lines else ""
+    for line in lines[1:]:
+        joined += (" " if joined.endswith(":") else "; ") + line
+    return joined
+
+
+def _expected_failure(err: BaseException) -> tuple[int, str] | None:
+    """The exit code and one-line message of an expected failure; None for anything else."""
+    import yaml
+
+    from envs import WorkerError
+    from metarl.checkpoint import CheckpointError
+    from metarl.device import DeviceUnavailableError
+    from metarl.runs import NonFiniteLossError, RunDirExistsError
+
+    if isinstance(err, _Failure):
+        return err.code, str(err)
+    if isinstance(err, NonFiniteLossError):
+        return EXIT_RUNTIME, str(err)
+    if isinstance(err, WorkerError):  # The worker's traceback: keep its first and last lines.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        message = lines[0] if len(lines) < 2 else f"{lines[0]} {lines[-1]}"
+        return EXIT_RUNTIME, f"{message} (an env worker process failed)"
+    if isinstance(err, RunDirExistsError):
+        where = str(err).split(" already holds", 1)[0].removeprefix("run_dir ")
+        return EXIT_BAD_INPUT, (
+            f"run directory {where} already holds a run: pass --resume to continue it, or "
+            "--run-dir to start another"
+        )
+    if isinstance(err, PermissionError):
+        return (
+            EXIT_RUNTIME,
+            f"permission denied: {err.filename or err}: choose a writable --run-dir",
+        )
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        where = f" writing {err.filename}" if err.filename else ""
+        return EXIT_RUNTIME, (
+            f"disk full{where}: free space, then continue with --resume (the latest checkpoint "
+            "on disk is complete: checkpoints are written to a temporary file first)"
+        )
+    if isinstance(err, MemoryError):
+        return EXIT_RUNTIME, "out of memory: lower task.meta_batch_size or env.meta_batch_size"
+    bad_input = (
+        ValueError,  # ConfigError, CheckpointError, IncompatibleResumeError
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        IsADirectoryError,
+        yaml.YAMLError,
+        pickle.UnpicklingError,
+        CheckpointError,
+        DeviceUnavailableError,
+    )
+    if isinstance(err, bad_input):
+        return EXIT_BAD_INPUT, _one_line(str(err))
+    if isinstance(err, OSError):
+        return EXIT_RUNTIME, _one_line(str(err))
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the ``metarl`` command line."""
+    """Runs the ``metarl`` command line.
+
+    Returns:
+        0 on success, `EXIT_RUNTIME` (1) or `EXIT_BAD_INPUT` (2) after a one-line message on
+        stderr; 130 when interrupted. With ``--debug`` a failure raises with its traceback.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument (already reported in one line)
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -204,11 +364,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        if args.verbose:
+    except KeyboardInterrupt:
+        if args.debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print("error: interrupted; 'metarl train ... --resume' continues a run", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        failure = _expected_failure(err)
+        if failure is None:
+            code, message = (
+                EXIT_RUNTIME,
+                (
+                    f"unexpected {type(err).__name__}: {_one_line(str(err))} (rerun with --debug "
+                    "for the traceback, and please report it)"
+                ),
+            )
+        else:
+            code, message = failure
+        print(f"error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

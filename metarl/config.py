@@ -53,6 +53,7 @@ __all__ = [
     "apply_overrides",
     "config_help",
     "config_to_dict",
+    "describe_yaml_error",
     "field_help",
     "format_config_help",
     "load_config",
@@ -136,6 +137,23 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictSafeLoader)  # A SafeLoader subclass: no arbitrary objects.
 
 
+def describe_yaml_error(err: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: the problem and where (``... at line 3, column 2``).
+
+    Args:
+        err: The error PyYAML raised.
+
+    Returns:
+        The message, without PyYAML's multi-line excerpt of the source.
+    """
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem:
+        mark = err.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        context = f" ({err.context})" if err.context else ""
+        return f"{err.problem}{where}{context}"
+    return " ".join(str(err).split())
+
+
 # --- Type checking and conversion -----------------------------------------------------------------
 
 
@@ -194,6 +212,8 @@ def _convert_scalar(value: Any, tp: Any, key: str, errors: list[str]) -> Any:
         errors.append(f"{key}: unsupported field type {_type_name(tp)} in config class")
     elif not check(value):
         errors.append(_wrong_type(key, value, tp))
+    elif tp is float and value != value:  # NaN passes every range check written as `x < low`.
+        errors.append(f"{key}: expected a number, got nan")
     else:
         return float(value) if tp is float else value
     return _MISSING
@@ -346,7 +366,10 @@ def apply_overrides(cls: type, data: Mapping[str, Any], overrides: Sequence[str]
         try:
             value = load_yaml(text) if text.strip() else None
         except yaml.YAMLError as exc:
-            errors.append(f"{key}: cannot parse value {text!r} in override {override!r}: {exc}")
+            errors.append(
+                f"{key}: cannot parse value {text!r} in override {override!r}: "
+                + describe_yaml_error(exc)
+            )
             continue
         node = result
         for part in parts[:-1]:
@@ -397,7 +420,7 @@ def load_config(
         except ConfigError as exc:
             raise ConfigError([f"{path}: {e}" for e in exc.errors]) from None
         except yaml.YAMLError as exc:
-            raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+            raise ConfigError([f"{path}: invalid YAML: {describe_yaml_error(exc)}"]) from None
         data = {} if data is None else data  # An empty file means all defaults.
     if not isinstance(data, Mapping):
         raise ConfigError([f"<root>: expected a mapping, got {_short_repr(data)}"])

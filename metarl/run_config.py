@@ -46,6 +46,6 @@ class RunConfig:
                 "end; run 'metarl eval RUN_DIR' on a checkpoint for an intermediate evaluation"
             )
         lows = {"log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 1}
-        for name, low in {**lows, "num_eval_tasks": 1, "num_threads": 0}.items():
+        for name, low in {**lows, "num_eval_tasks": 1, "num_threads": 0, "seed": 0}.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")

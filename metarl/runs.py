@@ -8,6 +8,10 @@ A run directory holds everything a run produces::
     <run_dir>/checkpoints/         checkpoint_<iteration:08d>.pt, newest `keep_checkpoints` kept
     <run_dir>/eval/                evaluation JSON/CSV/PNG (`metarl.evaluation`)
 
+Reopening a run with ``resume=True`` first compares the stored config with the new one
+(`check_resume`: computation-changing differences are refused before anything is written) and sets
+damaged checkpoints aside; `Run.load_latest_checkpoint` loads the newest intact checkpoint.
+
 A driver loop uses it like this (the checkpoint's ``"iteration"`` is the number of completed
 outer iterations, and metrics of iteration ``i`` are logged at step ``i``)::
 
@@ -36,17 +40,28 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from metarl import checkpoint as ckpt
-from metarl.config import RunConfig, config_to_dict, load_yaml, save_config
+from metarl.config import (
+    ConfigError,
+    RunConfig,
+    config_to_dict,
+    load_config,
+    load_yaml,
+    save_config,
+)
 from metarl.logger import CSVLogger, Logger, MultiLogger, TensorBoardLogger
 
 __all__ = [
+    "IncompatibleResumeError",
     "NonFiniteLossError",
+    "RESUMABLE_CHANGES",
     "Run",
     "RunDirExistsError",
     "check_finite",
+    "check_resume",
     "open_run",
     "open_run_from_config",
     "progress_bar",
@@ -66,6 +81,9 @@ class RunDirExistsError(FileExistsError):
 class NonFiniteLossError(FloatingPointError):
     """A loss or metric became NaN or infinite.
 
+    Raised before the step's checkpoint is saved, so no checkpoint holds the bad state. Whether
+    an earlier checkpoint exists is for the caller to say (the command line names it, if any).
+
     Attributes:
         step: The step at which it happened.
         name: The quantity's name.
@@ -76,8 +94,27 @@ class NonFiniteLossError(FloatingPointError):
         self.step, self.name, self.value = step, name, value
         shown = "" if value is None else f" = {value}"
         super().__init__(
-            f"non-finite {name}{shown} at step {step}; no checkpoint was written after it, so the "
-            "latest checkpoint is the last good state"
+            f"non-finite {name}{shown} at step {step}; training stopped before saving this step"
+        )
+
+
+class IncompatibleResumeError(ValueError):
+    """Resuming would continue a run with a config that changes its computation.
+
+    Attributes:
+        run_dir: The run directory.
+        differences: One ``"key: old -> new"`` line per refused difference.
+    """
+
+    def __init__(self, run_dir: Path, differences: Sequence[str]) -> None:
+        self.run_dir, self.differences = run_dir, list(differences)
+        stored = run_dir / CONFIG_FILENAME
+        super().__init__(
+            f"cannot resume {run_dir}: these settings differ from the run's stored config and "
+            "change what it computes:\n  "
+            + "\n  ".join(self.differences)
+            + f"\nresume with the stored config (metarl train {stored} --resume), "
+            "or start a new run_dir"
         )
 
 
@@ -192,19 +229,29 @@ class Run:
         return path
 
     def latest_checkpoint(self) -> Path | None:
-        """Return the newest checkpoint path, or None."""
-        return ckpt.latest_checkpoint(self.run_dir)
+        """Return the newest intact checkpoint path, or None (damaged ones are named in warnings).
+
+        Raises:
+            CorruptCheckpointError: If every checkpoint of the run is damaged.
+        """
+        return ckpt.latest_intact_checkpoint(self.run_dir)
 
     def load_latest_checkpoint(
         self, map_location: str | torch.device | None = None
     ) -> dict[str, Any] | None:
-        """Load the newest checkpoint (``weights_only=True``), or return None if there is none.
+        """Load the newest intact checkpoint (``weights_only=True``), or None if there is none.
+
+        A damaged newer checkpoint is skipped with a warning naming it (see `latest_checkpoint`).
 
         Args:
             map_location: Device to load tensors onto.
 
         Returns:
             The checkpoint state, or None.
+
+        Raises:
+            CheckpointError: If every checkpoint is damaged, or the newest intact one cannot be
+                loaded safely.
         """
         path = self.latest_checkpoint()
         return None if path is None else ckpt.load_checkpoint(path, map_location=map_location)
@@ -225,18 +272,109 @@ class Run:
         self.close()
 
 
-def _config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+RESUMABLE_CHANGES = frozenset(
+    {
+        "optim.iterations",
+        "run.run_dir",
+        "run.resume",
+        "run.device",
+        "run.num_threads",
+        "run.log_every",
+        "run.log_backends",
+        "run.checkpoint_every",
+        "run.keep_checkpoints",
+        "run.num_eval_tasks",
+        "run.progress",
+        "env.backend",
+        "env.num_workers",
+        "task.data_root",
+    }
+)
+"""Dotted config keys a resumed run may change: they leave the trained numbers alone (the vector
+env's backends give identical trajectories; ``task.data_root`` only says where the data lives).
+``optim.iterations`` is refused too when a cosine or linear schedule depends on it."""
+
+_LENGTH_DEPENDENT_SCHEDULES = ("cosine", "linear")
+
+
+def _config_differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     if isinstance(old, dict) and isinstance(new, dict):
-        lines = []
+        found = []
         for key in dict.fromkeys([*old, *new]):
             dotted = f"{prefix}.{key}" if prefix else str(key)
-            lines += _config_differences(old.get(key), new.get(key), dotted)
-        return lines
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+            found += _config_differences(old.get(key), new.get(key), dotted)
+        return found
+    return [] if old == new else [(prefix, old, new)]
+
+
+def _stored_config(config_path: Path, config: Any) -> dict[str, Any]:
+    """The stored config with defaults filled in, as the current config class reads it."""
+    try:
+        raw = load_yaml(config_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, ConfigError) as err:
+        raise ConfigError([f"{config_path}: the stored config is not valid YAML: {err}"]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{config_path}: the stored config is not a mapping"])
+    try:  # Fields added since the run was written take their defaults, as the run did.
+        return config_to_dict(load_config(type(config), raw))
+    except (ConfigError, TypeError, ValueError):
+        return raw  # Another experiment kind, or an older layout: compare the raw mapping.
+
+
+def _changes_computation(key: str, new: dict[str, Any]) -> bool:
+    if key not in RESUMABLE_CHANGES:
+        return True
+    schedule = (new.get("optim") or {}).get("schedule")
+    return key == "optim.iterations" and schedule in _LENGTH_DEPENDENT_SCHEDULES
+
+
+def check_resume(run_dir: str | os.PathLike[str], config: Any) -> Path | None:
+    """Check that ``config`` may continue the run in ``run_dir``, before anything is written.
+
+    The stored ``config.yaml`` is compared with ``config`` field by field. When the run has a
+    checkpoint, any difference outside `RESUMABLE_CHANGES` (the model, the algorithm, the seed,
+    learning rates, the task family, ...) is refused, since the checkpoint's weights and
+    optimiser state belong to the stored config; the allowed differences are logged. Without a
+    checkpoint the resumed run starts again from iteration 0, so every difference is allowed
+    and logged. A damaged newer checkpoint is named in a warning and skipped.
+
+    Args:
+        run_dir: The run directory (it need not exist: then there is nothing to check).
+        config: The resolved config of the resuming process.
+
+    Returns:
+        The newest intact checkpoint the run resumes from, or None.
+
+    Raises:
+        IncompatibleResumeError: Listing each computation-changing difference.
+        CorruptCheckpointError: If the run has checkpoints and all are damaged.
+        ConfigError: If the stored config is not valid YAML.
+    """
+    run_dir = Path(run_dir)
+    latest = ckpt.latest_intact_checkpoint(run_dir) if run_dir.is_dir() else None
+    config_path = run_dir / CONFIG_FILENAME
+    if not config_path.is_file():
+        return latest
+    new = config_to_dict(config)
+    changes = _config_differences(_stored_config(config_path, config), new)
+    lines = [f"{key}: {old!r} -> {value!r}" for key, old, value in changes]
+    refused = [
+        line for line, c in zip(lines, changes, strict=True) if _changes_computation(c[0], new)
+    ]
+    if refused and latest is not None:
+        raise IncompatibleResumeError(run_dir, refused)
+    shown = [line for line in lines if not line.startswith(("run.resume:", "run.run_dir:"))]
+    if shown:
+        logger.warning("resuming %s with a changed config: %s", run_dir, "; ".join(shown))
+    return latest
 
 
 def _prepare_run_dir(run_dir: Path, config: Any, resume: bool) -> None:
-    """Refuse to clobber an existing run, warn about config changes on resume, write the config."""
+    """Check the run directory, set damaged checkpoints aside on resume, write the config.
+
+    Refuses to clobber an existing run and to resume one with a computation-changing config
+    (`check_resume`); nothing is written before these checks pass.
+    """
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"run_dir {run_dir} exists and is not a directory")
     occupied = run_dir.is_dir() and any(run_dir.iterdir())
@@ -245,14 +383,18 @@ def _prepare_run_dir(run_dir: Path, config: Any, resume: bool) -> None:
             f"run_dir {run_dir} already holds a run; pass resume=True (run.resume=true) to "
             "continue it, or choose another run_dir"
         )
-    config_path = run_dir / CONFIG_FILENAME
-    if resume and config_path.is_file():
-        old = load_yaml(config_path.read_text(encoding="utf-8"))
-        changes = _config_differences(old, config_to_dict(config))
-        if changes:
-            logger.warning("resuming %s with a changed config: %s", run_dir, "; ".join(changes))
+    if resume:
+        latest = check_resume(run_dir, config)
+        # Damaged checkpoints newer than the one resumed from are renamed out of the way, so
+        # that every reader (metric purge, rotation, evaluation) sees the good state as latest.
+        newest_good = -1 if latest is None else ckpt.checkpoint_iteration(latest)
+        for path in ckpt.list_checkpoints(run_dir):
+            if ckpt.checkpoint_iteration(path) > newest_good:
+                damaged = path.with_name(path.name + ".damaged")
+                os.replace(path, damaged)
+                logger.warning("set the damaged checkpoint %s aside as %s", path, damaged.name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, config_path)
+    save_config(config, run_dir / CONFIG_FILENAME)
 
 
 def open_run(

@@ -29,6 +29,7 @@ from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
 from metarl.runs import Run, check_finite, open_run_from_config
+from metarl.supervised_checks import check_algo, check_model, check_optim, check_task
 
 __all__ = [
     "CONFIG_CLASS",
@@ -88,13 +89,7 @@ class TaskConfig:
     """Sinusoid phase range in radians (MAML: [0, π]; Reptile: [0, 2π])."""
 
     def __post_init__(self) -> None:
-        for name in ("ways", "shots", "query_shots", "meta_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_ways", "test_shots", "test_query_shots", "num_characters"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+        check_task(self)
 
     @property
     def metric(self) -> str:
@@ -122,6 +117,9 @@ class ModelConfig:
     """Hidden activation of the MLP."""
     filters: int = 64
     """Filters per conv layer of conv4."""
+
+    def __post_init__(self) -> None:
+        check_model(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,13 +162,7 @@ class AlgoConfig:
     """ProtoNets distance (squared Euclidean in the paper)."""
 
     def __post_init__(self) -> None:
-        if self.inner_steps < 0 or self.eval_inner_steps < 0:
-            raise ValueError("inner_steps and eval_inner_steps must be >= 0")
-        if self.inner_lr <= 0:
-            raise ValueError(f"inner_lr must be > 0, got {self.inner_lr}")
-        low, high = self.meta_sgd_lr_range
-        if not 0 < low <= high:
-            raise ValueError(f"meta_sgd_lr_range must satisfy 0 < low <= high, got {low, high}")
+        check_algo(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,8 +187,7 @@ class OptimConfig:
     """Clip each meta-gradient element to ±grad_clip (MAML MiniImageNet: 10); None: no clip."""
 
     def __post_init__(self) -> None:
-        if self.iterations < 0 or self.outer_lr <= 0:
-            raise ValueError("iterations must be >= 0 and outer_lr > 0")
+        check_optim(self)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,8 +6,8 @@ import dataclasses
 from typing import Literal
 
 from metarl.config import RunConfig
-from metarl.config_checks import check_positive
-from metarl.rl.env_config import VecEnvConfig
+from metarl.config_checks import check_positive, check_unit
+from metarl.rl.env_config import VecEnvConfig, preflight_env
 
 __all__ = [
     "CONFIG_CLASS",
@@ -17,6 +17,7 @@ __all__ = [
     "MAMLRLConfig",
     "OptimConfig",
     "PolicyConfig",
+    "preflight",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -96,8 +97,18 @@ class AlgoConfig:
 
     def __post_init__(self) -> None:
         check_positive(self, "inner_lr", "max_kl", "cg_iters", "clip_eps", "ppo_epochs")
-        if self.inner_steps < 0 or not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError("inner_steps must be >= 0 and gamma, gae_lambda in [0, 1]")
+        check_positive(self, "ls_steps")
+        check_unit(self, "gamma", "gae_lambda")
+        if self.inner_steps < 0:
+            raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
+        # Negated comparisons, so that NaN fails them too: a negative damping makes the KL
+        # Hessian indefinite, and a backtrack factor >= 1 never shrinks the step.
+        if not self.cg_damping >= 0:
+            raise ValueError(f"cg_damping must be >= 0, got {self.cg_damping}")
+        if not 0 < self.ls_backtrack < 1:
+            raise ValueError(f"ls_backtrack must be in (0, 1), got {self.ls_backtrack}")
+        if not self.inner_kl_coeff >= 0:
+            raise ValueError(f"inner_kl_coeff must be >= 0, got {self.inner_kl_coeff}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,3 +179,28 @@ class MAMLRLConfig:
 
 
 CONFIG_CLASS = MAMLRLConfig
+
+
+def preflight(cfg: MAMLRLConfig, device: object = None) -> None:
+    """Refuse a MAML-RL config the env registry or the machine cannot run, before any work.
+
+    Resolves and builds the env (one sub-env), and checks the worker count against the CPUs and
+    against the training and evaluation vector envs (see `metarl.rl.env_config.preflight_env`).
+
+    Args:
+        cfg: The loaded config.
+        device: The run's device (unused: the env checks do not depend on it).
+
+    Raises:
+        ValueError: Naming the offending field.
+    """
+    env = cfg.env
+    eval_tasks = min(cfg.run.num_eval_tasks, env.meta_batch_size)
+    eval_episodes = cfg.eval.episodes_per_task or env.episodes_per_task
+    preflight_env(
+        env,
+        {
+            "training": env.meta_batch_size * env.episodes_per_task,
+            "evaluation": eval_tasks * eval_episodes,
+        },
+    )

@@ -7,7 +7,7 @@ from typing import Literal
 
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
-from metarl.rl.env_config import VecEnvConfig
+from metarl.rl.env_config import VecEnvConfig, preflight_env
 
 __all__ = [
     "CONFIG_CLASS",
@@ -17,6 +17,7 @@ __all__ = [
     "OptimConfig",
     "PolicyConfig",
     "RL2Config",
+    "preflight",
 ]
 
 
@@ -174,3 +175,26 @@ class RL2Config:
 
 CONFIG_CLASS = RL2Config
 """The config class ``metarl train`` loads for ``algo.name`` rl2_ppo and rl2_trpo."""
+
+
+def preflight(cfg: RL2Config, device: object = None) -> None:
+    """Refuse an RL² config the env registry or the machine cannot run, before any work.
+
+    Resolves and builds the env (one sub-env), checks that trials have a horizon, and checks the
+    worker count against the CPUs and the training and evaluation vector envs (see
+    `metarl.rl.env_config.preflight_env`).
+
+    Args:
+        cfg: The loaded config.
+        device: The run's device (unused: the env checks do not depend on it).
+
+    Raises:
+        ValueError: Naming the offending field.
+    """
+    import envs
+
+    env = cfg.env
+    eval_trials = min(cfg.run.num_eval_tasks, cfg.eval.num_trials or env.num_trials)
+    preflight_env(env, {"training": env.num_trials, "evaluation": eval_trials})
+    if env.horizon is None and envs.env_info(env.id).max_episode_steps is None:
+        raise ValueError(f"env.horizon must be set: {env.id} registers no episode length")
