@@ -107,16 +107,16 @@ def _print_curve(path: Path) -> None:
 
 def _load(config_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
     """Loads a config with the experiment kind its ``algo.name`` belongs to."""
+    from metarl.algorithms import experiment_kind
     from metarl.config import load_config
-    from metarl.experiments import experiment_kind
 
     kind = experiment_kind(config_path)
     return kind, load_config(kind.CONFIG_CLASS, config_path, overrides)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from metarl.algorithms import preflight
     from metarl.device import get_device
-    from metarl.experiments import preflight
     from metarl.runs import NonFiniteLossError
 
     overrides = list(args.set)
@@ -164,9 +164,9 @@ def _nan_stop_message(err: Exception, run_dir: Path) -> str:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from metarl.algorithms import preflight
     from metarl.checkpoint import latest_intact_checkpoint
     from metarl.device import get_device
-    from metarl.experiments import preflight
 
     run_dir = Path(args.run_dir)
     config_path = run_dir / "config.yaml"

@@ -5,7 +5,7 @@ the learner's initial weights into a plain ``nn.Module`` twin wrapped in learn2l
 ``l2l.algorithms.MAML``. Both then run the same meta-iteration on the same tensors:
 
 - metarl: ``MAMLLearner.outer_loss`` (one ``vmap`` over the tasks) + backward + Adam step, exactly
-  the body of :func:`metarl.supervised.train`'s loop;
+  the body of :func:`metarl.algorithms.supervised.train`'s loop;
 - learn2learn: per task ``clone()`` -> ``adapt()`` -> query loss -> ``backward()``, then the
   gradients averaged over tasks and an Adam step, as learn2learn's ``examples/vision/
   maml_omniglot.py`` does.
@@ -50,10 +50,7 @@ from torch import Tensor, nn
 
 from envs.supervised import TaskBatch
 from metarl.algorithms import build_supervised_learner
-from metarl.functional import Params
-from metarl.memory import keep_freed_memory
-from metarl.runs import check_finite
-from metarl.supervised import (
+from metarl.algorithms.supervised import (
     AlgoConfig,
     ModelConfig,
     OptimConfig,
@@ -62,6 +59,9 @@ from metarl.supervised import (
     TaskConfig,
     build_family,
 )
+from metarl.functional import Params
+from metarl.memory import keep_freed_memory
+from metarl.runs import check_finite
 
 CPU = torch.device("cpu")
 
@@ -223,7 +223,7 @@ meta-gradient in the parameters' ``.grad``."""
 
 
 def metarl_step(cfg: SupervisedConfig, seed: int = 0) -> tuple[Step, Params]:
-    """Our meta-iteration: the body of ``metarl.supervised.train``'s loop (constant lr)."""
+    """Our meta-iteration: one ``SupervisedExperiment.update`` (constant lr)."""
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(seed))
     params = learner.init_params()
     opt = torch.optim.Adam(params.values(), lr=cfg.optim.outer_lr)

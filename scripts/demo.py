@@ -89,8 +89,7 @@ def maml_sinusoid(iterations: int, seed: int, run_root: Path) -> None:
     """Meta-trains MAML on sinusoids briefly and prints its adaptation curve vs. the init's."""
     import torch
 
-    from metarl import supervised
-    from metarl.algorithms import build_supervised_learner
+    from metarl.algorithms import build_supervised_learner, supervised
     from metarl.config import load_config
     from metarl.evaluation import write_eval_results
     from metarl.runs import open_run_from_config

@@ -1,32 +1,67 @@
-"""Algorithm families, one file each; :func:`build_supervised_learner` picks one by name."""
+"""Algorithm families, one file each, and the registry that maps ``algo.name`` to them.
+
+:mod:`metarl.algorithms.registry` holds the one table; :func:`experiment_kind` reads it for the
+command line.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+from types import ModuleType
+from typing import Any
 
-import torch
+import yaml
 
-from metarl.supervised import SupervisedConfig, SupervisedLearner
+from metarl.algorithms.registry import ALGORITHMS, Algorithm, supervised_learners
+from metarl.algorithms.supervised import build_supervised_learner
+from metarl.config import ConfigError, describe_yaml_error, load_yaml
 
-__all__ = ["SUPERVISED_LEARNERS", "build_supervised_learner"]
-
-SUPERVISED_LEARNERS: dict[str, str] = {
-    "maml": "metarl.algorithms.maml:MAMLLearner",
-    "fomaml": "metarl.algorithms.maml:MAMLLearner",
-    "metasgd": "metarl.algorithms.maml:MAMLLearner",
-    "anil": "metarl.algorithms.maml:MAMLLearner",
-    "mamlpp": "metarl.algorithms.maml:MAMLLearner",
-    "reptile": "metarl.algorithms.reptile:ReptileLearner",
-    "protonet": "metarl.algorithms.protonet:ProtoNetLearner",
-    "matching": "metarl.algorithms.matching:MatchingNetLearner",
-    "relation": "metarl.algorithms.relation:RelationNetLearner",
-}
-"""Learner name (``algo.name``) -> ``module:Class``."""
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "build_supervised_learner",
+    "experiment_kind",
+    "preflight",
+    "supervised_learners",
+]
 
 
-def build_supervised_learner(
-    cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
-) -> SupervisedLearner:
-    """Builds the learner named by ``cfg.algo.name``; ``generator`` initialises its weights."""
-    module, _, cls = SUPERVISED_LEARNERS[cfg.algo.name].partition(":")
-    return getattr(importlib.import_module(module), cls)(cfg, device, generator)
+def experiment_kind(config_path: str | os.PathLike[str]) -> ModuleType:
+    """Returns the module that runs the config at ``config_path`` (by its ``algo.name``).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ConfigError: if the file is not valid YAML.
+        ValueError: if ``algo.name`` is unknown (the message lists the known names).
+    """
+    with open(config_path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{config_path}: invalid YAML: {describe_yaml_error(err)}"]) from None
+    algo = data.get("algo") if isinstance(data, dict) else None
+    name = algo.get("name") if isinstance(algo, dict) else None
+    if name is None:
+        name = "maml"  # the supervised config's default learner
+    if name not in ALGORITHMS:
+        raise ValueError(
+            f"algo.name={name!r} in {config_path} is not a known algorithm; expected one of "
+            f"{sorted(ALGORITHMS)}"
+        )
+    return importlib.import_module(ALGORITHMS[name].kind)
+
+
+def preflight(kind: ModuleType, cfg: Any, device: Any) -> None:
+    """Runs the checks of ``kind`` that need the outside world, before anything is written.
+
+    Args:
+        kind: The module of :func:`experiment_kind`.
+        cfg: Its loaded config.
+        device: The ``torch.device`` the run will use.
+
+    Raises:
+        ValueError: Naming the offending field.
+    """
+    kind.preflight(cfg, device)

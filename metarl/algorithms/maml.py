@@ -21,8 +21,14 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
+from metarl.algorithms.supervised import (
+    OuterLoss,
+    SupervisedConfig,
+    build_model,
+    task_loss,
+    task_metric,
+)
 from metarl.functional import Params, batched_adapt_trajectory
-from metarl.supervised import OuterLoss, SupervisedConfig, build_model, task_loss, task_metric
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 

@@ -23,7 +23,7 @@ from metarl.algorithms.maml_rl import (
     split_params,
     train,
 )
-from metarl.algorithms.maml_rl_config import CONFIG_CLASS, MAMLRLConfig
+from metarl.algorithms.maml_rl_config import CONFIG_CLASS, MAMLRLConfig, preflight
 from metarl.checkpoint import load_checkpoint
 from metarl.config import config_to_dict
 from metarl.functional import Params
@@ -31,7 +31,7 @@ from metarl.rl import evaluation as rl_eval
 from metarl.rl.sampler import EpisodeBatch
 from metarl.runs import Run, open_run_from_config
 
-__all__ = ["CONFIG_CLASS", "evaluate", "evaluate_run", "train_from_config"]
+__all__ = ["CONFIG_CLASS", "evaluate", "evaluate_run", "preflight", "train_from_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------
-# the experiment-kind interface used by the command line (metarl.experiments)
+# the experiment-kind interface used by the command line (metarl.algorithms.registry)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ A query x̂ is labelled by attention over the support set S = {(x_i, y_i)} (Eq. 
 
 with one-hot ``y_i``; training maximises log P of the query labels over episodes sampled like the
 test tasks. f = g = the conv4 embedding (``build_model(..., embedding=True)``), batch norm on each
-task's statistics (:func:`metarl.supervised.embed_tasks`).
+task's statistics (:func:`metarl.algorithms.supervised.embed_tasks`).
 
 Full-context embeddings (``algo.full_context_embeddings``, paper §2.1.2 and Appendix A):
 
@@ -37,9 +37,15 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
-from metarl.algorithms.protonet import check_metric_learner_config, query_accuracy
+from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.supervised import (
+    OuterLoss,
+    SupervisedConfig,
+    build_model,
+    embed_tasks,
+    task_metric,
+)
 from metarl.functional import Params
-from metarl.supervised import OuterLoss, SupervisedConfig, build_model, embed_tasks, task_metric
 
 __all__ = [
     "MatchingNetLearner",
@@ -189,7 +195,7 @@ def _sub(params: Params, prefix: str) -> Params:
 
 
 class MatchingNetLearner:
-    """Matching Networks (optionally with FCE) as a :class:`~metarl.supervised.SupervisedLearner`.
+    """Matching Networks (optionally with FCE) as a supervised learner.
 
     Args:
         cfg: The experiment config (``task.family: omniglot``, ``model.network: conv4_*``;

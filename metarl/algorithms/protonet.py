@@ -8,7 +8,7 @@ tasks (Alg. 1). There is no inner loop: "adaptation" is computing the prototypes
 The encoder is ``build_model(..., embedding=True)``: with ``model.network: conv4_maxpool`` it is
 the paper's 4 x [conv 3x3 64, BN, ReLU, max-pool 2], 64-d for 28x28 Omniglot
 (jakesnell/prototypical-networks ``protonets/models/few_shot.py``). Batch norm uses each task's
-own statistics (:func:`metarl.supervised.embed_tasks`), at training and at test time.
+own statistics (:func:`metarl.algorithms.supervised.embed_tasks`), at training and at test time.
 
 ``algo.distance: cosine`` replaces the distance by the cosine similarity (logit = cos), a variant
 the paper compares against (§2.7: squared Euclidean works better).
@@ -20,12 +20,11 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.func import vmap
 from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
-from metarl.functional import Params
-from metarl.supervised import (
+from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.supervised import (
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -33,13 +32,12 @@ from metarl.supervised import (
     task_loss,
     task_metric,
 )
+from metarl.functional import Params
 
 __all__ = [
     "ProtoNetLearner",
-    "check_metric_learner_config",
     "class_prototypes",
     "prototype_logits",
-    "query_accuracy",
 ]
 
 
@@ -113,7 +111,7 @@ def prototype_logits(
 
 
 class ProtoNetLearner:
-    """Prototypical Networks as a :class:`~metarl.supervised.SupervisedLearner`.
+    """Prototypical Networks as a :class:`~metarl.algorithms.supervised.SupervisedLearner`.
 
     Args:
         cfg: The experiment config (``task.family: omniglot``, ``model.network: conv4_*``;
@@ -158,29 +156,3 @@ class ProtoNetLearner:
 
 
 # -- shared with the other metric learners (matching.py, relation.py) ---------------------------
-
-
-def check_metric_learner_config(cfg: SupervisedConfig, networks: tuple[str, ...]) -> None:
-    """Raises ``ValueError`` unless ``cfg`` is a classification task on one of ``networks``."""
-    if cfg.task.metric != "accuracy":
-        raise ValueError(
-            f"{cfg.algo.name} needs a classification task family, got task.family="
-            f"{cfg.task.family!r}"
-        )
-    if cfg.model.network not in networks:
-        raise ValueError(
-            f"{cfg.algo.name} needs model.network in {networks}, got {cfg.model.network!r}"
-        )
-
-
-def query_accuracy(scores: Tensor, query_y: Tensor, steps: int) -> Tensor:
-    """Per-task accuracy of the argmax of ``scores`` ``[task, query, ways]``: ``[task, 1]``.
-
-    The adaptation curve of a learner without an inner loop, whatever ``steps`` (>= 0) is asked.
-
-    Raises:
-        ValueError: If ``steps`` is negative.
-    """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    return vmap(task_metric)(scores, query_y).unsqueeze(1)

@@ -29,10 +29,10 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from envs.supervised import IMAGE_SIZE, TaskBatch
-from metarl.algorithms.protonet import check_metric_learner_config, query_accuracy
+from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.supervised import OuterLoss, SupervisedConfig, embed_tasks, task_metric
 from metarl.functional import Params
 from metarl.nn import ConvBlock, init_linear_
-from metarl.supervised import OuterLoss, SupervisedConfig, embed_tasks, task_metric
 
 __all__ = [
     "RelationEncoder",
@@ -182,7 +182,7 @@ def _sub(params: Params, prefix: str) -> Params:
 
 
 class RelationNetLearner:
-    """Relation Networks as a :class:`~metarl.supervised.SupervisedLearner`.
+    """Relation Networks as a :class:`~metarl.algorithms.supervised.SupervisedLearner`.
 
     Args:
         cfg: The experiment config (``task.family: omniglot``, ``model.network: conv4_maxpool``,

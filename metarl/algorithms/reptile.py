@@ -8,7 +8,7 @@ Per meta-iteration, for each task ``i`` of the meta-batch::
 with ``epsilon`` annealed linearly to 0 (openai/supervised-reptile ``--meta-step 1
 --meta-step-final 0``).
 
-How it fits the shared driver (:func:`metarl.supervised.train`): :meth:`ReptileLearner.outer_loss`
+How it fits the shared driver (`metarl.algorithms.supervised`): :meth:`ReptileLearner.outer_loss`
 returns the pseudo-loss ``0.5 * sum_k ||theta_k - stopgrad(mean_i phi_i,k)||^2`` whose gradient
 with respect to ``theta`` is exactly ``theta - mean_i phi_i``. With ``optim.optimizer: sgd``,
 ``optim.outer_lr: epsilon`` and ``optim.schedule: linear`` one SGD step is exactly Reptile's
@@ -48,8 +48,14 @@ from torch import Tensor
 from torch.func import functional_call, grad_and_value, vmap
 
 from envs.supervised import TaskBatch
+from metarl.algorithms.supervised import (
+    OuterLoss,
+    SupervisedConfig,
+    build_model,
+    task_loss,
+    task_metric,
+)
 from metarl.functional import Params
-from metarl.supervised import OuterLoss, SupervisedConfig, build_model, task_loss, task_metric
 
 __all__ = [
     "AdamState",

@@ -41,6 +41,7 @@ from metarl.algorithms.rl2_config import (
     OptimConfig,
     PolicyConfig,
     RL2Config,
+    preflight,
 )
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import config_to_dict
@@ -77,6 +78,7 @@ __all__ = [
     "make_env",
     "ppo_loss",
     "ppo_update",
+    "preflight",
     "split_params",
     "train",
     "train_from_config",
@@ -475,7 +477,7 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------
-# the experiment-kind interface used by the command line (metarl.experiments)
+# the experiment-kind interface used by the command line (metarl.algorithms.registry)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -258,7 +258,7 @@ def test_permission_denied_is_a_runtime_failure(tmp_path, capsys, monkeypatch):
 def test_a_worker_crash_is_one_line_with_the_worker_and_its_exception(
     tmp_path, capsys, monkeypatch
 ):
-    kind = importlib.import_module("metarl.supervised")
+    kind = importlib.import_module("metarl.algorithms.supervised")
 
     def crash(cfg, device):
         raise WorkerError(

@@ -17,11 +17,11 @@ import torch
 from metarl import driver
 from metarl.algorithms.maml_rl import MAMLRLExperiment
 from metarl.algorithms.rl2 import RL2Experiment
+from metarl.algorithms.supervised import SupervisedExperiment
 from metarl.checkpoint import latest_checkpoint, load_checkpoint
 from metarl.cli import main as cli_main
 from metarl.config import RunConfig
 from metarl.runs import NonFiniteLossError, open_run
-from metarl.supervised import SupervisedExperiment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,7 +209,7 @@ def test_without_a_run_nothing_is_written_and_the_loop_still_runs(tmp_path, monk
 def test_the_main_loop_lives_once(tmp_path):
     """No family module carries its own resume or checkpoint code: all go through the driver."""
     for path in [
-        "metarl/supervised.py",
+        "metarl/algorithms/supervised.py",
         "metarl/algorithms/maml_rl.py",
         "metarl/algorithms/rl2.py",
     ]:

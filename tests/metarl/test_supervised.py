@@ -8,10 +8,7 @@ import torch
 
 from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.maml import multi_step_loss_weights
-from metarl.checkpoint import latest_checkpoint
-from metarl.cli import main as cli_main
-from metarl.runs import NonFiniteLossError, open_run
-from metarl.supervised import (
+from metarl.algorithms.supervised import (
     AlgoConfig,
     ModelConfig,
     OptimConfig,
@@ -22,6 +19,9 @@ from metarl.supervised import (
     build_family,
     train,
 )
+from metarl.checkpoint import latest_checkpoint
+from metarl.cli import main as cli_main
+from metarl.runs import NonFiniteLossError, open_run
 
 CPU = torch.device("cpu")
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from metarl.algorithms import SUPERVISED_LEARNERS
+from metarl.algorithms import supervised_learners
+from metarl.algorithms.supervised import SupervisedConfig
 from metarl.config import load_config, load_yaml
-from metarl.supervised import SupervisedConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 PATHS = sorted(CONFIGS.glob("**/*.yaml"))
@@ -23,7 +23,7 @@ def test_there_are_configs():
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_supervised_config_loads(path):
-    if _algo_name(path) not in SUPERVISED_LEARNERS:
+    if _algo_name(path) not in supervised_learners():
         pytest.skip(f"algo.name={_algo_name(path)!r} is not a supervised learner")
     cfg = load_config(SupervisedConfig, path)
     assert cfg.algo.name == _algo_name(path)

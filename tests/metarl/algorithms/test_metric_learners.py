@@ -21,9 +21,7 @@ from metarl.algorithms.matching import (
 )
 from metarl.algorithms.protonet import prototype_logits
 from metarl.algorithms.relation import class_feature_sums, relation_pairs
-from metarl.config import RunConfig, load_config
-from metarl.runs import open_run
-from metarl.supervised import (
+from metarl.algorithms.supervised import (
     AlgoConfig,
     ModelConfig,
     OptimConfig,
@@ -33,6 +31,8 @@ from metarl.supervised import (
     build_family,
     train,
 )
+from metarl.config import RunConfig, load_config
+from metarl.runs import open_run
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[3]

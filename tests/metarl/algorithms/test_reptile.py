@@ -17,10 +17,7 @@ from metarl.algorithms.reptile import (
     minibatch_indices,
     reptile_pseudo_loss,
 )
-from metarl.config import load_config
-from metarl.nn import Conv4
-from metarl.runs import open_run
-from metarl.supervised import (
+from metarl.algorithms.supervised import (
     AlgoConfig,
     ModelConfig,
     OptimConfig,
@@ -33,6 +30,9 @@ from metarl.supervised import (
     task_metric,
     train,
 )
+from metarl.config import load_config
+from metarl.nn import Conv4
+from metarl.runs import open_run
 
 CPU = torch.device("cpu")
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import envs
+from metarl.algorithms import experiment_kind
 from metarl.algorithms import rl2 as R
 from metarl.algorithms.rl2 import (
     AlgoConfig,
@@ -20,7 +21,6 @@ from metarl.algorithms.rl2 import (
 )
 from metarl.cli import main as cli_main
 from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
-from metarl.experiments import experiment_kind
 from metarl.rl.policies import PolicyOutput
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.trials import TrialChunks, chunk_trials, sample_trials, to_chunks, trial_gae

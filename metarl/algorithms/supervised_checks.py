@@ -3,7 +3,7 @@
 The ``check_*`` functions are the range checks of each section (called from its
 ``__post_init__``, so a bad value is refused when the config loads). `preflight` checks what needs
 more than one section or the machine; the command line calls it (through
-:func:`metarl.experiments.preflight`) after the config has loaded and before the run directory is
+:func:`metarl.algorithms.preflight`) after the config has loaded and before the run directory is
 created, so that a config the machine cannot run is refused with one message instead of failing
 (or being killed for memory) mid-run.
 """
@@ -19,7 +19,7 @@ import torch
 from metarl.config_checks import check_positive
 
 if TYPE_CHECKING:
-    from metarl.supervised import (
+    from metarl.algorithms.supervised import (
         AlgoConfig,
         ModelConfig,
         OptimConfig,
@@ -61,6 +61,12 @@ def check_model(model: ModelConfig) -> None:
 
 def check_algo(algo: AlgoConfig) -> None:
     """Raises ``ValueError`` naming the first bad field of the ``algo`` section."""
+    from metarl.algorithms.registry import supervised_learners
+
+    if algo.name not in supervised_learners():
+        raise ValueError(
+            f"name must be a supervised learner, one of {supervised_learners()}; got {algo.name!r}"
+        )
     for name in ("inner_steps", "eval_inner_steps", "multi_step_loss_iterations"):
         if getattr(algo, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(algo, name)}")

@@ -10,6 +10,7 @@ few-shot evaluation on held-out tasks that writes the adaptation curve.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 import math
 from collections.abc import Mapping
@@ -23,13 +24,20 @@ from torch.func import functional_call, vmap
 
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
 from metarl import driver
+from metarl.algorithms.registry import ALGORITHMS
+from metarl.algorithms.supervised_checks import (
+    check_algo,
+    check_model,
+    check_optim,
+    check_task,
+    preflight,
+)
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import RunConfig
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
 from metarl.runs import Run, check_finite, open_run_from_config
-from metarl.supervised_checks import check_algo, check_model, check_optim, check_task
 
 __all__ = [
     "CONFIG_CLASS",
@@ -44,18 +52,16 @@ __all__ = [
     "TaskFamily",
     "build_family",
     "build_model",
+    "build_supervised_learner",
     "embed_tasks",
     "evaluate",
     "evaluate_run",
+    "preflight",
     "train",
     "train_from_config",
 ]
 
 logger = logging.getLogger(__name__)
-
-LearnerName = Literal[
-    "maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "protonet", "matching", "relation"
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +132,7 @@ class ModelConfig:
 class AlgoConfig:
     """The learner and its inner loop. Fields a learner does not use are ignored by it."""
 
-    name: LearnerName = "maml"
+    name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
     loop), mamlpp (MAML++), reptile, protonet, matching or relation."""
     inner_lr: float = 0.01
@@ -511,23 +517,27 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------------------------
-# the experiment-kind interface used by the command line (metarl.experiments)
+# the experiment-kind interface used by the command line (metarl.algorithms.registry)
 # ----------------------------------------------------------------------------------------------
 
 CONFIG_CLASS = SupervisedConfig
 
-_METRIC_LEARNERS = ("protonet", "matching", "relation")
+
+def build_supervised_learner(
+    cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
+) -> SupervisedLearner:
+    """Builds the learner registered for ``cfg.algo.name``, its weights drawn from ``generator``."""
+    module, _, cls = str(ALGORITHMS[cfg.algo.name].learner).partition(":")
+    return getattr(importlib.import_module(module), cls)(cfg, device, generator)
 
 
 def _eval_steps(cfg: SupervisedConfig, steps: int | None) -> int:
-    if cfg.algo.name in _METRIC_LEARNERS:
+    if not ALGORITHMS[cfg.algo.name].adapts:
         return 0
     return cfg.algo.eval_inner_steps if steps is None else steps
 
 
 def _build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedLearner:
-    from metarl.algorithms import build_supervised_learner
-
     return build_supervised_learner(
         cfg, device, torch.Generator(device=device).manual_seed(cfg.run.seed)
     )
