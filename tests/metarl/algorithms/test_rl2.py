@@ -247,7 +247,14 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
     with torch.no_grad():
         old_out = R.chunk_forward(policy, before, flat)
         new_out = R.chunk_forward(policy, new, flat)
-    kl = (policy.kl(old_out.dist, new_out.dist) * flat.mask).sum() / flat.mask.sum()
+    old_dist, new_dist = old_out.dist, new_out.dist  # torch's KL, not the one TRPO used
+    if old_dist.log_std is None:
+        pair = [torch.distributions.Categorical(logits=d.loc) for d in (old_dist, new_dist)]
+        per_step = torch.distributions.kl_divergence(*pair)
+    else:
+        pair = [torch.distributions.Normal(d.loc, d.log_std.exp()) for d in (old_dist, new_dist)]
+        per_step = torch.distributions.kl_divergence(*pair).sum(-1)
+    kl = (per_step * flat.mask).sum() / flat.mask.sum()
     assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
     value_names = set(policy.value_parameter_names())
     for name, value in new.items():  # TRPO moved the policy, Adam the value GRU and head
