@@ -127,6 +127,14 @@ def _halved_kl(kl: Callable[..., Any]) -> Callable[..., Any]:
     return staticmethod(patched)
 
 
+def _halved_kl_method(kl: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(kl)
+    def patched(self: Any, old: Any, new: Any) -> Any:
+        return 0.5 * kl(self, old, new)
+
+    return patched
+
+
 def _evaluate_on_training_classes(init: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(init)
     def patched(self: Any, cfg: Any, split: str, device: Any) -> None:
@@ -229,6 +237,15 @@ SABOTAGES: tuple[Sabotage, ...] = (
         _halved_kl,
         (_MAML_RL, "-k", "kl_bound and Navigation"),
         "TRPO measures half the KL, so its steps break the trust region",
+    ),
+    Sabotage(
+        "rl2-trpo-underestimated-kl",
+        "metarl.rl.recurrent:RecurrentPolicy.kl",
+        _halved_kl_method,
+        (
+            "tests/metarl/algorithms/test_rl2.py::test_trpo_update_respects_the_kl_bound_and_fits_the_value",
+        ),
+        "RL² TRPO measures half the KL, so its steps break the trust region",
     ),
     Sabotage(
         "metric-eval-on-train-classes",

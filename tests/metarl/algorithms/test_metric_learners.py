@@ -385,15 +385,6 @@ def test_every_metric_learner_has_configs() -> None:
     assert any(load_config(SupervisedConfig, p).algo.full_context_embeddings for p in CONFIGS)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_config_loads_and_builds_its_learner(path: Path) -> None:
-    cfg = load_config(SupervisedConfig, path)
-    assert cfg.algo.name == path.parent.name
-    assert cfg.run.run_dir == f"runs/{path.parent.name}-{path.stem}"
-    params = _learner(cfg).init_params()
-    assert params and all(v.requires_grad for v in params.values())
-
-
 def test_held_out_tasks_come_from_characters_never_trained_on(monkeypatch) -> None:
     """The driver's task families: no character of the train split is ever evaluated on."""
     import metarl.supervised as supervised

@@ -329,27 +329,6 @@ def test_bad_configs_and_envs_raise_errors_naming_the_problem():
         R.make_env(load_config(RL2Config, path, ["env.horizon=null"]), 2)
 
 
-def _tiny_overrides(path):
-    return [
-        "optim.iterations=1",
-        "env.num_trials=2",
-        "env.episodes_per_trial=2",
-        "algo.num_minibatches=1",
-        "policy.hidden_size=4",
-        "eval.num_trials=2",
-        "run.num_eval_tasks=2",
-        "run.progress=false",
-        *(["env.horizon=5"] if "bandit" not in path.stem else []),
-    ]
-
-
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_every_rl2_config_trains_and_evaluates_on_a_tiny_budget(tmp_path, path):
-    cfg = load_config(RL2Config, path, [*_tiny_overrides(path), f"run.run_dir={tmp_path}/r"])
-    result = json.loads(R.train_from_config(cfg, CPU).read_text())
-    assert result["algorithm"] == cfg.algo.name and result["steps"] == [0, 1]
-
-
 def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path, capsys):
     run_dir = tmp_path / "run"
     tiny = [
