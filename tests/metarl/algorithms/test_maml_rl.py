@@ -335,6 +335,37 @@ def test_maml_trpo_improves_post_update_returns_on_navigation(tmp_path):
     assert post[-4:].mean() > post[:2].mean() + 1.5  # ...and meta-training made it help more
 
 
+@pytest.mark.slow
+def test_promp_trains_from_the_cli_and_improves_post_update_returns_on_navigation(tmp_path):
+    """ProMP (LVC inner step, clipped outer objective with the inner-KL penalty) learns."""
+    run_dir = tmp_path / "run"
+    sets = [
+        "algo.name=promp",
+        "algo.inner_estimator=lvc",
+        "algo.inner_lr=0.5",
+        "algo.ppo_epochs=5",
+        "optim.outer_lr=0.01",
+        "optim.iterations=12",
+        "env.meta_batch_size=10",
+        "env.episodes_per_task=10",
+        "env.horizon=20",
+        "policy.hidden=[32,32]",
+        "eval.baselines=false",
+        "eval.steps=1",
+        "eval.episodes_per_task=2",
+        "run.num_eval_tasks=2",
+        "run.checkpoint_every=0",
+        "run.progress=false",
+        "run.log_backends=[csv]",
+    ]
+    args = ["train", "configs/maml_trpo/navigation2d.yaml", "--run-dir", str(run_dir)]
+    assert cli_main([*args, "--seed", "0", *[a for s in sets for a in ("--set", s)]]) == 0
+    pre, post = _returns(run_dir, "train/pre_return"), _returns(run_dir, "train/post_return")
+    assert len(post) == 12
+    assert post[-4:].mean() > pre[-4:].mean() + 1.0  # the inner step helps...
+    assert post[-4:].mean() > post[:2].mean() + 1.5  # ...and meta-training made it help more
+
+
 def _train(cfg, run_dir, resume=False):
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
