@@ -20,6 +20,7 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q -n 2 --dist load
+	$(PY) scripts/sabotage.py
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py

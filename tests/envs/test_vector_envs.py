@@ -83,3 +83,45 @@ def test_every_registered_env_runs_in_the_vector_env_with_its_horizon():
         obs, reward, *_ = vec.step(_actions(vec, np.random.default_rng(0)))
         assert reward.shape == (2,) and np.all(np.isfinite(reward))
         vec.close()
+
+
+@pytest.mark.parametrize(
+    "env_id",
+    [
+        "metarl/HalfCheetahVel-v0",
+        "metarl/Navigation2D-v0",
+        "metarl/Bandit-K5-v0",
+        "metarl/TabularMDP-v0",
+    ],
+)
+def test_each_sub_env_follows_its_own_task_as_a_single_gymnasium_env_does(env_id):
+    """Sub-env i with task i and seed s + i is the single env with that task and seed."""
+    import gymnasium as gym
+
+    n, steps = 3, 4
+    tasks = envs.get_task_distribution(env_id).sample(n, np.random.default_rng(3))
+    vec = make_vec(env_id, n, tasks=tasks, horizon=6)
+    rng = np.random.default_rng(0)
+    try:
+        obs, _ = vec.reset(seed=11)
+        batched = [[obs[i]] for i in range(n)]
+        actions = [_actions(vec, rng) for _ in range(steps)]
+        for action in actions:
+            obs, reward, *_ = vec.step(action)
+            for i in range(n):
+                batched[i] += [obs[i], reward[i]]
+    finally:
+        vec.close()
+    for i, task in enumerate(tasks):
+        env = gym.make(env_id, max_episode_steps=6)
+        obs, _ = env.reset(seed=11 + i, options={"task": task})
+        single = [obs]
+        for action in actions:
+            obs, reward, *_ = env.step(action[i])
+            single += [obs, reward]
+        env.close()
+        for a, b in zip(batched[i], single, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8, err_msg=f"sub-env {i}")
+    assert any(  # the tasks differ enough to tell the sub-envs apart
+        not np.allclose(batched[0][k], batched[1][k]) for k in range(1, 2 * steps + 1)
+    )

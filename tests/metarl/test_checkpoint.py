@@ -186,4 +186,5 @@ def test_bad_arguments(tmp_path):
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(metarl.checkpoint).failed == 0
+    result = doctest.testmod(metarl.checkpoint)
+    assert result.attempted > 0 and result.failed == 0, result

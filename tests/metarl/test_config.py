@@ -315,7 +315,8 @@ def test_field_help():
 
 
 def test_module_docstring_examples_run():
-    assert doctest.testmod(metarl.config).failed == 0
+    result = doctest.testmod(metarl.config)
+    assert result.attempted > 0 and result.failed == 0, result
 
 
 def test_optional_section():

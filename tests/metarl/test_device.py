@@ -76,4 +76,5 @@ def test_only_device_module_checks_cuda_availability():
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(metarl.device).failed == 0
+    result = doctest.testmod(metarl.device)
+    assert result.attempted > 0 and result.failed == 0, result

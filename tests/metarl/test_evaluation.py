@@ -187,4 +187,5 @@ def test_bad_inputs(tmp_path):
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(metarl.evaluation).failed == 0
+    result = doctest.testmod(metarl.evaluation)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -183,4 +183,5 @@ def test_multi_logger_validates_before_writing():
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(metarl.logger).failed == 0
+    result = doctest.testmod(metarl.logger)
+    assert result.attempted > 0 and result.failed == 0, result

@@ -249,8 +249,9 @@ def test_our_batch_norm_second_order_under_vmap_equals_loop() -> None:
 
 @pytest.mark.xfail(
     reason="torch.nn.functional.batch_norm gives wrong second-order gradients under vmap "
-    "(measured with torch 2.13); the reason metarl.nn.batch_norm exists",
-    strict=False,
+    "(measured with torch 2.13); the reason metarl.nn.batch_norm exists. Strict: when a torch "
+    "release fixes it, this test fails and says so",
+    strict=True,
 )
 def test_torch_batch_norm_second_order_under_vmap_equals_loop() -> None:
     vmapped = _bn_meta_grad(_torch_batch_norm, batched=True)

@@ -146,8 +146,13 @@ def test_resume_without_checkpoint_restarts_metrics_and_warns_on_config_change(t
     assert load_config(TinyConfig, run.config_path).outer_lr == 0.1
 
 
-def test_check_finite_passes_finite_values():
-    check_finite(3, loss=1.0, kl=torch.tensor(0.1), grads=torch.ones(4), count=np.float32(2.0))
+def test_check_finite_passes_finite_values_and_fails_on_one_bad_element():
+    finite = {"loss": 1.0, "kl": torch.tensor(0.1), "count": np.float32(2.0)}
+    assert check_finite(3, **finite, grads=torch.ones(4)) is None
+    grads = torch.ones(4)
+    grads[2] = float("nan")  # one bad element among finite ones is enough
+    with pytest.raises(NonFiniteLossError, match="grads"):
+        check_finite(3, **finite, grads=grads)
 
 
 @pytest.mark.parametrize(

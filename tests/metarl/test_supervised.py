@@ -104,7 +104,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["params"].values())
 
 
-@pytest.mark.parametrize("name", ["fomaml", "metasgd", "anil", "mamlpp"])
+@pytest.mark.parametrize("name", ["maml", "fomaml", "metasgd", "anil", "mamlpp"])
 def test_maml_variants_take_a_step_and_learn_their_parameters(name, tmp_path):
     cfg = _cfg(name, iterations=2, inner_steps=2)
     learner = _learner(cfg)
@@ -117,12 +117,14 @@ def test_maml_variants_take_a_step_and_learn_their_parameters(name, tmp_path):
         assert not torch.equal(
             result.params["inner_lr.head.weight"], params["inner_lr.head.weight"]
         )
-    elif name == "mamlpp":
+    elif name == "mamlpp":  # LSLR: one learned rate per layer and step, trained by Adam
         assert len(lr_keys) == 6 and result.params["inner_lr.head.bias"].shape == (2,)
+        for k in lr_keys:
+            assert not torch.equal(result.params[k], params[k]), k
     elif name == "anil":
         assert learner.adapt_keys == ["head.weight", "head.bias"]
-    else:
-        assert not lr_keys and learner.first_order
+    else:  # the meta-gradient itself: tests/metarl/algorithms/test_maml_meta_gradient.py
+        assert not lr_keys and learner.first_order == (name == "fomaml")
 
 
 def test_anil_inner_loop_leaves_the_body_unchanged():

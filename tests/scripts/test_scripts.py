@@ -102,3 +102,9 @@ def test_train_and_evaluate_scripts_wrap_the_cli(tmp_path):
     )
     out = _run("scripts/evaluate.py", str(tmp_path / "run"), "--num-tasks", "3", "--steps", "1")
     assert "after  1 steps" in out
+
+
+@pytest.mark.slow
+def test_memory_benchmark_prints_its_table():
+    out = _run("scripts/bench_memory.py", "--rounds", "1")
+    assert "| default |" in out and "| tuned |" in out

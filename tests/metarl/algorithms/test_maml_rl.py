@@ -162,6 +162,99 @@ def test_clipped_objectives_equal_the_surrogate_at_the_old_parameters(name):
     torch.testing.assert_close(terms.kl, torch.zeros((), dtype=F64), atol=1e-12, rtol=0)
 
 
+# ProMP and MAML-PPO away from the old parameters, against an independent twin: the policy written
+# out by hand, adapted per task with plain autograd, its log-probabilities and KL divergences from
+# torch.distributions. At θ_old + δ the ratios leave the clip range and the KL terms are non-zero.
+
+
+def _hand_dist(params, obs):
+    """The tanh policy by hand: a diagonal Normal over actions."""
+    h = torch.tanh(obs @ params["net.body.0.weight"].T + params["net.body.0.bias"])
+    mean = h @ params["net.head.weight"].T + params["net.head.bias"]
+    return torch.distributions.Normal(mean, params["log_std"].exp().expand_as(mean))
+
+
+def _hand_adapt(theta, data, lr):
+    """One REINFORCE step per task as a Python loop over ``torch.autograd.grad``."""
+    adapted = []
+    for t in range(data.obs.shape[0]):
+        logp = _hand_dist(theta, data.obs[t]).log_prob(data.actions[t]).sum(-1)
+        mask = data.mask[t]
+        loss = -(logp * data.advantages[t] * mask).sum() / mask.sum()
+        grads = torch.autograd.grad(loss, list(theta.values()), create_graph=True)
+        adapted.append({k: v - lr * g for (k, v), g in zip(theta.items(), grads, strict=True)})
+    return adapted
+
+
+def _hand_terms(theta, theta_old, inner, valid, algo):
+    """Surrogate, outer KL and clipped loss of MAML-PPO / ProMP, from their definitions."""
+    now = _hand_adapt(theta, inner[0], algo.inner_lr)
+    leaves = {k: v.clone().requires_grad_() for k, v in theta_old.items()}
+    old = _hand_adapt(leaves, inner[0], algo.inner_lr)
+    surrogate, kl, clipped, inner_kl = [], [], [], []
+    for t in range(valid.obs.shape[0]):
+        mask, adv = valid.mask[t], valid.advantages[t]
+
+        def mean(x, mask=mask):
+            return (x * mask).sum() / mask.sum()
+
+        new_dist = _hand_dist(now[t], valid.obs[t])
+        ratio = torch.exp(new_dist.log_prob(valid.actions[t]).sum(-1) - valid.log_probs[t])
+        old_dist = _hand_dist({k: v.detach() for k, v in old[t].items()}, valid.obs[t])
+        surrogate.append(-mean(ratio * adv))
+        kl.append(mean(torch.distributions.kl_divergence(old_dist, new_dist).sum(-1)))
+        bounded = ratio.clamp(1 - algo.clip_eps, 1 + algo.clip_eps)
+        clipped.append(-mean(torch.minimum(ratio * adv, bounded * adv)))
+        pre_old = _hand_dist(theta_old, inner[0].obs[t])
+        pre_new = _hand_dist(theta, inner[0].obs[t])
+        inner_mask = inner[0].mask[t]
+        pre_kl = torch.distributions.kl_divergence(pre_old, pre_new).sum(-1)
+        inner_kl.append((pre_kl * inner_mask).sum() / inner_mask.sum())
+    loss = torch.stack(clipped).mean()
+    if algo.name == "promp":
+        loss = loss + algo.inner_kl_coeff * torch.stack(inner_kl).mean()
+    return torch.stack(surrogate).mean(), torch.stack(kl).mean(), loss
+
+
+def _away_from_old(theta, scale=0.4, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        k: (v.detach() + scale * torch.randn(v.shape, generator=g, dtype=F64)).requires_grad_()
+        for k, v in theta.items()
+    }
+
+
+@pytest.mark.parametrize("name", ["maml_ppo", "promp"])
+def test_clipped_objectives_and_kl_away_from_the_old_parameters_equal_an_independent_twin(name):
+    algo = AlgoConfig(name=name, inner_lr=0.3, inner_kl_coeff=0.5)
+    policy, theta_old, inner, valid, old = _problem(algo)
+    theta_old = {k: v.detach() for k, v in theta_old.items()}
+    theta = _away_from_old(theta_old)
+    terms = M.outer_objective(policy, theta, inner, valid, old, algo)
+    surrogate, kl, clipped = _hand_terms(theta, theta_old, inner, valid, algo)
+    torch.testing.assert_close(terms.surrogate, surrogate, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(terms.kl, kl, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(terms.clipped, clipped, rtol=1e-10, atol=1e-12)
+    assert float(kl.detach()) > 1e-2 and not torch.allclose(terms.clipped, terms.surrogate)
+    for got, want in zip(
+        flat_grad(terms.clipped, theta), flat_grad(clipped, theta), strict=True
+    ):  # same meta-gradient, second order through the inner step
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["maml_ppo", "promp"])
+def test_clipped_objective_gradient_away_from_the_old_parameters_matches_finite_differences(name):
+    algo = AlgoConfig(name=name, inner_lr=0.3, inner_kl_coeff=0.5)
+    policy, theta_old, inner, valid, old = _problem(algo)
+    theta = {k: v.detach() for k, v in _away_from_old(theta_old).items()}
+
+    def clipped(params):
+        return M.outer_objective(policy, params, inner, valid, old, algo).clipped
+
+    flat = flatten_params(theta).requires_grad_()
+    assert torch.autograd.gradcheck(_flat_fn(clipped, theta), (flat,), eps=1e-6, atol=1e-7)
+
+
 # ----------------------------------------------------------------------------------------------
 # on real episodes
 # ----------------------------------------------------------------------------------------------
@@ -206,8 +299,19 @@ def test_trpo_outer_step_respects_the_kl_bound(env_id):
     with torch.no_grad():
         out0 = policy_forward(policy, before, batch.valid.obs, True)
         out1 = policy_forward(policy, after, batch.valid.obs, True)
-        kl = M._task_mean(policy.kl(out0, out1), batch.valid.mask)
+        kl = torch.distributions.kl_divergence(_torch_dist(out0), _torch_dist(out1))
+        if out0.log_std is not None:
+            kl = kl.sum(-1)  # independent action dimensions
+        mask = batch.valid.mask
+        kl = ((kl * mask).sum((1, 2)) / mask.sum((1, 2))).mean()  # per task, then over tasks
     assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
+
+
+def _torch_dist(out):
+    """torch.distributions' own distribution for a policy output (not our KL helpers)."""
+    if out.log_std is None:
+        return torch.distributions.Categorical(logits=out.loc)
+    return torch.distributions.Normal(out.loc, out.log_std.exp())
 
 
 def _returns(run_dir, key):
@@ -226,6 +330,37 @@ def test_maml_trpo_improves_post_update_returns_on_navigation(tmp_path):
         _returns(tmp_path / "run", "train/pre_return"),
         _returns(tmp_path / "run", "train/post_return"),
     )
+    assert len(post) == 12
+    assert post[-4:].mean() > pre[-4:].mean() + 1.0  # the inner step helps...
+    assert post[-4:].mean() > post[:2].mean() + 1.5  # ...and meta-training made it help more
+
+
+@pytest.mark.slow
+def test_promp_trains_from_the_cli_and_improves_post_update_returns_on_navigation(tmp_path):
+    """ProMP (LVC inner step, clipped outer objective with the inner-KL penalty) learns."""
+    run_dir = tmp_path / "run"
+    sets = [
+        "algo.name=promp",
+        "algo.inner_estimator=lvc",
+        "algo.inner_lr=0.5",
+        "algo.ppo_epochs=5",
+        "optim.outer_lr=0.01",
+        "optim.iterations=12",
+        "env.meta_batch_size=10",
+        "env.episodes_per_task=10",
+        "env.horizon=20",
+        "policy.hidden=[32,32]",
+        "eval.baselines=false",
+        "eval.steps=1",
+        "eval.episodes_per_task=2",
+        "run.num_eval_tasks=2",
+        "run.checkpoint_every=0",
+        "run.progress=false",
+        "run.log_backends=[csv]",
+    ]
+    args = ["train", "configs/maml_trpo/navigation2d.yaml", "--run-dir", str(run_dir)]
+    assert cli_main([*args, "--seed", "0", *[a for s in sets for a in ("--set", s)]]) == 0
+    pre, post = _returns(run_dir, "train/pre_return"), _returns(run_dir, "train/post_return")
     assert len(post) == 12
     assert post[-4:].mean() > pre[-4:].mean() + 1.0  # the inner step helps...
     assert post[-4:].mean() > post[:2].mean() + 1.5  # ...and meta-training made it help more

@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 from torch.testing import assert_close
 
-from envs.supervised import ARCHIVE_NAMES, TaskBatch, resolve_omniglot_root
+from envs.supervised import TaskBatch
 from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.matching import (
     attention_class_probs,
@@ -33,6 +33,7 @@ from metarl.algorithms.supervised import (
 )
 from metarl.config import RunConfig, load_config
 from metarl.runs import open_run
+from tests.helpers.data import require_omniglot_root
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[3]
@@ -325,10 +326,7 @@ def test_bad_configs_raise() -> None:
 
 @pytest.fixture(scope="module")
 def omniglot_available() -> None:
-    root = resolve_omniglot_root()
-    missing = [name for name in ARCHIVE_NAMES if not (root / name).is_file()]
-    if missing:
-        pytest.skip(f"Omniglot archives {missing} not found under {root}")
+    require_omniglot_root()
 
 
 @pytest.mark.xdist_group("omniglot")  # one worker builds the default cache once
@@ -352,16 +350,16 @@ def test_learns_on_a_tiny_omniglot_subset(
         optim=OptimConfig(outer_lr=3e-3, iterations=iterations),
         run=RunConfig(log_every=iterations, checkpoint_every=0, progress=False),
     )
-    family = build_family(cfg.task, "train", CPU)
     learner = _learner(cfg)
+    held_out = build_family(cfg.task, "test", CPU)  # characters never seen in training
 
     def accuracy(params) -> float:
-        curves = adaptation_curves(learner, params, family, num_tasks=50, steps=0, seed=123)
+        curves = adaptation_curves(learner, params, held_out, num_tasks=50, steps=0, seed=123)
         return float(curves.mean())
 
     before = accuracy(learner.init_params())
     with open_run(tmp_path / "run", cfg, log_backends=("csv",)) as run:
-        result = train(cfg, learner, family, run, CPU)
+        result = train(cfg, learner, build_family(cfg.task, "train", CPU), run, CPU)
     after = accuracy(result.params)
     assert result.iterations == iterations
     assert after > before + 0.15, (before, after)
@@ -387,10 +385,31 @@ def test_every_metric_learner_has_configs() -> None:
     assert any(load_config(SupervisedConfig, p).algo.full_context_embeddings for p in CONFIGS)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_config_loads_and_builds_its_learner(path: Path) -> None:
-    cfg = load_config(SupervisedConfig, path)
-    assert cfg.algo.name == path.parent.name
-    assert cfg.run.run_dir == f"runs/{path.parent.name}-{path.stem}"
-    params = _learner(cfg).init_params()
-    assert params and all(v.requires_grad for v in params.values())
+def test_held_out_tasks_come_from_characters_never_trained_on(monkeypatch) -> None:
+    """The driver's task families: no character of the train split is ever evaluated on."""
+    import metarl.algorithms.supervised as supervised
+    from envs.supervised import OmniglotData, OmniglotFamily
+
+    blank = OmniglotData(  # every character present, no drawing decoded: the split is by id
+        images=torch.zeros(1623, 20, 28, 28, dtype=torch.uint8),
+        alphabet_index=torch.zeros(1623, dtype=torch.int64),
+        alphabets=("images_background/blank",),
+        archive_sha256={},
+        cache_path=None,
+    )
+
+    def family(*args, **kwargs):
+        kwargs.pop("root", None)
+        return OmniglotFamily(*args, **{**kwargs, "data": blank})
+
+    monkeypatch.setattr(supervised, "OmniglotFamily", family)
+    chars = {}
+    for protocol in ("maml", "protonets"):
+        task = TaskConfig(family="omniglot", ways=5, shots=1, query_shots=1, protocol=protocol)
+        for split in ("train", "val", "test"):
+            fam = build_family(task, split, CPU)
+            batch = fam.sample(40, torch.Generator().manual_seed(0), split == "train")
+            chars[split] = set(batch.params["characters"].flatten().tolist())
+            assert len(chars[split]) > 20, split
+        assert not chars["train"] & chars["test"] and not chars["train"] & chars["val"]
+        assert not chars["val"] & chars["test"]

@@ -247,7 +247,14 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
     with torch.no_grad():
         old_out = R.chunk_forward(policy, before, flat)
         new_out = R.chunk_forward(policy, new, flat)
-    kl = (policy.kl(old_out.dist, new_out.dist) * flat.mask).sum() / flat.mask.sum()
+    old_dist, new_dist = old_out.dist, new_out.dist  # torch's KL, not the one TRPO used
+    if old_dist.log_std is None:
+        pair = [torch.distributions.Categorical(logits=d.loc) for d in (old_dist, new_dist)]
+        per_step = torch.distributions.kl_divergence(*pair)
+    else:
+        pair = [torch.distributions.Normal(d.loc, d.log_std.exp()) for d in (old_dist, new_dist)]
+        per_step = torch.distributions.kl_divergence(*pair).sum(-1)
+    kl = (per_step * flat.mask).sum() / flat.mask.sum()
     assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
     value_names = set(policy.value_parameter_names())
     for name, value in new.items():  # TRPO moved the policy, Adam the value GRU and head
@@ -320,27 +327,6 @@ def test_bad_configs_and_envs_raise_errors_naming_the_problem():
         load_config(RL2Config, path, ["env.num_trials=4", "algo.num_minibatches=8"])
     with pytest.raises(ValueError, match="env.horizon must be set for metarl/Bandit-K5-v0"):
         R.make_env(load_config(RL2Config, path, ["env.horizon=null"]), 2)
-
-
-def _tiny_overrides(path):
-    return [
-        "optim.iterations=1",
-        "env.num_trials=2",
-        "env.episodes_per_trial=2",
-        "algo.num_minibatches=1",
-        "policy.hidden_size=4",
-        "eval.num_trials=2",
-        "run.num_eval_tasks=2",
-        "run.progress=false",
-        *(["env.horizon=5"] if "bandit" not in path.stem else []),
-    ]
-
-
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_every_rl2_config_trains_and_evaluates_on_a_tiny_budget(tmp_path, path):
-    cfg = load_config(RL2Config, path, [*_tiny_overrides(path), f"run.run_dir={tmp_path}/r"])
-    result = json.loads(R.train_from_config(cfg, CPU).read_text())
-    assert result["algorithm"] == cfg.algo.name and result["steps"] == [0, 1]
 
 
 def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path, capsys):
