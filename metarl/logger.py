@@ -30,6 +30,8 @@ import logging
 import numbers
 import operator
 import os
+import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -247,6 +249,26 @@ class CSVLogger(Logger):
             self._file = None
 
 
+_EVENT_FILE = re.compile(r"^events\.out\.tfevents\.(\d+)\.")
+
+
+def _wait_for_a_later_second(log_dir: Path) -> None:
+    """Waits (< 1 s) until the clock's second is past every event file's in ``log_dir``.
+
+    TensorBoard reads a directory's event files in name order, and a name starts with the second
+    it was created in, then host, pid and a counter compared as text ("...pid.10" < "...pid.9").
+    A resumed writer's file holds the purge marker that hides the interrupted run's later
+    events; it must sort after the files it purges, which a later second guarantees.
+    """
+    seconds = [
+        int(m.group(1))
+        for p in log_dir.glob("events.out.tfevents.*")
+        if (m := _EVENT_FILE.match(p.name))
+    ]
+    while seconds and int(time.time()) <= max(seconds):
+        time.sleep(0.02)
+
+
 class TensorBoardLogger(Logger):
     """Writes scalars as TensorBoard events with `torch.utils.tensorboard.SummaryWriter`.
 
@@ -265,6 +287,8 @@ class TensorBoardLogger(Logger):
 
         self.log_dir = Path(log_dir)
         purge = None if purge_from is None else _check_step(purge_from)
+        if purge is not None:
+            _wait_for_a_later_second(self.log_dir)
         self._writer: Any = SummaryWriter(
             log_dir=str(self.log_dir), purge_step=purge, flush_secs=flush_secs
         )

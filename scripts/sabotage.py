@@ -155,6 +155,22 @@ def _swap_two_sub_envs_tasks(set_tasks: Callable[..., None]) -> Callable[..., No
     return patched
 
 
+def _purge_one_step_too_many(purge: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(purge)
+    def patched(self: Any, purge_from: int) -> None:
+        purge(self, max(purge_from - 1, 0))  # the checkpoint's own step is lost on resume
+
+    return patched
+
+
+def _resume_without_state(load: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(load)
+    def patched(self: Any, state: Any) -> None:
+        return None  # the loop continues at the checkpoint's iteration from fresh parameters
+
+    return patched
+
+
 @dataclasses.dataclass(frozen=True)
 class Sabotage:
     """One deliberate break and the tests that must catch it."""
@@ -172,6 +188,7 @@ class Sabotage:
 
 
 _MAML_GRAD = "tests/metarl/algorithms/test_maml_meta_gradient.py"
+_DRIVER = "tests/metarl/test_driver.py"
 _MAML_RL = "tests/metarl/algorithms/test_maml_rl.py"
 
 SABOTAGES: tuple[Sabotage, ...] = (
@@ -260,6 +277,20 @@ SABOTAGES: tuple[Sabotage, ...] = (
         _swap_two_sub_envs_tasks,
         ("tests/envs/test_vector_envs.py", "-k", "own_task"),
         "the vector env gives sub-envs 0 and 1 each other's task",
+    ),
+    Sabotage(
+        "resume-drops-a-row",
+        "metarl.logger:CSVLogger._purge",
+        _purge_one_step_too_many,
+        (_DRIVER, "-k", "resume and supervised"),
+        "resuming from checkpoint k also drops the metrics of step k - 1",
+    ),
+    Sabotage(
+        "resume-without-state",
+        "metarl.algorithms.supervised:SupervisedExperiment.load_state_dict",
+        _resume_without_state,
+        (_DRIVER, "-k", "resume and supervised"),
+        "a resumed supervised run continues from fresh parameters",
     ),
 )
 

@@ -185,3 +185,19 @@ def test_multi_logger_validates_before_writing():
 def test_docstring_examples_run():
     result = doctest.testmod(metarl.logger)
     assert result.attempted > 0 and result.failed == 0, result
+
+
+def test_a_resumed_tensorboard_file_sorts_after_the_files_it_purges(tmp_path):
+    """TensorBoard reads event files in name order; names start with the creation second, then
+    compare pid and counter as text, so a file made in the same second can sort first and its
+    purge marker would come before the events it is meant to hide."""
+    import time
+
+    from metarl.logger import TensorBoardLogger
+
+    now = int(time.time())
+    old = tmp_path / f"events.out.tfevents.{now + 1}.host.99.9"  # even a second ahead
+    old.write_bytes(b"")
+    TensorBoardLogger(tmp_path, purge_from=3).close()
+    new = [p.name for p in tmp_path.iterdir() if p != old]
+    assert len(new) == 1 and sorted([old.name, new[0]])[-1] == new[0]
