@@ -40,6 +40,9 @@ LEFT_OUT = {
 }
 """Dependencies deliberately not bundled (about 23 MB of wheels), and why."""
 
+ALSO_BUNDLED = {"typing-extensions"}
+"""Installed with torch, but bundled too: gymnasium needs a newer one than torch does."""
+
 TARGET_ENV = {
     "python_version": "3.12",
     "python_full_version": "3.12.3",
@@ -141,7 +144,7 @@ def prepare() -> int:
     """Downloads, unpacks and packs the wheels, copies Omniglot, writes the manifest."""
     from envs.supervised import ARCHIVE_NAMES, resolve_omniglot_root
 
-    pins = pinned_closure(TOP_LEVEL, with_torch() | set(LEFT_OUT))
+    pins = pinned_closure(TOP_LEVEL, (with_torch() - ALSO_BUNDLED) | set(LEFT_OUT))
     log(f"{len(pins)} distributions to bundle: " + " ".join(f"{k}=={v}" for k, v in pins.items()))
     shutil.rmtree(WHEEL_DIR, ignore_errors=True)
     WHEEL_DIR.mkdir(parents=True)
