@@ -36,9 +36,24 @@ LEFT_OUT = {
     "websockets": "only the viewer needs it",
     "pyopengl": "MuJoCo's EGL/OSMesa rendering; nothing here renders",
     "grpcio": "TensorBoard's server; SummaryWriter needs only protobuf",
-    "pygments": "pytest's colours, imported only when available",
 }
-"""Dependencies deliberately not bundled (about 23 MB of wheels), and why."""
+"""Dependencies deliberately not bundled (about 22 MB of wheels), and why. (pytest 9 imports
+pygments at start-up, so it stays.)"""
+
+BUNDLE_PROBE = """
+import pytest, numpy, yaml, PIL, tqdm, gymnasium, mujoco, cloudpickle
+from matplotlib.figure import Figure
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+import envs
+env = gymnasium.make("metarl/HalfCheetahVel-v0")
+env.reset(seed=0)
+env.step(env.action_space.sample())
+figure = Figure(layout="constrained")
+figure.add_subplot().plot([0, 1])
+figure.savefig(__import__("io").BytesIO(), format="png")
+print("bundle imports ok:", numpy.__version__, gymnasium.__version__, mujoco.__version__)
+"""
+"""What the unpacked bundle must do without torch: import, step a MuJoCo task env, draw a PNG."""
 
 ALSO_BUNDLED = {"typing-extensions"}
 """Installed with torch, but bundled too: gymnasium needs a newer one than torch does."""
@@ -215,7 +230,7 @@ def check_complete(site: Path, bundled: set[str]) -> list[str]:
     return missing
 
 
-def check_bundle(target: str | None) -> list[str]:
+def check_bundle(target: str | None, python312: str | None) -> list[str]:
     """Installs the wheels into a scratch folder and checks the packed bundle; returns errors."""
     manifest = json.loads(MANIFEST.read_text())
     errors = []
@@ -237,7 +252,28 @@ def check_bundle(target: str | None) -> list[str]:
             errors.append(f"{OMNIGLOT_DIR / name} is missing or differs from the manifest")
     if report_size():
         errors.append("the carry exceeds the device tool's limit")
+    if not errors:
+        errors += probe_packed_bundle(python312)
     return errors
+
+
+def probe_packed_bundle(python312: str | None) -> list[str]:
+    """Unpacks the packed bundle and imports it with a Python 3.12 (skipped without one)."""
+    python312 = python312 or shutil.which("python3.12")
+    if python312 is None:
+        log("no python3.12 here (--python312 PATH): the packed bundle's import check is skipped")
+        return []
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run(["tar", "-C", scratch, "-xJf", str(SITE_TARBALL)], check=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([f"{scratch}/site", str(ROOT)])}
+        env["MPLBACKEND"] = "Agg"
+        proc = subprocess.run(
+            [python312, "-c", BUNDLE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+    if proc.returncode != 0:
+        return [f"the packed bundle fails under {python312}:\n{proc.stderr[-1500:]}"]
+    log(proc.stdout.strip().splitlines()[-1] + f" (under {python312})")
+    return []
 
 
 def resolve_configs(runs: list[tuple[str, str, list[str]]]) -> list[str]:
@@ -258,11 +294,13 @@ def resolve_configs(runs: list[tuple[str, str, list[str]]]) -> list[str]:
     return errors
 
 
-def dry_run(target: str | None, runs: list[tuple[str, str, list[str]]]) -> int:
+def dry_run(
+    target: str | None, runs: list[tuple[str, str, list[str]]], python312: str | None = None
+) -> int:
     """The checks that need no GPU: the bundle (when prepared) and every config of the check."""
     errors = []
     if MANIFEST.is_file():
-        errors += check_bundle(target)
+        errors += check_bundle(target, python312)
     else:
         log(f"no bundle in {BUNDLE}: wheel install skipped (python scripts/gpu_check.py --prepare)")
     errors += resolve_configs(runs)

@@ -496,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-scale", type=float, default=1.0, help="multiply every time budget (slow CPUs)"
     )
     parser.add_argument("--target", help="--dry-run: scratch folder for the wheel install")
+    parser.add_argument(
+        "--python312", help="--dry-run: a Python 3.12 to import the packed bundle with"
+    )
     args = parser.parse_args(argv)
     args.stages = [s for s in args.stages.split(",") if s]
     args.jobs = [j for j in args.jobs.split(",") if j]
@@ -516,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve += [
             (f"speed {j.name}", j.config, speed_sets(j, q)) for j in SPEED_JOBS for q in (0, 1)
         ]
-        return gpu_bundle.dry_run(args.target, resolve)
+        return gpu_bundle.dry_run(args.target, resolve, args.python312)
     return check(args)
 
 
