@@ -260,8 +260,16 @@ def check_bundle(target: str | None, python312: str | None) -> list[str]:
 def probe_packed_bundle(python312: str | None) -> list[str]:
     """Unpacks the packed bundle and imports it with a Python 3.12 (skipped without one)."""
     python312 = python312 or shutil.which("python3.12")
-    if python312 is None:
-        log("no python3.12 here (--python312 PATH): the packed bundle's import check is skipped")
+    version = "none"
+    if python312 is not None:
+        ask = [python312, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+        try:
+            version = subprocess.run(ask, capture_output=True, text=True).stdout.strip() or "none"
+        except OSError:
+            version = "none"
+    if version != "3.12":
+        log(f"no Python 3.12 (--python312 PATH; {python312} gives {version}): the packed bundle's")
+        log("import check is skipped")
         return []
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run(["tar", "-C", scratch, "-xJf", str(SITE_TARBALL)], check=True)

@@ -182,6 +182,8 @@ def stage_env(out: Path, env: dict[str, str], budget: float) -> dict:
     )
     result["info"] = info
     log(f"env: {json.dumps(info)}")
+    if not result["ok"]:
+        log("env probe failed:\n" + result["tail"][-800:])
     return result
 
 
