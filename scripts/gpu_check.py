@@ -31,7 +31,7 @@ preinstalled, nothing downloadable, the working tree copied plus at most 8 ignor
 ``python scripts/gpu_check.py --prepare`` here, the whole check is one call::
 
     run(carry=[".whl/site-cp312.tar.xz", ".whl/omniglot", ".whl/manifest.json"],
-        command='PY=$(command -v python3.12 || command -v python3); '
+        command='set -o pipefail; PY=$(command -v python3.12 || command -v python3); '
                 '$PY scripts/gpu_check.py --out "$OUT" 2>&1 | tee "$OUT/check.log"',
         timeout_s=540)
 
