@@ -35,16 +35,25 @@ __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 _LR_PREFIX = "inner_lr."
 
 
-def multi_step_loss_weights(steps: int, iteration: int, anneal_iterations: int) -> Tensor:
+def multi_step_loss_weights(
+    steps: int, iteration: int, anneal_iterations: int, device: torch.device | None = None
+) -> Tensor:
     """MAML++'s per-step query-loss weights (HowToTrainYourMAML, per-step importance vector).
 
     Weights start uniform (1/steps) and move linearly, over ``anneal_iterations``, towards the
     last step; earlier steps keep at least 0.03/steps.
 
+    Args:
+        steps: Inner steps, one weight each.
+        iteration: The current outer iteration.
+        anneal_iterations: Outer iterations over which the weights move to the last step.
+        device: Where to create the weights (default: torch's default device); the learner
+            passes its batch's, so that no copy to the device is made every iteration.
+
     Returns:
         ``[steps]`` weights summing to 1 (up to the floor on non-final steps).
     """
-    weights = torch.full((steps,), 1.0 / steps)
+    weights = torch.full((steps,), 1.0 / steps, device=device)
     if steps == 1 or anneal_iterations <= 0:
         return weights
     decay = 1.0 / steps / anneal_iterations
@@ -157,8 +166,8 @@ class MAMLLearner:
         result = self._adapt(params, batch, steps, self.first_order)
         if self.msl and steps > 0:
             weights = multi_step_loss_weights(
-                steps, iteration, self.cfg.algo.multi_step_loss_iterations
-            ).to(batch.query_x.device)
+                steps, iteration, self.cfg.algo.multi_step_loss_iterations, batch.query_x.device
+            )
             preds = [self._predict(result.trajectory[s], batch, s) for s in range(1, steps + 1)]
             losses = torch.stack([vmap(task_loss)(p, batch.query_y).mean() for p in preds])
             loss = (weights * losses).sum()
