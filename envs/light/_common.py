@@ -8,7 +8,6 @@ trajectory independent of how a batch is split across processes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,9 +20,8 @@ __all__ = [
     "check_rgb_mode",
     "as_continuous_actions",
     "as_discrete_actions",
+    "check_discrete_batch",
     "as_indices",
-    "check_positive_int",
-    "check_scalar",
     "draw_standard_normal",
     "draw_uniform",
 ]
@@ -52,46 +50,6 @@ def bar_image(heights: np.ndarray, highlight: int | None = None, width: int = 12
     for k, top in enumerate(tops.tolist()):
         image[top:, k * width : (k + 1) * width - 1] = (40, 80, 220) if k == highlight else 150
     return image
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """Checks a constructor argument that must be a positive int.
-
-    Raises:
-        TypeError: if ``value`` is not an int (bools are rejected).
-        ValueError: if ``value`` < 1.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
-
-
-def check_scalar(
-    name: str, value: Any, low: float, high: float, *, open_low: bool = False
-) -> float:
-    """Checks a constructor argument that must be a finite number in ``[low, high]``.
-
-    Args:
-        name: argument name, used in the error message.
-        value: the value received.
-        low: smallest allowed value.
-        high: largest allowed value.
-        open_low: if True, ``low`` itself is not allowed (the range is ``(low, high]``).
-
-    Raises:
-        TypeError: if ``value`` is not a real number.
-        ValueError: naming the argument, its value and the allowed range.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
-    value = float(value)
-    too_low = value <= low if open_low else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name}={value!r} is outside the allowed range {bracket}{low}, {high}]")
-    return value
 
 
 def as_indices(indices: Sequence[int] | np.ndarray, num_envs: int) -> np.ndarray:
@@ -156,6 +114,16 @@ def as_discrete_actions(actions: Any, num_envs: int, num_actions: int) -> np.nda
             f"got values from {array.min()} to {array.max()}"
         )
     return array.astype(np.int64, copy=False)
+
+
+def check_discrete_batch(actions: Any, num_actions: int) -> np.ndarray:
+    """Checks a batch ``[n]`` of discrete actions (any ``n``), as the ``process`` backend needs.
+
+    Raises:
+        ValueError: on a wrong shape, a non-integer dtype or an action out of range.
+    """
+    array = np.asarray(actions)
+    return as_discrete_actions(array, len(array) if array.ndim else 1, num_actions)
 
 
 def draw_uniform(rngs: Sequence[np.random.Generator]) -> np.ndarray:

@@ -15,19 +15,20 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.checks import check_positive_int, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
 from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
     as_indices,
     bar_image,
-    check_positive_int,
+    check_discrete_batch,
     check_rgb_mode,
     draw_uniform,
 )
 
-__all__ = ["BanditEngine", "BanditEnv", "BanditTask", "BanditTaskDistribution"]
+__all__ = ["BanditEngine", "BanditTask", "BanditTaskDistribution"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,7 @@ class BanditTaskDistribution(TaskDistribution):
     """
 
     task_type: ClassVar[type[Task]] = BanditTask
+    options = ("num_arms",)
 
     def __init__(
         self,
@@ -102,8 +104,19 @@ class BanditEngine(BatchedTaskEngine):
     Args:
         num_envs: number of sub-environments.
         num_arms: the number of arms ``k``.
+
+    Example (the gymnasium env ``metarl/Bandit-K5-v0`` over one sub-environment):
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/Bandit-K5-v0")
+        >>> task = BanditTask(probs=(0.0, 1.0, 0.5, 0.5, 0.5))
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(1)
+        >>> reward, terminated, info["expected_reward"]
+        (1.0, True, 1.0)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = BanditTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_arm",)
     extra_keys: tuple[str, ...] = ("expected_reward",)
@@ -141,13 +154,8 @@ class BanditEngine(BatchedTaskEngine):
         return np.zeros((len(idx), 1), dtype=np.float32)
 
     def check_actions(self, actions: Any) -> np.ndarray:
-        """Checks a batch ``[n]`` of arms (any ``n``): integers in ``[0, num_arms)``.
-
-        Raises:
-            ValueError: on a wrong shape, a non-integer dtype or an arm out of range.
-        """
-        array = np.asarray(actions)
-        return as_discrete_actions(array, len(array) if array.ndim else 1, self.num_arms)
+        """Checks a batch ``[n]`` of arms (any ``n``): integers in ``[0, num_arms)``."""
+        return check_discrete_batch(actions, self.num_arms)
 
     def render(self, index: int, render_mode: str) -> np.ndarray:
         """A ``[64, 12 * num_arms, 3]`` uint8 picture of sub-env ``index``'s arm probabilities."""
@@ -180,23 +188,3 @@ class BanditEngine(BatchedTaskEngine):
             reward_terms={"reward_arm": reward_arm},
             extras={"expected_reward": expected},
         )
-
-
-class BanditEnv(TaskEnv):
-    """Gymnasium env ``metarl/Bandit-K{5,10,50}-v0``: one :class:`BanditEngine` sub-environment.
-
-    The keyword argument ``num_arms`` goes to the engine (the registered ids set it).
-
-    Example:
-        >>> import envs  # registers the ids
-        >>> import gymnasium as gym
-        >>> env = gym.make("metarl/Bandit-K5-v0")
-        >>> task = BanditTask(probs=(0.0, 1.0, 0.5, 0.5, 0.5))
-        >>> obs, info = env.reset(seed=0, options={"task": task})
-        >>> obs, reward, terminated, truncated, info = env.step(1)
-        >>> reward, terminated, info["expected_reward"]
-        (1.0, True, 1.0)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
-    engine_cls: ClassVar[type[BatchedTaskEngine]] = BanditEngine

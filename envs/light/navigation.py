@@ -15,19 +15,18 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.checks import check_low_high, check_number, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
 from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_continuous_actions,
     as_indices,
     check_rgb_mode,
-    check_scalar,
 )
 
 __all__ = [
     "Navigation2DEngine",
-    "Navigation2DEnv",
     "Navigation2DTask",
     "Navigation2DTaskDistribution",
 ]
@@ -61,6 +60,7 @@ class Navigation2DTaskDistribution(TaskDistribution):
     """
 
     task_type: ClassVar[type[Task]] = Navigation2DTask
+    options = ("low", "high")
 
     def __init__(
         self,
@@ -74,10 +74,7 @@ class Navigation2DTaskDistribution(TaskDistribution):
         super().__init__(
             num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
         )
-        self.low = check_scalar("low", low, -np.inf, np.inf)
-        self.high = check_scalar("high", high, -np.inf, np.inf)
-        if self.low >= self.high:
-            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}")
+        self.low, self.high = check_low_high(low, high, strict=True)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
         goals = rng.uniform(self.low, self.high, size=(n, 2))
@@ -118,8 +115,19 @@ class Navigation2DEngine(BatchedTaskEngine):
         high: upper bound of each goal coordinate.
         max_action: the largest velocity per coordinate (> 0); also the action-space bound.
         success_radius: half-width of the termination box around the goal (>= 0; 0 never ends).
+
+    Example (the gymnasium env ``metarl/Navigation2D-v0`` over one sub-environment):
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/Navigation2D-v0")
+        >>> task = Navigation2DTask(goal=(0.2, 0.0))
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
+        >>> round(reward, 6), round(info["reward_distance"], 6)
+        (-0.1, -0.1)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = Navigation2DTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_distance",)
     extra_keys: tuple[str, ...] = ("distance",)
@@ -134,8 +142,8 @@ class Navigation2DEngine(BatchedTaskEngine):
         success_radius: float = 0.01,
     ) -> None:
         super().__init__(num_envs, Navigation2DTaskDistribution(low=low, high=high))
-        self.max_action = check_scalar("max_action", max_action, 0.0, np.inf, open_low=True)
-        self.success_radius = check_scalar("success_radius", success_radius, 0.0, np.inf)
+        self.max_action = check_number("max_action", max_action, 0.0, np.inf, open_low=True)
+        self.success_radius = check_number("success_radius", success_radius, 0.0, np.inf)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         self.action_space = spaces.Box(
             -self.max_action, self.max_action, shape=(2,), dtype=np.float32
@@ -235,23 +243,3 @@ class Navigation2DEngine(BatchedTaskEngine):
             reward_terms={"reward_distance": reward_distance},
             extras={"distance": distance},
         )
-
-
-class Navigation2DEnv(TaskEnv):
-    """Gymnasium env ``metarl/Navigation2D-v0``: one sub-environment of :class:`Navigation2DEngine`.
-
-    Keyword arguments (``low``, ``high``, ``max_action``, ``success_radius``) go to the engine.
-
-    Example:
-        >>> import envs  # registers the ids
-        >>> import gymnasium as gym
-        >>> env = gym.make("metarl/Navigation2D-v0")
-        >>> task = Navigation2DTask(goal=(0.2, 0.0))
-        >>> obs, info = env.reset(seed=0, options={"task": task})
-        >>> obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
-        >>> round(reward, 6), round(info["reward_distance"], 6)
-        (-0.1, -0.1)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
-    engine_cls: ClassVar[type[BatchedTaskEngine]] = Navigation2DEngine

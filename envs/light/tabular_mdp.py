@@ -15,14 +15,15 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.checks import check_positive_int, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
 from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
     as_indices,
     bar_image,
-    check_positive_int,
+    check_discrete_batch,
     check_rgb_mode,
     draw_standard_normal,
     draw_uniform,
@@ -31,7 +32,6 @@ from envs.light._common import (
 __all__ = [
     "TRANSITION_TOLERANCE",
     "TabularMDPEngine",
-    "TabularMDPEnv",
     "TabularMDPTask",
     "TabularMDPTaskDistribution",
 ]
@@ -71,6 +71,7 @@ class TabularMDPTaskDistribution(TaskDistribution):
     """
 
     task_type: ClassVar[type[Task]] = TabularMDPTask
+    options = ("num_states", "num_actions")
 
     def __init__(
         self,
@@ -163,8 +164,19 @@ class TabularMDPEngine(BatchedTaskEngine):
         num_envs: number of sub-environments.
         num_states: ``|S|``.
         num_actions: ``|A|``.
+
+    Example (the gymnasium env ``metarl/TabularMDP-v0`` over one sub-environment):
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/TabularMDP-v0", num_states=2, num_actions=1)
+        >>> task = TabularMDPTask(reward_means=((0.0,), (1.0,)), transitions=(((0.0, 1.0),),) * 2)
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(0)
+        >>> obs.tolist(), info["expected_reward"], terminated
+        ([0.0, 1.0], 0.0, False)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = TabularMDPTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_mdp",)
     extra_keys: tuple[str, ...] = ("expected_reward",)
@@ -199,13 +211,8 @@ class TabularMDPEngine(BatchedTaskEngine):
         self._status.has_task[indices] = True
 
     def check_actions(self, actions: Any) -> np.ndarray:
-        """Checks a batch ``[n]`` of actions (any ``n``): integers in ``[0, num_actions)``.
-
-        Raises:
-            ValueError: on a wrong shape, a non-integer dtype or an action out of range.
-        """
-        array = np.asarray(actions)
-        return as_discrete_actions(array, len(array) if array.ndim else 1, self.num_actions)
+        """Checks a batch ``[n]`` of actions (any ``n``): integers in ``[0, num_actions)``."""
+        return check_discrete_batch(actions, self.num_actions)
 
     def render(self, index: int, render_mode: str) -> np.ndarray:
         """A ``[64, 12 * num_states, 3]`` uint8 picture: one bar per state, the current one blue."""
@@ -262,23 +269,3 @@ class TabularMDPEngine(BatchedTaskEngine):
             reward_terms={"reward_mdp": reward_mdp},
             extras={"expected_reward": expected},
         )
-
-
-class TabularMDPEnv(TaskEnv):
-    """Gymnasium env ``metarl/TabularMDP-v0``: one :class:`TabularMDPEngine` sub-environment.
-
-    Keyword arguments (``num_states``, ``num_actions``) go to the engine.
-
-    Example:
-        >>> import envs  # registers the ids
-        >>> import gymnasium as gym
-        >>> env = gym.make("metarl/TabularMDP-v0", num_states=2, num_actions=1)
-        >>> task = TabularMDPTask(reward_means=((0.0,), (1.0,)), transitions=(((0.0, 1.0),),) * 2)
-        >>> obs, info = env.reset(seed=0, options={"task": task})
-        >>> obs, reward, terminated, truncated, info = env.step(0)
-        >>> obs.tolist(), info["expected_reward"], terminated
-        ([0.0, 1.0], 0.0, False)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
-    engine_cls: ClassVar[type[BatchedTaskEngine]] = TabularMDPEngine

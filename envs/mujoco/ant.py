@@ -31,8 +31,9 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskEnv
-from envs.mujoco.base import MujocoEngine, check_interval, check_number
+from envs.checks import check_interval, check_number
+from envs.core import EngineStep, Task
+from envs.mujoco.base import MujocoEngine
 from envs.mujoco.tasks import (
     Direction2DDistribution,
     DirectionDistribution,
@@ -42,14 +43,10 @@ from envs.mujoco.tasks import (
 
 __all__ = [
     "AntDir2DEngine",
-    "AntDir2DEnv",
     "AntDirEngine",
-    "AntDirEnv",
     "AntEngine",
     "AntGoalEngine",
-    "AntGoalEnv",
     "AntVelEngine",
-    "AntVelEnv",
 ]
 
 #: Body index of the torso (gymnasium v5's ``main_body=1``).
@@ -314,43 +311,3 @@ class AntGoalEngine(AntEngine):
 
     def _forward_reward(self, xy_velocity: np.ndarray, xy_position: np.ndarray) -> np.ndarray:
         return -np.abs(xy_position - self.target).sum(axis=1)
-
-
-class AntVelEnv(TaskEnv):
-    """``metarl/AntVel-v0``: the single-env view of :class:`AntVelEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntVelEngine
-
-
-class AntDirEnv(TaskEnv):
-    """``metarl/AntDir-v0``: the single-env view of :class:`AntDirEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntDirEngine
-
-
-class AntDir2DEnv(TaskEnv):
-    """``metarl/AntDir2D-v0``: the single-env view of :class:`AntDir2DEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntDir2DEngine
-
-
-class AntGoalEnv(TaskEnv):
-    """``metarl/AntGoal-v0``: the single-env view of :class:`AntGoalEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntGoalEngine

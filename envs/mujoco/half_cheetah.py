@@ -22,16 +22,15 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskEnv
-from envs.mujoco.base import FieldGetter, MujocoEngine, check_number
+from envs.checks import check_number
+from envs.core import EngineStep, Task
+from envs.mujoco.base import FieldGetter, MujocoEngine
 from envs.mujoco.tasks import DirectionDistribution, GoalVelocityDistribution
 
 __all__ = [
     "HalfCheetahDirEngine",
-    "HalfCheetahDirEnv",
     "HalfCheetahEngine",
     "HalfCheetahVelEngine",
-    "HalfCheetahVelEnv",
 ]
 
 #: Body index of the torso (gymnasium v5's ``main_body=1``).
@@ -156,32 +155,3 @@ class HalfCheetahDirEngine(HalfCheetahEngine):
 
     def _forward_reward(self, x_velocity: np.ndarray) -> np.ndarray:
         return self.target * x_velocity
-
-
-class HalfCheetahVelEnv(TaskEnv):
-    """``metarl/HalfCheetahVel-v0``: the single-env view of :class:`HalfCheetahVelEngine`.
-
-    Example:
-        >>> import gymnasium as gym, envs
-        >>> from envs.mujoco import GoalVelocityTask
-        >>> env = gym.make("metarl/HalfCheetahVel-v0")
-        >>> obs, info = env.reset(seed=0, options={"task": GoalVelocityTask(1.5)})
-        >>> obs.shape
-        (17,)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = HalfCheetahVelEngine
-
-
-class HalfCheetahDirEnv(TaskEnv):
-    """``metarl/HalfCheetahDir-v0``: the single-env view of :class:`HalfCheetahDirEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = HalfCheetahDirEngine
