@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from envs.core import BatchedTaskEngine
+
 __all__ = [
     "LIGHT_RENDER_METADATA",
     "SubEnvStatus",
@@ -158,6 +160,29 @@ class SubEnvStatus:
         self.has_task = np.zeros(num_envs, dtype=bool)
         self.was_reset = np.zeros(num_envs, dtype=bool)
         self._all_reset = False
+
+    def loaded_tasks(self, engine: BatchedTaskEngine, indices: np.ndarray) -> list[Any]:
+        """The tasks of the listed sub-environments, which ``engine`` copies into its arrays now.
+
+        For ``_apply_tasks``: marks them as having a task.
+        """
+        self.has_task[indices] = True
+        return [engine.tasks[int(i)] for i in indices]
+
+    def begin_reset(self, engine: BatchedTaskEngine, indices: Sequence[int]) -> np.ndarray:
+        """Checks ``indices``, samples a task for each listed sub-env without one, marks them reset.
+
+        Returns:
+            The indices as a ``[m]`` int64 array, for the engine to reset its state there.
+
+        Raises:
+            ValueError: if ``indices`` is not 1-D integer data in ``[0, num_envs)``.
+        """
+        idx = as_indices(indices, engine.num_envs)
+        if not self.has_task[idx].all():
+            engine.ensure_tasks(idx)
+        self.mark_reset(idx)
+        return idx
 
     def mark_reset(self, indices: np.ndarray) -> None:
         """Records that the sub-environments in ``indices`` (``[m]`` int) were reset."""

@@ -21,7 +21,6 @@ from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
-    as_indices,
     bar_image,
     check_discrete_batch,
     check_rgb_mode,
@@ -48,9 +47,8 @@ class BanditTaskDistribution(TaskDistribution):
 
     Args:
         num_arms: the number of arms ``k`` (RL² uses 5, 10 and 50).
-        num_train_tasks: size of a fixed training set, or None (RL² draws fresh bandits).
-        num_test_tasks: size of a fixed test set, or None.
-        split_seed: seed of the generator that draws the fixed sets.
+        **kwargs: ``num_train_tasks``, ``num_test_tasks``, ``split_seed`` of
+            :class:`~envs.core.TaskDistribution` (RL² draws fresh bandits).
 
     Raises:
         TypeError: if ``num_arms`` is not an int.
@@ -60,17 +58,8 @@ class BanditTaskDistribution(TaskDistribution):
     task_type: ClassVar[type[Task]] = BanditTask
     options = ("num_arms",)
 
-    def __init__(
-        self,
-        num_arms: int = 10,
-        *,
-        num_train_tasks: int | None = None,
-        num_test_tasks: int | None = None,
-        split_seed: int = 1337,
-    ) -> None:
-        super().__init__(
-            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
-        )
+    def __init__(self, num_arms: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.num_arms = check_positive_int("num_arms", num_arms)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
@@ -132,11 +121,8 @@ class BanditEngine(BatchedTaskEngine):
         self._terminated = np.ones(num_envs, dtype=bool)
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
-        tasks = [cast(BanditTask, self.tasks[int(i)]) for i in indices]
-        if not tasks:
-            return
-        self._probs[indices] = [task.probs for task in tasks]
-        self._status.has_task[indices] = True
+        if len(indices):
+            self._probs[indices] = [t.probs for t in self._status.loaded_tasks(self, indices)]
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Starts a pull in the listed sub-environments (sampling a task where none is set).
@@ -147,10 +133,7 @@ class BanditEngine(BatchedTaskEngine):
         Returns:
             ``[m, 1]`` float32 zeros.
         """
-        idx = as_indices(indices, self.num_envs)
-        if not self._status.has_task[idx].all():
-            self.ensure_tasks(idx)
-        self._status.mark_reset(idx)
+        idx = self._status.begin_reset(self, indices)
         return np.zeros((len(idx), 1), dtype=np.float32)
 
     def check_actions(self, actions: Any) -> np.ndarray:

@@ -21,7 +21,6 @@ from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_continuous_actions,
-    as_indices,
     check_rgb_mode,
 )
 
@@ -50,9 +49,8 @@ class Navigation2DTaskDistribution(TaskDistribution):
     Args:
         low: lower bound of each goal coordinate.
         high: upper bound of each goal coordinate (> ``low``).
-        num_train_tasks: size of a fixed training set, or None (MAML draws fresh goals).
-        num_test_tasks: size of a fixed test set, or None.
-        split_seed: seed of the generator that draws the fixed sets.
+        **kwargs: ``num_train_tasks``, ``num_test_tasks``, ``split_seed`` of
+            :class:`~envs.core.TaskDistribution` (MAML draws fresh goals).
 
     Raises:
         TypeError: if ``low`` or ``high`` is not a number.
@@ -62,18 +60,8 @@ class Navigation2DTaskDistribution(TaskDistribution):
     task_type: ClassVar[type[Task]] = Navigation2DTask
     options = ("low", "high")
 
-    def __init__(
-        self,
-        low: float = -0.5,
-        high: float = 0.5,
-        *,
-        num_train_tasks: int | None = None,
-        num_test_tasks: int | None = None,
-        split_seed: int = 1337,
-    ) -> None:
-        super().__init__(
-            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
-        )
+    def __init__(self, low: float = -0.5, high: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.low, self.high = check_low_high(low, high, strict=True)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
@@ -160,11 +148,8 @@ class Navigation2DEngine(BatchedTaskEngine):
         return self._position.copy()
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
-        tasks = [cast(Navigation2DTask, self.tasks[int(i)]) for i in indices]
-        if not tasks:
-            return
-        self._goal[indices] = [task.goal for task in tasks]
-        self._status.has_task[indices] = True
+        if len(indices):
+            self._goal[indices] = [t.goal for t in self._status.loaded_tasks(self, indices)]
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Puts the listed sub-environments at the origin (sampling a task where none is set).
@@ -175,11 +160,8 @@ class Navigation2DEngine(BatchedTaskEngine):
         Returns:
             ``[m, 2]`` float32 observations (all zeros).
         """
-        idx = as_indices(indices, self.num_envs)
-        if not self._status.has_task[idx].all():
-            self.ensure_tasks(idx)
+        idx = self._status.begin_reset(self, indices)
         self._position[idx] = 0.0
-        self._status.mark_reset(idx)
         return self._position[idx].astype(np.float32)
 
     def check_actions(self, actions: Any) -> np.ndarray:

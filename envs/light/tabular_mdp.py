@@ -21,7 +21,6 @@ from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
-    as_indices,
     bar_image,
     check_discrete_batch,
     check_rgb_mode,
@@ -61,9 +60,8 @@ class TabularMDPTaskDistribution(TaskDistribution):
     Args:
         num_states: ``|S|`` (RL²: 10).
         num_actions: ``|A|`` (RL²: 5).
-        num_train_tasks: size of a fixed training set, or None (RL² draws fresh MDPs).
-        num_test_tasks: size of a fixed test set, or None.
-        split_seed: seed of the generator that draws the fixed sets.
+        **kwargs: ``num_train_tasks``, ``num_test_tasks``, ``split_seed`` of
+            :class:`~envs.core.TaskDistribution` (RL² draws fresh MDPs).
 
     Raises:
         TypeError: if ``num_states`` or ``num_actions`` is not an int.
@@ -73,18 +71,8 @@ class TabularMDPTaskDistribution(TaskDistribution):
     task_type: ClassVar[type[Task]] = TabularMDPTask
     options = ("num_states", "num_actions")
 
-    def __init__(
-        self,
-        num_states: int = 10,
-        num_actions: int = 5,
-        *,
-        num_train_tasks: int | None = None,
-        num_test_tasks: int | None = None,
-        split_seed: int = 1337,
-    ) -> None:
-        super().__init__(
-            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
-        )
+    def __init__(self, num_states: int = 10, num_actions: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.num_states = check_positive_int("num_states", num_states)
         self.num_actions = check_positive_int("num_actions", num_actions)
 
@@ -202,13 +190,12 @@ class TabularMDPEngine(BatchedTaskEngine):
         return self._state.copy()
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
-        tasks = [cast(TabularMDPTask, self.tasks[int(i)]) for i in indices]
-        if not tasks:
+        if not len(indices):
             return
+        tasks = self._status.loaded_tasks(self, indices)
         self._means[indices] = [task.reward_means for task in tasks]
         table = np.asarray([task.transitions for task in tasks], dtype=np.float64)
         self._cdf[indices] = _cumulative(table)
-        self._status.has_task[indices] = True
 
     def check_actions(self, actions: Any) -> np.ndarray:
         """Checks a batch ``[n]`` of actions (any ``n``): integers in ``[0, num_actions)``."""
@@ -233,11 +220,8 @@ class TabularMDPEngine(BatchedTaskEngine):
         Returns:
             ``[m, num_states]`` float32 one-hot observations of state 0.
         """
-        idx = as_indices(indices, self.num_envs)
-        if not self._status.has_task[idx].all():
-            self.ensure_tasks(idx)
+        idx = self._status.begin_reset(self, indices)
         self._state[idx] = 0
-        self._status.mark_reset(idx)
         return self._one_hot(self._state[idx])
 
     def step(self, actions: np.ndarray) -> EngineStep:
