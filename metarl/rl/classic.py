@@ -80,13 +80,15 @@ def _child_generators(rng: Generator, names: Sequence[str]) -> dict[str, Generat
     return {name: np.random.default_rng(int(seed)) for name, seed in zip(names, seeds, strict=True)}
 
 
-def _start_engine(
-    engine: BatchedTaskEngine, tasks: Sequence[Task], rng: Generator
-) -> BatchedTaskEngine:
-    """Sets sub-env ``i``'s task to ``tasks[i]``; all draw from ``rng``, in order (one seed)."""
-    engine.set_tasks(list(tasks))
-    engine.rngs = [rng] * engine.num_envs
+def _engine(engine: BatchedTaskEngine, tasks: Sequence[Task]) -> BatchedTaskEngine:
+    engine.set_tasks(list(tasks))  # validated once, shared by every baseline's trial
     return engine
+
+
+def _share_generator(engine: BatchedTaskEngine, rng: Generator) -> np.ndarray:
+    """Makes every sub-env draw from ``rng``, in order (one seed); returns all their indices."""
+    engine.rngs = [rng] * engine.num_envs
+    return np.arange(engine.num_envs)
 
 
 def _argmax_random_ties(scores: np.ndarray, rng: Generator) -> np.ndarray:
@@ -278,15 +280,13 @@ def _gittins_arm(
 
 
 def simulate_bandit(
-    tasks: Sequence[BanditTask], num_pulls: int, policy: BanditPolicy, rng: Generator
+    engine: BanditEngine, num_pulls: int, policy: BanditPolicy, rng: Generator
 ) -> np.ndarray:
     """Runs one trial of ``num_pulls`` pulls on each of ``N`` Bernoulli bandits at once.
 
-    The pulls are steps of one :class:`~envs.light.bandit.BanditEngine` with a sub-environment
-    per task (each pull a one-step episode).
-
     Args:
-        tasks: ``N`` bandits with the same number of arms ``k``.
+        engine: a :class:`~envs.light.bandit.BanditEngine` with one sub-environment per bandit,
+            their tasks set; each pull is a one-step episode of it.
         num_pulls: pulls per trial ``n``.
         policy: ``(successes [N, k], pulls [N, k], t, rng) -> arms [N]``, called before pull ``t``.
         rng: draws the policy's randomness and the engine's rewards.
@@ -294,9 +294,8 @@ def simulate_bandit(
     Returns:
         ``[N, num_pulls]`` float64 rewards in {0, 1}.
     """
-    num_tasks, num_arms = _check_tasks(tasks, BanditTask, "probs").shape
-    engine = _start_engine(BanditEngine(num_tasks, num_arms=num_arms), tasks, rng)
-    everyone = np.arange(num_tasks)
+    everyone = _share_generator(engine, rng)
+    num_tasks, num_arms = engine.num_envs, engine.num_arms
     successes = np.zeros((num_tasks, num_arms), dtype=np.int64)
     pulls = np.zeros_like(successes)
     rewards = np.empty((num_tasks, num_pulls))
@@ -353,9 +352,11 @@ def bandit_baselines(
         "greedy": _greedy_arm,
         "epsilon_greedy": functools.partial(_epsilon_greedy_arm, epsilon=epsilon),
     }
+    num_arms = _check_tasks(tasks, BanditTask, "probs").shape[1]
+    engine = _engine(BanditEngine(len(tasks), num_arms=num_arms), tasks)
     rngs = _child_generators(rng, list(policies))
     return {
-        name: simulate_bandit(tasks, num_pulls, policy, rngs[name])
+        name: simulate_bandit(engine, num_pulls, policy, rngs[name])
         for name, policy in policies.items()
     }
 
@@ -508,7 +509,7 @@ def _plan_ucrl2(
 
 
 def _run_mdp_trial(
-    tasks: Sequence[TabularMDPTask],
+    engine: TabularMDPEngine,
     num_episodes: int,
     horizon: int,
     plan: MDPPlanner | None,
@@ -516,14 +517,11 @@ def _run_mdp_trial(
 ) -> np.ndarray:
     """``[N, num_episodes]`` returns of ``plan`` (``q`` per episode, or None: random actions).
 
-    The steps are those of one :class:`~envs.light.tabular_mdp.TabularMDPEngine` with a
-    sub-environment per task.
+    Steps ``engine``, a :class:`~envs.light.tabular_mdp.TabularMDPEngine` with one sub-environment
+    per task.
     """
-    num_states, num_actions = np.shape(tasks[0].reward_means)
-    num_tasks = len(tasks)
-    engine = TabularMDPEngine(num_tasks, num_states=num_states, num_actions=num_actions)
-    _start_engine(engine, tasks, rng)
-    rows = np.arange(num_tasks)
+    rows = _share_generator(engine, rng)
+    num_tasks, num_states, num_actions = engine.num_envs, engine.num_states, engine.num_actions
     zeros = np.zeros((num_tasks, num_states, num_actions))
     stats = _MDPStats(np.zeros((*zeros.shape, num_states)), zeros.copy(), zeros.copy())
     returns = np.zeros((num_tasks, num_episodes))
@@ -579,7 +577,7 @@ def mdp_baselines(
         ValueError: on an empty task list, a task that is not a :class:`TabularMDPTask`, tasks of
             different sizes, ``num_episodes < 1`` or ``horizon < 1``.
     """
-    _check_tasks(tasks, TabularMDPTask, "reward_means")  # the engine checks the transitions
+    num_states, num_actions = _check_tasks(tasks, TabularMDPTask, "reward_means").shape[1:]
     num_episodes = check_positive_int("num_episodes", num_episodes)
     horizon = check_positive_int("horizon", horizon)
     planners: dict[str, MDPPlanner | None] = {
@@ -588,8 +586,10 @@ def mdp_baselines(
         "greedy": _plan_greedy,
         "ucrl2": functools.partial(_plan_ucrl2, scale=ucrl2_scale),
     }
+    engine = TabularMDPEngine(len(tasks), num_states=num_states, num_actions=num_actions)
+    _engine(engine, tasks)  # checks the transitions too
     rngs = _child_generators(rng, list(planners))
     return {
-        name: _run_mdp_trial(tasks, num_episodes, horizon, plan, rngs[name])
+        name: _run_mdp_trial(engine, num_episodes, horizon, plan, rngs[name])
         for name, plan in planners.items()
     }
