@@ -129,21 +129,14 @@ def check_discrete_batch(actions: Any, num_actions: int) -> np.ndarray:
 
 
 def _shared(rngs: Sequence[np.random.Generator]) -> np.random.Generator | None:
-    """The one generator every sub-environment draws from, if they share one (else None)."""
+    """The generator all sub-envs share, if they do (one vectorised draw = the scalar draws)."""
     if len(rngs) > 1 and rngs[0] is rngs[-1] and all(rng is rngs[0] for rng in rngs):
         return rngs[0]
     return None
 
 
 def draw_uniform(rngs: Sequence[np.random.Generator]) -> np.ndarray:
-    """Draws one U[0, 1) number from each generator.
-
-    Sub-environments that share one generator draw from it in order (one vectorised draw gives
-    the same numbers as the scalar draws).
-
-    Returns:
-        ``[len(rngs)]`` float64 array; entry ``i`` comes from ``rngs[i]`` alone.
-    """
+    """Draws one U[0, 1) number from each generator: ``[len(rngs)]``, entry ``i`` from it."""
     shared = _shared(rngs)
     if shared is not None:
         return shared.random(len(rngs))
@@ -151,15 +144,13 @@ def draw_uniform(rngs: Sequence[np.random.Generator]) -> np.ndarray:
 
 
 def draw_standard_normal(rngs: Sequence[np.random.Generator]) -> np.ndarray:
-    """Draws one N(0, 1) number from each generator (a shared one in order, as above).
-
-    Returns:
-        ``[len(rngs)]`` float64 array; entry ``i`` comes from ``rngs[i]`` alone.
-    """
+    """Draws one N(0, 1) number from each generator (as :func:`draw_uniform`)."""
     shared = _shared(rngs)
-    if shared is not None:
-        return shared.standard_normal(len(rngs))
-    return np.array([rng.standard_normal() for rng in rngs], dtype=np.float64)
+    return (
+        shared.standard_normal(len(rngs))
+        if shared is not None
+        else np.array([rng.standard_normal() for rng in rngs], dtype=np.float64)
+    )
 
 
 class SubEnvStatus:
