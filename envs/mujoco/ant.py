@@ -71,12 +71,9 @@ class AntEngine(MujocoEngine):
         include_cfrc_ext_in_observation: append the clipped contact forces to the obs.
         frame_skip: MuJoCo steps per env step (5: ``dt = 0.05`` s).
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
-        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
-            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
-        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
-            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         xml_file: model XML (gymnasium's ``ant.xml``).
-        **task_kwargs: arguments of the task distribution.
+        **kwargs: ``action_scale``, ``nonfinite_action`` (:class:`~envs.mujoco.base.MujocoEngine`)
+            and the task distribution's arguments.
     """
 
     reward_terms: ClassVar[tuple[str, ...]] = (
@@ -104,23 +101,19 @@ class AntEngine(MujocoEngine):
         include_cfrc_ext_in_observation: bool = True,
         frame_skip: int = 5,
         reset_noise_scale: float = 0.1,
-        action_scale: float | None = None,
-        nonfinite_action: str = "raise",
         xml_file: str = "ant.xml",
-        **task_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             num_envs,
             xml_file=xml_file,
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
-            action_scale=action_scale,
-            nonfinite_action=nonfinite_action,
             qvel_noise="normal",
             fields={"torso_xpos": lambda d: d.xpos[TORSO], "cfrc_ext": lambda d: d.cfrc_ext},
             track_previous=("torso_xpos",),
             post_constraint=True,
-            task_kwargs=task_kwargs,
+            **kwargs,
         )
         self.forward_bonus = check_number("forward_bonus", forward_bonus)
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)

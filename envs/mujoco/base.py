@@ -111,9 +111,10 @@ class MujocoEngine(BatchedTaskEngine):
         nonfinite_action: ``"raise"`` (default): a NaN or infinite action raises ``ValueError``
             naming the engine, the sub-envs and the action. ``"clip"``: NaN becomes 0 and
             +-inf the upper/lower bound of the action space; finite entries are unchanged.
-        task_kwargs: arguments of the task distribution (names in its
+        **task_kwargs: arguments of the task distribution (names in its
             :meth:`~envs.core.TaskDistribution.option_names`, merged over
-            :attr:`~envs.core.BatchedTaskEngine.distribution_defaults`); others raise TypeError.
+            :attr:`~envs.core.BatchedTaskEngine.distribution_defaults`; a distribution that takes
+            ``xml_file`` gets the engine's); other names raise TypeError.
 
     Raises:
         TypeError: if a task-distribution argument is unknown.
@@ -139,9 +140,11 @@ class MujocoEngine(BatchedTaskEngine):
         per_env_model: bool = False,
         action_scale: float | None = None,
         nonfinite_action: str = "raise",
-        task_kwargs: Mapping[str, Any] | None = None,
+        **task_kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, self._build_distribution(dict(task_kwargs or {})))
+        if "xml_file" in self.distribution_cls.option_names():  # its shapes come from the model
+            task_kwargs = {"xml_file": xml_file, **task_kwargs}
+        super().__init__(num_envs, self._build_distribution(task_kwargs))
         if nonfinite_action not in NONFINITE_ACTIONS:
             raise ValueError(
                 f"nonfinite_action must be one of {NONFINITE_ACTIONS}, got {nonfinite_action!r}"

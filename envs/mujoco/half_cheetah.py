@@ -50,14 +50,11 @@ class HalfCheetahEngine(MujocoEngine):
         ctrl_cost_weight: weight of ``sum(a**2)`` in the control cost (meta-RL envs: 0.05).
         frame_skip: MuJoCo steps per env step (5: ``dt = 0.05`` s).
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
-        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
-            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
-        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
-            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
         include_torso_com: append the torso position (pytorch-maml-rl's 20-d observation).
         xml_file: model XML (gymnasium's ``half_cheetah.xml``).
-        **task_kwargs: arguments of the task distribution (e.g. ``low``, ``high``).
+        **kwargs: ``action_scale``, ``nonfinite_action`` (:class:`~envs.mujoco.base.MujocoEngine`)
+            and the task distribution's arguments (e.g. ``low``, ``high``).
     """
 
     reward_terms = ("reward_forward", "reward_ctrl")
@@ -70,12 +67,10 @@ class HalfCheetahEngine(MujocoEngine):
         ctrl_cost_weight: float = 0.05,
         frame_skip: int = 5,
         reset_noise_scale: float = 0.1,
-        action_scale: float | None = None,
-        nonfinite_action: str = "raise",
         exclude_current_positions_from_observation: bool = True,
         include_torso_com: bool = False,
         xml_file: str = "half_cheetah.xml",
-        **task_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         fields: dict[str, FieldGetter] = {}
         if include_torso_com:
@@ -85,12 +80,10 @@ class HalfCheetahEngine(MujocoEngine):
             xml_file=xml_file,
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
-            action_scale=action_scale,
-            nonfinite_action=nonfinite_action,
             qvel_noise="normal",
             fields=fields,
             track_previous=("qpos",),
-            task_kwargs=task_kwargs,
+            **kwargs,
         )
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)
         self.include_torso_com = bool(include_torso_com)

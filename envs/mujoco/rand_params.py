@@ -173,15 +173,12 @@ class RandParamsEngine(MujocoEngine):
         healthy_angle_range: open range of the torso angle ``qpos[2]``.
         frame_skip: MuJoCo steps per env step (4: ``dt = 0.008`` s).
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += U(-s, s)`` at reset (5e-3).
-        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
-            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
-        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
-            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
         recompute_constants: call ``mj_setConst`` after scaling masses and inertias, so derived
             model constants (``body_subtreemass``, ``dof_invweight0`` used by constraint softness,
             ...) match the scaled values; False keeps rand_param_envs' behaviour.
-        **task_kwargs: arguments of :class:`DynamicsDistribution` (``log_scale_limit``, ...).
+        **kwargs: ``action_scale``, ``nonfinite_action`` (:class:`~envs.mujoco.base.MujocoEngine`)
+            and the arguments of :class:`DynamicsDistribution` (``log_scale_limit``, ...).
     """
 
     metadata: ClassVar[dict[str, Any]] = {
@@ -206,22 +203,18 @@ class RandParamsEngine(MujocoEngine):
         healthy_angle_range: tuple[float, float],
         frame_skip: int = 4,
         reset_noise_scale: float = 5e-3,
-        action_scale: float | None = None,
-        nonfinite_action: str = "raise",
         exclude_current_positions_from_observation: bool = True,
         recompute_constants: bool = False,
-        **task_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             num_envs,
             xml_file=xml_file,
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
-            action_scale=action_scale,
-            nonfinite_action=nonfinite_action,
             qvel_noise="uniform",
             per_env_model=True,
-            task_kwargs={"xml_file": xml_file, **task_kwargs},
+            **kwargs,
         )
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)
         self.survive_reward = check_number("survive_reward", survive_reward)
