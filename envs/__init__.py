@@ -4,21 +4,15 @@ Importing this package registers every task env with gymnasium under ``metarl/<N
 The RL part imports numpy, gymnasium and mujoco only; ``envs.supervised`` adds torch.
 """
 
-from envs.core import (
-    BatchedTaskEngine,
-    EngineStep,
-    Task,
-    TaskDistribution,
-    TaskEnv,
-    check_range,
-    check_vector,
-)
+from envs.checks import check_range, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv
 from envs.registration import (
     EnvInfo,
     env_info,
     get_engine_class,
     get_env_class,
     get_task_distribution,
+    make_engine,
     register_task_env,
     task_env_ids,
 )
@@ -40,6 +34,7 @@ __all__ = [
     "get_engine_class",
     "get_env_class",
     "get_task_distribution",
+    "make_engine",
     "make_vec",
     "register_task_env",
     "task_env_ids",

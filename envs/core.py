@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import inspect
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from envs.checks import check_range, check_vector
 
 __all__ = [
     "BatchedTaskEngine",
@@ -106,52 +106,8 @@ class Task:
         return cls(**{k: _to_frozen(v) for k, v in data.items()})
 
 
-def check_range(name: str, value: Any, low: float, high: float) -> float:
-    """Checks that a scalar task parameter is a finite number in ``[low, high]``.
-
-    Raises:
-        ValueError: naming the parameter, its value and the allowed range.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        raise ValueError(f"task parameter {name!r} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(
-            f"task parameter {name!r}={value!r} is outside the allowed range [{low}, {high}]"
-        )
-    return value
-
-
-def check_vector(
-    name: str, value: Any, shape: tuple[int, ...], low: float = -np.inf, high: float = np.inf
-) -> np.ndarray:
-    """Checks that a vector task parameter has ``shape`` and all entries in ``[low, high]``.
-
-    Returns:
-        The parameter as a float64 array.
-
-    Raises:
-        ValueError: naming the parameter, its value or shape and the allowed shape or range.
-    """
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"task parameter {name!r} must be numeric, got {value!r}") from err
-    if array.shape != shape:
-        raise ValueError(
-            f"task parameter {name!r} must have shape {shape}, got shape {array.shape}"
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(
-            f"task parameter {name!r}={np.array2string(array, precision=4, threshold=8)} "
-            "must be finite"
-        )
-    if np.any(array < low) or np.any(array > high):
-        raise ValueError(
-            f"task parameter {name!r}={np.array2string(array, precision=4, threshold=8)} "
-            f"has entries outside the allowed range [{low}, {high}]"
-        )
-    return array
+#: Constructor arguments of every :class:`TaskDistribution`: the fixed train and test sets.
+SPLIT_OPTIONS = ("num_train_tasks", "num_test_tasks", "split_seed")
 
 
 class TaskDistribution(abc.ABC):
@@ -166,9 +122,19 @@ class TaskDistribution(abc.ABC):
         num_test_tasks: size of a fixed test set drawn once from the distribution, or None.
         split_seed: seed of the generator that draws the fixed sets (train and test are disjoint
             draws from one stream, as in PEARL).
+
+    Subclasses list the names of their own constructor arguments in :attr:`options`, so that the
+    registry and the engines can pick them out of an env's keyword arguments.
     """
 
     task_type: ClassVar[type[Task]]
+    #: Names of the subclass's own constructor arguments (besides :data:`SPLIT_OPTIONS`).
+    options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every keyword argument the constructor takes: :attr:`options` and the split ones."""
+        return (*cls.options, *SPLIT_OPTIONS)
 
     def __init__(
         self,
@@ -293,6 +259,10 @@ class BatchedTaskEngine(abc.ABC):
     """
 
     distribution_cls: ClassVar[type[TaskDistribution]]
+    #: Task-distribution arguments that differ from the distribution's own defaults.
+    distribution_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: The gymnasium ``metadata`` of the task env over this engine (render modes and fps).
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     observation_space: spaces.Space
     action_space: spaces.Space
     reward_terms: tuple[str, ...] = ()
@@ -302,12 +272,13 @@ class BatchedTaskEngine(abc.ABC):
     def make_distribution(cls, **kwargs: Any) -> TaskDistribution:
         """Builds the task distribution from those of ``kwargs`` that configure it.
 
-        The engine's own keyword arguments may be passed whole: the ones that are parameters of
-        :attr:`distribution_cls` are used, the rest ignored.
+        An env's keyword arguments may be passed whole: the names in
+        :meth:`TaskDistribution.option_names` of :attr:`distribution_cls` are used (over
+        :attr:`distribution_defaults`), the rest ignored.
         """
-        params = set(inspect.signature(cls.distribution_cls.__init__).parameters)
-        params |= set(inspect.signature(TaskDistribution.__init__).parameters)
-        return cls.distribution_cls(**{k: v for k, v in kwargs.items() if k in params})
+        names = cls.distribution_cls.option_names()
+        chosen = {k: v for k, v in kwargs.items() if k in names}
+        return cls.distribution_cls(**{**cls.distribution_defaults, **chosen})
 
     def __init__(self, num_envs: int, distribution: TaskDistribution) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -407,7 +378,9 @@ class TaskEnv(gym.Env):
     stable-baselines3 learner can train on directly. Episode time limits come from registration
     (``max_episode_steps``), not from this class.
 
-    Subclasses set :attr:`engine_cls`; constructor keyword arguments go to the engine.
+    One class serves every engine: the registry configures it for an engine (sets
+    :attr:`engine_cls` and the engine's :attr:`~BatchedTaskEngine.metadata`, see
+    :func:`envs.registration.get_env_class`); constructor keyword arguments go to the engine.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}

@@ -8,11 +8,12 @@ trajectory independent of how a batch is split across processes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from envs.core import BatchedTaskEngine
 
 __all__ = [
     "LIGHT_RENDER_METADATA",
@@ -21,9 +22,8 @@ __all__ = [
     "check_rgb_mode",
     "as_continuous_actions",
     "as_discrete_actions",
+    "check_discrete_batch",
     "as_indices",
-    "check_positive_int",
-    "check_scalar",
     "draw_standard_normal",
     "draw_uniform",
 ]
@@ -52,46 +52,6 @@ def bar_image(heights: np.ndarray, highlight: int | None = None, width: int = 12
     for k, top in enumerate(tops.tolist()):
         image[top:, k * width : (k + 1) * width - 1] = (40, 80, 220) if k == highlight else 150
     return image
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    """Checks a constructor argument that must be a positive int.
-
-    Raises:
-        TypeError: if ``value`` is not an int (bools are rejected).
-        ValueError: if ``value`` < 1.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
-
-
-def check_scalar(
-    name: str, value: Any, low: float, high: float, *, open_low: bool = False
-) -> float:
-    """Checks a constructor argument that must be a finite number in ``[low, high]``.
-
-    Args:
-        name: argument name, used in the error message.
-        value: the value received.
-        low: smallest allowed value.
-        high: largest allowed value.
-        open_low: if True, ``low`` itself is not allowed (the range is ``(low, high]``).
-
-    Raises:
-        TypeError: if ``value`` is not a real number.
-        ValueError: naming the argument, its value and the allowed range.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}: {value!r}")
-    value = float(value)
-    too_low = value <= low if open_low else value < low
-    if not math.isfinite(value) or too_low or value > high:
-        bracket = "(" if open_low else "["
-        raise ValueError(f"{name}={value!r} is outside the allowed range {bracket}{low}, {high}]")
-    return value
 
 
 def as_indices(indices: Sequence[int] | np.ndarray, num_envs: int) -> np.ndarray:
@@ -158,22 +118,39 @@ def as_discrete_actions(actions: Any, num_envs: int, num_actions: int) -> np.nda
     return array.astype(np.int64, copy=False)
 
 
-def draw_uniform(rngs: Sequence[np.random.Generator]) -> np.ndarray:
-    """Draws one U[0, 1) number from each generator.
+def check_discrete_batch(actions: Any, num_actions: int) -> np.ndarray:
+    """Checks a batch ``[n]`` of discrete actions (any ``n``), as the ``process`` backend needs.
 
-    Returns:
-        ``[len(rngs)]`` float64 array; entry ``i`` comes from ``rngs[i]`` alone.
+    Raises:
+        ValueError: on a wrong shape, a non-integer dtype or an action out of range.
     """
+    array = np.asarray(actions)
+    return as_discrete_actions(array, len(array) if array.ndim else 1, num_actions)
+
+
+def _shared(rngs: Sequence[np.random.Generator]) -> np.random.Generator | None:
+    """The generator all sub-envs share, if they do (one vectorised draw = the scalar draws)."""
+    if len(rngs) > 1 and rngs[0] is rngs[-1] and all(rng is rngs[0] for rng in rngs):
+        return rngs[0]
+    return None
+
+
+def draw_uniform(rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """Draws one U[0, 1) number from each generator: ``[len(rngs)]``, entry ``i`` from it."""
+    shared = _shared(rngs)
+    if shared is not None:
+        return shared.random(len(rngs))
     return np.array([rng.random() for rng in rngs], dtype=np.float64)
 
 
 def draw_standard_normal(rngs: Sequence[np.random.Generator]) -> np.ndarray:
-    """Draws one N(0, 1) number from each generator.
-
-    Returns:
-        ``[len(rngs)]`` float64 array; entry ``i`` comes from ``rngs[i]`` alone.
-    """
-    return np.array([rng.standard_normal() for rng in rngs], dtype=np.float64)
+    """Draws one N(0, 1) number from each generator (as :func:`draw_uniform`)."""
+    shared = _shared(rngs)
+    return (
+        shared.standard_normal(len(rngs))
+        if shared is not None
+        else np.array([rng.standard_normal() for rng in rngs], dtype=np.float64)
+    )
 
 
 class SubEnvStatus:
@@ -190,6 +167,29 @@ class SubEnvStatus:
         self.has_task = np.zeros(num_envs, dtype=bool)
         self.was_reset = np.zeros(num_envs, dtype=bool)
         self._all_reset = False
+
+    def loaded_tasks(self, engine: BatchedTaskEngine, indices: np.ndarray) -> list[Any]:
+        """The tasks of the listed sub-environments, which ``engine`` copies into its arrays now.
+
+        For ``_apply_tasks``: marks them as having a task.
+        """
+        self.has_task[indices] = True
+        return [engine.tasks[int(i)] for i in indices]
+
+    def begin_reset(self, engine: BatchedTaskEngine, indices: Sequence[int]) -> np.ndarray:
+        """Checks ``indices``, samples a task for each listed sub-env without one, marks them reset.
+
+        Returns:
+            The indices as a ``[m]`` int64 array, for the engine to reset its state there.
+
+        Raises:
+            ValueError: if ``indices`` is not 1-D integer data in ``[0, num_envs)``.
+        """
+        idx = as_indices(indices, engine.num_envs)
+        if not self.has_task[idx].all():
+            engine.ensure_tasks(idx)
+        self.mark_reset(idx)
+        return idx
 
     def mark_reset(self, indices: np.ndarray) -> None:
         """Records that the sub-environments in ``indices`` (``[m]`` int) were reset."""

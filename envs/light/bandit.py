@@ -15,19 +15,19 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.checks import check_positive_int, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
 from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
-    as_indices,
     bar_image,
-    check_positive_int,
+    check_discrete_batch,
     check_rgb_mode,
     draw_uniform,
 )
 
-__all__ = ["BanditEngine", "BanditEnv", "BanditTask", "BanditTaskDistribution"]
+__all__ = ["BanditEngine", "BanditTask", "BanditTaskDistribution"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +47,8 @@ class BanditTaskDistribution(TaskDistribution):
 
     Args:
         num_arms: the number of arms ``k`` (RL² uses 5, 10 and 50).
-        num_train_tasks: size of a fixed training set, or None (RL² draws fresh bandits).
-        num_test_tasks: size of a fixed test set, or None.
-        split_seed: seed of the generator that draws the fixed sets.
+        **kwargs: ``num_train_tasks``, ``num_test_tasks``, ``split_seed`` of
+            :class:`~envs.core.TaskDistribution` (RL² draws fresh bandits).
 
     Raises:
         TypeError: if ``num_arms`` is not an int.
@@ -57,18 +56,10 @@ class BanditTaskDistribution(TaskDistribution):
     """
 
     task_type: ClassVar[type[Task]] = BanditTask
+    options = ("num_arms",)
 
-    def __init__(
-        self,
-        num_arms: int = 10,
-        *,
-        num_train_tasks: int | None = None,
-        num_test_tasks: int | None = None,
-        split_seed: int = 1337,
-    ) -> None:
-        super().__init__(
-            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
-        )
+    def __init__(self, num_arms: int = 10, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.num_arms = check_positive_int("num_arms", num_arms)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
@@ -102,8 +93,19 @@ class BanditEngine(BatchedTaskEngine):
     Args:
         num_envs: number of sub-environments.
         num_arms: the number of arms ``k``.
+
+    Example (the gymnasium env ``metarl/Bandit-K5-v0`` over one sub-environment):
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/Bandit-K5-v0")
+        >>> task = BanditTask(probs=(0.0, 1.0, 0.5, 0.5, 0.5))
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(1)
+        >>> reward, terminated, info["expected_reward"]
+        (1.0, True, 1.0)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = BanditTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_arm",)
     extra_keys: tuple[str, ...] = ("expected_reward",)
@@ -119,11 +121,8 @@ class BanditEngine(BatchedTaskEngine):
         self._terminated = np.ones(num_envs, dtype=bool)
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
-        tasks = [cast(BanditTask, self.tasks[int(i)]) for i in indices]
-        if not tasks:
-            return
-        self._probs[indices] = [task.probs for task in tasks]
-        self._status.has_task[indices] = True
+        if len(indices):
+            self._probs[indices] = [t.probs for t in self._status.loaded_tasks(self, indices)]
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Starts a pull in the listed sub-environments (sampling a task where none is set).
@@ -134,20 +133,12 @@ class BanditEngine(BatchedTaskEngine):
         Returns:
             ``[m, 1]`` float32 zeros.
         """
-        idx = as_indices(indices, self.num_envs)
-        if not self._status.has_task[idx].all():
-            self.ensure_tasks(idx)
-        self._status.mark_reset(idx)
+        idx = self._status.begin_reset(self, indices)
         return np.zeros((len(idx), 1), dtype=np.float32)
 
     def check_actions(self, actions: Any) -> np.ndarray:
-        """Checks a batch ``[n]`` of arms (any ``n``): integers in ``[0, num_arms)``.
-
-        Raises:
-            ValueError: on a wrong shape, a non-integer dtype or an arm out of range.
-        """
-        array = np.asarray(actions)
-        return as_discrete_actions(array, len(array) if array.ndim else 1, self.num_arms)
+        """Checks a batch ``[n]`` of arms (any ``n``): integers in ``[0, num_arms)``."""
+        return check_discrete_batch(actions, self.num_arms)
 
     def render(self, index: int, render_mode: str) -> np.ndarray:
         """A ``[64, 12 * num_arms, 3]`` uint8 picture of sub-env ``index``'s arm probabilities."""
@@ -180,23 +171,3 @@ class BanditEngine(BatchedTaskEngine):
             reward_terms={"reward_arm": reward_arm},
             extras={"expected_reward": expected},
         )
-
-
-class BanditEnv(TaskEnv):
-    """Gymnasium env ``metarl/Bandit-K{5,10,50}-v0``: one :class:`BanditEngine` sub-environment.
-
-    The keyword argument ``num_arms`` goes to the engine (the registered ids set it).
-
-    Example:
-        >>> import envs  # registers the ids
-        >>> import gymnasium as gym
-        >>> env = gym.make("metarl/Bandit-K5-v0")
-        >>> task = BanditTask(probs=(0.0, 1.0, 0.5, 0.5, 0.5))
-        >>> obs, info = env.reset(seed=0, options={"task": task})
-        >>> obs, reward, terminated, truncated, info = env.step(1)
-        >>> reward, terminated, info["expected_reward"]
-        (1.0, True, 1.0)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
-    engine_cls: ClassVar[type[BatchedTaskEngine]] = BanditEngine

@@ -15,19 +15,17 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.checks import check_low_high, check_number, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
 from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_continuous_actions,
-    as_indices,
     check_rgb_mode,
-    check_scalar,
 )
 
 __all__ = [
     "Navigation2DEngine",
-    "Navigation2DEnv",
     "Navigation2DTask",
     "Navigation2DTaskDistribution",
 ]
@@ -51,9 +49,8 @@ class Navigation2DTaskDistribution(TaskDistribution):
     Args:
         low: lower bound of each goal coordinate.
         high: upper bound of each goal coordinate (> ``low``).
-        num_train_tasks: size of a fixed training set, or None (MAML draws fresh goals).
-        num_test_tasks: size of a fixed test set, or None.
-        split_seed: seed of the generator that draws the fixed sets.
+        **kwargs: ``num_train_tasks``, ``num_test_tasks``, ``split_seed`` of
+            :class:`~envs.core.TaskDistribution` (MAML draws fresh goals).
 
     Raises:
         TypeError: if ``low`` or ``high`` is not a number.
@@ -61,23 +58,11 @@ class Navigation2DTaskDistribution(TaskDistribution):
     """
 
     task_type: ClassVar[type[Task]] = Navigation2DTask
+    options = ("low", "high")
 
-    def __init__(
-        self,
-        low: float = -0.5,
-        high: float = 0.5,
-        *,
-        num_train_tasks: int | None = None,
-        num_test_tasks: int | None = None,
-        split_seed: int = 1337,
-    ) -> None:
-        super().__init__(
-            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
-        )
-        self.low = check_scalar("low", low, -np.inf, np.inf)
-        self.high = check_scalar("high", high, -np.inf, np.inf)
-        if self.low >= self.high:
-            raise ValueError(f"low must be < high, got low={self.low!r}, high={self.high!r}")
+    def __init__(self, low: float = -0.5, high: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = check_low_high(low, high, strict=True)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
         goals = rng.uniform(self.low, self.high, size=(n, 2))
@@ -118,8 +103,19 @@ class Navigation2DEngine(BatchedTaskEngine):
         high: upper bound of each goal coordinate.
         max_action: the largest velocity per coordinate (> 0); also the action-space bound.
         success_radius: half-width of the termination box around the goal (>= 0; 0 never ends).
+
+    Example (the gymnasium env ``metarl/Navigation2D-v0`` over one sub-environment):
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/Navigation2D-v0")
+        >>> task = Navigation2DTask(goal=(0.2, 0.0))
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
+        >>> round(reward, 6), round(info["reward_distance"], 6)
+        (-0.1, -0.1)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = Navigation2DTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_distance",)
     extra_keys: tuple[str, ...] = ("distance",)
@@ -134,8 +130,8 @@ class Navigation2DEngine(BatchedTaskEngine):
         success_radius: float = 0.01,
     ) -> None:
         super().__init__(num_envs, Navigation2DTaskDistribution(low=low, high=high))
-        self.max_action = check_scalar("max_action", max_action, 0.0, np.inf, open_low=True)
-        self.success_radius = check_scalar("success_radius", success_radius, 0.0, np.inf)
+        self.max_action = check_number("max_action", max_action, 0.0, np.inf, open_low=True)
+        self.success_radius = check_number("success_radius", success_radius, 0.0, np.inf)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
         self.action_space = spaces.Box(
             -self.max_action, self.max_action, shape=(2,), dtype=np.float32
@@ -152,11 +148,8 @@ class Navigation2DEngine(BatchedTaskEngine):
         return self._position.copy()
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
-        tasks = [cast(Navigation2DTask, self.tasks[int(i)]) for i in indices]
-        if not tasks:
-            return
-        self._goal[indices] = [task.goal for task in tasks]
-        self._status.has_task[indices] = True
+        if len(indices):
+            self._goal[indices] = [t.goal for t in self._status.loaded_tasks(self, indices)]
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Puts the listed sub-environments at the origin (sampling a task where none is set).
@@ -167,11 +160,8 @@ class Navigation2DEngine(BatchedTaskEngine):
         Returns:
             ``[m, 2]`` float32 observations (all zeros).
         """
-        idx = as_indices(indices, self.num_envs)
-        if not self._status.has_task[idx].all():
-            self.ensure_tasks(idx)
+        idx = self._status.begin_reset(self, indices)
         self._position[idx] = 0.0
-        self._status.mark_reset(idx)
         return self._position[idx].astype(np.float32)
 
     def check_actions(self, actions: Any) -> np.ndarray:
@@ -235,23 +225,3 @@ class Navigation2DEngine(BatchedTaskEngine):
             reward_terms={"reward_distance": reward_distance},
             extras={"distance": distance},
         )
-
-
-class Navigation2DEnv(TaskEnv):
-    """Gymnasium env ``metarl/Navigation2D-v0``: one sub-environment of :class:`Navigation2DEngine`.
-
-    Keyword arguments (``low``, ``high``, ``max_action``, ``success_radius``) go to the engine.
-
-    Example:
-        >>> import envs  # registers the ids
-        >>> import gymnasium as gym
-        >>> env = gym.make("metarl/Navigation2D-v0")
-        >>> task = Navigation2DTask(goal=(0.2, 0.0))
-        >>> obs, info = env.reset(seed=0, options={"task": task})
-        >>> obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0.0]))
-        >>> round(reward, 6), round(info["reward_distance"], 6)
-        (-0.1, -0.1)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
-    engine_cls: ClassVar[type[BatchedTaskEngine]] = Navigation2DEngine

@@ -15,14 +15,14 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
+from envs.checks import check_positive_int, check_vector
+from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution
 from envs.light._common import (
     LIGHT_RENDER_METADATA,
     SubEnvStatus,
     as_discrete_actions,
-    as_indices,
     bar_image,
-    check_positive_int,
+    check_discrete_batch,
     check_rgb_mode,
     draw_standard_normal,
     draw_uniform,
@@ -31,7 +31,6 @@ from envs.light._common import (
 __all__ = [
     "TRANSITION_TOLERANCE",
     "TabularMDPEngine",
-    "TabularMDPEnv",
     "TabularMDPTask",
     "TabularMDPTaskDistribution",
 ]
@@ -61,9 +60,8 @@ class TabularMDPTaskDistribution(TaskDistribution):
     Args:
         num_states: ``|S|`` (RL²: 10).
         num_actions: ``|A|`` (RL²: 5).
-        num_train_tasks: size of a fixed training set, or None (RL² draws fresh MDPs).
-        num_test_tasks: size of a fixed test set, or None.
-        split_seed: seed of the generator that draws the fixed sets.
+        **kwargs: ``num_train_tasks``, ``num_test_tasks``, ``split_seed`` of
+            :class:`~envs.core.TaskDistribution` (RL² draws fresh MDPs).
 
     Raises:
         TypeError: if ``num_states`` or ``num_actions`` is not an int.
@@ -71,19 +69,10 @@ class TabularMDPTaskDistribution(TaskDistribution):
     """
 
     task_type: ClassVar[type[Task]] = TabularMDPTask
+    options = ("num_states", "num_actions")
 
-    def __init__(
-        self,
-        num_states: int = 10,
-        num_actions: int = 5,
-        *,
-        num_train_tasks: int | None = None,
-        num_test_tasks: int | None = None,
-        split_seed: int = 1337,
-    ) -> None:
-        super().__init__(
-            num_train_tasks=num_train_tasks, num_test_tasks=num_test_tasks, split_seed=split_seed
-        )
+    def __init__(self, num_states: int = 10, num_actions: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.num_states = check_positive_int("num_states", num_states)
         self.num_actions = check_positive_int("num_actions", num_actions)
 
@@ -163,8 +152,19 @@ class TabularMDPEngine(BatchedTaskEngine):
         num_envs: number of sub-environments.
         num_states: ``|S|``.
         num_actions: ``|A|``.
+
+    Example (the gymnasium env ``metarl/TabularMDP-v0`` over one sub-environment):
+        >>> import envs  # registers the ids
+        >>> import gymnasium as gym
+        >>> env = gym.make("metarl/TabularMDP-v0", num_states=2, num_actions=1)
+        >>> task = TabularMDPTask(reward_means=((0.0,), (1.0,)), transitions=(((0.0, 1.0),),) * 2)
+        >>> obs, info = env.reset(seed=0, options={"task": task})
+        >>> obs, reward, terminated, truncated, info = env.step(0)
+        >>> obs.tolist(), info["expected_reward"], terminated
+        ([0.0, 1.0], 0.0, False)
     """
 
+    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = TabularMDPTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_mdp",)
     extra_keys: tuple[str, ...] = ("expected_reward",)
@@ -190,22 +190,16 @@ class TabularMDPEngine(BatchedTaskEngine):
         return self._state.copy()
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
-        tasks = [cast(TabularMDPTask, self.tasks[int(i)]) for i in indices]
-        if not tasks:
+        if not len(indices):
             return
+        tasks = self._status.loaded_tasks(self, indices)
         self._means[indices] = [task.reward_means for task in tasks]
         table = np.asarray([task.transitions for task in tasks], dtype=np.float64)
         self._cdf[indices] = _cumulative(table)
-        self._status.has_task[indices] = True
 
     def check_actions(self, actions: Any) -> np.ndarray:
-        """Checks a batch ``[n]`` of actions (any ``n``): integers in ``[0, num_actions)``.
-
-        Raises:
-            ValueError: on a wrong shape, a non-integer dtype or an action out of range.
-        """
-        array = np.asarray(actions)
-        return as_discrete_actions(array, len(array) if array.ndim else 1, self.num_actions)
+        """Checks a batch ``[n]`` of actions (any ``n``): integers in ``[0, num_actions)``."""
+        return check_discrete_batch(actions, self.num_actions)
 
     def render(self, index: int, render_mode: str) -> np.ndarray:
         """A ``[64, 12 * num_states, 3]`` uint8 picture: one bar per state, the current one blue."""
@@ -226,11 +220,8 @@ class TabularMDPEngine(BatchedTaskEngine):
         Returns:
             ``[m, num_states]`` float32 one-hot observations of state 0.
         """
-        idx = as_indices(indices, self.num_envs)
-        if not self._status.has_task[idx].all():
-            self.ensure_tasks(idx)
+        idx = self._status.begin_reset(self, indices)
         self._state[idx] = 0
-        self._status.mark_reset(idx)
         return self._one_hot(self._state[idx])
 
     def step(self, actions: np.ndarray) -> EngineStep:
@@ -262,23 +253,3 @@ class TabularMDPEngine(BatchedTaskEngine):
             reward_terms={"reward_mdp": reward_mdp},
             extras={"expected_reward": expected},
         )
-
-
-class TabularMDPEnv(TaskEnv):
-    """Gymnasium env ``metarl/TabularMDP-v0``: one :class:`TabularMDPEngine` sub-environment.
-
-    Keyword arguments (``num_states``, ``num_actions``) go to the engine.
-
-    Example:
-        >>> import envs  # registers the ids
-        >>> import gymnasium as gym
-        >>> env = gym.make("metarl/TabularMDP-v0", num_states=2, num_actions=1)
-        >>> task = TabularMDPTask(reward_means=((0.0,), (1.0,)), transitions=(((0.0, 1.0),),) * 2)
-        >>> obs, info = env.reset(seed=0, options={"task": task})
-        >>> obs, reward, terminated, truncated, info = env.step(0)
-        >>> obs.tolist(), info["expected_reward"], terminated
-        ([0.0, 1.0], 0.0, False)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
-    engine_cls: ClassVar[type[BatchedTaskEngine]] = TabularMDPEngine

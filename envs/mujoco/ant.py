@@ -31,8 +31,9 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskEnv
-from envs.mujoco.base import MujocoEngine, check_interval, check_number
+from envs.checks import check_interval, check_number
+from envs.core import EngineStep, Task
+from envs.mujoco.base import MujocoEngine
 from envs.mujoco.tasks import (
     Direction2DDistribution,
     DirectionDistribution,
@@ -42,14 +43,10 @@ from envs.mujoco.tasks import (
 
 __all__ = [
     "AntDir2DEngine",
-    "AntDir2DEnv",
     "AntDirEngine",
-    "AntDirEnv",
     "AntEngine",
     "AntGoalEngine",
-    "AntGoalEnv",
     "AntVelEngine",
-    "AntVelEnv",
 ]
 
 #: Body index of the torso (gymnasium v5's ``main_body=1``).
@@ -74,12 +71,9 @@ class AntEngine(MujocoEngine):
         include_cfrc_ext_in_observation: append the clipped contact forces to the obs.
         frame_skip: MuJoCo steps per env step (5: ``dt = 0.05`` s).
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
-        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
-            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
-        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
-            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         xml_file: model XML (gymnasium's ``ant.xml``).
-        **task_kwargs: arguments of the task distribution.
+        **kwargs: ``action_scale``, ``nonfinite_action`` (:class:`~envs.mujoco.base.MujocoEngine`)
+            and the task distribution's arguments.
     """
 
     reward_terms: ClassVar[tuple[str, ...]] = (
@@ -107,23 +101,19 @@ class AntEngine(MujocoEngine):
         include_cfrc_ext_in_observation: bool = True,
         frame_skip: int = 5,
         reset_noise_scale: float = 0.1,
-        action_scale: float | None = None,
-        nonfinite_action: str = "raise",
         xml_file: str = "ant.xml",
-        **task_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             num_envs,
             xml_file=xml_file,
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
-            action_scale=action_scale,
-            nonfinite_action=nonfinite_action,
             qvel_noise="normal",
             fields={"torso_xpos": lambda d: d.xpos[TORSO], "cfrc_ext": lambda d: d.cfrc_ext},
             track_previous=("torso_xpos",),
             post_constraint=True,
-            task_kwargs=task_kwargs,
+            **kwargs,
         )
         self.forward_bonus = check_number("forward_bonus", forward_bonus)
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)
@@ -314,43 +304,3 @@ class AntGoalEngine(AntEngine):
 
     def _forward_reward(self, xy_velocity: np.ndarray, xy_position: np.ndarray) -> np.ndarray:
         return -np.abs(xy_position - self.target).sum(axis=1)
-
-
-class AntVelEnv(TaskEnv):
-    """``metarl/AntVel-v0``: the single-env view of :class:`AntVelEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntVelEngine
-
-
-class AntDirEnv(TaskEnv):
-    """``metarl/AntDir-v0``: the single-env view of :class:`AntDirEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntDirEngine
-
-
-class AntDir2DEnv(TaskEnv):
-    """``metarl/AntDir2D-v0``: the single-env view of :class:`AntDir2DEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntDir2DEngine
-
-
-class AntGoalEnv(TaskEnv):
-    """``metarl/AntGoal-v0``: the single-env view of :class:`AntGoalEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = AntGoalEngine

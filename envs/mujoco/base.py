@@ -25,9 +25,7 @@ import abc
 import concurrent.futures
 import copy
 import functools
-import inspect
 import itertools
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,10 +36,18 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, WorkerError
+from envs.checks import check_number, check_positive_int
+from envs.core import (
+    MUJOCO_RENDER_MODES,
+    BatchedTaskEngine,
+    EngineStep,
+    Task,
+    TaskDistribution,
+    WorkerError,
+)
 from envs.mujoco.rendering import make_renderer, render_frame
 
-__all__ = ["ASSETS_DIR", "FieldGetter", "MujocoEngine", "check_number", "resolve_xml"]
+__all__ = ["ASSETS_DIR", "FieldGetter", "MujocoEngine", "resolve_xml"]
 
 #: gymnasium's MuJoCo assets folder (half_cheetah.xml, ant.xml, hopper.xml, walker2d_v5.xml, ...).
 ASSETS_DIR = Path(gymnasium.envs.mujoco.__file__).parent / "assets"
@@ -64,36 +70,6 @@ def resolve_xml(xml_file: str) -> Path:
             f"xml_file={xml_file!r}: no such model file (names are looked up in {ASSETS_DIR})"
         )
     return path
-
-
-def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
-    """Checks that a constructor argument is a finite real number in ``[low, high]``.
-
-    Raises:
-        TypeError: if ``value`` is not a real number.
-        ValueError: naming the argument, its value and the allowed range.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name}={value!r} is outside the allowed range [{low}, {high}]")
-    return value
-
-
-def check_interval(name: str, value: Any) -> tuple[float, float]:
-    """Checks a ``(low, high)`` pair with ``low <= high`` (infinite bounds allowed).
-
-    Raises:
-        ValueError: naming the argument and its value.
-    """
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair (low, high) of numbers, got {value!r}") from None
-    if math.isnan(low) or math.isnan(high) or low > high:
-        raise ValueError(f"{name}={value!r} must satisfy low <= high")
-    return low, high
 
 
 _CHUNKS_PER_THREAD = 4  # work-sharing granularity of the thread backend
@@ -135,15 +111,20 @@ class MujocoEngine(BatchedTaskEngine):
         nonfinite_action: ``"raise"`` (default): a NaN or infinite action raises ``ValueError``
             naming the engine, the sub-envs and the action. ``"clip"``: NaN becomes 0 and
             +-inf the upper/lower bound of the action space; finite entries are unchanged.
-        task_kwargs: arguments of the task distribution (merged over
-            :attr:`distribution_defaults`); unknown names raise TypeError.
+        **task_kwargs: arguments of the task distribution (names in its
+            :meth:`~envs.core.TaskDistribution.option_names`, merged over
+            :attr:`~envs.core.BatchedTaskEngine.distribution_defaults`; a distribution that takes
+            ``xml_file`` gets the engine's); other names raise TypeError.
 
     Raises:
         TypeError: if a task-distribution argument is unknown.
         ValueError: if an argument is out of range.
     """
 
-    distribution_defaults: ClassVar[Mapping[str, Any]] = {}
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 20,  # 1 / dt at the default frame_skip (subclasses with another dt override)
+    }
 
     def __init__(
         self,
@@ -159,20 +140,20 @@ class MujocoEngine(BatchedTaskEngine):
         per_env_model: bool = False,
         action_scale: float | None = None,
         nonfinite_action: str = "raise",
-        task_kwargs: Mapping[str, Any] | None = None,
+        **task_kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, self._build_distribution(dict(task_kwargs or {})))
+        if "xml_file" in self.distribution_cls.option_names():  # its shapes come from the model
+            task_kwargs = {"xml_file": xml_file, **task_kwargs}
+        super().__init__(num_envs, self._build_distribution(task_kwargs))
         if nonfinite_action not in NONFINITE_ACTIONS:
             raise ValueError(
                 f"nonfinite_action must be one of {NONFINITE_ACTIONS}, got {nonfinite_action!r}"
             )
         self.nonfinite_action = nonfinite_action
-        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
-            raise ValueError(f"frame_skip must be a positive int, got {frame_skip!r}")
         if qvel_noise not in ("normal", "uniform"):
             raise ValueError(f"qvel_noise must be 'normal' or 'uniform', got {qvel_noise!r}")
         self.xml_path = resolve_xml(xml_file)
-        self.frame_skip = frame_skip
+        self.frame_skip = check_positive_int("frame_skip", frame_skip)
         self.reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, 0.0)
         self._qvel_noise = qvel_noise
         self._post_constraint = bool(post_constraint)
@@ -212,9 +193,7 @@ class MujocoEngine(BatchedTaskEngine):
             self.action_scale = None
             low, high = self._ctrl_low, self._ctrl_high
         else:
-            self.action_scale = check_number("action_scale", action_scale, 0.0)
-            if self.action_scale == 0.0:
-                raise ValueError("action_scale must be positive or None, got 0.0")
+            self.action_scale = check_number("action_scale", action_scale, 0.0, open_low=True)
             low, high = -np.full(model.nu, self.action_scale), np.full(model.nu, self.action_scale)
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32))
         self._action_low, self._action_high = low.astype(np.float64), high.astype(np.float64)
@@ -222,51 +201,16 @@ class MujocoEngine(BatchedTaskEngine):
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
-    def distribution_arguments(cls) -> set[str]:
-        """Returns the names the task distribution accepts (its own and TaskDistribution's)."""
-        names = set()
-        for klass in (cls.distribution_cls, TaskDistribution):
-            params = inspect.signature(klass.__init__).parameters.values()
-            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        return names - {"self"}
-
-    @classmethod
-    def make_distribution(cls, **kwargs: Any) -> TaskDistribution:
-        """Builds the task distribution from those of ``kwargs`` that configure it.
-
-        Unlike the base method, arguments the distribution forwards to
-        :class:`~envs.core.TaskDistribution` (``num_train_tasks``, ``num_test_tasks``,
-        ``split_seed``) are kept. The engine's :attr:`distribution_defaults` (e.g. AntVel's
-        ``high=3.0``) apply unless overridden; other keyword arguments are ignored.
-        """
-        accepted = cls.distribution_arguments()
-        chosen = {k: v for k, v in kwargs.items() if k in accepted}
-        return cls.distribution_cls(**{**cls.distribution_defaults, **chosen})
-
-    @classmethod
-    def engine_arguments(cls) -> list[str]:
-        """Returns the names of the engine's own keyword arguments (along its class chain)."""
-        names: list[str] = []
-        for klass in cls.__mro__:
-            if klass is MujocoEngine:
-                break
-            if "__init__" in vars(klass):
-                for name, param in inspect.signature(klass.__init__).parameters.items():
-                    if param.kind is param.KEYWORD_ONLY and name not in names:
-                        names.append(name)
-        return names
-
-    @classmethod
     def _build_distribution(cls, task_kwargs: dict[str, Any]) -> TaskDistribution:
-        accepted = cls.distribution_arguments()
-        unknown = sorted(set(task_kwargs) - accepted)
+        accepted = cls.distribution_cls.option_names()
+        unknown = sorted(set(task_kwargs) - set(accepted))
         if unknown:
             raise TypeError(
-                f"{cls.__name__} got unknown argument(s) {unknown}; engine arguments: "
-                f"{cls.engine_arguments()}; task-distribution arguments "
-                f"({cls.distribution_cls.__name__}): {sorted(accepted)}"
+                f"{cls.__name__} got unknown argument(s) {unknown}; besides the engine's own "
+                f"keyword arguments it takes those of {cls.distribution_cls.__name__}: "
+                f"{sorted(accepted)}"
             )
-        return cls.distribution_cls(**{**cls.distribution_defaults, **task_kwargs})
+        return cls.make_distribution(**task_kwargs)
 
     @property
     def models(self) -> tuple[mujoco.MjModel, ...]:

@@ -22,16 +22,15 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskEnv
-from envs.mujoco.base import FieldGetter, MujocoEngine, check_number
+from envs.checks import check_number
+from envs.core import EngineStep, Task
+from envs.mujoco.base import FieldGetter, MujocoEngine
 from envs.mujoco.tasks import DirectionDistribution, GoalVelocityDistribution
 
 __all__ = [
     "HalfCheetahDirEngine",
-    "HalfCheetahDirEnv",
     "HalfCheetahEngine",
     "HalfCheetahVelEngine",
-    "HalfCheetahVelEnv",
 ]
 
 #: Body index of the torso (gymnasium v5's ``main_body=1``).
@@ -51,14 +50,11 @@ class HalfCheetahEngine(MujocoEngine):
         ctrl_cost_weight: weight of ``sum(a**2)`` in the control cost (meta-RL envs: 0.05).
         frame_skip: MuJoCo steps per env step (5: ``dt = 0.05`` s).
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += s * N(0, 1)`` at reset (v5: 0.1).
-        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
-            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
-        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
-            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
         include_torso_com: append the torso position (pytorch-maml-rl's 20-d observation).
         xml_file: model XML (gymnasium's ``half_cheetah.xml``).
-        **task_kwargs: arguments of the task distribution (e.g. ``low``, ``high``).
+        **kwargs: ``action_scale``, ``nonfinite_action`` (:class:`~envs.mujoco.base.MujocoEngine`)
+            and the task distribution's arguments (e.g. ``low``, ``high``).
     """
 
     reward_terms = ("reward_forward", "reward_ctrl")
@@ -71,12 +67,10 @@ class HalfCheetahEngine(MujocoEngine):
         ctrl_cost_weight: float = 0.05,
         frame_skip: int = 5,
         reset_noise_scale: float = 0.1,
-        action_scale: float | None = None,
-        nonfinite_action: str = "raise",
         exclude_current_positions_from_observation: bool = True,
         include_torso_com: bool = False,
         xml_file: str = "half_cheetah.xml",
-        **task_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         fields: dict[str, FieldGetter] = {}
         if include_torso_com:
@@ -86,12 +80,10 @@ class HalfCheetahEngine(MujocoEngine):
             xml_file=xml_file,
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
-            action_scale=action_scale,
-            nonfinite_action=nonfinite_action,
             qvel_noise="normal",
             fields=fields,
             track_previous=("qpos",),
-            task_kwargs=task_kwargs,
+            **kwargs,
         )
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)
         self.include_torso_com = bool(include_torso_com)
@@ -156,32 +148,3 @@ class HalfCheetahDirEngine(HalfCheetahEngine):
 
     def _forward_reward(self, x_velocity: np.ndarray) -> np.ndarray:
         return self.target * x_velocity
-
-
-class HalfCheetahVelEnv(TaskEnv):
-    """``metarl/HalfCheetahVel-v0``: the single-env view of :class:`HalfCheetahVelEngine`.
-
-    Example:
-        >>> import gymnasium as gym, envs
-        >>> from envs.mujoco import GoalVelocityTask
-        >>> env = gym.make("metarl/HalfCheetahVel-v0")
-        >>> obs, info = env.reset(seed=0, options={"task": GoalVelocityTask(1.5)})
-        >>> obs.shape
-        (17,)
-    """
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = HalfCheetahVelEngine
-
-
-class HalfCheetahDirEnv(TaskEnv):
-    """``metarl/HalfCheetahDir-v0``: the single-env view of :class:`HalfCheetahDirEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 20,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = HalfCheetahDirEngine

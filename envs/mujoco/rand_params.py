@@ -8,7 +8,8 @@ model's *original* values (kept aside), so a new task never compounds on the pre
 
 Reward (``info`` holds each term): ``reward_forward = (x' - x) / dt``, ``reward_ctrl = -1e-3 *
 sum(a**2)``, ``reward_survive = 1`` (paid every step, as in rand_param_envs; gymnasium v5 pays it
-only on healthy steps: ``survive_only_when_healthy=True``). Termination:
+only on healthy steps: ``survive_only_when_healthy=True``). One :class:`RandParamsEngine` serves
+both; each id registers its model and healthy ranges. Termination:
 
 * Hopper: non-finite state, ``|(qpos[2:], qvel)| >= 100``, height ``qpos[1] <= 0.7`` or
   ``|angle| >= 0.2``;
@@ -31,19 +32,16 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import MUJOCO_RENDER_MODES, EngineStep, Task, TaskDistribution, TaskEnv, check_vector
-from envs.mujoco.base import MujocoEngine, check_interval, check_number, resolve_xml
+from envs.checks import check_interval, check_number, check_vector
+from envs.core import EngineStep, Task, TaskDistribution
+from envs.mujoco.base import MujocoEngine, resolve_xml
 
 __all__ = [
     "MULTIPLIER_BASES",
     "RAND_PARAMS",
     "DynamicsDistribution",
     "DynamicsTask",
-    "HopperRandParamsEngine",
-    "HopperRandParamsEnv",
     "RandParamsEngine",
-    "Walker2DRandParamsEngine",
-    "Walker2DRandParamsEnv",
     "model_shapes",
 ]
 
@@ -90,6 +88,7 @@ class DynamicsDistribution(TaskDistribution):
     """
 
     task_type = DynamicsTask
+    options = ("xml_file", "log_scale_limit", "rand_params")
 
     def __init__(
         self,
@@ -157,6 +156,9 @@ class DynamicsDistribution(TaskDistribution):
 class RandParamsEngine(MujocoEngine):
     """A planar walker (Hopper, Walker2d) whose dynamics parameters are the task.
 
+    The model and the healthy ranges have no defaults: the ids ``metarl/HopperRandParams-v0`` and
+    ``metarl/Walker2DRandParams-v0`` register them (``envs.make_engine(id, num_envs)``).
+
     Args:
         num_envs: number of sub-environments.
         xml_file: model XML in gymnasium's assets (or a path).
@@ -171,17 +173,18 @@ class RandParamsEngine(MujocoEngine):
         healthy_angle_range: open range of the torso angle ``qpos[2]``.
         frame_skip: MuJoCo steps per env step (4: ``dt = 0.008`` s).
         reset_noise_scale: ``qpos += U(-s, s)``, ``qvel += U(-s, s)`` at reset (5e-3).
-        action_scale: None (v5: actions are the controls) or ``s``: the policy acts in
-            ``[-s, s]``, clipped and divided by ``s`` (pytorch-maml-rl, garage, ProMP use 10).
-        nonfinite_action: ``"raise"`` (default) or ``"clip"`` (NaN -> 0, +-inf -> the action
-            bounds), see :class:`~envs.mujoco.base.MujocoEngine`.
         exclude_current_positions_from_observation: drop ``qpos[0]`` (x) from the observation.
         recompute_constants: call ``mj_setConst`` after scaling masses and inertias, so derived
             model constants (``body_subtreemass``, ``dof_invweight0`` used by constraint softness,
             ...) match the scaled values; False keeps rand_param_envs' behaviour.
-        **task_kwargs: arguments of :class:`DynamicsDistribution` (``log_scale_limit``, ...).
+        **kwargs: ``action_scale``, ``nonfinite_action`` (:class:`~envs.mujoco.base.MujocoEngine`)
+            and the arguments of :class:`DynamicsDistribution` (``log_scale_limit``, ...).
     """
 
+    metadata: ClassVar[dict[str, Any]] = {
+        **MujocoEngine.metadata,
+        "render_fps": 125,  # 1 / dt at the default frame_skip
+    }
     distribution_cls = DynamicsDistribution
     reward_terms = ("reward_forward", "reward_ctrl", "reward_survive")
     extra_keys = ("x_position", "x_velocity")
@@ -200,22 +203,18 @@ class RandParamsEngine(MujocoEngine):
         healthy_angle_range: tuple[float, float],
         frame_skip: int = 4,
         reset_noise_scale: float = 5e-3,
-        action_scale: float | None = None,
-        nonfinite_action: str = "raise",
         exclude_current_positions_from_observation: bool = True,
         recompute_constants: bool = False,
-        **task_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             num_envs,
             xml_file=xml_file,
             frame_skip=frame_skip,
             reset_noise_scale=reset_noise_scale,
-            action_scale=action_scale,
-            nonfinite_action=nonfinite_action,
             qvel_noise="uniform",
             per_env_model=True,
-            task_kwargs={"xml_file": xml_file, **task_kwargs},
+            **kwargs,
         )
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight)
         self.survive_reward = check_number("survive_reward", survive_reward)
@@ -285,82 +284,3 @@ class RandParamsEngine(MujocoEngine):
             },
             extras={"x_position": x_position, "x_velocity": x_velocity},
         )
-
-
-class HopperRandParamsEngine(RandParamsEngine):
-    """Hopper with random dynamics (rand_param_envs ``hopper_rand_params.py``).
-
-    Defaults: ``hopper.xml``; healthy while every entry of ``(qpos[2:], qvel)`` is in
-    ``(-100, 100)``, height in ``(0.7, inf)`` and angle in ``(-0.2, 0.2)``. Other arguments:
-    :class:`RandParamsEngine`.
-    """
-
-    distribution_defaults: ClassVar[dict[str, Any]] = {"xml_file": "hopper.xml"}
-
-    def __init__(
-        self,
-        num_envs: int,
-        *,
-        xml_file: str = "hopper.xml",
-        healthy_state_range: tuple[float, float] | None = (-100.0, 100.0),
-        healthy_z_range: tuple[float, float] = (0.7, float("inf")),
-        healthy_angle_range: tuple[float, float] = (-0.2, 0.2),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            num_envs,
-            xml_file=xml_file,
-            healthy_state_range=healthy_state_range,
-            healthy_z_range=healthy_z_range,
-            healthy_angle_range=healthy_angle_range,
-            **kwargs,
-        )
-
-
-class Walker2DRandParamsEngine(RandParamsEngine):
-    """Walker2d with random dynamics (rand_param_envs ``walker2d_rand_params.py``).
-
-    Defaults: ``walker2d_v5.xml``; healthy while height is in ``(0.8, 2.0)`` and angle in
-    ``(-1, 1)``. Other arguments: :class:`RandParamsEngine`.
-    """
-
-    distribution_defaults: ClassVar[dict[str, Any]] = {"xml_file": "walker2d_v5.xml"}
-
-    def __init__(
-        self,
-        num_envs: int,
-        *,
-        xml_file: str = "walker2d_v5.xml",
-        healthy_state_range: tuple[float, float] | None = None,
-        healthy_z_range: tuple[float, float] = (0.8, 2.0),
-        healthy_angle_range: tuple[float, float] = (-1.0, 1.0),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            num_envs,
-            xml_file=xml_file,
-            healthy_state_range=healthy_state_range,
-            healthy_z_range=healthy_z_range,
-            healthy_angle_range=healthy_angle_range,
-            **kwargs,
-        )
-
-
-class HopperRandParamsEnv(TaskEnv):
-    """``metarl/HopperRandParams-v0``: the single-env view of :class:`HopperRandParamsEngine`."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 125,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = HopperRandParamsEngine
-
-
-class Walker2DRandParamsEnv(TaskEnv):
-    """``metarl/Walker2DRandParams-v0``: the single-env view of the Walker2D engine."""
-
-    metadata: ClassVar[dict[str, Any]] = {
-        "render_modes": list(MUJOCO_RENDER_MODES),
-        "render_fps": 125,  # 1 / dt at the default frame_skip
-    }
-    engine_cls = Walker2DRandParamsEngine

@@ -16,12 +16,12 @@ because its shapes come from the model.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, ClassVar
 
 import numpy as np
 
-from envs.core import Task, TaskDistribution, check_range, check_vector
+from envs.checks import check_low_high, check_number, check_range, check_vector
+from envs.core import Task, TaskDistribution
 
 __all__ = [
     "Direction2DDistribution",
@@ -86,17 +86,6 @@ class GoalTask(Task):
     goal: tuple[float, float]
 
 
-def _check_low_high(low: Any, high: Any) -> tuple[float, float]:
-    for name, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise TypeError(f"{name} must be a real number, got {value!r}")
-        if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value!r}")
-    if float(low) > float(high):
-        raise ValueError(f"low={low!r} must not exceed high={high!r}")
-    return float(low), float(high)
-
-
 class GoalVelocityDistribution(TaskDistribution):
     """Target velocities ``v* ~ U[low, high]``.
 
@@ -109,10 +98,11 @@ class GoalVelocityDistribution(TaskDistribution):
     """
 
     task_type = GoalVelocityTask
+    options = ("low", "high")
 
     def __init__(self, low: float = 0.0, high: float = 2.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.low, self.high = _check_low_high(low, high)
+        self.low, self.high = check_low_high(low, high)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
         return [GoalVelocityTask(float(v)) for v in rng.uniform(self.low, self.high, size=n)]
@@ -149,10 +139,8 @@ class DirectionDistribution(TaskDistribution):
     def validate(self, task: Task) -> None:
         """Checks ``task.direction`` is -1.0 or +1.0."""
         self._check_type(task)
-        value = task.direction  # type: ignore[attr-defined]
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise ValueError(f"task parameter 'direction' must be a number, got {value!r}")
-        if float(value) not in (-1.0, 1.0):
+        value = check_range("direction", task.direction, -1.0, 1.0)  # type: ignore[attr-defined]
+        if value not in (-1.0, 1.0):
             raise ValueError(
                 f"task parameter 'direction'={value!r} is not allowed; expected -1.0 or 1.0"
             )
@@ -174,6 +162,7 @@ class Direction2DDistribution(TaskDistribution):
     """
 
     task_type = Direction2DTask
+    options = ("direction_sampling",)
 
     def __init__(self, direction_sampling: str = "normal", **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -224,6 +213,7 @@ class GoalDistribution(TaskDistribution):
     """
 
     task_type = GoalTask
+    options = ("low", "high", "goal_sampling", "radius")
 
     def __init__(
         self,
@@ -234,15 +224,11 @@ class GoalDistribution(TaskDistribution):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.low, self.high = _check_low_high(low, high)
+        self.low, self.high = check_low_high(low, high)
         if goal_sampling not in ("square", "disc"):
             raise ValueError(f"goal_sampling must be 'square' or 'disc', got {goal_sampling!r}")
         self.goal_sampling = goal_sampling
-        if isinstance(radius, bool) or not isinstance(radius, int | float | np.number):
-            raise TypeError(f"radius must be a real number, got {radius!r}")
-        if not (math.isfinite(float(radius)) and float(radius) > 0.0):
-            raise ValueError(f"radius must be finite and positive, got {radius!r}")
-        self.radius = float(radius)
+        self.radius = check_number("radius", radius, 0.0, open_low=True)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[Task]:
         if self.goal_sampling == "square":

@@ -1,14 +1,15 @@
 """Classic bandit and tabular-MDP baselines of RL² (Duan et al. 2016, §3.1-3.2, Tables 1-2).
 
 Numpy only, vectorised over tasks: a trial on ``N`` tasks is one Python loop over pulls (or
-steps) on ``[N, ...]`` arrays. Rewards are drawn as the :mod:`envs.light` engines draw them, from
-the Generator given (each baseline on its own child generator): bandit ``float(u < p_arm)``,
-``u ~ U[0, 1)``; MDP ``mean[s, a] + z``, ``z ~ N(0, 1)``, then ``u ~ U[0, 1)`` picks
-``s' = #{j : cdf[s, a, j] <= u}``, every episode starting in state 0. Priors are the task
-distributions: ``Beta(1, 1)`` per arm, ``N(1, 1)`` per mean reward, ``Dirichlet(1)`` per
-transition row. As in the RL² appendix, UCB1, greedy and epsilon-greedy start every arm at one
-success and one failure, and ``UCB1_C``, ``EPSILON`` and ``UCRL2_SCALE`` are tuned (small grids
-on tasks drawn with other seeds than any check).
+steps) of the real batched engines of :mod:`envs.light` (``BanditEngine``, ``TabularMDPEngine``),
+one sub-environment per task. Each baseline runs on its own child generator, which draws the
+policy's randomness and, shared by every sub-environment of the engine, the rewards and
+transitions (bandit ``float(u < p_arm)``, ``u ~ U[0, 1)``; MDP ``mean[s, a] + z``,
+``z ~ N(0, 1)``, then ``u ~ U[0, 1)`` picks the next state; every episode starts in state 0).
+Priors are the task distributions: ``Beta(1, 1)`` per arm, ``N(1, 1)`` per mean reward,
+``Dirichlet(1)`` per transition row. As in the RL² appendix, UCB1, greedy and epsilon-greedy
+start every arm at one success and one failure, and ``UCB1_C``, ``EPSILON`` and ``UCRL2_SCALE``
+are tuned (small grids on tasks drawn with other seeds than any check).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from typing import NamedTuple
 import numpy as np
 from numpy.random import Generator
 
-from envs.light.bandit import BanditTask
-from envs.light.tabular_mdp import TabularMDPTask
+from envs.checks import check_positive_int
+from envs.core import BatchedTaskEngine, Task
+from envs.light.bandit import BanditEngine, BanditTask
+from envs.light.tabular_mdp import TabularMDPEngine, TabularMDPTask
 
 __all__ = [
     "EPSILON",
@@ -60,14 +63,6 @@ BanditPolicy = Callable[[np.ndarray, np.ndarray, int, Generator], np.ndarray]
 """``(successes [N, k], pulls [N, k], t, rng) -> arms [N]``: one decision of a bandit policy."""
 
 
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return int(value)
-
-
 def _check_tasks(tasks: Sequence[object], task_type: type, field: str) -> np.ndarray:
     if len(tasks) == 0:
         raise ValueError(f"tasks is empty; expected at least one {task_type.__name__}")
@@ -83,6 +78,17 @@ def _check_tasks(tasks: Sequence[object], task_type: type, field: str) -> np.nda
 def _child_generators(rng: Generator, names: Sequence[str]) -> dict[str, Generator]:
     seeds = rng.integers(0, 2**62, size=len(names))
     return {name: np.random.default_rng(int(seed)) for name, seed in zip(names, seeds, strict=True)}
+
+
+def _engine(engine: BatchedTaskEngine, tasks: Sequence[Task]) -> BatchedTaskEngine:
+    engine.set_tasks(list(tasks))  # validated once, shared by every baseline's trial
+    return engine
+
+
+def _share_generator(engine: BatchedTaskEngine, rng: Generator) -> np.ndarray:
+    """Makes every sub-env draw from ``rng``, in order (one seed); returns all their indices."""
+    engine.rngs = [rng] * engine.num_envs
+    return np.arange(engine.num_envs)
 
 
 def _argmax_random_ties(scores: np.ndarray, rng: Generator) -> np.ndarray:
@@ -164,8 +170,8 @@ def gittins_table(horizon: int, num_grid: int = 64) -> GittinsTable:
         TypeError: if ``horizon`` or ``num_grid`` is not an int.
         ValueError: if ``horizon < 1`` or ``num_grid < 2``.
     """
-    horizon = _check_count("horizon", horizon)
-    if _check_count("num_grid", num_grid) < 2:
+    horizon = check_positive_int("horizon", horizon)
+    if check_positive_int("num_grid", num_grid) < 2:
         raise ValueError(f"num_grid must be >= 2, got {num_grid}")
     return _gittins_table(horizon, int(num_grid))
 
@@ -226,7 +232,7 @@ def gittins_indices(
         raise ValueError(f"successes {successes.shape} and pulls {pulls.shape} must match")
     if (successes < 0).any() or (successes > pulls).any():
         raise ValueError("successes must satisfy 0 <= successes <= pulls")
-    remaining = _check_count("remaining", remaining)
+    remaining = check_positive_int("remaining", remaining)
     needed = int(pulls.max(initial=0)) + remaining
     if needed > table.horizon:
         raise ValueError(f"table covers pulls + remaining <= {table.horizon}, need {needed}")
@@ -274,29 +280,31 @@ def _gittins_arm(
 
 
 def simulate_bandit(
-    probs: np.ndarray, num_pulls: int, policy: BanditPolicy, rng: Generator
+    engine: BanditEngine, num_pulls: int, policy: BanditPolicy, rng: Generator
 ) -> np.ndarray:
     """Runs one trial of ``num_pulls`` pulls on each of ``N`` Bernoulli bandits at once.
 
     Args:
-        probs: ``[N, k]`` arm probabilities.
+        engine: a :class:`~envs.light.bandit.BanditEngine` with one sub-environment per bandit,
+            their tasks set; each pull is a one-step episode of it.
         num_pulls: pulls per trial ``n``.
         policy: ``(successes [N, k], pulls [N, k], t, rng) -> arms [N]``, called before pull ``t``.
-        rng: draws the policy's randomness and the rewards (``u < p_arm``, as ``BanditEngine``).
+        rng: draws the policy's randomness and the engine's rewards.
 
     Returns:
         ``[N, num_pulls]`` float64 rewards in {0, 1}.
     """
-    num_tasks, num_arms = probs.shape
-    rows = np.arange(num_tasks)
+    everyone = _share_generator(engine, rng)
+    num_tasks, num_arms = engine.num_envs, engine.num_arms
     successes = np.zeros((num_tasks, num_arms), dtype=np.int64)
     pulls = np.zeros_like(successes)
     rewards = np.empty((num_tasks, num_pulls))
     for t in range(num_pulls):
         arm = policy(successes, pulls, t, rng)
-        reward = rng.random(num_tasks) < probs[rows, arm]
-        successes[rows, arm] += reward
-        pulls[rows, arm] += 1
+        engine.reset(everyone)
+        reward = engine.step(arm).reward
+        successes[everyone, arm] += reward.astype(np.int64)
+        pulls[everyone, arm] += 1
         rewards[:, t] = reward
     return rewards
 
@@ -333,8 +341,7 @@ def bandit_baselines(
         ValueError: on an empty task list, a task that is not a :class:`BanditTask`, tasks with
             different ``k``, ``num_pulls < 1`` or ``epsilon`` outside ``[0, 1]``.
     """
-    probs = _check_tasks(tasks, BanditTask, "probs")
-    num_pulls = _check_count("num_pulls", num_pulls)
+    num_pulls = check_positive_int("num_pulls", num_pulls)
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
     policies: dict[str, BanditPolicy] = {
@@ -345,9 +352,11 @@ def bandit_baselines(
         "greedy": _greedy_arm,
         "epsilon_greedy": functools.partial(_epsilon_greedy_arm, epsilon=epsilon),
     }
+    num_arms = _check_tasks(tasks, BanditTask, "probs").shape[1]
+    engine = _engine(BanditEngine(len(tasks), num_arms=num_arms), tasks)
     rngs = _child_generators(rng, list(policies))
     return {
-        name: simulate_bandit(probs, num_pulls, policy, rngs[name])
+        name: simulate_bandit(engine, num_pulls, policy, rngs[name])
         for name, policy in policies.items()
     }
 
@@ -386,7 +395,7 @@ def value_iteration_finite_horizon(
         ValueError: if the shapes do not match or ``horizon < 1``.
     """
     reward_means, transitions = np.asarray(reward_means), np.asarray(transitions)
-    horizon = _check_count("horizon", horizon)
+    horizon = check_positive_int("horizon", horizon)
     if reward_means.ndim < 2 or transitions.shape != reward_means.shape + reward_means.shape[-2:-1]:
         raise ValueError(
             f"reward_means [..., S, A] {reward_means.shape} and transitions [..., S, A, S] "
@@ -500,46 +509,39 @@ def _plan_ucrl2(
 
 
 def _run_mdp_trial(
-    means: np.ndarray,
-    cdf: np.ndarray,
+    engine: TabularMDPEngine,
     num_episodes: int,
     horizon: int,
     plan: MDPPlanner | None,
     rng: Generator,
 ) -> np.ndarray:
-    """``[N, num_episodes]`` returns of ``plan`` (``q`` per episode, or None: random actions)."""
-    num_tasks, num_states, num_actions = means.shape
-    rows = np.arange(num_tasks)
+    """``[N, num_episodes]`` returns of ``plan`` (``q`` per episode, or None: random actions).
+
+    Steps ``engine``, a :class:`~envs.light.tabular_mdp.TabularMDPEngine` with one sub-environment
+    per task.
+    """
+    rows = _share_generator(engine, rng)
+    num_tasks, num_states, num_actions = engine.num_envs, engine.num_states, engine.num_actions
     zeros = np.zeros((num_tasks, num_states, num_actions))
     stats = _MDPStats(np.zeros((*zeros.shape, num_states)), zeros.copy(), zeros.copy())
     returns = np.zeros((num_tasks, num_episodes))
     for episode in range(num_episodes):
         q = None if plan is None else plan(stats, horizon, rng)
-        state = np.zeros(num_tasks, dtype=np.int64)
+        engine.reset(rows)  # state 0
+        state = engine.state
         for h in range(horizon):
             if q is None:
                 action = rng.integers(num_actions, size=num_tasks)
             else:
                 action = np.argmax(q[rows, h, state], axis=-1)
-            # Same draws, in the same order, as TabularMDPEngine.step.
-            reward = means[rows, state, action] + rng.standard_normal(num_tasks)
-            uniform = rng.random(num_tasks)
-            next_state = np.count_nonzero(cdf[rows, state, action] <= uniform[:, None], axis=1)
+            reward = engine.step(action).reward
+            next_state = engine.state
             stats.counts[rows, state, action, next_state] += 1.0
             stats.reward_sums[rows, state, action] += reward
             stats.visits[rows, state, action] += 1.0
             returns[:, episode] += reward
             state = next_state
     return returns
-
-
-def _cumulative(transitions: np.ndarray) -> np.ndarray:
-    """CDF rows built as ``TabularMDPEngine`` does (a state of probability 0 is never drawn)."""
-    cdf = np.cumsum(transitions / transitions.sum(axis=-1, keepdims=True), axis=-1)
-    num_states = transitions.shape[-1]
-    last_positive = num_states - 1 - np.argmax(transitions[..., ::-1] > 0, axis=-1)
-    cdf[np.arange(num_states) >= last_positive[..., None]] = 1.0
-    return cdf
 
 
 def mdp_baselines(
@@ -575,24 +577,19 @@ def mdp_baselines(
         ValueError: on an empty task list, a task that is not a :class:`TabularMDPTask`, tasks of
             different sizes, ``num_episodes < 1`` or ``horizon < 1``.
     """
-    means = _check_tasks(tasks, TabularMDPTask, "reward_means")
-    transitions = _check_tasks(tasks, TabularMDPTask, "transitions")
-    if means.ndim != 3 or transitions.shape != means.shape + means.shape[1:2]:
-        raise ValueError(
-            f"tasks have reward_means {means.shape[1:]} and transitions {transitions.shape[1:]}; "
-            "expected [S, A] and [S, A, S]"
-        )
-    cdf = _cumulative(transitions)
-    num_episodes = _check_count("num_episodes", num_episodes)
-    horizon = _check_count("horizon", horizon)
+    num_states, num_actions = _check_tasks(tasks, TabularMDPTask, "reward_means").shape[1:]
+    num_episodes = check_positive_int("num_episodes", num_episodes)
+    horizon = check_positive_int("horizon", horizon)
     planners: dict[str, MDPPlanner | None] = {
         "random": None,
         "psrl": _plan_psrl,
         "greedy": _plan_greedy,
         "ucrl2": functools.partial(_plan_ucrl2, scale=ucrl2_scale),
     }
+    engine = TabularMDPEngine(len(tasks), num_states=num_states, num_actions=num_actions)
+    _engine(engine, tasks)  # checks the transitions too
     rngs = _child_generators(rng, list(planners))
     return {
-        name: _run_mdp_trial(means, cdf, num_episodes, horizon, plan, rngs[name])
+        name: _run_mdp_trial(engine, num_episodes, horizon, plan, rngs[name])
         for name, plan in planners.items()
     }

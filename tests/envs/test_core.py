@@ -106,3 +106,68 @@ def test_registry_lists_every_env_and_rejects_unknown_ids():
     assert {"metarl/Bandit-K5-v0", "metarl/Bandit-K10-v0", "metarl/Bandit-K50-v0"} <= set(ids)
     with pytest.raises(ValueError, match="unknown task env id 'metarl/Nope-v0'"):
         envs.get_task_distribution("metarl/Nope-v0")
+
+
+def test_constructor_checks_name_the_argument_value_and_range():
+    from envs.checks import check_interval, check_low_high, check_number, check_positive_int
+
+    assert check_number("weight", 2, 0.0) == 2.0
+    with pytest.raises(ValueError, match=r"scale=0.0 is outside the allowed range \(0.0, inf\]"):
+        check_number("scale", 0.0, 0.0, open_low=True)
+    with pytest.raises(TypeError, match="weight must be a number, got bool: True"):
+        check_number("weight", True)
+    with pytest.raises(ValueError, match=r"num_arms must be >= 1, got 0"):
+        check_positive_int("num_arms", 0)
+    with pytest.raises(TypeError, match="num_arms must be an int, got float: 2.0"):
+        check_positive_int("num_arms", 2.0)
+    assert check_interval("healthy_z_range", (0.7, float("inf"))) == (0.7, float("inf"))
+    with pytest.raises(ValueError, match=r"healthy_z_range=\(2, 1\) must satisfy low <= high"):
+        check_interval("healthy_z_range", (2, 1))
+    assert check_low_high(1, 1) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="low must be < high, got low=1.0, high=1.0"):
+        check_low_high(1, 1, strict=True)
+    with pytest.raises(ValueError, match=r"high=inf is outside the allowed range"):
+        check_low_high(0.0, float("inf"))
+
+
+@pytest.mark.parametrize("env_id", envs.task_env_ids())
+def test_each_distribution_declares_exactly_its_constructor_options(env_id):
+    # The registry and the engines pick a distribution's arguments out of an env's kwargs by
+    # these names, so they must be the constructor's keyword arguments.
+    import inspect
+
+    cls = envs.get_engine_class(env_id).distribution_cls
+    split = {"num_train_tasks", "num_test_tasks", "split_seed"}
+    params = set(inspect.signature(cls.__init__).parameters) - {"self", "kwargs"}
+    assert set(cls.options) == params - split
+    assert set(cls.option_names()) == params | split
+
+
+def test_one_env_class_per_engine_with_the_engine_metadata_and_the_ids_defaults():
+    import pickle
+
+    import gymnasium as gym
+
+    hopper, walker = "metarl/HopperRandParams-v0", "metarl/Walker2DRandParams-v0"
+    assert envs.get_env_class(hopper) is envs.get_env_class(walker)  # one RandParamsEngine
+    assert envs.get_env_class(hopper).metadata["render_fps"] == 125
+    assert envs.get_env_class("metarl/Bandit-K5-v0").metadata["render_modes"] == ["rgb_array"]
+    env = gym.make(walker)
+    assert env.unwrapped.engine.xml_path.name == "walker2d_v5.xml"
+    assert env.observation_space.shape == (17,)
+    assert envs.make_engine(hopper, 2, healthy_angle_range=(-1, 1)).healthy_angle_range == (-1, 1)
+    env = gym.make("metarl/Navigation2D-v0", max_action=0.2)
+    env.reset(seed=0)
+    again = pickle.loads(pickle.dumps(env.unwrapped))
+    assert type(again) is type(env.unwrapped) and again.action_space == env.action_space
+
+
+def test_light_engine_examples_run():
+    import doctest
+
+    import envs.light.bandit
+    import envs.light.navigation
+    import envs.light.tabular_mdp
+
+    for module in (envs.light.bandit, envs.light.navigation, envs.light.tabular_mdp):
+        assert doctest.testmod(module).failed == 0

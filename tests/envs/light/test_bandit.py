@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401 - registers the ids
-from envs.light.bandit import BanditEngine, BanditEnv, BanditTask, BanditTaskDistribution
+from envs.light.bandit import BanditEngine, BanditTask, BanditTaskDistribution
 
 
 def test_probabilities_zero_and_one_give_exact_rewards_and_every_pull_terminates():
@@ -82,7 +82,7 @@ def test_bad_tasks_arguments_and_actions_raise_clear_errors():
     with pytest.raises(ValueError, match="num_arms must be >= 1, got 0"):
         BanditEngine(1, num_arms=0)
     with pytest.raises(TypeError, match="num_arms must be an int"):
-        BanditEnv(num_arms=2.0)
+        gym.make("metarl/Bandit-K5-v0", num_arms=2.0)
     engine = BanditEngine(2, num_arms=3)
     engine.reset(np.arange(2))
     with pytest.raises(ValueError, match=r"actions must lie in \[0, 3\), got values from 0 to 3"):

@@ -7,7 +7,6 @@ import pytest
 import envs  # noqa: F401 - registers the ids
 from envs.light.navigation import (
     Navigation2DEngine,
-    Navigation2DEnv,
     Navigation2DTask,
     Navigation2DTaskDistribution,
 )
@@ -73,7 +72,7 @@ def test_position_persists_until_reset_and_reset_returns_to_the_origin():
 
 
 def test_max_action_sets_the_clip_and_the_action_space():
-    env = Navigation2DEnv(max_action=0.2)
+    env = gym.make("metarl/Navigation2D-v0", max_action=0.2)
     np.testing.assert_allclose(env.action_space.low, [-0.2, -0.2])
     np.testing.assert_allclose(env.action_space.high, [0.2, 0.2])
     env.reset(seed=0, options={"task": Navigation2DTask(goal=(0.0, 0.0))})
@@ -103,7 +102,7 @@ def test_bad_tasks_and_arguments_raise_clear_errors():
         distribution.validate(Navigation2DTask(goal=(float("nan"), 0.0)))
     with pytest.raises(TypeError, match="expects a Navigation2DTask"):
         distribution.validate((0.1, 0.2))
-    env = Navigation2DEnv()
+    env = gym.make("metarl/Navigation2D-v0")
     with pytest.raises(ValueError, match="'goal'"):
         env.reset(options={"task": Navigation2DTask(goal=(1.0, 1.0))})
     with pytest.raises(ValueError, match="low must be < high"):

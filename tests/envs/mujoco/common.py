@@ -5,7 +5,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-import envs  # noqa: F401  (registers the ids)
+import envs
 from envs.mujoco import ASSETS_DIR, MujocoEngine
 
 MUJOCO_IDS = [
@@ -18,6 +18,8 @@ MUJOCO_IDS = [
     "metarl/HopperRandParams-v0",
     "metarl/Walker2DRandParams-v0",
 ]
+
+HOPPER, WALKER = "metarl/HopperRandParams-v0", "metarl/Walker2DRandParams-v0"
 
 # Observation and action sizes of every env (README table; gymnasium v5 layouts).
 SIZES = {
@@ -32,9 +34,16 @@ SIZES = {
 }
 
 
-def started_engine(engine_cls: type[MujocoEngine], tasks: list, seed: int = 0, **kwargs):
+def new_engine(engine: type[MujocoEngine] | str, num_envs: int, **kwargs) -> MujocoEngine:
+    """An engine of a class, or of a registered id (with the id's registered defaults)."""
+    if isinstance(engine, str):
+        return envs.make_engine(engine, num_envs, **kwargs)
+    return engine(num_envs, **kwargs)
+
+
+def started_engine(engine_cls: type[MujocoEngine] | str, tasks: list, seed: int = 0, **kwargs):
     """Builds an engine with one sub-env per task, seeded ``seed + i``, and resets it."""
-    engine = engine_cls(len(tasks), **kwargs)
+    engine = new_engine(engine_cls, len(tasks), **kwargs)
     engine.seed([seed + i for i in range(len(tasks))])
     engine.set_tasks(tasks)
     engine.reset(np.arange(len(tasks)))

@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import envs
 from envs.mujoco import (
     AntDirEngine,
     DirectionTask,
     GoalVelocityTask,
     HalfCheetahVelEngine,
-    HopperRandParamsEngine,
-    Walker2DRandParamsEngine,
 )
 from envs.mujoco.rand_params import RAND_PARAMS
-from tests.envs.mujoco.common import started_engine
+from tests.envs.mujoco.common import HOPPER, WALKER, started_engine
 
 
 def scaled_mass_task(dist, factor):
@@ -24,9 +23,9 @@ def scaled_mass_task(dist, factor):
 
 
 def test_rand_params_scale_the_model_and_restore_originals():
-    dist = HopperRandParamsEngine.make_distribution()
+    dist = envs.get_task_distribution(HOPPER)
     task = dist.sample(1, np.random.default_rng(3))[0]
-    engine = started_engine(HopperRandParamsEngine, [task, dist.unit_task()])
+    engine = started_engine(HOPPER, [task, dist.unit_task()])
     original = engine.model  # the engine's pristine model is never modified
     for name in RAND_PARAMS:
         expected = getattr(original, name) * np.asarray(getattr(task, name))
@@ -40,9 +39,9 @@ def test_rand_params_scale_the_model_and_restore_originals():
 
 
 def test_mass_scale_changes_total_mass_and_dynamics():
-    dist = HopperRandParamsEngine.make_distribution()
+    dist = envs.get_task_distribution(HOPPER)
     heavy = scaled_mass_task(dist, 3.0)
-    engine = started_engine(HopperRandParamsEngine, [dist.unit_task(), heavy], seed=0)
+    engine = started_engine(HOPPER, [dist.unit_task(), heavy], seed=0)
     engine.seed([0, 0])
     engine.reset(np.arange(2))  # same seed: identical start states
     np.testing.assert_array_equal(engine.state["qpos"][0], engine.state["qpos"][1])
@@ -54,9 +53,9 @@ def test_mass_scale_changes_total_mass_and_dynamics():
 
 
 def test_different_sampled_tasks_give_different_trajectories():
-    dist = Walker2DRandParamsEngine.make_distribution()
+    dist = envs.get_task_distribution(WALKER)
     tasks = dist.sample(2, np.random.default_rng(0))
-    engine = started_engine(Walker2DRandParamsEngine, tasks)
+    engine = started_engine(WALKER, tasks)
     engine.seed([1, 1])
     engine.reset(np.arange(2))
     for _ in range(5):
@@ -65,9 +64,9 @@ def test_different_sampled_tasks_give_different_trajectories():
 
 
 def test_recompute_constants_option_updates_derived_model_fields():
-    dist = HopperRandParamsEngine.make_distribution()
+    dist = envs.get_task_distribution(HOPPER)
     heavy = scaled_mass_task(dist, 2.0)
-    engine = started_engine(HopperRandParamsEngine, [heavy], recompute_constants=True)
+    engine = started_engine(HOPPER, [heavy], recompute_constants=True)
     np.testing.assert_allclose(
         engine.models[0].body_subtreemass[0], 2 * engine.model.body_subtreemass[0], rtol=1e-12
     )
@@ -92,8 +91,8 @@ def test_ant_terminates_when_torso_leaves_healthy_range():
     [(1, 0.6, True), (1, 1.25, False), (2, 0.21, True), (2, -0.21, True), (2, 0.15, False)],
 )
 def test_hopper_height_and_angle_termination(index, value, terminated):
-    dist = HopperRandParamsEngine.make_distribution()
-    engine = started_engine(HopperRandParamsEngine, [dist.unit_task()])
+    dist = envs.get_task_distribution(HOPPER)
+    engine = started_engine(HOPPER, [dist.unit_task()])
     qpos = engine.init_qpos.copy()
     qpos[index] = value
     engine.set_state(0, qpos, np.zeros(6))
@@ -104,9 +103,9 @@ def test_hopper_height_and_angle_termination(index, value, terminated):
 
 
 def test_hopper_state_bound_terminates_and_observation_clips_velocities():
-    dist = HopperRandParamsEngine.make_distribution()
-    tight = started_engine(HopperRandParamsEngine, [dist.unit_task()], healthy_state_range=(-2, 2))
-    default = started_engine(HopperRandParamsEngine, [dist.unit_task()])
+    dist = envs.get_task_distribution(HOPPER)
+    tight = started_engine(HOPPER, [dist.unit_task()], healthy_state_range=(-2, 2))
+    default = started_engine(HOPPER, [dist.unit_task()])
     qvel = np.zeros(6)
     qvel[0] = 30.0  # forward velocity: inside (-100, 100), outside (-2, 2)
     for engine in (tight, default):
@@ -118,8 +117,8 @@ def test_hopper_state_bound_terminates_and_observation_clips_velocities():
 
 
 def test_walker_terminates_outside_height_and_angle_ranges():
-    dist = Walker2DRandParamsEngine.make_distribution()
-    engine = started_engine(Walker2DRandParamsEngine, [dist.unit_task()] * 2)
+    dist = envs.get_task_distribution(WALKER)
+    engine = started_engine(WALKER, [dist.unit_task()] * 2)
     tilted = engine.init_qpos.copy()
     tilted[2] = 1.2
     engine.set_state(1, tilted, np.zeros(9))

@@ -6,6 +6,7 @@ import mujoco
 import numpy as np
 import pytest
 
+import envs
 from envs.mujoco import (
     AntDir2DEngine,
     AntDirEngine,
@@ -17,10 +18,8 @@ from envs.mujoco import (
     GoalVelocityTask,
     HalfCheetahDirEngine,
     HalfCheetahVelEngine,
-    HopperRandParamsEngine,
-    Walker2DRandParamsEngine,
 )
-from tests.envs.mujoco.common import started_engine
+from tests.envs.mujoco.common import HOPPER, WALKER, started_engine
 
 ACTION_RNG_SEED = 5
 
@@ -129,11 +128,11 @@ def test_ant_reward_by_hand(engine_cls, task, kwargs, forward, w_ctrl, survive):
     np.testing.assert_allclose(out.extras["y_velocity"][0], v[1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("engine_cls", [HopperRandParamsEngine, Walker2DRandParamsEngine])
-def test_rand_params_reward_by_hand_on_scaled_model(engine_cls):
-    dist = engine_cls.make_distribution()
+@pytest.mark.parametrize("env_id", [HOPPER, WALKER])
+def test_rand_params_reward_by_hand_on_scaled_model(env_id):
+    dist = envs.get_task_distribution(env_id)
     task = dist.sample(1, np.random.default_rng(11))[0]
-    engine, action = warm_engine(engine_cls, task, steps=3)
+    engine, action = warm_engine(env_id, task, steps=3)
     # Scale a fresh copy of the model by hand from the XML's own values.
     model = mujoco.MjModel.from_xml_path(str(engine.xml_path))
     for name in ("body_mass", "body_inertia", "dof_damping", "geom_friction"):

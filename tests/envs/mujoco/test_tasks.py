@@ -21,8 +21,8 @@ from envs.mujoco import (
     GoalVelocityDistribution,
     GoalVelocityTask,
     HalfCheetahVelEngine,
-    HopperRandParamsEngine,
 )
+from tests.envs.mujoco.common import HOPPER
 
 
 def test_goal_velocity_ranges_and_describe():
@@ -119,7 +119,7 @@ def test_env_rejects_out_of_range_task():
 
 
 def test_dynamics_task_with_wrong_shape_raises_naming_the_parameter():
-    dist = HopperRandParamsEngine.make_distribution()
+    dist = envs.get_task_distribution(HOPPER)
     good = dist.unit_task()
     bad = DynamicsTask(
         body_mass=(1.0, 1.0),
@@ -136,8 +136,13 @@ def test_dynamics_task_with_wrong_shape_raises_naming_the_parameter():
 
 def test_tasks_round_trip_through_dicts():
     rng = np.random.default_rng(0)
-    for engine_cls in (HalfCheetahVelEngine, AntDir2DEngine, AntGoalEngine, HopperRandParamsEngine):
-        task = engine_cls.make_distribution().sample(1, rng)[0]
+    for dist in (
+        HalfCheetahVelEngine.make_distribution(),
+        AntDir2DEngine.make_distribution(),
+        AntGoalEngine.make_distribution(),
+        envs.get_task_distribution(HOPPER),
+    ):
+        task = dist.sample(1, rng)[0]
         assert type(task).from_dict(task.to_dict()) == task
         hash(task)
 

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs  # noqa: F401
+import envs
 from envs.mujoco import (
     AntDirEngine,
     AntGoalEngine,
@@ -14,10 +14,8 @@ from envs.mujoco import (
     GoalTask,
     GoalVelocityTask,
     HalfCheetahVelEngine,
-    HopperRandParamsEngine,
-    Walker2DRandParamsEngine,
 )
-from tests.envs.mujoco.common import started_engine
+from tests.envs.mujoco.common import HOPPER, WALKER, new_engine, started_engine
 
 V5_TWINS = [
     # our id, v5 id, v5 kwargs matching our reward weights, our task (None: unit dynamics)
@@ -85,14 +83,8 @@ BATCH_CASES = [
     (HalfCheetahVelEngine, lambda rng, n: [GoalVelocityTask(x) for x in rng.uniform(0, 2, n)]),
     (AntDirEngine, lambda rng, n: [DirectionTask(float(d)) for d in rng.choice([-1.0, 1.0], n)]),
     (AntGoalEngine, lambda rng, n: [GoalTask(tuple(g)) for g in rng.uniform(-3, 3, (n, 2))]),
-    (
-        HopperRandParamsEngine,
-        lambda rng, n: HopperRandParamsEngine.make_distribution().sample(n, rng),
-    ),
-    (
-        Walker2DRandParamsEngine,
-        lambda rng, n: Walker2DRandParamsEngine.make_distribution().sample(n, rng),
-    ),
+    (HOPPER, lambda rng, n: envs.get_task_distribution(HOPPER).sample(n, rng)),
+    (WALKER, lambda rng, n: envs.get_task_distribution(WALKER).sample(n, rng)),
 ]
 
 
@@ -100,7 +92,7 @@ def run_split(engine_cls, tasks, actions, sizes):
     """Steps len(tasks) sub-envs split into engines of ``sizes``; resets terminated sub-envs."""
     engines, start = [], 0
     for size in sizes:
-        engine = engine_cls(size)
+        engine = new_engine(engine_cls, size)
         engine.seed([100 + start + i for i in range(size)])
         engine.set_tasks(tasks[start : start + size])
         engines.append((start, engine))
@@ -124,7 +116,7 @@ def test_batched_engine_equals_single_engines_and_any_split(engine_cls, make_tas
     rng = np.random.default_rng(0)
     n = 4
     tasks = make_tasks(rng, n)
-    nu = engine_cls(1).model.nu
+    nu = new_engine(engine_cls, 1).model.nu
     actions = rng.uniform(-1, 1, (12, n, nu))
     batched = run_split(engine_cls, tasks, actions, [n])
     singles = run_split(engine_cls, tasks, actions, [1] * n)

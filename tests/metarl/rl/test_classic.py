@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from envs.light.bandit import BanditTask, BanditTaskDistribution
+from envs.light.bandit import BanditEngine, BanditTask, BanditTaskDistribution
 from envs.light.tabular_mdp import TabularMDPTask, TabularMDPTaskDistribution
 from metarl.rl.classic import (
     FiniteHorizonValues,
@@ -15,6 +15,7 @@ from metarl.rl.classic import (
     gittins_table,
     mdp_baselines,
     optimistic_expectation,
+    simulate_bandit,
     ucb1_indices,
     value_iteration_finite_horizon,
 )
@@ -145,6 +146,19 @@ def test_bandit_baselines_shapes_and_determinism():
         assert rewards.shape == (7, 12)
         assert set(np.unique(rewards)) <= {0.0, 1.0}
         np.testing.assert_array_equal(rewards, again[name])
+
+
+def test_bandit_trial_steps_the_engine_on_the_one_generator():
+    # Every sub-env of the BanditEngine draws u from the trial's generator, in task order.
+    tasks = _bandits(4, 3)
+    engine = BanditEngine(4, num_arms=3)
+    engine.set_tasks(tasks)
+    arm_2 = lambda s, m, t, rng: np.full(len(s), 2)  # noqa: E731
+    out = simulate_bandit(engine, 5, arm_2, np.random.default_rng(3))
+    twin, p = np.random.default_rng(3), np.array([task.probs[2] for task in tasks])
+    np.testing.assert_array_equal(out, np.stack([twin.random(4) < p for _ in range(5)], axis=1))
+    with pytest.raises(ValueError, match=r"actions must lie in \[0, 3\)"):  # the engine's check
+        simulate_bandit(engine, 1, lambda s, m, t, rng: np.full(len(s), 3), twin)
 
 
 def test_bandit_rewards_follow_the_engine_on_certain_arms():
