@@ -5,6 +5,7 @@
   meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks.
 - ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE]``: evaluates a run's latest
   checkpoint and writes the adaptation curve as JSON, CSV and PNG.
+- ``metarl data omniglot [--root DIR]``: downloads the Omniglot archives and verifies them.
 """
 
 from __future__ import annotations
@@ -147,6 +148,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from envs.supervised import omniglot_fetch
+
+    root = omniglot_fetch.omniglot_download_root(args.root)
+    print(f"Omniglot: images_background.zip and images_evaluation.zip into {root}")
+    try:
+        fetched = omniglot_fetch.download_omniglot(root)
+    except omniglot_fetch.OmniglotFetchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for item in fetched:
+        state = "downloaded" if item.downloaded else "already there"
+        print(f"  {item.path}: {state}, verified by {item.verified_by}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Builds the argument parser of the ``metarl`` command."""
     parser = argparse.ArgumentParser(
@@ -174,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument(
         "--data-root",
-        help="Omniglot folder with the two zips (overrides "
-        "task.data_root; default $METARL_OMNIGLOT_ROOT, else ../shared/data/omniglot)",
+        help="Omniglot folder with the two zips (overrides task.data_root; default "
+        "$METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot: see 'metarl data')",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -188,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--out", help="JSON file to write (CSV and PNG go beside it)")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("data", help="download and verify a data set (Omniglot)")
+    p.add_argument("dataset", choices=["omniglot"], help="data set to fetch")
+    p.add_argument(
+        "--root",
+        help="destination folder (default $METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot, "
+        "where training looks by default)",
+    )
+    p.set_defaults(func=_cmd_data)
     return parser
 
 
