@@ -244,8 +244,15 @@ def maml_trpo_navigation(
     }
 
 
+def torch_threads() -> int:
+    """Torch's intra-op thread count now (the MAML-TRPO job sets it to 1)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def provenance() -> dict[str, Any]:
-    """The commit, machine and library versions a result was measured with."""
+    """The commit (at start), machine and library versions a result was measured with."""
     import mujoco
     import torch
 
@@ -306,8 +313,9 @@ def main() -> None:
     # differently, so 20 TRPO iterations drift apart on two CPUs. Its conditional numerical
     # reproducibility mode runs one code path on any x86-64 CPU; set before MKL's first call.
     os.environ.setdefault("MKL_CBWR", "COMPATIBLE,STRICT")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     when = datetime.datetime.now(datetime.timezone.utc)
+    source = provenance() if args.results_dir and args.job == "maml-trpo" else {}
     keep_freed_memory()  # as `metarl train` does
     np.random.seed(args.seed)
     tour(args.num_envs, args.steps, args.seed)
@@ -330,7 +338,9 @@ def main() -> None:
             "seed": args.seed,
             "started_utc": when.isoformat(timespec="seconds"),
             "wall_clock_seconds": round(time.perf_counter() - started, 1),
-            **provenance(),
+            "cpu_seconds": round(time.process_time() - cpu_started, 1),
+            **source,
+            "torch_threads": torch_threads(),
         }
         (results_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"results: {results_dir}/ (run.json, config.yaml, eval.json/csv/png)")
