@@ -58,6 +58,7 @@ def tour(num_envs: int, steps: int, seed: int) -> None:
         tasks = envs.get_task_distribution(env_id).sample(num_envs, rng)
         vec = make_vec(env_id, num_envs, tasks=tasks)
         obs, _ = vec.reset(seed=seed)
+        vec.action_space.seed(seed)  # gymnasium seeds a space's own generator from entropy
         horizon = vec.horizon or steps
         returns = np.zeros(num_envs)
         start = time.perf_counter()

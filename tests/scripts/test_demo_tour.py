@@ -59,3 +59,16 @@ def test_demo_table_rows_are_mean_and_ci_per_step(demo):
         "MAML-TRPO       -41.3 ±  7.1    -16.0 ±  2.5",
         "random         -117.2 ±  5.4    -94.0 ±  4.6",
     ]
+
+
+def test_env_tour_prints_the_same_returns_on_every_run(demo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(ROOT_ENV_VAR, str(tmp_path / "empty"))
+
+    def returns():
+        demo.tour(2, 3, 0)
+        rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+        return {row[0]: row[-2] for row in rows if row and row[0].startswith("metarl/")}
+
+    first = returns()
+    assert "metarl/Navigation2D-v0" in first and "metarl/Bandit-K5-v0" in first
+    assert returns() == first
