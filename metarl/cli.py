@@ -5,6 +5,7 @@
   meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks.
 - ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE]``: evaluates a run's latest
   intact checkpoint and writes the adaptation curve as JSON, CSV and PNG.
+- ``metarl data omniglot [--root DIR]``: downloads the Omniglot archives and verifies them.
 
 Every expected failure ends in one line on stderr, ``error: what is wrong; what to do``, and exit
 code 2 for bad input (config, arguments, run directory, checkpoint file) or 1 for a failure while
@@ -222,6 +223,22 @@ def _count(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from envs.supervised import omniglot_fetch
+
+    root = omniglot_fetch.omniglot_download_root(args.root)
+    print(f"Omniglot: images_background.zip and images_evaluation.zip into {root}")
+    try:
+        fetched = omniglot_fetch.download_omniglot(root)
+    except omniglot_fetch.OmniglotFetchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for item in fetched:
+        state = "downloaded" if item.downloaded else "already there"
+        print(f"  {item.path}: {state}, verified by {item.verified_by}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Builds the argument parser of the ``metarl`` command."""
     parser = _Parser(
@@ -252,8 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument(
         "--data-root",
-        help="Omniglot folder with images_background.zip and images_evaluation.zip (overrides "
-        "task.data_root; default $METARL_OMNIGLOT_ROOT)",
+        help="Omniglot folder with the two zips (overrides task.data_root; default "
+        "$METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot: see 'metarl data')",
     )
     p.set_defaults(func=_cmd_train)
 
@@ -270,7 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--out", help="JSON file to write (CSV and PNG go beside it)")
     p.set_defaults(func=_cmd_eval)
-    for command in (sub.choices["envs"], sub.choices["train"], sub.choices["eval"]):
+
+    p = sub.add_parser("data", help="download and verify a data set (Omniglot)")
+    p.add_argument("dataset", choices=["omniglot"], help="data set to fetch")
+    p.add_argument(
+        "--root",
+        help="destination folder (default $METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot, "
+        "where training looks by default)",
+    )
+    p.set_defaults(func=_cmd_data)
+    for command in (
+        sub.choices["envs"],
+        sub.choices["train"],
+        sub.choices["eval"],
+        sub.choices["data"],
+    ):
         # Also accepted after the command; SUPPRESS keeps an absent flag from resetting the
         # value given before it.
         command.add_argument(

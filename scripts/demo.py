@@ -7,15 +7,33 @@
    policy-gradient steps, beside a policy pre-trained on all goals for the same budget and a
    random initialisation, fine-tuned the same way (``--job maml-trpo``, the default).
    ``--job maml-sinusoid`` runs MAML on sinusoid regression instead (MSE after 0..10 steps).
+
+MKL runs in its reproducible mode (``MKL_CBWR=COMPATIBLE,STRICT`` unless set otherwise), so that
+the table does not depend on which x86-64 CPU runs it. The MAML-TRPO job writes what it measured
+to ``--results-dir`` (default ``results/demo``): the resolved config, the eval JSON/CSV/PNG, and
+``run.json`` (commit, CPU, library versions, wall clock, the printed table).
+``scripts/readme_tables.py`` renders the README's demo table from them.
+
+Omniglot is optional: without its archives the supervised tour samples sinusoids only and says
+how to get them (``metarl data omniglot``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from readme_tables import demo_table
 
 import envs
 from envs.vector import make_vec
@@ -40,6 +58,7 @@ def tour(num_envs: int, steps: int, seed: int) -> None:
         tasks = envs.get_task_distribution(env_id).sample(num_envs, rng)
         vec = make_vec(env_id, num_envs, tasks=tasks)
         obs, _ = vec.reset(seed=seed)
+        vec.action_space.seed(seed)  # gymnasium seeds a space's own generator from entropy
         horizon = vec.horizon or steps
         returns = np.zeros(num_envs)
         start = time.perf_counter()
@@ -71,7 +90,14 @@ def supervised_tour(seed: int) -> None:
         f"{'':9} {rate:10,.0f} batches/s"
     )
     start = time.perf_counter()
-    omniglot = OmniglotFamily("train", "maml")
+    try:
+        omniglot = OmniglotFamily("train", "maml")
+    except FileNotFoundError:
+        print(
+            f"{'omniglot':32} not found, skipped (optional: `metarl data omniglot` downloads it, "
+            "about 16 MB)"
+        )
+        return
     load = time.perf_counter() - start
     batch = omniglot.sample(32, 5, 1, 1, gen)
     start = time.perf_counter()
@@ -148,11 +174,18 @@ def maml_sinusoid(iterations: int, seed: int, run_root: Path) -> None:
 
 
 def maml_trpo_navigation(
-    iterations: int, seed: int, run_root: Path, eval_tasks: int = 20, eval_episodes: int = 20
-) -> None:
-    """Meta-trains MAML-TRPO on Navigation2D briefly and prints the adaptation table."""
-    import json
+    iterations: int,
+    seed: int,
+    run_root: Path,
+    eval_tasks: int = 20,
+    eval_episodes: int = 20,
+    results_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Meta-trains MAML-TRPO on Navigation2D briefly and prints the adaptation table.
 
+    Returns:
+        What ``run.json`` records about the job; its files are copied to ``results_dir``.
+    """
     import torch
 
     from metarl.algorithms import maml_rl_eval
@@ -184,21 +217,75 @@ def maml_trpo_navigation(
     )
     start = time.perf_counter()
     path = maml_rl_eval.train_from_config(cfg, torch.device("cpu"))
+    seconds = time.perf_counter() - start
     result = json.loads(path.read_text())
-    print(f"trained and evaluated in {time.perf_counter() - start:.0f} s")
-    curves = {"MAML-TRPO": result, **result.get("baselines", {})}
-    steps = result["steps"]
+    print(f"trained and evaluated in {seconds:.0f} s")
     print(
         f"\nReturn on {eval_tasks} held-out goals after k policy-gradient steps of {eval_episodes} "
         "episodes "
         "(mean ± 95% CI); paper (100 iterations): MAML −40 → −12 → −3, pretrained −41 → −20"
     )
-    print(f"{'':12}" + "".join(f"{f'{k} steps':>16}" for k in steps))
-    for name, curve in curves.items():
-        pairs = zip(curve["mean"], curve["ci95"], strict=True)
-        cells = "".join(f"{m:9.1f} ± {c:4.1f}" for m, c in pairs)
-        print(f"{name:12}{cells}")
+    table = demo_table(result)
+    print(table)
     print(f"curves: {path.with_suffix('.png')}")
+    if results_dir is not None:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / "config.yaml", results_dir / "config.yaml")
+        for suffix in (".json", ".csv", ".png"):
+            shutil.copyfile(path.with_suffix(suffix), results_dir / f"eval{suffix}")
+    return {
+        "job": "maml-trpo",
+        "config": "configs/maml_trpo/navigation2d.yaml",
+        "iterations": iterations,
+        "eval_tasks": eval_tasks,
+        "eval_episodes": eval_episodes,
+        "train_and_eval_seconds": round(seconds, 1),
+        "table": table,
+    }
+
+
+def torch_threads() -> int:
+    """Torch's intra-op thread count now (the MAML-TRPO job sets it to 1)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def provenance() -> dict[str, Any]:
+    """The commit (at start), machine and library versions a result was measured with."""
+    import mujoco
+    import torch
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": None if status is None else bool(status),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "mujoco": mujoco.__version__,
+    }
 
 
 def main() -> None:
@@ -215,20 +302,48 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=20, help="episodes per step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-root", default="runs/demo")
+    parser.add_argument(
+        "--results-dir",
+        default="results/demo",
+        help="where the MAML-TRPO job copies its config and eval files and writes run.json "
+        "('' to write nothing)",
+    )
     args = parser.parse_args()
+    # MKL picks its matrix-multiply kernels by CPU (vendor, instruction set) and they round
+    # differently, so 20 TRPO iterations drift apart on two CPUs. Its conditional numerical
+    # reproducibility mode runs one code path on any x86-64 CPU; set before MKL's first call.
+    os.environ.setdefault("MKL_CBWR", "COMPATIBLE,STRICT")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    when = datetime.datetime.now(datetime.timezone.utc)
+    source = provenance() if args.results_dir and args.job == "maml-trpo" else {}
     keep_freed_memory()  # as `metarl train` does
     np.random.seed(args.seed)
     tour(args.num_envs, args.steps, args.seed)
-    if args.job == "maml-trpo":
-        maml_trpo_navigation(
-            args.iterations or 20,
-            args.seed,
-            Path(args.run_root),
-            args.eval_tasks,
-            args.eval_episodes,
-        )
-    else:
+    if args.job == "maml-sinusoid":
         maml_sinusoid(args.iterations or 10000, args.seed, Path(args.run_root))
+        return
+    results_dir = Path(args.results_dir) if args.results_dir else None
+    job = maml_trpo_navigation(
+        args.iterations or 20,
+        args.seed,
+        Path(args.run_root),
+        args.eval_tasks,
+        args.eval_episodes,
+        results_dir,
+    )
+    if results_dir is not None:
+        record = {
+            **job,
+            "command": " ".join(["python", *sys.argv]),
+            "seed": args.seed,
+            "started_utc": when.isoformat(timespec="seconds"),
+            "wall_clock_seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(time.process_time() - cpu_started, 1),
+            **source,
+            "torch_threads": torch_threads(),
+        }
+        (results_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"results: {results_dir}/ (run.json, config.yaml, eval.json/csv/png)")
 
 
 if __name__ == "__main__":

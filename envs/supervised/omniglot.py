@@ -115,7 +115,7 @@ class OmniglotFamily:
             protocol: ``"maml"`` or ``"protonets"``; see the module docstring.
             device: Device for the images and the sampled batches.
             root: Data root; see ``resolve_omniglot_root`` (explicit > ``$METARL_OMNIGLOT_ROOT``
-                > ``<repo>/../shared/data/omniglot``).
+                > ``~/.cache/metarl/omniglot``, where ``metarl data omniglot`` downloads).
             cache_dir: Cache directory; see ``default_omniglot_cache_dir``.
             num_characters: Keep only the first ``num_characters`` characters of the split (a
                 random subset, see ``omniglot_split_characters``), for fast tests.

@@ -3,7 +3,9 @@
 The data set (Lake et al. 2015) is read from ``images_background.zip`` and
 ``images_evaluation.zip`` laid out as upstream: ``images_background/<Alphabet>/characterNN/
 IIII_DD.png`` with ``IIII`` the global character id (0001..1623) and ``DD`` the drawer (01..20).
-Nothing is ever downloaded.
+The loader never downloads; ``metarl data omniglot`` (``envs.supervised.omniglot_fetch``)
+fetches and verifies the upstream archives into the user data root, where the loader looks by
+default.
 
 Preprocessing follows REFERENCE.md A.8: each 105×105 1-bit PNG is converted to 8-bit grayscale,
 resized to 28×28 with Pillow's LANCZOS filter and inverted so ink is bright (``255`` in the
@@ -53,7 +55,8 @@ ROOT_ENV_VAR = "METARL_OMNIGLOT_ROOT"
 
 _SOURCE_SIZE = (105, 105)
 _CACHE_FORMAT_VERSION = 1
-_DEFAULT_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "omniglot"
+# A development copy beside the repository, used when the user data root has no archives.
+_SIBLING_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "omniglot"
 _MEMBER_RE = re.compile(
     r"^(?P<archive>[^/]+)/(?P<alphabet>[^/]+)/character\d+/(?P<id>\d{4})_(?P<drawer>\d{2})\.png$"
 )
@@ -106,10 +109,25 @@ class _Member(NamedTuple):
     drawer: int
 
 
+def user_omniglot_root() -> Path:
+    """Return the user data root, where ``metarl data omniglot`` downloads to by default.
+
+    It is ``$XDG_CACHE_HOME/metarl/omniglot``, else ``~/.cache/metarl/omniglot``.
+
+    Returns:
+        The folder (not checked for existence).
+    """
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "metarl" / "omniglot"
+
+
 def resolve_omniglot_root(root: str | os.PathLike[str] | None = None) -> Path:
     """Return the Omniglot data root: ``root``, else ``$METARL_OMNIGLOT_ROOT``, else the default.
 
-    The default is ``<repository>/../shared/data/omniglot``, computed from this file's location.
+    The default is the user data root (``user_omniglot_root``) if it holds both archives, else a
+    development copy beside the repository if that does, else the user data root (so that a
+    missing-archive error names where ``metarl data omniglot`` puts them).
 
     Args:
         root: Explicit data root; takes precedence over the environment variable.
@@ -122,7 +140,11 @@ def resolve_omniglot_root(root: str | os.PathLike[str] | None = None) -> Path:
     from_env = os.environ.get(ROOT_ENV_VAR)
     if from_env:
         return Path(from_env).expanduser()
-    return _DEFAULT_ROOT
+    user = user_omniglot_root()
+    for candidate in (user, _SIBLING_ROOT):
+        if all((candidate / name).is_file() for name in ARCHIVE_NAMES):
+            return candidate
+    return user
 
 
 def default_omniglot_cache_dir(root: str | os.PathLike[str]) -> Path:
@@ -141,9 +163,7 @@ def default_omniglot_cache_dir(root: str | os.PathLike[str]) -> Path:
     root = Path(root)
     if _is_writable_dir(root):
         return root
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "metarl" / "omniglot"
+    return user_omniglot_root()
 
 
 def load_omniglot(
@@ -184,8 +204,9 @@ def load_omniglot(
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(
-                f"Omniglot archive not found: {path} (pass root= or set {ROOT_ENV_VAR} to the "
-                f"folder holding {' and '.join(ARCHIVE_NAMES)}; nothing is downloaded)"
+                f"Omniglot archive not found: {path} (run `metarl data omniglot` to download "
+                f"it, or pass root= or set {ROOT_ENV_VAR} to the folder holding "
+                f"{' and '.join(ARCHIVE_NAMES)})"
             )
     shas = {path.name: _sha256(path) for path in paths}
     cache_dir = default_omniglot_cache_dir(root) if cache_dir is None else Path(cache_dir)

@@ -41,6 +41,8 @@ def test_demo_runs_maml_trpo_on_a_tiny_budget(tmp_path):
         "2",
         "--run-root",
         str(tmp_path),
+        "--results-dir",
+        str(tmp_path / "results"),
     )
     assert "metarl/AntGoal-v0" in out and "metarl/Navigation2D-v0" in out
     table = out[out.index("Return on 2 held-out goals") :]
@@ -48,6 +50,8 @@ def test_demo_runs_maml_trpo_on_a_tiny_budget(tmp_path):
         assert row in table
     assert "3 steps" in table
     assert list(tmp_path.glob("maml_trpo-navigation2d-*/eval/eval.png"))
+    written = {p.name for p in (tmp_path / "results").iterdir()}
+    assert written == {"run.json", "config.yaml", "eval.json", "eval.csv", "eval.png"}
 
 
 def test_demo_sinusoid_job_runs_on_a_tiny_budget(tmp_path):

@@ -291,9 +291,15 @@ def test_root_precedence_is_argument_then_environment_then_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(ROOT_ENV_VAR, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # no user copy of the archives
     default = resolve_omniglot_root()
     repository = Path(module.__file__).resolve().parents[2]
-    assert default == repository.parent / "shared" / "data" / "omniglot"
+    sibling = repository.parent / "shared" / "data" / "omniglot"
+    assert default == (
+        sibling
+        if (sibling / ARCHIVE_NAMES[0]).is_file()
+        else tmp_path / "xdg" / "metarl" / "omniglot"
+    )
     monkeypatch.setenv(ROOT_ENV_VAR, str(tmp_path / "from_env"))
     assert resolve_omniglot_root() == tmp_path / "from_env"
     assert resolve_omniglot_root(tmp_path / "explicit") == tmp_path / "explicit"
