@@ -54,7 +54,7 @@ def test_shipped_sinusoid_config_has_the_paper_settings() -> None:
     cfg = load_config(SupervisedConfig, "configs/maml/sinusoid.yaml")
     assert (cfg.task.shots, cfg.task.test_shots, cfg.task.meta_batch_size) == (10, 5, 25)
     assert cfg.task.phase_range == pytest.approx((0.0, math.pi))
-    assert (cfg.model.hidden, cfg.model.activation, cfg.model.init) == ((40, 40), "relu", "maml")
+    assert (cfg.model.hidden, cfg.model.activation, cfg.model.init) == ((40, 40), "relu", "torch")
     assert (cfg.algo.name, cfg.algo.inner_lr, cfg.algo.inner_steps) == ("maml", 0.01, 1)
     assert (cfg.optim.outer_lr, cfg.optim.iterations, cfg.optim.grad_clip) == (1e-3, 70000, None)
 
