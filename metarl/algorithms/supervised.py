@@ -121,6 +121,9 @@ class ModelConfig:
     """Hidden layer widths of the MLP (MAML sinusoid: 40, 40)."""
     activation: Literal["relu", "tanh"] = "relu"
     """Hidden activation of the MLP."""
+    init: Literal["torch", "maml"] = "torch"
+    """MLP init: torch (PyTorch's default U(±1/sqrt(fan_in))) or maml (cbfinn/maml's
+    construct_fc_weights: truncated normal with std 0.01, zero biases)."""
     filters: int = 64
     """Filters per conv layer of conv4."""
 
@@ -295,6 +298,7 @@ def build_model(
             model.hidden,
             out_dim,
             activation=model.activation,
+            init=model.init,
             generator=generator,
             device=device,
         )

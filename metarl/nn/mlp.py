@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["MLP", "init_linear_"]
+__all__ = ["MLP", "init_linear_", "init_linear_maml_"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -31,6 +31,26 @@ def init_linear_(layer: nn.Linear, generator: torch.Generator | None = None) -> 
             layer.bias.uniform_(-bound, bound, generator=generator)
 
 
+def init_linear_maml_(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
+    """Re-initialises ``layer`` in place like cbfinn/maml's fully connected network.
+
+    ``construct_fc_weights`` in cbfinn/maml ``maml.py`` (the sinusoid regressor of Finn et al.
+    2017) draws weights from ``tf.truncated_normal(stddev=0.01)`` (a normal with std 0.01 redrawn
+    outside ±2 std) and sets biases to zero.
+
+    Args:
+        layer: The layer to initialise.
+        generator: Source of randomness; None uses the global torch RNG.
+    """
+    with torch.no_grad():
+        nn.init.trunc_normal_(layer.weight, std=0.01, a=-0.02, b=0.02, generator=generator)
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+_INITS = {"torch": init_linear_, "maml": init_linear_maml_}
+
+
 class MLP(nn.Module):
     """Fully connected network ``in_dim -> hidden[0] -> ... -> out_dim``.
 
@@ -43,6 +63,8 @@ class MLP(nn.Module):
         hidden: Widths of the hidden layers (may be empty: a linear model).
         out_dim: Output features.
         activation: Nonlinearity after every hidden layer, ``"relu"`` or ``"tanh"``.
+        init: ``"torch"`` (PyTorch's default, :func:`init_linear_`) or ``"maml"`` (cbfinn/maml's
+            truncated normal with std 0.01 and zero biases, :func:`init_linear_maml_`).
         generator: Source of randomness for the init; None uses the global torch RNG.
         device: Device of the parameters.
         dtype: Dtype of the parameters.
@@ -55,6 +77,7 @@ class MLP(nn.Module):
         out_dim: int,
         *,
         activation: Literal["relu", "tanh"] = "relu",
+        init: Literal["torch", "maml"] = "torch",
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -64,6 +87,8 @@ class MLP(nn.Module):
             raise ValueError(
                 f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
             )
+        if init not in _INITS:
+            raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
         widths = [in_dim, *hidden, out_dim]
         if any(not isinstance(w, int) or w < 1 for w in widths):
             raise ValueError(
@@ -80,7 +105,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(widths[-2], out_dim, device=device, dtype=dtype)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                init_linear_(module, generator)
+                _INITS[init](module, generator)
 
     def forward(self, x: Tensor) -> Tensor:
         """Maps ``x: [..., in_dim]`` to ``[..., out_dim]``.
