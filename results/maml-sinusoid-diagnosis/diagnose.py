@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.func import functional_call, jacrev
 
+from metarl.algorithms.supervised import SupervisedConfig, build_family, build_model
 from metarl.config import load_config
-from metarl.supervised import SupervisedConfig, build_family, build_model
 
 
 def main(run_dir: str, checkpoint: str | None = None, alpha: str | None = None) -> None:

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from metarl.algorithms import build_supervised_learner
+from metarl.algorithms.supervised import SupervisedConfig, build_family, train
 from metarl.config import load_config
 from metarl.nn import MLP, init_linear_
 from metarl.nn.mlp import init_linear_maml_
 from metarl.runs import open_run
-from metarl.supervised import SupervisedConfig, build_family, train
 
 CPU = torch.device("cpu")
 
