@@ -84,8 +84,10 @@ def test_bad_supervised_settings_are_refused_before_the_run_directory_exists(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (("algo.cg_damping=-1",), "algo.cg_damping must be >= 0, got -1.0"),
-        (("algo.ls_backtrack=2",), "algo.ls_backtrack must be in (0, 1), got 2.0"),
+        (("trpo.cg_damping=-1",), "trpo.cg_damping must be >= 0, got -1.0"),
+        (("trpo.ls_backtrack=2",), "trpo.ls_backtrack must be in (0, 1), got 2.0"),
+        (("algo.max_kl=0.1",), "algo.max_kl: renamed to trpo.max_kl (set trpo.max_kl instead)"),
+        (("run.eval_every=5",), "run.eval_every: removed; training evaluates once"),
         (
             ("env.id=metarl/Navigaton2D-v0",),
             "env.id='metarl/Navigaton2D-v0' is not a registered task env (did you mean "

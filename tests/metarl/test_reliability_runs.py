@@ -142,16 +142,16 @@ def test_rl_env_backend_and_workers_may_change_on_resume_but_not_the_algorithm(t
     save_checkpoint(checkpoint_path(tmp_path, 1), {"iteration": 1})
     env = dataclasses.replace(cfg.env, backend="process", num_workers=2)
     assert check_resume(tmp_path, dataclasses.replace(cfg, env=env)) == checkpoint_path(tmp_path, 1)
-    algo = dataclasses.replace(cfg.algo, cg_damping=1e-3)
-    with pytest.raises(IncompatibleResumeError, match=r"algo\.cg_damping: 1e-05 -> 0\.001"):
-        check_resume(tmp_path, dataclasses.replace(cfg, algo=algo))
+    trpo = dataclasses.replace(cfg.trpo, cg_damping=1e-3)
+    with pytest.raises(IncompatibleResumeError, match=r"trpo\.cg_damping: 1e-05 -> 0\.001"):
+        check_resume(tmp_path, dataclasses.replace(cfg, trpo=trpo))
 
 
 def test_without_a_checkpoint_a_resume_starts_over_so_any_change_is_allowed(tmp_path):
     cfg = MAMLRLConfig()
     save_config(cfg, tmp_path / "config.yaml")
-    algo = dataclasses.replace(cfg.algo, inner_lr=0.5)
-    assert check_resume(tmp_path, dataclasses.replace(cfg, algo=algo)) is None
+    inner = dataclasses.replace(cfg.inner, lr=0.5)
+    assert check_resume(tmp_path, dataclasses.replace(cfg, inner=inner)) is None
 
 
 # --------------------------------------------------------------------------------------------
