@@ -280,9 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--num-tasks", type=_count(1), help="held-out tasks (default: run.num_eval_tasks)"
     )
-    p.add_argument(
-        "--steps", type=_count(0), help="adaptation steps (default: algo.eval_inner_steps)"
-    )
+    p.add_argument("--steps", type=_count(0), help="adaptation steps (default: eval.steps)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
     p.add_argument("--seed", type=_count(0), default=1, help="seed of the held-out task sample")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")

@@ -6,6 +6,7 @@ import pytest
 
 from metarl.algorithms.maml_rl_config import MAMLRLConfig
 from metarl.algorithms.rl2_config import RL2Config
+from metarl.algorithms.supervised_config import SupervisedConfig
 from metarl.config import ConfigError, load_config
 from metarl.config_renames import migrate_config
 
@@ -43,10 +44,27 @@ def test_every_old_key_of_a_users_config_is_named_with_its_new_key():
     ]
 
 
-@pytest.mark.parametrize("cls", [MAMLRLConfig, RL2Config])
+@pytest.mark.parametrize("cls", [MAMLRLConfig, RL2Config, SupervisedConfig])
 def test_no_old_key_is_also_a_current_key(cls):
     from metarl.config import config_help
 
     current = set(config_help(cls))
     assert not current & set(cls.RENAMED_KEYS)
     assert set(cls.RENAMED_KEYS.values()) <= current
+
+
+def test_a_section_applies_only_to_the_learners_that_use_it():
+    with pytest.raises(ConfigError, match="inner section does not apply to algo.name='protonet'"):
+        load_config(SupervisedConfig, {"algo": {"name": "protonet"}, "inner": {"lr": 0.1}})
+    with pytest.raises(ConfigError, match="reptile section does not apply to algo.name='maml'"):
+        load_config(SupervisedConfig, {"reptile": {"batch_size": 4}})
+    cfg = load_config(SupervisedConfig, {"algo": {"name": "reptile"}})
+    assert cfg.reptile.batch_size == 10 and cfg.inner.lr == 0.01 and cfg.mamlpp is None
+    assert load_config(SupervisedConfig, {"algo": {"name": "matching"}}).inner is None
+
+
+def test_an_old_supervised_key_names_its_new_section():
+    with pytest.raises(ConfigError, match="algo.inner_batch_size: renamed to reptile.batch_size"):
+        load_config(SupervisedConfig, {"algo": {"name": "reptile", "inner_batch_size": 4}})
+    with pytest.raises(ConfigError, match="algo.eval_inner_steps: renamed to eval.steps"):
+        load_config(SupervisedConfig, {}, ["algo.eval_inner_steps=3"])

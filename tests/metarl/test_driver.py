@@ -31,7 +31,7 @@ FAMILIES = {
         "configs/maml/sinusoid.yaml",
         [
             "task.meta_batch_size=3",
-            "algo.eval_inner_steps=2",
+            "eval.steps=2",
             "run.num_eval_tasks=4",
         ],
     ),

@@ -93,8 +93,8 @@ def test_resuming_maml_with_the_reptile_config_is_refused_and_writes_nothing(tmp
     ("change", "seed", "shown"),
     [
         ((), 3, "run.seed: 0 -> 3"),
-        (("algo.inner_lr=0.02",), None, "algo.inner_lr: 0.01 -> 0.02"),
-        (("optim.outer_lr=0.01",), None, "optim.outer_lr: 0.001 -> 0.01"),
+        (("inner.lr=0.02",), None, "inner.lr: 0.01 -> 0.02"),
+        (("optim.lr=0.01",), None, "optim.lr: 0.001 -> 0.01"),
         (("task.phase_range=[0.0, 1.0]",), None, "task.phase_range: [0.0, 3.14159"),
     ],
 )

@@ -37,8 +37,6 @@ TINY = {
         "task.num_characters=20",
         "model.filters=4",
         "model.hidden=[8]",
-        "algo.inner_steps=1",
-        "algo.eval_inner_steps=1",
         "run.num_eval_tasks=2",
         *_RUN,
     ],
@@ -73,6 +71,8 @@ TINY = {
 }
 
 SECTION_TINY = {
+    "inner": ["inner.steps=1"],
+    "eval": ["eval.steps=1"],  # the supervised learners with an inner loop
     "ppo": ["ppo.epochs=1"],
     "trpo": ["trpo.cg_iters=2", "trpo.ls_steps=2"],
     "rl2_trpo": ["trpo.value_epochs=1"],
