@@ -18,6 +18,7 @@ __all__ = [
     "LEARNED_LR_PREFIX",
     "TRPO_KEYS",
     "InnerConfig",
+    "OptimConfig",
     "PPOConfig",
     "TRPOConfig",
     "apply_sections",
@@ -80,6 +81,21 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         check_positive(self, "clip_eps", "epochs")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """The outer loop: its step size and length (each family's ``optim`` section extends it)."""
+
+    lr: float = 1e-3
+    """Outer (meta) step size: the outer optimiser's learning rate."""
+    iterations: int = 500
+    """Outer iterations (meta-batches, or RL² policy updates)."""
+
+    def __post_init__(self) -> None:
+        check_positive(self, "lr")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
 
 
 def apply_sections(config: object, users: Mapping[str, frozenset[str]]) -> None:

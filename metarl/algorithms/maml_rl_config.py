@@ -9,6 +9,7 @@ from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
 from metarl.config_sections import TRPO_KEYS, TRPOConfig, apply_sections
 from metarl.config_sections import InnerConfig as BaseInnerConfig
+from metarl.config_sections import OptimConfig as BaseOptimConfig
 from metarl.config_sections import PPOConfig as BasePPOConfig
 from metarl.rl.env_config import VecEnvConfig, preflight_env
 
@@ -117,18 +118,13 @@ class ProMPConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(BaseOptimConfig):
     """The outer schedule."""
 
-    iterations: int = 500
-    """Meta-iterations (MAML scripts: 800 locomotion, 100 nav; pytorch-maml-rl 500)."""
     lr: float = 1e-3
     """Outer step size: Adam's, for maml_ppo and promp (ProMP 1e-3); TRPO ignores it."""
-
-    def __post_init__(self) -> None:
-        check_positive(self, "lr")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+    iterations: int = 500
+    """Meta-iterations (MAML scripts: 800 locomotion, 100 nav; pytorch-maml-rl 500)."""
 
 
 @dataclasses.dataclass(frozen=True)

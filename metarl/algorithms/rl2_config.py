@@ -8,6 +8,7 @@ from typing import Literal
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
 from metarl.config_sections import TRPO_KEYS, apply_sections
+from metarl.config_sections import OptimConfig as BaseOptimConfig
 from metarl.config_sections import PPOConfig as BasePPOConfig
 from metarl.config_sections import TRPOConfig as BaseTRPOConfig
 from metarl.rl.env_config import VecEnvConfig, preflight_env
@@ -126,18 +127,13 @@ class TRPOConfig(BaseTRPOConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(BaseOptimConfig):
     """The training schedule."""
 
-    iterations: int = 500
-    """Iterations, each: sample one trial per task, then one policy update."""
     lr: float = 1e-3
     """Adam step size (PPO: the whole loss; TRPO: the value fit)."""
-
-    def __post_init__(self) -> None:
-        check_positive(self, "lr")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+    iterations: int = 500
+    """Iterations, each: sample one trial per task, then one policy update."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from metarl.algorithms.supervised_checks import (
 )
 from metarl.config import RunConfig
 from metarl.config_sections import InnerConfig, apply_sections
+from metarl.config_sections import OptimConfig as BaseOptimConfig
 
 __all__ = [
     "CONFIG_CLASS",
@@ -187,15 +188,15 @@ class ProtoNetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(BaseOptimConfig):
     """The outer optimiser and its schedule."""
 
-    optimizer: Literal["adam", "sgd"] = "adam"
-    """Outer optimiser (Reptile uses sgd: its update is a step towards the adapted weights)."""
     lr: float = 1e-3
     """Outer (meta) step size (Adam 1e-3 in MAML; Reptile's outer step size 1.0)."""
     iterations: int = 1000
     """Outer iterations (meta-batches)."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """Outer optimiser (Reptile uses sgd: its update is a step towards the adapted weights)."""
     schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
     """constant; cosine to min_lr (MAML++); linear to 0 (Reptile); step: ×gamma every step_size."""
     min_lr: float = 1e-5
