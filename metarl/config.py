@@ -469,6 +469,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def save_config(config: Any, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML in field order (via a temporary file and a rename).
 
+    Sections that are None (those the config's algorithm does not use) are left out.
+
     Args:
         config: A dataclass instance.
         path: Destination file; parent directories are created.
@@ -478,7 +480,11 @@ def save_config(config: Any, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    data = config_to_dict(config)
+    types_by_name = _field_types(type(config))
+    unused = [k for k, v in data.items() if v is None and _section_type(types_by_name[k])]
+    data = {k: v for k, v in data.items() if k not in unused}
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)  # Never a half-written config.yaml.
