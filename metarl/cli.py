@@ -124,9 +124,10 @@ def _load_run_config(config_path: Path) -> tuple[Any, Any]:
     raw = load_yaml(config_path.read_text(encoding="utf-8")) or {}
     data, notes = migrate_config(kind.CONFIG_CLASS, raw)
     if notes:
+        shown = ", ".join(notes[:3]) + (f", and {len(notes) - 3} more" if len(notes) > 3 else "")
         print(
             f"warning: {config_path} was written by an older version; read with the current "
-            f"keys ({', '.join(notes)})",
+            f"keys ({shown})",
             file=sys.stderr,
         )
     return kind, load_config(kind.CONFIG_CLASS, data)

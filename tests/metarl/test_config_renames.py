@@ -68,3 +68,32 @@ def test_an_old_supervised_key_names_its_new_section():
         load_config(SupervisedConfig, {"algo": {"name": "reptile", "inner_batch_size": 4}})
     with pytest.raises(ConfigError, match="algo.eval_inner_steps: renamed to eval.steps"):
         load_config(SupervisedConfig, {}, ["algo.eval_inner_steps=3"])
+
+
+def test_eval_reads_a_run_directory_an_older_version_wrote(tmp_path, capsys):
+    import yaml
+
+    from metarl.cli import main as cli_main
+    from metarl.config import load_yaml
+
+    run_dir = tmp_path / "run"
+    sets = ["optim.iterations=1", "task.meta_batch_size=2", "eval.steps=1", "run.num_eval_tasks=2"]
+    args = ["train", "configs/maml/sinusoid.yaml", "--run-dir", str(run_dir), "--device", "cpu"]
+    assert (
+        cli_main([*args, *[a for s in sets for a in ("--set", s)], "--set", "run.progress=false"])
+        == 0
+    )
+    config = load_yaml((run_dir / "config.yaml").read_text())
+    inner, evaluation = config.pop("inner"), config.pop("eval")  # the layout of earlier versions
+    config["algo"].update(inner_lr=inner["lr"], inner_steps=inner["steps"], eval_inner_steps=1)
+    config["algo"]["first_order"] = inner["first_order"]
+    config["optim"]["outer_lr"] = config["optim"].pop("lr")
+    config["run"]["eval_every"] = 0
+    assert evaluation == {"steps": 1}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert (
+        cli_main(["eval", str(run_dir), "--num-tasks", "2", "--out", str(tmp_path / "e.json")]) == 0
+    )
+    err = capsys.readouterr().err
+    assert "written by an older version" in err and "algo.inner_lr -> inner.lr" in err
