@@ -115,6 +115,25 @@ def _load(config_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, 
     return kind, load_config(kind.CONFIG_CLASS, config_path, overrides)
 
 
+def _load_run_config(config_path: Path) -> tuple[Any, Any]:
+    """Loads a run directory's config.yaml, migrating keys an older version wrote."""
+    from metarl.algorithms import experiment_kind
+    from metarl.config import load_config, load_yaml
+    from metarl.config_renames import migrate_config
+
+    kind = experiment_kind(config_path)
+    raw = load_yaml(config_path.read_text(encoding="utf-8")) or {}
+    data, notes = migrate_config(kind.CONFIG_CLASS, raw)
+    if notes:
+        shown = ", ".join(notes[:3]) + (f", and {len(notes) - 3} more" if len(notes) > 3 else "")
+        print(
+            f"warning: {config_path} was written by an older version; read with the current "
+            f"keys ({shown})",
+            file=sys.stderr,
+        )
+    return kind, load_config(kind.CONFIG_CLASS, data)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from metarl.algorithms import preflight
     from metarl.device import get_device
@@ -173,7 +192,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {run_dir} a metarl run directory?")
-    kind, cfg = _load(config_path)
+    kind, cfg = _load_run_config(config_path)
     device = get_device(args.device or cfg.run.device)
     ckpt = latest_intact_checkpoint(run_dir)  # Warns naming each damaged newer checkpoint.
     if ckpt is None:
@@ -261,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a config field by its dotted name, e.g. algo.inner_lr=0.4",
+        help="override a config field by its dotted name, e.g. inner.lr=0.4",
     )
     p.add_argument("--run-dir", help="run directory (overrides run.run_dir)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
@@ -279,9 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--num-tasks", type=_count(1), help="held-out tasks (default: run.num_eval_tasks)"
     )
-    p.add_argument(
-        "--steps", type=_count(0), help="adaptation steps (default: algo.eval_inner_steps)"
-    )
+    p.add_argument("--steps", type=_count(0), help="adaptation steps (default: eval.steps)")
     p.add_argument("--split", choices=["test", "val", "train"], default="test")
     p.add_argument("--seed", type=_count(0), default=1, help="seed of the held-out task sample")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")

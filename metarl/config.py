@@ -3,7 +3,7 @@
 A config is a tree of frozen dataclasses. YAML keys are snake_case and equal to the field names, so
 a file maps 1:1 onto the tree. Everything is validated before any work starts: unknown keys, missing
 required keys and ill-typed values are all collected and raised together as one `ConfigError` whose
-message names each offending dotted key (``algo.inner_lr``), the value received and the type
+message names each offending dotted key (``inner.lr``), the value received and the type
 expected.
 
 Supported field types: ``int``, ``float`` (YAML ints are accepted and converted), ``bool`` (no
@@ -45,6 +45,7 @@ from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
+from metarl.config_renames import renamed_key_errors, renamed_key_message
 from metarl.run_config import RunConfig
 
 __all__ = [
@@ -340,7 +341,7 @@ def apply_overrides(cls: type, data: Mapping[str, Any], overrides: Sequence[str]
     Args:
         cls: Root config dataclass; the dotted keys must name its fields.
         data: Raw config mapping (as loaded from YAML). Not modified.
-        overrides: Strings such as ``"algo.inner_lr=0.4"``.
+        overrides: Strings such as ``"inner.lr=0.4"``.
 
     Returns:
         A new nested dict with the overrides applied.
@@ -356,6 +357,9 @@ def apply_overrides(cls: type, data: Mapping[str, Any], overrides: Sequence[str]
         key = key.strip()
         if not sep or not key:
             errors.append(f"override {override!r}: expected 'dotted.key=value'")
+            continue
+        if key not in known and renamed_key_message(cls, key):
+            errors.append(f"{renamed_key_message(cls, key)}, in override {override!r}")
             continue
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1)
@@ -399,7 +403,7 @@ def load_config(
     Args:
         cls: A frozen dataclass describing the config tree.
         path_or_dict: A YAML file, an already-parsed mapping, or None for all defaults.
-        overrides: Dotted command-line overrides such as ``"algo.inner_lr=0.4"``, applied in order.
+        overrides: Dotted command-line overrides such as ``"inner.lr=0.4"``, applied in order.
 
     Returns:
         An instance of ``cls``.
@@ -426,7 +430,7 @@ def load_config(
         raise ConfigError([f"<root>: expected a mapping, got {_short_repr(data)}"])
     if overrides:
         data = apply_overrides(cls, data, overrides)
-    errors: list[str] = []
+    data, errors = renamed_key_errors(cls, data)  # Old keys: an error naming the new key.
     config = _build_dataclass(cls, data, "", errors)
     if errors:
         raise ConfigError(errors)
@@ -465,6 +469,8 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def save_config(config: Any, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML in field order (via a temporary file and a rename).
 
+    Sections that are None (those the config's algorithm does not use) are left out.
+
     Args:
         config: A dataclass instance.
         path: Destination file; parent directories are created.
@@ -474,7 +480,11 @@ def save_config(config: Any, path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
+    data = config_to_dict(config)
+    types_by_name = _field_types(type(config))
+    unused = [k for k, v in data.items() if v is None and _section_type(types_by_name[k])]
+    data = {k: v for k, v in data.items() if k not in unused}
+    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)  # Never a half-written config.yaml.

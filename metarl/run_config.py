@@ -26,9 +26,6 @@ class RunConfig:
     """Outer iterations between checkpoints; 0 disables periodic checkpoints."""
     keep_checkpoints: int = 3
     """Number of most recent checkpoints kept on disk."""
-    eval_every: int = 0
-    """Must be 0: every learner evaluates once, at the end of training (``metarl eval`` evaluates
-    any checkpoint). Kept so that run directories written with it still load."""
     num_eval_tasks: int = 40
     """Number of held-out tasks the evaluation averages over (confidence intervals over tasks)."""
     log_backends: tuple[Literal["tensorboard", "csv"], ...] = ("tensorboard", "csv")
@@ -40,11 +37,6 @@ class RunConfig:
     fastest with 1, since thread hand-offs cost more than the arithmetic they split."""
 
     def __post_init__(self) -> None:
-        if self.eval_every != 0:
-            raise ValueError(
-                f"eval_every={self.eval_every} is not supported: training evaluates once at the "
-                "end; run 'metarl eval RUN_DIR' on a checkpoint for an intermediate evaluation"
-            )
         lows = {"log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 1}
         for name, low in {**lows, "num_eval_tasks": 1, "num_threads": 0, "seed": 0}.items():
             if getattr(self, name) < low:

@@ -52,6 +52,7 @@ from metarl.config import (
     load_yaml,
     save_config,
 )
+from metarl.config_renames import migrate_config
 from metarl.logger import CSVLogger, Logger, MultiLogger, TensorBoardLogger
 
 __all__ = [
@@ -315,6 +316,7 @@ def _stored_config(config_path: Path, config: Any) -> dict[str, Any]:
         raise ConfigError([f"{config_path}: the stored config is not valid YAML: {err}"]) from None
     if not isinstance(raw, dict):
         raise ConfigError([f"{config_path}: the stored config is not a mapping"])
+    raw, _ = migrate_config(type(config), raw)  # Keys renamed since the run was written.
     try:  # Fields added since the run was written take their defaults, as the run did.
         return config_to_dict(load_config(type(config), raw))
     except (ConfigError, TypeError, ValueError):

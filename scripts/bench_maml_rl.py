@@ -98,14 +98,14 @@ def meta_iterations(
     for it in range(iterations + 1):
         tasks = vec.distribution.sample(cfg.env.meta_batch_size, np.random.default_rng(it))
         gen = torch.Generator(device=device).manual_seed(it)
-        seeds = [it * 10_000 + k * vec.num_envs for k in range(cfg.algo.inner_steps + 1)]
+        seeds = [it * 10_000 + k * vec.num_envs for k in range(cfg.inner.steps + 1)]
         start = time.perf_counter()
         batch = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, device)
         tic = time.perf_counter()
-        params, metrics = M.outer_update(policy, params, None, batch, cfg.algo)
+        params, metrics = M.outer_update(policy, params, None, batch, cfg)
         float(metrics["kl"])  # wait for the device
         outer = time.perf_counter() - tic
-        steps = (cfg.algo.inner_steps + 1) * vec.num_envs * vec.horizon
+        steps = (cfg.inner.steps + 1) * vec.num_envs * vec.horizon
         row = {**batch.seconds, "outer_update": outer, "total": time.perf_counter() - start}
         row["sampling_steps_per_second"] = steps / batch.seconds["sampling"]
         if it > 0:  # the first iteration warms up allocators and caches
@@ -133,12 +133,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     overrides = (QUICK if args.quick else []) + (
-        ["algo.first_order=true"] if args.first_order else []
+        ["inner.first_order=true"] if args.first_order else []
     )
     cfg = load_config(M.MAMLRLConfig, CONFIG, overrides)
     env = cfg.env
     print(
-        f"# MAML-TRPO ({'first' if cfg.algo.first_order else 'second'} order) benchmark: "
+        f"# MAML-TRPO ({'first' if cfg.inner.first_order else 'second'} order) benchmark: "
         f"{env.id}, meta-batch {env.meta_batch_size} × "
         f"{env.episodes_per_task} episodes × H {env.horizon}; policy on {device}, envs on CPU; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -146,7 +146,7 @@ def main() -> None:
     )
     rows, replay = meta_iterations(cfg, device, args.iterations)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    steps_per_batch = env.horizon * (cfg.algo.inner_steps + 1)
+    steps_per_batch = env.horizon * (cfg.inner.steps + 1)
     random_rate = random_action_rate(cfg, steps_per_batch)
     ratio = mean["sampling_steps_per_second"] / random_rate
     replayed = replay_rate(cfg, replay)

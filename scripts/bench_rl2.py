@@ -152,7 +152,7 @@ def main() -> None:
     print(
         f"# RL² training throughput: {env.id}, {env.num_trials} trials × "
         f"{env.episodes_per_trial} episodes × H {horizon}, GRU {cfg.policy.hidden_size}, PPO "
-        f"{cfg.algo.ppo_epochs} epochs × {cfg.algo.num_minibatches} minibatches, BPTT "
+        f"{cfg.ppo.epochs} epochs × {cfg.algo.num_minibatches} minibatches, BPTT "
         f"{cfg.algo.bptt_len}; policy on {device}, envs on CPU; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"

@@ -52,6 +52,7 @@ from envs.supervised import TaskBatch
 from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.supervised import (
     AlgoConfig,
+    InnerConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -192,8 +193,9 @@ def problems() -> list[Problem]:
     sinusoid = SupervisedConfig(
         task=TaskConfig(family="sinusoid", shots=10, query_shots=10, meta_batch_size=25),
         model=ModelConfig(network="mlp", hidden=(40, 40)),
-        algo=AlgoConfig(name="maml", inner_lr=0.01, inner_steps=1),
-        optim=OptimConfig(outer_lr=1e-3),
+        algo=AlgoConfig(name="maml"),
+        inner=InnerConfig(lr=0.01, steps=1),
+        optim=OptimConfig(lr=1e-3),
         run=run,
     )
     omniglot_task = TaskConfig(
@@ -203,8 +205,9 @@ def problems() -> list[Problem]:
         order: SupervisedConfig(
             task=omniglot_task,
             model=ModelConfig(network="conv4_strided", filters=64),
-            algo=AlgoConfig(name="maml", inner_lr=0.4, inner_steps=1, first_order=first),
-            optim=OptimConfig(outer_lr=1e-3),
+            algo=AlgoConfig(name="maml"),
+            inner=InnerConfig(lr=0.4, steps=1, first_order=first),
+            optim=OptimConfig(lr=1e-3),
             run=run,
         )
         for order, first in (("2nd order", False), ("1st order", True))
@@ -226,7 +229,7 @@ def metarl_step(cfg: SupervisedConfig, seed: int = 0) -> tuple[Step, Params]:
     """Our meta-iteration: one ``SupervisedExperiment.update`` (constant lr)."""
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(seed))
     params = learner.init_params()
-    opt = torch.optim.Adam(params.values(), lr=cfg.optim.outer_lr)
+    opt = torch.optim.Adam(params.values(), lr=cfg.optim.lr)
 
     def step(batch: TaskBatch, it: int, update: bool = True) -> Tensor:
         out = learner.outer_loss(params, batch, it)
@@ -243,9 +246,9 @@ def metarl_step(cfg: SupervisedConfig, seed: int = 0) -> tuple[Step, Params]:
 def l2l_step(cfg: SupervisedConfig, params: Params, l2l: types.ModuleType) -> tuple[Step, Params]:
     """learn2learn's meta-iteration, as its examples write it: a Python loop over tasks."""
     maml = l2l.algorithms.MAML(
-        twin_of(cfg, params), lr=cfg.algo.inner_lr, first_order=cfg.algo.first_order
+        twin_of(cfg, params), lr=cfg.inner.lr, first_order=cfg.inner.first_order
     )
-    opt = torch.optim.Adam(maml.parameters(), lr=cfg.optim.outer_lr)
+    opt = torch.optim.Adam(maml.parameters(), lr=cfg.optim.lr)
     classify = cfg.task.family != "sinusoid"
     loss_fn = F.cross_entropy if classify else F.mse_loss
 
@@ -255,7 +258,7 @@ def l2l_step(cfg: SupervisedConfig, params: Params, l2l: types.ModuleType) -> tu
         total = torch.zeros(())
         for i in range(tasks):
             learner = maml.clone()
-            for _ in range(cfg.algo.inner_steps):
+            for _ in range(cfg.inner.steps):
                 learner.adapt(loss_fn(learner(batch.support_x[i]), batch.support_y[i]))
             pred = learner(batch.query_x[i])
             loss = loss_fn(pred, batch.query_y[i])

@@ -16,7 +16,7 @@ STAGE_BUDGETS = {"env": 30.0, "tests": 75.0, "train": 135.0, "speed": 200.0}
 
 QUIET = ["run.progress=false"]
 RL_WORKERS = ["env.backend=process", "env.num_workers=8", "run.num_threads=8"]
-SUPERVISED_QUICK = ["run.num_eval_tasks=2", "algo.eval_inner_steps=1"]
+SUPERVISED_QUICK = ["run.num_eval_tasks=2", "eval.steps=1"]
 OMNIGLOT_QUICK = [*SUPERVISED_QUICK, "task.num_characters=30"]
 TRPO_EVAL = ["eval.baselines=false", "eval.steps=1"]
 TRPO_QUICK = ["env.meta_batch_size=2", "env.episodes_per_task=2", "env.horizon=10"]
@@ -74,7 +74,7 @@ TRAIN_JOBS = [
     Job(
         "maml-sinusoid",
         "configs/maml/sinusoid.yaml",
-        full=("run.log_every=50", "run.num_eval_tasks=100", "algo.eval_inner_steps=5"),
+        full=("run.log_every=50", "run.num_eval_tasks=100", "eval.steps=5"),
         quick=("task.meta_batch_size=4", *SUPERVISED_QUICK),
         iterations=(300, 3),
         speed=(120, 20, 4, 2),
@@ -86,7 +86,7 @@ TRAIN_JOBS = [
     Job(
         "maml-omniglot_5w1s",
         "configs/maml/omniglot_5w1s.yaml",
-        full=("run.log_every=10", "run.num_eval_tasks=20", "algo.eval_inner_steps=3"),
+        full=("run.log_every=10", "run.num_eval_tasks=20", "eval.steps=3"),
         quick=("task.meta_batch_size=2", *OMNIGLOT_QUICK),
         iterations=(30, 1),
         eval_full=("--num-tasks", "20", "--steps", "3"),
@@ -130,13 +130,11 @@ TRAIN_JOBS = [
 
 _SPEED_EVAL = ("run.num_eval_tasks=1",)
 SPEED_JOBS = [
-    dataclasses.replace(
-        TRAIN_JOBS[0], full=("algo.eval_inner_steps=1", *_SPEED_EVAL), timeout=30.0
-    ),
+    dataclasses.replace(TRAIN_JOBS[0], full=("eval.steps=1", *_SPEED_EVAL), timeout=30.0),
     dataclasses.replace(
         TRAIN_JOBS[1],
         name="maml-omniglot_5w1s-mb32",
-        full=("algo.eval_inner_steps=1", *_SPEED_EVAL),
+        full=("eval.steps=1", *_SPEED_EVAL),
         speed=(10, 3, 2, 1),
         timeout=45.0,
     ),
@@ -155,7 +153,7 @@ SPEED_JOBS = [
     dataclasses.replace(
         TRAIN_JOBS[1],
         name="maml-omniglot_5w1s-mb128",
-        full=("task.meta_batch_size=128", "algo.eval_inner_steps=1", *_SPEED_EVAL),
+        full=("task.meta_batch_size=128", "eval.steps=1", *_SPEED_EVAL),
         quick=("task.meta_batch_size=8", *OMNIGLOT_QUICK),
         speed=(6, 2, 2, 1),
         label="meta-batch 128",

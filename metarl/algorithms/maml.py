@@ -28,11 +28,12 @@ from metarl.algorithms.supervised import (
     task_loss,
     task_metric,
 )
+from metarl.config_sections import LEARNED_LR_PREFIX
 from metarl.functional import Params, batched_adapt_trajectory
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 
-_LR_PREFIX = "inner_lr."
+_LR_PREFIX = LEARNED_LR_PREFIX
 
 
 def multi_step_loss_weights(
@@ -67,7 +68,8 @@ class MAMLLearner:
     """MAML, FOMAML, Meta-SGD, ANIL and MAML++ (see the module docstring).
 
     Args:
-        cfg: the experiment config (``algo.name`` picks the variant; flags add MAML++ options).
+        cfg: the experiment config (``algo.name`` picks the variant; ``mamlpp`` adds MAML++
+            options).
         device: where the parameters live.
         generator: initialises the network and Meta-SGD's learning rates.
     """
@@ -75,15 +77,15 @@ class MAMLLearner:
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
     ) -> None:
-        algo = cfg.algo
+        algo, inner, mamlpp = cfg.algo, cfg.inner, cfg.mamlpp
         self.cfg = cfg
         self.model = build_model(cfg, generator, device, embedding=False)
         self.generator = generator
         self.mamlpp = algo.name == "mamlpp"
-        self.first_order = algo.first_order or algo.name == "fomaml"
+        self.first_order = inner.first_order or algo.name == "fomaml"
         self.meta_sgd = algo.name == "metasgd"
-        self.per_step_lr = algo.per_step_lr or self.mamlpp
-        self.msl = algo.multi_step_loss or self.mamlpp
+        self.per_step_lr = mamlpp.per_step_lr or self.mamlpp
+        self.msl = mamlpp.multi_step_loss or self.mamlpp
         self.step_arg = cfg.model.network != "mlp"
         names = [k for k, _ in self.model.named_parameters()]
         self.adapt_keys = (
@@ -96,16 +98,16 @@ class MAMLLearner:
     def init_params(self) -> Params:
         """Network weights, plus learned inner learning rates for Meta-SGD and MAML++ LSLR."""
         params = {k: v.detach().clone().requires_grad_() for k, v in self.model.named_parameters()}
-        algo = self.cfg.algo
+        inner = self.cfg.inner
         if self.meta_sgd:
-            low, high = algo.meta_sgd_lr_range
+            low, high = self.cfg.metasgd.lr_range
             for k in self._lr_keys:
                 p = params[k]
                 init = torch.rand(p.shape, generator=self.generator, device=p.device)
                 params[_LR_PREFIX + k] = (low + (high - low) * init).requires_grad_()
         elif self.per_step_lr:
             for k in self._lr_keys:
-                value = torch.full((algo.inner_steps,), algo.inner_lr, device=params[k].device)
+                value = torch.full((inner.steps,), inner.lr, device=params[k].device)
                 params[_LR_PREFIX + k] = value.requires_grad_()
         return params
 
@@ -114,19 +116,19 @@ class MAMLLearner:
         if self.meta_sgd:
             return net, {k: params[_LR_PREFIX + k] for k in self._lr_keys}
         if self.per_step_lr:
-            trained = self.cfg.algo.inner_steps
+            trained = self.cfg.inner.steps
             # evaluation beyond the trained steps reuses the last learned rate
             return net, [
                 {k: params[_LR_PREFIX + k][min(s, trained - 1)] for k in self._lr_keys}
                 for s in range(steps)
             ]
-        return net, self.cfg.algo.inner_lr
+        return net, self.cfg.inner.lr
 
     # -- the model as a function of its parameters -----------------------------------------------
 
     def _forward(self, net: Params, x: Tensor, step: int) -> Tensor:
         if self.step_arg:
-            bn_steps = self.cfg.algo.inner_steps if self.cfg.algo.per_step_bn_weights else 0
+            bn_steps = self.cfg.inner.steps if self.cfg.mamlpp.per_step_bn_weights else 0
             return functional_call(self.model, net, (x,), {"step": min(step, bn_steps)})
         return functional_call(self.model, net, (x,))
 
@@ -162,11 +164,11 @@ class MAMLLearner:
 
     def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
         """Mean query loss after the inner loop (MSL: weighted over every inner step)."""
-        steps = self.cfg.algo.inner_steps
+        steps = self.cfg.inner.steps
         result = self._adapt(params, batch, steps, self.first_order)
         if self.msl and steps > 0:
             weights = multi_step_loss_weights(
-                steps, iteration, self.cfg.algo.multi_step_loss_iterations, batch.query_x.device
+                steps, iteration, self.cfg.mamlpp.multi_step_loss_iterations, batch.query_x.device
             )
             preds = [self._predict(result.trajectory[s], batch, s) for s in range(1, steps + 1)]
             losses = torch.stack([vmap(task_loss)(p, batch.query_y).mean() for p in preds])

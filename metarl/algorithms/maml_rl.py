@@ -44,6 +44,7 @@ from metarl.algorithms.maml_rl_config import (
     PolicyConfig,
 )
 from metarl.checkpoint import capture_rng_state, restore_rng_state
+from metarl.config_sections import LEARNED_LR_PREFIX
 from metarl.functional import LearningRate, Params, batched_adapt, inner_step
 from metarl.rl.baseline import linear_baseline_values
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
@@ -81,7 +82,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_LR_PREFIX = "inner_lr."  # Meta-SGD's learned step sizes live in θ as "inner_lr.<name>"
+_LR_PREFIX = LEARNED_LR_PREFIX  # Meta-SGD's learned step sizes live in θ as "inner_lr.<name>"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,7 +226,8 @@ class OuterTerms(NamedTuple):
     Attributes:
         surrogate: ``-mean_i mean_t [π_θ'_i(a|s) / π_old(a|s) · A]``, TRPO's loss.
         kl: ``mean_i mean_t KL(π_old,i ‖ π_θ'_i)`` on the post-update observations.
-        clipped: PPO-clip loss of the adapted policies, plus ProMP's inner-KL penalty.
+        clipped: PPO-clip loss of the adapted policies, plus ProMP's inner-KL penalty (TRPO:
+            the surrogate).
     """
 
     surrogate: Tensor
@@ -239,7 +241,7 @@ def outer_objective(
     inner: Sequence[TaskData],
     valid: TaskData,
     old: Sequence[PolicyOutput],
-    algo: AlgoConfig,
+    cfg: MAMLRLConfig,
 ) -> OuterTerms:
     """The post-update objective of θ, with θ'_i(θ) recomputed through the inner loop.
 
@@ -249,43 +251,43 @@ def outer_objective(
         inner: Pre-update batches ``[T, E, H, ...]``, one per inner step.
         valid: Post-update batch ``[T, E, H, ...]`` sampled with θ'_i(θ_old).
         old: The policies at θ_old on each inner batch, then on ``valid`` (:func:`old_outputs`).
-        algo: Inner-loop, clip and ProMP settings.
+        cfg: The experiment config (its inner loop, PPO clip and ProMP settings).
 
     Returns:
         :class:`OuterTerms`.
     """
-    lrs = [algo.inner_lr] * len(inner)
+    lrs = [cfg.inner.lr] * len(inner)
     path = adapt_policy(
-        policy, params, inner, lrs, first_order=algo.first_order, estimator=algo.inner_estimator
+        policy, params, inner, lrs, first_order=cfg.inner.first_order, estimator=cfg.inner.estimator
     )
     out = policy_forward(policy, path[-1], valid.obs, bool(inner))
     logp = policy.log_prob(out, valid.actions)
     surrogate = -_task_mean(torch.exp(logp - valid.log_probs) * valid.advantages, valid.mask)
     kl = _task_mean(policy.kl(old[-1], out), valid.mask)
     args = (logp, valid.log_probs, valid.advantages, valid.mask)
-    if algo.name == "promp" and inner:  # KL(π_old ‖ π_θ) of each pre-update policy (ProMP Eq. 13)
+    if cfg.ppo is None:  # TRPO: no clipped objective; its field repeats the surrogate
+        clipped = surrogate
+    elif cfg.algo.name == "promp" and inner:  # KL(π_old ‖ π_θ) of each pre-update policy (Eq. 13)
         inner_kl = torch.stack(
             [
                 _task_mean(policy.kl(old[k], policy_forward(policy, path[k], d.obs, k > 0)), d.mask)
                 for k, d in enumerate(inner)
             ]
         )
-        kwargs = {"clip_eps": algo.clip_eps, "inner_kl_coeff": algo.inner_kl_coeff}
+        kwargs = {"clip_eps": cfg.ppo.clip_eps, "inner_kl_coeff": cfg.promp.inner_kl_coeff}
         clipped = promp_loss(*args, inner_kl, **kwargs).loss
     else:
-        clipped = ppo_clip_loss(*args, algo.clip_eps, per_task=True).loss
+        clipped = ppo_clip_loss(*args, cfg.ppo.clip_eps, per_task=True).loss
     return OuterTerms(surrogate, kl, clipped)
 
 
 @torch.no_grad()
 def old_outputs(
-    policy: nn.Module, params: Params, inner: Sequence[TaskData], valid: TaskData, algo: AlgoConfig
+    policy: nn.Module, params: Params, inner: Sequence[TaskData], valid: TaskData, cfg: MAMLRLConfig
 ) -> list[PolicyOutput]:
     """The policies at θ on each inner batch, then (adapted) on ``valid``; detached constants."""
-    lrs = [algo.inner_lr] * len(inner)
-    path = adapt_policy(
-        policy, params, inner, lrs, first_order=True, estimator=algo.inner_estimator
-    )
+    lrs = [cfg.inner.lr] * len(inner)
+    path = adapt_policy(policy, params, inner, lrs, first_order=True, estimator=cfg.inner.estimator)
     batches = [*inner, valid]
     outs = [
         policy_forward(policy, p, d.obs, k > 0)
@@ -334,7 +336,7 @@ def collect_meta_batch(
         params: θ (used detached).
         vec: Vector env of ``len(tasks) * env.episodes_per_task`` sub-envs.
         tasks: The meta-batch.
-        seeds: Env reset seeds, ``algo.inner_steps + 1`` of them.
+        seeds: Env reset seeds, ``inner.steps + 1`` of them.
         generator: Draws the action noise.
         device: Where the policy runs.
 
@@ -344,7 +346,7 @@ def collect_meta_batch(
     algo, theta = cfg.algo, {name: v.detach() for name, v in params.items()}
     adapted, batches, returns = split_params(theta)[0], [], []
     seconds = {"sampling": 0.0, "adaptation": 0.0}
-    for k in range(algo.inner_steps + 1):
+    for k in range(cfg.inner.steps + 1):
         tic = time.perf_counter()
         batch = sample_episodes(
             vec,
@@ -361,8 +363,8 @@ def collect_meta_batch(
         tic = time.perf_counter()
         batches.append(prepare_episodes(batch, algo))
         returns.append(batch.episode_returns.mean())
-        if k < algo.inner_steps:
-            lrs = [algo.inner_lr] * len(batches)
+        if k < cfg.inner.steps:
+            lrs = [cfg.inner.lr] * len(batches)
             path = adapt_policy(policy, theta, batches, lrs, first_order=True)
             adapted = {name: v.detach() for name, v in path[-1].items()}
         seconds["adaptation"] += time.perf_counter() - tic
@@ -374,31 +376,31 @@ def outer_update(
     params: Params,
     optimizer: torch.optim.Optimizer | None,
     batch: MetaBatch,
-    algo: AlgoConfig,
+    cfg: MAMLRLConfig,
 ) -> tuple[Params, dict[str, Tensor | float]]:
     """TRPO (``optimizer`` None) or PPO/ProMP Adam epochs on ``params`` (Alg. 3, line 10).
 
     Returns:
         The new θ (for PPO/ProMP the same tensors, updated in place) and metrics to log.
     """
-    old = old_outputs(policy, params, batch.inner, batch.valid, algo)
+    old = old_outputs(policy, params, batch.inner, batch.valid, cfg)
     objective = functools.partial(
-        outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, algo=algo
+        outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )
     if optimizer is None:
         step = trpo_step(
             lambda theta: objective(theta)[:2],
             None,
             params,
-            max_kl=algo.max_kl,
-            cg_iters=algo.cg_iters,
-            cg_damping=algo.cg_damping,
-            ls_backtrack=algo.ls_backtrack,
-            ls_steps=algo.ls_steps,
+            max_kl=cfg.trpo.max_kl,
+            cg_iters=cfg.trpo.cg_iters,
+            cg_damping=cfg.trpo.cg_damping,
+            ls_backtrack=cfg.trpo.ls_backtrack,
+            ls_steps=cfg.trpo.ls_steps,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
         return new, {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
-    for _ in range(algo.ppo_epochs):  # θ'_i(θ) is recomputed at every epoch
+    for _ in range(cfg.ppo.epochs):  # θ'_i(θ) is recomputed at every epoch
         terms = objective(params)
         optimizer.zero_grad(set_to_none=True)
         terms.clipped.backward()
@@ -413,7 +415,7 @@ class MAMLRLExperiment:
     resumed run replays the uninterrupted one; the state is θ and, for PPO/ProMP, Adam's.
 
     Args:
-        cfg: The experiment config (``algo.inner_steps = 0`` is plain multi-task TRPO/PPO, the
+        cfg: The experiment config (``inner.steps = 0`` is plain multi-task TRPO/PPO, the
             pretrained baseline).
         policy: The policy module.
         params: θ as leaf tensors (PPO/ProMP update them in place).
@@ -433,25 +435,25 @@ class MAMLRLExperiment:
         self.opt = (
             None
             if cfg.algo.name == "maml_trpo"
-            else torch.optim.Adam(params.values(), cfg.optim.outer_lr)
+            else torch.optim.Adam(params.values(), cfg.optim.lr)
         )
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """Sample with θ, adapt, sample with θ'_i, then the outer update of θ."""
-        cfg, algo = self.cfg, self.cfg.algo
+        cfg = self.cfg
         seeds = driver.iteration_seeds(cfg.run.seed, iteration, 8)
         tasks = self.vec.distribution.sample(
             cfg.env.meta_batch_size, np.random.default_rng(seeds[0])
         )
         gen = _generator(seeds[1], self.device)
-        env_seeds = [seeds[2] + k * self.vec.num_envs for k in range(algo.inner_steps + 1)]
+        env_seeds = [seeds[2] + k * self.vec.num_envs for k in range(cfg.inner.steps + 1)]
         # --- sample with θ, adapt per task, sample with θ'_i ---
         batch = collect_meta_batch(
             cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device
         )
         # --- outer update of θ through the inner loop ---
         tic = time.perf_counter()
-        self.params, metrics = outer_update(self.policy, self.params, self.opt, batch, algo)
+        self.params, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg)
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
         metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}

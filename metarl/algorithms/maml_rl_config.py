@@ -7,6 +7,10 @@ from typing import Literal
 
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
+from metarl.config_sections import TRPO_KEYS, TRPOConfig, apply_sections
+from metarl.config_sections import InnerConfig as BaseInnerConfig
+from metarl.config_sections import OptimConfig as BaseOptimConfig
+from metarl.config_sections import PPOConfig as BasePPOConfig
 from metarl.rl.env_config import VecEnvConfig, preflight_env
 
 __all__ = [
@@ -14,9 +18,13 @@ __all__ = [
     "AlgoConfig",
     "EnvConfig",
     "EvalConfig",
+    "InnerConfig",
     "MAMLRLConfig",
     "OptimConfig",
+    "PPOConfig",
     "PolicyConfig",
+    "ProMPConfig",
+    "TRPOConfig",
     "preflight",
 ]
 
@@ -57,73 +65,66 @@ class PolicyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class InnerConfig(BaseInnerConfig):
+    """The inner loop: policy-gradient steps from θ on each task's own episodes."""
+
+    lr: float = 0.1
+    """Inner step size α (MAML 0.1; 2D nav script 0.5; RandParams 0.05)."""
+    steps: int = 1
+    """Inner policy-gradient steps in meta-training, each on freshly sampled episodes."""
+    learn_lr: bool = False
+    """Meta-SGD for RL: learn one inner step size per policy parameter, initialised to lr."""
+    estimator: Literal["reinforce", "lvc"] = "reinforce"
+    """Inner loss: -mean(log π·A) (MAML), or ProMP's low-variance -mean(π/π_old·A)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class AlgoConfig:
-    """The meta-learner: inner loop, advantages and outer update."""
+    """The meta-learner and its advantages."""
 
     name: Literal["maml_trpo", "maml_ppo", "promp"] = "maml_trpo"
     """Outer update: TRPO (MAML), PPO-clip with Adam, or ProMP (PPO-clip + inner-KL penalty)."""
-    inner_lr: float = 0.1
-    """Inner step size α (MAML 0.1; 2D nav script 0.5; RandParams 0.05)."""
-    inner_steps: int = 1
-    """Inner policy-gradient steps in meta-training, each on freshly sampled episodes."""
-    first_order: bool = False
-    """Drop second derivatives through the inner steps (first-order MAML)."""
-    learn_inner_lr: bool = False
-    """Meta-SGD for RL: learn one inner step size per policy parameter, initialised to inner_lr."""
-    inner_estimator: Literal["reinforce", "lvc"] = "reinforce"
-    """Inner loss: -mean(log π·A) (MAML), or ProMP's low-variance -mean(π/π_old·A)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
     """GAE λ (1.0: returns minus the linear baseline, as in MAML and ProMP)."""
     normalize_advantages: bool = True
     """Normalise advantages per task (pytorch-maml-rl, ProMP); MAML only centred them."""
-    max_kl: float = 0.01
-    """TRPO trust-region radius on the mean KL of the adapted policies."""
-    cg_iters: int = 10
-    """TRPO conjugate-gradient iterations."""
-    cg_damping: float = 1e-5
-    """TRPO damping added to the KL Hessian."""
-    ls_backtrack: float = 0.8
-    """TRPO line-search shrink factor."""
-    ls_steps: int = 15
-    """TRPO line-search candidates."""
-    clip_eps: float = 0.3
-    """PPO/ProMP clip range of the outer objective (ProMP 0.3)."""
-    inner_kl_coeff: float = 5e-4
-    """ProMP's fixed penalty η on KL(π_old ‖ π_θ) of the pre-update policies."""
-    ppo_epochs: int = 5
-    """PPO/ProMP Adam steps per sampled meta-batch (ProMP 5)."""
 
     def __post_init__(self) -> None:
-        check_positive(self, "inner_lr", "max_kl", "cg_iters", "clip_eps", "ppo_epochs")
-        check_positive(self, "ls_steps")
         check_unit(self, "gamma", "gae_lambda")
-        if self.inner_steps < 0:
-            raise ValueError(f"inner_steps must be >= 0, got {self.inner_steps}")
-        # Negated comparisons, so that NaN fails them too: a negative damping makes the KL
-        # Hessian indefinite, and a backtrack factor >= 1 never shrinks the step.
-        if not self.cg_damping >= 0:
-            raise ValueError(f"cg_damping must be >= 0, got {self.cg_damping}")
-        if not 0 < self.ls_backtrack < 1:
-            raise ValueError(f"ls_backtrack must be in (0, 1), got {self.ls_backtrack}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(BasePPOConfig):
+    """The outer PPO-clip update of maml_ppo and promp (Adam at optim.lr)."""
+
+    clip_eps: float = 0.3
+    """Clip range ε of the outer objective (ProMP 0.3)."""
+    epochs: int = 5
+    """Adam steps per sampled meta-batch (ProMP 5)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProMPConfig:
+    """ProMP's penalty on the pre-update policies."""
+
+    inner_kl_coeff: float = 5e-4
+    """Fixed penalty η on KL(π_old ‖ π_θ) of the pre-update policies (ProMP 5e-4)."""
+
+    def __post_init__(self) -> None:
         if not self.inner_kl_coeff >= 0:
             raise ValueError(f"inner_kl_coeff must be >= 0, got {self.inner_kl_coeff}")
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(BaseOptimConfig):
     """The outer schedule."""
 
+    lr: float = 1e-3
+    """Outer step size: Adam's, for maml_ppo and promp (ProMP 1e-3); TRPO ignores it."""
     iterations: int = 500
     """Meta-iterations (MAML scripts: 800 locomotion, 100 nav; pytorch-maml-rl 500)."""
-    outer_lr: float = 1e-3
-    """Adam step size of maml_ppo and promp (ProMP 1e-3); TRPO ignores it."""
-
-    def __post_init__(self) -> None:
-        check_positive(self, "outer_lr")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +136,7 @@ class EvalConfig:
     episodes_per_task: int | None = None
     """Episodes per task and step (None: env.episodes_per_task; MAML: 4000 env steps)."""
     inner_lr: float | None = None
-    """Step size of the first VPG step (None: algo.inner_lr; MAML 0.1, nav script 0.5)."""
+    """Step size of the first VPG step (None: inner.lr; MAML 0.1, nav script 0.5)."""
     later_inner_lr: float | None = None
     """Step size of later steps (None: half the first, as MAML's 0.1/0.05 and 0.5/0.25)."""
     baselines: bool = True
@@ -170,12 +171,41 @@ class MAMLRLConfig:
     """The policy network."""
     algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
     """The meta-learner."""
+    inner: InnerConfig = dataclasses.field(default_factory=InnerConfig)
+    """The inner loop."""
+    trpo: TRPOConfig | None = None
+    """The outer TRPO step (maml_trpo only; defaults when left out)."""
+    ppo: PPOConfig | None = None
+    """The outer PPO-clip update (maml_ppo and promp only; defaults when left out)."""
+    promp: ProMPConfig | None = None
+    """ProMP's inner-KL penalty (promp only; defaults when left out)."""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     """The outer schedule."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     """Evaluation and baselines."""
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     """Seed, device, run directory, logging and checkpoints."""
+
+    SECTION_USERS = {
+        "trpo": frozenset({"maml_trpo"}),
+        "ppo": frozenset({"maml_ppo", "promp"}),
+        "promp": frozenset({"promp"}),
+    }
+    RENAMED_KEYS = {
+        "algo.inner_lr": "inner.lr",
+        "algo.inner_steps": "inner.steps",
+        "algo.first_order": "inner.first_order",
+        "algo.learn_inner_lr": "inner.learn_lr",
+        "algo.inner_estimator": "inner.estimator",
+        **{f"algo.{k}": f"trpo.{k}" for k in TRPO_KEYS},
+        "algo.clip_eps": "ppo.clip_eps",
+        "algo.ppo_epochs": "ppo.epochs",
+        "algo.inner_kl_coeff": "promp.inner_kl_coeff",
+        "optim.outer_lr": "optim.lr",
+    }
+
+    def __post_init__(self) -> None:
+        apply_sections(self, self.SECTION_USERS)
 
 
 CONFIG_CLASS = MAMLRLConfig

@@ -48,10 +48,10 @@ def _vpg_adapter(
     As in cbfinn/maml_rl ``maml_examples/test_maml_*.py``.
 
     Step sizes: ``lr_override`` at every step if given, else ``eval.inner_lr`` (default
-    ``algo.inner_lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
+    ``inner.lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
     sizes when θ carries them.
     """
-    first = cfg.algo.inner_lr if cfg.eval.inner_lr is None else cfg.eval.inner_lr
+    first = cfg.inner.lr if cfg.eval.inner_lr is None else cfg.eval.inner_lr
     later = first / 2 if cfg.eval.later_inner_lr is None else cfg.eval.later_inner_lr
     lrs = [first, later] if lr_override is None else [lr_override] * 2
 
@@ -68,7 +68,7 @@ def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
     """The multi-task policy: this driver with no inner step, from MAML's initialisation."""
     pre = dataclasses.replace(
         cfg,
-        algo=dataclasses.replace(cfg.algo, inner_steps=0),
+        inner=dataclasses.replace(cfg.inner, steps=0),
         optim=dataclasses.replace(cfg.optim, iterations=cfg.eval.pretrain_iterations),
     )
     vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
@@ -180,7 +180,7 @@ def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
         vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
         try:
             policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-            params = init_params(policy, cfg.algo.inner_lr if cfg.algo.learn_inner_lr else None)
+            params = init_params(policy, cfg.inner.lr if cfg.inner.learn_lr else None)
             params = train(cfg, policy, params, vec, device=device, run=run)
         finally:
             vec.close()

@@ -8,11 +8,12 @@ with one-hot ``y_i``; training maximises log P of the query labels over episodes
 test tasks. f = g = the conv4 embedding (``build_model(..., embedding=True)``), batch norm on each
 task's statistics (:func:`metarl.algorithms.supervised.embed_tasks`).
 
-Full-context embeddings (``algo.full_context_embeddings``, paper §2.1.2 and Appendix A):
+Full-context embeddings (``matching.full_context_embeddings``, paper §2.1.2 and Appendix A):
 
 - g (support): a bidirectional LSTM reads the support set in order;
   ``g(x_i, S) = g'(x_i) + h_fwd_i + h_bwd_i``.
-- f (query): an attention LSTM runs ``algo.fce_steps`` = K processing steps over the support set::
+- f (query): an attention LSTM runs ``matching.fce_steps`` = K processing steps over the support
+  set::
 
       ĥ_k, c_k = LSTM(f'(x̂), [h_{k-1}, r_{k-1}], c_{k-1})
       h_k = ĥ_k + f'(x̂)
@@ -199,21 +200,21 @@ class MatchingNetLearner:
 
     Args:
         cfg: The experiment config (``task.family: omniglot``, ``model.network: conv4_*``;
-            ``algo.full_context_embeddings`` and ``algo.fce_steps`` configure FCE).
+            ``matching.full_context_embeddings`` and ``matching.fce_steps`` configure FCE).
         device: Where the parameters live.
         generator: Initialises the encoder and the FCE LSTMs.
 
     Raises:
-        ValueError: If the config does not suit the learner or ``algo.fce_steps < 1`` with FCE.
+        ValueError: If the config does not suit the learner or ``matching.fce_steps < 1`` with FCE.
     """
 
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
     ) -> None:
         check_metric_learner_config(cfg, ("conv4_maxpool", "conv4_strided"))
-        algo = cfg.algo
+        algo = cfg.matching
         if algo.full_context_embeddings and algo.fce_steps < 1:
-            raise ValueError(f"algo.fce_steps must be >= 1 with FCE, got {algo.fce_steps}")
+            raise ValueError(f"matching.fce_steps must be >= 1 with FCE, got {algo.fce_steps}")
         self.cfg = cfg
         self.fce = algo.full_context_embeddings
         embedding = build_model(cfg, generator, device, embedding=True)
@@ -240,7 +241,7 @@ class MatchingNetLearner:
                 _sub(params, "fce_query."),
                 query,
                 support,
-                self.cfg.algo.fce_steps,
+                self.cfg.matching.fce_steps,
             )
         return matching_log_probs(support, batch.support_y, query, ways)
 

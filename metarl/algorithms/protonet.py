@@ -10,8 +10,8 @@ the paper's 4 x [conv 3x3 64, BN, ReLU, max-pool 2], 64-d for 28x28 Omniglot
 (jakesnell/prototypical-networks ``protonets/models/few_shot.py``). Batch norm uses each task's
 own statistics (:func:`metarl.algorithms.supervised.embed_tasks`), at training and at test time.
 
-``algo.distance: cosine`` replaces the distance by the cosine similarity (logit = cos), a variant
-the paper compares against (§2.7: squared Euclidean works better).
+``protonet.distance: cosine`` replaces the distance by the cosine similarity (logit = cos), a
+variant the paper compares against (§2.7: squared Euclidean works better).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class ProtoNetLearner:
 
     Args:
         cfg: The experiment config (``task.family: omniglot``, ``model.network: conv4_*``;
-            ``algo.distance`` picks the distance).
+            ``protonet.distance`` picks the distance).
         device: Where the parameters live.
         generator: Initialises the encoder.
 
@@ -137,7 +137,7 @@ class ProtoNetLearner:
     def query_logits(self, params: Params, batch: TaskBatch, ways: int) -> Tensor:
         """Embeds the whole batch and returns ``[task, query, ways]`` prototype logits."""
         support, query = embed_tasks(self.model, params, batch)
-        return prototype_logits(support, batch.support_y, query, ways, self.cfg.algo.distance)
+        return prototype_logits(support, batch.support_y, query, ways, self.cfg.protonet.distance)
 
     def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
         """Mean query cross-entropy over the tasks of a training batch (``train_ways``-way)."""

@@ -350,9 +350,9 @@ class ReptileLearner:
     """Reptile with an Adam inner loop (see the module docstring).
 
     Args:
-        cfg: The experiment config: ``algo.inner_lr``, ``algo.inner_steps``,
-            ``algo.inner_batch_size``, ``algo.eval_inner_batch_size`` and
-            ``algo.inner_adam_beta2`` drive the inner loop; pair it with ``optim.optimizer: sgd``.
+        cfg: The experiment config: ``inner.lr``, ``inner.steps``, ``reptile.batch_size``,
+            ``reptile.eval_batch_size`` and ``reptile.adam_beta2`` drive the inner loop; pair it
+            with ``optim.optimizer: sgd``.
         device: Where the parameters live.
         generator: Initialises the network; also seeds the learner's minibatch generator.
 
@@ -363,11 +363,10 @@ class ReptileLearner:
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
     ) -> None:
-        algo = cfg.algo
-        for name in ("inner_batch_size", "eval_inner_batch_size"):
-            value = getattr(algo, name)
+        for name in ("batch_size", "eval_batch_size"):
+            value = getattr(cfg.reptile, name)
             if value is not None and value < 1:
-                raise ValueError(f"algo.{name} must be >= 1, got {value}")
+                raise ValueError(f"reptile.{name} must be >= 1, got {value}")
         self.cfg = cfg
         self.device = torch.device(device)
         self.model = build_model(cfg, generator, self.device, embedding=False)
@@ -408,16 +407,16 @@ class ReptileLearner:
             adaptation (``query_mse`` or ``query_accuracy``) and the mean minibatch loss at the
             first and the last inner step.
         """
-        algo = self.cfg.algo
-        batches = self._minibatches(batch, algo.inner_batch_size, algo.inner_steps, 0, iteration)
+        inner, reptile = self.cfg.inner, self.cfg.reptile
+        batches = self._minibatches(batch, reptile.batch_size, inner.steps, 0, iteration)
         with torch.no_grad():
             result = batched_inner_loop(
-                params, self._loss, batches, lr=algo.inner_lr, beta2=algo.inner_adam_beta2
+                params, self._loss, batches, lr=inner.lr, beta2=reptile.adam_beta2
             )
             adapted_mean = {k: v.mean(0) for k, v in result.params.items()}
             query = vmap(self._metric)(result.params, batch.query_x, batch.query_y).mean()
         metrics = {"query_" + self.cfg.task.metric: query}
-        if algo.inner_steps > 0:
+        if inner.steps > 0:
             metrics["inner_loss_first"] = result.losses[:, 0].mean()
             metrics["inner_loss_last"] = result.losses[:, -1].mean()
         return OuterLoss(reptile_pseudo_loss(params, adapted_mean), metrics)
@@ -425,12 +424,12 @@ class ReptileLearner:
     def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
         """Query metric after 0..steps inner Adam iterations, ``[task, steps + 1]``.
 
-        Minibatches have ``algo.eval_inner_batch_size`` examples (default
-        ``algo.inner_batch_size``); their order depends on how many curves this learner has
+        Minibatches have ``reptile.eval_batch_size`` examples (default
+        ``reptile.batch_size``); their order depends on how many curves this learner has
         computed, so a fresh learner reproduces the curves of a trained one.
         """
-        algo = self.cfg.algo
-        size = algo.eval_inner_batch_size or algo.inner_batch_size
+        inner, reptile = self.cfg.inner, self.cfg.reptile
+        size = reptile.eval_batch_size or reptile.batch_size
         batches = self._minibatches(batch, size, steps, _EVAL_STREAM, self._eval_calls)
         self._eval_calls += 1
         with torch.no_grad():
@@ -438,8 +437,8 @@ class ReptileLearner:
                 params,
                 self._loss,
                 batches,
-                lr=algo.inner_lr,
-                beta2=algo.inner_adam_beta2,
+                lr=inner.lr,
+                beta2=reptile.adam_beta2,
                 query=(batch.query_x, batch.query_y),
                 metric_fn=self._metric,
             )

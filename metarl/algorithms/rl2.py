@@ -40,6 +40,7 @@ from metarl.algorithms.rl2_config import (
     EvalConfig,
     OptimConfig,
     PolicyConfig,
+    PPOConfig,
     RL2Config,
     preflight,
 )
@@ -119,9 +120,9 @@ def _adam_step(
     optimizer.step()
 
 
-def _clip_groups(policy: RecurrentPolicy, params: Params, algo: AlgoConfig) -> list[list[Tensor]]:
+def _clip_groups(policy: RecurrentPolicy, params: Params, ppo: PPOConfig) -> list[list[Tensor]]:
     """The tensors clipped together: all, or the policy's and the value's apart."""
-    if not algo.clip_value_separately:
+    if not ppo.clip_value_separately:
         return [list(params.values())]
     return [list(part.values()) for part in split_params(policy, params) if part]
 
@@ -143,19 +144,19 @@ class PPOTerms(NamedTuple):
 
 
 def ppo_loss(
-    policy: RecurrentPolicy, out: RecurrentOutput, chunks: TrialChunks, algo: AlgoConfig
+    policy: RecurrentPolicy, out: RecurrentOutput, chunks: TrialChunks, cfg: RL2Config
 ) -> PPOTerms:
     """PPO's loss from the policy's outputs ``out`` on the sequences ``chunks`` ``[B, T, ...]``.
 
     Means are over the valid steps of the minibatch; advantages are normalised over them when
-    ``algo.normalize_advantages``.
+    ``cfg.algo.normalize_advantages``.
     """
     logp = policy.log_prob(out.dist, chunks.actions)
-    adv = _advantages(chunks, algo.normalize_advantages)
-    clip = ppo_clip_loss(logp, chunks.log_probs, adv, chunks.mask, algo.clip_eps)
+    adv = _advantages(chunks, cfg.algo.normalize_advantages)
+    clip = ppo_clip_loss(logp, chunks.log_probs, adv, chunks.mask, cfg.ppo.clip_eps)
     v_loss = value_loss(out.value, chunks.returns, chunks.mask)
     entropy = mean_entropy(policy.entropy(out.dist), chunks.mask)
-    loss = clip.loss + algo.value_coef * v_loss - algo.entropy_coef * entropy
+    loss = clip.loss + cfg.ppo.value_coef * v_loss - cfg.ppo.entropy_coef * entropy
     return PPOTerms(loss, clip, v_loss, entropy)
 
 
@@ -164,7 +165,7 @@ def ppo_update(
     params: Params,
     optimizer: torch.optim.Optimizer,
     chunks: TrialChunks,
-    algo: AlgoConfig,
+    cfg: RL2Config,
     generator: torch.Generator,
 ) -> dict[str, Tensor | float]:
     """PPO-clip epochs over minibatches of whole trials (Schulman et al. 2017, Alg. 1).
@@ -174,17 +175,17 @@ def ppo_update(
     chunks of its trials as sequences from their stored initial states (truncated BPTT) through
     :func:`ppo_loss`, and ``optimizer`` (Adam over ``params``) updates ``params`` in place. The
     gradient norm is clipped to ``algo.max_grad_norm`` over all parameters, or over the policy's
-    and the value's apart (``algo.clip_value_separately``).
+    and the value's apart (``ppo.clip_value_separately``).
 
     Returns:
         The last minibatch's losses and diagnostics, detached.
     """
-    groups = _clip_groups(policy, params, algo)
-    for _ in range(algo.ppo_epochs):
-        for trials in _minibatches(chunks, algo.num_minibatches, generator):
+    groups = _clip_groups(policy, params, cfg.ppo)
+    for _ in range(cfg.ppo.epochs):
+        for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
-            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, algo)
-            _adam_step(optimizer, terms.loss, groups, algo.max_grad_norm)
+            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, cfg)
+            _adam_step(optimizer, terms.loss, groups, cfg.algo.max_grad_norm)
     return {
         "policy_loss": terms.clip.loss.detach(),
         "value_loss": terms.value.detach(),
@@ -208,15 +209,15 @@ def trpo_update(
     params: Params,
     value_optimizer: torch.optim.Optimizer,
     chunks: TrialChunks,
-    algo: AlgoConfig,
+    cfg: RL2Config,
     generator: torch.Generator,
 ) -> tuple[Params, dict[str, Tensor | float]]:
     """One TRPO step of the policy, then an Adam fit of the value function (RL² §2.4).
 
     TRPO (:func:`~metarl.rl.trpo.trpo_step`) minimises the surrogate ``-mean(ratio * A)`` over all
-    chunks (``[N, C, T, ...]``) within ``mean KL(π_old ‖ π) <= max_kl``, the value parameters
+    chunks (``[N, C, T, ...]``) within ``mean KL(π_old ‖ π) <= trpo.max_kl``, the value parameters
     (``v.*`` and, with a separate trunk, ``value_gru.*``; :func:`split_params`) held fixed. Then
-    ``value_epochs`` passes of ``value_optimizer`` (Adam over the value parameters) over
+    ``trpo.value_epochs`` passes of ``value_optimizer`` (Adam over the value parameters) over
     minibatches of trials fit the value to the returns, the policy held fixed.
 
     Returns:
@@ -225,7 +226,7 @@ def trpo_update(
     theta, value_params = split_params(policy, params)
     frozen = {k: v.detach() for k, v in value_params.items()}
     flat = chunks.flatten()
-    adv = _advantages(flat, algo.normalize_advantages)
+    adv = _advantages(flat, cfg.algo.normalize_advantages)
     with torch.no_grad():
         old = chunk_forward(policy, params, flat).dist
 
@@ -239,19 +240,21 @@ def trpo_update(
         loss_and_kl,
         None,
         theta,
-        max_kl=algo.max_kl,
-        cg_iters=algo.cg_iters,
-        cg_damping=algo.cg_damping,
-        ls_backtrack=algo.ls_backtrack,
-        ls_steps=algo.ls_steps,
+        max_kl=cfg.trpo.max_kl,
+        cg_iters=cfg.trpo.cg_iters,
+        cg_damping=cfg.trpo.cg_damping,
+        ls_backtrack=cfg.trpo.ls_backtrack,
+        ls_steps=cfg.trpo.ls_steps,
     )
     new_theta = step.new_params
-    for _ in range(algo.value_epochs):
-        for trials in _minibatches(chunks, algo.num_minibatches, generator):
+    for _ in range(cfg.trpo.value_epochs):
+        for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
             out = chunk_forward(policy, {**new_theta, **value_params}, mb)
             v_loss = value_loss(out.value, mb.returns, mb.mask)
-            _adam_step(value_optimizer, v_loss, [list(value_params.values())], algo.max_grad_norm)
+            _adam_step(
+                value_optimizer, v_loss, [list(value_params.values())], cfg.algo.max_grad_norm
+            )
     metrics = {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
     return {**new_theta, **value_params}, {**metrics, "value_loss": v_loss.detach()}
 
@@ -319,11 +322,9 @@ class RL2Experiment:
         gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
         chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
         if algo.name == "rl2_ppo":
-            metrics = ppo_update(self.policy, self.params, self.opt, chunks, algo, gen)
+            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen)
         else:
-            self.params, metrics = trpo_update(
-                self.policy, self.params, self.opt, chunks, algo, gen
-            )
+            self.params, metrics = trpo_update(self.policy, self.params, self.opt, chunks, cfg, gen)
         elapsed = time.perf_counter() - tic
         episodes = batch.episode_returns.mean(0)
         metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])

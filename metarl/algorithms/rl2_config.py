@@ -7,6 +7,10 @@ from typing import Literal
 
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
+from metarl.config_sections import TRPO_KEYS, apply_sections
+from metarl.config_sections import OptimConfig as BaseOptimConfig
+from metarl.config_sections import PPOConfig as BasePPOConfig
+from metarl.config_sections import TRPOConfig as BaseTRPOConfig
 from metarl.rl.env_config import VecEnvConfig, preflight_env
 
 __all__ = [
@@ -15,8 +19,10 @@ __all__ = [
     "EnvConfig",
     "EvalConfig",
     "OptimConfig",
+    "PPOConfig",
     "PolicyConfig",
     "RL2Config",
+    "TRPOConfig",
     "preflight",
 ]
 
@@ -64,7 +70,7 @@ class PolicyConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AlgoConfig:
-    """The outer optimiser over whole trials: PPO-clip with Adam, or TRPO."""
+    """The policy optimiser over whole trials (its ppo or trpo section holds the update)."""
 
     name: Literal["rl2_ppo", "rl2_trpo"] = "rl2_ppo"
     """Policy update: PPO-clip epochs (garage, varibad, ProMP's RL²), or TRPO (RL² paper)."""
@@ -76,60 +82,58 @@ class AlgoConfig:
     """Centre and scale advantages (per PPO minibatch; over the batch for TRPO)."""
     bptt_len: int | None = None
     """Truncated BPTT: steps per chunk, from the stored state at its start (None: whole trial)."""
-    clip_eps: float = 0.2
-    """PPO clip range."""
-    ppo_epochs: int = 4
-    """PPO passes over each batch of trials."""
     num_minibatches: int = 4
-    """PPO minibatches per epoch, split over trials (never over time steps)."""
+    """Minibatches per Adam pass (PPO's epochs, TRPO's value fit), split over trials (never
+    over time steps)."""
+    max_grad_norm: float | None = 0.5
+    """Clip of the global gradient norm of each Adam step (None: no clipping)."""
+
+    def __post_init__(self) -> None:
+        check_unit(self, "gamma", "gae_lambda")
+        check_positive(self, "bptt_len", "num_minibatches", "max_grad_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(BasePPOConfig):
+    """The PPO-clip update of rl2_ppo (Adam at optim.lr on the whole loss)."""
+
     value_coef: float = 0.5
     """Weight of the value loss in PPO's loss."""
     entropy_coef: float = 0.0
     """Weight of the entropy bonus in PPO's loss."""
-    max_grad_norm: float | None = 0.5
-    """Clip of the global gradient norm of each Adam step (None: no clipping)."""
     clip_value_separately: bool = False
-    """PPO: clip the value parameters' gradient (``v.*``, ``value_gru.*``) and the policy's each
-    to ``max_grad_norm``, instead of one global norm. With a separate value trunk and returns of
-    size ~60 (γ = 0.99 over a 100-step trial) the value gradient is ~10⁴ times the policy's, and
-    the global clip shrinks the policy's step to nothing (Adam's second moment remembers the
+    """Clip the value parameters' gradient (``v.*``, ``value_gru.*``) and the policy's each
+    to ``algo.max_grad_norm``, instead of one global norm. With a separate value trunk and returns
+    of size ~60 (γ = 0.99 over a 100-step trial) the value gradient is ~10⁴ times the policy's,
+    and the global clip shrinks the policy's step to nothing (Adam's second moment remembers the
     earlier, larger gradients)."""
-    max_kl: float = 0.01
-    """TRPO trust-region radius on the mean KL per step."""
-    cg_iters: int = 10
-    """TRPO conjugate-gradient iterations."""
-    cg_damping: float = 1e-5
-    """TRPO damping added to the KL Hessian."""
-    ls_backtrack: float = 0.8
-    """TRPO line-search shrink factor."""
-    ls_steps: int = 15
-    """TRPO line-search candidates."""
-    value_epochs: int = 5
-    """TRPO: Adam passes of the value fit over each batch (num_minibatches per pass)."""
 
     def __post_init__(self) -> None:
-        check_unit(self, "gamma", "gae_lambda")
-        check_positive(self, "bptt_len", "clip_eps", "ppo_epochs", "num_minibatches")
-        check_positive(self, "max_grad_norm", "max_kl", "cg_iters", "ls_steps", "value_epochs")
-        if self.value_coef < 0 or self.entropy_coef < 0 or self.cg_damping < 0:
-            raise ValueError("value_coef, entropy_coef and cg_damping must be >= 0")
-        if not 0.0 < self.ls_backtrack < 1.0:
-            raise ValueError(f"ls_backtrack must be in (0, 1), got {self.ls_backtrack}")
+        super().__post_init__()
+        if self.value_coef < 0 or self.entropy_coef < 0:
+            raise ValueError("value_coef and entropy_coef must be >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """The training schedule."""
+class TRPOConfig(BaseTRPOConfig):
+    """The TRPO policy step of rl2_trpo, and the Adam fit of its value function."""
 
-    iterations: int = 500
-    """Iterations, each: sample one trial per task, then one policy update."""
-    lr: float = 1e-3
-    """Adam step size (PPO: the whole loss; TRPO: the value fit)."""
+    value_epochs: int = 5
+    """Adam passes of the value fit over each batch (algo.num_minibatches per pass)."""
 
     def __post_init__(self) -> None:
-        check_positive(self, "lr")
-        if self.iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+        super().__post_init__()
+        check_positive(self, "value_epochs")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(BaseOptimConfig):
+    """The training schedule."""
+
+    lr: float = 1e-3
+    """Adam step size (PPO: the whole loss; TRPO: the value fit)."""
+    iterations: int = 500
+    """Iterations, each: sample one trial per task, then one policy update."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +162,10 @@ class RL2Config:
     """The recurrent policy."""
     algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
     """The policy optimiser."""
+    ppo: PPOConfig | None = None
+    """The PPO-clip update (rl2_ppo only; defaults when left out)."""
+    trpo: TRPOConfig | None = None
+    """The TRPO update (rl2_trpo only; defaults when left out)."""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     """The training schedule."""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
@@ -165,7 +173,17 @@ class RL2Config:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     """Seed, device, run directory, logging and checkpoints."""
 
+    SECTION_USERS = {"ppo": frozenset({"rl2_ppo"}), "trpo": frozenset({"rl2_trpo"})}
+    RENAMED_KEYS = {
+        "algo.clip_eps": "ppo.clip_eps",
+        "algo.ppo_epochs": "ppo.epochs",
+        **{f"algo.{k}": f"ppo.{k}" for k in ("value_coef", "entropy_coef")},
+        "algo.clip_value_separately": "ppo.clip_value_separately",
+        **{f"algo.{k}": f"trpo.{k}" for k in (*TRPO_KEYS, "value_epochs")},
+    }
+
     def __post_init__(self) -> None:
+        apply_sections(self, self.SECTION_USERS)
         if self.algo.num_minibatches > self.env.num_trials:
             raise ValueError(
                 f"algo.num_minibatches={self.algo.num_minibatches} exceeds env.num_trials="

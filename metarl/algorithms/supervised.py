@@ -9,13 +9,12 @@ few-shot evaluation on held-out tasks that writes the adaptation curve.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -25,15 +24,23 @@ from torch.func import functional_call, vmap
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
 from metarl import driver
 from metarl.algorithms.registry import ALGORITHMS
-from metarl.algorithms.supervised_checks import (
-    check_algo,
-    check_model,
-    check_optim,
-    check_task,
-    preflight,
+from metarl.algorithms.supervised_checks import preflight
+from metarl.algorithms.supervised_config import (
+    AlgoConfig,
+    EvalConfig,
+    InnerConfig,
+    MAMLPPConfig,
+    MatchingConfig,
+    MetaSGDConfig,
+    ModelConfig,
+    OptimConfig,
+    ProtoNetConfig,
+    ReptileConfig,
+    SupervisedConfig,
+    TaskConfig,
 )
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
-from metarl.config import RunConfig
+from metarl.config import RunConfig as RunConfig  # re-exported with the sections
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
@@ -42,9 +49,16 @@ from metarl.runs import Run, check_finite, open_run_from_config
 __all__ = [
     "CONFIG_CLASS",
     "AlgoConfig",
+    "EvalConfig",
+    "InnerConfig",
+    "MAMLPPConfig",
+    "MatchingConfig",
+    "MetaSGDConfig",
     "ModelConfig",
     "OptimConfig",
     "OuterLoss",
+    "ProtoNetConfig",
+    "ReptileConfig",
     "SupervisedConfig",
     "SupervisedExperiment",
     "SupervisedLearner",
@@ -62,157 +76,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskConfig:
-    """The few-shot problem: which task family, and how many classes, shots and tasks."""
-
-    family: Literal["sinusoid", "omniglot"] = "sinusoid"
-    """Task family: sinusoid regression (MAML §5.1) or Omniglot N-way K-shot classification."""
-    ways: int = 5
-    """Classes per task N (classification; ignored for sinusoid)."""
-    shots: int = 10
-    """Support examples per class K (sinusoid: support points per task) during training."""
-    query_shots: int = 10
-    """Query examples per class (sinusoid: query points per task) during training."""
-    train_ways: int | None = None
-    """Classes per training task if different from ways (ProtoNets trains 60-way)."""
-    test_shots: int | None = None
-    """Support examples per class at evaluation (default: shots; MAML sinusoid tests K=5)."""
-    test_query_shots: int | None = None
-    """Query examples per class at evaluation (default: query_shots)."""
-    meta_batch_size: int = 25
-    """Tasks per outer update."""
-    protocol: Literal["maml", "protonets"] = "maml"
-    """Omniglot split protocol: 1100/100/423 characters with random rotations, or ProtoNets'
-    1028/172/423 characters with each rotation a separate class."""
-    data_root: str | None = None
-    """Directory with images_background.zip and images_evaluation.zip (None: the default)."""
-    num_characters: int | None = None
-    """Use only this many characters per split (tiny runs and tests); None uses them all."""
-    phase_range: tuple[float, float] = (0.0, math.pi)
-    """Sinusoid phase range in radians (MAML: [0, π]; Reptile: [0, 2π])."""
-
-    def __post_init__(self) -> None:
-        check_task(self)
-
-    @property
-    def metric(self) -> str:
-        """The evaluation metric of the family: "mse" or "accuracy"."""
-        return "mse" if self.family == "sinusoid" else "accuracy"
-
-    @property
-    def name(self) -> str:
-        """A short label such as "omniglot-5w1s" or "sinusoid-5shot" (the test setting)."""
-        shots = self.test_shots or self.shots
-        if self.family == "sinusoid":
-            return f"sinusoid-{shots}shot"
-        return f"omniglot-{self.ways}w{shots}s"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """The network: an MLP (sinusoid) or the conv4 few-shot backbone (images)."""
-
-    network: Literal["mlp", "conv4_strided", "conv4_maxpool"] = "mlp"
-    """mlp; conv4_strided: MAML's 64-filter stride-2 conv4; conv4_maxpool: conv4 with max-pool."""
-    hidden: tuple[int, ...] = (40, 40)
-    """Hidden layer widths of the MLP (MAML sinusoid: 40, 40)."""
-    activation: Literal["relu", "tanh"] = "relu"
-    """Hidden activation of the MLP."""
-    init: Literal["torch", "maml"] = "torch"
-    """MLP init: torch (PyTorch's default U(±1/sqrt(fan_in))) or maml (cbfinn/maml's
-    construct_fc_weights: truncated normal with std 0.01, zero biases)."""
-    filters: int = 64
-    """Filters per conv layer of conv4."""
-
-    def __post_init__(self) -> None:
-        check_model(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class AlgoConfig:
-    """The learner and its inner loop. Fields a learner does not use are ignored by it."""
-
-    name: str = "maml"
-    """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
-    loop), mamlpp (MAML++), reptile, protonet, matching or relation."""
-    inner_lr: float = 0.01
-    """Inner-loop step size α (MAML sinusoid 0.01, Omniglot 5-way 0.4, 20-way 0.1)."""
-    inner_steps: int = 1
-    """Inner steps during meta-training."""
-    eval_inner_steps: int = 10
-    """Inner steps at evaluation; the curve reports steps 0..eval_inner_steps."""
-    first_order: bool = False
-    """Drop second derivatives (FOMAML); always true for fomaml."""
-    multi_step_loss: bool = False
-    """MAML++ multi-step loss: weight the query loss after every inner step."""
-    multi_step_loss_iterations: int = 0
-    """Iterations over which the multi-step-loss weights anneal to the last step only."""
-    per_step_lr: bool = False
-    """MAML++ LSLR: learned per-layer, per-step inner learning rates."""
-    per_step_bn_weights: bool = False
-    """MAML++ BNWB: batch-norm weights and biases per inner step (conv4 only)."""
-    meta_sgd_lr_range: tuple[float, float] = (0.005, 0.1)
-    """Meta-SGD: per-parameter learning rates initialised from U[low, high]."""
-    inner_batch_size: int = 10
-    """Reptile: support examples per inner minibatch."""
-    inner_adam_beta2: float = 0.999
-    """Reptile: β2 of the inner Adam (β1 = 0, as in supervised-reptile)."""
-    eval_inner_batch_size: int | None = None
-    """Reptile: support examples per inner minibatch at evaluation (supervised-reptile's
-    --eval-batch); None uses inner_batch_size."""
-    full_context_embeddings: bool = False
-    """Matching Networks: full-context embeddings (bidirectional LSTM + attention LSTM)."""
-    fce_steps: int = 5
-    """Matching Networks: processing steps of the attention LSTM over the support set."""
-    distance: Literal["euclidean", "cosine"] = "euclidean"
-    """ProtoNets distance (squared Euclidean in the paper)."""
-
-    def __post_init__(self) -> None:
-        check_algo(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    """The outer optimiser and its schedule."""
-
-    optimizer: Literal["adam", "sgd"] = "adam"
-    """Outer optimiser (Reptile uses sgd: its update is a step towards the adapted weights)."""
-    outer_lr: float = 1e-3
-    """Outer (meta) learning rate (Adam 1e-3 in MAML; Reptile's outer step size 1.0)."""
-    iterations: int = 1000
-    """Outer iterations (meta-batches)."""
-    schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
-    """constant; cosine to min_lr (MAML++); linear to 0 (Reptile); step: ×gamma every step_size."""
-    min_lr: float = 1e-5
-    """Final learning rate of the cosine schedule."""
-    step_size: int = 2000
-    """Iterations between decays of the step schedule (ProtoNets: halve every 20 epochs)."""
-    gamma: float = 0.5
-    """Decay factor of the step schedule."""
-    grad_clip: float | None = None
-    """Clip each meta-gradient element to ±grad_clip (MAML MiniImageNet: 10); None: no clip."""
-
-    def __post_init__(self) -> None:
-        check_optim(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class SupervisedConfig:
-    """A supervised few-shot experiment: one YAML file in configs/ maps onto it."""
-
-    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
-    """The few-shot problem."""
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    """The network."""
-    algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
-    """The learner."""
-    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    """The outer optimiser."""
-    run: RunConfig = dataclasses.field(default_factory=RunConfig)
-    """Seed, device, run directory, logging and checkpoints."""
 
 
 class OuterLoss(NamedTuple):
@@ -304,7 +167,7 @@ def build_model(
         )
     if task.family == "sinusoid":
         raise ValueError(f"model.network={model.network!r} needs an image task family")
-    bn_steps = cfg.algo.inner_steps if cfg.algo.per_step_bn_weights else None
+    bn_steps = cfg.inner.steps if cfg.mamlpp and cfg.mamlpp.per_step_bn_weights else None
     variant = "strided" if model.network == "conv4_strided" else "maxpool"
     return Conv4(
         None if embedding else task.ways,
@@ -358,11 +221,11 @@ def _build_optimizer(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     tensors = list(params.values())
     if cfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(tensors, lr=cfg.outer_lr)
+        opt: torch.optim.Optimizer = torch.optim.Adam(tensors, lr=cfg.lr)
     else:
-        opt = torch.optim.SGD(tensors, lr=cfg.outer_lr)
+        opt = torch.optim.SGD(tensors, lr=cfg.lr)
     total = max(cfg.iterations, 1)
-    floor = cfg.min_lr / cfg.outer_lr
+    floor = cfg.min_lr / cfg.lr
 
     def factor(i: int) -> float:
         if cfg.schedule == "cosine":
@@ -538,7 +401,7 @@ def build_supervised_learner(
 def _eval_steps(cfg: SupervisedConfig, steps: int | None) -> int:
     if not ALGORITHMS[cfg.algo.name].adapts:
         return 0
-    return cfg.algo.eval_inner_steps if steps is None else steps
+    return cfg.eval.steps if steps is None else steps
 
 
 def _build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedLearner:

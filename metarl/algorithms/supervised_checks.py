@@ -19,7 +19,7 @@ import torch
 from metarl.config_checks import check_positive
 
 if TYPE_CHECKING:
-    from metarl.algorithms.supervised import (
+    from metarl.algorithms.supervised_config import (
         AlgoConfig,
         ModelConfig,
         OptimConfig,
@@ -67,16 +67,6 @@ def check_algo(algo: AlgoConfig) -> None:
         raise ValueError(
             f"name must be a supervised learner, one of {supervised_learners()}; got {algo.name!r}"
         )
-    for name in ("inner_steps", "eval_inner_steps", "multi_step_loss_iterations"):
-        if getattr(algo, name) < 0:
-            raise ValueError(f"{name} must be >= 0, got {getattr(algo, name)}")
-    # inner_batch_size and fce_steps are checked by the learners that use them, when built.
-    check_positive(algo, "inner_lr")
-    if not 0 <= algo.inner_adam_beta2 < 1:
-        raise ValueError(f"inner_adam_beta2 must be in [0, 1), got {algo.inner_adam_beta2}")
-    low, high = algo.meta_sgd_lr_range
-    if not 0 < low <= high < math.inf:
-        raise ValueError(f"meta_sgd_lr_range must satisfy 0 < low <= high, got {low, high}")
 
 
 def check_optim(optim: OptimConfig) -> None:
@@ -87,11 +77,11 @@ def check_optim(optim: OptimConfig) -> None:
     """
     if optim.iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {optim.iterations}")
-    check_positive(optim, "outer_lr", "step_size", "grad_clip")
-    top = optim.outer_lr if optim.schedule == "cosine" else math.inf
+    check_positive(optim, "lr", "step_size", "grad_clip")
+    top = optim.lr if optim.schedule == "cosine" else math.inf
     if not 0 <= optim.min_lr <= top:
         raise ValueError(
-            f"min_lr must be in [0, outer_lr={optim.outer_lr}] (the final rate of the cosine "
+            f"min_lr must be in [0, lr={optim.lr}] (the final rate of the cosine "
             f"schedule), got {optim.min_lr}"
         )
     if not 0 < optim.gamma <= 1:
@@ -132,8 +122,10 @@ def activation_bytes(cfg: SupervisedConfig) -> int:
         examples = task.shots + task.query_shots
     else:
         examples = (task.train_ways or task.ways) * (task.shots + task.query_shots)
-    second_order = cfg.algo.name in _SECOND_ORDER_LEARNERS and not cfg.algo.first_order
-    passes = cfg.algo.inner_steps + 1 if second_order else 1
+    inner = cfg.inner
+    second_order = inner is not None and cfg.algo.name in _SECOND_ORDER_LEARNERS
+    second_order = second_order and not inner.first_order
+    passes = inner.steps + 1 if second_order else 1
     per_task = examples * _features_per_example(cfg) * passes * _FLOAT_BYTES
     return task.meta_batch_size * per_task
 

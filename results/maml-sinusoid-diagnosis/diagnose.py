@@ -1,7 +1,7 @@
 """Per-task divergence check of a sinusoid MAML run (issue 16), independent of the evaluator.
 
 Draws the same 600 test tasks as ``metarl train``'s evaluation (seed ``run.seed + 1``, chunks of
-25), adapts each task alone in float64 with plain gradient steps of size ``algo.inner_lr``, and
+25), adapts each task alone in float64 with plain gradient steps of size ``inner.lr``, and
 prints the mean/median query MSE after 1/5/10 steps, the tasks whose MSE at some step >= 1 is
 above 10 and above their unadapted MSE, or not finite (diverging), and ``α·λ_max`` of the
 support loss's Gauss-Newton matrix at the meta-parameters (``(2/K) J Jᵀ``; gradient descent on
@@ -20,23 +20,25 @@ import torch
 from torch.func import functional_call, jacrev
 
 from metarl.algorithms.supervised import SupervisedConfig, build_family, build_model
-from metarl.config import load_config
+from metarl.config import load_config, load_yaml
+from metarl.config_renames import migrate_config
 
 
 def main(run_dir: str, checkpoint: str | None = None, alpha: str | None = None) -> None:
     """Prints the divergence summary of ``run_dir``'s last (or the given) checkpoint.
 
-    ``alpha`` overrides the step size (default: the run's ``algo.inner_lr``).
+    ``alpha`` overrides the step size (default: the run's ``inner.lr``).
     """
     torch.set_num_threads(1)
-    cfg = load_config(SupervisedConfig, Path(run_dir) / "config.yaml")
+    raw = load_yaml((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    cfg = load_config(SupervisedConfig, migrate_config(SupervisedConfig, raw)[0])  # older keys
     path = checkpoint or sorted((Path(run_dir) / "checkpoints").glob("*.pt"))[-1]
     state = torch.load(path, weights_only=True)
     params = {k: v.double() for k, v in state["params"].items()}
     model = build_model(cfg, torch.Generator(), torch.device("cpu"), embedding=False).double()
     family = build_family(cfg.task, "test", torch.device("cpu"))
     gen = torch.Generator().manual_seed(cfg.run.seed + 1)
-    alpha, steps = float(alpha or cfg.algo.inner_lr), 10
+    alpha, steps = float(alpha or cfg.inner.lr), 10
     names = list(params)
 
     def unflat(v: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -62,12 +62,12 @@ def _fails(capsys, argv: list[str], code: int, *fragments: str) -> str:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (("optim.schedule=cosine", "optim.min_lr=-1"), "optim.min_lr must be in [0, outer_lr"),
+        (("optim.schedule=cosine", "optim.min_lr=-1"), "optim.min_lr must be in [0, lr"),
         (("optim.schedule=step", "optim.gamma=-5"), "optim.gamma must be in (0, 1]"),
         (("optim.grad_clip=-1",), "optim.grad_clip must be > 0, got -1.0"),
         (("optim.step_size=0",), "optim.step_size must be > 0, got 0"),
-        (("optim.outer_lr=.nan",), "optim.outer_lr: expected a number, got nan"),
-        (("algo.inner_lr=-0.01",), "algo.inner_lr must be > 0"),
+        (("optim.lr=.nan",), "optim.lr: expected a number, got nan"),
+        (("inner.lr=-0.01",), "inner.lr must be > 0"),
         (("task.phase_range=[3.0, 1.0]",), "task.phase_range must be finite with low <= high"),
         (("model.hidden=[40, 0]",), "model.hidden must be one or more widths >= 1"),
         (("task.meta_batch_size=100000000",), "task.meta_batch_size=100000000 needs at least"),
@@ -84,8 +84,10 @@ def test_bad_supervised_settings_are_refused_before_the_run_directory_exists(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (("algo.cg_damping=-1",), "algo.cg_damping must be >= 0, got -1.0"),
-        (("algo.ls_backtrack=2",), "algo.ls_backtrack must be in (0, 1), got 2.0"),
+        (("trpo.cg_damping=-1",), "trpo.cg_damping must be >= 0, got -1.0"),
+        (("trpo.ls_backtrack=2",), "trpo.ls_backtrack must be in (0, 1), got 2.0"),
+        (("algo.max_kl=0.1",), "algo.max_kl: renamed to trpo.max_kl (set trpo.max_kl instead)"),
+        (("run.eval_every=5",), "run.eval_every: removed; training evaluates once"),
         (
             ("env.id=metarl/Navigaton2D-v0",),
             "env.id='metarl/Navigaton2D-v0' is not a registered task env (did you mean "
@@ -195,7 +197,7 @@ def test_nan_stop_without_a_checkpoint_does_not_claim_one(tmp_path, capsys):
     run_dir = tmp_path / "run"
     line = _fails(
         capsys,
-        _train_argv(MAML_SIN, run_dir, "algo.inner_lr=1e30"),
+        _train_argv(MAML_SIN, run_dir, "inner.lr=1e30"),
         EXIT_RUNTIME,
         "non-finite train/loss = nan at step 0",
         "no checkpoint was saved before it",
@@ -206,7 +208,7 @@ def test_nan_stop_without_a_checkpoint_does_not_claim_one(tmp_path, capsys):
 
 def test_nan_stop_after_a_checkpoint_names_it(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    diverges = ("optim.iterations=5", "optim.outer_lr=1e10", "run.checkpoint_every=1")
+    diverges = ("optim.iterations=5", "optim.lr=1e10", "run.checkpoint_every=1")
     _fails(
         capsys,
         _train_argv(MAML_SIN, run_dir, *diverges),

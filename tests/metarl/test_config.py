@@ -222,10 +222,12 @@ def test_range_check_in_post_init_names_dotted_key():
         load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"log_every": 0}})
 
 
-def test_eval_every_other_than_zero_is_rejected_not_ignored():
-    with pytest.raises(ConfigError, match=r"eval_every=5 is not supported.*metarl eval"):
-        load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"eval_every": 5}})
-    assert load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"eval_every": 0}})
+def test_removed_eval_every_is_refused_with_what_to_do_instead():
+    for value in (0, 5):
+        with pytest.raises(ConfigError, match=r"run.eval_every: removed;.*metarl eval"):
+            load_config(ExperimentConfig, {"meta_batch_size": 2, "run": {"eval_every": value}})
+    with pytest.raises(ConfigError, match=r"run.eval_every: removed;.*in override"):
+        load_config(ExperimentConfig, {"meta_batch_size": 2}, ["run.eval_every=0"])
 
 
 def test_overrides_apply_and_are_validated():

@@ -19,7 +19,9 @@ from envs.supervised import ARCHIVE_NAMES, TaskBatch, resolve_omniglot_root
 from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.supervised import (
     AlgoConfig,
+    InnerConfig,
     ModelConfig,
+    ReptileConfig,
     SupervisedConfig,
     TaskConfig,
     build_family,
@@ -60,7 +62,9 @@ def test_gradient_based_learners_keep_sinusoid_batches_on_the_device(name, devic
     cfg = SupervisedConfig(
         task=TaskConfig(family="sinusoid", shots=5, query_shots=5, meta_batch_size=3),
         model=ModelConfig(network="mlp", hidden=(8, 8)),
-        algo=AlgoConfig(name=name, inner_steps=2 if name == "mamlpp" else 1, inner_batch_size=5),
+        algo=AlgoConfig(name=name),
+        inner=InnerConfig(steps=2 if name == "mamlpp" else 1),
+        reptile=ReptileConfig(batch_size=5) if name == "reptile" else None,
     )
     with trap:
         learner = build_supervised_learner(cfg, device, torch.Generator().manual_seed(0))
@@ -78,7 +82,8 @@ def test_conv_learners_keep_image_batches_on_the_device(name, device, trap):
         model=ModelConfig(
             network="conv4_strided" if name == "maml" else "conv4_maxpool", filters=4
         ),
-        algo=AlgoConfig(name=name, inner_lr=0.4),
+        algo=AlgoConfig(name=name),
+        inner=InnerConfig(lr=0.4) if name == "maml" else None,
     )
     gen = torch.Generator(device=device).manual_seed(0)
     labels = torch.arange(ways, device=device)
@@ -105,11 +110,11 @@ TINY = ["run.log_backends=[csv]", "run.progress=false", "run.num_eval_tasks=2"]
 CLI_RUNS = {
     "maml-sinusoid": (
         "configs/maml/sinusoid.yaml",
-        ["optim.iterations=2", "task.meta_batch_size=2", "algo.eval_inner_steps=1"],
+        ["optim.iterations=2", "task.meta_batch_size=2", "eval.steps=1"],
     ),
     "maml-omniglot": (
         "configs/maml/omniglot_5w1s.yaml",
-        ["optim.iterations=1", "task.meta_batch_size=2", "algo.eval_inner_steps=1"],
+        ["optim.iterations=1", "task.meta_batch_size=2", "eval.steps=1"],
     ),
     "protonet-omniglot": (
         "configs/protonet/omniglot_5w1s.yaml",

@@ -31,7 +31,7 @@ FAMILIES = {
         "configs/maml/sinusoid.yaml",
         [
             "task.meta_batch_size=3",
-            "algo.eval_inner_steps=2",
+            "eval.steps=2",
             "run.num_eval_tasks=4",
         ],
     ),
@@ -56,7 +56,7 @@ FAMILIES = {
             "env.episodes_per_trial=4",
             "env.num_trials=4",
             "policy.hidden_size=8",
-            "algo.ppo_epochs=1",
+            "ppo.epochs=1",
             "algo.num_minibatches=2",
             "eval.num_trials=2",
             "eval.baselines=false",

@@ -31,7 +31,7 @@ JOBS = {
         [
             "optim.iterations=150",
             "task.meta_batch_size=4",
-            "algo.eval_inner_steps=2",
+            "eval.steps=2",
             "run.num_eval_tasks=8",
             "run.checkpoint_every=10",
             "run.num_threads=1",

@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # Which algorithm modules an algorithm module may import (a family's own parts, the registry).
 ALLOWED = {
     "__init__": {"registry", "supervised"},
-    "supervised": {"registry", "supervised_checks"},
-    "supervised_checks": {"supervised", "registry"},
+    "supervised": {"registry", "supervised_checks", "supervised_config"},
+    "supervised_checks": {"supervised_config", "registry"},
+    "supervised_config": {"supervised_checks"},
     "maml": {"supervised"},
     "reptile": {"supervised"},
     "protonet": {"supervised", "metric_common"},

@@ -93,8 +93,8 @@ def test_resuming_maml_with_the_reptile_config_is_refused_and_writes_nothing(tmp
     ("change", "seed", "shown"),
     [
         ((), 3, "run.seed: 0 -> 3"),
-        (("algo.inner_lr=0.02",), None, "algo.inner_lr: 0.01 -> 0.02"),
-        (("optim.outer_lr=0.01",), None, "optim.outer_lr: 0.001 -> 0.01"),
+        (("inner.lr=0.02",), None, "inner.lr: 0.01 -> 0.02"),
+        (("optim.lr=0.01",), None, "optim.lr: 0.001 -> 0.01"),
         (("task.phase_range=[0.0, 1.0]",), None, "task.phase_range: [0.0, 3.14159"),
     ],
 )
@@ -142,16 +142,16 @@ def test_rl_env_backend_and_workers_may_change_on_resume_but_not_the_algorithm(t
     save_checkpoint(checkpoint_path(tmp_path, 1), {"iteration": 1})
     env = dataclasses.replace(cfg.env, backend="process", num_workers=2)
     assert check_resume(tmp_path, dataclasses.replace(cfg, env=env)) == checkpoint_path(tmp_path, 1)
-    algo = dataclasses.replace(cfg.algo, cg_damping=1e-3)
-    with pytest.raises(IncompatibleResumeError, match=r"algo\.cg_damping: 1e-05 -> 0\.001"):
-        check_resume(tmp_path, dataclasses.replace(cfg, algo=algo))
+    trpo = dataclasses.replace(cfg.trpo, cg_damping=1e-3)
+    with pytest.raises(IncompatibleResumeError, match=r"trpo\.cg_damping: 1e-05 -> 0\.001"):
+        check_resume(tmp_path, dataclasses.replace(cfg, trpo=trpo))
 
 
 def test_without_a_checkpoint_a_resume_starts_over_so_any_change_is_allowed(tmp_path):
     cfg = MAMLRLConfig()
     save_config(cfg, tmp_path / "config.yaml")
-    algo = dataclasses.replace(cfg.algo, inner_lr=0.5)
-    assert check_resume(tmp_path, dataclasses.replace(cfg, algo=algo)) is None
+    inner = dataclasses.replace(cfg.inner, lr=0.5)
+    assert check_resume(tmp_path, dataclasses.replace(cfg, inner=inner)) is None
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ run's checkpoint. Omniglot configs need the real archives (skipped outside CI wi
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 from pathlib import Path
@@ -36,8 +37,6 @@ TINY = {
         "task.num_characters=20",
         "model.filters=4",
         "model.hidden=[8]",
-        "algo.inner_steps=1",
-        "algo.eval_inner_steps=1",
         "run.num_eval_tasks=2",
         *_RUN,
     ],
@@ -48,9 +47,6 @@ TINY = {
         "env.horizon=5",
         "env.backend=sync",
         "policy.hidden=[8]",
-        "algo.ppo_epochs=1",
-        "algo.cg_iters=2",
-        "algo.ls_steps=2",
         "eval.steps=1",
         "eval.episodes_per_task=2",
         "eval.baselines=false",
@@ -65,10 +61,7 @@ TINY = {
         "env.backend=sync",
         "policy.hidden_size=8",
         "algo.bptt_len=null",
-        "algo.ppo_epochs=1",
         "algo.num_minibatches=1",
-        "algo.value_epochs=1",
-        "algo.cg_iters=2",
         "eval.num_trials=2",
         "eval.episodes_per_trial=2",
         "eval.baselines=false",
@@ -76,6 +69,26 @@ TINY = {
         *_RUN,
     ],
 }
+
+SECTION_TINY = {
+    "inner": ["inner.steps=1"],
+    "eval": ["eval.steps=1"],  # the supervised learners with an inner loop
+    "ppo": ["ppo.epochs=1"],
+    "trpo": ["trpo.cg_iters=2", "trpo.ls_steps=2"],
+    "rl2_trpo": ["trpo.value_epochs=1"],
+}
+"""Overrides of the sections only some algorithms have (setting them elsewhere is an error)."""
+
+
+def _tiny(path: Path) -> list[str]:
+    name = _algo_name(path)
+    kind = ALGORITHMS[name].kind
+    users = importlib.import_module(kind).CONFIG_CLASS.__dict__.get("SECTION_USERS", {})
+    sets = list(TINY[kind])
+    for section, names in users.items():
+        if name in names:
+            sets += SECTION_TINY.get(section, [])
+    return sets + SECTION_TINY.get(name, [])
 
 
 def _algo_name(path: Path) -> str:
@@ -119,7 +132,7 @@ def test_config_trains_one_tiny_iteration_then_evaluates(path, tmp_path, capsys)
     if _is_omniglot(path):
         require_omniglot_root()
     run_dir = tmp_path / "run"
-    sets = [arg for s in TINY[ALGORITHMS[_algo_name(path)].kind] for arg in ("--set", s)]
+    sets = [arg for s in _tiny(path) for arg in ("--set", s)]
     args = ["train", str(path), "--run-dir", str(run_dir), "--device", "cpu", "--seed", "0"]
     assert cli_main([*args, *sets]) == 0, capsys.readouterr().err
     saved = load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))

@@ -55,8 +55,8 @@ def test_shipped_sinusoid_config_has_the_paper_settings() -> None:
     assert (cfg.task.shots, cfg.task.test_shots, cfg.task.meta_batch_size) == (10, 5, 25)
     assert cfg.task.phase_range == pytest.approx((0.0, math.pi))
     assert (cfg.model.hidden, cfg.model.activation, cfg.model.init) == ((40, 40), "relu", "torch")
-    assert (cfg.algo.name, cfg.algo.inner_lr, cfg.algo.inner_steps) == ("maml", 0.01, 1)
-    assert (cfg.optim.outer_lr, cfg.optim.iterations, cfg.optim.grad_clip) == (1e-3, 70000, None)
+    assert (cfg.algo.name, cfg.inner.lr, cfg.inner.steps) == ("maml", 0.01, 1)
+    assert (cfg.optim.lr, cfg.optim.iterations, cfg.optim.grad_clip) == (1e-3, 70000, None)
 
 
 def test_sinusoid_training_is_bitwise_repeatable_at_a_fixed_seed(tmp_path) -> None:

@@ -10,6 +10,7 @@ from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.maml import multi_step_loss_weights
 from metarl.algorithms.supervised import (
     AlgoConfig,
+    InnerConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -26,14 +27,15 @@ from metarl.runs import NonFiniteLossError, open_run
 CPU = torch.device("cpu")
 
 
-def _cfg(name="maml", iterations=150, **algo):
+def _cfg(name="maml", iterations=150, inner_steps=1):
     return SupervisedConfig(
         task=TaskConfig(
             family="sinusoid", shots=10, query_shots=10, test_shots=10, meta_batch_size=10
         ),
         model=ModelConfig(network="mlp", hidden=(40, 40)),
-        algo=AlgoConfig(name=name, inner_lr=algo.pop("inner_lr", 0.01), **algo),
-        optim=OptimConfig(iterations=iterations, outer_lr=3e-3),
+        algo=AlgoConfig(name=name),
+        inner=InnerConfig(lr=0.01, steps=inner_steps),
+        optim=OptimConfig(iterations=iterations, lr=3e-3),
         run=RunConfig(log_every=10, checkpoint_every=0, progress=False),
     )
 
@@ -154,7 +156,7 @@ def test_cli_train_then_eval_writes_the_adaptation_curve(tmp_path, capsys):
         "--set",
         "run.num_eval_tasks=5",
         "--set",
-        "algo.eval_inner_steps=2",
+        "eval.steps=2",
         "--run-dir",
         str(run_dir),
         "--seed",
@@ -196,9 +198,9 @@ def test_cli_train_then_eval_writes_the_adaptation_curve(tmp_path, capsys):
 
 def test_cli_rejects_bad_configs_before_any_work(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("algo:\n  name: maml\n  inner_lr: fast\n")
+    bad.write_text("algo:\n  name: maml\ninner:\n  lr: fast\n")
     assert cli_main(["train", str(bad), "--run-dir", str(tmp_path / "run")]) == 2
-    assert "algo.inner_lr" in capsys.readouterr().err
+    assert "inner.lr" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert (
         cli_main(
@@ -206,14 +208,14 @@ def test_cli_rejects_bad_configs_before_any_work(tmp_path, capsys):
                 "train",
                 "configs/maml/sinusoid.yaml",
                 "--set",
-                "algo.inner_rl=0.1",
+                "inner.rl=0.1",
                 "--run-dir",
                 str(tmp_path / "run"),
             ]
         )
         == 2
     )
-    assert "algo.inner_rl" in capsys.readouterr().err
+    assert "inner.rl" in capsys.readouterr().err
 
 
 def dataclass_replace(obj, **changes):

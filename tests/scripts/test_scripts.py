@@ -100,7 +100,7 @@ def test_train_and_evaluate_scripts_wrap_the_cli(tmp_path):
         "--set",
         "run.num_eval_tasks=3",
         "--set",
-        "algo.eval_inner_steps=1",
+        "eval.steps=1",
         "--run-dir",
         str(tmp_path / "run"),
     )

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.supervised import (
     AlgoConfig,
+    InnerConfig,
     ModelConfig,
     OptimConfig,
     RunConfig,
@@ -36,7 +37,8 @@ def _cfg(name: str) -> SupervisedConfig:
     return SupervisedConfig(
         task=TaskConfig(family="sinusoid", shots=5, query_shots=5, meta_batch_size=3),
         model=ModelConfig(network="mlp", hidden=(8, 8), activation="tanh"),
-        algo=AlgoConfig(name=name, inner_lr=LR, inner_steps=STEPS),
+        algo=AlgoConfig(name=name),
+        inner=InnerConfig(lr=LR, steps=STEPS),
         optim=OptimConfig(iterations=1),
         run=RunConfig(progress=False, checkpoint_every=0),
     )

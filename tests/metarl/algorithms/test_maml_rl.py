@@ -21,6 +21,7 @@ from metarl.algorithms.maml_rl import (
     PolicyConfig,
     TaskData,
 )
+from metarl.algorithms.maml_rl_config import InnerConfig, PPOConfig, ProMPConfig, TRPOConfig
 from metarl.cli import main as cli_main
 from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
 from metarl.functional import adapt
@@ -59,15 +60,21 @@ def _batch(policy, params, per_task, seed, tasks=2, episodes=3, horizon=4):
     return TaskData(obs, actions, adv, mask, logp)
 
 
+def _meta(name="maml_trpo", inner_kl_coeff=5e-4, **inner):
+    """A config with ``algo.name`` and the inner loop ``inner``; other sections as defaults."""
+    promp = ProMPConfig(inner_kl_coeff=inner_kl_coeff) if name == "promp" else None
+    return MAMLRLConfig(algo=AlgoConfig(name=name), inner=InnerConfig(**inner), promp=promp)
+
+
 def _problem(algo, inner_steps=1, learn_lr=False):
     """A policy, θ0 and pre-/post-update batches sampled (in spirit) by θ0's inner loop."""
     policy = _policy()
-    theta = M.init_params(policy, algo.inner_lr if learn_lr else None)
+    theta = M.init_params(policy, algo.inner.lr if learn_lr else None)
     inner = []
     for k in range(inner_steps):
-        path = M.adapt_policy(policy, theta, inner, [algo.inner_lr] * k, first_order=True)
+        path = M.adapt_policy(policy, theta, inner, [algo.inner.lr] * k, first_order=True)
         inner.append(_batch(policy, path[-1], k > 0, seed=k))
-    path = M.adapt_policy(policy, theta, inner, [algo.inner_lr] * inner_steps, first_order=True)
+    path = M.adapt_policy(policy, theta, inner, [algo.inner.lr] * inner_steps, first_order=True)
     valid = _batch(policy, path[-1], inner_steps > 0, seed=99)
     old = M.old_outputs(policy, theta, inner, valid, algo)
     return policy, theta, inner, valid, old
@@ -82,7 +89,7 @@ def _flat_fn(fn, like):
     [(1, False, "reinforce"), (2, False, "reinforce"), (1, True, "reinforce"), (1, False, "lvc")],
 )
 def test_meta_gradient_matches_finite_differences(inner_steps, learn_lr, estimator):
-    algo = AlgoConfig(inner_lr=0.3, inner_steps=inner_steps, inner_estimator=estimator)
+    algo = _meta(lr=0.3, steps=inner_steps, estimator=estimator)
     policy, theta, inner, valid, old = _problem(algo, inner_steps, learn_lr)
     theta0 = {k: v.detach() for k, v in theta.items()}
 
@@ -92,7 +99,7 @@ def test_meta_gradient_matches_finite_differences(inner_steps, learn_lr, estimat
     flat = flatten_params(theta0).requires_grad_()
     assert torch.autograd.gradcheck(_flat_fn(surrogate, theta0), (flat,), eps=1e-6, atol=1e-7)
     # second order matters here: the first-order meta-gradient is measurably different
-    first = dataclasses.replace(algo, first_order=True)
+    first = dataclasses.replace(algo, inner=dataclasses.replace(algo.inner, first_order=True))
     leaves = {k: v.clone().requires_grad_() for k, v in theta0.items()}
     exact = flat_grad(surrogate(leaves), leaves)
     fo = M.outer_objective(policy, leaves, inner, valid, old, first).surrogate
@@ -100,7 +107,7 @@ def test_meta_gradient_matches_finite_differences(inner_steps, learn_lr, estimat
 
 
 def test_kl_hessian_vector_product_through_the_inner_step_matches_finite_differences():
-    algo = AlgoConfig(inner_lr=0.3)
+    algo = _meta(lr=0.3)
     policy, theta, inner, valid, old = _problem(algo)
     theta0 = {k: v.detach() for k, v in theta.items()}
 
@@ -120,7 +127,7 @@ def test_kl_hessian_vector_product_through_the_inner_step_matches_finite_differe
 
 
 def test_vmapped_inner_loop_equals_a_per_task_loop():
-    algo = AlgoConfig(inner_lr=0.3, inner_steps=2)
+    algo = _meta(lr=0.3, steps=2)
     policy, theta, inner, _, _ = _problem(algo, inner_steps=2)
     path = M.adapt_policy(policy, theta, inner, [0.3, 0.2], first_order=False)
 
@@ -145,7 +152,7 @@ def test_vmapped_inner_loop_equals_a_per_task_loop():
 
 
 def test_lvc_and_reinforce_inner_steps_agree_at_the_sampling_policy():
-    algo = AlgoConfig(inner_lr=0.3)
+    algo = _meta(lr=0.3)
     policy, theta, inner, _, _ = _problem(algo)
     a = M.adapt_policy(policy, theta, inner, [0.3], first_order=True, estimator="reinforce")
     b = M.adapt_policy(policy, theta, inner, [0.3], first_order=True, estimator="lvc")
@@ -155,7 +162,7 @@ def test_lvc_and_reinforce_inner_steps_agree_at_the_sampling_policy():
 
 @pytest.mark.parametrize("name", ["maml_ppo", "promp"])
 def test_clipped_objectives_equal_the_surrogate_at_the_old_parameters(name):
-    algo = AlgoConfig(name=name, inner_lr=0.3)
+    algo = _meta(name, lr=0.3)
     policy, theta, inner, valid, old = _problem(algo)
     terms = M.outer_objective(policy, theta, inner, valid, old, algo)
     torch.testing.assert_close(terms.clipped, terms.surrogate)  # ratio 1, inner KL 0
@@ -188,9 +195,9 @@ def _hand_adapt(theta, data, lr):
 
 def _hand_terms(theta, theta_old, inner, valid, algo):
     """Surrogate, outer KL and clipped loss of MAML-PPO / ProMP, from their definitions."""
-    now = _hand_adapt(theta, inner[0], algo.inner_lr)
+    now = _hand_adapt(theta, inner[0], algo.inner.lr)
     leaves = {k: v.clone().requires_grad_() for k, v in theta_old.items()}
-    old = _hand_adapt(leaves, inner[0], algo.inner_lr)
+    old = _hand_adapt(leaves, inner[0], algo.inner.lr)
     surrogate, kl, clipped, inner_kl = [], [], [], []
     for t in range(valid.obs.shape[0]):
         mask, adv = valid.mask[t], valid.advantages[t]
@@ -203,7 +210,7 @@ def _hand_terms(theta, theta_old, inner, valid, algo):
         old_dist = _hand_dist({k: v.detach() for k, v in old[t].items()}, valid.obs[t])
         surrogate.append(-mean(ratio * adv))
         kl.append(mean(torch.distributions.kl_divergence(old_dist, new_dist).sum(-1)))
-        bounded = ratio.clamp(1 - algo.clip_eps, 1 + algo.clip_eps)
+        bounded = ratio.clamp(1 - algo.ppo.clip_eps, 1 + algo.ppo.clip_eps)
         clipped.append(-mean(torch.minimum(ratio * adv, bounded * adv)))
         pre_old = _hand_dist(theta_old, inner[0].obs[t])
         pre_new = _hand_dist(theta, inner[0].obs[t])
@@ -211,8 +218,8 @@ def _hand_terms(theta, theta_old, inner, valid, algo):
         pre_kl = torch.distributions.kl_divergence(pre_old, pre_new).sum(-1)
         inner_kl.append((pre_kl * inner_mask).sum() / inner_mask.sum())
     loss = torch.stack(clipped).mean()
-    if algo.name == "promp":
-        loss = loss + algo.inner_kl_coeff * torch.stack(inner_kl).mean()
+    if algo.algo.name == "promp":
+        loss = loss + algo.promp.inner_kl_coeff * torch.stack(inner_kl).mean()
     return torch.stack(surrogate).mean(), torch.stack(kl).mean(), loss
 
 
@@ -226,7 +233,7 @@ def _away_from_old(theta, scale=0.4, seed=5):
 
 @pytest.mark.parametrize("name", ["maml_ppo", "promp"])
 def test_clipped_objectives_and_kl_away_from_the_old_parameters_equal_an_independent_twin(name):
-    algo = AlgoConfig(name=name, inner_lr=0.3, inner_kl_coeff=0.5)
+    algo = _meta(name, lr=0.3, inner_kl_coeff=0.5)
     policy, theta_old, inner, valid, old = _problem(algo)
     theta_old = {k: v.detach() for k, v in theta_old.items()}
     theta = _away_from_old(theta_old)
@@ -244,7 +251,7 @@ def test_clipped_objectives_and_kl_away_from_the_old_parameters_equal_an_indepen
 
 @pytest.mark.parametrize("name", ["maml_ppo", "promp"])
 def test_clipped_objective_gradient_away_from_the_old_parameters_matches_finite_differences(name):
-    algo = AlgoConfig(name=name, inner_lr=0.3, inner_kl_coeff=0.5)
+    algo = _meta(name, lr=0.3, inner_kl_coeff=0.5)
     policy, theta_old, inner, valid, old = _problem(algo)
     theta = {k: v.detach() for k, v in _away_from_old(theta_old).items()}
 
@@ -260,13 +267,25 @@ def test_clipped_objective_gradient_away_from_the_old_parameters_matches_finite_
 # ----------------------------------------------------------------------------------------------
 
 
-def _cfg(env_id="metarl/Navigation2D-v0", horizon=20, tasks=10, episodes=10, iterations=12, **algo):
+def _cfg(
+    env_id="metarl/Navigation2D-v0",
+    horizon=20,
+    tasks=10,
+    episodes=10,
+    iterations=12,
+    name="maml_trpo",
+    trpo=None,
+    ppo=None,
+):
     return MAMLRLConfig(
         env=EnvConfig(
             id=env_id, horizon=horizon, meta_batch_size=tasks, episodes_per_task=episodes
         ),
         policy=PolicyConfig(hidden=(32, 32)),
-        algo=AlgoConfig(**{"inner_lr": 0.5, **algo}),
+        algo=AlgoConfig(name=name),
+        inner=InnerConfig(lr=0.5),
+        trpo=trpo,
+        ppo=ppo,
         optim=OptimConfig(iterations=iterations),
         eval=EvalConfig(baselines=False),
         run=RunConfig(progress=False, checkpoint_every=0, log_backends=("csv",)),
@@ -288,12 +307,12 @@ def _meta_batch(cfg, seed=0):
 @pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v0", "metarl/Bandit-K5-v0"])
 def test_trpo_outer_step_respects_the_kl_bound(env_id):
     horizon = 1 if "Bandit" in env_id else 20
-    cfg = _cfg(env_id, horizon=horizon, tasks=4, episodes=8, max_kl=0.01)
+    cfg = _cfg(env_id, horizon=horizon, tasks=4, episodes=8, trpo=TRPOConfig(max_kl=0.01))
     policy, params, batch = _meta_batch(cfg)
-    new, metrics = M.outer_update(policy, params, None, batch, cfg.algo)
+    new, metrics = M.outer_update(policy, params, None, batch, cfg)
     assert metrics["step_frac"] > 0  # the step was accepted
     # measure the mean KL between the adapted policies before and after, independently
-    lrs = [cfg.algo.inner_lr]
+    lrs = [cfg.inner.lr]
     before = M.adapt_policy(policy, params, batch.inner, lrs, first_order=True)[-1]
     after = M.adapt_policy(policy, new, batch.inner, lrs, first_order=True)[-1]
     with torch.no_grad():
@@ -304,7 +323,7 @@ def test_trpo_outer_step_respects_the_kl_bound(env_id):
             kl = kl.sum(-1)  # independent action dimensions
         mask = batch.valid.mask
         kl = ((kl * mask).sum((1, 2)) / mask.sum((1, 2))).mean()  # per task, then over tasks
-    assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
+    assert 1e-4 < float(kl) <= cfg.trpo.max_kl * (1 + 1e-3)
 
 
 def _torch_dist(out):
@@ -341,10 +360,11 @@ def test_promp_trains_from_the_cli_and_improves_post_update_returns_on_navigatio
     run_dir = tmp_path / "run"
     sets = [
         "algo.name=promp",
-        "algo.inner_estimator=lvc",
-        "algo.inner_lr=0.5",
-        "algo.ppo_epochs=5",
-        "optim.outer_lr=0.01",
+        "trpo=null",
+        "inner.estimator=lvc",
+        "inner.lr=0.5",
+        "ppo.epochs=5",
+        "optim.lr=0.01",
         "optim.iterations=12",
         "env.meta_batch_size=10",
         "env.episodes_per_task=10",
@@ -377,7 +397,8 @@ def _train(cfg, run_dir, resume=False):
 
 @pytest.mark.parametrize("name", ["maml_trpo", "maml_ppo"])
 def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name):
-    cfg = _cfg(tasks=3, episodes=4, horizon=8, iterations=4, name=name, ppo_epochs=2)
+    ppo = None if name == "maml_trpo" else PPOConfig(epochs=2)
+    cfg = _cfg(tasks=3, episodes=4, horizon=8, iterations=4, name=name, ppo=ppo)
     full = _train(cfg, tmp_path / "full")
     half = dataclasses.replace(cfg, optim=OptimConfig(iterations=2))
     _train(half, tmp_path / "split")
@@ -438,16 +459,21 @@ def test_every_maml_rl_config_loads_and_bad_keys_are_rejected():
         cfg = load_config(MAMLRLConfig, path)
         assert cfg.algo.name == path.parent.name
         assert envs.env_info(cfg.env.id)  # a registered env
-    with pytest.raises(
-        ConfigError, match="algo.inner_lrr: unknown key.*did you mean 'algo.inner_lr'"
-    ):
-        load_config(MAMLRLConfig, paths[0], ["algo.inner_lrr=0.1"])
+    with pytest.raises(ConfigError, match="inner.lrr: unknown key.*did you mean 'inner.lr'"):
+        load_config(MAMLRLConfig, paths[0], ["inner.lrr=0.1"])
     with pytest.raises(ConfigError, match="env.horizn: unknown key"):
         load_config(MAMLRLConfig, {"env": {"horizn": 100}})
-    with pytest.raises(ConfigError, match="algo.inner_steps: expected int"):
-        load_config(MAMLRLConfig, {"algo": {"inner_steps": "one"}})
-    with pytest.raises(ConfigError, match="inner_lr must be > 0"):
-        load_config(MAMLRLConfig, {"algo": {"inner_lr": -0.1}})
+    with pytest.raises(ConfigError, match="inner.steps: expected int"):
+        load_config(MAMLRLConfig, {"inner": {"steps": "one"}})
+    with pytest.raises(ConfigError, match="inner.lr must be > 0"):
+        load_config(MAMLRLConfig, {"inner": {"lr": -0.1}})
+    with pytest.raises(ConfigError, match="algo.inner_lr: renamed to inner.lr"):
+        load_config(MAMLRLConfig, {"algo": {"inner_lr": 0.1}})
+    with pytest.raises(ConfigError, match="optim.outer_lr: renamed to optim.lr"):
+        load_config(MAMLRLConfig, paths[0], ["optim.outer_lr=0.1"])
+    with pytest.raises(ConfigError, match="ppo section does not apply to algo.name='maml_trpo'"):
+        load_config(MAMLRLConfig, {"algo": {"name": "maml_trpo"}, "ppo": {"epochs": 2}})
+    assert load_config(MAMLRLConfig, {"algo": {"name": "promp"}}).ppo.clip_eps == 0.3
 
 
 def test_cli_trains_then_evaluates_with_all_four_curves(tmp_path):

@@ -23,6 +23,7 @@ from metarl.algorithms.protonet import prototype_logits
 from metarl.algorithms.relation import class_feature_sums, relation_pairs
 from metarl.algorithms.supervised import (
     AlgoConfig,
+    MatchingConfig,
     ModelConfig,
     OptimConfig,
     SupervisedConfig,
@@ -38,10 +39,13 @@ from tests.helpers.data import require_omniglot_root
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[3]
 VARIANTS = {
-    "protonet": {"name": "protonet"},
-    "matching": {"name": "matching"},
-    "matching_fce": {"name": "matching", "full_context_embeddings": True, "fce_steps": 2},
-    "relation": {"name": "relation"},
+    "protonet": {"algo": AlgoConfig(name="protonet")},
+    "matching": {"algo": AlgoConfig(name="matching")},
+    "matching_fce": {
+        "algo": AlgoConfig(name="matching"),
+        "matching": MatchingConfig(full_context_embeddings=True, fce_steps=2),
+    },
+    "relation": {"algo": AlgoConfig(name="relation")},
 }
 SCORES = {"protonet": "query_logits", "matching": "query_log_probs", "relation": "relation_scores"}
 
@@ -51,7 +55,7 @@ def _config(variant: str, **task: object) -> SupervisedConfig:
     return SupervisedConfig(
         task=TaskConfig(**task_fields),  # type: ignore[arg-type]
         model=ModelConfig(network="conv4_maxpool", filters=8),
-        algo=AlgoConfig(**VARIANTS[variant]),  # type: ignore[arg-type]
+        **VARIANTS[variant],  # type: ignore[arg-type]
     )
 
 
@@ -316,9 +320,10 @@ def test_bad_configs_raise() -> None:
     )
     with pytest.raises(ValueError, match="model.network"):
         _learner(strided)
-    no_steps = AlgoConfig(name="matching", full_context_embeddings=True, fce_steps=0)
-    with pytest.raises(ValueError, match="fce_steps"):
-        _learner(SupervisedConfig(task=mlp.task, model=mlp.model, algo=no_steps))
+    no_steps = MatchingConfig(full_context_embeddings=True, fce_steps=0)
+    algo = AlgoConfig(name="matching")
+    with pytest.raises(ValueError, match="matching.fce_steps"):
+        _learner(SupervisedConfig(task=mlp.task, model=mlp.model, algo=algo, matching=no_steps))
 
 
 # --- it learns: a few seconds of meta-training on a tiny Omniglot subset --------------------------
@@ -346,8 +351,8 @@ def test_learns_on_a_tiny_omniglot_subset(
             num_characters=30,
         ),
         model=ModelConfig(network="conv4_maxpool", filters=16),
-        algo=AlgoConfig(**VARIANTS[variant]),  # type: ignore[arg-type]
-        optim=OptimConfig(outer_lr=3e-3, iterations=iterations),
+        **VARIANTS[variant],  # type: ignore[arg-type]
+        optim=OptimConfig(lr=3e-3, iterations=iterations),
         run=RunConfig(log_every=iterations, checkpoint_every=0, progress=False),
     )
     learner = _learner(cfg)
@@ -382,7 +387,10 @@ def test_every_metric_learner_has_configs() -> None:
     expected |= {"matching/omniglot_5w1s.yaml", "relation/omniglot_5w1s.yaml"}
     expected |= {"relation/omniglot_5w5s.yaml"}
     assert expected <= names
-    assert any(load_config(SupervisedConfig, p).algo.full_context_embeddings for p in CONFIGS)
+    assert any(
+        (load_config(SupervisedConfig, p).matching or MatchingConfig()).full_context_embeddings
+        for p in CONFIGS
+    )
 
 
 def test_held_out_tasks_come_from_characters_never_trained_on(monkeypatch) -> None:

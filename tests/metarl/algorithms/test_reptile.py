@@ -19,8 +19,10 @@ from metarl.algorithms.reptile import (
 )
 from metarl.algorithms.supervised import (
     AlgoConfig,
+    InnerConfig,
     ModelConfig,
     OptimConfig,
+    ReptileConfig,
     RunConfig,
     SupervisedConfig,
     TaskConfig,
@@ -37,7 +39,7 @@ from metarl.runs import open_run
 CPU = torch.device("cpu")
 
 
-def _cfg(iterations=1, shots=8, inner_batch_size=4, inner_steps=3, meta_batch_size=3, **algo):
+def _cfg(iterations=1, shots=8, inner_batch_size=4, inner_steps=3, meta_batch_size=3, **reptile):
     return SupervisedConfig(
         task=TaskConfig(
             family="sinusoid",
@@ -49,15 +51,10 @@ def _cfg(iterations=1, shots=8, inner_batch_size=4, inner_steps=3, meta_batch_si
             phase_range=(0.0, 2 * torch.pi),
         ),
         model=ModelConfig(network="mlp", hidden=(16, 16), activation="tanh"),
-        algo=AlgoConfig(
-            name="reptile",
-            inner_lr=algo.pop("inner_lr", 0.01),
-            inner_steps=inner_steps,
-            inner_batch_size=inner_batch_size,
-            inner_adam_beta2=0.99,
-            **algo,
-        ),
-        optim=OptimConfig(optimizer="sgd", outer_lr=0.7, schedule="linear", iterations=iterations),
+        algo=AlgoConfig(name="reptile"),
+        inner=InnerConfig(lr=0.01, steps=inner_steps),
+        reptile=ReptileConfig(batch_size=inner_batch_size, adam_beta2=0.99, **reptile),
+        optim=OptimConfig(optimizer="sgd", lr=0.7, schedule="linear", iterations=iterations),
         run=RunConfig(log_every=1, checkpoint_every=0, progress=False),
     )
 
@@ -227,7 +224,7 @@ def test_one_driver_step_is_reptiles_update(tmp_path):
     for i in range(batch.num_tasks):
         phi = {k: v.detach().clone().requires_grad_() for k, v in theta.items()}
         opt = torch.optim.Adam(phi.values(), lr=0.01, betas=(0.0, 0.99))
-        for _ in range(cfg.algo.inner_steps):
+        for _ in range(cfg.inner.steps):
             opt.zero_grad()
             pred = functional_call(learner.model, phi, (batch.support_x[i],))
             task_loss(pred, batch.support_y[i]).backward()
@@ -252,7 +249,7 @@ def test_outer_loss_is_deterministic_in_the_iteration():
 
 
 def test_adaptation_curve_shape_and_reproducibility():
-    cfg = _cfg(eval_inner_batch_size=5)
+    cfg = _cfg(eval_batch_size=5)
     learner = _learner(cfg)
     params = {k: v.detach() for k, v in learner.init_params().items()}
     family = build_family(cfg.task, "test", CPU)
@@ -267,7 +264,7 @@ def test_adaptation_curve_shape_and_reproducibility():
 
 
 def test_bad_minibatch_size_is_rejected():
-    with pytest.raises(ValueError, match="algo.inner_batch_size must be >= 1"):
+    with pytest.raises(ValueError, match="reptile.batch_size must be >= 1"):
         ReptileLearner(_cfg(inner_batch_size=0), CPU, torch.Generator())
 
 
@@ -276,8 +273,8 @@ def test_reptile_learns_sinusoid_in_seconds(tmp_path):
     cfg = dataclasses.replace(
         cfg,
         model=dataclasses.replace(cfg.model, hidden=(32, 32)),
-        algo=dataclasses.replace(cfg.algo, inner_lr=0.03),
-        optim=dataclasses.replace(cfg.optim, outer_lr=1.0),
+        inner=dataclasses.replace(cfg.inner, lr=0.03),
+        optim=dataclasses.replace(cfg.optim, lr=1.0),
     )
     learner = _learner(cfg)
     test = build_family(cfg.task, "test", CPU)

@@ -19,6 +19,7 @@ from metarl.algorithms.rl2 import (
     PolicyConfig,
     RL2Config,
 )
+from metarl.algorithms.rl2_config import PPOConfig, TRPOConfig
 from metarl.cli import main as cli_main
 from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
 from metarl.rl.policies import PolicyOutput
@@ -102,7 +103,9 @@ def _chunked_loss(policy, params, chunks):
     return R.ppo_loss(policy, R.chunk_forward(policy, params, flat), flat, ALGO)
 
 
-ALGO = AlgoConfig(normalize_advantages=False, entropy_coef=0.01, clip_eps=0.2)
+ALGO = RL2Config(
+    algo=AlgoConfig(normalize_advantages=False), ppo=PPOConfig(entropy_coef=0.01, clip_eps=0.2)
+)
 
 
 def test_chunked_bptt_equals_full_trial_backprop_truncated_at_the_chunk_starts():
@@ -152,13 +155,13 @@ def test_clip_value_separately_keeps_a_large_value_gradient_off_the_policy_step(
     inputs = torch.randn(2, 5, policy.input_size, generator=torch.Generator().manual_seed(1))
     out = recurrent_forward(policy, params, inputs.double(), policy.initial_state(2).double())
     loss = 0.01 * out.dist.loc.logsumexp(-1).sum() + 1e4 * (out.value - 60.0).pow(2).mean()
-    algo = AlgoConfig(max_grad_norm=0.5, clip_value_separately=separately)
+    ppo = PPOConfig(clip_value_separately=separately)
     policy_names = R.split_params(policy, params)[0]
     raw = torch.autograd.grad(loss, [params[k] for k in policy_names], retain_graph=True)
     raw_norm = float(torch.sqrt(sum((g**2).sum() for g in raw)))
     assert raw_norm < 0.5  # the policy's own gradient needs no clipping
     optimizer = torch.optim.SGD(list(params.values()), lr=0.0)
-    R._adam_step(optimizer, loss, R._clip_groups(policy, params, algo), algo.max_grad_norm)
+    R._adam_step(optimizer, loss, R._clip_groups(policy, params, ppo), 0.5)
 
     def norm(names):
         return float(torch.sqrt(sum((params[k].grad ** 2).sum() for k in names)))
@@ -185,11 +188,23 @@ def test_ppo_loss_at_the_sampling_parameters_has_ratio_one():
 # ----------------------------------------------------------------------------------------------
 
 
-def _cfg(iterations=4, trials=8, episodes=5, env_id="metarl/Bandit-K5-v0", horizon=1, **algo):
+def _cfg(
+    iterations=4,
+    trials=8,
+    episodes=5,
+    env_id="metarl/Bandit-K5-v0",
+    horizon=1,
+    epochs=2,
+    trpo=None,
+    **algo,
+):
+    name = algo.get("name", "rl2_ppo")
     return RL2Config(
         env=EnvConfig(id=env_id, horizon=horizon, episodes_per_trial=episodes, num_trials=trials),
         policy=PolicyConfig(hidden_size=16),
-        algo=AlgoConfig(**{"ppo_epochs": 2, "num_minibatches": 2, **algo}),
+        algo=AlgoConfig(**{"num_minibatches": 2, **algo}),
+        ppo=PPOConfig(epochs=epochs) if name == "rl2_ppo" else None,
+        trpo=trpo,
         optim=OptimConfig(iterations=iterations, lr=1e-2),
         eval=EvalConfig(num_trials=4),
         run=RunConfig(progress=False, checkpoint_every=0, log_backends=("csv",), num_eval_tasks=4),
@@ -215,7 +230,7 @@ def _metric(run_dir, key):
 
 def test_tiny_bandit_run_learns_to_beat_random(tmp_path):
     """5 arms, 10 pulls: random pulls earn 5.0 on average; RL² learns to exploit (greedy 6.6)."""
-    cfg = _cfg(iterations=60, trials=128, episodes=10, num_minibatches=4, ppo_epochs=4, gamma=0.9)
+    cfg = _cfg(iterations=60, trials=128, episodes=10, num_minibatches=4, epochs=4, gamma=0.9)
     cfg = dataclasses.replace(cfg, policy=PolicyConfig(hidden_size=32))
     _train(cfg, tmp_path / "run")  # about 4 s; seeds 0, 1, 2 end at 5.84, 5.96, 6.04
     returns = _metric(tmp_path / "run", "train/trial_return")
@@ -228,7 +243,7 @@ def test_tiny_bandit_run_learns_to_beat_random(tmp_path):
 
 
 def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
-    cfg = _cfg(name="rl2_trpo", max_kl=0.01)
+    cfg = _cfg(name="rl2_trpo", trpo=TRPOConfig(max_kl=0.01))
     cfg = dataclasses.replace(cfg, policy=PolicyConfig(hidden_size=16, value_trunk="separate"))
     vec = R.make_env(cfg, cfg.env.num_trials)
     policy = R.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
@@ -241,7 +256,7 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
     chunks = chunk_trials(batch, gae.advantages, gae.returns)
     before = {k: v.detach().clone() for k, v in params.items()}
     opt = R._make_optimizer(cfg, policy, params)
-    new, metrics = R.trpo_update(policy, params, opt, chunks, cfg.algo, gen)
+    new, metrics = R.trpo_update(policy, params, opt, chunks, cfg, gen)
     assert metrics["step_frac"] > 0
     flat = chunks.flatten()
     with torch.no_grad():
@@ -255,7 +270,7 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
         pair = [torch.distributions.Normal(d.loc, d.log_std.exp()) for d in (old_dist, new_dist)]
         per_step = torch.distributions.kl_divergence(*pair).sum(-1)
     kl = (per_step * flat.mask).sum() / flat.mask.sum()
-    assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
+    assert 1e-4 < float(kl) <= cfg.trpo.max_kl * (1 + 1e-3)
     value_names = set(policy.value_parameter_names())
     for name, value in new.items():  # TRPO moved the policy, Adam the value GRU and head
         assert not torch.equal(value, before[name]), name
@@ -317,6 +332,12 @@ def test_bad_configs_and_envs_raise_errors_naming_the_problem():
         load_config(RL2Config, path, ["algo.bptt_lenn=4"])
     with pytest.raises(ConfigError, match="algo.bptt_len must be > 0"):
         load_config(RL2Config, path, ["algo.bptt_len=0"])
+    with pytest.raises(ConfigError, match="algo.ppo_epochs: renamed to ppo.epochs"):
+        load_config(RL2Config, path, ["algo.ppo_epochs=2"])
+    with pytest.raises(ConfigError, match="algo.max_kl: renamed to trpo.max_kl"):
+        load_config(RL2Config, {"algo": {"name": "rl2_trpo", "max_kl": 0.1}})
+    with pytest.raises(ConfigError, match="trpo section does not apply to algo.name='rl2_ppo'"):
+        load_config(RL2Config, path, ["trpo.max_kl=0.1"])
     with pytest.raises(ConfigError, match="env.episodes_per_trial: expected int"):
         load_config(RL2Config, path, ["env.episodes_per_trial=ten"])
     with pytest.raises(ConfigError, match="policy.value_trunk: expected one of"):
@@ -336,7 +357,7 @@ def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path, capsys):
         "env.episodes_per_trial=6",
         "policy.hidden_size=8",
         "algo.num_minibatches=2",
-        "algo.ppo_epochs=1",
+        "ppo.epochs=1",
         "optim.iterations=2",
         "eval.num_trials=3",
         "run.num_eval_tasks=5",

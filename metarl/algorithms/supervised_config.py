@@ -1,0 +1,297 @@
+"""Configuration of the supervised few-shot learners: YAML in configs/<learner>/.
+
+The ``algo`` section names the learner; each learner's own settings live in a section that only
+its configs have (``inner`` for the learners with an inner loop, ``mamlpp``, ``metasgd``,
+``reptile``, ``matching``, ``protonet``), so a setting given to a learner that ignores it is an
+error, as a typo is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+from metarl.algorithms.supervised_checks import (
+    check_algo,
+    check_model,
+    check_optim,
+    check_task,
+)
+from metarl.config import RunConfig
+from metarl.config_sections import InnerConfig, apply_sections
+from metarl.config_sections import OptimConfig as BaseOptimConfig
+
+__all__ = [
+    "CONFIG_CLASS",
+    "AlgoConfig",
+    "EvalConfig",
+    "InnerConfig",
+    "MAMLPPConfig",
+    "MatchingConfig",
+    "MetaSGDConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ProtoNetConfig",
+    "ReptileConfig",
+    "SupervisedConfig",
+    "TaskConfig",
+]
+
+_INNER_LOOP = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile"})
+_MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    """The few-shot problem: which task family, and how many classes, shots and tasks."""
+
+    family: Literal["sinusoid", "omniglot"] = "sinusoid"
+    """Task family: sinusoid regression (MAML §5.1) or Omniglot N-way K-shot classification."""
+    ways: int = 5
+    """Classes per task N (classification; ignored for sinusoid)."""
+    shots: int = 10
+    """Support examples per class K (sinusoid: support points per task) during training."""
+    query_shots: int = 10
+    """Query examples per class (sinusoid: query points per task) during training."""
+    train_ways: int | None = None
+    """Classes per training task if different from ways (ProtoNets trains 60-way)."""
+    test_shots: int | None = None
+    """Support examples per class at evaluation (default: shots; MAML sinusoid tests K=5)."""
+    test_query_shots: int | None = None
+    """Query examples per class at evaluation (default: query_shots)."""
+    meta_batch_size: int = 25
+    """Tasks per outer update."""
+    protocol: Literal["maml", "protonets"] = "maml"
+    """Omniglot split protocol: 1100/100/423 characters with random rotations, or ProtoNets'
+    1028/172/423 characters with each rotation a separate class."""
+    data_root: str | None = None
+    """Directory with images_background.zip and images_evaluation.zip (None: the default)."""
+    num_characters: int | None = None
+    """Use only this many characters per split (tiny runs and tests); None uses them all."""
+    phase_range: tuple[float, float] = (0.0, math.pi)
+    """Sinusoid phase range in radians (MAML: [0, π]; Reptile: [0, 2π])."""
+
+    def __post_init__(self) -> None:
+        check_task(self)
+
+    @property
+    def metric(self) -> str:
+        """The evaluation metric of the family: "mse" or "accuracy"."""
+        return "mse" if self.family == "sinusoid" else "accuracy"
+
+    @property
+    def name(self) -> str:
+        """A short label such as "omniglot-5w1s" or "sinusoid-5shot" (the test setting)."""
+        shots = self.test_shots or self.shots
+        if self.family == "sinusoid":
+            return f"sinusoid-{shots}shot"
+        return f"omniglot-{self.ways}w{shots}s"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The network: an MLP (sinusoid) or the conv4 few-shot backbone (images)."""
+
+    network: Literal["mlp", "conv4_strided", "conv4_maxpool"] = "mlp"
+    """mlp; conv4_strided: MAML's 64-filter stride-2 conv4; conv4_maxpool: conv4 with max-pool."""
+    hidden: tuple[int, ...] = (40, 40)
+    """Hidden layer widths of the MLP (MAML sinusoid: 40, 40)."""
+    activation: Literal["relu", "tanh"] = "relu"
+    """Hidden activation of the MLP."""
+    init: Literal["torch", "maml"] = "torch"
+    """MLP init: torch (PyTorch's default U(±1/sqrt(fan_in))) or maml (cbfinn/maml's
+    construct_fc_weights: truncated normal with std 0.01, zero biases)."""
+    filters: int = 64
+    """Filters per conv layer of conv4."""
+
+    def __post_init__(self) -> None:
+        check_model(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoConfig:
+    """Which learner; its settings are in the sections named after it."""
+
+    name: str = "maml"
+    """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
+    loop), mamlpp (MAML++), reptile, protonet, matching or relation."""
+
+    def __post_init__(self) -> None:
+        check_algo(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class MAMLPPConfig:
+    """MAML++ options (Antoniou et al. 2019); always on for mamlpp, opt-in for the MAML variants."""
+
+    multi_step_loss: bool = False
+    """Multi-step loss: weight the query loss after every inner step."""
+    multi_step_loss_iterations: int = 0
+    """Iterations over which the multi-step-loss weights anneal to the last step only."""
+    per_step_lr: bool = False
+    """LSLR: learned per-layer, per-step inner learning rates."""
+    per_step_bn_weights: bool = False
+    """BNWB: batch-norm weights and biases per inner step (conv4 only)."""
+
+    def __post_init__(self) -> None:
+        if self.multi_step_loss_iterations < 0:
+            raise ValueError(
+                f"multi_step_loss_iterations must be >= 0, got {self.multi_step_loss_iterations}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaSGDConfig:
+    """Meta-SGD's learned per-parameter inner learning rates."""
+
+    lr_range: tuple[float, float] = (0.005, 0.1)
+    """The learned rates are initialised from U[low, high]."""
+
+    def __post_init__(self) -> None:
+        low, high = self.lr_range
+        if not 0 < low <= high < math.inf:
+            raise ValueError(f"lr_range must satisfy 0 < low <= high, got {low, high}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReptileConfig:
+    """Reptile's inner loop: Adam with β1 = 0 on minibatches of the support set."""
+
+    batch_size: int = 10
+    """Support examples per inner minibatch."""
+    adam_beta2: float = 0.999
+    """β2 of the inner Adam (β1 = 0, as in supervised-reptile)."""
+    eval_batch_size: int | None = None
+    """Support examples per inner minibatch at evaluation (supervised-reptile's --eval-batch);
+    None uses batch_size."""
+
+    def __post_init__(self) -> None:
+        # batch_size is checked by the learner against the support set, when built.
+        if not 0 <= self.adam_beta2 < 1:
+            raise ValueError(f"adam_beta2 must be in [0, 1), got {self.adam_beta2}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchingConfig:
+    """Matching Networks' full-context embeddings."""
+
+    full_context_embeddings: bool = False
+    """Full-context embeddings (bidirectional LSTM + attention LSTM)."""
+    fce_steps: int = 5
+    """Processing steps of the attention LSTM over the support set."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtoNetConfig:
+    """Prototypical Networks' distance."""
+
+    distance: Literal["euclidean", "cosine"] = "euclidean"
+    """Distance between embeddings and prototypes (squared Euclidean in the paper)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(BaseOptimConfig):
+    """The outer optimiser and its schedule."""
+
+    lr: float = 1e-3
+    """Outer (meta) step size (Adam 1e-3 in MAML; Reptile's outer step size 1.0)."""
+    iterations: int = 1000
+    """Outer iterations (meta-batches)."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """Outer optimiser (Reptile uses sgd: its update is a step towards the adapted weights)."""
+    schedule: Literal["constant", "cosine", "linear", "step"] = "constant"
+    """constant; cosine to min_lr (MAML++); linear to 0 (Reptile); step: ×gamma every step_size."""
+    min_lr: float = 1e-5
+    """Final learning rate of the cosine schedule."""
+    step_size: int = 2000
+    """Iterations between decays of the step schedule (ProtoNets: halve every 20 epochs)."""
+    gamma: float = 0.5
+    """Decay factor of the step schedule."""
+    grad_clip: float | None = None
+    """Clip each meta-gradient element to ±grad_clip (MAML MiniImageNet: 10); None: no clip."""
+
+    def __post_init__(self) -> None:
+        check_optim(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The few-shot evaluation of the learners with an inner loop."""
+
+    steps: int = 10
+    """Inner steps at evaluation; the curve reports steps 0..steps."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0, got {self.steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisedConfig:
+    """A supervised few-shot experiment: one YAML file in configs/ maps onto it."""
+
+    task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
+    """The few-shot problem."""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    """The network."""
+    algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
+    """The learner."""
+    inner: InnerConfig | None = None
+    """The inner loop (maml, fomaml, metasgd, anil, mamlpp, reptile; defaults when left out)."""
+    mamlpp: MAMLPPConfig | None = None
+    """MAML++ options (the MAML variants; defaults when left out)."""
+    metasgd: MetaSGDConfig | None = None
+    """Meta-SGD's learned learning rates (metasgd only)."""
+    reptile: ReptileConfig | None = None
+    """Reptile's inner minibatches and Adam (reptile only)."""
+    matching: MatchingConfig | None = None
+    """Full-context embeddings (matching only)."""
+    protonet: ProtoNetConfig | None = None
+    """The distance (protonet only)."""
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    """The outer optimiser."""
+    eval: EvalConfig | None = None
+    """The evaluation's inner steps (the learners with an inner loop)."""
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    """Seed, device, run directory, logging and checkpoints."""
+
+    SECTION_USERS = {
+        "inner": _INNER_LOOP,
+        "mamlpp": _MAML_VARIANTS,
+        "metasgd": frozenset({"metasgd"}),
+        "reptile": frozenset({"reptile"}),
+        "matching": frozenset({"matching"}),
+        "protonet": frozenset({"protonet"}),
+        "eval": _INNER_LOOP,
+    }
+    RENAMED_KEYS = {
+        "algo.inner_lr": "inner.lr",
+        "algo.inner_steps": "inner.steps",
+        "algo.first_order": "inner.first_order",
+        "algo.eval_inner_steps": "eval.steps",
+        **{
+            f"algo.{k}": f"mamlpp.{k}"
+            for k in (
+                "multi_step_loss",
+                "multi_step_loss_iterations",
+                "per_step_lr",
+                "per_step_bn_weights",
+            )
+        },
+        "algo.meta_sgd_lr_range": "metasgd.lr_range",
+        "algo.inner_batch_size": "reptile.batch_size",
+        "algo.inner_adam_beta2": "reptile.adam_beta2",
+        "algo.eval_inner_batch_size": "reptile.eval_batch_size",
+        "algo.full_context_embeddings": "matching.full_context_embeddings",
+        "algo.fce_steps": "matching.fce_steps",
+        "algo.distance": "protonet.distance",
+        "optim.outer_lr": "optim.lr",
+    }
+
+    def __post_init__(self) -> None:
+        apply_sections(self, self.SECTION_USERS)
+
+
+CONFIG_CLASS = SupervisedConfig
+"""The config class ``metarl train`` loads for the supervised learners."""
