@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv, make_vec
@@ -44,7 +44,7 @@ from metarl.algorithms.maml_rl_config import (
     PolicyConfig,
 )
 from metarl.checkpoint import capture_rng_state, restore_rng_state
-from metarl.functional import LearningRate, Params, batched_adapt, inner_step
+from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
@@ -142,30 +142,6 @@ def inner_loss(policy: nn.Module, estimator: str, params: Params, data: TaskData
     return -masked_mean(weight * data.advantages, data.mask)
 
 
-def _inner_update(
-    policy: nn.Module,
-    params: Params,
-    data: TaskData,
-    lr: LearningRate,
-    *,
-    per_task: bool,
-    first_order: bool,
-    estimator: str = "reinforce",
-) -> Params:
-    """One policy-gradient step for every task, from shared θ or from per-task θ'_i."""
-    loss_fn = functools.partial(inner_loss, policy, estimator)
-    if not per_task:
-        return batched_adapt(params, loss_fn, data, steps=1, inner_lr=lr, first_order=first_order)
-
-    def step(task_params: Params, task_data: TaskData) -> Params:
-        grads = torch.func.grad(loss_fn)(task_params, task_data)
-        if first_order:
-            grads = {k: g.detach() for k, g in grads.items()}
-        return inner_step(task_params, grads, lr)
-
-    return vmap(step)(params, data)
-
-
 def split_params(params: Params) -> tuple[Params, Params | None]:
     """Splits θ into the policy's parameters and Meta-SGD's step sizes (None if not learned)."""
     net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
@@ -181,24 +157,27 @@ def adapt_policy(
     *,
     first_order: bool,
     estimator: str = "reinforce",
+    per_task: bool = False,
 ) -> list[Params]:
     """The inner loop: one policy-gradient step per batch of ``inner``, all tasks at once.
 
-    Step 0 adapts the shared θ with :func:`~metarl.functional.batched_adapt` (vmapped over the task
-    axis); later steps vmap one SGD step over the per-task parameters and their batch. The result
-    stays differentiable with respect to θ (second order unless ``first_order``).
+    Step ``k`` takes one step of :func:`inner_loss` on ``inner[k]`` with
+    :func:`metarl.functional.adapt`, vmapped over the task axis. The result stays differentiable
+    with respect to θ (second order unless ``first_order``).
 
     Args:
         policy: The policy module.
         params: Shared θ ``{name: [*shape]}``, plus ``inner_lr.<name>`` (Meta-SGD; these replace
-            ``lrs``).
+            ``lrs``); or with ``per_task`` already adapted ``{name: [T, *shape]}``.
         inner: One :class:`TaskData` ``[T, E, H, ...]`` per inner step.
         lrs: Step size of each inner step (``len(inner)`` floats).
         first_order: Detach the inner gradients.
         estimator: ``"reinforce"`` or ``"lvc"`` (:func:`inner_loss`).
+        per_task: ``params`` carry the task axis (the evaluation's later fine-tuning steps).
 
     Returns:
-        ``[θ, θ'_1, ..., θ'_K]``: θ's policy parameters, then per-task ``{name: [T, *shape]}``.
+        ``[θ, θ'_1, ..., θ'_K]``: ``params``' policy parameters, then per-task
+        ``{name: [T, *shape]}``.
 
     Raises:
         ValueError: If ``lrs`` and ``inner`` differ in length.
@@ -206,12 +185,24 @@ def adapt_policy(
     if len(lrs) != len(inner):
         raise ValueError(f"lrs has {len(lrs)} entries for {len(inner)} inner steps")
     net, learned = split_params(params)
-    path = [net]
-    for k, data in enumerate(inner):
-        lr: LearningRate = learned if learned is not None else lrs[k]
-        kwargs = {"first_order": first_order, "estimator": estimator}
-        path.append(_inner_update(policy, path[-1], data, lr, per_task=k > 0, **kwargs))
-    return path
+    if not inner:
+        return [net]
+
+    def loss_fn(task_params: Params, task_batches: tuple[TaskData, ...], step: int) -> Tensor:
+        return inner_loss(policy, estimator, task_params, task_batches[step])
+
+    lr: LearningRate | list[float] = learned if learned is not None else list(lrs)
+    result = adapt(
+        net,
+        loss_fn,
+        tuple(inner),
+        steps=len(inner),
+        lr=lr,
+        first_order=first_order,
+        per_task=per_task,
+        step_arg=True,
+    )
+    return [net, *result.trajectory[1:]]
 
 
 def _task_mean(x: Tensor, mask: Tensor) -> Tensor:
