@@ -6,7 +6,8 @@ Each meta-iteration (:meth:`MAMLRLExperiment.update`) follows Alg. 3:
    the per-task θ'_i), fit the linear feature baseline per task (rllab's
    ``linear_feature_baseline.py``, as in cbfinn/maml_rl) and take one policy-gradient step
    ``θ'_i = θ - α ∇θ L_i(θ)`` for every task at once (:func:`adapt_policy`);
-2. sample post-update episodes with the adapted θ'_i;
+2. sample post-update episodes with the adapted θ'_i (these sampling policies, θ'_i(θ_old), are
+   kept in the :class:`MetaBatch`: they are the old policies of the outer update, not recomputed);
 3. update θ on the post-update objective with θ'_i(θ) recomputed through the inner loop
    (:func:`outer_objective`): TRPO with a trust region on the mean KL of the adapted policies
    (``maml_trpo``), or Adam epochs on the PPO-clip surrogate (``maml_ppo``) plus ProMP's
@@ -270,17 +271,29 @@ def outer_objective(
 
 @torch.no_grad()
 def old_outputs(
-    policy: nn.Module, params: Params, inner: Sequence[TaskData], valid: TaskData, algo: AlgoConfig
+    policy: nn.Module, adapted: Sequence[Params], inner: Sequence[TaskData], valid: TaskData
 ) -> list[PolicyOutput]:
-    """The policies at θ on each inner batch, then (adapted) on ``valid``; detached constants."""
-    lrs = [algo.inner_lr] * len(inner)
-    path = adapt_policy(
-        policy, params, inner, lrs, first_order=True, estimator=algo.inner_estimator
-    )
+    """The policies at θ_old on each inner batch, then (adapted) on ``valid``; detached constants.
+
+    Args:
+        policy: The policy module.
+        adapted: ``[θ_old, θ'_1, ..., θ'_K]`` from :func:`adapt_policy` at θ_old (the sampling
+            policies, :attr:`MetaBatch.adapted`), computed once per meta-iteration.
+        inner: Pre-update batches ``[T, E, H, ...]``, one per inner step.
+        valid: Post-update batch ``[T, E, H, ...]``.
+
+    Returns:
+        One :class:`PolicyOutput` per batch of ``[*inner, valid]``.
+
+    Raises:
+        ValueError: If ``adapted`` does not hold one more entry than ``inner``.
+    """
+    if len(adapted) != len(inner) + 1:
+        raise ValueError(f"adapted has {len(adapted)} entries for {len(inner)} inner steps")
     batches = [*inner, valid]
     outs = [
         policy_forward(policy, p, d.obs, k > 0)
-        for k, (p, d) in enumerate(zip(path, batches, strict=True))
+        for k, (p, d) in enumerate(zip(adapted, batches, strict=True))
     ]
     return [PolicyOutput(*(x.detach() if x is not None else None for x in o)) for o in outs]
 
@@ -297,6 +310,8 @@ class MetaBatch(NamedTuple):
         inner: Pre-update batches, one per inner step (sampled with θ, then θ'_i).
         valid: The post-update batch, sampled with the adapted θ'_i.
         returns: Mean episode return of each batch (inner ones, then post-update), 0-d each.
+        adapted: The sampling policies ``[θ, θ'_1, ..., θ'_K]`` (detached, first order): θ'_i
+            at θ_old, constant through the outer update (:func:`old_outputs`).
         seconds: Wall time of ``sampling`` (env and policy) and ``adaptation`` (baselines,
             advantages, inner steps).
     """
@@ -304,6 +319,7 @@ class MetaBatch(NamedTuple):
     inner: list[TaskData]
     valid: TaskData
     returns: list[Tensor]
+    adapted: list[Params]
     seconds: dict[str, float]
 
 
@@ -322,7 +338,7 @@ def collect_meta_batch(
     Args:
         cfg: The experiment config.
         policy: The policy module.
-        params: θ (used detached).
+        params: θ (copied, detached).
         vec: Vector env of ``len(tasks) * env.episodes_per_task`` sub-envs.
         tasks: The meta-batch.
         seeds: Env reset seeds, ``algo.inner_steps + 1`` of them.
@@ -332,15 +348,16 @@ def collect_meta_batch(
     Returns:
         :class:`MetaBatch`.
     """
-    algo, theta = cfg.algo, {name: v.detach() for name, v in params.items()}
-    adapted, batches, returns = split_params(theta)[0], [], []
+    # a copy: PPO/ProMP later update θ in place, and the MetaBatch keeps θ_old
+    algo, theta = cfg.algo, {name: v.detach().clone() for name, v in params.items()}
+    path, batches, returns = [split_params(theta)[0]], [], []
     seconds = {"sampling": 0.0, "adaptation": 0.0}
     for k in range(algo.inner_steps + 1):
         tic = time.perf_counter()
         batch = sample_episodes(
             vec,
             policy,
-            adapted,
+            path[-1],
             tasks,
             cfg.env.episodes_per_task,
             per_task_params=k > 0,
@@ -352,12 +369,13 @@ def collect_meta_batch(
         tic = time.perf_counter()
         batches.append(prepare_episodes(batch, algo))
         returns.append(batch.episode_returns.mean())
-        if k < algo.inner_steps:
+        if k < algo.inner_steps:  # the estimator of the outer objective, so θ'_i(θ_old) match
             lrs = [algo.inner_lr] * len(batches)
-            path = adapt_policy(policy, theta, batches, lrs, first_order=True)
-            adapted = {name: v.detach() for name, v in path[-1].items()}
+            kwargs = {"first_order": True, "estimator": algo.inner_estimator}
+            path = adapt_policy(policy, theta, batches, lrs, **kwargs)
+            path = [{name: v.detach() for name, v in p.items()} for p in path]
         seconds["adaptation"] += time.perf_counter() - tic
-    return MetaBatch(batches[:-1], batches[-1], returns, seconds)
+    return MetaBatch(batches[:-1], batches[-1], returns, path, seconds)
 
 
 def outer_update(
@@ -372,7 +390,7 @@ def outer_update(
     Returns:
         The new θ (for PPO/ProMP the same tensors, updated in place) and metrics to log.
     """
-    old = old_outputs(policy, params, batch.inner, batch.valid, algo)
+    old = old_outputs(policy, batch.adapted, batch.inner, batch.valid)
     objective = functools.partial(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, algo=algo
     )

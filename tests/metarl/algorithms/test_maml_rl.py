@@ -25,7 +25,7 @@ from metarl.cli import main as cli_main
 from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
 from metarl.rl import evaluation as rl_eval
 from metarl.rl.policies import GaussianMLPPolicy, policy_forward
-from metarl.rl.trpo import flat_grad, flatten_params, make_hvp_fn, unflatten_like
+from metarl.rl.trpo import flat_grad, flatten_params, make_hvp_fn, trpo_step, unflatten_like
 from metarl.runs import NonFiniteLossError, open_run
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,9 +66,11 @@ def _problem(algo, inner_steps=1, learn_lr=False):
     for k in range(inner_steps):
         path = M.adapt_policy(policy, theta, inner, [algo.inner_lr] * k, first_order=True)
         inner.append(_batch(policy, path[-1], k > 0, seed=k))
-    path = M.adapt_policy(policy, theta, inner, [algo.inner_lr] * inner_steps, first_order=True)
+    lrs, estimator = [algo.inner_lr] * inner_steps, algo.inner_estimator
+    path = M.adapt_policy(policy, theta, inner, lrs, first_order=True, estimator=estimator)
+    path = [{k: v.detach() for k, v in p.items()} for p in path]
     valid = _batch(policy, path[-1], inner_steps > 0, seed=99)
-    old = M.old_outputs(policy, theta, inner, valid, algo)
+    old = M.old_outputs(policy, path, inner, valid)
     return policy, theta, inner, valid, old
 
 
@@ -303,6 +305,53 @@ def test_trpo_outer_step_respects_the_kl_bound(env_id):
         mask = batch.valid.mask
         kl = ((kl * mask).sum((1, 2)) / mask.sum((1, 2))).mean()  # per task, then over tasks
     assert 1e-4 < float(kl) <= cfg.algo.max_kl * (1 + 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "estimator"), [("maml_trpo", "reinforce"), ("maml_ppo", "reinforce"), ("promp", "lvc")]
+)
+def test_outer_update_with_cached_sampling_policies_equals_recomputing_them(name, estimator):
+    """θ'_i(θ_old) is computed once, in collect_meta_batch; the update equals its definition.
+
+    The twin recomputes the old policies through the inner loop at θ_old, as the outer update
+    did before it reused the sampling policies, and runs TRPO / the Adam epochs by hand.
+    """
+    cfg = _cfg(tasks=3, episodes=4, horizon=8, name=name, inner_estimator=estimator, ppo_epochs=2)
+    policy, params, batch = _meta_batch(cfg)
+    algo, lrs = cfg.algo, [cfg.algo.inner_lr]
+    with torch.no_grad():
+        path = M.adapt_policy(
+            policy, params, batch.inner, lrs, first_order=True, estimator=estimator
+        )
+        old = [
+            policy_forward(policy, p, d.obs, k > 0)
+            for k, (p, d) in enumerate(zip(path, [*batch.inner, batch.valid], strict=True))
+        ]
+    for cached, fresh in zip(batch.adapted, path, strict=True):
+        torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
+
+    def objective(theta):
+        return M.outer_objective(policy, theta, batch.inner, batch.valid, old, algo)
+
+    twin_params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    if name == "maml_trpo":
+        kwargs = dict(max_kl=algo.max_kl, cg_iters=algo.cg_iters, cg_damping=algo.cg_damping)
+        kwargs.update(ls_backtrack=algo.ls_backtrack, ls_steps=algo.ls_steps)
+        want = trpo_step(lambda theta: objective(theta)[:2], None, twin_params, **kwargs)
+        want = want.new_params
+        got, _ = M.outer_update(policy, params, None, batch, algo)
+    else:
+        twin_opt = torch.optim.Adam(twin_params.values(), 1e-3)
+        for _ in range(algo.ppo_epochs):
+            twin_opt.zero_grad()
+            objective(twin_params).clipped.backward()
+            twin_opt.step()
+        want = twin_params
+        opt = torch.optim.Adam(params.values(), 1e-3)
+        got, _ = M.outer_update(policy, params, opt, batch, algo)
+    assert any(not torch.equal(got[k], batch.adapted[0][k]) for k in batch.adapted[0])  # moved
+    for k, value in want.items():
+        torch.testing.assert_close(got[k].detach(), value.detach(), rtol=0, atol=0)
 
 
 def _torch_dist(out):
