@@ -1,4 +1,4 @@
-"""Functional inner loop shared by every gradient-based meta-learner.
+"""The one inner loop of every gradient-based meta-learner, vmapped over the tasks of a meta-batch.
 
 Parameters are ``dict[str, Tensor]``; a model runs through ``torch.func.functional_call``. Every
 function here is pure: it returns new dicts and never mutates its arguments.
@@ -10,14 +10,13 @@ One inner SGD step (MAML, Finn et al. 2017, Eq. 1; Meta-SGD, Li et al. 2017, Eq.
 ``alpha`` is a float (MAML), a dict of learned per-parameter tensors (Meta-SGD), or one such value
 per inner step (MAML++ LSLR, Antoniou et al. 2019). ``adapt_keys`` restricts adaptation to a subset
 of parameters (ANIL, Raghu et al. 2020). ``first_order=True`` drops second derivatives (FOMAML).
+Other inner optimisers plug into the same loop as a pure init/update pair (:class:`InnerUpdate`,
+shaped like torchopt's ``GradientTransformation``): :func:`sgd` (the default) and :func:`adam`
+(Reptile's inner Adam, Nichol et al. 2018).
 
-Two equivalent implementations:
-
-- :func:`adapt` / :func:`adapt_trajectory`: one task, ``torch.autograd.grad`` with
-  ``create_graph=True`` for second order.
-- :func:`batched_adapt` / :func:`batched_adapt_trajectory`: a meta-batch of tasks as one
-  ``torch.func.vmap`` over ``torch.func.grad_and_value``; the outer ``torch.autograd`` pass
-  differentiates through it (second order), or the inner gradients are detached (first order).
+:func:`adapt` is one ``torch.func.vmap`` over the task axis of the data with
+``torch.func.grad_and_value`` inside; the outer ``torch.autograd`` pass differentiates through it
+(second order), or the inner gradients are detached (first order).
 """
 
 from __future__ import annotations
@@ -29,17 +28,17 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "AdamState",
     "AdaptResult",
     "InnerLR",
+    "InnerUpdate",
     "LearningRate",
     "LossFn",
     "Params",
+    "adam",
     "adapt",
-    "adapt_trajectory",
     "check_params",
-    "batched_adapt",
-    "batched_adapt_trajectory",
-    "inner_step",
+    "sgd",
 ]
 
 Params: TypeAlias = dict[str, Tensor]
@@ -56,21 +55,115 @@ InnerLR: TypeAlias = LearningRate | Sequence[LearningRate]
 
 
 class AdaptResult(NamedTuple):
-    """Outcome of an inner loop.
+    """Outcome of an inner loop over a meta-batch.
 
     Attributes:
-        params: Adapted parameters after all inner steps. In the batched functions each adapted
-            tensor has a leading task axis ``[task, *shape]``.
-        losses: Inner (support) loss at each step, evaluated before that step's update, still
-            attached to the autograd graph. Shape ``[steps]``, or ``[task, steps]`` when batched.
-        trajectory: ``steps + 1`` parameter dicts: ``trajectory[i]`` holds the parameters after
-            ``i`` inner steps (``trajectory[0]`` is the initialisation, ``trajectory[-1]`` equals
-            ``params``). Use it for MAML++'s multi-step loss and for adaptation curves.
+        params: Adapted parameters after all inner steps, each ``[task, *shape]``.
+        losses: Inner (support) loss of each task at each step, evaluated before that step's
+            update, still attached to the autograd graph: ``[task, steps]``.
+        trajectory: ``steps + 1`` parameter dicts shaped like ``params``: ``trajectory[i]`` holds
+            the parameters after ``i`` inner steps (``trajectory[0]`` is the initialisation,
+            ``trajectory[-1]`` equals ``params``). Use it for MAML++'s multi-step loss and for
+            adaptation curves.
     """
 
     params: Params
     losses: Tensor
     trajectory: tuple[Params, ...]
+
+
+# ----------------------------------------------------------------------------------------------
+# Inner optimisers: pure init/update pairs
+# ----------------------------------------------------------------------------------------------
+
+
+class InnerUpdate(NamedTuple):
+    """A pure inner-loop optimiser, an init/update pair in the style of torchopt's.
+
+    Attributes:
+        init: ``init(params) -> state`` for the adapted parameters ``{name: Tensor[*shape]}``.
+        update: ``update(params, grads, state, lr) -> (params, state)``: one step with this
+            step's learning rate (see :data:`LearningRate`); returns new dicts. Both run under
+            ``torch.func.vmap`` (one task's parameters).
+    """
+
+    init: Callable[[Params], Any]
+    update: Callable[[Params, Mapping[str, Tensor], Any, LearningRate], tuple[Params, Any]]
+
+
+def _sgd_update(
+    params: Params, grads: Mapping[str, Tensor], state: Any, lr: LearningRate
+) -> tuple[Params, Any]:
+    new = dict(params)
+    for k, g in grads.items():
+        alpha = lr[k] if isinstance(lr, Mapping) else lr
+        new[k] = params[k] - alpha * g
+    return new, state
+
+
+def sgd() -> InnerUpdate:
+    """Plain gradient descent ``theta' = theta - lr * g`` (MAML, Meta-SGD, MAML++); no state."""
+    return InnerUpdate(lambda params: None, _sgd_update)
+
+
+class AdamState(NamedTuple):
+    """Adam's moment estimates and step count.
+
+    Attributes:
+        exp_avg: First moments ``{name: Tensor[*shape]}``.
+        exp_avg_sq: Second moments ``{name: Tensor[*shape]}``.
+        step: Number of updates taken so far.
+    """
+
+    exp_avg: Params
+    exp_avg_sq: Params
+    step: int
+
+
+def adam(betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> InnerUpdate:
+    """Adam (Kingma and Ba 2015, Alg. 1) as a pure init/update pair on parameter dicts.
+
+    One update computes what one ``torch.optim.Adam(params, lr, betas, eps).step()`` computes,
+    ``eps`` added to ``sqrt(v_hat)`` (TensorFlow adds it to ``sqrt(v)`` before the bias
+    correction)::
+
+        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+        theta = theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    The state starts at zero moments and step 0 (:class:`AdamState`); the learning rate is a
+    float (or one per step through :func:`adapt`'s ``lr``).
+
+    Args:
+        betas: ``(beta1, beta2)``; Reptile uses ``beta1 = 0``.
+        eps: Added to the denominator for numerical stability.
+
+    Returns:
+        :class:`InnerUpdate`.
+    """
+
+    def init(params: Params) -> AdamState:
+        zeros = {k: torch.zeros_like(v) for k, v in params.items()}
+        return AdamState(zeros, dict(zeros), 0)
+
+    def update(
+        params: Params, grads: Mapping[str, Tensor], state: AdamState, lr: LearningRate
+    ) -> tuple[Params, AdamState]:
+        if grads.keys() != params.keys():
+            raise ValueError(f"grads must have the keys {sorted(params)}, got {sorted(grads)}")
+        beta1, beta2 = betas
+        step = state.step + 1
+        bias_correction1 = 1.0 - beta1**step
+        bias_correction2_sqrt = (1.0 - beta2**step) ** 0.5
+        new_params, exp_avg, exp_avg_sq = {}, {}, {}
+        for k, g in grads.items():
+            exp_avg[k] = torch.lerp(state.exp_avg[k], g, 1.0 - beta1)
+            exp_avg_sq[k] = beta2 * state.exp_avg_sq[k] + (1.0 - beta2) * g * g
+            denom = exp_avg_sq[k].sqrt() / bias_correction2_sqrt + eps
+            step_size = (lr[k] if isinstance(lr, Mapping) else lr) / bias_correction1
+            new_params[k] = params[k] - step_size * exp_avg[k] / denom
+        return new_params, AdamState(exp_avg, exp_avg_sq, step)
+
+    return InnerUpdate(init, update)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,7 +206,9 @@ def _resolve_adapt_keys(params: Params, adapt_keys: Sequence[str] | None) -> tup
     return tuple(adapt_keys)
 
 
-def _check_one_lr(lr: Any, params: Params, keys: Sequence[str], where: str) -> None:
+def _check_one_lr(
+    lr: Any, shapes: Mapping[str, torch.Size], keys: Sequence[str], where: str
+) -> None:
     if isinstance(lr, bool):
         raise TypeError(f"{where} must be a float, a 0-d Tensor or a dict of Tensors, got bool")
     if isinstance(lr, (int, float)):
@@ -129,14 +224,14 @@ def _check_one_lr(lr: Any, params: Params, keys: Sequence[str], where: str) -> N
     missing = [k for k in keys if k not in lr]
     if missing:
         raise ValueError(f"{where} is missing learning rates for adapted parameters {missing}")
-    unknown = [k for k in lr if k not in params]
+    unknown = [k for k in lr if k not in shapes]
     if unknown:
         raise ValueError(f"{where} names unknown parameters {unknown}")
     for k in keys:
         value = lr[k]
         if not isinstance(value, Tensor):
             raise TypeError(f"{where}[{k!r}] must be a Tensor, got {type(value).__name__}")
-        shape = tuple(params[k].shape)
+        shape = tuple(shapes[k])
         try:
             ok = torch.broadcast_shapes(value.shape, shape) == shape
         except RuntimeError:
@@ -149,21 +244,21 @@ def _check_one_lr(lr: Any, params: Params, keys: Sequence[str], where: str) -> N
 
 
 def _lr_schedule(
-    inner_lr: Any, steps: int, params: Params, keys: Sequence[str]
+    lr: Any, steps: int, shapes: Mapping[str, torch.Size], keys: Sequence[str]
 ) -> list[LearningRate]:
-    """Validates ``inner_lr`` and returns one learning rate per inner step."""
-    per_step = isinstance(inner_lr, Sequence) and not isinstance(inner_lr, (str, bytes))
+    """Validates ``lr`` and returns one learning rate per inner step."""
+    per_step = isinstance(lr, Sequence) and not isinstance(lr, (str, bytes))
     if not per_step:
-        _check_one_lr(inner_lr, params, keys, "inner_lr")
-        return [inner_lr] * steps
-    if len(inner_lr) != steps:
+        _check_one_lr(lr, shapes, keys, "lr")
+        return [lr] * steps
+    if len(lr) != steps:
         raise ValueError(
-            f"inner_lr as a per-step sequence must have one entry per step: got {len(inner_lr)} "
+            f"lr as a per-step sequence must have one entry per step: got {len(lr)} "
             f"entries for steps={steps}"
         )
-    for i, lr in enumerate(inner_lr):
-        _check_one_lr(lr, params, keys, f"inner_lr[{i}]")
-    return list(inner_lr)
+    for i, one in enumerate(lr):
+        _check_one_lr(one, shapes, keys, f"lr[{i}]")
+    return list(lr)
 
 
 def _leaves(data: Any) -> list[Any]:
@@ -195,53 +290,8 @@ def _task_count(data: Any) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# One step
+# The inner loop
 # ----------------------------------------------------------------------------------------------
-
-
-def inner_step(params: Params, grads: Mapping[str, Tensor], inner_lr: LearningRate) -> Params:
-    """Takes one inner SGD step ``theta' = theta - alpha * g`` on the parameters in ``grads``.
-
-    Args:
-        params: Parameters ``{name: Tensor[*shape]}``.
-        grads: Gradients ``{name: Tensor[*shape]}`` for the parameters to update, a subset of
-            ``params``; parameters not in ``grads`` pass through unchanged.
-        inner_lr: A float, a 0-d tensor, or ``{name: Tensor}`` broadcastable to each updated
-            parameter's shape (Meta-SGD's elementwise ``alpha``, or one scalar per layer).
-
-    Returns:
-        A new dict with the same keys as ``params``.
-
-    Raises:
-        TypeError: If ``params``, ``grads`` or ``inner_lr`` have the wrong type.
-        ValueError: If ``grads`` names unknown parameters or has the wrong shapes, or
-            ``inner_lr`` misses an updated parameter or has a shape that does not broadcast.
-    """
-    check_params(params)
-    if not isinstance(grads, Mapping):
-        raise TypeError(f"grads must be a dict[str, Tensor], got {type(grads).__name__}")
-    keys = _resolve_adapt_keys(params, list(grads))
-    for k in keys:
-        if not isinstance(grads[k], Tensor) or grads[k].shape != params[k].shape:
-            got = tuple(grads[k].shape) if isinstance(grads[k], Tensor) else type(grads[k])
-            raise ValueError(f"grads[{k!r}] must match shape {tuple(params[k].shape)}, got {got}")
-    _check_one_lr(inner_lr, params, keys, "inner_lr")
-    return _sgd_update(params, grads, inner_lr)
-
-
-def _sgd_update(params: Params, grads: Mapping[str, Tensor], lr: LearningRate) -> Params:
-    new = dict(params)
-    for k, g in grads.items():
-        alpha = lr[k] if isinstance(lr, Mapping) else lr
-        new[k] = params[k] - alpha * g
-    return new
-
-
-# ----------------------------------------------------------------------------------------------
-# Inner loop
-# ----------------------------------------------------------------------------------------------
-
-_GradFn = Callable[[Params, Params, Any, int], tuple[dict[str, Tensor], Tensor]]
 
 
 def _call_loss(loss_fn: LossFn, params: Params, data: Any, step: int, step_arg: bool) -> Tensor:
@@ -252,97 +302,13 @@ def _call_loss(loss_fn: LossFn, params: Params, data: Any, step: int, step_arg: 
     return loss
 
 
-def _run_inner_loop(
-    params: Params,
-    keys: Sequence[str],
-    lrs: Sequence[LearningRate],
-    first_order: bool,
-    grad_fn: _GradFn,
-) -> AdaptResult:
-    """The inner loop itself, written once for both gradient back ends."""
-    fixed = {k: v for k, v in params.items() if k not in keys}
-    fast = {k: params[k] for k in keys}
-    trajectory = [dict(params)]
-    losses = []
-    for step, lr in enumerate(lrs):
-        grads, loss = grad_fn(fast, fixed, step)
-        if first_order:
-            grads = {k: g.detach() for k, g in grads.items()}
-        fast = _sgd_update(fast, grads, lr)
-        losses.append(loss)
-        trajectory.append({k: fast.get(k, v) for k, v in params.items()})
-    if losses:
-        loss_tensor = torch.stack(losses)
-    else:
-        first = next(iter(params.values()))
-        loss_tensor = first.new_zeros(0)
-    return AdaptResult(trajectory[-1], loss_tensor, tuple(trajectory))
-
-
-def adapt_trajectory(
-    params: Params,
-    loss_fn: LossFn,
-    data: Any,
-    *,
-    steps: int,
-    inner_lr: InnerLR,
-    first_order: bool = False,
-    adapt_keys: Sequence[str] | None = None,
-    step_arg: bool = False,
-) -> AdaptResult:
-    """Adapts ``params`` to one task with ``steps`` inner SGD steps and keeps the trajectory.
-
-    Second order (default) builds the inner gradients with ``create_graph=True`` so the outer
-    loss differentiates through them; ``first_order=True`` detaches them (FOMAML). Works inside
-    ``torch.no_grad()`` (gradients are enabled locally) and with parameters that do not require
-    grad (e.g. at evaluation), in which case the result carries no outer graph to them.
-
-    Args:
-        params: Meta-parameters ``{name: Tensor[*shape]}``; they are not modified.
-        loss_fn: ``loss_fn(params, data) -> Tensor[]`` (or ``loss_fn(params, data, step)`` with
-            ``step_arg=True``, ``step`` the inner step index ``0..steps-1``, e.g. for MAML++
-            per-step batch-norm weights).
-        data: The task's support data, passed to ``loss_fn`` unchanged (e.g. ``(x, y)`` with
-            ``x: [shot, ...]``).
-        steps: Number of inner steps, ``>= 0``.
-        inner_lr: A float or 0-d tensor; ``{name: Tensor}`` broadcastable to each adapted
-            parameter (Meta-SGD, per-layer); or a sequence of ``steps`` such values (MAML++ LSLR).
-            Tensors that require grad receive meta-gradients.
-        first_order: Detach the inner gradients (no second derivatives).
-        adapt_keys: Names of the parameters to adapt (ANIL: the head). ``None`` adapts all; the
-            others pass through unchanged and stay differentiable for the outer loop.
-        step_arg: Pass the inner step index to ``loss_fn`` as a third argument.
-
-    Returns:
-        :class:`AdaptResult` with ``params``, ``losses: [steps]`` and ``trajectory``.
-
-    Raises:
-        TypeError: If ``params``, ``steps`` or ``inner_lr`` have the wrong type.
-        ValueError: If ``steps < 0``, ``adapt_keys`` or ``inner_lr`` name unknown parameters,
-            ``inner_lr`` misses an adapted parameter, or ``loss_fn`` does not return a scalar.
-    """
-    check_params(params)
-    _check_steps(steps)
-    keys = _resolve_adapt_keys(params, adapt_keys)
-    lrs = _lr_schedule(inner_lr, steps, params, keys)
-    params = {
-        k: v.detach().requires_grad_() if k in keys and not v.requires_grad else v
-        for k, v in params.items()
-    }
-
-    def grad_fn(fast: Params, fixed: Params, step: int) -> tuple[dict[str, Tensor], Tensor]:
-        loss = _call_loss(loss_fn, {**fixed, **fast}, data, step, step_arg)
-        grads = torch.autograd.grad(
-            loss,
-            list(fast.values()),
-            create_graph=not first_order,
-            allow_unused=True,
-            materialize_grads=True,
-        )
-        return dict(zip(fast, grads, strict=True)), loss
-
-    with torch.enable_grad():
-        return _run_inner_loop(params, keys, lrs, first_order, grad_fn)
+def _check_task_axis(params: Params, tasks: int) -> None:
+    for k, v in params.items():
+        if v.dim() == 0 or v.shape[0] != tasks:
+            raise ValueError(
+                f"with per_task=True every parameter needs the task axis of data ({tasks}) first, "
+                f"got {k!r} of shape {tuple(v.shape)}"
+            )
 
 
 def adapt(
@@ -351,164 +317,98 @@ def adapt(
     data: Any,
     *,
     steps: int,
-    inner_lr: InnerLR,
+    lr: InnerLR,
+    update: InnerUpdate | None = None,
     first_order: bool = False,
     adapt_keys: Sequence[str] | None = None,
+    per_task: bool = False,
     step_arg: bool = False,
-) -> Params:
-    """Adapts ``params`` to one task; :func:`adapt_trajectory` without the trajectory.
+) -> AdaptResult:
+    """Adapts ``params`` to every task of a meta-batch: ``steps`` inner steps, one ``vmap``.
+
+    Equals a Python loop over tasks of ``steps`` plain ``torch.autograd`` steps, stacked, for the
+    adapted parameters and for the outer meta-gradients (``params`` and learned ``lr`` receive the
+    sum over tasks of what the loop would give). ``loss_fn`` sees one task's data (``[shot, ...]``)
+    and must return a 0-d tensor. Second order (default): the outer ``torch.autograd`` pass
+    differentiates through the inner gradients; ``first_order=True`` detaches them (FOMAML).
+    Works inside ``torch.no_grad()`` and with parameters that do not require grad.
 
     Args:
-        params: Meta-parameters ``{name: Tensor[*shape]}``.
-        loss_fn: ``loss_fn(params, data) -> Tensor[]``.
-        data: The task's support data.
+        params: Meta-parameters ``{name: Tensor[*shape]}`` shared by the tasks, or with
+            ``per_task`` already one per task ``{name: Tensor[task, *shape]}``; not modified.
+        loss_fn: ``loss_fn(params, task_data) -> Tensor[]`` (``step`` third with ``step_arg``).
+        data: Tensors shaped ``[task, ...]`` (a Tensor or a tuple/list/dict of them, e.g. ``(x,
+            y)`` with ``x: [task, shot, ...]``), all with the same ``task`` size.
         steps: Number of inner steps, ``>= 0``.
-        inner_lr: Float, per-parameter dict, or per-step sequence (see :func:`adapt_trajectory`).
-        first_order: Detach the inner gradients (FOMAML).
-        adapt_keys: Names of the parameters to adapt; ``None`` adapts all.
-        step_arg: Pass the inner step index to ``loss_fn`` as a third argument.
+        lr: A float or 0-d tensor; ``{name: Tensor}`` broadcastable to each adapted parameter
+            (Meta-SGD, per-layer); or a sequence of ``steps`` such values (MAML++ LSLR). Shared by
+            the tasks; tensors that require grad receive meta-gradients.
+        update: The inner optimiser, :func:`sgd` (default) or e.g. :func:`adam`.
+        first_order: Detach the inner gradients (no second derivatives).
+        adapt_keys: Names of the parameters to adapt (ANIL: the head). ``None`` adapts all; the
+            others pass through unchanged and stay differentiable for the outer loop.
+        per_task: ``params`` carry the task axis (continuing an adaptation, e.g. MAML-RL's
+            later inner steps).
+        step_arg: Pass the inner step index ``0..steps-1`` to ``loss_fn`` as a third argument
+            (MAML++ per-step batch norm; a different batch per step).
 
     Returns:
-        The adapted parameters, a new dict with the keys of ``params``.
+        :class:`AdaptResult`: adapted tensors ``[task, *shape]`` (non-adapted parameters as
+        expanded views), ``losses: [task, steps]`` and a ``trajectory`` of ``steps + 1`` dicts.
+
+    Raises:
+        TypeError: If ``params``, ``steps``, ``lr``, ``adapt_keys`` or ``data`` have the wrong
+            type.
+        ValueError: If ``steps < 0``, ``adapt_keys`` or ``lr`` name unknown parameters, ``lr``
+            misses an adapted parameter or does not broadcast, the tensors in ``data`` (or
+            per-task ``params``) disagree on the task axis, or ``loss_fn`` returns a non-scalar.
 
     Example:
         >>> w = {"w": torch.tensor([1.0])}
         >>> loss = lambda p, x: (p["w"] * x).pow(2).sum()
-        >>> adapt(w, loss, torch.tensor([1.0]), steps=1, inner_lr=0.25)["w"]
-        tensor([0.5000], grad_fn=<SubBackward0>)
-    """
-    return adapt_trajectory(
-        params,
-        loss_fn,
-        data,
-        steps=steps,
-        inner_lr=inner_lr,
-        first_order=first_order,
-        adapt_keys=adapt_keys,
-        step_arg=step_arg,
-    ).params
-
-
-def batched_adapt_trajectory(
-    params: Params,
-    loss_fn: LossFn,
-    data: Any,
-    *,
-    steps: int,
-    inner_lr: InnerLR,
-    first_order: bool = False,
-    adapt_keys: Sequence[str] | None = None,
-    step_arg: bool = False,
-    expand_shared: bool = True,
-    chunk_size: int | None = None,
-) -> AdaptResult:
-    """Adapts shared ``params`` to every task of a meta-batch in one vmapped computation.
-
-    Equals :func:`adapt_trajectory` run in a Python loop over tasks and stacked, for the adapted
-    parameters and for the outer meta-gradients (``params`` and learned ``inner_lr`` receive the
-    sum over tasks of what the loop would give). Implemented as ``torch.func.vmap`` over the task
-    axis of ``data`` with ``torch.func.grad_and_value`` inside; ``loss_fn`` sees one task's data
-    (``[shot, ...]``) and must return a 0-d tensor.
-
-    Args:
-        params: Shared meta-parameters ``{name: Tensor[*shape]}`` (no task axis).
-        loss_fn: ``loss_fn(params, task_data) -> Tensor[]`` (``step`` third with ``step_arg``).
-        data: Tensors shaped ``[task, shot, ...]`` (a Tensor or a tuple/list/dict of them), all
-            with the same ``task`` size.
-        steps: Number of inner steps, ``>= 0``.
-        inner_lr: As in :func:`adapt_trajectory`, shared by all tasks.
-        first_order: Detach the inner gradients (FOMAML).
-        adapt_keys: Names of the parameters to adapt; ``None`` adapts all.
-        step_arg: Pass the inner step index to ``loss_fn`` as a third argument.
-        expand_shared: If True, parameters that are not adapted are returned as expanded views
-            ``[task, *shape]`` like the adapted ones, so the result can go straight into
-            ``torch.func.vmap(loss_fn)(result.params, query)``. If False they are returned as the
-            shared tensors ``[*shape]`` (cheaper for ANIL's frozen body: vmap them with
-            ``in_dims=None``).
-        chunk_size: Passed to ``torch.func.vmap``: adapt this many tasks at a time (None: all at
-            once). Smaller chunks bound memory and keep activations in cache on CPU; the result
-            is the same.
-
-    Returns:
-        :class:`AdaptResult`: adapted tensors ``[task, *shape]``, ``losses: [task, steps]`` and a
-        ``trajectory`` of ``steps + 1`` dicts shaped like ``params``.
-
-    Raises:
-        TypeError: If ``params``, ``steps``, ``inner_lr`` or ``data`` have the wrong type.
-        ValueError: As :func:`adapt_trajectory`, or if the tensors in ``data`` disagree on the
-            size of the task axis.
+        >>> adapt(w, loss, torch.tensor([[1.0]]), steps=1, lr=0.25).params["w"]
+        tensor([[0.5000]])
     """
     check_params(params)
     _check_steps(steps)
     keys = _resolve_adapt_keys(params, adapt_keys)
-    lrs = _lr_schedule(inner_lr, steps, params, keys)
     tasks = _task_count(data)
+    if per_task:
+        _check_task_axis(params, tasks)
+    shapes = {k: v.shape[1:] if per_task else v.shape for k, v in params.items()}
+    lrs = _lr_schedule(lr, steps, shapes, keys)
+    update = sgd() if update is None else update
     fixed = {k: v for k, v in params.items() if k not in keys}
     fast0 = {k: params[k] for k in keys}
 
-    def loss_of_fast(fast: Params, task_data: Any, step: int) -> Tensor:
-        return _call_loss(loss_fn, {**fixed, **fast}, task_data, step, step_arg)
+    def loss_of_fast(fast: Params, task_fixed: Params, task_data: Any, step: int) -> Tensor:
+        return _call_loss(loss_fn, {**task_fixed, **fast}, task_data, step, step_arg)
 
     grad_and_loss = torch.func.grad_and_value(loss_of_fast)
 
-    def one_task(task_data: Any) -> tuple[list[Params], Tensor]:
-        def grad_fn(fast: Params, _: Params, step: int) -> tuple[dict[str, Tensor], Tensor]:
-            return grad_and_loss(fast, task_data, step)
+    def one_task(fast: Params, task_fixed: Params, task_data: Any) -> tuple[list[Params], Tensor]:
+        state, path, losses = update.init(fast), [], []
+        for step, step_lr in enumerate(lrs):
+            grads, loss = grad_and_loss(fast, task_fixed, task_data, step)
+            if first_order:
+                grads = {k: g.detach() for k, g in grads.items()}
+            fast, state = update.update(fast, grads, state, step_lr)
+            path.append(fast)
+            losses.append(loss)
+        return path, torch.stack(losses) if losses else empty
 
-        result = _run_inner_loop(fast0, keys, lrs, first_order, grad_fn)
-        return list(result.trajectory[1:]), result.losses
-
+    empty = next(iter(params.values())).new_zeros(0)
+    in_dims = (0 if per_task else None, 0 if per_task else None, 0)
     with torch.enable_grad():
-        batched_path, losses = torch.func.vmap(one_task, chunk_size=chunk_size)(data)
+        batched_path, losses = torch.func.vmap(one_task, in_dims=in_dims)(fast0, fixed, data)
 
     def assemble(fast: Params) -> Params:
-        shared = {k: v.expand(tasks, *v.shape) if expand_shared else v for k, v in fixed.items()}
-        return {k: fast[k] if k in fast else shared[k] for k in params}
+        return {k: fast[k] if k in fast else _expand(params[k], tasks, per_task) for k in params}
 
-    trajectory = [assemble({k: v.expand(tasks, *v.shape) for k, v in fast0.items()})]
-    trajectory += [assemble(fast) for fast in batched_path]
-    return AdaptResult(trajectory[-1], losses, tuple(trajectory))
+    start = {k: _expand(v, tasks, per_task) for k, v in fast0.items()}
+    trajectory = (assemble(start), *(assemble(fast) for fast in batched_path))
+    return AdaptResult(trajectory[-1], losses, trajectory)
 
 
-def batched_adapt(
-    params: Params,
-    loss_fn: LossFn,
-    data: Any,
-    *,
-    steps: int,
-    inner_lr: InnerLR,
-    first_order: bool = False,
-    adapt_keys: Sequence[str] | None = None,
-    step_arg: bool = False,
-    expand_shared: bool = True,
-    chunk_size: int | None = None,
-) -> Params:
-    """Adapts shared ``params`` to a meta-batch; :func:`batched_adapt_trajectory`'s ``params``.
-
-    Args:
-        params: Shared meta-parameters ``{name: Tensor[*shape]}``.
-        loss_fn: ``loss_fn(params, task_data) -> Tensor[]``.
-        data: Tensors shaped ``[task, shot, ...]``.
-        steps: Number of inner steps, ``>= 0``.
-        inner_lr: Float, per-parameter dict, or per-step sequence, shared by all tasks.
-        first_order: Detach the inner gradients (FOMAML).
-        adapt_keys: Names of the parameters to adapt; ``None`` adapts all.
-        step_arg: Pass the inner step index to ``loss_fn`` as a third argument.
-        expand_shared: Return non-adapted parameters expanded to ``[task, *shape]``.
-        chunk_size: Adapt this many tasks at a time inside ``vmap`` (None: all at once).
-
-    Returns:
-        Adapted parameters ``{name: Tensor[task, *shape]}``.
-    """
-    return batched_adapt_trajectory(
-        params,
-        loss_fn,
-        data,
-        steps=steps,
-        inner_lr=inner_lr,
-        first_order=first_order,
-        adapt_keys=adapt_keys,
-        step_arg=step_arg,
-        expand_shared=expand_shared,
-        chunk_size=chunk_size,
-    ).params
+def _expand(value: Tensor, tasks: int, per_task: bool) -> Tensor:
+    return value if per_task else value.expand(tasks, *value.shape)

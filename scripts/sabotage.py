@@ -111,6 +111,19 @@ def _no_clipping(loss: Callable[..., Any]) -> Callable[..., Any]:
     return patched
 
 
+def _adam_forgets_its_moments(adam: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(adam)
+    def patched(*args: Any, **kwargs: Any) -> Any:
+        inner = adam(*args, **kwargs)
+
+        def update(params: Any, grads: Any, state: Any, lr: Any) -> Any:
+            return inner.update(params, grads, inner.init(params), lr)  # fresh state every step
+
+        return inner._replace(update=update)
+
+    return patched
+
+
 def _reversed_kl(kl: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(kl)
     def patched(old: Any, new: Any) -> Any:
@@ -233,6 +246,13 @@ SABOTAGES: tuple[Sabotage, ...] = (
         _drop_the_inner_kl,
         (_MAML_RL, "-k", "away_from_the_old and promp"),
         "ProMP loses its inner-KL penalty",
+    ),
+    Sabotage(
+        "reptile-adam-forgets-moments",
+        "metarl.algorithms.reptile:adam",
+        _adam_forgets_its_moments,
+        ("tests/metarl/algorithms/test_reptile.py", "-k", "adam or reptiles_update"),
+        "Reptile's inner Adam restarts its moments and step count at every inner step",
     ),
     Sabotage(
         "maml-ppo-no-clip",

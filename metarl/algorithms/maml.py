@@ -1,7 +1,7 @@
 """MAML and its gradient-based relatives for supervised few-shot learning.
 
 One learner covers the family, since they differ only in how the shared inner loop
-(:func:`metarl.functional.batched_adapt_trajectory`) is called:
+(:func:`metarl.functional.adapt`) is called:
 
 - MAML (Finn et al. 2017, Alg. 2): θ'_i = θ − α ∇L_support(θ); the outer loss is the query loss at
   θ'_i, differentiated through the inner step (second order).
@@ -29,7 +29,7 @@ from metarl.algorithms.supervised import (
     task_metric,
 )
 from metarl.config_sections import LEARNED_LR_PREFIX
-from metarl.functional import Params, batched_adapt_trajectory
+from metarl.functional import AdaptResult, Params, adapt
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 
@@ -135,14 +135,16 @@ class MAMLLearner:
     def _support_loss(self, net: Params, data: tuple[Tensor, Tensor], step: int) -> Tensor:
         return task_loss(self._forward(net, data[0], step), data[1])
 
-    def _adapt(self, params: Params, batch: TaskBatch, steps: int, first_order: bool):
+    def _adapt(
+        self, params: Params, batch: TaskBatch, steps: int, first_order: bool
+    ) -> AdaptResult:
         net, lr = self._split(params, steps)
-        return batched_adapt_trajectory(
+        return adapt(
             net,
             self._support_loss,
             (batch.support_x, batch.support_y),
             steps=steps,
-            inner_lr=lr,
+            lr=lr,
             first_order=first_order,
             adapt_keys=self.adapt_keys,
             step_arg=True,

@@ -6,7 +6,8 @@ Each meta-iteration (:meth:`MAMLRLExperiment.update`) follows Alg. 3:
    the per-task θ'_i), fit the linear feature baseline per task (rllab's
    ``linear_feature_baseline.py``, as in cbfinn/maml_rl) and take one policy-gradient step
    ``θ'_i = θ - α ∇θ L_i(θ)`` for every task at once (:func:`adapt_policy`);
-2. sample post-update episodes with the adapted θ'_i;
+2. sample post-update episodes with the adapted θ'_i (these sampling policies, θ'_i(θ_old), are
+   kept in the :class:`MetaBatch`: they are the old policies of the outer update, not recomputed);
 3. update θ on the post-update objective with θ'_i(θ) recomputed through the inner loop
    (:func:`outer_objective`): TRPO with a trust region on the mean KL of the adapted policies
    (``maml_trpo``), or Adam epochs on the PPO-clip surrogate (``maml_ppo``) plus ProMP's
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv, make_vec
@@ -45,7 +46,7 @@ from metarl.algorithms.maml_rl_config import (
 )
 from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config_sections import LEARNED_LR_PREFIX
-from metarl.functional import LearningRate, Params, batched_adapt, inner_step
+from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
@@ -143,30 +144,6 @@ def inner_loss(policy: nn.Module, estimator: str, params: Params, data: TaskData
     return -masked_mean(weight * data.advantages, data.mask)
 
 
-def _inner_update(
-    policy: nn.Module,
-    params: Params,
-    data: TaskData,
-    lr: LearningRate,
-    *,
-    per_task: bool,
-    first_order: bool,
-    estimator: str = "reinforce",
-) -> Params:
-    """One policy-gradient step for every task, from shared θ or from per-task θ'_i."""
-    loss_fn = functools.partial(inner_loss, policy, estimator)
-    if not per_task:
-        return batched_adapt(params, loss_fn, data, steps=1, inner_lr=lr, first_order=first_order)
-
-    def step(task_params: Params, task_data: TaskData) -> Params:
-        grads = torch.func.grad(loss_fn)(task_params, task_data)
-        if first_order:
-            grads = {k: g.detach() for k, g in grads.items()}
-        return inner_step(task_params, grads, lr)
-
-    return vmap(step)(params, data)
-
-
 def split_params(params: Params) -> tuple[Params, Params | None]:
     """Splits θ into the policy's parameters and Meta-SGD's step sizes (None if not learned)."""
     net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
@@ -182,24 +159,27 @@ def adapt_policy(
     *,
     first_order: bool,
     estimator: str = "reinforce",
+    per_task: bool = False,
 ) -> list[Params]:
     """The inner loop: one policy-gradient step per batch of ``inner``, all tasks at once.
 
-    Step 0 adapts the shared θ with :func:`~metarl.functional.batched_adapt` (vmapped over the task
-    axis); later steps vmap one SGD step over the per-task parameters and their batch. The result
-    stays differentiable with respect to θ (second order unless ``first_order``).
+    Step ``k`` takes one step of :func:`inner_loss` on ``inner[k]`` with
+    :func:`metarl.functional.adapt`, vmapped over the task axis. The result stays differentiable
+    with respect to θ (second order unless ``first_order``).
 
     Args:
         policy: The policy module.
         params: Shared θ ``{name: [*shape]}``, plus ``inner_lr.<name>`` (Meta-SGD; these replace
-            ``lrs``).
+            ``lrs``); or with ``per_task`` already adapted ``{name: [T, *shape]}``.
         inner: One :class:`TaskData` ``[T, E, H, ...]`` per inner step.
         lrs: Step size of each inner step (``len(inner)`` floats).
         first_order: Detach the inner gradients.
         estimator: ``"reinforce"`` or ``"lvc"`` (:func:`inner_loss`).
+        per_task: ``params`` carry the task axis (the evaluation's later fine-tuning steps).
 
     Returns:
-        ``[θ, θ'_1, ..., θ'_K]``: θ's policy parameters, then per-task ``{name: [T, *shape]}``.
+        ``[θ, θ'_1, ..., θ'_K]``: ``params``' policy parameters, then per-task
+        ``{name: [T, *shape]}``.
 
     Raises:
         ValueError: If ``lrs`` and ``inner`` differ in length.
@@ -207,12 +187,24 @@ def adapt_policy(
     if len(lrs) != len(inner):
         raise ValueError(f"lrs has {len(lrs)} entries for {len(inner)} inner steps")
     net, learned = split_params(params)
-    path = [net]
-    for k, data in enumerate(inner):
-        lr: LearningRate = learned if learned is not None else lrs[k]
-        kwargs = {"first_order": first_order, "estimator": estimator}
-        path.append(_inner_update(policy, path[-1], data, lr, per_task=k > 0, **kwargs))
-    return path
+    if not inner:
+        return [net]
+
+    def loss_fn(task_params: Params, task_batches: tuple[TaskData, ...], step: int) -> Tensor:
+        return inner_loss(policy, estimator, task_params, task_batches[step])
+
+    lr: LearningRate | list[float] = learned if learned is not None else list(lrs)
+    result = adapt(
+        net,
+        loss_fn,
+        tuple(inner),
+        steps=len(inner),
+        lr=lr,
+        first_order=first_order,
+        per_task=per_task,
+        step_arg=True,
+    )
+    return [net, *result.trajectory[1:]]
 
 
 def _task_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -283,15 +275,29 @@ def outer_objective(
 
 @torch.no_grad()
 def old_outputs(
-    policy: nn.Module, params: Params, inner: Sequence[TaskData], valid: TaskData, cfg: MAMLRLConfig
+    policy: nn.Module, adapted: Sequence[Params], inner: Sequence[TaskData], valid: TaskData
 ) -> list[PolicyOutput]:
-    """The policies at θ on each inner batch, then (adapted) on ``valid``; detached constants."""
-    lrs = [cfg.inner.lr] * len(inner)
-    path = adapt_policy(policy, params, inner, lrs, first_order=True, estimator=cfg.inner.estimator)
+    """The policies at θ_old on each inner batch, then (adapted) on ``valid``; detached constants.
+
+    Args:
+        policy: The policy module.
+        adapted: ``[θ_old, θ'_1, ..., θ'_K]`` from :func:`adapt_policy` at θ_old (the sampling
+            policies, :attr:`MetaBatch.adapted`), computed once per meta-iteration.
+        inner: Pre-update batches ``[T, E, H, ...]``, one per inner step.
+        valid: Post-update batch ``[T, E, H, ...]``.
+
+    Returns:
+        One :class:`PolicyOutput` per batch of ``[*inner, valid]``.
+
+    Raises:
+        ValueError: If ``adapted`` does not hold one more entry than ``inner``.
+    """
+    if len(adapted) != len(inner) + 1:
+        raise ValueError(f"adapted has {len(adapted)} entries for {len(inner)} inner steps")
     batches = [*inner, valid]
     outs = [
         policy_forward(policy, p, d.obs, k > 0)
-        for k, (p, d) in enumerate(zip(path, batches, strict=True))
+        for k, (p, d) in enumerate(zip(adapted, batches, strict=True))
     ]
     return [PolicyOutput(*(x.detach() if x is not None else None for x in o)) for o in outs]
 
@@ -308,6 +314,8 @@ class MetaBatch(NamedTuple):
         inner: Pre-update batches, one per inner step (sampled with θ, then θ'_i).
         valid: The post-update batch, sampled with the adapted θ'_i.
         returns: Mean episode return of each batch (inner ones, then post-update), 0-d each.
+        adapted: The sampling policies ``[θ, θ'_1, ..., θ'_K]`` (detached, first order): θ'_i
+            at θ_old, constant through the outer update (:func:`old_outputs`).
         seconds: Wall time of ``sampling`` (env and policy) and ``adaptation`` (baselines,
             advantages, inner steps).
     """
@@ -315,6 +323,7 @@ class MetaBatch(NamedTuple):
     inner: list[TaskData]
     valid: TaskData
     returns: list[Tensor]
+    adapted: list[Params]
     seconds: dict[str, float]
 
 
@@ -333,7 +342,7 @@ def collect_meta_batch(
     Args:
         cfg: The experiment config.
         policy: The policy module.
-        params: θ (used detached).
+        params: θ (copied, detached).
         vec: Vector env of ``len(tasks) * env.episodes_per_task`` sub-envs.
         tasks: The meta-batch.
         seeds: Env reset seeds, ``inner.steps + 1`` of them.
@@ -343,15 +352,16 @@ def collect_meta_batch(
     Returns:
         :class:`MetaBatch`.
     """
-    algo, theta = cfg.algo, {name: v.detach() for name, v in params.items()}
-    adapted, batches, returns = split_params(theta)[0], [], []
+    # a copy: PPO/ProMP later update θ in place, and the MetaBatch keeps θ_old
+    algo, theta = cfg.algo, {name: v.detach().clone() for name, v in params.items()}
+    path, batches, returns = [split_params(theta)[0]], [], []
     seconds = {"sampling": 0.0, "adaptation": 0.0}
     for k in range(cfg.inner.steps + 1):
         tic = time.perf_counter()
         batch = sample_episodes(
             vec,
             policy,
-            adapted,
+            path[-1],
             tasks,
             cfg.env.episodes_per_task,
             per_task_params=k > 0,
@@ -363,12 +373,13 @@ def collect_meta_batch(
         tic = time.perf_counter()
         batches.append(prepare_episodes(batch, algo))
         returns.append(batch.episode_returns.mean())
-        if k < cfg.inner.steps:
+        if k < cfg.inner.steps:  # the estimator of the outer objective, so θ'_i(θ_old) match
             lrs = [cfg.inner.lr] * len(batches)
-            path = adapt_policy(policy, theta, batches, lrs, first_order=True)
-            adapted = {name: v.detach() for name, v in path[-1].items()}
+            kwargs = {"first_order": True, "estimator": cfg.inner.estimator}
+            path = adapt_policy(policy, theta, batches, lrs, **kwargs)
+            path = [{name: v.detach() for name, v in p.items()} for p in path]
         seconds["adaptation"] += time.perf_counter() - tic
-    return MetaBatch(batches[:-1], batches[-1], returns, seconds)
+    return MetaBatch(batches[:-1], batches[-1], returns, path, seconds)
 
 
 def outer_update(
@@ -383,7 +394,7 @@ def outer_update(
     Returns:
         The new θ (for PPO/ProMP the same tensors, updated in place) and metrics to log.
     """
-    old = old_outputs(policy, params, batch.inner, batch.valid, cfg)
+    old = old_outputs(policy, batch.adapted, batch.inner, batch.valid)
     objective = functools.partial(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )

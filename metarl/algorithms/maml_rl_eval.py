@@ -15,7 +15,7 @@ from torch import nn
 from metarl import driver
 from metarl.algorithms.maml_rl import (
     _generator,
-    _inner_update,
+    adapt_policy,
     build_policy,
     init_params,
     make_env,
@@ -55,11 +55,19 @@ def _vpg_adapter(
     later = first / 2 if cfg.eval.later_inner_lr is None else cfg.eval.later_inner_lr
     lrs = [first, later] if lr_override is None else [lr_override] * 2
 
+    prefixed = {} if learned is None else {f"inner_lr.{k}": v for k, v in learned.items()}
+
     def adapt_fn(params: Params, batch: EpisodeBatch, step: int) -> Params:
-        lr = learned if learned is not None else lrs[min(step, 1)]
         data = prepare_episodes(batch, cfg.algo)
-        new = _inner_update(policy, params, data, lr, per_task=step > 0, first_order=True)
-        return {k: v.detach() for k, v in new.items()}
+        path = adapt_policy(
+            policy,
+            {**params, **prefixed},
+            [data],
+            [lrs[min(step, 1)]],
+            first_order=True,
+            per_task=step > 0,
+        )
+        return {k: v.detach() for k, v in path[-1].items()}
 
     return adapt_fn
 

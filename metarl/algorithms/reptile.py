@@ -15,9 +15,9 @@ with respect to ``theta`` is exactly ``theta - mean_i phi_i``. With ``optim.opti
 update. The logged ``train/loss`` is therefore half the squared length of the Reptile step, not a
 task loss; the task losses are logged as ``train/inner_loss_first`` and ``train/inner_loss_last``.
 
-The inner loop runs every task of the meta-batch at once: :func:`adam_step` is a pure function on
-parameter dicts and :func:`batched_inner_loop` ``torch.func.vmap``-s the k Adam steps over the task
-axis (a Python loop over the k steps, none over tasks).
+The inner loop runs every task of the meta-batch at once: :func:`inner_loop` is the shared
+:func:`metarl.functional.adapt` (one ``torch.func.vmap`` over the task axis, a Python loop over the
+k steps) with its pure Adam update :func:`metarl.functional.adam`.
 
 Choices that differ from openai/supervised-reptile, on purpose:
 
@@ -40,12 +40,11 @@ Choices that differ from openai/supervised-reptile, on purpose:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
@@ -55,15 +54,10 @@ from metarl.algorithms.supervised import (
     task_loss,
     task_metric,
 )
-from metarl.functional import Params
+from metarl.functional import AdaptResult, Params, adam, adapt
 
 __all__ = [
-    "AdamState",
-    "InnerLoopResult",
     "ReptileLearner",
-    "adam_init",
-    "adam_step",
-    "batched_inner_loop",
     "inner_loop",
     "minibatch_indices",
     "reptile_pseudo_loss",
@@ -71,78 +65,6 @@ __all__ = [
 
 ExampleLoss = Callable[[Params, Tensor, Tensor], Tensor]
 """``fn(params, x, y) -> Tensor[]``: a loss or metric of one task's examples."""
-
-
-# ----------------------------------------------------------------------------------------------
-# functional Adam
-# ----------------------------------------------------------------------------------------------
-
-
-class AdamState(NamedTuple):
-    """Adam's moment estimates and step count.
-
-    Attributes:
-        exp_avg: First moments ``{name: Tensor[*shape]}``.
-        exp_avg_sq: Second moments ``{name: Tensor[*shape]}``.
-        step: Number of updates taken so far.
-    """
-
-    exp_avg: Params
-    exp_avg_sq: Params
-    step: int
-
-
-def adam_init(params: Params) -> AdamState:
-    """Returns Adam's initial state for ``params``: zero moments, step 0."""
-    zeros = {k: torch.zeros_like(v) for k, v in params.items()}
-    return AdamState(zeros, dict(zeros), 0)
-
-
-def adam_step(
-    params: Params,
-    grads: Params,
-    state: AdamState,
-    *,
-    lr: float,
-    betas: tuple[float, float] = (0.0, 0.999),
-    eps: float = 1e-8,
-) -> tuple[Params, AdamState]:
-    """One Adam update (Kingma and Ba 2015, Alg. 1), a pure function on parameter dicts.
-
-    Computes what ``torch.optim.Adam(params, lr, betas, eps)`` computes in one ``step()``::
-
-        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
-        theta = theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-
-    Works under ``torch.func.vmap`` (per-task parameters and state).
-
-    Args:
-        params: Parameters ``{name: Tensor[*shape]}``.
-        grads: Gradients with the same keys and shapes.
-        state: The state from :func:`adam_init` or the previous step.
-        lr: Step size.
-        betas: ``(beta1, beta2)``; Reptile uses ``beta1 = 0``.
-        eps: Added to the denominator for numerical stability.
-
-    Returns:
-        ``(new_params, new_state)``; the inputs are not modified.
-
-    Raises:
-        ValueError: If ``grads`` does not have the keys of ``params``.
-    """
-    if grads.keys() != params.keys():
-        raise ValueError(f"grads must have the keys {sorted(params)}, got {sorted(grads)}")
-    beta1, beta2 = betas
-    step = state.step + 1
-    step_size = lr / (1.0 - beta1**step)
-    bias_correction2_sqrt = (1.0 - beta2**step) ** 0.5
-    new_params, exp_avg, exp_avg_sq = {}, {}, {}
-    for k, g in grads.items():
-        exp_avg[k] = torch.lerp(state.exp_avg[k], g, 1.0 - beta1)
-        exp_avg_sq[k] = beta2 * state.exp_avg_sq[k] + (1.0 - beta2) * g * g
-        denom = exp_avg_sq[k].sqrt() / bias_correction2_sqrt + eps
-        new_params[k] = params[k] - step_size * exp_avg[k] / denom
-    return new_params, AdamState(exp_avg, exp_avg_sq, step)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,21 +108,6 @@ def minibatch_indices(
     return flat[:total].view(steps, batch_size)
 
 
-class InnerLoopResult(NamedTuple):
-    """Outcome of Reptile's inner loop.
-
-    Attributes:
-        params: Adapted parameters ``phi`` (``[task, *shape]`` when batched).
-        losses: Minibatch loss before each step, ``[steps]`` (``[task, steps]`` when batched).
-        metrics: Query metric after 0..steps steps, ``[steps + 1]`` (``[task, steps + 1]``), or
-            an empty tensor when no query was given.
-    """
-
-    params: Params
-    losses: Tensor
-    metrics: Tensor
-
-
 def inner_loop(
     params: Params,
     loss_fn: ExampleLoss,
@@ -208,105 +115,46 @@ def inner_loop(
     *,
     lr: float,
     beta2: float,
-    query: tuple[Tensor, Tensor] | None = None,
-    metric_fn: ExampleLoss | None = None,
-) -> InnerLoopResult:
-    """Reptile's inner loop on one task: Adam (``beta1 = 0``) on a sequence of minibatches.
+) -> AdaptResult:
+    """Reptile's inner loop for every task: Adam (``beta1 = 0``) on a sequence of minibatches.
+
+    Step ``s`` of task ``i`` trains on ``x[i, s], y[i, s]``; every task starts Adam afresh.
 
     Args:
-        params: Initial parameters ``theta`` ``{name: Tensor[*shape]}``; gradients do not flow
-            back to them (Reptile is first order).
-        loss_fn: ``loss_fn(params, x, y) -> Tensor[]`` on one minibatch.
-        batches: ``(x, y)`` shaped ``[steps, batch, ...]``; step ``s`` trains on ``x[s], y[s]``.
-        lr: Adam step size.
-        beta2: Adam's ``beta2``.
-        query: Optional ``(x, y)`` ``[query, ...]`` on which ``metric_fn`` is evaluated after
-            every step (the adaptation curve).
-        metric_fn: ``metric_fn(params, x, y) -> Tensor[]``; required with ``query``.
-
-    Returns:
-        :class:`InnerLoopResult` with unbatched shapes.
-
-    Raises:
-        ValueError: If ``batches`` are not ``[steps, batch, ...]`` pairs or ``query`` comes
-            without ``metric_fn``.
-    """
-    x, y = batches
-    if x.dim() < 2 or x.shape[:2] != y.shape[:2]:
-        raise ValueError(
-            f"batches must be (x, y) sharing [steps, batch], got {tuple(x.shape)}, {tuple(y.shape)}"
-        )
-    if query is not None and metric_fn is None:
-        raise ValueError("metric_fn is required when query is given")
-    grad_fn = grad_and_value(loss_fn)
-    params = {k: v.detach() for k, v in params.items()}
-    state = adam_init(params)
-    losses, metrics = [], []
-    for step in range(x.shape[0]):
-        if query is not None:
-            metrics.append(metric_fn(params, *query))
-        grads, loss = grad_fn(params, x[step], y[step])
-        params, state = adam_step(params, grads, state, lr=lr, betas=(0.0, beta2))
-        losses.append(loss.detach())
-    if query is not None:
-        metrics.append(metric_fn(params, *query))
-    empty = x.new_zeros(0)
-    return InnerLoopResult(
-        params,
-        torch.stack(losses) if losses else empty,
-        torch.stack(metrics).detach() if metrics else empty,
-    )
-
-
-def batched_inner_loop(
-    params: Params,
-    loss_fn: ExampleLoss,
-    batches: tuple[Tensor, Tensor],
-    *,
-    lr: float,
-    beta2: float,
-    query: tuple[Tensor, Tensor] | None = None,
-    metric_fn: ExampleLoss | None = None,
-) -> InnerLoopResult:
-    """:func:`inner_loop` for every task of a meta-batch as one ``torch.func.vmap``.
-
-    Args:
-        params: Shared initial parameters ``{name: Tensor[*shape]}`` (no task axis).
+        params: Shared initial parameters ``theta`` ``{name: Tensor[*shape]}``; gradients do not
+            flow back to them (Reptile is first order).
         loss_fn: ``loss_fn(params, x, y) -> Tensor[]`` on one task's minibatch.
         batches: ``(x, y)`` shaped ``[task, steps, batch, ...]``.
         lr: Adam step size.
         beta2: Adam's ``beta2``.
-        query: Optional ``(x, y)`` ``[task, query, ...]``.
-        metric_fn: ``metric_fn(params, x, y) -> Tensor[]``; required with ``query``.
 
     Returns:
-        :class:`InnerLoopResult` with a leading task axis: ``params`` ``[task, *shape]``,
-        ``losses`` ``[task, steps]``, ``metrics`` ``[task, steps + 1]`` (or ``[task, 0]``).
+        :class:`~metarl.functional.AdaptResult`: ``params`` ``[task, *shape]``, the minibatch
+        loss before each step ``losses: [task, steps]``, and the ``trajectory``.
 
     Raises:
-        ValueError: If the task axes of ``batches`` and ``query`` disagree.
+        ValueError: If ``batches`` are not ``(x, y)`` sharing ``[task, steps, batch]``.
     """
     x, y = batches
-    tasks = {x.shape[0], y.shape[0]} | (set() if query is None else {t.shape[0] for t in query})
-    if x.dim() < 3 or len(tasks) != 1:
+    if x.dim() < 3 or x.shape[:3] != y.shape[:3]:
         raise ValueError(
-            "batches must be [task, steps, batch, ...] and query [task, query, ...] with one task "
-            f"count, got {tuple(x.shape)}, {tuple(y.shape)}"
-            + ("" if query is None else f", {tuple(query[0].shape)}, {tuple(query[1].shape)}")
+            "batches must be (x, y) sharing [task, steps, batch], got "
+            f"{tuple(x.shape)}, {tuple(y.shape)}"
         )
 
-    def one_task(task_batches: tuple[Tensor, Tensor], task_query: Any) -> InnerLoopResult:
-        return inner_loop(
-            params,
-            loss_fn,
-            task_batches,
-            lr=lr,
-            beta2=beta2,
-            query=task_query,
-            metric_fn=metric_fn,
-        )
+    def step_loss(p: Params, data: tuple[Tensor, Tensor], step: int) -> Tensor:
+        return loss_fn(p, data[0][step], data[1][step])
 
-    return vmap(one_task, in_dims=(0, None if query is None else 0))(batches, query)
+    return adapt(
+        {k: v.detach() for k, v in params.items()},
+        step_loss,
+        batches,
+        steps=x.shape[1],
+        lr=lr,
+        update=adam((0.0, beta2)),
+        first_order=True,
+        step_arg=True,
+    )
 
 
 def reptile_pseudo_loss(params: Params, adapted_mean: Params) -> Tensor:
@@ -410,9 +258,7 @@ class ReptileLearner:
         inner, reptile = self.cfg.inner, self.cfg.reptile
         batches = self._minibatches(batch, reptile.batch_size, inner.steps, 0, iteration)
         with torch.no_grad():
-            result = batched_inner_loop(
-                params, self._loss, batches, lr=inner.lr, beta2=reptile.adam_beta2
-            )
+            result = inner_loop(params, self._loss, batches, lr=inner.lr, beta2=reptile.adam_beta2)
             adapted_mean = {k: v.mean(0) for k, v in result.params.items()}
             query = vmap(self._metric)(result.params, batch.query_x, batch.query_y).mean()
         metrics = {"query_" + self.cfg.task.metric: query}
@@ -432,14 +278,10 @@ class ReptileLearner:
         size = reptile.eval_batch_size or reptile.batch_size
         batches = self._minibatches(batch, size, steps, _EVAL_STREAM, self._eval_calls)
         self._eval_calls += 1
+        query = (batch.query_x, batch.query_y)
         with torch.no_grad():
-            result = batched_inner_loop(
-                params,
-                self._loss,
-                batches,
-                lr=inner.lr,
-                beta2=reptile.adam_beta2,
-                query=(batch.query_x, batch.query_y),
-                metric_fn=self._metric,
-            )
-        return result.metrics
+            result = inner_loop(params, self._loss, batches, lr=inner.lr, beta2=reptile.adam_beta2)
+            # step 0 at the shared theta itself (trajectory[0] holds its per-task views)
+            curve = [vmap(self._metric, in_dims=(None, 0, 0))(params, *query)]
+            curve += [vmap(self._metric)(p, *query) for p in result.trajectory[1:]]
+        return torch.stack(curve, dim=1)

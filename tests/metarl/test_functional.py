@@ -1,4 +1,5 @@
-"""Tests for the functional inner loop: known answers, loop-vs-vmap twins, finite differences."""
+"""Tests for the one inner loop: known answers, plain-autograd loop twins, finite differences, and
+the Adam update against torch.optim.Adam."""
 
 from collections.abc import Callable
 
@@ -7,14 +8,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
 
-from metarl.functional import (
-    AdaptResult,
-    adapt,
-    adapt_trajectory,
-    batched_adapt,
-    batched_adapt_trajectory,
-    inner_step,
-)
+from metarl.functional import AdaptResult, adam, adapt, sgd
 from metarl.nn import MLP
 
 DTYPE = torch.float64
@@ -75,6 +69,33 @@ def _lr_tensors(inner_lr: object) -> list[Tensor]:
     return []
 
 
+def _task(data: tuple[Tensor, Tensor], t: int) -> tuple[Tensor, Tensor]:
+    return data[0][t], data[1][t]
+
+
+def _loop_adapt(
+    params: dict[str, Tensor],
+    loss_fn: Callable[..., Tensor],
+    data: object,
+    lrs: list[object],
+    first_order: bool = False,
+    keys: tuple[str, ...] | None = None,
+) -> tuple[list[dict[str, Tensor]], list[Tensor]]:
+    """The trusted twin: one task's inner SGD loop as plain ``torch.autograd.grad`` calls."""
+    keys = tuple(params) if keys is None else keys
+    path, losses = [dict(params)], []
+    for lr in lrs:
+        p = path[-1]
+        loss = loss_fn(p, data)
+        grads = torch.autograd.grad(loss, [p[k] for k in keys], create_graph=not first_order)
+        new = dict(p)
+        for k, g in zip(keys, grads, strict=True):
+            new[k] = p[k] - (lr[k] if isinstance(lr, dict) else lr) * g
+        path.append(new)
+        losses.append(loss)
+    return path, losses
+
+
 # --------------------------------------------------------------------------------------------
 # Known answers
 # --------------------------------------------------------------------------------------------
@@ -86,74 +107,72 @@ def _linear_loss(params: dict[str, Tensor], data: tuple[Tensor, Tensor]) -> Tens
 
 
 def _linear_setup() -> tuple[dict[str, Tensor], tuple[Tensor, Tensor]]:
+    """One task: ``data`` is ``[task=1, shot=2]``."""
     params = {
         "w": torch.tensor(2.0, dtype=DTYPE, requires_grad=True),
         "b": torch.tensor(0.5, dtype=DTYPE, requires_grad=True),
     }
-    data = (torch.tensor([1.0, 2.0], dtype=DTYPE), torch.tensor([1.0, 3.0], dtype=DTYPE))
+    data = (torch.tensor([[1.0, 2.0]], dtype=DTYPE), torch.tensor([[1.0, 3.0]], dtype=DTYPE))
     return params, data
 
 
 def test_one_step_on_linear_model_equals_hand_computed_update() -> None:
     params, data = _linear_setup()
     # residuals r = 2x + 0.5 - y = [1.5, 1.5]; dL/dw = mean(2 r x) = 4.5; dL/db = mean(2 r) = 3.
-    result = adapt_trajectory(params, _linear_loss, data, steps=1, inner_lr=0.1)
-    torch.testing.assert_close(result.params["w"], torch.tensor(2.0 - 0.1 * 4.5, dtype=DTYPE))
-    torch.testing.assert_close(result.params["b"], torch.tensor(0.5 - 0.1 * 3.0, dtype=DTYPE))
-    torch.testing.assert_close(result.losses, torch.tensor([2.25], dtype=DTYPE))
-    stepped = inner_step(params, {"w": torch.tensor(4.5, dtype=DTYPE)}, 0.1)
-    torch.testing.assert_close(stepped["w"], result.params["w"])
-    assert stepped["b"] is params["b"]
+    result = adapt(params, _linear_loss, data, steps=1, lr=0.1)
+    torch.testing.assert_close(result.params["w"], torch.tensor([2.0 - 0.1 * 4.5], dtype=DTYPE))
+    torch.testing.assert_close(result.params["b"], torch.tensor([0.5 - 0.1 * 3.0], dtype=DTYPE))
+    torch.testing.assert_close(result.losses, torch.tensor([[2.25]], dtype=DTYPE))
+    stepped, state = sgd().update(params, {"w": torch.tensor(4.5, dtype=DTYPE)}, None, 0.1)
+    torch.testing.assert_close(stepped["w"], result.params["w"][0])
+    assert stepped["b"] is params["b"] and state is None
 
 
 def test_per_step_learning_rates_are_used_in_order() -> None:
     params, data = _linear_setup()
     lrs = [{"w": torch.tensor(0.1, dtype=DTYPE), "b": torch.tensor(0.0, dtype=DTYPE)}, 0.2]
-    result = adapt_trajectory(params, _linear_loss, data, steps=2, inner_lr=lrs)
-    by_hand = params
-    for lr in lrs:
-        grads = torch.autograd.grad(_linear_loss(by_hand, data), list(by_hand.values()))
-        by_hand = inner_step(by_hand, dict(zip(by_hand, grads, strict=True)), lr)
-    torch.testing.assert_close(result.params, by_hand)
-    torch.testing.assert_close(result.trajectory[1]["b"], params["b"])  # lr 0 for b in step 0
+    result = adapt(params, _linear_loss, data, steps=2, lr=lrs)
+    by_hand, _ = _loop_adapt(params, _linear_loss, _task(data, 0), lrs)
+    torch.testing.assert_close({k: v[0] for k, v in result.params.items()}, by_hand[-1])
+    torch.testing.assert_close(result.trajectory[1]["b"][0], params["b"])  # lr 0 for b in step 0
 
 
 def test_trajectory_and_losses_line_up() -> None:
     model = _mlp()
     params, (support, _) = _leaf_params(model), _sinusoid_tasks(0)
-    data = (support[0][0], support[1][0])
     steps = 3
-    result = adapt_trajectory(params, _mse(model), data, steps=steps, inner_lr=0.01)
+    result = adapt(params, _mse(model), support, steps=steps, lr=0.01)
     assert isinstance(result, AdaptResult)
-    assert len(result.trajectory) == steps + 1 and result.losses.shape == (steps,)
-    assert all(result.trajectory[0][k] is params[k] for k in params)
+    assert len(result.trajectory) == steps + 1 and result.losses.shape == (TASKS, steps)
+    for k in params:
+        torch.testing.assert_close(
+            result.trajectory[0][k], params[k].expand(TASKS, *params[k].shape)
+        )
     torch.testing.assert_close(result.trajectory[-1], result.params)
-    expected = torch.stack([_mse(model)(p, data) for p in result.trajectory[:-1]])
+    expected = torch.stack([vmap(_mse(model))(p, support) for p in result.trajectory[:-1]], dim=1)
     torch.testing.assert_close(result.losses, expected)
-    assert result.losses[-1] < result.losses[0]  # the inner loop learns
+    assert (result.losses[:, -1] < result.losses[:, 0]).all()  # the inner loop learns
 
 
 def test_zero_steps_returns_params_unchanged() -> None:
     params, data = _linear_setup()
-    result = adapt_trajectory(params, _linear_loss, data, steps=0, inner_lr=0.1)
-    assert result.params == params and result.losses.shape == (0,)
     x = torch.ones(2, 3, dtype=DTYPE)
-    batched = batched_adapt_trajectory(params, _linear_loss, (x, x), steps=0, inner_lr=0.1)
-    assert batched.params["w"].shape == (2,) and batched.losses.shape == (2, 0)
+    result = adapt(params, _linear_loss, (x, x), steps=0, lr=0.1)
+    assert result.params["w"].shape == (2,) and result.losses.shape == (2, 0)
+    torch.testing.assert_close(result.params["w"], params["w"].expand(2))
 
 
 def test_step_index_is_passed_to_loss_fn() -> None:
-    params, data = _linear_setup()
+    params, _ = _linear_setup()
     seen: list[int] = []
 
     def loss_fn(p: dict[str, Tensor], d: tuple[Tensor, Tensor], step: int) -> Tensor:
         seen.append(step)
         return _linear_loss(p, d)
 
-    adapt(params, loss_fn, data, steps=3, inner_lr=0.1, step_arg=True)
     x = torch.ones(2, 2, dtype=DTYPE)
-    batched_adapt(params, loss_fn, (x, x), steps=2, inner_lr=0.1, step_arg=True)
-    assert seen == [0, 1, 2, 0, 1]
+    adapt(params, loss_fn, (x, x), steps=3, lr=0.1, step_arg=True)
+    assert seen == [0, 1, 2]
 
 
 def test_inputs_are_not_mutated_and_eval_works_under_no_grad() -> None:
@@ -162,23 +181,22 @@ def test_inputs_are_not_mutated_and_eval_works_under_no_grad() -> None:
     before = {k: v.clone() for k, v in params.items()}
     support, _ = _sinusoid_tasks(0)
     with torch.no_grad():
-        adapted = adapt(params, _mse(model), (support[0][0], support[1][0]), steps=2, inner_lr=0.01)
-        batched = batched_adapt(params, _mse(model), support, steps=2, inner_lr=0.01)
+        adapted = adapt(params, _mse(model), support, steps=2, lr=0.01).params
     torch.testing.assert_close(params, before, rtol=0, atol=0)
     assert not any(v.requires_grad for v in params.values())
-    torch.testing.assert_close(batched["head.bias"][0], adapted["head.bias"])
-    assert not torch.equal(adapted["head.bias"], params["head.bias"])
+    assert not any(v.requires_grad for v in adapted.values())
+    assert not torch.equal(adapted["head.bias"][0], params["head.bias"])
 
 
 # --------------------------------------------------------------------------------------------
-# Trusted twin: vmap over tasks equals a Python loop over tasks
+# Trusted twin: one vmap over tasks equals a Python loop over tasks of plain autograd
 # --------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("lr_kind", ["float", "meta_sgd", "lslr"])
 @pytest.mark.parametrize("adapt_keys", [None, HEAD])
-def test_batched_adapt_equals_loop_over_tasks(
+def test_adapt_equals_autograd_loop_over_tasks(
     first_order: bool, lr_kind: str, adapt_keys: tuple[str, ...] | None
 ) -> None:
     model, steps = _mlp(), 2
@@ -191,55 +209,50 @@ def test_batched_adapt_equals_loop_over_tasks(
         "meta_sgd": _meta_sgd_lr({k: params[k] for k in keys}),
         "lslr": _lslr({k: params[k] for k in keys}, steps),
     }[lr_kind]
-    kwargs = dict(steps=steps, inner_lr=inner_lr, first_order=first_order, adapt_keys=adapt_keys)
+    kwargs = dict(steps=steps, lr=inner_lr, first_order=first_order, adapt_keys=adapt_keys)
     wrt = list(params.values()) + _lr_tensors(inner_lr)
 
-    batched = batched_adapt_trajectory(params, loss_fn, support, **kwargs)
+    batched = adapt(params, loss_fn, support, **kwargs)
     batched_grads = torch.autograd.grad(vmap(loss_fn)(batched.params, query).sum(), wrt)
 
+    lrs = inner_lr if isinstance(inner_lr, list) else [inner_lr] * steps
     loop_loss = torch.zeros((), dtype=DTYPE)
     for t in range(TASKS):
-        one = adapt_trajectory(params, loss_fn, (support[0][t], support[1][t]), **kwargs)
+        path, losses = _loop_adapt(params, loss_fn, _task(support, t), lrs, first_order, keys)
         for k in params:
-            torch.testing.assert_close(batched.params[k][t], one.params[k], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(batched.losses[t], one.losses, rtol=1e-12, atol=1e-12)
-        loop_loss = loop_loss + loss_fn(one.params, (query[0][t], query[1][t]))
+            torch.testing.assert_close(batched.params[k][t], path[-1][k], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(batched.losses[t], torch.stack(losses), rtol=1e-12, atol=1e-12)
+        loop_loss = loop_loss + loss_fn(path[-1], _task(query, t))
     loop_grads = torch.autograd.grad(loop_loss, wrt)
     for got, want in zip(batched_grads, loop_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_chunked_batched_adapt_equals_unchunked() -> None:
-    model = _mlp()
+@pytest.mark.parametrize("first_order", [False, True])
+def test_per_task_params_continue_the_adaptation(first_order: bool) -> None:
+    # MAML-RL's later inner steps: per-task parameters, a new batch, one step each.
+    model = _mlp(activation="tanh")
     params = _leaf_params(model)
+    loss_fn = _mse(model)
     support, query = _sinusoid_tasks(0)
-    results = []
-    for chunk_size in (None, 2):
-        adapted = batched_adapt(
-            params, _mse(model), support, steps=2, inner_lr=0.01, chunk_size=chunk_size
-        )
-        outer = vmap(_mse(model))(adapted, query).sum()
-        results.append((adapted, torch.autograd.grad(outer, list(params.values()))))
-    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
-
-
-def test_batched_adapt_without_expanding_shared_params() -> None:
-    model = _mlp()
-    params = _leaf_params(model)
-    support, query = _sinusoid_tasks(0)
-    adapted = batched_adapt(
-        params, _mse(model), support, steps=1, inner_lr=0.01, adapt_keys=HEAD, expand_shared=False
+    kwargs = dict(first_order=first_order)
+    first = adapt(params, loss_fn, support, steps=1, lr=0.05, **kwargs).params
+    second = adapt(first, loss_fn, query, steps=1, lr=0.02, per_task=True, **kwargs).params
+    both = torch.autograd.grad(
+        sum(v.square().sum() for v in second.values()), list(params.values())
     )
-    assert adapted["body.0.weight"] is params["body.0.weight"]
-    assert adapted["head.weight"].shape == (TASKS, *params["head.weight"].shape)
-    in_dims = ({k: 0 if k in HEAD else None for k in adapted}, 0)
-    expanded = batched_adapt(params, _mse(model), support, steps=1, inner_lr=0.01, adapt_keys=HEAD)
-    torch.testing.assert_close(
-        vmap(_mse(model), in_dims=in_dims)(adapted, query), vmap(_mse(model))(expanded, query)
-    )
+    loop_total = torch.zeros((), dtype=DTYPE)
+    for t in range(TASKS):
+        path, _ = _loop_adapt(params, loss_fn, _task(support, t), [0.05], first_order)
+        path, _ = _loop_adapt(path[-1], loss_fn, _task(query, t), [0.02], first_order)
+        for k in params:
+            torch.testing.assert_close(second[k][t], path[-1][k], rtol=1e-12, atol=1e-12)
+        loop_total = loop_total + sum(v.square().sum() for v in path[-1].values())
+    looped = torch.autograd.grad(loop_total, list(params.values()))
+    torch.testing.assert_close(both, looped, rtol=1e-10, atol=1e-12)
 
 
-def test_hessian_vector_product_through_batched_adapt_equals_loop() -> None:
+def test_hessian_vector_product_through_adapt_equals_loop() -> None:
     # MAML-TRPO differentiates the meta-gradient once more (Hessian-vector products of the KL).
     model = _mlp(activation="tanh")
     params = _leaf_params(model)
@@ -255,12 +268,12 @@ def test_hessian_vector_product_through_batched_adapt_equals_loop() -> None:
         dot = sum((g * v).sum() for g, v in zip(grads, vector, strict=True))
         return torch.autograd.grad(dot, list(params.values()))
 
-    adapted = batched_adapt(params, loss_fn, support, steps=1, inner_lr=0.1)
+    adapted = adapt(params, loss_fn, support, steps=1, lr=0.1).params
     batched = hvp(vmap(loss_fn)(adapted, query).sum())
     loop_loss = torch.zeros((), dtype=DTYPE)
     for t in range(TASKS):
-        one = adapt(params, loss_fn, (support[0][t], support[1][t]), steps=1, inner_lr=0.1)
-        loop_loss = loop_loss + loss_fn(one, (query[0][t], query[1][t]))
+        path, _ = _loop_adapt(params, loss_fn, _task(support, t), [0.1])
+        loop_loss = loop_loss + loss_fn(path[-1], _task(query, t))
     for got, want in zip(batched, hvp(loop_loss), strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
@@ -271,8 +284,7 @@ def test_hessian_vector_product_through_batched_adapt_equals_loop() -> None:
 
 
 @pytest.mark.parametrize("steps", [1, 2])
-@pytest.mark.parametrize("batched", [False, True])
-def test_second_order_meta_gradient_matches_finite_differences(steps: int, batched: bool) -> None:
+def test_second_order_meta_gradient_matches_finite_differences(steps: int) -> None:
     model = _mlp(hidden=(3,), activation="tanh")
     params = _leaf_params(model)
     names = list(params)
@@ -282,50 +294,30 @@ def test_second_order_meta_gradient_matches_finite_differences(steps: int, batch
 
     def outer_loss(*tensors: Tensor) -> Tensor:
         theta = dict(zip(names, tensors[:-1], strict=True))
-        if batched:
-            adapted = batched_adapt(theta, loss_fn, support, steps=steps, inner_lr=tensors[-1])
-            return vmap(loss_fn)(adapted, query).sum()
-        total = torch.zeros((), dtype=DTYPE)
-        for t in range(2):
-            task_support = (support[0][t], support[1][t])
-            adapted = adapt(theta, loss_fn, task_support, steps=steps, inner_lr=tensors[-1])
-            total = total + loss_fn(adapted, (query[0][t], query[1][t]))
-        return total
+        adapted = adapt(theta, loss_fn, support, steps=steps, lr=tensors[-1]).params
+        return vmap(loss_fn)(adapted, query).sum()
 
     assert torch.autograd.gradcheck(outer_loss, (*params.values(), lr), eps=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("batched", [False, True])
-def test_first_order_meta_gradient_is_query_gradient_at_adapted_params(batched: bool) -> None:
+def test_first_order_meta_gradient_is_query_gradient_at_adapted_params() -> None:
     model = _mlp()
     params = _leaf_params(model)
     loss_fn = _mse(model)
     support, query = _sinusoid_tasks(0)
 
     def meta_grad(first_order: bool) -> tuple[tuple[Tensor, ...], dict[str, Tensor]]:
-        if batched:
-            adapted = batched_adapt(
-                params, loss_fn, support, steps=2, inner_lr=0.01, first_order=first_order
-            )
-            outer = vmap(loss_fn)(adapted, query).sum()
-        else:
-            data = (support[0][0], support[1][0])
-            adapted = adapt(params, loss_fn, data, steps=2, inner_lr=0.01, first_order=first_order)
-            outer = loss_fn(adapted, (query[0][0], query[1][0]))
-        return torch.autograd.grad(outer, list(params.values())), adapted
+        adapted = adapt(params, loss_fn, support, steps=2, lr=0.01, first_order=first_order)
+        outer = vmap(loss_fn)(adapted.params, query).sum()
+        return torch.autograd.grad(outer, list(params.values())), adapted.params
 
     first, adapted = meta_grad(True)
     second, _ = meta_grad(False)
     # FOMAML (Finn et al. 2017, Sec. 5.2): the gradient of the query loss at theta'.
-    tasks = TASKS if batched else 1
     by_hand = [torch.zeros_like(p) for p in params.values()]
-    for t in range(tasks):
-        theta_t = {
-            k: (v[t] if batched else v).detach().requires_grad_() for k, v in adapted.items()
-        }
-        grads = torch.autograd.grad(
-            loss_fn(theta_t, (query[0][t], query[1][t])), list(theta_t.values())
-        )
+    for t in range(TASKS):
+        theta_t = {k: v[t].detach().requires_grad_() for k, v in adapted.items()}
+        grads = torch.autograd.grad(loss_fn(theta_t, _task(query, t)), list(theta_t.values()))
         by_hand = [a + g for a, g in zip(by_hand, grads, strict=True)]
     for got, want in zip(first, by_hand, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -336,39 +328,97 @@ def test_meta_sgd_learning_rates_get_hand_computed_gradients() -> None:
     model = _mlp()
     params = _leaf_params(model)
     loss_fn = _mse(model)
-    support, query = _sinusoid_tasks(0)
-    data, query_data = (support[0][0], support[1][0]), (query[0][0], query[1][0])
+    support, query = _sinusoid_tasks(0, tasks=1)
+    data, query_data = _task(support, 0), _task(query, 0)
     alpha = _meta_sgd_lr(params)
-    adapted = adapt(params, loss_fn, data, steps=1, inner_lr=alpha)
-    lr_grads = torch.autograd.grad(loss_fn(adapted, query_data), list(alpha.values()))
+    adapted = adapt(params, loss_fn, support, steps=1, lr=alpha).params
+    lr_grads = torch.autograd.grad(vmap(loss_fn)(adapted, query).sum(), list(alpha.values()))
     # theta' = theta - alpha * g, g independent of alpha: dL/dalpha = -g * dL/dtheta'(theta').
     inner = torch.autograd.grad(loss_fn(params, data), list(params.values()))
-    theta = {k: v.detach().requires_grad_() for k, v in adapted.items()}
+    theta = {k: v[0].detach().requires_grad_() for k, v in adapted.items()}
     outer = torch.autograd.grad(loss_fn(theta, query_data), list(theta.values()))
     for got, g, q in zip(lr_grads, inner, outer, strict=True):
         assert got.shape == g.shape and got.abs().sum() > 0
         torch.testing.assert_close(got, -g * q, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("batched", [False, True])
-def test_anil_adapts_only_the_head_and_body_still_gets_meta_gradients(batched: bool) -> None:
+def test_anil_adapts_only_the_head_and_body_still_gets_meta_gradients() -> None:
     model = _mlp()
     params = _leaf_params(model)
     loss_fn = _mse(model)
     support, query = _sinusoid_tasks(0)
-    if batched:
-        adapted = batched_adapt(params, loss_fn, support, steps=2, inner_lr=0.01, adapt_keys=HEAD)
-        outer = vmap(loss_fn)(adapted, query).sum()
-        adapted = {k: v[0] for k, v in adapted.items()}
-    else:
-        data = (support[0][0], support[1][0])
-        adapted = adapt(params, loss_fn, data, steps=2, inner_lr=0.01, adapt_keys=HEAD)
-        outer = loss_fn(adapted, (query[0][0], query[1][0]))
+    adapted = adapt(params, loss_fn, support, steps=2, lr=0.01, adapt_keys=HEAD).params
+    outer = vmap(loss_fn)(adapted, query).sum()
     for k in params:
-        changed = not torch.equal(adapted[k], params[k])
+        changed = not torch.equal(adapted[k][0], params[k])
         assert changed == (k in HEAD), k
     grads = torch.autograd.grad(outer, list(params.values()))
     assert all(g.abs().sum() > 0 for k, g in zip(params, grads, strict=True) if "weight" in k)
+
+
+# --------------------------------------------------------------------------------------------
+# Adam as an inner update: torch.optim.Adam is the twin
+# --------------------------------------------------------------------------------------------
+
+
+def _random_params(seed: int) -> dict[str, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "w": torch.randn(3, 4, generator=g, dtype=DTYPE),
+        "b": torch.randn(4, generator=g, dtype=DTYPE),
+    }
+
+
+@pytest.mark.parametrize("betas", [(0.0, 0.999), (0.0, 0.9), (0.9, 0.99)])
+def test_adam_update_matches_torch_adam_step_by_step(betas: tuple[float, float]) -> None:
+    params = _random_params(0)
+    twin = {k: v.clone().requires_grad_() for k, v in params.items()}
+    opt = torch.optim.Adam(twin.values(), lr=0.03, betas=betas, eps=1e-8)
+    optimiser = adam(betas, eps=1e-8)
+    state = optimiser.init(params)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        grads = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
+        params, state = optimiser.update(params, grads, state, 0.03)
+        for k, v in twin.items():
+            v.grad = grads[k].clone()
+        opt.step()
+        for k in params:
+            torch.testing.assert_close(params[k], twin[k].detach(), rtol=1e-12, atol=1e-12)
+    assert state.step == 6
+
+
+def test_adam_update_is_pure_and_checks_keys() -> None:
+    params = _random_params(0)
+    before = {k: v.clone() for k, v in params.items()}
+    optimiser = adam()
+    state = optimiser.init(params)
+    optimiser.update(params, {k: torch.ones_like(v) for k, v in params.items()}, state, 0.1)
+    for k in params:
+        torch.testing.assert_close(params[k], before[k], rtol=0, atol=0)
+        assert not state.exp_avg_sq[k].any()
+    with pytest.raises(ValueError, match="grads must have the keys"):
+        optimiser.update(params, {"w": torch.ones(3, 4)}, state, 0.1)
+
+
+def test_adapt_with_adam_equals_torch_adam_in_a_loop_over_tasks() -> None:
+    model = _mlp()
+    params = _leaf_params(model)
+    support, _ = _sinusoid_tasks(0)
+    result = adapt(
+        params, _mse(model), support, steps=3, lr=0.01, update=adam((0.0, 0.99)), first_order=True
+    )
+    for t in range(TASKS):
+        twin = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+        opt = torch.optim.Adam(twin.values(), lr=0.01, betas=(0.0, 0.99))
+        for _ in range(3):
+            opt.zero_grad()
+            _mse(model)(twin, _task(support, t)).backward()
+            opt.step()
+        for k in params:
+            torch.testing.assert_close(
+                result.params[k][t], twin[k].detach(), rtol=1e-12, atol=1e-12
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,7 +428,7 @@ def test_anil_adapts_only_the_head_and_body_still_gets_meta_gradients(batched: b
 
 def _bad_call(**overrides: object) -> None:
     params, data = _linear_setup()
-    kwargs: dict[str, object] = dict(steps=1, inner_lr=0.1)
+    kwargs: dict[str, object] = dict(steps=1, lr=0.1)
     kwargs.update(overrides)
     adapt(params, _linear_loss, data, **kwargs)  # type: ignore[arg-type]
 
@@ -388,18 +438,19 @@ def _bad_call(**overrides: object) -> None:
     [
         (dict(steps=-1), ValueError, "steps must be >= 0"),
         (dict(steps=1.0), TypeError, "steps must be an int"),
-        (dict(inner_lr={"w": torch.tensor(0.1)}), ValueError, r"inner_lr is missing .*'b'"),
+        (dict(lr={"w": torch.tensor(0.1)}), ValueError, r"lr is missing .*'b'"),
         (
-            dict(inner_lr={"w": torch.ones(()), "b": torch.ones(()), "c": torch.ones(())}),
+            dict(lr={"w": torch.ones(()), "b": torch.ones(()), "c": torch.ones(())}),
             ValueError,
-            "inner_lr names unknown",
+            "lr names unknown",
         ),
-        (dict(inner_lr={"w": torch.ones(3), "b": torch.ones(())}), ValueError, r"inner_lr\['w'\]"),
-        (dict(inner_lr="0.1"), TypeError, "inner_lr must be"),
-        (dict(inner_lr=[0.1, 0.1]), ValueError, "one entry per step"),
-        (dict(inner_lr=[0.1, {"w": torch.ones(())}], steps=2), ValueError, r"inner_lr\[1\]"),
+        (dict(lr={"w": torch.ones(3), "b": torch.ones(())}), ValueError, r"lr\['w'\]"),
+        (dict(lr="0.1"), TypeError, "lr must be"),
+        (dict(lr=[0.1, 0.1]), ValueError, "one entry per step"),
+        (dict(lr=[0.1, {"w": torch.ones(())}], steps=2), ValueError, r"lr\[1\]"),
         (dict(adapt_keys=["w", "nope"]), ValueError, "adapt_keys names unknown.*nope"),
         (dict(adapt_keys="w"), TypeError, "adapt_keys"),
+        (dict(per_task=True), ValueError, "per_task=True every parameter needs the task axis"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(
@@ -413,12 +464,10 @@ def test_bad_params_data_and_loss_raise() -> None:
     params, _ = _linear_setup()
     x = torch.ones(3, 4)
     with pytest.raises(TypeError, match="params"):
-        adapt([1.0], _linear_loss, (x, x), steps=1, inner_lr=0.1)  # type: ignore[arg-type]
+        adapt([1.0], _linear_loss, (x, x), steps=1, lr=0.1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="data tensors must share the leading task axis"):
-        batched_adapt(params, _linear_loss, (x, torch.ones(2, 4)), steps=1, inner_lr=0.1)
+        adapt(params, _linear_loss, (x, torch.ones(2, 4)), steps=1, lr=0.1)
     with pytest.raises(TypeError, match="data must hold only tensors"):
-        batched_adapt(params, _linear_loss, (x, 2.0), steps=1, inner_lr=0.1)
+        adapt(params, _linear_loss, (x, 2.0), steps=1, lr=0.1)
     with pytest.raises(ValueError, match="loss_fn must return a scalar"):
-        adapt(params, lambda p, d: p["w"] * d, x, steps=1, inner_lr=0.1)
-    with pytest.raises(ValueError, match=r"grads\['w'\] must match shape"):
-        inner_step(params, {"w": torch.ones(2)}, 0.1)
+        adapt(params, lambda p, d: p["w"] * d, x, steps=1, lr=0.1)

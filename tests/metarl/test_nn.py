@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from metarl.functional import adapt, adapt_trajectory, batched_adapt
+from metarl.functional import adapt
 from metarl.nn import MLP, BatchNorm, Conv4, batch_norm
 
 DTYPE = torch.float64
@@ -160,11 +160,11 @@ def test_inner_step_i_updates_only_row_i_of_per_step_bn_weights() -> None:
     def loss_fn(p: dict[str, Tensor], d: tuple[Tensor, Tensor], step: int) -> Tensor:
         return F.cross_entropy(functional_call(net, p, (d[0],), {"step": step}), d[1])
 
-    path = adapt_trajectory(params, loss_fn, (x, y), steps=steps, inner_lr=0.5, step_arg=True)
+    path = adapt(params, loss_fn, (x[None], y[None]), steps=steps, lr=0.5, step_arg=True)
     for name in ("body.0.norm.weight", "body.2.norm.bias"):
         for i in range(steps):
             # Inner step i moves row i only; row `steps` is left for the query pass.
-            moved = (path.trajectory[i + 1][name] - path.trajectory[i][name]).abs().sum(dim=1)
+            moved = (path.trajectory[i + 1][name][0] - path.trajectory[i][name][0]).abs().sum(dim=1)
             assert moved[i] > 0 and moved.count_nonzero() == 1, (name, i)
 
 
@@ -190,12 +190,15 @@ def _meta_grads_vmap_and_loop(
         return F.cross_entropy(functional_call(net, p, (d[0],)), d[1])
 
     support, query = _conv_task_data()
-    kwargs = dict(steps=2, inner_lr=0.4, first_order=first_order)
-    adapted = batched_adapt(params, loss_fn, support, **kwargs)
+    adapted = adapt(params, loss_fn, support, steps=2, lr=0.4, first_order=first_order).params
     vmapped = torch.autograd.grad(vmap(loss_fn)(adapted, query).sum(), list(params.values()))
     total = torch.zeros((), dtype=DTYPE)
-    for t in range(TASKS):
-        one = adapt(params, loss_fn, (support[0][t], support[1][t]), **kwargs)
+    for t in range(TASKS):  # plain autograd, one task at a time
+        one = params
+        for _ in range(2):
+            loss = loss_fn(one, (support[0][t], support[1][t]))
+            grads = torch.autograd.grad(loss, list(one.values()), create_graph=not first_order)
+            one = {k: v - 0.4 * g for (k, v), g in zip(one.items(), grads, strict=True)}
         total = total + loss_fn(one, (query[0][t], query[1][t]))
     return vmapped, torch.autograd.grad(total, list(params.values()))
 

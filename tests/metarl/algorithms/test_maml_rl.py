@@ -24,10 +24,9 @@ from metarl.algorithms.maml_rl import (
 from metarl.algorithms.maml_rl_config import InnerConfig, PPOConfig, ProMPConfig, TRPOConfig
 from metarl.cli import main as cli_main
 from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
-from metarl.functional import adapt
 from metarl.rl import evaluation as rl_eval
 from metarl.rl.policies import GaussianMLPPolicy, policy_forward
-from metarl.rl.trpo import flat_grad, flatten_params, make_hvp_fn, unflatten_like
+from metarl.rl.trpo import flat_grad, flatten_params, make_hvp_fn, trpo_step, unflatten_like
 from metarl.runs import NonFiniteLossError, open_run
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -74,9 +73,11 @@ def _problem(algo, inner_steps=1, learn_lr=False):
     for k in range(inner_steps):
         path = M.adapt_policy(policy, theta, inner, [algo.inner.lr] * k, first_order=True)
         inner.append(_batch(policy, path[-1], k > 0, seed=k))
-    path = M.adapt_policy(policy, theta, inner, [algo.inner.lr] * inner_steps, first_order=True)
+    lrs, estimator = [algo.inner.lr] * inner_steps, algo.inner.estimator
+    path = M.adapt_policy(policy, theta, inner, lrs, first_order=True, estimator=estimator)
+    path = [{k: v.detach() for k, v in p.items()} for p in path]
     valid = _batch(policy, path[-1], inner_steps > 0, seed=99)
-    old = M.old_outputs(policy, theta, inner, valid, algo)
+    old = M.old_outputs(policy, path, inner, valid)
     return policy, theta, inner, valid, old
 
 
@@ -126,27 +127,26 @@ def test_kl_hessian_vector_product_through_the_inner_step_matches_finite_differe
     assert hvp(v).abs().max() > 1e-3  # a non-trivial Fisher matrix
 
 
+def _autograd_step(policy, params, data, lr):
+    """One REINFORCE step of one task as plain ``torch.autograd.grad`` (second order)."""
+    loss = M.inner_loss(policy, "reinforce", params, data)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    return {k: v - lr * g for (k, v), g in zip(params.items(), grads, strict=True)}
+
+
 def test_vmapped_inner_loop_equals_a_per_task_loop():
     algo = _meta(lr=0.3, steps=2)
     policy, theta, inner, _, _ = _problem(algo, inner_steps=2)
     path = M.adapt_policy(policy, theta, inner, [0.3, 0.2], first_order=False)
-
-    def loss_of(data):
-        return lambda params, _: M.inner_loss(policy, "reinforce", params, data)
-
-    for t in range(2):
-        one = [TaskData(*(x[t] for x in d)) for d in inner]
-        params = adapt(theta, loss_of(one[0]), None, steps=1, inner_lr=0.3)
-        params = adapt(params, loss_of(one[1]), None, steps=1, inner_lr=0.2)
-        for k, value in params.items():
-            torch.testing.assert_close(path[-1][k][t], value, rtol=1e-10, atol=1e-12)
-    # and the meta-gradients agree with the loop's
-    total = sum(v.pow(2).sum() for v in path[-1].values())
     looped = []
     for t in range(2):
         one = [TaskData(*(x[t] for x in d)) for d in inner]
-        params = adapt(theta, loss_of(one[0]), None, steps=1, inner_lr=0.3)
-        looped.append(adapt(params, loss_of(one[1]), None, steps=1, inner_lr=0.2))
+        params = _autograd_step(policy, theta, one[0], 0.3)
+        looped.append(_autograd_step(policy, params, one[1], 0.2))
+        for k, value in looped[-1].items():
+            torch.testing.assert_close(path[-1][k][t], value, rtol=1e-10, atol=1e-12)
+    # and the meta-gradients agree with the loop's
+    total = sum(v.pow(2).sum() for v in path[-1].values())
     loop_total = sum(v.pow(2).sum() for p in looped for v in p.values())
     torch.testing.assert_close(flat_grad(total, theta), flat_grad(loop_total, theta))
 
@@ -324,6 +324,58 @@ def test_trpo_outer_step_respects_the_kl_bound(env_id):
         mask = batch.valid.mask
         kl = ((kl * mask).sum((1, 2)) / mask.sum((1, 2))).mean()  # per task, then over tasks
     assert 1e-4 < float(kl) <= cfg.trpo.max_kl * (1 + 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "estimator"), [("maml_trpo", "reinforce"), ("maml_ppo", "reinforce"), ("promp", "lvc")]
+)
+def test_outer_update_with_cached_sampling_policies_equals_recomputing_them(name, estimator):
+    """θ'_i(θ_old) is computed once, in collect_meta_batch; the update equals its definition.
+
+    The twin recomputes the old policies through the inner loop at θ_old, as the outer update
+    did before it reused the sampling policies, and runs TRPO / the Adam epochs by hand.
+    """
+    ppo = PPOConfig(epochs=2) if name != "maml_trpo" else None
+    cfg = _cfg(tasks=3, episodes=4, horizon=8, name=name, ppo=ppo)
+    cfg = dataclasses.replace(cfg, inner=dataclasses.replace(cfg.inner, estimator=estimator))
+    if name == "promp":
+        cfg = dataclasses.replace(cfg, promp=ProMPConfig())
+    policy, params, batch = _meta_batch(cfg)
+    lrs = [cfg.inner.lr]
+    with torch.no_grad():
+        path = M.adapt_policy(
+            policy, params, batch.inner, lrs, first_order=True, estimator=estimator
+        )
+        old = [
+            policy_forward(policy, p, d.obs, k > 0)
+            for k, (p, d) in enumerate(zip(path, [*batch.inner, batch.valid], strict=True))
+        ]
+    for cached, fresh in zip(batch.adapted, path, strict=True):
+        torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
+
+    def objective(theta):
+        return M.outer_objective(policy, theta, batch.inner, batch.valid, old, cfg)
+
+    twin_params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    if name == "maml_trpo":
+        trpo = cfg.trpo
+        kwargs = dict(max_kl=trpo.max_kl, cg_iters=trpo.cg_iters, cg_damping=trpo.cg_damping)
+        kwargs.update(ls_backtrack=trpo.ls_backtrack, ls_steps=trpo.ls_steps)
+        want = trpo_step(lambda theta: objective(theta)[:2], None, twin_params, **kwargs)
+        want = want.new_params
+        got, _ = M.outer_update(policy, params, None, batch, cfg)
+    else:
+        twin_opt = torch.optim.Adam(twin_params.values(), 1e-3)
+        for _ in range(cfg.ppo.epochs):
+            twin_opt.zero_grad()
+            objective(twin_params).clipped.backward()
+            twin_opt.step()
+        want = twin_params
+        opt = torch.optim.Adam(params.values(), 1e-3)
+        got, _ = M.outer_update(policy, params, opt, batch, cfg)
+    assert any(not torch.equal(got[k], batch.adapted[0][k]) for k in batch.adapted[0])  # moved
+    for k, value in want.items():
+        torch.testing.assert_close(got[k].detach(), value.detach(), rtol=0, atol=0)
 
 
 def _torch_dist(out):

@@ -1,5 +1,5 @@
-"""Reptile: functional Adam vs torch.optim.Adam, one driver step vs the hand formula, vmapped vs
-looped inner loop, and it learns sinusoids."""
+"""Reptile: the inner loop vs torch.optim.Adam in a loop over tasks, one driver step vs the hand
+formula, and it learns sinusoids."""
 
 import dataclasses
 
@@ -10,9 +10,6 @@ from torch.func import functional_call
 from metarl.algorithms import build_supervised_learner
 from metarl.algorithms.reptile import (
     ReptileLearner,
-    adam_init,
-    adam_step,
-    batched_inner_loop,
     inner_loop,
     minibatch_indices,
     reptile_pseudo_loss,
@@ -69,41 +66,6 @@ def _random_params(seed, dtype=torch.float64):
         "w": torch.randn(3, 4, generator=g, dtype=dtype),
         "b": torch.randn(4, generator=g, dtype=dtype),
     }
-
-
-# ----------------------------------------------------------------------------------------------
-# functional Adam
-# ----------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("betas", [(0.0, 0.999), (0.0, 0.9), (0.9, 0.99)])
-def test_adam_step_matches_torch_adam(betas):
-    params = _random_params(0)
-    twin = {k: v.clone().requires_grad_() for k, v in params.items()}
-    opt = torch.optim.Adam(twin.values(), lr=0.03, betas=betas, eps=1e-8)
-    state = adam_init(params)
-    g = torch.Generator().manual_seed(1)
-    for _ in range(6):
-        grads = {k: torch.randn(v.shape, generator=g, dtype=v.dtype) for k, v in params.items()}
-        params, state = adam_step(params, grads, state, lr=0.03, betas=betas, eps=1e-8)
-        for k, v in twin.items():
-            v.grad = grads[k].clone()
-        opt.step()
-        for k in params:
-            torch.testing.assert_close(params[k], twin[k].detach(), rtol=1e-12, atol=1e-12)
-    assert state.step == 6
-
-
-def test_adam_step_is_pure_and_checks_keys():
-    params = _random_params(0)
-    before = {k: v.clone() for k, v in params.items()}
-    state = adam_init(params)
-    adam_step(params, {k: torch.ones_like(v) for k, v in params.items()}, state, lr=0.1)
-    for k in params:
-        torch.testing.assert_close(params[k], before[k], rtol=0, atol=0)
-        assert not state.exp_avg_sq[k].any()
-    with pytest.raises(ValueError, match="grads must have the keys"):
-        adam_step(params, {"w": torch.ones(3, 4)}, state, lr=0.1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -165,41 +127,32 @@ def _conv_problem(tasks=2, steps=3, batch=4, query=5):
     return dict(model.named_parameters()), loss, metric, (x, y), (qx, qy)
 
 
-def test_batched_inner_loop_equals_a_loop_over_tasks():
-    params, loss, metric, (x, y), (qx, qy) = _conv_problem()
-    kwargs = dict(lr=0.01, beta2=0.99, metric_fn=metric)
-    batched = batched_inner_loop(params, loss, (x, y), query=(qx, qy), **kwargs)
-    assert batched.losses.shape == (2, 3) and batched.metrics.shape == (2, 4)
+def test_inner_loop_is_adam_on_the_minibatches_of_each_task():
+    """The vmapped loop equals torch.optim.Adam(betas=(0, beta2)) stepping an nn.Module per task."""
+    params, loss, _, (x, y), _ = _conv_problem()
+    result = inner_loop(params, loss, (x, y), lr=0.01, beta2=0.99)
+    assert result.losses.shape == (2, 3) and len(result.trajectory) == 4
     for i in range(x.shape[0]):
-        single = inner_loop(params, loss, (x[i], y[i]), query=(qx[i], qy[i]), **kwargs)
-        for k, v in single.params.items():
-            torch.testing.assert_close(batched.params[k][i], v, rtol=1e-8, atol=1e-9)
-        torch.testing.assert_close(batched.losses[i], single.losses, rtol=1e-8, atol=1e-9)
-        torch.testing.assert_close(batched.metrics[i], single.metrics, rtol=0, atol=0)
-
-
-def test_inner_loop_is_adam_on_the_minibatches():
-    """The functional loop equals torch.optim.Adam(betas=(0, beta2)) stepping an nn.Module."""
-    model = _conv4()
-    params, loss, _, (x, y), _ = _conv_problem(tasks=1)
-    result = inner_loop(params, loss, (x[0], y[0]), lr=0.01, beta2=0.99)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.0, 0.99))
-    for step in range(x.shape[1]):
-        opt.zero_grad()
-        task_loss(model(x[0, step]), y[0, step]).backward()
-        opt.step()
-    for k, v in model.named_parameters():
-        torch.testing.assert_close(result.params[k], v.detach(), rtol=1e-8, atol=1e-9)
+        model = _conv4()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.0, 0.99))
+        losses = []
+        for step in range(x.shape[1]):
+            opt.zero_grad()
+            step_loss = task_loss(model(x[i, step]), y[i, step])
+            step_loss.backward()
+            opt.step()
+            losses.append(step_loss.detach())
+        for k, v in model.named_parameters():
+            torch.testing.assert_close(result.params[k][i], v.detach(), rtol=1e-8, atol=1e-9)
+        torch.testing.assert_close(result.losses[i], torch.stack(losses), rtol=1e-8, atol=1e-9)
 
 
 def test_inner_loop_rejects_bad_batches():
-    params, loss, metric, (x, y), (qx, qy) = _conv_problem()
+    params, loss, _, (x, y), _ = _conv_problem()
     with pytest.raises(ValueError, match="sharing"):
-        inner_loop(params, loss, (x[0], y[0, :2]), lr=0.01, beta2=0.99)
-    with pytest.raises(ValueError, match="metric_fn is required"):
-        inner_loop(params, loss, (x[0], y[0]), lr=0.01, beta2=0.99, query=(qx[0], qy[0]))
-    with pytest.raises(ValueError, match="one task"):
-        batched_inner_loop(params, loss, (x, y), lr=0.01, beta2=0.99, query=(qx[:1], qy[:1]))
+        inner_loop(params, loss, (x, y[:, :2]), lr=0.01, beta2=0.99)
+    with pytest.raises(ValueError, match="sharing"):
+        inner_loop(params, loss, (x[0], y[0]), lr=0.01, beta2=0.99)
 
 
 # ----------------------------------------------------------------------------------------------
