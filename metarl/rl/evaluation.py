@@ -1,10 +1,10 @@
 """Evaluation pieces shared by the meta-RL learners: held-out tasks, adaptation curves, the oracle.
 
 - :func:`heldout_tasks`: the seeded held-out task sample (the fixed test split where the family
-  has one, as the MAML test scripts draw 40 tasks from ``np.random.seed(1)``, REFERENCE B.1).
+  has one, as the MAML test scripts draw 40 tasks from ``np.random.seed(1)`` in cbfinn/maml_rl).
 - :func:`adaptation_curve`: the mean return of each task after 0, 1, ..., k adaptation steps, each
   step sampling fresh episodes with the current (per-task) parameters, as in the MAML test protocol.
-- The oracle of MAML's Figures 4-5 ("the oracle receives the task parameter as input", B.1): one
+- The oracle of MAML's Figures 4-5 ("the oracle receives the task parameter as input", §5.3): one
   stable-baselines3 PPO trained on the multi-task env whose observations carry the task parameters
   (:class:`TaskObservationWrapper`, :func:`train_oracle`), evaluated on each held-out task
   (:func:`oracle_returns`).
