@@ -472,6 +472,7 @@ def evaluate(
             baselines=ev.baselines,
             extra={"split": split, "eval": config_to_dict(ev)},
             logger=run.logger if run is not None else None,
+            curve="rl2",
         )
     finally:
         vec.close()

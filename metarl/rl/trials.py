@@ -415,7 +415,7 @@ def trial_episode_returns(
 def classic_baselines(
     tasks: Sequence[Task], episodes_per_trial: int, horizon: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """RL²'s classic baselines on the same tasks (Duan et al. 2016, Tables 1-2; REFERENCE C.4).
+    """RL²'s classic baselines on the same tasks (Duan et al. 2016, Tables 1-2).
 
     Bandits: random, UCB1, Thompson sampling, Gittins, greedy, ε-greedy; tabular MDPs: random,
     PSRL, greedy and UCRL2, from :mod:`metarl.rl.classic`. Other task families have none.
@@ -453,11 +453,12 @@ def evaluate_trials(
     baselines: bool = True,
     extra: Mapping[str, Any] | None = None,
     logger: Logger | None = None,
+    curve: str = "agent",
 ) -> Path:
     """One trial per held-out task; the return of each episode index, written as JSON/CSV/PNG.
 
     The curves (:func:`~metarl.evaluation.write_eval_results`, ``steps`` = the episode index
-    within the trial, x label "episode in trial") are ``rl2`` (:func:`trial_episode_returns`)
+    within the trial, x label "episode in trial") are ``curve`` (:func:`trial_episode_returns`)
     and, with ``baselines``, the :func:`classic_baselines` on the same tasks. The total trial
     return of every curve (RL²'s score: mean and 95% CI over tasks) goes under
     ``extra.trial_return``.
@@ -476,6 +477,7 @@ def evaluate_trials(
         baselines: Add the classic baselines (bandits and tabular MDPs only).
         extra: More JSON-serialisable information for the results file.
         logger: Also log ``eval/<curve>/return`` scalars here.
+        curve: Name of the evaluated policy's curve (RL² passes ``"rl2"``).
 
     Returns:
         The JSON path.
@@ -483,7 +485,7 @@ def evaluate_trials(
     returns = trial_episode_returns(
         vec, policy, params, tasks, episodes_per_trial, seed=seed, device=device
     )
-    curves = {"rl2": returns.cpu().numpy()}
+    curves = {curve: returns.cpu().numpy()}
     horizon = int(vec.horizon or 1)
     if baselines:
         curves.update(classic_baselines(tasks, episodes_per_trial, horizon, seed))
@@ -503,7 +505,7 @@ def evaluate_trials(
         curves=curves,
         seed=seed,
         extra={**info, **(extra or {})},
-        main="rl2",
+        main=curve,
         x_label="episode in trial",
         logger=logger,
     ).json
