@@ -44,7 +44,7 @@ from metarl.config import RunConfig as RunConfig  # re-exported with the section
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
-from metarl.runs import Run, check_finite, open_run_from_config
+from metarl.runs import Run, open_run_from_config
 
 __all__ = [
     "CONFIG_CLASS",
@@ -281,7 +281,6 @@ class SupervisedExperiment:
         """One meta-batch, one outer step; returns ``train/`` metrics."""
         batch = self.family.sample(self.cfg.task.meta_batch_size, self.gen, training=True)
         out = self.learner.outer_loss(self.params, batch, iteration)
-        check_finite(iteration, **{"train/loss": out.loss})  # before the step corrupts θ
         lr = self.opt.param_groups[0]["lr"]
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
