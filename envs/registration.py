@@ -168,43 +168,43 @@ register_task_env(
     "metarl/HalfCheetahVel-v0",
     "envs.mujoco.half_cheetah:HalfCheetahVelEngine",
     100,
-    "MAML §5.3; pytorch-maml-rl half_cheetah.py (REFERENCE A.1)",
+    "MAML §5.3; pytorch-maml-rl half_cheetah.py",
 )
 register_task_env(
     "metarl/HalfCheetahDir-v0",
     "envs.mujoco.half_cheetah:HalfCheetahDirEngine",
     100,
-    "MAML §5.3; pytorch-maml-rl, ProMP, learn2learn (REFERENCE A.1)",
+    "MAML §5.3; pytorch-maml-rl, ProMP, learn2learn",
 )
 register_task_env(
     "metarl/AntDir-v0",
     "envs.mujoco.ant:AntDirEngine",
     100,
-    "MAML rllab ant_env_rand_direc.py; pytorch-maml-rl ant.py (REFERENCE A.1)",
+    "MAML rllab ant_env_rand_direc.py; pytorch-maml-rl ant.py",
 )
 register_task_env(
     "metarl/AntDir2D-v0",
     "envs.mujoco.ant:AntDir2DEngine",
     100,
-    "ProMP ant_rand_direc_2d.py; learn2learn ant_direction.py (REFERENCE A.1)",
+    "ProMP ant_rand_direc_2d.py; learn2learn ant_direction.py",
 )
 register_task_env(
     "metarl/AntVel-v0",
     "envs.mujoco.ant:AntVelEngine",
     100,
-    "MAML rllab ant_env_rand.py; pytorch-maml-rl ant.py (REFERENCE A.1)",
+    "MAML rllab ant_env_rand.py; pytorch-maml-rl ant.py",
 )
 register_task_env(
     "metarl/AntGoal-v0",
     "envs.mujoco.ant:AntGoalEngine",
     100,
-    "MAML rllab ant_env_rand_goal.py; pytorch-maml-rl AntPos (REFERENCE A.1)",
+    "MAML rllab ant_env_rand_goal.py; pytorch-maml-rl AntPos",
 )
 register_task_env(
     "metarl/HopperRandParams-v0",
     "envs.mujoco.rand_params:RandParamsEngine",
     200,
-    "rand_param_envs hopper_rand_params.py, used by PEARL/ProMP (REFERENCE A.4)",
+    "dennisl88/rand_param_envs hopper_rand_params.py, used by PEARL/ProMP",
     kwargs={  # healthy while |(qpos[2:], qvel)| < 100, height > 0.7 and |angle| < 0.2
         "xml_file": "hopper.xml",
         "healthy_state_range": (-100.0, 100.0),
@@ -216,7 +216,7 @@ register_task_env(
     "metarl/Walker2DRandParams-v0",
     "envs.mujoco.rand_params:RandParamsEngine",
     200,
-    "rand_param_envs walker2d_rand_params.py, used by PEARL/ProMP (REFERENCE A.4)",
+    "dennisl88/rand_param_envs walker2d_rand_params.py, used by PEARL/ProMP",
     kwargs={  # healthy while height in (0.8, 2.0) and angle in (-1, 1)
         "xml_file": "walker2d_v5.xml",
         "healthy_state_range": None,
@@ -228,19 +228,19 @@ register_task_env(
     "metarl/Navigation2D-v0",
     "envs.light.navigation:Navigation2DEngine",
     100,
-    "MAML point_env_randgoal.py; pytorch-maml-rl navigation.py (REFERENCE A.3)",
+    "MAML point_env_randgoal.py; pytorch-maml-rl navigation.py",
 )
 for _k in (5, 10, 50):
     register_task_env(
         f"metarl/Bandit-K{_k}-v0",
         "envs.light.bandit:BanditEngine",
         None,
-        "RL² §3.1; pytorch-maml-rl bandit.py (REFERENCE A.5)",
+        "RL² §3.1; pytorch-maml-rl bandit.py (Duan et al. 2016, arXiv 1611.02779)",
         kwargs={"num_arms": _k},
     )
 register_task_env(
     "metarl/TabularMDP-v0",
     "envs.light.tabular_mdp:TabularMDPEngine",
     10,
-    "RL² §3.2; pytorch-maml-rl mdp.py (REFERENCE A.5)",
+    "RL² §3.2; pytorch-maml-rl mdp.py (Duan et al. 2016, arXiv 1611.02779)",
 )

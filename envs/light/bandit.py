@@ -3,7 +3,7 @@
 A task is a vector of ``k`` arm probabilities ``p_i ~ U[0, 1]``; pulling arm ``a`` pays 1 with
 probability ``p_a`` and 0 otherwise. Each pull is a one-step episode (it always terminates), and
 a *trial* of ``n`` pulls is ``n`` consecutive episodes on one task (RL² §3.1; pytorch-maml-rl
-``maml_rl/envs/bandit.py``; REFERENCE.md A.5). The observation carries no information: a constant
+``maml_rl/envs/bandit.py``). The observation carries no information: a constant
 zero, as in pytorch-maml-rl; a recurrent policy learns from the previous action and reward.
 """
 

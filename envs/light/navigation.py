@@ -3,8 +3,7 @@
 A point starts at the origin and moves by its (clipped) action each step; the reward is the
 negative Euclidean distance to the task's goal, measured after the move; the episode terminates
 when the point is inside a small box around the goal. Definitions follow cbfinn/maml_rl
-``maml_examples/point_env_randgoal.py`` and pytorch-maml-rl ``maml_rl/envs/navigation.py``
-(REFERENCE.md A.3 and D.4).
+``maml_examples/point_env_randgoal.py`` and pytorch-maml-rl ``maml_rl/envs/navigation.py``.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class Navigation2DEngine(BatchedTaskEngine):
     * action: a 2-D velocity, clipped to ``[-max_action, max_action]`` per coordinate;
     * dynamics: ``position += clipped action``;
     * reward: ``reward_distance = -||position - goal||_2`` after the move (unsquared, as in all
-      released code; the MAML paper's text says "squared", REFERENCE.md D.4);
+      released code; the MAML paper's text says "squared");
     * termination: ``|dx| < success_radius and |dy| < success_radius`` (a box, not a disc);
       the horizon (100) comes from registration.
 

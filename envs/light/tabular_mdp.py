@@ -3,7 +3,7 @@
 A task is a table of mean rewards ``[S][A] ~ N(1, 1)`` and a transition table
 ``[S][A][S] ~ Dirichlet(1)`` (flat). Every episode starts in state 0; the observed reward is
 ``N(mean[s, a], 1)``; episodes never terminate and the horizon (10) comes from registration
-(RL² §3.2; pytorch-maml-rl ``maml_rl/envs/mdp.py``; REFERENCE.md A.5). Observations are one-hot
+(RL² §3.2; pytorch-maml-rl ``maml_rl/envs/mdp.py``). Observations are one-hot
 states, as in pytorch-maml-rl.
 """
 

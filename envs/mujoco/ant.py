@@ -1,4 +1,6 @@
-"""The Ant task family (REFERENCE A.1, A.2, D.3) as batched engines.
+"""The Ant task family as batched engines.
+
+Sources: cbfinn/maml_rl's rllab ant envs, jonasrothfuss/ProMP, learnables/learn2learn.
 
 Physics are gymnasium v5's ``ant.xml`` with ``frame_skip=5`` (``dt = 0.05`` s); after every step
 ``mj_rnePostConstraint`` fills ``cfrc_ext``, as gymnasium v5 does (under mujoco-py with MuJoCo >= 2

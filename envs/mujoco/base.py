@@ -106,8 +106,8 @@ class MujocoEngine(BatchedTaskEngine):
             clipped). A number ``s``: the policy acts in ``Box(-s, s)`` and each action is clipped
             and mapped linearly onto ``ctrlrange`` (``a / s`` for these models), as
             pytorch-maml-rl's ``NormalizedActionWrapper(scale=10)``, garage's
-            ``expected_action_scale=10`` and ProMP's ``normalization_scale=10`` do (REFERENCE
-            D.8); the control cost is then on the mapped action, as there.
+            ``expected_action_scale=10`` and ProMP's ``normalization_scale=10`` do;
+            the control cost is then on the mapped action, as there.
         nonfinite_action: ``"raise"`` (default): a NaN or infinite action raises ``ValueError``
             naming the engine, the sub-envs and the action. ``"clip"``: NaN becomes 0 and
             +-inf the upper/lower bound of the action space; finite entries are unchanged.

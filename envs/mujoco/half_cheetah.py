@@ -1,4 +1,6 @@
-"""HalfCheetahVel and HalfCheetahDir (MAML §5.3; REFERENCE A.1, A.2) as batched engines.
+"""HalfCheetahVel and HalfCheetahDir as batched engines.
+
+Sources: Finn et al. 2017 (arXiv 1703.03400, §5.3); cbfinn/maml_rl; tristandeleu/pytorch-maml-rl.
 
 Physics are gymnasium v5's ``half_cheetah.xml`` with ``frame_skip=5`` (``dt = 0.05`` s, as in
 pytorch-maml-rl, ProMP and learn2learn). The forward velocity is ``v_x = (qpos[0]' - qpos[0]) /

@@ -1,4 +1,6 @@
-"""HopperRandParams and Walker2DRandParams (rand_param_envs; REFERENCE A.4) as batched engines.
+"""HopperRandParams and Walker2DRandParams as batched engines.
+
+Source: github.com/dennisl88/rand_param_envs, used by PEARL and ProMP.
 
 A task scales four arrays of the MjModel element by element (``rand_param_envs/base.py``,
 ``log_scale_limit = 3``): ``body_mass`` and ``body_inertia`` by ``1.5**u``, ``dof_damping`` by

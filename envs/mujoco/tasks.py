@@ -1,4 +1,6 @@
-"""Tasks and task distributions of the reward-varying locomotion families (REFERENCE A.1).
+"""Tasks and task distributions of the reward-varying locomotion families.
+
+Sources: Finn et al. 2017; cbfinn/maml_rl; tristandeleu/pytorch-maml-rl; jonasrothfuss/ProMP.
 
 * :class:`GoalVelocityTask` / :class:`GoalVelocityDistribution`: a target forward velocity,
   ``U[low, high]`` (HalfCheetahVel ``[0, 2]``, AntVel ``[0, 3]``).

@@ -1,4 +1,7 @@
-"""Few-shot Omniglot classification task families (REFERENCE.md A.8).
+"""Few-shot Omniglot classification task families.
+
+Data: Lake et al. 2015. Protocols: cbfinn/maml, jakesnell/prototypical-networks,
+openai/supervised-reptile.
 
 Two protocols, both over the 1623 characters of ``load_omniglot``:
 

@@ -7,7 +7,8 @@ The loader never downloads; ``metarl data omniglot`` (``envs.supervised.omniglot
 fetches and verifies the upstream archives into the user data root, where the loader looks by
 default.
 
-Preprocessing follows REFERENCE.md A.8: each 105×105 1-bit PNG is converted to 8-bit grayscale,
+Preprocessing follows cbfinn/maml (``data/omniglot_resized/resize_images.py``): each 105×105
+1-bit PNG is converted to 8-bit grayscale,
 resized to 28×28 with Pillow's LANCZOS filter and inverted so ink is bright (``255`` in the
 cache, ``1.0`` once scaled). Converting to grayscale first matters: Pillow silently resizes mode
 ``"1"`` images with NEAREST whatever filter is asked for, so cbfinn/maml's ``resize_images.py``

@@ -1,4 +1,4 @@
-"""Sinusoid regression task family (Finn et al. 2017, MAML §5.1; REFERENCE.md A.7)."""
+"""Sinusoid regression task family (Finn et al. 2017, §5.1; cbfinn/maml ``data_generator.py``)."""
 
 from __future__ import annotations
 

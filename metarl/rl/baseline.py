@@ -1,6 +1,6 @@
 """Linear feature baseline (Duan et al. 2016, "Benchmarking Deep RL", App. 2), fitted per task.
 
-The baseline of MAML-TRPO and ProMP (REFERENCE B.2; rllab's ``linear_feature_baseline.py``,
+The baseline of MAML-TRPO and ProMP (rllab's ``linear_feature_baseline.py``,
 pytorch-maml-rl's ``maml_rl/baseline.py``). For every step, with ``o`` the observation and ``t``
 the step index within the episode::
 
@@ -195,7 +195,7 @@ def linear_baseline_values(
     """Fits the baseline per task and returns its values on the same batch.
 
     What MAML-TRPO does for each batch of episodes: refit, then evaluate on the data it was fit
-    to (REFERENCE B.1, "refit per task and per batch").
+    to (cbfinn/maml_rl: "refit per task and per batch").
 
     Args:
         obs: Observations, shape ``[task, episode, time, obs_dim]``.

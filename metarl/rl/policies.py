@@ -5,7 +5,7 @@ functional_call(policy, params, (obs,))``. Per-task parameters (after inner-loop
 same dict with a leading task axis, and :func:`policy_forward` runs every task's parameters on that
 task's observations in one ``torch.func.vmap`` call.
 
-Action interface (REFERENCE A.2, D.8): the Gaussian policy acts in the env's action space as given.
+Action interface: the Gaussian policy acts in the env's action space as given.
 pytorch-maml-rl, garage and ProMP instead let the policy act in ``[-10, 10]`` and divide by 10
 before the env (the env option ``action_scale=10`` reproduces that, and with it an initial std of
 1.0 is an effective 0.1); MAML's rllab maps a ``[-1, 1]`` output onto the actuator range, which is

@@ -204,7 +204,8 @@ def promp_loss(
     """ProMP's outer loss: the clipped surrogate plus a fixed inner-KL penalty.
 
     ``L = ppo_clip_loss(...) + mean(inner_kl_coeff * inner_kl)`` (Rothfuss et al. 2019, Eq. 13
-    with a fixed penalty, REFERENCE B.3: ``eps = 0.3``, ``eta = 5e-4``). The log-probabilities are
+    with a fixed penalty, arXiv 1810.06784 App. D: ``eps = 0.3``, ``eta = 5e-4``). The
+    log-probabilities are
     those of the *adapted* policy on post-adaptation samples; ``inner_kl`` is the mean KL between
     the pre-update policy at the old and at the current meta-parameters on pre-adaptation samples,
     one value per inner step. ProMP's code uses ``KL(pi_old || pi_theta)``; computing it is the

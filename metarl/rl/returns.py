@@ -245,7 +245,8 @@ def gae(
         A_t     = delta_t + gamma * lam * (1 - done_t) * A_{t+1}
 
     on valid steps, and ``A_t = 0`` on padding. ``lam = 1`` gives ``A_t = G_t - value_t`` (the
-    setting of MAML-TRPO and ProMP, REFERENCE B.1); ``lam = 0`` gives the one-step TD error.
+    setting of MAML-TRPO and ProMP, cbfinn/maml_rl and jonasrothfuss/ProMP); ``lam = 0`` gives
+    the one-step TD error.
     Loops over time in reverse, vectorised over the leading axes. See the module docstring for
     how MAML episode batches and RL² trials are expressed.
 

@@ -1,7 +1,7 @@
 """Trust region policy optimisation step (Schulman et al. 2015, App. C) on a dict of parameters.
 
-The outer optimiser of MAML-TRPO (REFERENCE B.1: max KL 0.01, CG 10 iterations, damping 1e-5,
-backtracking 0.8 x 15). One step:
+The outer optimiser of MAML-TRPO (Finn et al. 2017 and cbfinn/maml_rl: max KL 0.01, CG 10
+iterations, damping 1e-5, backtracking 0.8 x 15). One step:
 
 1. ``g = grad L(theta)`` of the surrogate loss, and ``H v`` = exact Hessian-vector products of the
    mean KL at ``theta`` (double backward; ``H`` is the Fisher matrix there), plus ``damping * v``.

@@ -38,7 +38,7 @@ def test_conv4_on_28x28_gives_64_features(variant: str) -> None:
 
 
 def test_conv4_maxpool_on_miniimagenet_gives_800_features() -> None:
-    # MAML MiniImageNet: 32 filters, 84x84 -> 5 * 5 * 32 = 800 features (REFERENCE B.6).
+    # MAML MiniImageNet: 32 filters, 84x84 -> 5 * 5 * 32 = 800 features (cbfinn/maml utils.py).
     net = Conv4(5, in_channels=3, image_size=84, filters=32, variant="maxpool")
     assert net.embedding_dim == 800 and net.head is not None
     assert net.head.weight.shape == (5, 800)

@@ -162,7 +162,7 @@ def test_survive_only_when_healthy_follows_gymnasium_v5():
 
 
 def test_action_scale_maps_policy_actions_onto_controls():
-    """REFERENCE D.8: with action_scale=10 the env sees clip(a, -10, 10) / 10 (pytorch-maml-rl)."""
+    """pytorch-maml-rl's convention: with action_scale=10 the env sees clip(a, -10, 10) / 10."""
     task = GoalVelocityTask(1.0)
     plain = started_engine(HalfCheetahVelEngine, [task])
     scaled = started_engine(HalfCheetahVelEngine, [task], action_scale=10.0)
