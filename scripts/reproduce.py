@@ -25,6 +25,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -79,6 +80,36 @@ def config_problems(results: Path) -> list[str]:
     return problems
 
 
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def bench_problems(readme: str, heading: str, file: Path) -> list[str]:
+    """Numbers in the README tables under ``heading`` that ``file`` does not hold (as rounded)."""
+    if heading not in readme:
+        return [f"bench {heading!r}: no such README section"]
+    section = readme.split(heading, 1)[1]
+    section = re.split(r"\n##+ ", section, maxsplit=1)[0]
+    known = [n.replace(",", "") for n in NUMBER.findall(file.read_text(encoding="utf-8"))]
+    problems = []
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    if not rows:  # a paragraph: its numbers, targets (≥ x) left out, as one row
+        text = re.sub(r"≥ \S+", "", section.split("\n\n", 1)[0].replace("\n", " "))
+        rows = ["| | " + re.sub(r"\(`[^`]*`", "", text).replace("|", " ") + " |"]
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")][1:]
+        if set(row) <= set("|- ") or any(c.endswith(("share", "speed-up", "it/s")) for c in cells):
+            continue  # a separator or header row
+        for cell in cells:
+            if cell.startswith("≥"):
+                continue  # a target, not a measurement
+            for number in NUMBER.findall(cell):
+                value = number.replace(",", "")
+                places = len(value.split(".")[1]) if "." in value else 0
+                if not any(f"{float(k):.{places}f}" == value for k in known):
+                    problems.append(f"bench {heading!r}: {number} is not in {file.name}")
+    return problems
+
+
 def check(readme_path: Path, results: Path) -> list[str]:
     """What does not match between README.md, the manifest and ``results/``; empty if all does."""
     problems: list[str] = []
@@ -105,6 +136,8 @@ def check(readme_path: Path, results: Path) -> list[str]:
             problems.append("demo block: README.md differs from what results/demo/ gives")
     except (OSError, KeyError, ValueError) as error:
         problems.append(f"README blocks cannot be generated: {type(error).__name__}: {error}")
+    for heading, file in manifest.get("bench", {}).items():
+        problems += bench_problems(readme, heading, results.parent / file)
     return problems + config_problems(results)
 
 
