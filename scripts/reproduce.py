@@ -12,6 +12,9 @@ that produced it, its ``results/<run>/`` directory, and the README block it feed
   shrunk budget into a temporary folder: trains, evaluates, writes the eval file and
   ``run_info.json``, and generates their README blocks from that folder. Checks the pipeline end to
   end in well under a minute; the numbers mean nothing.
+- ``python scripts/reproduce.py --eval NAME``: the run's committed final checkpoint evaluated
+  again (seconds to minutes); exit 1 where a point differs from the committed eval file by more
+  than its 95% CI.
 - ``python scripts/reproduce.py --run NAME``: the run at its full budget (hours for most rows), then
   ``results/NAME/`` (resolved config, eval JSON/CSV/PNG, metrics, final checkpoint when small,
   ``run_info.json``) and the README blocks regenerated.
@@ -284,12 +287,52 @@ def quick(manifest: Mapping[str, Any], out: Path) -> list[str]:
     return blocks
 
 
+def reevaluate(name: str, results: Path) -> list[str]:
+    """Evaluates ``results/name``'s committed final checkpoint again, as ``metarl eval`` does.
+
+    Returns:
+        One line per curve point that differs from the committed eval file by more than its 95%
+        CI (empty when the committed numbers are reproduced).
+
+    Raises:
+        FileNotFoundError: If the run has no committed checkpoint.
+    """
+    from metarl.cli import main as cli
+
+    directory = results / name
+    checkpoints = sorted(directory.glob("*.pt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"results/{name}/ has no committed checkpoint to evaluate")
+    committed = json.loads((directory / "eval.json").read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="metarl-reeval-") as tmp:
+        run = Path(tmp)
+        (run / "checkpoints").mkdir()
+        shutil.copy2(directory / "config.yaml", run / "config.yaml")
+        shutil.copy2(checkpoints[-1], run / "checkpoints" / checkpoints[-1].name)
+        out = run / "eval.json"
+        argv = ["eval", str(run), "--num-tasks", str(committed["num_tasks"]), "--out", str(out)]
+        argv += ["--seed", str(committed["seed"]), "--steps", str(committed["steps"][-1])]
+        if cli(argv) != 0:
+            raise RuntimeError(f"{name}: metarl {' '.join(argv)} failed")
+        again = json.loads(out.read_text(encoding="utf-8"))
+    problems = []
+    for step, old, ci, new in zip(
+        committed["steps"], committed["mean"], committed["ci95"], again["mean"], strict=True
+    ):
+        if (old is None) != (new is None) or (old is not None and abs(new - old) > ci):
+            problems.append(f"{name}: step {step}: committed {old}, re-evaluated {new}")
+        else:
+            print(f"{name}: step {step}: committed {old}, re-evaluated {new}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true", help="no training: README vs results/")
     mode.add_argument("--quick", action="store_true", help="shrunk budgets into a temp folder")
     mode.add_argument("--run", metavar="NAME", help="one row at its full budget into results/")
+    mode.add_argument("--eval", metavar="NAME", help="re-evaluate a committed final checkpoint")
     mode.add_argument("--list", action="store_true", help="every row and its command")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -311,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ok: {num_blocks} README blocks and the demo block match results/ ({runs} runs)")
         print(f"ok: {configs} committed configs load with the current code")
         return 0
+    if args.eval:
+        problems = reevaluate(args.eval, args.results)
+        print("\n".join(problems) or f"{args.eval}: the committed eval file is reproduced")
+        return 1 if problems else 0
     if args.quick:
         started = time.time()
         with tempfile.TemporaryDirectory(prefix="metarl-quick-") as tmp:

@@ -79,3 +79,9 @@ def test_check_lists_a_benchmark_number_that_is_not_in_its_file(tmp_path):
     (tmp_path / "README.md").write_text(readme, encoding="utf-8")
     problems = reproduce.check(tmp_path / "README.md", ROOT / "results")
     assert problems == ["bench '### MAML-TRPO meta-iteration': 10.79 is not in bench_maml_rl.md"]
+
+
+@pytest.mark.slow
+def test_a_committed_checkpoint_still_evaluates_to_its_committed_numbers():
+    reproduce = _reproduce()
+    assert reproduce.reevaluate("maml-sinusoid-seed0", ROOT / "results") == []
