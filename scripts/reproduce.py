@@ -352,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(problems)} mismatches", file=sys.stderr)
             return 1
         print(f"ok: {num_blocks} README blocks and the demo block match results/ ({runs} runs)")
+        benches = len(manifest.get("bench", {}))
+        print(f"ok: the numbers of {benches} benchmark sections are in their files")
         print(f"ok: {configs} committed configs load with the current code")
         return 0
     if args.eval:
