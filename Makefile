@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench clean
+.PHONY: test lint demo bench results clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_envs.py
+
+# every README results number against its file in results/ (no training); see scripts/reproduce.py
+results: $(STAMP)
+	$(PY) scripts/reproduce.py --check
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no stubs; types-PyYAML is not a dependency
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_BEGIN = "<!-- demo:begin -->"
@@ -90,42 +93,256 @@ def demo_block(results_dir: Path) -> str:
 RESULT_BLOCK = re.compile(
     r"<!-- results:(?P<name>[\w.-]+):begin -->.*?<!-- results:(?P=name):end -->", re.S
 )
+MANIFEST = "reproduce.yaml"
+"""The manifest under ``results/``: each run's command, config, seed and budget, and the runs
+behind each README block (``scripts/reproduce.py`` runs them)."""
+
+FILE_NAMES = {
+    "config.yaml": "resolved config",
+    "metrics.csv": "metrics",
+    "run_info.json": "run_info.json",
+    "divergence.txt": "divergence.txt",
+    "ucb1.json": "ucb1.json",
+}
 
 
-def result_block(name: str, results_root: Path) -> str:
-    """A result block, markers included: the eval curves as a markdown table and the run's facts.
+def load_manifest(results_root: Path) -> dict[str, Any]:
+    """``results_root/reproduce.yaml``, or an empty manifest where there is none."""
+    path = results_root / MANIFEST
+    if not path.is_file():
+        return {"runs": {}, "blocks": {}}
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8")))
 
-    Raises:
-        FileNotFoundError: If ``results_root/name`` lacks eval.json or run_info.json.
+
+def _files(directory: Path) -> str:
+    """What a results directory holds, in words (from its listing, not typed)."""
+    names = {p.name for p in directory.iterdir()}
+    parts = [FILE_NAMES[n] for n in ("config.yaml",) if n in names]
+    evals = sorted(n for n in names if n.startswith("eval"))
+    if evals:
+        kinds = "/".join(n.rsplit(".", 1)[1].upper() for n in evals)
+        parts.append(f"eval {kinds}")
+    parts += [FILE_NAMES[n] for n in ("metrics.csv",) if n in names]
+    if any(n.endswith(".pt") for n in names):
+        parts.append("final checkpoint")
+    parts += [FILE_NAMES[n] for n in ("divergence.txt", "ucb1.json", "run_info.json") if n in names]
+    return ", ".join(parts)
+
+
+def _wall(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> str:
+    """Where ``results/name`` came from: command, commit, budget, machine, wall clock, files.
+
+    ``run_info.json`` is the record where the run wrote one; older runs have only the manifest's
+    command and the commit that committed their files, and say that the rest was not recorded.
     """
     directory = results_root / name
-    result = json.loads((directory / "eval.json").read_text())
-    info = json.loads((directory / "run_info.json").read_text())
+    spec = manifest.get("runs", {}).get(name, {})
+    link = f"[results/{name}/](results/{name}/): {_files(directory)}"
+    info_path = directory / "run_info.json"
+    if not info_path.is_file():
+        return (
+            f"`{spec['command']}`, seed {spec['seed']}: {spec['budget']}; files committed in "
+            f"`{spec['committed_in']}` without a run_info.json, so the machine and wall clock "
+            f"were not recorded ({link})."
+        )
+    info = json.loads(info_path.read_text())
+    command = info.get("command_with_current_keys") or spec.get("command") or info["command"]
+    machine = info.get("machine") or f"{info['cpu']}, {info['cores']} CPUs"
+    threads = info.get("threads", info.get("num_threads"))
+    torch = info.get("versions", {}).get("torch") or info.get("torch")
+    wall = info.get("wall_clock_seconds", info.get("wall_clock_s"))
+    budget = info.get("budget") or spec.get("budget")
+    note = f"; {info['note']}" if "note" in info else ""
+    return (
+        f"`{command}` at commit `{info['commit'][:10]}`: {budget}; {machine}, {threads} "
+        f"thread, torch {torch}; {_wall(wall)} wall clock{note} ({link})."
+    )
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False)
+
+
+def _cell(mean: float | None, ci: float | None, digits: int = 1) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "diverged (NaN)"
+    return f"{mean:.{digits}f}" if ci is None else f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def _curves_table(name: str, results_root: Path, x: str) -> list[str]:
+    result = json.loads((results_root / name / "eval.json").read_text())
     curves = {result["algorithm"]: result, **result.get("baselines", {})}
     steps = result["steps"]
-    rows = ["| | " + " | ".join(f"{k} steps" for k in steps) + " |"]
-    rows.append("| --- " * (len(steps) + 1) + "|")
+    labels = (
+        [f"episode {k + 1}" for k in steps] if x == "episode" else [f"{k} steps" for k in steps]
+    )
+    rows = ["| | " + " | ".join(labels) + " |", "| --- " * (len(steps) + 1) + "|"]
     for curve, entry in curves.items():
         cells = [
-            "" if m is None else f"{m:.1f} ± {c:.1f}"
+            "" if m is None else _cell(m, c)
             for m, c in zip(entry["mean"], entry["ci95"], strict=True)
         ]
         rows.append(f"| {curve} | " + " | ".join(cells) + " |")
-    minutes, seconds = divmod(round(info["wall_clock_seconds"]), 60)
-    text = (
-        f"`{info['command_with_current_keys']}` at commit `{info['commit'][:10]}`: "
-        f"{info['budget']}; {result['metric']} on {result['num_tasks']} held-out tasks (mean ± 95% "
-        f"CI); {info['machine']}, {info['threads']} thread, torch {info['versions']['torch']}; "
-        f"{minutes} min {seconds:02d} s wall clock ([results/{name}/](results/{name}/): resolved "
-        "config, eval JSON/CSV/PNG, metrics, final checkpoint, run_info.json)."
-    )
+    return rows
+
+
+def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    (name,) = spec["runs"]
+    result = json.loads((root / name / "eval.json").read_text())
+    text = provenance(name, root, manifest)
+    what = f"{result['metric']} on {result['num_tasks']} held-out tasks (mean ± 95% CI)"
+    return [_fill(f"{what}. {text}"), "", *_curves_table(name, root, spec.get("x", "steps"))]
+
+
+def _diverging(directory: Path, num_tasks: int) -> str:
+    path = directory / "divergence.txt"
+    if not path.is_file():
+        return "not recorded"
+    match = re.search(r"^diverging tasks[^:]*: (\d+)", path.read_text(), re.M)
+    return f"{match[1]} of {num_tasks}" if match else "not recorded"
+
+
+def _sinusoid_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    steps = list(spec["steps"])
+    header = " / ".join(str(k) for k in steps)
+    rows = [
+        f"| run | settings | MSE after {header} steps (mean ± 95% CI) | diverging test tasks |",
+        "| --- | --- | --- | --- |",
+    ]
+    notes = []
+    for name in spec["runs"]:
+        result = json.loads((root / name / "eval.json").read_text())
+        at = [result["steps"].index(k) for k in steps]
+        cells = " / ".join(_cell(result["mean"][i], result["ci95"][i], 3) for i in at)
+        settings = manifest["runs"][name]["budget"]
+        rows.append(
+            f"| `{name}` (seed {manifest['runs'][name]['seed']}) | {settings} | {cells} | "
+            f"{_diverging(root / name, result['num_tasks'])} |"
+        )
+        notes.append(f"- `{name}`: " + provenance(name, root, manifest))
+    rows.append(f"| paper | | {spec['paper']} | |")
+    return [*rows, "", *(_fill(n).replace("\n", "\n  ") for n in notes)]
+
+
+def _accuracy_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    rows = ["| run | accuracy (mean ± 95% CI) | test tasks | paper |", "| --- | --- | --- | --- |"]
+    notes = []
+    for name in spec["runs"]:
+        file = manifest["runs"][name].get("eval_file", "eval.json")
+        result = json.loads((root / name / file).read_text())
+        at = sorted({0, min(1, len(result["steps"]) - 1), len(result["steps"]) - 1})
+        pct = [_cell(100 * result["mean"][i], 100 * result["ci95"][i], 2) for i in at]
+        cells = ", ".join(f"{result['steps'][i]} steps {p} %" for i, p in zip(at, pct, strict=True))
+        if len(at) == 1:
+            cells = cells.split(" steps ", 1)[1]
+        rows.append(f"| `{name}` | {cells} | {result['num_tasks']} | {spec['paper'][name]} |")
+        notes.append(f"- `{name}`: " + provenance(name, root, manifest))
+    return [*rows, "", *(_fill(n).replace("\n", "\n  ") for n in notes)]
+
+
+def _task_label(result: Mapping[str, Any]) -> str:
+    n = result["extra"]["episodes_per_trial"]
+    arms = re.search(r"Bandit-K(\d+)", result["task_family"])
+    return f"bandit k = {arms[1]}, n = {n}" if arms else f"n = {n} episodes"
+
+
+def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    columns = list(spec["columns"])
+    extra: dict[str, Any] = {}
+    for other in spec.get("extra_runs", []):
+        for path in sorted((root / other).glob("*.json")):
+            for run, values in json.loads(path.read_text()).get("runs", {}).items():
+                extra.setdefault(run, {}).update(values)
+    head = [
+        "task",
+        "budget",
+        *(LABELS.get(c, c) for c in columns),
+        f"paper {spec['paper_columns']}",
+    ]
+    rows = ["| " + " | ".join(head) + " |", "| --- " * len(head) + "|"]
+    notes = []
+    for name in spec["runs"]:
+        result = json.loads((root / name / "eval.json").read_text())
+        totals = {**extra.get(name, {}), **result["extra"]["trial_return"]}
+        digits = 2 if abs(totals["rl2"]["mean"]) < 10 else 1
+        cells = []
+        for column in columns:
+            if column not in totals:
+                cells.append("")
+                continue
+            value = totals[column]
+            if column == "rl2":
+                cells.append(f"**{_cell(value['mean'], value['ci95'], digits)}**")
+            else:
+                cells.append(_cell(value["mean"], None, digits))
+        budget = manifest["runs"][name]["budget"]
+        rows.append(
+            f"| {_task_label(result)} | {budget} | "
+            + " | ".join(cells)
+            + f" | {spec['paper'][name]} |"
+        )
+        places = 2 if abs(result["mean"][0]) < 10 else 1
+        first, last = (_cell(result["mean"][i], result["ci95"][i], places) for i in (0, -1))
+        notes.append(
+            f"- `{name}`: RL²'s return in episode 1 of the trial {first}, in episode "
+            f"{len(result['steps'])} {last}. " + provenance(name, root, manifest)
+        )
+    for other in spec.get("extra_runs", []):
+        run = manifest["runs"][other]
+        link = f"[results/{other}/](results/{other}/): {_files(root / other)}"
+        command = run["command"].replace("RUN", f"results/{other}")
+        notes.append(f"- `{other}`: `{command}`: {run['budget']} ({link}).")
+    return [*rows, "", *(_fill(n).replace("\n", "\n  ") for n in notes)]
+
+
+LABELS = {
+    "rl2": "RL² (ours)",
+    "ucb1": "UCB1 (c = 0.2, pseudo-counts)",
+    "ucb1_textbook": "UCB1 (textbook, c = 1)",
+    "thompson": "Thompson",
+    "gittins": "Gittins",
+    "psrl": "PSRL",
+    "ucrl2": "UCRL2",
+}
+KINDS = {
+    "curves": _curves_block,
+    "sinusoid": _sinusoid_block,
+    "accuracy": _accuracy_block,
+    "trials": _trials_block,
+}
+
+
+def result_block(
+    name: str,
+    results_root: Path,
+    manifest: Mapping[str, Any] | None = None,
+    spec: Mapping[str, Any] | None = None,
+) -> str:
+    """A result block, markers included, generated from the files of the runs behind it.
+
+    ``spec`` (default: the manifest's ``blocks.name``, else the curves of ``results/name``)
+    names the block's kind and runs.
+
+    Raises:
+        FileNotFoundError: If a run's files are missing.
+        ValueError: If the block's kind is unknown.
+    """
+    manifest = load_manifest(results_root) if manifest is None else manifest
+    if spec is None:
+        spec = manifest.get("blocks", {}).get(name, {"kind": "curves", "runs": [name]})
+    if spec["kind"] not in KINDS:
+        raise ValueError(f"block {name}: unknown kind {spec['kind']!r}; one of {sorted(KINDS)}")
     return "\n".join(
         [
             f"<!-- results:{name}:begin -->",
-            "<!-- generated by scripts/readme_tables.py; do not edit -->",
-            textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False),
-            "",
-            *rows,
+            "<!-- generated by scripts/readme_tables.py from results/; do not edit -->",
+            *KINDS[spec["kind"]](spec, results_root, manifest),
             f"<!-- results:{name}:end -->",
         ]
     )
@@ -144,7 +361,8 @@ def render(readme: str, results_dir: Path) -> str:
     head, rest = readme.split(DEMO_BEGIN)
     _, tail = rest.split(DEMO_END)
     readme = head + demo_block(results_dir) + tail
-    return RESULT_BLOCK.sub(lambda m: result_block(m["name"], results_dir.parent), readme)
+    manifest = load_manifest(results_dir.parent)
+    return RESULT_BLOCK.sub(lambda m: result_block(m["name"], results_dir.parent, manifest), readme)
 
 
 def main(argv: list[str] | None = None) -> int:
