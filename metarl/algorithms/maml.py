@@ -16,6 +16,8 @@ One learner covers the family, since they differ only in how the shared inner lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
@@ -150,7 +152,9 @@ class MAMLLearner:
             step_arg=True,
         )
 
-    def _query(self, fn, adapted: Params, batch: TaskBatch, step: int) -> Tensor:
+    def _query(
+        self, fn: Callable[[Tensor, Tensor], Tensor], adapted: Params, batch: TaskBatch, step: int
+    ) -> Tensor:
         """``fn(prediction, target)`` per task at adapted params ``[task, ...]``: ``[task]``."""
 
         def one(p: Params, x: Tensor, y: Tensor) -> Tensor:
