@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy  # files and strictness: [tool.mypy] in pyproject.toml
 
 test: lint
 	$(PY) -m pytest -q -n 2 --dist load
@@ -33,4 +34,4 @@ results: $(STAMP)
 	$(PY) scripts/reproduce.py --check
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -383,7 +383,7 @@ class TaskEnv(gym.Env):
     :func:`envs.registration.get_env_class`); constructor keyword arguments go to the engine.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # not ClassVar: gymnasium.Env types it so
     engine_cls: ClassVar[type[BatchedTaskEngine]]
 
     def __init__(self, render_mode: str | None = None, **engine_kwargs: Any) -> None:

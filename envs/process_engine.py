@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError
 
@@ -145,7 +146,7 @@ def _probe_info(engine: BatchedTaskEngine) -> dict[str, tuple[tuple[int, ...], n
     engine.reset(np.zeros(1, dtype=np.int64))
     space = engine.action_space
     action = np.zeros((1, *(space.shape or ())), dtype=space.dtype)
-    if hasattr(space, "low"):
+    if isinstance(space, spaces.Box):
         action[...] = np.clip(action, space.low, space.high)
     out = engine.step(action)
     return {
@@ -239,6 +240,10 @@ class ProcessEngine:
         n = self.num_envs
         obs_space, act_space = self.observation_space, self.action_space
         act_shape = act_space.shape if act_space.shape is not None else ()
+        if obs_space.shape is None:
+            raise ValueError(
+                f"the process backend needs a shaped observation space, got {obs_space}"
+            )
         specs = {
             "obs": ((n, *obs_space.shape), np.dtype(obs_space.dtype)),
             "actions": ((n, *act_shape), np.dtype(act_space.dtype)),
@@ -262,7 +267,8 @@ class ProcessEngine:
         ctx = mp.get_context(start_method)
         for start, stop in (self._slices[w] for w in self._remote):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(
+            # typeshed types get_context(str) as BaseContext; each concrete context has Process
+            proc = ctx.Process(  # type: ignore[attr-defined]
                 target=_worker_main,
                 args=(child, engine_cls, kwargs, start, stop, self._layout, self._spin),
                 daemon=True,

@@ -41,12 +41,15 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import yaml
 
 from metarl.config_renames import renamed_key_errors, renamed_key_message
 from metarl.run_config import RunConfig
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "ConfigError",
@@ -63,7 +66,7 @@ __all__ = [
     "undocumented_fields",
 ]
 
-T = TypeVar("T")
+T = TypeVar("T", bound="DataclassInstance")
 
 
 _MISSING = object()
@@ -418,7 +421,7 @@ def load_config(
         raise TypeError(f"cls must be a frozen dataclass type, got {cls!r}")
     data: Any = {} if path_or_dict is None else path_or_dict
     if not isinstance(data, Mapping):
-        path = Path(path_or_dict)
+        path = Path(data)
         try:
             data = load_yaml(path.read_text(encoding="utf-8"))
         except ConfigError as exc:
@@ -466,7 +469,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return _to_plain(config)
 
 
-def save_config(config: Any, path: str | os.PathLike[str]) -> Path:
+def save_config(config: DataclassInstance, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config as YAML in field order (via a temporary file and a rename).
 
     Sections that are None (those the config's algorithm does not use) are left out.

@@ -43,12 +43,12 @@ def renamed_key_message(cls: type, key: str) -> str | None:
     return None
 
 
-def _dotted(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Mapping, str]]:
+def _dotted(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, dict[str, Any], str]]:
     """Yields ``(dotted key, parent mapping, key)`` for every key of a nested mapping."""
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         yield dotted, data, key
-        if isinstance(value, Mapping):
+        if isinstance(value, dict):  # _copy made every nested mapping a dict
             yield from _dotted(value, dotted)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import TypeVar
 
 from metarl.config_checks import check_positive
 
@@ -22,7 +23,10 @@ __all__ = [
     "PPOConfig",
     "TRPOConfig",
     "apply_sections",
+    "section",
 ]
+
+_S = TypeVar("_S")
 
 LEARNED_LR_PREFIX = "inner_lr."
 """Learned inner step sizes (Meta-SGD, MAML++ LSLR) live in θ under ``inner_lr.<param name>``."""
@@ -122,6 +126,25 @@ def apply_sections(config: object, users: Mapping[str, frozenset[str]]) -> None:
                 f"{', '.join(sorted(names))}); remove it (on the command line: --set "
                 f"{section}=null)"
             )
+
+
+def section(value: _S | None, name: str) -> _S:
+    """The section ``name`` of a root config, which `apply_sections` fills for its users.
+
+    Args:
+        value: The section's value (``cfg.<name>``).
+        name: The section's field name, for the error.
+
+    Returns:
+        ``value``, known not to be None.
+
+    Raises:
+        ValueError: If ``value`` is None: the config's ``algo.name`` does not use this section,
+            so code reading it was handed a config for another algorithm.
+    """
+    if value is None:
+        raise ValueError(f"the {name} section is None: this config's algo.name does not use it")
+    return value
 
 
 def _section_class(config: object, field: dataclasses.Field) -> type:

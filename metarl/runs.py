@@ -53,7 +53,7 @@ from metarl.config import (
     save_config,
 )
 from metarl.config_renames import migrate_config
-from metarl.logger import CSVLogger, Logger, MultiLogger, TensorBoardLogger
+from metarl.logger import CSVLogger, Logger, MultiLogger, ScalarLike, TensorBoardLogger
 
 __all__ = [
     "IncompatibleResumeError",
@@ -119,7 +119,7 @@ class IncompatibleResumeError(ValueError):
         )
 
 
-def check_finite(step: int, **scalars: float | np.ndarray | torch.Tensor) -> None:
+def check_finite(step: int, **scalars: ScalarLike) -> None:
     """Raise if any quantity is NaN or infinite (arrays and tensors: any element).
 
     Call it before saving a checkpoint, so the last checkpoint on disk stays the last good state.
@@ -133,18 +133,18 @@ def check_finite(step: int, **scalars: float | np.ndarray | torch.Tensor) -> Non
     Raises:
         NonFiniteLossError: Naming the first non-finite quantity, its value and the step.
     """
-    tensor_names = [name for name, value in scalars.items() if isinstance(value, torch.Tensor)]
+    tensors = {name: value for name, value in scalars.items() if isinstance(value, torch.Tensor)}
     finite: dict[str, bool] = {}
     by_device: dict[torch.device, list[str]] = {}
-    for name in tensor_names:
-        by_device.setdefault(scalars[name].device, []).append(name)
+    for name, tensor in tensors.items():
+        by_device.setdefault(tensor.device, []).append(name)
     for names in by_device.values():
-        flags = torch.stack([torch.isfinite(scalars[n].detach()).all() for n in names]).tolist()
+        flags = torch.stack([torch.isfinite(tensors[n].detach()).all() for n in names]).tolist()
         finite.update(zip(names, flags, strict=True))
     for name, value in scalars.items():
         if name in finite:
             if not finite[name]:
-                tensor = scalars[name]
+                tensor = tensors[name]
                 shown = float(tensor.detach().reshape(())) if tensor.numel() == 1 else None
                 raise NonFiniteLossError(step, name, shown)
         elif not np.isfinite(value).all():

@@ -176,7 +176,9 @@ class SubEnvStatus:
         self.has_task[indices] = True
         return [engine.tasks[int(i)] for i in indices]
 
-    def begin_reset(self, engine: BatchedTaskEngine, indices: Sequence[int]) -> np.ndarray:
+    def begin_reset(
+        self, engine: BatchedTaskEngine, indices: Sequence[int] | np.ndarray
+    ) -> np.ndarray:
         """Checks ``indices``, samples a task for each listed sub-env without one, marks them reset.
 
         Returns:

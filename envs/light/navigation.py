@@ -116,6 +116,7 @@ class Navigation2DEngine(BatchedTaskEngine):
 
     metadata: ClassVar[dict[str, Any]] = LIGHT_RENDER_METADATA
     distribution_cls: ClassVar[type[TaskDistribution]] = Navigation2DTaskDistribution
+    distribution: Navigation2DTaskDistribution
     reward_terms: tuple[str, ...] = ("reward_distance",)
     extra_keys: tuple[str, ...] = ("distance",)
 
@@ -215,7 +216,7 @@ class Navigation2DEngine(BatchedTaskEngine):
         np.subtract(self._position, self._goal, out=self._delta)
         distance = np.hypot(self._delta[:, 0], self._delta[:, 1])
         np.abs(self._delta, out=self._delta)
-        terminated = (self._delta < self.success_radius).all(axis=1)
+        terminated = np.all(self._delta < self.success_radius, axis=1)
         reward_distance = -distance
         return EngineStep(
             obs=self._position.astype(np.float32),

@@ -78,7 +78,7 @@ class AntEngine(MujocoEngine):
             and the task distribution's arguments.
     """
 
-    reward_terms: ClassVar[tuple[str, ...]] = (
+    reward_terms: tuple[str, ...] = (
         "reward_forward",
         "reward_ctrl",
         "reward_contact",

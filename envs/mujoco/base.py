@@ -125,6 +125,7 @@ class MujocoEngine(BatchedTaskEngine):
         "render_modes": list(MUJOCO_RENDER_MODES),
         "render_fps": 20,  # 1 / dt at the default frame_skip (subclasses with another dt override)
     }
+    action_space: spaces.Box
 
     def __init__(
         self,
@@ -260,7 +261,7 @@ class MujocoEngine(BatchedTaskEngine):
         self.ensure_tasks(idx)
         scale = self.reset_noise_scale
         for i in idx.tolist():
-            self._load_task(i, self.tasks[i])  # type: ignore[arg-type]
+            self._load_task(i, self.tasks[i])
             model, data, rng = self._models[i], self._datas[i], self.rngs[i]
             mujoco.mj_resetData(model, data)
             qpos = self.init_qpos + rng.uniform(low=-scale, high=scale, size=model.nq)

@@ -119,7 +119,7 @@ class DynamicsDistribution(TaskDistribution):
         tasks: list[Task] = []
         limit = self.log_scale_limit
         for _ in range(n):
-            values = {}
+            values: dict[str, Any] = {}  # arrays: Task converts them to tuples
             for name in RAND_PARAMS:
                 shape = self.shapes[name]
                 if name in self.rand_params:
@@ -133,7 +133,8 @@ class DynamicsDistribution(TaskDistribution):
 
     def unit_task(self) -> DynamicsTask:
         """Returns the task that leaves the model unchanged (all multipliers 1.0)."""
-        return DynamicsTask(**{name: np.ones(self.shapes[name]) for name in RAND_PARAMS})
+        ones: dict[str, Any] = {name: np.ones(self.shapes[name]) for name in RAND_PARAMS}
+        return DynamicsTask(**ones)
 
     def validate(self, task: Task) -> None:
         """Checks each field's shape and that every multiplier lies in its range."""

@@ -16,6 +16,8 @@ One learner covers the family, since they differ only in how the shared inner lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
@@ -28,8 +30,8 @@ from metarl.algorithms.supervised import (
     task_loss,
     task_metric,
 )
-from metarl.config_sections import LEARNED_LR_PREFIX
-from metarl.functional import AdaptResult, Params, adapt
+from metarl.config_sections import LEARNED_LR_PREFIX, section
+from metarl.functional import AdaptResult, InnerLR, Params, adapt
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 
@@ -77,8 +79,8 @@ class MAMLLearner:
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
     ) -> None:
-        algo, inner, mamlpp = cfg.algo, cfg.inner, cfg.mamlpp
-        self.cfg = cfg
+        algo, inner, mamlpp = cfg.algo, section(cfg.inner, "inner"), section(cfg.mamlpp, "mamlpp")
+        self.cfg, self.inner, self.mamlpp_options = cfg, inner, mamlpp
         self.model = build_model(cfg, generator, device, embedding=False)
         self.generator = generator
         self.mamlpp = algo.name == "mamlpp"
@@ -98,9 +100,9 @@ class MAMLLearner:
     def init_params(self) -> Params:
         """Network weights, plus learned inner learning rates for Meta-SGD and MAML++ LSLR."""
         params = {k: v.detach().clone().requires_grad_() for k, v in self.model.named_parameters()}
-        inner = self.cfg.inner
+        inner = self.inner
         if self.meta_sgd:
-            low, high = self.cfg.metasgd.lr_range
+            low, high = section(self.cfg.metasgd, "metasgd").lr_range
             for k in self._lr_keys:
                 p = params[k]
                 init = torch.rand(p.shape, generator=self.generator, device=p.device)
@@ -111,24 +113,24 @@ class MAMLLearner:
                 params[_LR_PREFIX + k] = value.requires_grad_()
         return params
 
-    def _split(self, params: Params, steps: int) -> tuple[Params, object]:
+    def _split(self, params: Params, steps: int) -> tuple[Params, InnerLR]:
         net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
         if self.meta_sgd:
             return net, {k: params[_LR_PREFIX + k] for k in self._lr_keys}
         if self.per_step_lr:
-            trained = self.cfg.inner.steps
+            trained = self.inner.steps
             # evaluation beyond the trained steps reuses the last learned rate
             return net, [
                 {k: params[_LR_PREFIX + k][min(s, trained - 1)] for k in self._lr_keys}
                 for s in range(steps)
             ]
-        return net, self.cfg.inner.lr
+        return net, self.inner.lr
 
     # -- the model as a function of its parameters -----------------------------------------------
 
     def _forward(self, net: Params, x: Tensor, step: int) -> Tensor:
         if self.step_arg:
-            bn_steps = self.cfg.inner.steps if self.cfg.mamlpp.per_step_bn_weights else 0
+            bn_steps = self.inner.steps if self.mamlpp_options.per_step_bn_weights else 0
             return functional_call(self.model, net, (x,), {"step": min(step, bn_steps)})
         return functional_call(self.model, net, (x,))
 
@@ -150,7 +152,9 @@ class MAMLLearner:
             step_arg=True,
         )
 
-    def _query(self, fn, adapted: Params, batch: TaskBatch, step: int) -> Tensor:
+    def _query(
+        self, fn: Callable[[Tensor, Tensor], Tensor], adapted: Params, batch: TaskBatch, step: int
+    ) -> Tensor:
         """``fn(prediction, target)`` per task at adapted params ``[task, ...]``: ``[task]``."""
 
         def one(p: Params, x: Tensor, y: Tensor) -> Tensor:
@@ -166,11 +170,14 @@ class MAMLLearner:
 
     def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
         """Mean query loss after the inner loop (MSL: weighted over every inner step)."""
-        steps = self.cfg.inner.steps
+        steps = self.inner.steps
         result = self._adapt(params, batch, steps, self.first_order)
         if self.msl and steps > 0:
             weights = multi_step_loss_weights(
-                steps, iteration, self.cfg.mamlpp.multi_step_loss_iterations, batch.query_x.device
+                steps,
+                iteration,
+                self.mamlpp_options.multi_step_loss_iterations,
+                batch.query_x.device,
             )
             preds = [self._predict(result.trajectory[s], batch, s) for s in range(1, steps + 1)]
             losses = torch.stack([vmap(task_loss)(p, batch.query_y).mean() for p in preds])

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call
 
 from envs.core import Task
@@ -45,10 +45,16 @@ from metarl.algorithms.maml_rl_config import (
     PolicyConfig,
 )
 from metarl.checkpoint import capture_rng_state, restore_rng_state
-from metarl.config_sections import LEARNED_LR_PREFIX
+from metarl.config_sections import LEARNED_LR_PREFIX, section
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
-from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
+from metarl.rl.policies import (
+    CategoricalMLPPolicy,
+    GaussianMLPPolicy,
+    MLPPolicy,
+    PolicyOutput,
+    policy_forward,
+)
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
@@ -132,7 +138,7 @@ def prepare_episodes(batch: EpisodeBatch, algo: AlgoConfig) -> TaskData:
     return TaskData(batch.obs, batch.actions, adv.to(batch.rewards.dtype), mask, batch.log_probs)
 
 
-def inner_loss(policy: nn.Module, estimator: str, params: Params, data: TaskData) -> Tensor:
+def inner_loss(policy: MLPPolicy, estimator: str, params: Params, data: TaskData) -> Tensor:
     """One task's inner loss on its episodes (``data`` fields ``[E, H, ...]``): 0-d.
 
     ``"reinforce"``: ``-mean(log π_θ(a|s) A)`` (MAML, pytorch-maml-rl); ``"lvc"``: ProMP's
@@ -152,7 +158,7 @@ def split_params(params: Params) -> tuple[Params, Params | None]:
 
 
 def adapt_policy(
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     inner: Sequence[TaskData],
     lrs: Sequence[float],
@@ -228,7 +234,7 @@ class OuterTerms(NamedTuple):
 
 
 def outer_objective(
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     inner: Sequence[TaskData],
     valid: TaskData,
@@ -266,8 +272,8 @@ def outer_objective(
                 for k, d in enumerate(inner)
             ]
         )
-        kwargs = {"clip_eps": cfg.ppo.clip_eps, "inner_kl_coeff": cfg.promp.inner_kl_coeff}
-        clipped = promp_loss(*args, inner_kl, **kwargs).loss
+        coeff = section(cfg.promp, "promp").inner_kl_coeff
+        clipped = promp_loss(*args, inner_kl, clip_eps=cfg.ppo.clip_eps, inner_kl_coeff=coeff).loss
     else:
         clipped = ppo_clip_loss(*args, cfg.ppo.clip_eps, per_task=True).loss
     return OuterTerms(surrogate, kl, clipped)
@@ -275,7 +281,7 @@ def outer_objective(
 
 @torch.no_grad()
 def old_outputs(
-    policy: nn.Module, adapted: Sequence[Params], inner: Sequence[TaskData], valid: TaskData
+    policy: MLPPolicy, adapted: Sequence[Params], inner: Sequence[TaskData], valid: TaskData
 ) -> list[PolicyOutput]:
     """The policies at θ_old on each inner batch, then (adapted) on ``valid``; detached constants.
 
@@ -299,7 +305,7 @@ def old_outputs(
         policy_forward(policy, p, d.obs, k > 0)
         for k, (p, d) in enumerate(zip(adapted, batches, strict=True))
     ]
-    return [PolicyOutput(*(x.detach() if x is not None else None for x in o)) for o in outs]
+    return [o.apply(Tensor.detach) for o in outs]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,7 +335,7 @@ class MetaBatch(NamedTuple):
 
 def collect_meta_batch(
     cfg: MAMLRLConfig,
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     vec: TaskVectorEnv,
     tasks: Sequence[Task],
@@ -375,7 +381,7 @@ def collect_meta_batch(
         returns.append(batch.episode_returns.mean())
         if k < cfg.inner.steps:  # the estimator of the outer objective, so θ'_i(θ_old) match
             lrs = [cfg.inner.lr] * len(batches)
-            kwargs = {"first_order": True, "estimator": cfg.inner.estimator}
+            kwargs: dict[str, Any] = {"first_order": True, "estimator": cfg.inner.estimator}
             path = adapt_policy(policy, theta, batches, lrs, **kwargs)
             path = [{name: v.detach() for name, v in p.items()} for p in path]
         seconds["adaptation"] += time.perf_counter() - tic
@@ -383,7 +389,7 @@ def collect_meta_batch(
 
 
 def outer_update(
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     optimizer: torch.optim.Optimizer | None,
     batch: MetaBatch,
@@ -399,19 +405,20 @@ def outer_update(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )
     if optimizer is None:
+        trpo = section(cfg.trpo, "trpo")
         step = trpo_step(
             lambda theta: objective(theta)[:2],
             None,
             params,
-            max_kl=cfg.trpo.max_kl,
-            cg_iters=cfg.trpo.cg_iters,
-            cg_damping=cfg.trpo.cg_damping,
-            ls_backtrack=cfg.trpo.ls_backtrack,
-            ls_steps=cfg.trpo.ls_steps,
+            max_kl=trpo.max_kl,
+            cg_iters=trpo.cg_iters,
+            cg_damping=trpo.cg_damping,
+            ls_backtrack=trpo.ls_backtrack,
+            ls_steps=trpo.ls_steps,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
         return new, {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
-    for _ in range(cfg.ppo.epochs):  # θ'_i(θ) is recomputed at every epoch
+    for _ in range(section(cfg.ppo, "ppo").epochs):  # θ'_i(θ) is recomputed at every epoch
         terms = objective(params)
         optimizer.zero_grad(set_to_none=True)
         terms.clipped.backward()
@@ -437,7 +444,7 @@ class MAMLRLExperiment:
     def __init__(
         self,
         cfg: MAMLRLConfig,
-        policy: nn.Module,
+        policy: MLPPolicy,
         params: Params,
         vec: TaskVectorEnv,
         device: torch.device,
@@ -491,7 +498,7 @@ class MAMLRLExperiment:
 
 def train(
     cfg: MAMLRLConfig,
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     vec: TaskVectorEnv,
     *,
@@ -533,9 +540,12 @@ def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskV
 
 def build_policy(
     cfg: PolicyConfig, vec: TaskVectorEnv, generator: torch.Generator, device: torch.device
-) -> nn.Module:
+) -> MLPPolicy:
     """A Gaussian MLP policy for Box actions, a categorical MLP for Discrete ones."""
-    obs_dim, space = int(np.prod(vec.single_observation_space.shape)), vec.single_action_space
+    obs_space, space = vec.single_observation_space, vec.single_action_space
+    if obs_space.shape is None or space.shape is None:
+        raise ValueError(f"the policy needs shaped spaces, got {obs_space} and {space}")
+    obs_dim = int(np.prod(obs_space.shape))
     if isinstance(space, spaces.Discrete):
         return CategoricalMLPPolicy(
             obs_dim, int(space.n), cfg.hidden, cfg.activation, generator=generator, device=device
@@ -552,7 +562,7 @@ def build_policy(
     )
 
 
-def init_params(policy: nn.Module, learned_inner_lr: float | None = None) -> Params:
+def init_params(policy: MLPPolicy, learned_inner_lr: float | None = None) -> Params:
     """Fresh leaf copies of the policy's parameters, plus Meta-SGD step sizes if asked."""
     params = {k: v.detach().clone() for k, v in policy.named_parameters()}
     if learned_inner_lr is not None:

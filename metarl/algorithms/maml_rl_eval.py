@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from metarl import driver
 from metarl.algorithms.maml_rl import (
@@ -28,6 +27,7 @@ from metarl.checkpoint import load_checkpoint
 from metarl.config import config_to_dict
 from metarl.functional import Params
 from metarl.rl import evaluation as rl_eval
+from metarl.rl.policies import MLPPolicy
 from metarl.rl.sampler import EpisodeBatch
 from metarl.runs import Run, open_run_from_config
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 def _vpg_adapter(
-    cfg: MAMLRLConfig, policy: nn.Module, lr_override: float | None, learned: Params | None = None
+    cfg: MAMLRLConfig, policy: MLPPolicy, lr_override: float | None, learned: Params | None = None
 ) -> rl_eval.AdaptFn:
     """Plain VPG steps with the linear baseline: the MAML test protocol's fine-tuning.
 
@@ -93,8 +93,8 @@ def _cache(directory: Path | None, name: str, seed: int) -> Path | None:
 
 def _baseline_starts(
     cfg: MAMLRLConfig,
-    policy: nn.Module,
-    random_policy: nn.Module,
+    policy: MLPPolicy,
+    random_policy: MLPPolicy,
     device: torch.device,
     cache: Path | None,
 ) -> dict[str, rl_eval.Start]:

@@ -31,6 +31,7 @@ params dict (``embedding.*``, ``fce_support.*``, ``fce_query.*``).
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +47,9 @@ from metarl.algorithms.supervised import (
     embed_tasks,
     task_metric,
 )
+from metarl.config_sections import section
 from metarl.functional import Params
+from metarl.nn import Conv4
 
 __all__ = [
     "MatchingNetLearner",
@@ -212,7 +215,7 @@ class MatchingNetLearner:
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
     ) -> None:
         check_metric_learner_config(cfg, ("conv4_maxpool", "conv4_strided"))
-        algo = cfg.matching
+        algo = section(cfg.matching, "matching")
         if algo.full_context_embeddings and algo.fce_steps < 1:
             raise ValueError(f"matching.fce_steps must be >= 1 with FCE, got {algo.fce_steps}")
         self.cfg = cfg
@@ -220,7 +223,8 @@ class MatchingNetLearner:
         embedding = build_model(cfg, generator, device, embedding=True)
         self.net = nn.ModuleDict({"embedding": embedding})
         if self.fce:
-            dim = embedding.embedding_dim
+            # check_metric_learner_config admits only the conv4 networks, built as a Conv4
+            dim = cast(Conv4, embedding).embedding_dim
             lstm = nn.LSTM(dim, dim, batch_first=True, bidirectional=True, device=device)
             cell = nn.LSTMCell(2 * dim, dim, device=device)
             for module in (lstm, cell):
@@ -235,13 +239,18 @@ class MatchingNetLearner:
         """Embeds the whole batch and returns ``[task, query, ways]`` log class probabilities."""
         support, query = embed_tasks(self.net["embedding"], _sub(params, "embedding."), batch)
         if self.fce:
-            support = fce_support(self.net["fce_support"], _sub(params, "fce_support."), support)
+            # __init__ put an nn.LSTM and an nn.LSTMCell under these names when self.fce
+            lstm, cell = (
+                cast(nn.LSTM, self.net["fce_support"]),
+                cast(nn.LSTMCell, self.net["fce_query"]),
+            )
+            support = fce_support(lstm, _sub(params, "fce_support."), support)
             query = fce_query(
-                self.net["fce_query"],
+                cell,
                 _sub(params, "fce_query."),
                 query,
                 support,
-                self.cfg.matching.fce_steps,
+                section(self.cfg.matching, "matching").fce_steps,
             )
         return matching_log_probs(support, batch.support_y, query, ways)
 

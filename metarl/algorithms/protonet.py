@@ -32,6 +32,7 @@ from metarl.algorithms.supervised import (
     task_loss,
     task_metric,
 )
+from metarl.config_sections import section
 from metarl.functional import Params
 
 __all__ = [
@@ -137,7 +138,9 @@ class ProtoNetLearner:
     def query_logits(self, params: Params, batch: TaskBatch, ways: int) -> Tensor:
         """Embeds the whole batch and returns ``[task, query, ways]`` prototype logits."""
         support, query = embed_tasks(self.model, params, batch)
-        return prototype_logits(support, batch.support_y, query, ways, self.cfg.protonet.distance)
+        return prototype_logits(
+            support, batch.support_y, query, ways, section(self.cfg.protonet, "protonet").distance
+        )
 
     def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
         """Mean query cross-entropy over the tasks of a training batch (``train_ways``-way)."""

@@ -54,6 +54,7 @@ from metarl.algorithms.supervised import (
     task_loss,
     task_metric,
 )
+from metarl.config_sections import section
 from metarl.functional import AdaptResult, Params, adam, adapt
 
 __all__ = [
@@ -255,7 +256,7 @@ class ReptileLearner:
             adaptation (``query_mse`` or ``query_accuracy``) and the mean minibatch loss at the
             first and the last inner step.
         """
-        inner, reptile = self.cfg.inner, self.cfg.reptile
+        inner, reptile = section(self.cfg.inner, "inner"), section(self.cfg.reptile, "reptile")
         batches = self._minibatches(batch, reptile.batch_size, inner.steps, 0, iteration)
         with torch.no_grad():
             result = inner_loop(params, self._loss, batches, lr=inner.lr, beta2=reptile.adam_beta2)
@@ -274,7 +275,7 @@ class ReptileLearner:
         ``reptile.batch_size``); their order depends on how many curves this learner has
         computed, so a fresh learner reproduces the curves of a trained one.
         """
-        inner, reptile = self.cfg.inner, self.cfg.reptile
+        inner, reptile = section(self.cfg.inner, "inner"), section(self.cfg.reptile, "reptile")
         size = reptile.eval_batch_size or reptile.batch_size
         batches = self._minibatches(batch, size, steps, _EVAL_STREAM, self._eval_calls)
         self._eval_calls += 1

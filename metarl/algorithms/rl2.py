@@ -46,6 +46,7 @@ from metarl.algorithms.rl2_config import (
 )
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import config_to_dict
+from metarl.config_sections import section
 from metarl.functional import Params
 from metarl.rl.evaluation import heldout_tasks
 from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
@@ -151,12 +152,13 @@ def ppo_loss(
     Means are over the valid steps of the minibatch; advantages are normalised over them when
     ``cfg.algo.normalize_advantages``.
     """
+    ppo = section(cfg.ppo, "ppo")
     logp = policy.log_prob(out.dist, chunks.actions)
     adv = _advantages(chunks, cfg.algo.normalize_advantages)
-    clip = ppo_clip_loss(logp, chunks.log_probs, adv, chunks.mask, cfg.ppo.clip_eps)
+    clip = ppo_clip_loss(logp, chunks.log_probs, adv, chunks.mask, ppo.clip_eps)
     v_loss = value_loss(out.value, chunks.returns, chunks.mask)
     entropy = mean_entropy(policy.entropy(out.dist), chunks.mask)
-    loss = clip.loss + cfg.ppo.value_coef * v_loss - cfg.ppo.entropy_coef * entropy
+    loss = clip.loss + ppo.value_coef * v_loss - ppo.entropy_coef * entropy
     return PPOTerms(loss, clip, v_loss, entropy)
 
 
@@ -180,8 +182,9 @@ def ppo_update(
     Returns:
         The last minibatch's losses and diagnostics, detached.
     """
-    groups = _clip_groups(policy, params, cfg.ppo)
-    for _ in range(cfg.ppo.epochs):
+    ppo = section(cfg.ppo, "ppo")
+    groups = _clip_groups(policy, params, ppo)
+    for _ in range(ppo.epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
             terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, cfg)
@@ -223,6 +226,7 @@ def trpo_update(
     Returns:
         The new parameters (the value tensors are those of ``params``, updated) and metrics.
     """
+    trpo = section(cfg.trpo, "trpo")
     theta, value_params = split_params(policy, params)
     frozen = {k: v.detach() for k, v in value_params.items()}
     flat = chunks.flatten()
@@ -240,14 +244,14 @@ def trpo_update(
         loss_and_kl,
         None,
         theta,
-        max_kl=cfg.trpo.max_kl,
-        cg_iters=cfg.trpo.cg_iters,
-        cg_damping=cfg.trpo.cg_damping,
-        ls_backtrack=cfg.trpo.ls_backtrack,
-        ls_steps=cfg.trpo.ls_steps,
+        max_kl=trpo.max_kl,
+        cg_iters=trpo.cg_iters,
+        cg_damping=trpo.cg_damping,
+        ls_backtrack=trpo.ls_backtrack,
+        ls_steps=trpo.ls_steps,
     )
     new_theta = step.new_params
-    for _ in range(cfg.trpo.value_epochs):
+    for _ in range(trpo.value_epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
             out = chunk_forward(policy, {**new_theta, **value_params}, mb)
@@ -255,7 +259,11 @@ def trpo_update(
             _adam_step(
                 value_optimizer, v_loss, [list(value_params.values())], cfg.algo.max_grad_norm
             )
-    metrics = {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
+    metrics: dict[str, Tensor | float] = {
+        "surrogate": step.loss_before,
+        "kl": step.kl,
+        "step_frac": step.step_frac,
+    }
     return {**new_theta, **value_params}, {**metrics, "value_loss": v_loss.detach()}
 
 

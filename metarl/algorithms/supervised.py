@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from metarl.algorithms.supervised_config import (
 )
 from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
 from metarl.config import RunConfig as RunConfig  # re-exported with the sections
+from metarl.config_sections import section
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.nn import MLP, Conv4
@@ -167,8 +168,12 @@ def build_model(
         )
     if task.family == "sinusoid":
         raise ValueError(f"model.network={model.network!r} needs an image task family")
-    bn_steps = cfg.inner.steps if cfg.mamlpp and cfg.mamlpp.per_step_bn_weights else None
-    variant = "strided" if model.network == "conv4_strided" else "maxpool"
+    bn_steps = (
+        section(cfg.inner, "inner").steps if cfg.mamlpp and cfg.mamlpp.per_step_bn_weights else None
+    )
+    variant: Literal["strided", "maxpool"] = (
+        "strided" if model.network == "conv4_strided" else "maxpool"
+    )
     return Conv4(
         None if embedding else task.ways,
         filters=model.filters,
@@ -400,7 +405,7 @@ def build_supervised_learner(
 def _eval_steps(cfg: SupervisedConfig, steps: int | None) -> int:
     if not ALGORITHMS[cfg.algo.name].adapts:
         return 0
-    return cfg.eval.steps if steps is None else steps
+    return section(cfg.eval, "eval").steps if steps is None else steps
 
 
 def _build_learner(cfg: SupervisedConfig, device: torch.device) -> SupervisedLearner:

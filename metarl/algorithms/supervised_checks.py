@@ -123,9 +123,9 @@ def activation_bytes(cfg: SupervisedConfig) -> int:
     else:
         examples = (task.train_ways or task.ways) * (task.shots + task.query_shots)
     inner = cfg.inner
-    second_order = inner is not None and cfg.algo.name in _SECOND_ORDER_LEARNERS
-    second_order = second_order and not inner.first_order
-    passes = inner.steps + 1 if second_order else 1
+    second_order = inner is not None and not inner.first_order
+    second_order = second_order and cfg.algo.name in _SECOND_ORDER_LEARNERS
+    passes = inner.steps + 1 if inner is not None and second_order else 1
     per_task = examples * _features_per_example(cfg) * passes * _FLOAT_BYTES
     return task.meta_batch_size * per_task
 

@@ -63,6 +63,7 @@ class ConvBlock(nn.Module):
         with torch.no_grad():
             # Glorot-uniform weights and zero biases, as cbfinn/maml's xavier_initializer_conv2d.
             nn.init.xavier_uniform_(self.conv.weight, generator=generator)
+            assert self.conv.bias is not None  # nn.Conv2d(bias=True), built above
             self.conv.bias.zero_()
 
     def forward(self, x: Tensor, step: int = 0) -> Tensor:

@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from metarl.config_checks import check_positive
 
@@ -46,13 +46,13 @@ class VecEnvConfig:
             raise ValueError(f"ctrl_cost_weight must be >= 0, got {self.ctrl_cost_weight}")
 
     @property
-    def env_kwargs(self) -> dict[str, float]:
+    def env_kwargs(self) -> dict[str, Any]:
         """The env constructor options that are set (None fields keep the env's default)."""
         chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
         return {k: v for k, v in chosen.items() if v is not None}
 
     @property
-    def vec_kwargs(self) -> dict[str, float | None]:
+    def vec_kwargs(self) -> dict[str, Any]:
         """Options of ``make_vec`` itself (``gym.make`` would reject them as env options)."""
         return {"worker_timeout": self.worker_timeout}
 

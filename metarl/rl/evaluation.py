@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import Tensor, nn
+from torch import Tensor
 
 from envs.core import Task, TaskDistribution
 from envs.vector import TaskVectorEnv
@@ -31,6 +31,7 @@ from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.evaluation import write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
+from metarl.rl.policies import MLPPolicy
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
 
 __all__ = [
@@ -97,7 +98,7 @@ def task_chunks(tasks: Sequence[Task], size: int) -> Iterator[tuple[list[Task], 
 
 def adaptation_curve(
     vec: TaskVectorEnv,
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     tasks: Sequence[Task],
     episodes_per_task: int,
@@ -361,7 +362,11 @@ def oracle_curve(
     device: torch.device,
 ) -> np.ndarray:
     """Trains (or loads from ``spec.cache``) the oracle and returns its ``[tasks, 1]`` returns."""
-    kwargs = {"env_kwargs": spec.env_kwargs, "horizon": spec.horizon, "num_envs": spec.num_envs}
+    kwargs: dict[str, Any] = {
+        "env_kwargs": spec.env_kwargs,
+        "horizon": spec.horizon,
+        "num_envs": spec.num_envs,
+    }
 
     def build() -> dict[str, Tensor]:
         model = train_oracle(
@@ -396,7 +401,7 @@ def evaluate_adaptation(
     algorithm: str,
     task_family: str,
     vec: TaskVectorEnv,
-    policy: nn.Module,
+    policy: MLPPolicy,
     tasks: Sequence[Task],
     episodes_per_task: int,
     starts: Mapping[str, Start],
@@ -449,8 +454,8 @@ def evaluate_adaptation(
         )
         curves[name] = values.cpu().numpy()
     if oracle is not None:
-        values = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
-        curves["oracle"] = np.repeat(values, steps + 1, axis=1)
+        returns = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
+        curves["oracle"] = np.repeat(returns, steps + 1, axis=1)
     return write_eval_results(
         out,
         algorithm=algorithm,

@@ -15,8 +15,8 @@ what the v5 MuJoCo envs' own ``[-1, 1]`` action space gives by default.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple, TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,7 @@ from metarl.rl.distributions import (
 __all__ = [
     "CategoricalMLPPolicy",
     "GaussianMLPPolicy",
+    "MLPPolicy",
     "PolicyOutput",
     "policy_forward",
 ]
@@ -51,6 +52,10 @@ class PolicyOutput(NamedTuple):
 
     loc: Tensor
     log_std: Tensor | None
+
+    def apply(self, fn: Callable[[Tensor], Tensor]) -> PolicyOutput:
+        """``fn`` applied to each tensor (``log_std`` stays None for a categorical policy)."""
+        return PolicyOutput(fn(self.loc), None if self.log_std is None else fn(self.log_std))
 
 
 class GaussianMLPPolicy(nn.Module):
@@ -178,6 +183,10 @@ class CategoricalMLPPolicy(nn.Module):
         u = torch.rand(out.loc.shape, generator=generator, device=out.loc.device)
         gumbel = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
         return (out.loc + gumbel).argmax(-1)
+
+
+MLPPolicy: TypeAlias = GaussianMLPPolicy | CategoricalMLPPolicy
+"""A policy of this module: an ``nn.Module`` with ``log_prob``, ``kl``, ``entropy``, ``sample``."""
 
 
 def policy_forward(policy: nn.Module, params: Params, obs: Tensor, batched: bool) -> PolicyOutput:

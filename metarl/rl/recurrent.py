@@ -77,10 +77,11 @@ def _init_gru_(gru: nn.GRU, generator: torch.Generator | None, update_bias: floa
     """
     bound = 1.0 / math.sqrt(gru.hidden_size)
     size = gru.hidden_size
+    _, _, _, bias_hh = gru.all_weights[0]  # layer 0 (all_weights is the typed accessor)
     with torch.no_grad():
         for weight in gru.parameters():
             weight.uniform_(-bound, bound, generator=generator)
-        gru.bias_hh_l0[size : 2 * size].add_(update_bias)
+        bias_hh[size : 2 * size].add_(update_bias)
 
 
 class RecurrentPolicy(nn.Module):
@@ -151,7 +152,7 @@ class RecurrentPolicy(nn.Module):
         self.separate_value = separate_value
         self.state_size = hidden_size * (2 if separate_value else 1)
         self._dist = CategoricalMLPPolicy if self.discrete else GaussianMLPPolicy
-        kw = {"activation": activation, "generator": generator, "device": device}
+        kw: dict[str, Any] = {"activation": activation, "generator": generator, "device": device}
         self.gru = nn.GRU(self.input_size, hidden_size, batch_first=True, device=device)
         _init_gru_(self.gru, generator, update_gate_bias)
         self.pi = MLP(hidden_size, head_hidden, out_dim, **kw)
@@ -234,7 +235,7 @@ class RecurrentPolicy(nn.Module):
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> Tensor:
         """The state at the start of a trial: zeros ``[batch, state_size]``."""
-        dtype = self.gru.weight_hh_l0.dtype
+        dtype = self.gru.all_weights[0][1].dtype  # weight_hh_l0
         return torch.zeros(batch, self.state_size, device=device, dtype=dtype)
 
     def value_parameter_names(self) -> list[str]:
@@ -304,13 +305,14 @@ def _gru_loop(
     r ⊙ (W_hn h + b_hn))``, ``h' = (1 - z) ⊙ n + z ⊙ h``; masked steps keep ``h``, resets zero it.
     Returns the state after every step ``[B, T, S]`` and the last one ``[B, S]``.
     """
-    gates_x = F.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)  # all steps at once: [B, T, 3S]
+    w_ih, w_hh, b_ih, b_hh = gru.all_weights[0]  # layer 0 (all_weights is the typed accessor)
+    gates_x = F.linear(x, w_ih, b_ih)  # all steps at once: [B, T, 3S]
     h, outs = h0, []
     for t in range(x.shape[1]):
         if resets is not None and t > 0:
             h = torch.where(resets[:, t, None], torch.zeros_like(h), h)
         x_r, x_z, x_n = gates_x[:, t].chunk(3, dim=-1)
-        h_r, h_z, h_n = F.linear(h, gru.weight_hh_l0, gru.bias_hh_l0).chunk(3, dim=-1)
+        h_r, h_z, h_n = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
         h_new = (1.0 - z) * torch.tanh(x_n + r * h_n) + z * h
         h = h_new if valid is None else torch.where(valid[:, t, None], h_new, h)

@@ -14,12 +14,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv
 from metarl.functional import Params
-from metarl.rl.policies import policy_forward
+from metarl.rl.policies import MLPPolicy, policy_forward
 
 __all__ = ["EpisodeBatch", "actions_to_env", "sample_episodes"]
 
@@ -70,7 +70,7 @@ def _check(vec: TaskVectorEnv, tasks: Sequence[Task], episodes: int) -> int:
 @torch.no_grad()
 def sample_episodes(
     vec: TaskVectorEnv,
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     tasks: Sequence[Task],
     episodes_per_task: int,
@@ -108,9 +108,7 @@ def sample_episodes(
         obs = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
         if per_task_params:
             out = policy_forward(policy, params, obs.view(num_tasks, episodes_per_task, -1), True)
-            out = type(out)(
-                *(x.reshape(num_envs, *x.shape[2:]) if x is not None else None for x in out)
-            )
+            out = out.apply(lambda x: x.reshape(num_envs, *x.shape[2:]))
         else:
             out = policy_forward(policy, params, obs, False)
         action = policy.sample(out, generator)

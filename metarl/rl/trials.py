@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -217,7 +217,7 @@ def sample_trials(
             obs = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
             x = policy.encode_inputs(obs, carry.action, carry.reward, carry.done)
             out = recurrent_forward(policy, params, x[:, None], carry.h)
-            dist = type(out.dist)(*(v[:, 0] if v is not None else None for v in out.dist))
+            dist = out.dist.apply(lambda v: v[:, 0])
             action = policy.sample(dist, generator)
             obs_np, reward_np, terminated, _, _ = vec.step(actions_to_env(action, vec))
             reward = torch.as_tensor(reward_np, dtype=torch.float32, device=device)
@@ -288,8 +288,8 @@ def trial_gae(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: 
     r, v, m = (x.reshape(shape[0], -1) for x in (rewards, values, mask))
     valid = m != 0
     order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)  # valid steps first
-    packed = [x.gather(1, order) for x in (r, v, valid.to(r.dtype))]
-    result = gae(*packed, gamma, lam)
+    r_packed, v_packed, m_packed = (x.gather(1, order) for x in (r, v, valid.to(r.dtype)))
+    result = gae(r_packed, v_packed, m_packed, gamma, lam)
     back = torch.empty_like(order).scatter_(
         1, order, torch.arange(order.shape[1], device=order.device).expand_as(order)
     )
@@ -368,7 +368,10 @@ def chunk_trials(batch: TrialBatch, advantages: Tensor, returns: Tensor) -> Tria
                 f"got {list(value.shape)}"
             )
     fields = (batch.inputs, batch.actions, batch.log_probs, advantages, returns, batch.mask)
-    return TrialChunks(*(to_chunks(batch.flat(x), batch.chunk_len) for x in fields), batch.chunk_h0)
+    inputs, actions, log_probs, adv, ret, mask = (
+        to_chunks(batch.flat(x), batch.chunk_len) for x in fields
+    )
+    return TrialChunks(inputs, actions, log_probs, adv, ret, mask, batch.chunk_h0)
 
 
 def chunk_forward(policy: RecurrentPolicy, params: Params, chunks: TrialChunks) -> RecurrentOutput:
@@ -431,10 +434,13 @@ def classic_baselines(
     from metarl.rl import classic
 
     rng = np.random.default_rng(seed)
+    # the tasks of one distribution, all of tasks[0]'s class
     if isinstance(tasks[0], BanditTask):
-        curves = classic.bandit_baselines(list(tasks), episodes_per_trial, rng)
+        bandits = cast(list[BanditTask], list(tasks))
+        curves = classic.bandit_baselines(bandits, episodes_per_trial, rng)
     else:
-        curves = classic.mdp_baselines(list(tasks), episodes_per_trial, horizon, rng)
+        mdps = cast(list[TabularMDPTask], list(tasks))
+        curves = classic.mdp_baselines(mdps, episodes_per_trial, horizon, rng)
     return {name: np.asarray(values, dtype=np.float64) for name, values in curves.items()}
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias, cast
 
 import torch
 from torch import Tensor
@@ -308,7 +308,8 @@ def _evaluate(loss_fn: LossFn, kl_fn: KLFn | None, params: Params) -> tuple[Tens
             )
         loss, kl = out
     else:
-        loss, kl = loss_fn(params), kl_fn(params)
+        # a Tensor when kl_fn is given; checked to be a 0-d tensor below
+        loss, kl = cast(Tensor, loss_fn(params)), kl_fn(params)
     for name, value in (("loss_fn", loss), ("kl_fn", kl)):
         if not isinstance(value, Tensor) or value.dim() != 0:
             got = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
