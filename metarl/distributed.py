@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -45,6 +45,7 @@ __all__ = [
     "gather_objects",
     "init",
     "local_device",
+    "mean_over_tasks",
     "on_main",
     "shard",
     "shutdown",
@@ -237,6 +238,52 @@ def all_reduce_sum_(tensors: Sequence[Tensor]) -> None:
         for t in tensors:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
+
+
+def mean_over_tasks(
+    metrics: Mapping[str, Any],
+    local_tasks: int,
+    total_tasks: int,
+    *,
+    sums: Sequence[Tensor] = (),
+) -> dict[str, Any]:
+    """The meta-batch means of per-rank task means, in one collective with ``sums``.
+
+    Each tensor metric is this rank's mean over its ``local_tasks`` tasks; the result is
+    ``sum_r mean_r * local_tasks_r / total_tasks``, the mean over the whole meta-batch, equal on
+    every rank (a NaN on any rank is a NaN everywhere, so every rank stops alike). Values that are
+    not tensors (a learning rate) are the same on every rank and pass through. ``sums`` (e.g.
+    gradients already scaled by ``local_tasks / total_tasks``) are summed in place by the same
+    collective. With one rank the metrics come back unchanged.
+
+    Args:
+        metrics: Name to a scalar tensor (this rank's mean) or a rank-independent value.
+        local_tasks: This rank's tasks (may be 0: its means are then ignored).
+        total_tasks: Tasks of the meta-batch over every rank, >= 1.
+        sums: Tensors to sum over ranks in place, of one dtype and device.
+
+    Returns:
+        The metrics, reduced tensors as 0-d tensors of the dtype of ``sums`` (float32 without).
+    """
+    w = world()
+    if not w.distributed:
+        return dict(metrics)
+    if total_tasks < 1 or not 0 <= local_tasks <= total_tasks:
+        raise ValueError(f"cannot weight {local_tasks} of {total_tasks} tasks")
+    names = [k for k, v in metrics.items() if isinstance(v, Tensor)]
+    first = sums[0] if sums else (metrics[names[0]] if names else None)
+    if first is None:
+        return dict(metrics)
+    dtype = sums[0].dtype if sums else torch.float32
+    weight = local_tasks / total_tasks
+    means = [
+        (metrics[k].detach().to(first.device, dtype) * weight).reshape(())
+        if local_tasks
+        else torch.zeros((), dtype=dtype, device=first.device)
+        for k in names
+    ]
+    all_reduce_sum_([*sums, *means])
+    return {**metrics, **dict(zip(names, means, strict=True))}
 
 
 def gather_objects(obj: Any) -> list[Any] | None:
