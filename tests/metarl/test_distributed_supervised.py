@@ -149,9 +149,27 @@ def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs
         SupervisedExperiment(tiny, None, None, CPU)  # type: ignore[arg-type]
     except ValueError as err:
         results["too_many_ranks"] = str(err)
+    # a NaN in a task of rank 1 only: the reduced loss is NaN on every rank, so all stop alike
+    nan_family = NaNTask(_family(VARIANTS["maml_sinusoid"]), task=4)
+    cfg = VARIANTS["maml_sinusoid"]
+    learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
+    loss = SupervisedExperiment(cfg, learner, nan_family, CPU).update(0)["train/loss"]
+    results["nan_on_every_rank"] = distributed.gather_objects(bool(torch.isnan(loss)))
     if rank == 0:
         out.update(results)
     distributed.shutdown()
+
+
+class NaNTask:
+    """A family whose task ``task`` of every batch has NaN query targets."""
+
+    def __init__(self, family, task: int) -> None:
+        self.family, self.task = family, task
+
+    def sample(self, num_tasks: int, generator: torch.Generator, training: bool) -> TaskBatch:
+        batch = self.family.sample(num_tasks, generator, training)
+        batch.query_y[self.task] = float("nan")
+        return batch
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +200,10 @@ def test_two_ranks_take_the_one_rank_meta_update(name: str, two_ranks: dict) -> 
         assert two["metrics"][key] == pytest.approx(value, rel=RTOL, abs=1e-7), key
     np.testing.assert_allclose(two["curves"], one["curves"], rtol=RTOL, atol=1e-6)
     assert two["curves"].shape == one["curves"].shape
+
+
+def test_a_nan_in_one_rank_s_task_is_a_nan_on_every_rank(two_ranks: dict) -> None:
+    assert two_ranks["nan_on_every_rank"] == [True, True]
 
 
 def test_more_ranks_than_tasks_is_a_clear_error(two_ranks: dict) -> None:
