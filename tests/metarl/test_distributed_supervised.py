@@ -153,7 +153,8 @@ def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs
     nan_family = NaNTask(_family(VARIANTS["maml_sinusoid"]), task=4)
     cfg = VARIANTS["maml_sinusoid"]
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
-    loss = SupervisedExperiment(cfg, learner, nan_family, CPU).update(0)["train/loss"]
+    exp = SupervisedExperiment(cfg, learner, nan_family, CPU)  # type: ignore[arg-type]  # stand-in
+    loss = exp.update(0)["train/loss"]
     results["nan_on_every_rank"] = distributed.gather_objects(bool(torch.isnan(loss)))
     if rank == 0:
         out.update(results)
