@@ -2,7 +2,10 @@
 
 - ``metarl envs``: every registered task env with its task parameters and ranges.
 - ``metarl train CONFIG [--set k=v ...] [--run-dir DIR] [--device D] [--seed N] [--resume]``:
-  meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks.
+  meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks. On several
+  ranks: ``torchrun --nproc-per-node N -m metarl train ...``, or ``--nproc N [--nnodes M
+  --rdzv-endpoint HOST:PORT]``, which starts the same ranks through torch's launcher
+  (:mod:`metarl.launch`); rank 0 writes and prints.
 - ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE]``: evaluates a run's latest
   intact checkpoint and writes the adaptation curve as JSON, CSV and PNG.
 - ``metarl data omniglot [--root DIR]``: downloads the Omniglot archives and verifies them.
