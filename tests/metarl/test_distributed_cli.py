@@ -197,9 +197,11 @@ def test_a_killed_rank_stops_the_run_with_one_line_and_it_resumes(
         "all-reduce failed" in lines[0]
     )
 
-    # the run continues on one rank from its last checkpoint, to 2 iterations past it
+    # the run continues on 2 ranks from its last checkpoint (rank 0 reads it, rank 1 gets it by
+    # broadcast), to 2 iterations past it, as one rank would have run it
     latest = max(int(p.stem.split("_")[1]) for p in (run_dir / "checkpoints").glob("*.pt"))
-    assert cli_main(_args(run_dir, latest + 2, "--resume")) == 0
+    done = _metarl(*_args(run_dir, latest + 2, "--resume", "--nproc", "2"))
+    assert done.returncode == 0, done.stderr
     reference = tmp_path / "reference"
     assert cli_main(_args(reference, latest + 2)) == 0
     _assert_same_run(run_dir, reference)
