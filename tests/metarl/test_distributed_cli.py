@@ -207,6 +207,20 @@ def test_a_killed_rank_stops_the_run_with_one_line_and_it_resumes(
     _assert_same_run(run_dir, reference)
 
 
+@pytest.mark.slow
+def test_a_failure_of_every_rank_is_reported_once_by_rank_0(tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("not a run")
+    done = _metarl(*_args(occupied, 5, "--nproc", "2"))
+    assert done.returncode == EXIT_BAD_INPUT
+    assert done.stderr.splitlines() == [
+        f"error: run directory {occupied} already holds a run: pass --resume to continue it, or "
+        "--run-dir to start another"
+    ]
+    assert sorted(p.name for p in occupied.iterdir()) == ["notes.txt"]
+
+
 def test_a_taken_port_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
