@@ -107,7 +107,7 @@ def _family(cfg: SupervisedConfig):
 
 def _one_update(cfg: SupervisedConfig) -> dict:
     """Parameters, optimiser moments and metrics after two meta-updates, and held-out curves."""
-    torch.manual_seed(0)  # as the command line does (a few inits draw from the global RNG)
+    torch.manual_seed(0)  # the global RNG seeded alike in every process, as the command line does
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
     exp = SupervisedExperiment(cfg, learner, _family(cfg), CPU)
     metrics = [exp.update(i) for i in range(2)][-1]
