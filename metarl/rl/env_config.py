@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from metarl.config_checks import check_positive
 
@@ -48,7 +48,7 @@ class VecEnvConfig:
             raise ValueError(f"ctrl_cost_weight must be >= 0, got {self.ctrl_cost_weight}")
 
     @property
-    def env_kwargs(self) -> dict[str, float | str]:
+    def env_kwargs(self) -> dict[str, Any]:
         """The env constructor options that are set (None fields keep the env's default)."""
         chosen = {
             "action_scale": self.action_scale,
