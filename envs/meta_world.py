@@ -32,7 +32,15 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, TaskDistribution, WorkerError
+from envs.core import (
+    MUJOCO_RENDER_MODES,
+    BatchedTaskEngine,
+    EngineStep,
+    Task,
+    TaskDistribution,
+    WorkerError,
+)
+from envs.mujoco.rendering import make_renderer, render_frame
 
 try:
     # the optional extra: absent where mypy runs without it
@@ -275,7 +283,11 @@ class MetaWorldEngine(BatchedTaskEngine):
     """
 
     distribution_cls: ClassVar[type[TaskDistribution]] = MetaWorldTaskDistribution
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    #: Meta-World's frame rate: 1 / (timestep 0.0025 s * frame_skip 5)
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": list(MUJOCO_RENDER_MODES),
+        "render_fps": 80,
+    }
     extra_keys = INFO_KEYS
 
     def __init__(self, num_envs: int, *, nonfinite_action: str = "raise", **task_kwargs: Any):
@@ -304,6 +316,7 @@ class MetaWorldEngine(BatchedTaskEngine):
         self._threads = 1
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._worker_timeout: float | None = None
+        self._renderers: dict[int, tuple[Any, Any]] = {}
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
         """Tasks are set on the Meta-World envs at the sub-envs' next reset."""
@@ -431,8 +444,28 @@ class MetaWorldEngine(BatchedTaskEngine):
                     f"its share of 'step' within worker_timeout={timeout} s"
                 ) from None
 
+    def render(self, index: int, render_mode: str) -> Any:
+        """Renders sub-env ``index`` with gymnasium's MuJoCo renderer (free camera).
+
+        Raises:
+            RuntimeError: before the sub-env's first reset, or if no OpenGL context can be made
+                (naming ``MUJOCO_GL``).
+        """
+        env = self._envs[index]
+        if env is None:
+            raise RuntimeError(f"reset sub-environment {index} before render()")
+        if index not in self._renderers or self._renderers[index][0] is not env:
+            self._renderers[index] = (env, make_renderer(env.model, env.data))
+        return render_frame(self._renderers[index][1], render_mode)
+
     def close(self) -> None:
         """Closes every Meta-World env and stops the stepping threads."""
+        for _, renderer in self._renderers.values():
+            try:
+                renderer.close()
+            except Exception:  # noqa: BLE001, S110 - a renderer without a context has nothing open
+                pass
+        self._renderers = {}
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None

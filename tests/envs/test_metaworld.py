@@ -199,6 +199,7 @@ def test_wrong_names_foreign_tasks_and_bad_arguments_are_clear_errors():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # Meta-World generates ML45's tasks in about a minute of one core
 def test_ml45_builds_with_its_held_out_classes():
     dist = envs.get_task_distribution(ML10, benchmark="ML45")
     train, test = dist.split_tasks("train"), dist.split_tasks("test")
