@@ -1,5 +1,6 @@
 # Every target sets itself up on a fresh machine: a virtual environment in .venv, the CPU build of
-# torch first (a plain `torch` requirement would pull a multi-GB CUDA build), then the package.
+# torch first (a plain `torch` requirement would pull a multi-GB CUDA build), then the package
+# with its Meta-World extra, so that `make test` tests it.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,11 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint demo bench results clean
 
+# The metaworld extra pins mujoco 3.3.0: a venv that had a newer mujoco (split into the
+# mujoco-core/-studio packages) gets a clean mujoco first, else the downgrade leaves both behind.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip uninstall -q -y mujoco mujoco-core mujoco-studio mujoco-studio-wasm 2>/dev/null || true
+	$(PY) -m pip install -q -e '.[dev,metaworld]'
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import importlib.util
 from typing import Any
 
 import gymnasium as gym
@@ -18,6 +19,7 @@ import gymnasium as gym
 from envs.core import BatchedTaskEngine, TaskDistribution, TaskEnv
 
 __all__ = [
+    "METAWORLD_IDS",
     "EnvInfo",
     "env_info",
     "get_engine_class",
@@ -99,6 +101,10 @@ def env_info(env_id: str) -> EnvInfo:
     try:
         return _REGISTRY[env_id]
     except KeyError:
+        if env_id in METAWORLD_IDS:
+            raise ImportError(
+                f"{env_id} needs Meta-World, an optional extra: pip install 'metarl[metaworld]'"
+            ) from None
         raise ValueError(
             f"unknown task env id {env_id!r}; registered ids: {', '.join(_REGISTRY)}"
         ) from None
@@ -244,3 +250,30 @@ register_task_env(
     10,
     "RL² §3.2; pytorch-maml-rl mdp.py (Duan et al. 2016, arXiv 1611.02779)",
 )
+
+#: Meta-World's meta-learning benchmarks (registered when the ``metaworld`` extra is installed).
+#: ML45 is ``benchmark="ML45"`` on the ML10 id: building its task lists takes a minute, too long
+#: for an id that every generic check of the registry builds.
+METAWORLD_IDS = {
+    "metarl/MetaWorldML1-v0": {"benchmark": "ML1", "task_name": "reach-v3"},
+    "metarl/MetaWorldML10-v0": {"benchmark": "ML10"},
+}
+
+
+def _has_metaworld() -> bool:
+    try:
+        return importlib.util.find_spec("metaworld") is not None
+    except (ImportError, ValueError):  # a blocked or half-installed package
+        return False
+
+
+if _has_metaworld():
+    for _id, _kwargs in METAWORLD_IDS.items():
+        register_task_env(
+            _id,
+            "envs.meta_world:MetaWorldEngine",
+            500,
+            "Meta-World (arXiv 1910.10897), v3 envs of Meta-World+ (arXiv 2505.11289); "
+            "github.com/Farama-Foundation/Metaworld",
+            kwargs=_kwargs,
+        )

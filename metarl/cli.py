@@ -106,6 +106,15 @@ def _print_curve(path: Path) -> None:
         for name, curve in (result.get("baselines") or {}).items():
             means = ", ".join(text(m, 3) for m in curve["mean"])
             print(f"  {name}: {means}")
+    success = extra.get("success") or {}  # envs that report info["success"] (Meta-World)
+    for label, table in (
+        ("all tasks", success.get("overall", {})),
+        ("", success.get("per_class", {})),
+    ):
+        for name, curve in table.items():
+            pairs = zip(curve["mean"], curve["ci95"], strict=True)
+            means = ", ".join(f"{text(m, 3)} ± {text(c, 3)}" for m, c in pairs)
+            print(f"  success rate, {name}{f' ({label})' if label else ''}: {means}")
     print(f"written: {path}")
 
 

@@ -6,19 +6,24 @@ this process: raw ``mujoco.mj_step`` over 64 ``MjData`` of the same model (the f
 processes both free-running (the ceiling of any multi-process stepper) and in lockstep (every
 step waits for all slices, as a vector env's ``step`` must), and metarl's vector env with the
 ``sync``, ``thread`` and ``process`` backends (the latter both with this process stepping one
-slice, the default, and with only worker processes stepping); then Navigation2D at 1,000 envs.
+slice, the default, and with only worker processes stepping); then Navigation2D at 1,000 envs;
+then, where the ``metaworld`` extra is installed, Meta-World ML1 reach-v3: metarl's vector env
+(``sync`` and ``process``) against a hand loop over the same Meta-World envs with the same tasks
+(Meta-World computes its reward in Python per env, so the aim is to lose nothing to it). The
+machine's load average is printed before and after each table.
 
 The machines this runs on are shared and noisy, so every row is timed in ``--rounds`` short
 windows interleaved with the other rows' windows: a burst of outside load hits all rows alike.
 The markdown table gives the best and the median window per row and the ratios of both.
 
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
-        [--skip-async] [--out bench.json]
+        [--skip-async] [--metaworld-envs 10] [--metaworld-only] [--out bench.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -224,6 +229,57 @@ def ours_stepper(
     return Stepper(lambda k: vec.step(acts[k % len(acts)]), n, vec.close)
 
 
+class MetaWorldHandLoop:
+    """The reference: ``n`` Meta-World envs stepped in a plain Python loop, reset by hand."""
+
+    def __init__(self, tasks: list[Any]) -> None:
+        import metaworld.env_dict
+
+        self.envs = []
+        for task in tasks:
+            env = metaworld.env_dict.ALL_V3_ENVIRONMENTS[task.env_name]()
+            env.set_task(task.to_metaworld())
+            env.reset()
+            self.envs.append(env)
+        self.acts = _actions(self.envs[0].action_space, len(tasks))
+
+    def step(self, k: int) -> None:
+        """Steps every env once (resetting those whose episode ended)."""
+        actions = self.acts[k % len(self.acts)]
+        for env, action in zip(self.envs, actions, strict=True):
+            truncated = env.step(action)[3]
+            if truncated:
+                env.reset()
+
+    def close(self) -> None:
+        """Closes the envs."""
+        for env in self.envs:
+            env.close()
+
+
+def metaworld_rows(n: int, workers: int) -> dict[str, Stepper]:
+    """Hand loop, metarl sync and metarl process over ML1 reach-v3 with the same ``n`` tasks."""
+    import envs
+
+    env_id = "metarl/MetaWorldML1-v0"
+    tasks = envs.get_task_distribution(env_id).split_tasks("train")[:n]
+    hand = MetaWorldHandLoop(tasks)
+    rows = {"Meta-World envs, hand loop": Stepper(hand.step, n, hand.close)}
+    for backend, w in (("sync", 1), ("process", workers)):
+        kwargs: dict[str, Any] = {"num_workers": w} if backend == "process" else {}
+        vec = make_vec(env_id, n, tasks=tasks, backend=backend, **kwargs)
+        vec.reset(seed=0)
+        acts = _actions(vec.single_action_space, n)
+        name = "metarl sync" if backend == "sync" else f"metarl process ({w} processes)"
+        rows[name] = Stepper(lambda k, v=vec, a=acts: v.step(a[k % len(a)]), n, vec.close)
+    return rows
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
 def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list[float]]:
     """Rates of every row in ``rounds`` interleaved windows (noise hits all rows alike)."""
     rates: dict[str, list[float]] = {name: [] for name in rows}
@@ -252,6 +308,10 @@ def main() -> None:
     )
     parser.add_argument("--nav-envs", type=int, default=1000)
     parser.add_argument("--skip-async", action="store_true", help="skip gymnasium AsyncVectorEnv")
+    parser.add_argument(
+        "--metaworld-envs", type=int, default=10, help="Meta-World rows' envs (0: skip them)"
+    )
+    parser.add_argument("--metaworld-only", action="store_true", help="only the Meta-World rows")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     n, sec = args.num_envs, args.seconds
@@ -260,10 +320,8 @@ def main() -> None:
         f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}, {n} envs, random actions"
     )
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for env_id, v5_id in [
-        ("metarl/HalfCheetahVel-v0", "HalfCheetah-v5"),
-        ("metarl/AntDir-v0", "Ant-v5"),
-    ]:
+    mujoco_ids = [("metarl/HalfCheetahVel-v0", "HalfCheetah-v5"), ("metarl/AntDir-v0", "Ant-v5")]
+    for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
         w = args.workers
         rows: dict[str, Any] = {
             "raw mj_step (1 core)": raw_stepper(v5_id, n),
@@ -295,12 +353,28 @@ def main() -> None:
                 for ref in (raw, gsync, ours)
             )
             print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} |")
-    nav_rates = measure(
-        {"nav": ours_stepper("metarl/Navigation2D-v0", args.nav_envs, "sync", 1)}, sec, args.rounds
-    )
-    nav = max(nav_rates["nav"])
-    results["metarl/Navigation2D-v0"] = {"best": {"metarl sync": nav}}
-    print(f"\n## metarl/Navigation2D-v0, {args.nav_envs} envs, sync: {nav:,.0f} env steps/s")
+    if not args.metaworld_only:
+        nav_stepper = ours_stepper("metarl/Navigation2D-v0", args.nav_envs, "sync", 1)
+        nav = max(measure({"nav": nav_stepper}, sec, args.rounds)["nav"])
+        results["metarl/Navigation2D-v0"] = {"best": {"metarl sync": nav}}
+        print(f"\n## metarl/Navigation2D-v0, {args.nav_envs} envs, sync: {nav:,.0f} env steps/s")
+    if args.metaworld_envs and importlib.util.find_spec("metaworld") is None:
+        print("\n## Meta-World: skipped (pip install 'metarl[metaworld]')")
+    elif args.metaworld_envs:
+        m = args.metaworld_envs
+        before = _load()
+        rates = measure(metaworld_rows(m, args.workers), sec, args.rounds)
+        best = {k: max(v) for k, v in rates.items()}
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        results["metarl/MetaWorldML1-v0"] = {"best": best, "median": med}
+        hand = "Meta-World envs, hand loop"
+        print(f"\n## Meta-World ML1 reach-v3, {m} envs, best / median of {args.rounds} windows\n")
+        print(f"Before: {before}; after: {_load()}.\n")
+        print("| stepper | env steps/s (best) | (median) | × hand loop |")
+        print("|---|---:|---:|---:|")
+        for name in rates:
+            ratio = f"{best[name] / best[hand]:.2f} / {med[name] / med[hand]:.2f}"
+            print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratio} |")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -37,6 +37,8 @@ class VecEnvConfig:
     """MuJoCo control-cost weight (None: the env's default)."""
     worker_timeout: float | None = 60.0
     """Seconds one wait for a thread/process worker may last before WorkerError (None: no limit)."""
+    task_name: str | None = None
+    """Meta-World ML1: the task class, e.g. reach-v3 (None: the env's default)."""
 
     def __post_init__(self) -> None:
         check_positive(self, "horizon", "num_workers", "action_scale", "worker_timeout")
@@ -48,7 +50,11 @@ class VecEnvConfig:
     @property
     def env_kwargs(self) -> dict[str, Any]:
         """The env constructor options that are set (None fields keep the env's default)."""
-        chosen = {"action_scale": self.action_scale, "ctrl_cost_weight": self.ctrl_cost_weight}
+        chosen = {
+            "action_scale": self.action_scale,
+            "ctrl_cost_weight": self.ctrl_cost_weight,
+            "task_name": self.task_name,
+        }
         return {k: v for k, v in chosen.items() if v is not None}
 
     @property
@@ -81,6 +87,8 @@ def preflight_env(env: VecEnvConfig, sizes: Mapping[str, int]) -> None:
     import envs  # Registers the task envs.
     from envs.vector import make_vec
 
+    if env.id in envs.registration.METAWORLD_IDS:
+        envs.env_info(env.id)  # ImportError naming the extra where Meta-World is not installed
     if env.id not in envs.task_env_ids():
         hint = difflib.get_close_matches(env.id, envs.task_env_ids(), n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""

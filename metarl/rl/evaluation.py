@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +33,7 @@ from metarl.functional import Params
 from metarl.logger import Logger
 from metarl.rl.policies import MLPPolicy
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
+from metarl.rl.success import SuccessRecorder, success_table, write_success_results
 
 __all__ = [
     "AdaptFn",
@@ -438,10 +439,13 @@ def evaluate_adaptation(
         The JSON path.
     """
     curves: dict[str, np.ndarray] = {}
+    successes: dict[str, np.ndarray] = {}  # envs that report info["success"] (Meta-World)
+    recorder = SuccessRecorder(vec)
     for name, start in starts.items():
         params = cached_weights(start.cache, start.params, device)
+        recorder.clear()
         values = adaptation_curve(
-            vec,
+            cast(TaskVectorEnv, recorder),
             policy,
             params,
             tasks,
@@ -453,6 +457,22 @@ def evaluate_adaptation(
             seed=seed,
         )
         curves[name] = values.cpu().numpy()
+        if recorder.records:
+            size = vec.num_envs // episodes_per_task
+            table = success_table(recorder.records, len(tasks), size, steps + 1, episodes_per_task)
+            successes[name] = table
+    if successes:
+        success = write_success_results(
+            out,
+            algorithm=algorithm,
+            task_family=task_family,
+            steps=range(steps + 1),
+            curves=successes,
+            tasks=tasks,
+            seed=seed,
+            main=next(iter(starts)),
+        )
+        extra = {**(extra or {}), "success": success}
     if oracle is not None:
         returns = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
         curves["oracle"] = np.repeat(returns, steps + 1, axis=1)

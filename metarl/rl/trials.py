@@ -38,6 +38,7 @@ from metarl.rl.evaluation import task_chunks
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.returns import GAEResult, gae
 from metarl.rl.sampler import actions_to_env
+from metarl.rl.success import SuccessRecorder, success_table, write_success_results
 
 _log = logging.getLogger(__name__)  # `logger` is evaluate_trials' metric-logger argument.
 
@@ -488,8 +489,15 @@ def evaluate_trials(
     Returns:
         The JSON path.
     """
+    recorder = SuccessRecorder(vec)  # envs that report info["success"] (Meta-World)
     returns = trial_episode_returns(
-        vec, policy, params, tasks, episodes_per_trial, seed=seed, device=device
+        cast(TaskVectorEnv, recorder),
+        policy,
+        params,
+        tasks,
+        episodes_per_trial,
+        seed=seed,
+        device=device,
     )
     curves = {curve: returns.cpu().numpy()}
     horizon = int(vec.horizon or 1)
@@ -501,7 +509,24 @@ def evaluate_trials(
         ci = float(ci95[0]) if np.isfinite(ci95[0]) else None  # one task: no interval
         totals[name] = {"mean": float(mean[0]), "ci95": ci}
     _log.info("trial return on %d held-out tasks: %s", len(tasks), totals)
-    info = {"episodes_per_trial": episodes_per_trial, "horizon": horizon, "trial_return": totals}
+    info: dict[str, Any] = {
+        "episodes_per_trial": episodes_per_trial,
+        "horizon": horizon,
+        "trial_return": totals,
+    }
+    if recorder.records:
+        success = success_table(recorder.records, len(tasks), vec.num_envs, episodes_per_trial)
+        info["success"] = write_success_results(
+            out,
+            algorithm=algorithm,
+            task_family=task_family,
+            steps=range(episodes_per_trial),
+            curves={curve: success},
+            tasks=tasks,
+            seed=seed,
+            main=curve,
+            x_label="episode in trial",
+        )
     return write_eval_results(
         out,
         algorithm=algorithm,

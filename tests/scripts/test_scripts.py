@@ -83,6 +83,8 @@ def test_env_benchmark_prints_its_table(tmp_path):
         "--nav-envs",
         "10",
         "--skip-async",
+        "--metaworld-envs",
+        "2",
         "--out",
         str(tmp_path / "b.json"),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import mujoco
 import numpy as np
 import pytest
@@ -36,10 +38,8 @@ def warm_engine(engine_cls, task, steps=8, **kwargs):
 def hand_step(engine, action, model=None, post_constraint=False):
     """Copies sub-env 0's full MjData, steps the copy by hand; returns (before, after) copies."""
     model = engine.model if model is None else model
-    before = mujoco.MjData(model)
-    mujoco.mj_copyData(before, model, engine.datas[0])
-    after = mujoco.MjData(model)
-    mujoco.mj_copyData(after, model, before)
+    before = copy.copy(engine.datas[0])  # an independent MjData (no mj_copyData in mujoco 3.3)
+    after = copy.copy(before)
     after.ctrl[:] = action
     mujoco.mj_step(model, after, nstep=engine.frame_skip)
     if post_constraint:
