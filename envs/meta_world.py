@@ -307,6 +307,7 @@ class MetaWorldEngine(BatchedTaskEngine):
         self.observation_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
         self._envs: list[Any] = [None] * num_envs
+        self._classes: list[str | None] = [None] * num_envs  # the class each sub-env's env is
         self._pool: dict[str, list[Any]] = {}
         self._ready = np.zeros(num_envs, dtype=bool)
         self._obs = np.zeros((num_envs, OBS_DIM))
@@ -323,17 +324,16 @@ class MetaWorldEngine(BatchedTaskEngine):
 
     def _env_for(self, i: int, env_name: str) -> Any:
         current = self._envs[i]
-        if current is not None and current.metarl_class == env_name:
+        if current is not None and self._classes[i] == env_name:
             return current
         if current is not None:
-            self._pool.setdefault(current.metarl_class, []).append(current)
+            self._pool.setdefault(str(self._classes[i]), []).append(current)
         idle = self._pool.get(env_name)
         if idle:
             env = idle.pop()
         else:
             env = _env_dict.ALL_V3_ENVIRONMENTS[env_name]()
-            env.metarl_class = env_name
-        self._envs[i] = env
+        self._envs[i], self._classes[i] = env, env_name
         return env
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
@@ -474,4 +474,5 @@ class MetaWorldEngine(BatchedTaskEngine):
         for env in envs:
             env.close()
         self._envs = [None] * self.num_envs
+        self._classes = [None] * self.num_envs
         self._pool = {}
