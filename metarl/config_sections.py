@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from metarl.config_checks import check_positive
 
 __all__ = [
-    "LEARNED_LR_PREFIX",
     "TRPO_KEYS",
     "InnerConfig",
     "OptimConfig",
@@ -23,9 +22,6 @@ __all__ = [
     "TRPOConfig",
     "apply_sections",
 ]
-
-LEARNED_LR_PREFIX = "inner_lr."
-"""Learned inner step sizes (Meta-SGD, MAML++ LSLR) live in θ under ``inner_lr.<param name>``."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,11 +97,23 @@ class SupervisedLearner(Protocol):
         """Returns the initial meta-parameters (leaf tensors that require grad)."""
         ...
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """Returns the initial learned inner step sizes (Meta-SGD, MAML++ LSLR), else ``{}``.
+
+        They are meta-parameters of their own group, beside :meth:`init_params`'s, and reach
+        the inner loop only through the ``lrs`` argument of the methods below.
+        """
+        ...
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Returns the outer loss of a training meta-batch."""
         ...
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Returns the metric on each task's query set after 0..steps inner steps.
 
         Returns:
@@ -217,13 +229,14 @@ def embed_tasks(model: nn.Module, params: Params, batch: TaskBatch) -> tuple[Ten
 
 
 def _build_optimizer(
-    cfg: OptimConfig, params: Params
+    cfg: OptimConfig, params: Params, lrs: Params
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    tensors = list(params.values())
+    # the learned step sizes are their own parameter group (same settings as the weights)
+    groups = [{"params": list(group.values())} for group in (params, lrs) if group]
     if cfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(tensors, lr=cfg.lr)
+        opt: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     else:
-        opt = torch.optim.SGD(tensors, lr=cfg.lr)
+        opt = torch.optim.SGD(groups, lr=cfg.lr)
     total = max(cfg.iterations, 1)
     floor = cfg.min_lr / cfg.lr
 
@@ -245,10 +258,17 @@ def _build_optimizer(
 
 
 class TrainResult(NamedTuple):
-    """What :func:`train` returns: the final meta-parameters and the number of iterations run."""
+    """What :func:`train` returns.
+
+    Attributes:
+        params: The final meta-parameters.
+        iterations: The number of outer iterations run.
+        lrs: The final learned inner step sizes (``{}`` for learners without).
+    """
 
     params: Params
     iterations: int
+    lrs: Params
 
 
 class SupervisedExperiment:
@@ -256,7 +276,8 @@ class SupervisedExperiment:
 
     One outer iteration samples a meta-batch from the training family, computes the learner's
     outer loss, and takes one step of the outer optimiser (and its schedule). Its state is the
-    meta-parameters, the optimiser and schedule, and the task-sampling generator.
+    meta-parameters, the learned inner step sizes (their own optimiser group), the optimiser and
+    schedule, and the task-sampling generator.
 
     Args:
         cfg: The experiment config.
@@ -274,27 +295,30 @@ class SupervisedExperiment:
     ) -> None:
         self.cfg, self.learner, self.family, self.device = cfg, learner, family, device
         self.params = learner.init_params()
-        self.opt, self.sched = _build_optimizer(cfg.optim, self.params)
+        self.lrs = learner.init_lrs()
+        self.opt, self.sched = _build_optimizer(cfg.optim, self.params, self.lrs)
         self.gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
 
     def update(self, iteration: int) -> dict[str, Any]:
         """One meta-batch, one outer step; returns ``train/`` metrics."""
         batch = self.family.sample(self.cfg.task.meta_batch_size, self.gen, training=True)
-        out = self.learner.outer_loss(self.params, batch, iteration)
+        out = self.learner.outer_loss(self.params, batch, iteration, lrs=self.lrs)
         lr = self.opt.param_groups[0]["lr"]
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         if self.cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_value_(self.params.values(), self.cfg.optim.grad_clip)
+            tensors = [*self.params.values(), *self.lrs.values()]
+            torch.nn.utils.clip_grad_value_(tensors, self.cfg.optim.grad_clip)
         self.opt.step()
         self.sched.step()
         metrics = {"train/loss": out.loss.detach(), "train/lr": lr}
         return {**metrics, **{f"train/{k}": v for k, v in out.metrics.items()}}
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters, optimiser, schedule and random state."""
+        """Parameters, learned inner step sizes, optimiser, schedule and random state."""
         return {
             "params": {k: v.detach() for k, v in self.params.items()},
+            "inner_lrs": {k: v.detach() for k, v in self.lrs.items()},
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "rng": capture_rng_state(None, self.gen),
@@ -305,6 +329,8 @@ class SupervisedExperiment:
         with torch.no_grad():
             for name, tensor in self.params.items():
                 tensor.copy_(state["params"][name])
+            for name, tensor in self.lrs.items():
+                tensor.copy_(state["inner_lrs"][name])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         restored = restore_rng_state(state["rng"]).torch
@@ -328,7 +354,11 @@ def train(
     iterations = driver.train(
         exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name
     )
-    return TrainResult({k: v.detach() for k, v in exp.params.items()}, iterations)
+    return TrainResult(
+        {k: v.detach() for k, v in exp.params.items()},
+        iterations,
+        {k: v.detach() for k, v in exp.lrs.items()},
+    )
 
 
 def adaptation_curves(
@@ -340,8 +370,11 @@ def adaptation_curves(
     steps: int,
     seed: int,
     chunk: int = 25,
+    lrs: Params | None = None,
 ) -> np.ndarray:
     """The metric after 0..steps inner steps on ``num_tasks`` held-out tasks.
+
+    ``lrs`` are the learned inner step sizes of learners that have them.
 
     Returns:
         ``[num_tasks, steps + 1]`` (``[num_tasks, 1]`` for learners without an inner loop).
@@ -350,7 +383,7 @@ def adaptation_curves(
     rows = []
     for start in range(0, num_tasks, chunk):
         batch = family.sample(min(chunk, num_tasks - start), gen, training=False)
-        curve = learner.adaptation_curve(params, batch, steps)
+        curve = learner.adaptation_curve(params, batch, steps, lrs=lrs)
         rows.append(curve.detach().cpu().numpy())
     return np.concatenate(rows, axis=0)
 
@@ -366,9 +399,15 @@ def evaluate(
     steps: int,
     seed: int,
     run: Run | None = None,
+    lrs: Params | None = None,
 ) -> EvalFiles:
-    """Evaluates few-shot adaptation on held-out tasks and writes the JSON, CSV and PNG."""
-    curves = adaptation_curves(learner, params, family, num_tasks=num_tasks, steps=steps, seed=seed)
+    """Evaluates few-shot adaptation on held-out tasks and writes the JSON, CSV and PNG.
+
+    ``lrs`` are the learned inner step sizes of learners that have them.
+    """
+    curves = adaptation_curves(
+        learner, params, family, num_tasks=num_tasks, steps=steps, seed=seed, lrs=lrs
+    )
     return write_eval_results(
         out_path,
         algorithm=cfg.algo.name,
@@ -424,6 +463,7 @@ def train_from_config(cfg: SupervisedConfig, device: torch.device) -> Path:
             num_tasks=cfg.run.num_eval_tasks,
             steps=_eval_steps(cfg, None),
             seed=cfg.run.seed + 1,
+            lrs=result.lrs,
         )
         driver.log_evaluation(run, files.json, result.iterations)
     return files.json
@@ -444,6 +484,7 @@ def evaluate_run(
     state = load_checkpoint(checkpoint, map_location=device)
     learner = _build_learner(cfg, device)
     params = {k: v.to(device) for k, v in state["params"].items()}
+    lrs = {k: v.to(device) for k, v in state.get("inner_lrs", {}).items()}
     files = evaluate(
         cfg,
         learner,
@@ -453,5 +494,6 @@ def evaluate_run(
         num_tasks=num_tasks or cfg.run.num_eval_tasks,
         steps=_eval_steps(cfg, steps),
         seed=seed,
+        lrs=lrs,
     )
     return files.json
