@@ -23,6 +23,7 @@ from envs.core import BatchedTaskEngine, Task
 
 __all__ = [
     "ClassicBaselines",
+    "Curves",
     "baselines_for",
     "check_tasks",
     "child_generators",
@@ -32,7 +33,10 @@ __all__ = [
     "share_generator",
 ]
 
-ClassicBaselines = Callable[[Sequence[Task], int, int, Generator], dict[str, np.ndarray]]
+Curves = dict[str, np.ndarray]
+"""``{baseline name: [task, episode] returns}``."""
+
+ClassicBaselines = Callable[[Sequence[Task], int, int, Generator], Curves]
 """``(tasks, episodes_per_trial, horizon, rng) -> {name: [len(tasks), episodes_per_trial]}``:
 every baseline's return of each episode (a pull's reward for bandits) of one trial per task."""
 

@@ -24,6 +24,7 @@ from envs.checks import check_positive_int
 from envs.core import Task
 from envs.light.bandit import BanditEngine, BanditTask
 from metarl.rl.classic import (
+    Curves,
     check_tasks,
     child_generators,
     register,
@@ -326,9 +327,6 @@ def bandit_baselines(
 
 
 @register(BanditTask)
-def _trial_baselines(
-    tasks: Sequence[Task], episodes_per_trial: int, horizon: int, rng: Generator
-) -> dict[str, np.ndarray]:
-    """:func:`bandit_baselines` for the trial evaluation (an episode is one pull)."""
-    family = cast(Sequence[BanditTask], tasks)  # bandit_baselines checks every task's type
-    return bandit_baselines(family, episodes_per_trial, rng)
+def _trial_baselines(tasks: Sequence[Task], pulls: int, _: int, rng: Generator) -> Curves:
+    """:func:`bandit_baselines` for the trial evaluation (one pull an episode); checks the types."""
+    return bandit_baselines(cast(Sequence[BanditTask], tasks), pulls, rng)

@@ -23,13 +23,7 @@ from numpy.random import Generator
 from envs.checks import check_positive_int
 from envs.core import Task
 from envs.light.tabular_mdp import TabularMDPEngine, TabularMDPTask
-from metarl.rl.classic import (
-    check_tasks,
-    child_generators,
-    register,
-    set_engine_tasks,
-    share_generator,
-)
+from metarl.rl import classic
 
 __all__ = [
     "UCRL2_SCALE",
@@ -206,7 +200,7 @@ def _run_mdp_trial(
     Steps ``engine``, a :class:`~envs.light.tabular_mdp.TabularMDPEngine` with one sub-environment
     per task.
     """
-    rows = share_generator(engine, rng)
+    rows = classic.share_generator(engine, rng)
     num_tasks, num_states, num_actions = engine.num_envs, engine.num_states, engine.num_actions
     zeros = np.zeros((num_tasks, num_states, num_actions))
     stats = _MDPStats(np.zeros((*zeros.shape, num_states)), zeros.copy(), zeros.copy())
@@ -263,7 +257,7 @@ def mdp_baselines(
         ValueError: on an empty task list, a task that is not a :class:`TabularMDPTask`, tasks of
             different sizes, ``num_episodes < 1`` or ``horizon < 1``.
     """
-    num_states, num_actions = check_tasks(tasks, TabularMDPTask, "reward_means").shape[1:]
+    num_states, num_actions = classic.check_tasks(tasks, TabularMDPTask, "reward_means").shape[1:]
     num_episodes = check_positive_int("num_episodes", num_episodes)
     horizon = check_positive_int("horizon", horizon)
     planners: dict[str, MDPPlanner | None] = {
@@ -273,18 +267,15 @@ def mdp_baselines(
         "ucrl2": functools.partial(_plan_ucrl2, scale=ucrl2_scale),
     }
     engine = TabularMDPEngine(len(tasks), num_states=num_states, num_actions=num_actions)
-    set_engine_tasks(engine, tasks)  # checks the transitions too
-    rngs = child_generators(rng, list(planners))
+    classic.set_engine_tasks(engine, tasks)  # checks the transitions too
+    rngs = classic.child_generators(rng, list(planners))
     return {
         name: _run_mdp_trial(engine, num_episodes, horizon, plan, rngs[name])
         for name, plan in planners.items()
     }
 
 
-@register(TabularMDPTask)
-def _trial_baselines(
-    tasks: Sequence[Task], episodes_per_trial: int, horizon: int, rng: Generator
-) -> dict[str, np.ndarray]:
-    """:func:`mdp_baselines` for the trial evaluation."""
-    family = cast(Sequence[TabularMDPTask], tasks)  # mdp_baselines checks every task's type
-    return mdp_baselines(family, episodes_per_trial, horizon, rng)
+@classic.register(TabularMDPTask)
+def _trial_baselines(tasks: Sequence[Task], n: int, horizon: int, rng: Generator) -> classic.Curves:
+    """:func:`mdp_baselines` for the trial evaluation; it checks the task types."""
+    return mdp_baselines(cast(Sequence[TabularMDPTask], tasks), n, horizon, rng)
