@@ -24,9 +24,9 @@ from metarl.algorithms.maml_rl import (
     train,
 )
 from metarl.algorithms.maml_rl_config import CONFIG_CLASS, MAMLRLConfig, preflight
-from metarl.checkpoint import load_checkpoint
 from metarl.config import config_to_dict
 from metarl.functional import Params
+from metarl.kinds import EvalRequest
 from metarl.rl import evaluation as rl_eval
 from metarl.rl.sampler import EpisodeBatch
 from metarl.runs import Run, open_run_from_config
@@ -208,28 +208,18 @@ def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
         return path
 
 
-def evaluate_run(
-    cfg: MAMLRLConfig,
-    checkpoint: Path,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int | None,
-    steps: int | None,
-    seed: int,
-    split: str = "test",
-) -> Path:
-    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
-    state = load_checkpoint(checkpoint, map_location=device)
+def evaluate_run(cfg: MAMLRLConfig, request: EvalRequest) -> Path:
+    """The MAML test protocol on a run's checkpoint, reusing the baselines the run cached."""
+    state, run_dir = request.state, request.checkpoint.parent.parent
     return evaluate(
         cfg,
         state["params"],
-        device,
-        out=out,
-        num_tasks=num_tasks or cfg.run.num_eval_tasks,
-        steps=cfg.eval.steps if steps is None else steps,
-        seed=seed,
-        split=split,
-        baseline_dir=Path(checkpoint).parent.parent / "baselines",
+        request.device,
         lrs=state.get("inner_lrs") or None,
+        out=request.out,
+        num_tasks=request.num_tasks,
+        steps=cfg.eval.steps if request.steps is None else request.steps,
+        seed=request.seed,
+        split=request.split,
+        baseline_dir=run_dir / "baselines",
     )

@@ -39,10 +39,11 @@ from metarl.algorithms.supervised_config import (
     SupervisedConfig,
     TaskConfig,
 )
-from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config import RunConfig as RunConfig  # re-exported with the sections
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
+from metarl.kinds import EvalRequest
 from metarl.nn import MLP, Conv4
 from metarl.runs import Run, open_run_from_config
 
@@ -469,31 +470,17 @@ def train_from_config(cfg: SupervisedConfig, device: torch.device) -> Path:
     return files.json
 
 
-def evaluate_run(
-    cfg: SupervisedConfig,
-    checkpoint: Path,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int | None,
-    steps: int | None,
-    seed: int,
-    split: str = "test",
-) -> Path:
-    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
-    state = load_checkpoint(checkpoint, map_location=device)
-    learner = _build_learner(cfg, device)
-    params = {k: v.to(device) for k, v in state["params"].items()}
-    lrs = {k: v.to(device) for k, v in state.get("inner_lrs", {}).items()}
-    files = evaluate(
+def evaluate_run(cfg: SupervisedConfig, request: EvalRequest) -> Path:
+    """Few-shot adaptation of a run's checkpoint on held-out tasks (:class:`EvalRequest`)."""
+    device, state = request.device, request.state
+    return evaluate(
         cfg,
-        learner,
-        params,
-        build_family(cfg.task, split, device),
-        str(out),
-        num_tasks=num_tasks or cfg.run.num_eval_tasks,
-        steps=_eval_steps(cfg, steps),
-        seed=seed,
-        lrs=lrs,
-    )
-    return files.json
+        _build_learner(cfg, device),
+        {k: v.to(device) for k, v in state["params"].items()},
+        build_family(cfg.task, request.split, device),
+        str(request.out),
+        num_tasks=request.num_tasks,
+        steps=_eval_steps(cfg, request.steps),
+        seed=request.seed,
+        lrs={k: v.to(device) for k, v in state.get("inner_lrs", {}).items()},
+    ).json

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Which algorithm modules an algorithm module may import (a family's own parts, the registry).
 ALLOWED = {
-    "__init__": {"registry", "supervised"},
+    "__init__": {"registry", "supervised", "maml_rl_eval", "rl2"},  # the last two: type checks
     "supervised": {"registry", "supervised_checks", "supervised_config"},
     "supervised_checks": {"supervised_config", "registry"},
     "supervised_config": {"supervised_checks"},
