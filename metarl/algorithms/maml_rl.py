@@ -61,13 +61,12 @@ __all__ = [
     "EvalConfig",
     "MAMLRLConfig",
     "MAMLRLExperiment",
+    "MetaParams",
     "MetaBatch",
     "OptimConfig",
-    "OuterStep",
     "OuterTerms",
     "PolicyConfig",
     "TaskData",
-    "TrainResult",
     "adapt_policy",
     "build_policy",
     "collect_meta_batch",
@@ -245,14 +244,9 @@ def outer_objective(
         :class:`OuterTerms`.
     """
     lrs = [cfg.inner.lr] * len(inner)
+    first_order, estimator = cfg.inner.first_order, cfg.inner.estimator
     path = adapt_policy(
-        policy,
-        params,
-        inner,
-        lrs,
-        first_order=cfg.inner.first_order,
-        estimator=cfg.inner.estimator,
-        learned=learned,
+        policy, params, inner, lrs, first_order=first_order, estimator=estimator, learned=learned
     )
     out = policy_forward(policy, path[-1], valid.obs, bool(inner))
     logp = policy.log_prob(out, valid.actions)
@@ -389,27 +383,15 @@ def collect_meta_batch(
     return MetaBatch(batches[:-1], batches[-1], returns, path, seconds)
 
 
-class OuterStep(NamedTuple):
-    """What :func:`outer_update` returns.
-
-    Attributes:
-        params: The new θ (for PPO/ProMP the same tensors, updated in place).
-        lrs: The new learned step sizes (the same tensors for PPO/ProMP), None if not learned.
-        metrics: Scalars to log.
-    """
+class MetaParams(NamedTuple):
+    """θ and Meta-SGD's learned step sizes (None if not learned)."""
 
     params: Params
     lrs: Params | None
-    metrics: dict[str, Tensor | float]
-
-
-def _joint(params: Params, lrs: Params | None) -> Params:
-    """θ and the learned step sizes as one dict (keys ``"0"``, ``"1"``, ...), θ first."""
-    return {str(i): v for i, v in enumerate([*params.values(), *(lrs or {}).values()])}
 
 
 def _unjoint(joint: Params, params: Params, lrs: Params | None) -> tuple[Params, Params | None]:
-    """Inverse of :func:`_joint`: ``joint``'s tensors under the names of ``params`` and ``lrs``."""
+    """``joint``'s tensors (θ's, then the step sizes') under the names of ``params`` and ``lrs``."""
     values = list(joint.values())
     net = dict(zip(params, values[: len(params)], strict=True))
     return net, None if lrs is None else dict(zip(lrs, values[len(params) :], strict=True))
@@ -422,20 +404,20 @@ def outer_update(
     batch: MetaBatch,
     cfg: MAMLRLConfig,
     lrs: Params | None = None,
-) -> OuterStep:
+) -> tuple[MetaParams, dict[str, Tensor | float]]:
     """TRPO (``optimizer`` None) or PPO/ProMP Adam epochs on ``params`` (Alg. 3, line 10).
 
-    With Meta-SGD's learned step sizes ``lrs``, TRPO's trust region spans θ and ``lrs``
-    together; PPO/ProMP's ``optimizer`` holds them as a parameter group of their own.
+    TRPO's trust region spans θ and the learned step sizes ``lrs`` (if any) together.
 
     Returns:
-        :class:`OuterStep`.
+        The new θ and ``lrs`` (for PPO/ProMP the same tensors, updated in place), and metrics.
     """
     old = old_outputs(policy, batch.adapted, batch.inner, batch.valid)
     objective = functools.partial(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )
-    if optimizer is None:
+    if optimizer is None:  # one dict of both groups, θ first: keys "0", "1", ...
+        joint = {str(i): v for i, v in enumerate([*params.values(), *(lrs or {}).values()])}
 
         def joint_objective(theta: Params) -> tuple[Tensor, Tensor]:
             net, learned = _unjoint(theta, params, lrs)
@@ -444,7 +426,7 @@ def outer_update(
         step = trpo_step(
             joint_objective,
             None,
-            _joint(params, lrs),
+            joint,
             max_kl=cfg.trpo.max_kl,
             cg_iters=cfg.trpo.cg_iters,
             cg_damping=cfg.trpo.cg_damping,
@@ -452,24 +434,22 @@ def outer_update(
             ls_steps=cfg.trpo.ls_steps,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
-        metrics: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}
-        metrics["step_frac"] = step.step_frac
-        return OuterStep(*_unjoint(new, params, lrs), metrics)
+        trpo: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}
+        return MetaParams(*_unjoint(new, params, lrs)), {**trpo, "step_frac": step.step_frac}
     for _ in range(cfg.ppo.epochs):  # θ'_i(θ) is recomputed at every epoch
         terms = objective(params, learned=lrs)
         optimizer.zero_grad(set_to_none=True)
         terms.clipped.backward()
         optimizer.step()
     detached: dict[str, Tensor | float] = {k: v.detach() for k, v in terms._asdict().items()}
-    return OuterStep(params, lrs, detached)
+    return MetaParams(params, lrs), detached
 
 
 class MAMLRLExperiment:
     """MAML-RL as a :class:`metarl.driver.Experiment`: one meta-iteration of Alg. 3 per update.
 
     The tasks, env seeds and action noise of iteration ``i`` derive from ``(run.seed, i)``, so a
-    resumed run replays the uninterrupted one; the state is θ, the learned step sizes and, for
-    PPO/ProMP, Adam's.
+    resumed run replays the uninterrupted one; the state is θ, step sizes and PPO/ProMP's Adam.
 
     Args:
         cfg: The experiment config (``inner.steps = 0`` is plain multi-task TRPO/PPO, the
@@ -478,8 +458,7 @@ class MAMLRLExperiment:
         params: θ as leaf tensors (PPO/ProMP update them in place).
         vec: Vector env of ``env.meta_batch_size * env.episodes_per_task`` sub-envs.
         device: Where the policy runs.
-        lrs: Meta-SGD's learned step sizes as leaf tensors (:func:`init_lrs`; PPO/ProMP's Adam
-            holds them as a parameter group of their own), None for ``inner.lr``.
+        lrs: Meta-SGD's step sizes (:func:`init_lrs`; Adam's second parameter group) or None.
     """
 
     def __init__(
@@ -511,8 +490,8 @@ class MAMLRLExperiment:
         )
         # --- outer update of θ through the inner loop ---
         tic = time.perf_counter()
-        step = outer_update(self.policy, self.params, self.opt, batch, cfg, self.lrs)
-        self.params, self.lrs, metrics = step
+        theta, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg, self.lrs)
+        self.params, self.lrs = theta
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
         metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
@@ -531,25 +510,12 @@ class MAMLRLExperiment:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict` (θ in place, so the optimiser's references hold)."""
         with torch.no_grad():
-            for name, tensor in self.params.items():
-                tensor.copy_(state["params"][name])
-            for name, tensor in (self.lrs or {}).items():
-                tensor.copy_(state["inner_lrs"][name])
+            for key, group in (("params", self.params), ("inner_lrs", self.lrs or {})):
+                for name, tensor in group.items():
+                    tensor.copy_(state[key][name])
         if self.opt is not None:
             self.opt.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
-
-
-class TrainResult(NamedTuple):
-    """What :func:`train` returns.
-
-    Attributes:
-        params: The final θ.
-        lrs: The final learned step sizes, None if not learned.
-    """
-
-    params: Params
-    lrs: Params | None
 
 
 def train(
@@ -561,19 +527,19 @@ def train(
     device: torch.device,
     run: Run | None = None,
     lrs: Params | None = None,
-) -> TrainResult:
+) -> MetaParams:
     """Meta-trains ``params`` (and learned step sizes ``lrs``) for ``cfg.optim.iterations``.
 
     See :class:`MAMLRLExperiment` for one meta-iteration and :func:`metarl.driver.train` for
     logging, checkpoints, resume (when ``run`` was reopened) and the NaN stop.
 
     Returns:
-        :class:`TrainResult`, detached.
+        The final θ and step sizes (:class:`MetaParams`), detached.
     """
     exp = MAMLRLExperiment(cfg, policy, params, vec, device, lrs)
     driver.train(exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name)
     learned = None if exp.lrs is None else {k: v.detach() for k, v in exp.lrs.items()}
-    return TrainResult({k: v.detach() for k, v in exp.params.items()}, learned)
+    return MetaParams({k: v.detach() for k, v in exp.params.items()}, learned)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -623,11 +589,7 @@ def init_params(policy: nn.Module) -> Params:
 
 
 def init_lrs(params: Params, lr: float) -> Params:
-    """Meta-SGD for RL (``inner.learn_lr``): one step size per weight of θ, all ``lr``.
-
-    Returns:
-        ``{name: Tensor[*shape]}`` leaf tensors that require grad, shaped like ``params``.
-    """
+    """Meta-SGD for RL (``inner.learn_lr``): one leaf step size per weight of θ, all ``lr``."""
     return {k: torch.full_like(v.detach(), lr).requires_grad_() for k, v in params.items()}
 
 

@@ -320,7 +320,7 @@ def test_trpo_outer_step_respects_the_kl_bound(env_id):
     horizon = 1 if "Bandit" in env_id else 20
     cfg = _cfg(env_id, horizon=horizon, tasks=4, episodes=8, trpo=TRPOConfig(max_kl=0.01))
     policy, params, batch = _meta_batch(cfg)
-    new, _, metrics = M.outer_update(policy, params, None, batch, cfg)
+    (new, _), metrics = M.outer_update(policy, params, None, batch, cfg)
     assert metrics["step_frac"] > 0  # the step was accepted
     # measure the mean KL between the adapted policies before and after, independently
     lrs = [cfg.inner.lr]
@@ -374,7 +374,7 @@ def test_outer_update_with_cached_sampling_policies_equals_recomputing_them(name
         kwargs.update(ls_backtrack=trpo.ls_backtrack, ls_steps=trpo.ls_steps)
         want = trpo_step(lambda theta: objective(theta)[:2], None, twin_params, **kwargs)
         want = want.new_params
-        got, _, _ = M.outer_update(policy, params, None, batch, cfg)
+        (got, _), _ = M.outer_update(policy, params, None, batch, cfg)
     else:
         twin_opt = torch.optim.Adam(twin_params.values(), 1e-3)
         for _ in range(cfg.ppo.epochs):
@@ -383,7 +383,7 @@ def test_outer_update_with_cached_sampling_policies_equals_recomputing_them(name
             twin_opt.step()
         want = twin_params
         opt = torch.optim.Adam(params.values(), 1e-3)
-        got, _, _ = M.outer_update(policy, params, opt, batch, cfg)
+        (got, _), _ = M.outer_update(policy, params, opt, batch, cfg)
     assert any(not torch.equal(got[k], batch.adapted[0][k]) for k in batch.adapted[0])  # moved
     for k, value in want.items():
         torch.testing.assert_close(got[k].detach(), value.detach(), rtol=0, atol=0)
@@ -475,12 +475,38 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name
     np.testing.assert_array_equal(_returns(tmp_path / "split", "train/post_return"), full_post)
 
 
+def test_trpo_steps_the_learned_step_sizes_with_theta_in_one_trust_region():
+    """Meta-SGD for RL: the step sizes are their own group, yet TRPO steps both groups at once."""
+    cfg = _cfg(tasks=3, episodes=4, horizon=8)
+    policy, params, batch = _meta_batch(cfg)
+    lrs = M.init_lrs(params, cfg.inner.lr)
+    old = M.old_outputs(policy, batch.adapted, batch.inner, batch.valid)
+
+    def objective(joint):  # the twin: both groups in one dict under their own keys
+        theta = {k: joint["theta." + k] for k in params}
+        alphas = {k: joint["alpha." + k] for k in params}
+        return M.outer_objective(policy, theta, batch.inner, batch.valid, old, cfg, alphas)[:2]
+
+    joint = {"theta." + k: v for k, v in params.items()}
+    joint.update({"alpha." + k: v for k, v in lrs.items()})
+    trpo = cfg.trpo
+    kwargs = dict(max_kl=trpo.max_kl, cg_iters=trpo.cg_iters, cg_damping=trpo.cg_damping)
+    kwargs.update(ls_backtrack=trpo.ls_backtrack, ls_steps=trpo.ls_steps)
+    want = trpo_step(objective, None, joint, **kwargs).new_params
+    (got, got_lrs), metrics = M.outer_update(policy, params, None, batch, cfg, lrs)
+    assert metrics["step_frac"] > 0 and set(got_lrs) == set(params)
+    assert any(not torch.equal(got_lrs[k], lrs[k]) for k in params)  # the step sizes moved
+    for k in params:
+        torch.testing.assert_close(got[k].detach(), want["theta." + k], rtol=0, atol=0)
+        torch.testing.assert_close(got_lrs[k].detach(), want["alpha." + k], rtol=0, atol=0)
+
+
 def test_non_finite_outer_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
     cfg = _cfg(tasks=2, episodes=2, horizon=5)
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, checkpoint_every=1))
 
     def broken(policy, params, optimizer, batch, algo, lrs=None):
-        return M.OuterStep(params, lrs, {"surrogate": torch.tensor(float("nan"))})
+        return M.MetaParams(params, lrs), {"surrogate": torch.tensor(float("nan"))}
 
     monkeypatch.setattr(M, "outer_update", broken)
     with pytest.raises(NonFiniteLossError, match="train/surrogate"):
