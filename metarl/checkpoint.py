@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from metarl.config_renames import migrate_checkpoint
 from metarl.device import cuda_available
 
 __all__ = [
@@ -318,7 +319,8 @@ def load_checkpoint(
         map_location: Device to load tensors onto (e.g. ``"cpu"`` to resume a GPU run on CPU).
 
     Returns:
-        The saved state dict.
+        The saved state dict, in the current layout (an older checkpoint is migrated by
+        `metarl.config_renames.migrate_checkpoint`).
 
     Raises:
         FileNotFoundError: If there is no file at ``path``.
@@ -348,7 +350,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} holds a {type(state).__name__}, not a metarl checkpoint dict"
         )
-    return state
+    return migrate_checkpoint(state)
 
 
 def latest_intact_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:

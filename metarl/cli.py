@@ -229,6 +229,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from metarl.algorithms import preflight
     from metarl.checkpoint import latest_intact_checkpoint
     from metarl.device import get_device
+    from metarl.kinds import evaluate_checkpoint
 
     run_dir = Path(args.run_dir)
     config_path = run_dir / "config.yaml"
@@ -246,7 +247,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     preflight(kind, cfg, device)
     _seed_everything(args.seed, cfg.run.num_threads)
     out = Path(args.out) if args.out else run_dir / "eval" / f"eval_{args.split}.json"
-    path = kind.evaluate_run(
+    path = evaluate_checkpoint(
+        kind,
         cfg,
         ckpt,
         device,

@@ -5,6 +5,8 @@ A root config class may declare ``RENAMED_KEYS`` (old dotted key -> new dotted k
 `REMOVED_KEYS`. A user's YAML or ``--set`` override that uses an old key is refused with a message
 naming the new one (`renamed_key_errors`); a run directory's ``config.yaml`` written by an older
 version is rewritten to the new keys (`migrate_config`), so that ``metarl eval`` still loads it.
+A checkpoint written by an older version is rewritten the same way when it is loaded
+(`migrate_checkpoint`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["REMOVED_KEYS", "migrate_config", "renamed_key_errors", "renamed_key_message"]
+__all__ = [
+    "REMOVED_KEYS",
+    "migrate_checkpoint",
+    "migrate_config",
+    "renamed_key_errors",
+    "renamed_key_message",
+]
 
 REMOVED_KEYS = {
     "run.eval_every": "training evaluates once, at the end; run 'metarl eval RUN_DIR' to evaluate "
@@ -125,3 +133,61 @@ def _set(node: dict, part: str) -> dict:
 
 def _copy(data: Mapping[str, Any]) -> dict:
     return {k: _copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+_OLD_LR_PREFIX = "inner_lr."
+"""Older checkpoints kept the learned inner step sizes inside ``params`` as ``inner_lr.<name>``."""
+
+
+def migrate_checkpoint(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Rewrites a checkpoint state written by an older version to the current layout.
+
+    Older versions kept the learned inner step sizes (Meta-SGD, MAML++ LSLR, MAML-RL's
+    ``inner.learn_lr``) inside ``params`` under ``inner_lr.<name>``, in one optimiser parameter
+    group with the weights. Now they are ``inner_lrs`` (``{name: Tensor}``) beside ``params``, in
+    a parameter group of their own (the second): the saved optimiser's group is split the same
+    way (its per-parameter state, e.g. Adam's moments, follows its parameter) and an LR
+    schedule's per-group lists get an entry for the new group.
+
+    Args:
+        state: A loaded checkpoint. Not modified.
+
+    Returns:
+        A shallow copy of ``state``, migrated if it was old.
+    """
+    params = state.get("params")
+    if not isinstance(params, Mapping) or not any(_is_old_lr(k) for k in params):
+        return dict(state)
+    names = list(params)
+    result = dict(state)
+    result["params"] = {k: v for k, v in params.items() if not _is_old_lr(k)}
+    result["inner_lrs"] = {k[len(_OLD_LR_PREFIX) :]: v for k, v in params.items() if _is_old_lr(k)}
+    optimizer = state.get("optimizer")
+    if not isinstance(optimizer, Mapping):
+        return result
+    groups = optimizer["param_groups"]
+    if len(groups) == 1 and len(groups[0]["params"]) == len(names):
+        ids = groups[0]["params"]  # saved in the order of the old params dict
+        split = [
+            {
+                **groups[0],
+                "params": [i for i, k in zip(ids, names, strict=True) if _is_old_lr(k) == lr],
+            }
+            for lr in (False, True)
+        ]
+        result["optimizer"] = {**optimizer, "param_groups": split}
+        scheduler = state.get("scheduler")
+        if isinstance(scheduler, Mapping):
+            result["scheduler"] = {
+                k: v * 2 if k in _PER_GROUP and isinstance(v, list) and len(v) == 1 else v
+                for k, v in scheduler.items()
+            }
+    return result
+
+
+_PER_GROUP = ("base_lrs", "_last_lr", "lr_lambdas")
+"""The per-parameter-group lists of a saved LR scheduler (``LambdaLR``)."""
+
+
+def _is_old_lr(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(_OLD_LR_PREFIX)

@@ -16,7 +16,6 @@ from typing import TypeVar
 from metarl.config_checks import check_positive
 
 __all__ = [
-    "LEARNED_LR_PREFIX",
     "TRPO_KEYS",
     "InnerConfig",
     "OptimConfig",
@@ -27,9 +26,6 @@ __all__ = [
 ]
 
 _S = TypeVar("_S")
-
-LEARNED_LR_PREFIX = "inner_lr."
-"""Learned inner step sizes (Meta-SGD, MAML++ LSLR) live in θ under ``inner_lr.<param name>``."""
 
 
 @dataclasses.dataclass(frozen=True)

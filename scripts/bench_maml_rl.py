@@ -102,7 +102,7 @@ def meta_iterations(
         start = time.perf_counter()
         batch = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, device)
         tic = time.perf_counter()
-        params, metrics = M.outer_update(policy, params, None, batch, cfg)
+        (params, _), metrics = M.outer_update(policy, params, None, batch, cfg)
         float(metrics["kl"])  # wait for the device
         outer = time.perf_counter() - tic
         steps = (cfg.inner.steps + 1) * vec.num_envs * vec.horizon

@@ -48,7 +48,7 @@ def _force_first_order(init: Callable[..., None]) -> Callable[..., None]:
     return patched
 
 
-def _detach_learned_step_sizes(split: Callable[..., Any]) -> Callable[..., Any]:
+def _detach_learned_step_sizes(inner_lr: Callable[..., Any]) -> Callable[..., Any]:
     import torch
 
     def detach(lr: Any) -> Any:
@@ -60,10 +60,9 @@ def _detach_learned_step_sizes(split: Callable[..., Any]) -> Callable[..., Any]:
             return [detach(v) for v in lr]
         return lr
 
-    @functools.wraps(split)
-    def patched(self: Any, params: Any, steps: int) -> Any:
-        net, lr = split(self, params, steps)
-        return net, detach(lr)
+    @functools.wraps(inner_lr)
+    def patched(self: Any, lrs: Any, steps: int) -> Any:
+        return detach(inner_lr(self, lrs, steps))
 
     return patched
 
@@ -79,10 +78,10 @@ def _anil_adapts_the_body(init: Callable[..., None]) -> Callable[..., None]:
 
 def _anil_freezes_the_body(outer_loss: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(outer_loss)
-    def patched(self: Any, params: Any, batch: Any, iteration: int) -> Any:
+    def patched(self: Any, params: Any, batch: Any, iteration: int, **kwargs: Any) -> Any:
         if self.adapt_keys is not None:  # ANIL: no outer gradient reaches the body
             params = {k: v if k in self.adapt_keys else v.detach() for k, v in params.items()}
-        return outer_loss(self, params, batch, iteration)
+        return outer_loss(self, params, batch, iteration, **kwargs)
 
     return patched
 
@@ -214,7 +213,7 @@ SABOTAGES: tuple[Sabotage, ...] = (
     ),
     Sabotage(
         "mamlpp-detach-step-sizes",
-        "metarl.algorithms.maml:MAMLLearner._split",
+        "metarl.algorithms.maml:MAMLLearner._inner_lr",
         _detach_learned_step_sizes,
         (_MAML_GRAD, "-k", "metasgd or mamlpp or step_sizes"),
         "MAML++ / Meta-SGD step sizes get no meta-gradient",

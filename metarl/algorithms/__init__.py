@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import importlib
 import os
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 from metarl.algorithms.registry import ALGORITHMS, Algorithm, supervised_learners
 from metarl.algorithms.supervised import build_supervised_learner
 from metarl.config import ConfigError, describe_yaml_error, load_yaml
+from metarl.kinds import ExperimentKind
+
+if TYPE_CHECKING:  # each family module satisfies the one ExperimentKind protocol (mypy checks)
+    from metarl.algorithms import maml_rl_eval, rl2, supervised
+
+    _KINDS: tuple[ExperimentKind, ...] = (supervised, maml_rl_eval, rl2)
 
 __all__ = [
     "ALGORITHMS",
@@ -27,7 +32,7 @@ __all__ = [
 ]
 
 
-def experiment_kind(config_path: str | os.PathLike[str]) -> ModuleType:
+def experiment_kind(config_path: str | os.PathLike[str]) -> ExperimentKind:
     """Returns the module that runs the config at ``config_path`` (by its ``algo.name``).
 
     Raises:
@@ -50,10 +55,10 @@ def experiment_kind(config_path: str | os.PathLike[str]) -> ModuleType:
             f"algo.name={name!r} in {config_path} is not a known algorithm; expected one of "
             f"{sorted(ALGORITHMS)}"
         )
-    return importlib.import_module(ALGORITHMS[name].kind)
+    return cast(ExperimentKind, importlib.import_module(ALGORITHMS[name].kind))
 
 
-def preflight(kind: ModuleType, cfg: Any, device: Any) -> None:
+def preflight(kind: ExperimentKind, cfg: Any, device: Any) -> None:
     """Runs the checks of ``kind`` that need the outside world, before anything is written.
 
     Args:

@@ -30,12 +30,10 @@ from metarl.algorithms.supervised import (
     task_loss,
     task_metric,
 )
-from metarl.config_sections import LEARNED_LR_PREFIX, section
+from metarl.config_sections import section
 from metarl.functional import AdaptResult, InnerLR, Params, adapt
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
-
-_LR_PREFIX = LEARNED_LR_PREFIX
 
 
 def multi_step_loss_weights(
@@ -98,33 +96,45 @@ class MAMLLearner:
     # -- parameters ------------------------------------------------------------------------------
 
     def init_params(self) -> Params:
-        """Network weights, plus learned inner learning rates for Meta-SGD and MAML++ LSLR."""
-        params = {k: v.detach().clone().requires_grad_() for k, v in self.model.named_parameters()}
-        inner = self.inner
-        if self.meta_sgd:
-            low, high = section(self.cfg.metasgd, "metasgd").lr_range
-            for k in self._lr_keys:
-                p = params[k]
-                init = torch.rand(p.shape, generator=self.generator, device=p.device)
-                params[_LR_PREFIX + k] = (low + (high - low) * init).requires_grad_()
-        elif self.per_step_lr:
-            for k in self._lr_keys:
-                value = torch.full((inner.steps,), inner.lr, device=params[k].device)
-                params[_LR_PREFIX + k] = value.requires_grad_()
-        return params
+        """The network's initial weights as leaf tensors that require grad."""
+        return {k: v.detach().clone().requires_grad_() for k, v in self.model.named_parameters()}
 
-    def _split(self, params: Params, steps: int) -> tuple[Params, InnerLR]:
-        net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
+    def init_lrs(self) -> Params:
+        """Learned inner step sizes: Meta-SGD's per weight, MAML++ LSLR's per layer and step.
+
+        Call it after :meth:`init_params` (Meta-SGD draws them from the learner's generator).
+
+        Returns:
+            ``{name: Tensor[*shape]}`` (Meta-SGD, drawn from ``metasgd.lr_range``) or
+            ``{name: Tensor[inner.steps]}`` (LSLR, all ``inner.lr``) for each adapted parameter;
+            ``{}`` for the variants with a fixed step size.
+        """
+        shapes = dict(self.model.named_parameters())
+        lrs: Params = {}
+        inner = self.inner
+        for k in self._lr_keys if self.meta_sgd or self.per_step_lr else ():
+            p = shapes[k]
+            if self.meta_sgd:
+                low, high = section(self.cfg.metasgd, "metasgd").lr_range
+                init = torch.rand(p.shape, generator=self.generator, device=p.device)
+                lrs[k] = (low + (high - low) * init).requires_grad_()
+            else:
+                lrs[k] = torch.full((inner.steps,), inner.lr, device=p.device).requires_grad_()
+        return lrs
+
+    def _inner_lr(self, lrs: Params | None, steps: int) -> InnerLR:
+        if not (self.meta_sgd or self.per_step_lr):
+            return self.inner.lr
+        if not lrs:
+            raise ValueError(
+                f"{self.cfg.algo.name} learns its inner step sizes: pass lrs=learner.init_lrs() "
+                "(or the trained ones)"
+            )
         if self.meta_sgd:
-            return net, {k: params[_LR_PREFIX + k] for k in self._lr_keys}
-        if self.per_step_lr:
-            trained = self.inner.steps
-            # evaluation beyond the trained steps reuses the last learned rate
-            return net, [
-                {k: params[_LR_PREFIX + k][min(s, trained - 1)] for k in self._lr_keys}
-                for s in range(steps)
-            ]
-        return net, self.inner.lr
+            return {k: lrs[k] for k in self._lr_keys}
+        trained = self.inner.steps
+        # evaluation beyond the trained steps reuses the last learned rate
+        return [{k: lrs[k][min(s, trained - 1)] for k in self._lr_keys} for s in range(steps)]
 
     # -- the model as a function of its parameters -----------------------------------------------
 
@@ -138,15 +148,19 @@ class MAMLLearner:
         return task_loss(self._forward(net, data[0], step), data[1])
 
     def _adapt(
-        self, params: Params, batch: TaskBatch, steps: int, first_order: bool
+        self,
+        params: Params,
+        batch: TaskBatch,
+        steps: int,
+        first_order: bool,
+        lrs: Params | None = None,
     ) -> AdaptResult:
-        net, lr = self._split(params, steps)
         return adapt(
-            net,
+            params,
             self._support_loss,
             (batch.support_x, batch.support_y),
             steps=steps,
-            lr=lr,
+            lr=self._inner_lr(lrs, steps),
             first_order=first_order,
             adapt_keys=self.adapt_keys,
             step_arg=True,
@@ -168,10 +182,12 @@ class MAMLLearner:
 
     # -- the learner interface -------------------------------------------------------------------
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query loss after the inner loop (MSL: weighted over every inner step)."""
         steps = self.inner.steps
-        result = self._adapt(params, batch, steps, self.first_order)
+        result = self._adapt(params, batch, steps, self.first_order, lrs)
         if self.msl and steps > 0:
             weights = multi_step_loss_weights(
                 steps,
@@ -199,9 +215,11 @@ class MAMLLearner:
             },
         )
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query metric after 0..steps inner steps, ``[task, steps + 1]``."""
-        result = self._adapt(params, batch, steps, first_order=True)
+        result = self._adapt(params, batch, steps, True, lrs)
         with torch.no_grad():
             return torch.stack(
                 [

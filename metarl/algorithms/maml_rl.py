@@ -45,7 +45,7 @@ from metarl.algorithms.maml_rl_config import (
     PolicyConfig,
 )
 from metarl.checkpoint import capture_rng_state, restore_rng_state
-from metarl.config_sections import LEARNED_LR_PREFIX, section
+from metarl.config_sections import section
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
 from metarl.rl.policies import (
@@ -68,6 +68,7 @@ __all__ = [
     "EvalConfig",
     "MAMLRLConfig",
     "MAMLRLExperiment",
+    "MetaParams",
     "MetaBatch",
     "OptimConfig",
     "OuterTerms",
@@ -76,6 +77,7 @@ __all__ = [
     "adapt_policy",
     "build_policy",
     "collect_meta_batch",
+    "init_lrs",
     "init_params",
     "inner_loss",
     "make_env",
@@ -83,13 +85,10 @@ __all__ = [
     "outer_objective",
     "outer_update",
     "prepare_episodes",
-    "split_params",
     "train",
 ]
 
 logger = logging.getLogger(__name__)
-
-_LR_PREFIX = LEARNED_LR_PREFIX  # Meta-SGD's learned step sizes live in θ as "inner_lr.<name>"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,13 +149,6 @@ def inner_loss(policy: MLPPolicy, estimator: str, params: Params, data: TaskData
     return -masked_mean(weight * data.advantages, data.mask)
 
 
-def split_params(params: Params) -> tuple[Params, Params | None]:
-    """Splits θ into the policy's parameters and Meta-SGD's step sizes (None if not learned)."""
-    net = {k: v for k, v in params.items() if not k.startswith(_LR_PREFIX)}
-    lrs = {k[len(_LR_PREFIX) :]: v for k, v in params.items() if k.startswith(_LR_PREFIX)}
-    return net, lrs or None
-
-
 def adapt_policy(
     policy: MLPPolicy,
     params: Params,
@@ -166,6 +158,7 @@ def adapt_policy(
     first_order: bool,
     estimator: str = "reinforce",
     per_task: bool = False,
+    learned: Params | None = None,
 ) -> list[Params]:
     """The inner loop: one policy-gradient step per batch of ``inner``, all tasks at once.
 
@@ -175,13 +168,15 @@ def adapt_policy(
 
     Args:
         policy: The policy module.
-        params: Shared θ ``{name: [*shape]}``, plus ``inner_lr.<name>`` (Meta-SGD; these replace
-            ``lrs``); or with ``per_task`` already adapted ``{name: [T, *shape]}``.
+        params: Shared θ ``{name: [*shape]}``, or with ``per_task`` already adapted
+            ``{name: [T, *shape]}``.
         inner: One :class:`TaskData` ``[T, E, H, ...]`` per inner step.
         lrs: Step size of each inner step (``len(inner)`` floats).
         first_order: Detach the inner gradients.
         estimator: ``"reinforce"`` or ``"lvc"`` (:func:`inner_loss`).
         per_task: ``params`` carry the task axis (the evaluation's later fine-tuning steps).
+        learned: Meta-SGD's learned step sizes ``{name: [*shape]}`` (:func:`init_lrs`), used at
+            every step instead of ``lrs``; None for fixed step sizes.
 
     Returns:
         ``[θ, θ'_1, ..., θ'_K]``: ``params``' policy parameters, then per-task
@@ -192,16 +187,15 @@ def adapt_policy(
     """
     if len(lrs) != len(inner):
         raise ValueError(f"lrs has {len(lrs)} entries for {len(inner)} inner steps")
-    net, learned = split_params(params)
     if not inner:
-        return [net]
+        return [params]
 
     def loss_fn(task_params: Params, task_batches: tuple[TaskData, ...], step: int) -> Tensor:
         return inner_loss(policy, estimator, task_params, task_batches[step])
 
-    lr: LearningRate | list[float] = learned if learned is not None else list(lrs)
+    lr: LearningRate | list[float] = learned if learned else list(lrs)
     result = adapt(
-        net,
+        params,
         loss_fn,
         tuple(inner),
         steps=len(inner),
@@ -210,7 +204,7 @@ def adapt_policy(
         per_task=per_task,
         step_arg=True,
     )
-    return [net, *result.trajectory[1:]]
+    return [params, *result.trajectory[1:]]
 
 
 def _task_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -240,23 +234,26 @@ def outer_objective(
     valid: TaskData,
     old: Sequence[PolicyOutput],
     cfg: MAMLRLConfig,
+    learned: Params | None = None,
 ) -> OuterTerms:
     """The post-update objective of θ, with θ'_i(θ) recomputed through the inner loop.
 
     Args:
         policy: The policy module.
-        params: θ (with Meta-SGD step sizes, if any).
+        params: θ.
         inner: Pre-update batches ``[T, E, H, ...]``, one per inner step.
         valid: Post-update batch ``[T, E, H, ...]`` sampled with θ'_i(θ_old).
         old: The policies at θ_old on each inner batch, then on ``valid`` (:func:`old_outputs`).
         cfg: The experiment config (its inner loop, PPO clip and ProMP settings).
+        learned: Meta-SGD's learned step sizes (:func:`init_lrs`), None for ``inner.lr``.
 
     Returns:
         :class:`OuterTerms`.
     """
     lrs = [cfg.inner.lr] * len(inner)
+    first_order, estimator = cfg.inner.first_order, cfg.inner.estimator
     path = adapt_policy(
-        policy, params, inner, lrs, first_order=cfg.inner.first_order, estimator=cfg.inner.estimator
+        policy, params, inner, lrs, first_order=first_order, estimator=estimator, learned=learned
     )
     out = policy_forward(policy, path[-1], valid.obs, bool(inner))
     logp = policy.log_prob(out, valid.actions)
@@ -342,6 +339,7 @@ def collect_meta_batch(
     seeds: Sequence[int],
     generator: torch.Generator,
     device: torch.device,
+    learned: Params | None = None,
 ) -> MetaBatch:
     """Samples with θ, adapts per task, ..., samples with θ'_i (Alg. 3, lines 3-8).
 
@@ -354,13 +352,15 @@ def collect_meta_batch(
         seeds: Env reset seeds, ``inner.steps + 1`` of them.
         generator: Draws the action noise.
         device: Where the policy runs.
+        learned: Meta-SGD's learned step sizes (detached here), None for ``inner.lr``.
 
     Returns:
         :class:`MetaBatch`.
     """
     # a copy: PPO/ProMP later update θ in place, and the MetaBatch keeps θ_old
     algo, theta = cfg.algo, {name: v.detach().clone() for name, v in params.items()}
-    path, batches, returns = [split_params(theta)[0]], [], []
+    alphas = None if learned is None else {name: v.detach() for name, v in learned.items()}
+    path, batches, returns = [theta], [], []
     seconds = {"sampling": 0.0, "adaptation": 0.0}
     for k in range(cfg.inner.steps + 1):
         tic = time.perf_counter()
@@ -381,11 +381,27 @@ def collect_meta_batch(
         returns.append(batch.episode_returns.mean())
         if k < cfg.inner.steps:  # the estimator of the outer objective, so θ'_i(θ_old) match
             lrs = [cfg.inner.lr] * len(batches)
-            kwargs: dict[str, Any] = {"first_order": True, "estimator": cfg.inner.estimator}
-            path = adapt_policy(policy, theta, batches, lrs, **kwargs)
+            estimator = cfg.inner.estimator
+            path = adapt_policy(
+                policy, theta, batches, lrs, first_order=True, estimator=estimator, learned=alphas
+            )
             path = [{name: v.detach() for name, v in p.items()} for p in path]
         seconds["adaptation"] += time.perf_counter() - tic
     return MetaBatch(batches[:-1], batches[-1], returns, path, seconds)
+
+
+class MetaParams(NamedTuple):
+    """θ and Meta-SGD's learned step sizes (None if not learned)."""
+
+    params: Params
+    lrs: Params | None
+
+
+def _unjoint(joint: Params, params: Params, lrs: Params | None) -> tuple[Params, Params | None]:
+    """``joint``'s tensors (θ's, then the step sizes') under the names of ``params`` and ``lrs``."""
+    values = list(joint.values())
+    net = dict(zip(params, values[: len(params)], strict=True))
+    return net, None if lrs is None else dict(zip(lrs, values[len(params) :], strict=True))
 
 
 def outer_update(
@@ -394,22 +410,31 @@ def outer_update(
     optimizer: torch.optim.Optimizer | None,
     batch: MetaBatch,
     cfg: MAMLRLConfig,
-) -> tuple[Params, dict[str, Tensor | float]]:
+    lrs: Params | None = None,
+) -> tuple[MetaParams, dict[str, Tensor | float]]:
     """TRPO (``optimizer`` None) or PPO/ProMP Adam epochs on ``params`` (Alg. 3, line 10).
 
+    TRPO's trust region spans θ and the learned step sizes ``lrs`` (if any) together.
+
     Returns:
-        The new θ (for PPO/ProMP the same tensors, updated in place) and metrics to log.
+        The new θ and ``lrs`` (for PPO/ProMP the same tensors, updated in place), and metrics.
     """
     old = old_outputs(policy, batch.adapted, batch.inner, batch.valid)
     objective = functools.partial(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )
-    if optimizer is None:
+    if optimizer is None:  # one dict of both groups, θ first: keys "0", "1", ...
         trpo = section(cfg.trpo, "trpo")
+        joint = {str(i): v for i, v in enumerate([*params.values(), *(lrs or {}).values()])}
+
+        def joint_objective(theta: Params) -> tuple[Tensor, Tensor]:
+            net, learned = _unjoint(theta, params, lrs)
+            return objective(net, learned=learned)[:2]
+
         step = trpo_step(
-            lambda theta: objective(theta)[:2],
+            joint_objective,
             None,
-            params,
+            joint,
             max_kl=trpo.max_kl,
             cg_iters=trpo.cg_iters,
             cg_damping=trpo.cg_damping,
@@ -417,20 +442,22 @@ def outer_update(
             ls_steps=trpo.ls_steps,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
-        return new, {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
+        stats: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}
+        return MetaParams(*_unjoint(new, params, lrs)), {**stats, "step_frac": step.step_frac}
     for _ in range(section(cfg.ppo, "ppo").epochs):  # θ'_i(θ) is recomputed at every epoch
-        terms = objective(params)
+        terms = objective(params, learned=lrs)
         optimizer.zero_grad(set_to_none=True)
         terms.clipped.backward()
         optimizer.step()
-    return params, {k: v.detach() for k, v in terms._asdict().items()}
+    detached: dict[str, Tensor | float] = {k: v.detach() for k, v in terms._asdict().items()}
+    return MetaParams(params, lrs), detached
 
 
 class MAMLRLExperiment:
     """MAML-RL as a :class:`metarl.driver.Experiment`: one meta-iteration of Alg. 3 per update.
 
     The tasks, env seeds and action noise of iteration ``i`` derive from ``(run.seed, i)``, so a
-    resumed run replays the uninterrupted one; the state is θ and, for PPO/ProMP, Adam's.
+    resumed run replays the uninterrupted one; the state is θ, step sizes and PPO/ProMP's Adam.
 
     Args:
         cfg: The experiment config (``inner.steps = 0`` is plain multi-task TRPO/PPO, the
@@ -439,6 +466,7 @@ class MAMLRLExperiment:
         params: θ as leaf tensors (PPO/ProMP update them in place).
         vec: Vector env of ``env.meta_batch_size * env.episodes_per_task`` sub-envs.
         device: Where the policy runs.
+        lrs: Meta-SGD's step sizes (:func:`init_lrs`; Adam's second parameter group) or None.
     """
 
     def __init__(
@@ -448,13 +476,12 @@ class MAMLRLExperiment:
         params: Params,
         vec: TaskVectorEnv,
         device: torch.device,
+        lrs: Params | None = None,
     ) -> None:
         self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
-        self.opt = (
-            None
-            if cfg.algo.name == "maml_trpo"
-            else torch.optim.Adam(params.values(), cfg.optim.lr)
-        )
+        self.lrs = lrs or None
+        groups = [{"params": list(g.values())} for g in (params, self.lrs) if g]
+        self.opt = None if cfg.algo.name == "maml_trpo" else torch.optim.Adam(groups, cfg.optim.lr)
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """Sample with θ, adapt, sample with θ'_i, then the outer update of θ."""
@@ -467,11 +494,12 @@ class MAMLRLExperiment:
         env_seeds = [seeds[2] + k * self.vec.num_envs for k in range(cfg.inner.steps + 1)]
         # --- sample with θ, adapt per task, sample with θ'_i ---
         batch = collect_meta_batch(
-            cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device
+            cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device, self.lrs
         )
         # --- outer update of θ through the inner loop ---
         tic = time.perf_counter()
-        self.params, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg)
+        theta, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg, self.lrs)
+        self.params, self.lrs = theta
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
         metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
@@ -479,9 +507,10 @@ class MAMLRLExperiment:
         return scalars
 
     def state_dict(self) -> dict[str, Any]:
-        """θ, the outer optimiser's state (PPO/ProMP) and the global RNG states."""
+        """θ, the learned step sizes, the outer optimiser (PPO/ProMP) and the global RNG states."""
         state = {
             "params": {k: v.detach() for k, v in self.params.items()},
+            "inner_lrs": {k: v.detach() for k, v in (self.lrs or {}).items()},
             "rng": capture_rng_state(),
         }
         return state if self.opt is None else {**state, "optimizer": self.opt.state_dict()}
@@ -489,8 +518,9 @@ class MAMLRLExperiment:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict` (θ in place, so the optimiser's references hold)."""
         with torch.no_grad():
-            for name, tensor in self.params.items():
-                tensor.copy_(state["params"][name])
+            for key, group in (("params", self.params), ("inner_lrs", self.lrs or {})):
+                for name, tensor in group.items():
+                    tensor.copy_(state[key][name])
         if self.opt is not None:
             self.opt.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
@@ -504,18 +534,20 @@ def train(
     *,
     device: torch.device,
     run: Run | None = None,
-) -> Params:
-    """Meta-trains ``params`` for ``cfg.optim.iterations`` with the driver loop.
+    lrs: Params | None = None,
+) -> MetaParams:
+    """Meta-trains ``params`` (and learned step sizes ``lrs``) for ``cfg.optim.iterations``.
 
     See :class:`MAMLRLExperiment` for one meta-iteration and :func:`metarl.driver.train` for
     logging, checkpoints, resume (when ``run`` was reopened) and the NaN stop.
 
     Returns:
-        The final θ (detached).
+        The final θ and step sizes (:class:`MetaParams`), detached.
     """
-    exp = MAMLRLExperiment(cfg, policy, params, vec, device)
+    exp = MAMLRLExperiment(cfg, policy, params, vec, device, lrs)
     driver.train(exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name)
-    return {k: v.detach() for k, v in exp.params.items()}
+    learned = None if exp.lrs is None else {k: v.detach() for k, v in exp.lrs.items()}
+    return MetaParams({k: v.detach() for k, v in exp.params.items()}, learned)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -562,14 +594,14 @@ def build_policy(
     )
 
 
-def init_params(policy: MLPPolicy, learned_inner_lr: float | None = None) -> Params:
-    """Fresh leaf copies of the policy's parameters, plus Meta-SGD step sizes if asked."""
-    params = {k: v.detach().clone() for k, v in policy.named_parameters()}
-    if learned_inner_lr is not None:
-        params.update(
-            {_LR_PREFIX + k: torch.full_like(v, learned_inner_lr) for k, v in params.items()}
-        )
-    return {k: v.requires_grad_() for k, v in params.items()}
+def init_params(policy: MLPPolicy) -> Params:
+    """Fresh leaf copies of the policy's parameters."""
+    return {k: v.detach().clone().requires_grad_() for k, v in policy.named_parameters()}
+
+
+def init_lrs(params: Params, lr: float) -> Params:
+    """Meta-SGD for RL (``inner.learn_lr``): one leaf step size per weight of θ, all ``lr``."""
+    return {k: torch.full_like(v.detach(), lr).requires_grad_() for k, v in params.items()}
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:

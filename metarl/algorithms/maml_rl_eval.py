@@ -16,16 +16,16 @@ from metarl.algorithms.maml_rl import (
     _generator,
     adapt_policy,
     build_policy,
+    init_lrs,
     init_params,
     make_env,
     prepare_episodes,
-    split_params,
     train,
 )
 from metarl.algorithms.maml_rl_config import CONFIG_CLASS, MAMLRLConfig, preflight
-from metarl.checkpoint import load_checkpoint
 from metarl.config import config_to_dict
 from metarl.functional import Params
+from metarl.kinds import EvalRequest
 from metarl.rl import evaluation as rl_eval
 from metarl.rl.policies import MLPPolicy
 from metarl.rl.sampler import EpisodeBatch
@@ -49,23 +49,22 @@ def _vpg_adapter(
 
     Step sizes: ``lr_override`` at every step if given, else ``eval.inner_lr`` (default
     ``inner.lr``) then ``eval.later_inner_lr`` (default half of it); Meta-SGD's learned step
-    sizes when θ carries them.
+    sizes ``learned`` when given.
     """
     first = cfg.inner.lr if cfg.eval.inner_lr is None else cfg.eval.inner_lr
     later = first / 2 if cfg.eval.later_inner_lr is None else cfg.eval.later_inner_lr
     lrs = [first, later] if lr_override is None else [lr_override] * 2
 
-    prefixed = {} if learned is None else {f"inner_lr.{k}": v for k, v in learned.items()}
-
     def adapt_fn(params: Params, batch: EpisodeBatch, step: int) -> Params:
         data = prepare_episodes(batch, cfg.algo)
         path = adapt_policy(
             policy,
-            {**params, **prefixed},
+            params,
             [data],
             [lrs[min(step, 1)]],
             first_order=True,
             per_task=step > 0,
+            learned=learned,
         )
         return {k: v.detach() for k, v in path[-1].items()}
 
@@ -82,7 +81,7 @@ def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
     vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     try:
         policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-        return train(pre, policy, init_params(policy), vec, device=device)
+        return train(pre, policy, init_params(policy), vec, device=device).params
     finally:
         vec.close()
 
@@ -127,12 +126,14 @@ def evaluate(
     split: str = "test",
     run: Run | None = None,
     baseline_dir: Path | None = None,
+    lrs: Params | None = None,
 ) -> Path:
     """The MAML test protocol on held-out tasks, with baselines; writes JSON, CSV and PNG.
 
     Curves ``[tasks, steps + 1]``: ``maml`` (from θ) and, with ``eval.baselines``, ``pretrained``
     and ``random`` (fine-tuned the same way, with their own step sizes) and ``oracle``. Baseline
     weights are cached in ``baseline_dir``, so ``metarl eval`` reuses those ``metarl train`` made.
+    ``lrs`` are Meta-SGD's learned step sizes (``inner.learn_lr``), used by the ``maml`` curve.
 
     Returns:
         The eval JSON path.
@@ -141,8 +142,7 @@ def evaluate(
     vec = make_env(cfg, min(num_tasks, cfg.env.meta_batch_size), episodes)
     try:
         policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-        net, learned = split_params(params)
-        starts = {"maml": rl_eval.Start(lambda: net, _vpg_adapter(cfg, policy, None, learned))}
+        starts = {"maml": rl_eval.Start(lambda: params, _vpg_adapter(cfg, policy, None, lrs))}
         oracle = None
         if ev.baselines:
             random_policy = build_policy(cfg.policy, vec, _generator(seed + 7919, device), device)
@@ -188,45 +188,38 @@ def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
         vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
         try:
             policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
-            params = init_params(policy, cfg.inner.lr if cfg.inner.learn_lr else None)
-            params = train(cfg, policy, params, vec, device=device, run=run)
+            params = init_params(policy)
+            lrs = init_lrs(params, cfg.inner.lr) if cfg.inner.learn_lr else None
+            result = train(cfg, policy, params, vec, device=device, run=run, lrs=lrs)
         finally:
             vec.close()
         path = evaluate(
             cfg,
-            params,
+            result.params,
             device,
             out=run.eval_dir / "eval.json",
             num_tasks=cfg.run.num_eval_tasks,
             steps=cfg.eval.steps,
             seed=cfg.run.seed + 1,
             baseline_dir=run.run_dir / "baselines",
+            lrs=result.lrs,
         )
         driver.log_evaluation(run, path, cfg.optim.iterations)
         return path
 
 
-def evaluate_run(
-    cfg: MAMLRLConfig,
-    checkpoint: Path,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int | None,
-    steps: int | None,
-    seed: int,
-    split: str = "test",
-) -> Path:
-    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
-    state = load_checkpoint(checkpoint, map_location=device)
+def evaluate_run(cfg: MAMLRLConfig, request: EvalRequest) -> Path:
+    """The MAML test protocol on a run's checkpoint, reusing the baselines the run cached."""
+    state, run_dir = request.state, request.checkpoint.parent.parent
     return evaluate(
         cfg,
         state["params"],
-        device,
-        out=out,
-        num_tasks=num_tasks or cfg.run.num_eval_tasks,
-        steps=cfg.eval.steps if steps is None else steps,
-        seed=seed,
-        split=split,
-        baseline_dir=Path(checkpoint).parent.parent / "baselines",
+        request.device,
+        lrs=state.get("inner_lrs") or None,
+        out=request.out,
+        num_tasks=request.num_tasks,
+        steps=cfg.eval.steps if request.steps is None else request.steps,
+        seed=request.seed,
+        split=request.split,
+        baseline_dir=run_dir / "baselines",
     )

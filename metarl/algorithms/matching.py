@@ -254,7 +254,13 @@ class MatchingNetLearner:
             )
         return matching_log_probs(support, batch.support_y, query, ways)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query negative log-likelihood over the tasks of a training batch."""
         ways = self.cfg.task.train_ways or self.cfg.task.ways
         log_probs = self.query_log_probs(params, batch, ways).flatten(0, 1)
@@ -263,7 +269,9 @@ class MatchingNetLearner:
         loss = F.nll_loss(log_probs, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(log_probs.detach(), labels)})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
         with torch.no_grad():
             log_probs = self.query_log_probs(params, batch, self.cfg.task.ways)

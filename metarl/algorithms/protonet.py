@@ -142,7 +142,13 @@ class ProtoNetLearner:
             support, batch.support_y, query, ways, section(self.cfg.protonet, "protonet").distance
         )
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query cross-entropy over the tasks of a training batch (``train_ways``-way)."""
         ways = self.cfg.task.train_ways or self.cfg.task.ways
         logits = self.query_logits(params, batch, ways).flatten(0, 1)
@@ -151,7 +157,9 @@ class ProtoNetLearner:
         loss = task_loss(logits, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
         with torch.no_grad():
             logits = self.query_logits(params, batch, self.cfg.task.ways)

@@ -4,11 +4,12 @@ Adding an algorithm is one entry here (plus its module). The command line reads 
 through :func:`metarl.algorithms.experiment_kind`; the supervised config validates
 ``algo.name`` against it; the core never names an algorithm.
 
-A *kind* is a module with ``CONFIG_CLASS`` (the config dataclass), ``preflight(cfg, device)``
-(checks that need the machine: env ids, worker counts, memory; run before the run directory is
-created), ``train_from_config(cfg, device) -> Path`` (trains through :mod:`metarl.driver`,
-evaluates, returns the eval JSON) and ``evaluate_run(cfg, checkpoint, device, *, out,
-num_tasks, steps, seed, split) -> Path``.
+A *kind* is a module that satisfies :class:`metarl.kinds.ExperimentKind`: ``CONFIG_CLASS`` (the
+config dataclass), ``preflight(cfg, device)`` (checks that need the machine: env ids, worker
+counts, memory; run before the run directory is created), ``train_from_config(cfg, device) ->
+Path`` (trains through :mod:`metarl.driver`, evaluates, returns the eval JSON) and
+``evaluate_run(cfg, request) -> Path`` (evaluates a loaded checkpoint as a
+:class:`metarl.kinds.EvalRequest` says).
 """
 
 from __future__ import annotations

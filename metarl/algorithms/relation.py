@@ -221,7 +221,13 @@ class RelationNetLearner:
         scores = vmap(task_scores)(pairs.flatten(1, 2))  # batch norm per task
         return scores.reshape(num_tasks, num_query, ways)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean squared error between relation scores and one-hot query labels (Eq. 2)."""
         ways = self.cfg.task.train_ways or self.cfg.task.ways
         scores = self.relation_scores(params, batch, ways)
@@ -229,7 +235,9 @@ class RelationNetLearner:
         accuracy = task_metric(scores.detach().flatten(0, 1), batch.query_y.flatten())
         return OuterLoss(loss, {"query_accuracy": accuracy})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
         with torch.no_grad():
             scores = self.relation_scores(params, batch, self.cfg.task.ways)

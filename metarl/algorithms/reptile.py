@@ -243,13 +243,20 @@ class ReptileLearner:
         idx = minibatch_indices(batch.num_support, batch_size, steps, self.generator)
         return batch.support_x[:, idx], batch.support_y[:, idx]
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Reptile's pseudo-loss for one meta-batch (its gradient is ``theta - mean_i phi_i``).
 
         Args:
             params: Meta-parameters ``theta``.
             batch: The meta-batch; the inner loop trains on its support sets.
             iteration: The outer iteration (seeds the minibatch order).
+            lrs: Unused (Reptile's inner Adam has a fixed step size).
 
         Returns:
             :class:`OuterLoss` with the pseudo-loss and, as metrics, the query metric after
@@ -268,7 +275,9 @@ class ReptileLearner:
             metrics["inner_loss_last"] = result.losses[:, -1].mean()
         return OuterLoss(reptile_pseudo_loss(params, adapted_mean), metrics, half_squared_grad=True)
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query metric after 0..steps inner Adam iterations, ``[task, steps + 1]``.
 
         Minibatches have ``reptile.eval_batch_size`` examples (default

@@ -44,10 +44,11 @@ from metarl.algorithms.rl2_config import (
     RL2Config,
     preflight,
 )
-from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config import config_to_dict
 from metarl.config_sections import section
 from metarl.functional import Params
+from metarl.kinds import EvalRequest
 from metarl.rl.evaluation import heldout_tasks
 from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy
@@ -513,26 +514,15 @@ def train_from_config(cfg: RL2Config, device: torch.device) -> Path:
         return path
 
 
-def evaluate_run(
-    cfg: RL2Config,
-    checkpoint: Path,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int | None,
-    steps: int | None,
-    seed: int,
-    split: str = "test",
-) -> Path:
-    """Evaluates a run's checkpoint on held-out tasks; ``steps`` overrides the trial's episodes."""
-    state = load_checkpoint(checkpoint, map_location=device)
+def evaluate_run(cfg: RL2Config, request: EvalRequest) -> Path:
+    """Trials on held-out tasks from a run's checkpoint; ``request.steps`` sets the episodes."""
     return evaluate(
         cfg,
-        state["params"],
-        device,
-        out=out,
-        num_tasks=num_tasks or cfg.run.num_eval_tasks,
-        seed=seed,
-        episodes_per_trial=steps,
-        split=split,
+        request.state["params"],
+        request.device,
+        episodes_per_trial=request.steps,
+        out=request.out,
+        num_tasks=request.num_tasks,
+        seed=request.seed,
+        split=request.split,
     )

@@ -39,11 +39,12 @@ from metarl.algorithms.supervised_config import (
     SupervisedConfig,
     TaskConfig,
 )
-from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state
+from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config import RunConfig as RunConfig  # re-exported with the sections
 from metarl.config_sections import section
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
+from metarl.kinds import EvalRequest
 from metarl.nn import MLP, Conv4
 from metarl.runs import Run, open_run_from_config
 
@@ -104,11 +105,23 @@ class SupervisedLearner(Protocol):
         """Returns the initial meta-parameters (leaf tensors that require grad)."""
         ...
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """Returns the initial learned inner step sizes (Meta-SGD, MAML++ LSLR), else ``{}``.
+
+        They are meta-parameters of their own group, beside :meth:`init_params`'s, and reach
+        the inner loop only through the ``lrs`` argument of the methods below.
+        """
+        ...
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Returns the outer loss of a training meta-batch."""
         ...
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Returns the metric on each task's query set after 0..steps inner steps.
 
         Returns:
@@ -240,13 +253,14 @@ def task_slice(batch: TaskBatch, tasks: range) -> TaskBatch:
 
 
 def _build_optimizer(
-    cfg: OptimConfig, params: Params
+    cfg: OptimConfig, params: Params, lrs: Params
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    tensors = list(params.values())
+    # the learned step sizes are their own parameter group (same settings as the weights)
+    groups = [{"params": list(group.values())} for group in (params, lrs) if group]
     if cfg.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(tensors, lr=cfg.lr)
+        opt: torch.optim.Optimizer = torch.optim.Adam(groups, lr=cfg.lr)
     else:
-        opt = torch.optim.SGD(tensors, lr=cfg.lr)
+        opt = torch.optim.SGD(groups, lr=cfg.lr)
     total = max(cfg.iterations, 1)
     floor = cfg.min_lr / cfg.lr
 
@@ -268,10 +282,17 @@ def _build_optimizer(
 
 
 class TrainResult(NamedTuple):
-    """What :func:`train` returns: the final meta-parameters and the number of iterations run."""
+    """What :func:`train` returns.
+
+    Attributes:
+        params: The final meta-parameters.
+        iterations: The number of outer iterations run.
+        lrs: The final learned inner step sizes (``{}`` for learners without).
+    """
 
     params: Params
     iterations: int
+    lrs: Params
 
 
 class SupervisedExperiment:
@@ -279,7 +300,8 @@ class SupervisedExperiment:
 
     One outer iteration samples a meta-batch from the training family, computes the learner's
     outer loss, and takes one step of the outer optimiser (and its schedule). Its state is the
-    meta-parameters, the optimiser and schedule, and the task-sampling generator.
+    meta-parameters, the learned inner step sizes (their own optimiser group), the optimiser and
+    schedule, and the task-sampling generator.
 
     With several ranks (:mod:`metarl.distributed`) every rank samples the same meta-batch from
     the same generator and computes the outer loss of its slice of the tasks
@@ -312,7 +334,8 @@ class SupervisedExperiment:
         self.tasks = distributed.shard(total)
         self.cfg, self.learner, self.family, self.device = cfg, learner, family, device
         self.params = learner.init_params()
-        self.opt, self.sched = _build_optimizer(cfg.optim, self.params)
+        self.lrs = learner.init_lrs()
+        self.opt, self.sched = _build_optimizer(cfg.optim, self.params, self.lrs)
         self.gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
 
     def update(self, iteration: int) -> dict[str, Any]:
@@ -322,7 +345,7 @@ class SupervisedExperiment:
         ranks = distributed.world().distributed
         if ranks:
             batch = task_slice(batch, self.tasks)
-        out = self.learner.outer_loss(self.params, batch, iteration)
+        out = self.learner.outer_loss(self.params, batch, iteration, lrs=self.lrs)
         lr = self.opt.param_groups[0]["lr"]
         self.opt.zero_grad(set_to_none=True)
         (out.loss * (len(self.tasks) / total) if ranks else out.loss).backward()
@@ -330,7 +353,8 @@ class SupervisedExperiment:
         if ranks:
             metrics = self._reduce(metrics, out.half_squared_grad)
         if self.cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_value_(self.params.values(), self.cfg.optim.grad_clip)
+            tensors = [*self.params.values(), *self.lrs.values()]
+            torch.nn.utils.clip_grad_value_(tensors, self.cfg.optim.grad_clip)
         self.opt.step()
         self.sched.step()
         loss = metrics.pop("loss")
@@ -340,7 +364,7 @@ class SupervisedExperiment:
         """Sums the gradient shares and task-weighted metrics over the ranks (one collective)."""
         # which parameters get a gradient depends on the learner, not on the tasks: the same
         # list on every rank (the optimiser skips the others, as with one rank)
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        grads = [p.grad for p in (*self.params.values(), *self.lrs.values()) if p.grad is not None]
         total = self.cfg.task.meta_batch_size
         metrics = distributed.mean_over_tasks(metrics, len(self.tasks), total, sums=grads)
         if half_squared_grad:  # not a mean over tasks: from the meta-batch's gradient
@@ -348,9 +372,10 @@ class SupervisedExperiment:
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters, optimiser, schedule and random state."""
+        """Parameters, learned inner step sizes, optimiser, schedule and random state."""
         return {
             "params": {k: v.detach() for k, v in self.params.items()},
+            "inner_lrs": {k: v.detach() for k, v in self.lrs.items()},
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "rng": capture_rng_state(None, self.gen),
@@ -361,6 +386,8 @@ class SupervisedExperiment:
         with torch.no_grad():
             for name, tensor in self.params.items():
                 tensor.copy_(state["params"][name])
+            for name, tensor in self.lrs.items():
+                tensor.copy_(state["inner_lrs"][name])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         restored = restore_rng_state(state["rng"]).torch
@@ -384,7 +411,11 @@ def train(
     iterations = driver.train(
         exp, cfg.optim.iterations, run=run, settings=cfg.run, desc=cfg.algo.name
     )
-    return TrainResult({k: v.detach() for k, v in exp.params.items()}, iterations)
+    return TrainResult(
+        {k: v.detach() for k, v in exp.params.items()},
+        iterations,
+        {k: v.detach() for k, v in exp.lrs.items()},
+    )
 
 
 def adaptation_curves(
@@ -396,12 +427,14 @@ def adaptation_curves(
     steps: int,
     seed: int,
     chunk: int = 25,
+    lrs: Params | None = None,
 ) -> np.ndarray:
     """The metric after 0..steps inner steps on ``num_tasks`` held-out tasks.
 
     Tasks are sampled ``chunk`` at a time. With several ranks every rank samples every chunk
     and adapts its slice of it (:func:`~metarl.distributed.shard`); the slices are gathered back
     in task order, so the curves equal the one-rank curves whatever the number of ranks.
+    ``lrs`` are the learned inner step sizes of learners that have them.
 
     Returns:
         ``[num_tasks, steps + 1]`` (``[num_tasks, 1]`` for learners without an inner loop), on
@@ -417,9 +450,9 @@ def adaptation_curves(
             # a rank without a task of this chunk still adapts one and drops it: a learner's
             # per-call state (Reptile's minibatch order) stays in step with the other ranks
             part = task_slice(batch, mine if len(mine) else range(1))
-            curve = learner.adaptation_curve(params, part, steps)[: len(mine)]
+            curve = learner.adaptation_curve(params, part, steps, lrs=lrs)[: len(mine)]
         else:
-            curve = learner.adaptation_curve(params, batch, steps)
+            curve = learner.adaptation_curve(params, batch, steps, lrs=lrs)
         rows.append(curve.detach().cpu().numpy())
     if not ranks:
         return np.concatenate(rows, axis=0)
@@ -441,12 +474,16 @@ def evaluate(
     steps: int,
     seed: int,
     run: Run | None = None,
+    lrs: Params | None = None,
 ) -> EvalFiles:
     """Evaluates few-shot adaptation on held-out tasks and writes the JSON, CSV and PNG.
 
     With several ranks the tasks are split over them and rank 0 alone writes the files.
+    ``lrs`` are the learned inner step sizes of learners that have them.
     """
-    curves = adaptation_curves(learner, params, family, num_tasks=num_tasks, steps=steps, seed=seed)
+    curves = adaptation_curves(
+        learner, params, family, num_tasks=num_tasks, steps=steps, seed=seed, lrs=lrs
+    )
     if not distributed.world().is_main:
         out = Path(out_path)
         return EvalFiles(out, out.with_suffix(".csv"), out.with_suffix(".png"))
@@ -505,34 +542,23 @@ def train_from_config(cfg: SupervisedConfig, device: torch.device) -> Path:
             num_tasks=cfg.run.num_eval_tasks,
             steps=_eval_steps(cfg, None),
             seed=cfg.run.seed + 1,
+            lrs=result.lrs,
         )
         driver.log_evaluation(run, files.json, result.iterations)
     return files.json
 
 
-def evaluate_run(
-    cfg: SupervisedConfig,
-    checkpoint: Path,
-    device: torch.device,
-    *,
-    out: Path,
-    num_tasks: int | None,
-    steps: int | None,
-    seed: int,
-    split: str = "test",
-) -> Path:
-    """Evaluates a run's checkpoint on held-out tasks; returns the eval JSON path."""
-    state = load_checkpoint(checkpoint, map_location=device)
-    learner = _build_learner(cfg, device)
-    params = {k: v.to(device) for k, v in state["params"].items()}
-    files = evaluate(
+def evaluate_run(cfg: SupervisedConfig, request: EvalRequest) -> Path:
+    """Few-shot adaptation of a run's checkpoint on held-out tasks (:class:`EvalRequest`)."""
+    device, state = request.device, request.state
+    return evaluate(
         cfg,
-        learner,
-        params,
-        build_family(cfg.task, split, device),
-        str(out),
-        num_tasks=num_tasks or cfg.run.num_eval_tasks,
-        steps=_eval_steps(cfg, steps),
-        seed=seed,
-    )
-    return files.json
+        _build_learner(cfg, device),
+        {k: v.to(device) for k, v in state["params"].items()},
+        build_family(cfg.task, request.split, device),
+        str(request.out),
+        num_tasks=request.num_tasks,
+        steps=_eval_steps(cfg, request.steps),
+        seed=request.seed,
+        lrs={k: v.to(device) for k, v in state.get("inner_lrs", {}).items()},
+    ).json

@@ -14,7 +14,7 @@ The :class:`TrialBatch` is laid out ``[trial N, episode E, time H, ...]`` like
 value bootstraps across episode boundaries, never across trials), and :func:`chunk_trials` cuts
 the trials into truncated-BPTT chunks whose initial states the sampler stored.
 :func:`evaluate_trials` reports the return of each episode index of held-out trials beside RL²'s
-classic bandit and MDP baselines (:func:`classic_baselines`).
+classic baselines, looked up by task type (:func:`metarl.rl.classic.classic_baselines`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from envs.vector import TaskVectorEnv
 from metarl.evaluation import summarize, write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
+from metarl.rl.classic import classic_baselines
 from metarl.rl.evaluation import task_chunks
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.returns import GAEResult, gae
@@ -47,7 +48,7 @@ __all__ = [
     "TrialChunks",
     "chunk_forward",
     "chunk_trials",
-    "classic_baselines",
+    "classic_baselines",  # re-exported from metarl.rl.classic
     "evaluate_trials",
     "num_chunks",
     "sample_trials",
@@ -414,35 +415,6 @@ def trial_episode_returns(
         )
         rows.append(batch.episode_returns[:real])
     return torch.cat(rows, dim=0)
-
-
-def classic_baselines(
-    tasks: Sequence[Task], episodes_per_trial: int, horizon: int, seed: int
-) -> dict[str, np.ndarray]:
-    """RL²'s classic baselines on the same tasks (Duan et al. 2016, Tables 1-2).
-
-    Bandits: random, UCB1, Thompson sampling, Gittins, greedy, ε-greedy; tabular MDPs: random,
-    PSRL, greedy and UCRL2, from :mod:`metarl.rl.classic`. Other task families have none.
-
-    Returns:
-        ``{name: [len(tasks), episodes_per_trial]}`` episode returns (a pull's reward for bandits).
-    """
-    from envs.light.bandit import BanditTask
-    from envs.light.tabular_mdp import TabularMDPTask
-
-    if not tasks or not isinstance(tasks[0], (BanditTask, TabularMDPTask)):
-        return {}
-    from metarl.rl import classic
-
-    rng = np.random.default_rng(seed)
-    # the tasks of one distribution, all of tasks[0]'s class
-    if isinstance(tasks[0], BanditTask):
-        bandits = cast(list[BanditTask], list(tasks))
-        curves = classic.bandit_baselines(bandits, episodes_per_trial, rng)
-    else:
-        mdps = cast(list[TabularMDPTask], list(tasks))
-        curves = classic.mdp_baselines(mdps, episodes_per_trial, horizon, rng)
-    return {name: np.asarray(values, dtype=np.float64) for name, values in curves.items()}
 
 
 def evaluate_trials(

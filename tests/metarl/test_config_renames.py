@@ -97,3 +97,91 @@ def test_eval_reads_a_run_directory_an_older_version_wrote(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "written by an older version" in err and "algo.inner_lr -> inner.lr" in err
+
+
+def _old_layout(state):
+    """A checkpoint state as earlier versions wrote it: learned step sizes inside ``params``.
+
+    They were ``inner_lr.<name>`` after the weights, in the optimiser's one parameter group, and
+    the LR schedule had one entry per list.
+    """
+    old = {k: v for k, v in state.items() if k != "inner_lrs"}
+    old["params"] = {
+        **state["params"],
+        **{f"inner_lr.{k}": v for k, v in state["inner_lrs"].items()},
+    }
+    groups = state["optimizer"]["param_groups"]
+    ids = [i for group in groups for i in group["params"]]
+    old["optimizer"] = {**state["optimizer"], "param_groups": [{**groups[0], "params": ids}]}
+    per_group = ("base_lrs", "_last_lr", "lr_lambdas")
+    old["scheduler"] = {k: v[:1] if k in per_group else v for k, v in state["scheduler"].items()}
+    return old
+
+
+def test_an_old_checkpoint_with_the_step_sizes_in_params_loads_evaluates_and_resumes(
+    tmp_path, capsys
+):
+    import csv
+    import json
+    import shutil
+
+    import torch
+
+    from metarl.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+    from metarl.cli import main as cli_main
+
+    sets = ["task.meta_batch_size=2", "eval.steps=2", "run.num_eval_tasks=3", "run.progress=false"]
+    sets += ["run.checkpoint_every=1", "run.log_backends=[csv]", "run.log_every=1"]
+
+    def train(run_dir, iterations, *extra):
+        args = ["train", "configs/metasgd/sinusoid.yaml", "--run-dir", str(run_dir), *extra]
+        overrides = [*sets, f"optim.iterations={iterations}"]
+        assert (
+            cli_main([*args, "--device", "cpu", *[a for s in overrides for a in ("--set", s)]]) == 0
+        )
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    train(new, 2)
+    shutil.copytree(new, old)
+    for path in list_checkpoints(old):
+        state = torch.load(path, weights_only=True)
+        assert set(state["inner_lrs"]) == set(state["params"])  # Meta-SGD: one per weight
+        save_checkpoint(path, _old_layout(state))
+    for new_path, old_path in zip(list_checkpoints(new), list_checkpoints(old), strict=True):
+        assert any(
+            k.startswith("inner_lr.") for k in torch.load(old_path, weights_only=True)["params"]
+        )
+        want, got = load_checkpoint(new_path), load_checkpoint(old_path)  # migrated on load
+        assert list(got["params"]) == list(want["params"])
+        assert list(got["inner_lrs"]) == list(want["inner_lrs"])
+        torch.testing.assert_close(got["params"], want["params"], rtol=0, atol=0)
+        torch.testing.assert_close(got["inner_lrs"], want["inner_lrs"], rtol=0, atol=0)
+        assert got["optimizer"]["param_groups"] == want["optimizer"]["param_groups"]
+        torch.testing.assert_close(got["optimizer"]["state"], want["optimizer"]["state"])
+        assert got["scheduler"] == want["scheduler"]
+
+    curves = []
+    for run_dir in (new, old):  # metarl eval: the same curve from either layout
+        out = tmp_path / f"{run_dir.name}.json"
+        assert cli_main(["eval", str(run_dir), "--device", "cpu", "--out", str(out)]) == 0
+        curves.append(json.loads(out.read_text())["mean"])
+    assert curves[0] == curves[1]
+
+    rows = []
+    for run_dir in (new, old):  # resuming continues the same way (Adam's moments migrated)
+        train(run_dir, 3, "--resume")
+        with (run_dir / "metrics.csv").open(newline="") as f:
+            rows.append([r for r in csv.reader(f) if r[1].startswith("train/")])
+    assert len(rows[0]) == len(rows[1]) > 0 and rows[0] == rows[1]
+    assert set(load_checkpoint(list_checkpoints(old)[-1])) >= {"params", "inner_lrs"}
+    capsys.readouterr()
+
+
+def test_a_current_checkpoint_state_loads_as_it_is():
+    import torch
+
+    from metarl.config_renames import migrate_checkpoint
+
+    state = {"params": {"w": torch.ones(2)}, "inner_lrs": {}, "iteration": 3}
+    assert migrate_checkpoint(state) == state
+    assert migrate_checkpoint({"iteration": 1}) == {"iteration": 1}

@@ -43,15 +43,15 @@ def _on(device: torch.device, tensor: torch.Tensor) -> bool:
 
 
 def _check_outer_loss(learner, batch: TaskBatch, device: torch.device) -> None:
-    params = learner.init_params()
-    assert all(_on(device, p) for p in params.values())
-    out = learner.outer_loss(params, batch, 0)
+    params, lrs = learner.init_params(), learner.init_lrs()
+    assert all(_on(device, p) for p in [*params.values(), *lrs.values()])
+    out = learner.outer_loss(params, batch, 0, lrs=lrs)
     assert _on(device, out.loss) and out.loss.dim() == 0
     for name, value in out.metrics.items():
         if isinstance(value, torch.Tensor):
             assert _on(device, value), f"metric {name} is on {value.device}"
     out.loss.backward()
-    grads = {k: p.grad for k, p in params.items() if p.grad is not None}
+    grads = {k: p.grad for k, p in [*params.items(), *lrs.items()] if p.grad is not None}
     assert grads, "no parameter received a gradient"
     assert all(_on(device, g) for g in grads.values())
     assert math.isfinite(float(out.loss.detach()))

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Which algorithm modules an algorithm module may import (a family's own parts, the registry).
 ALLOWED = {
-    "__init__": {"registry", "supervised"},
+    "__init__": {"registry", "supervised", "maml_rl_eval", "rl2"},  # the last two: type checks
     "supervised": {"registry", "supervised_checks", "supervised_config"},
     "supervised_checks": {"supervised_config", "registry"},
     "supervised_config": {"supervised_checks"},
@@ -78,3 +78,21 @@ def test_algorithm_families_import_each_other_only_through_what_they_share():
         if not used <= ALLOWED[p.stem]:
             offenders.append(f"{p.name} imports {sorted(used - ALLOWED[p.stem])}")
     assert offenders == []
+
+
+def test_the_trial_evaluation_names_no_task_family():
+    """Classic baselines are looked up by task type (metarl.rl.classic), not imported by family."""
+    names = set(_imports(ROOT / "metarl" / "rl" / "trials.py"))
+    assert not [n for n in names if n.startswith("envs.light")]
+    core = [p for p in (ROOT / "metarl").rglob("*.py") if p.stem not in _FAMILY_BASELINES]
+    offenders = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in core
+        for name in _imports(p)
+        if name.startswith("envs.light")
+    ]
+    assert offenders == []
+
+
+_FAMILY_BASELINES = {"classic_bandit", "classic_mdp"}
+"""The only metarl modules that import a task family of envs.light: its classic baselines."""

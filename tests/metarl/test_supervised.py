@@ -44,9 +44,10 @@ def _learner(cfg, seed=0):
     return build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(seed))
 
 
-def _curve(cfg, learner, params, steps=1):
+def _curve(cfg, learner, params, lrs, steps=1):
     fam = build_family(cfg.task, "test", CPU)
-    return adaptation_curves(learner, params, fam, num_tasks=50, steps=steps, seed=123).mean(0)
+    kwargs = {"num_tasks": 50, "steps": steps, "seed": 123, "lrs": lrs}
+    return adaptation_curves(learner, params, fam, **kwargs).mean(0)
 
 
 @pytest.mark.slow
@@ -54,10 +55,10 @@ def _curve(cfg, learner, params, steps=1):
 def test_every_maml_variant_learns_sinusoid_in_seconds(name, tmp_path):
     cfg = _cfg(name, iterations=400, inner_steps=1 if name != "mamlpp" else 2)
     learner = _learner(cfg)
-    before = _curve(cfg, learner, learner.init_params())
+    before = _curve(cfg, learner, learner.init_params(), learner.init_lrs())
     with open_run(tmp_path / "run", cfg) as run:
         result = train(cfg, learner, build_family(cfg.task, "train", CPU), run, CPU)
-    after = _curve(cfg, learner, result.params)
+    after = _curve(cfg, learner, result.params, result.lrs)
     assert after[1] < 0.7 * before[1]  # meta-training helps after one step...
     assert after[1] < after[0]  # ...and the step itself helps
     assert (tmp_path / "run" / "metrics.csv").read_text().count("train/loss") == 40
@@ -86,8 +87,11 @@ class _FailsAt:
     def init_params(self):
         return self.learner.init_params()
 
-    def outer_loss(self, params, batch, iteration):
-        out = self.learner.outer_loss(params, batch, iteration)
+    def init_lrs(self):
+        return self.learner.init_lrs()
+
+    def outer_loss(self, params, batch, iteration, *, lrs=None):
+        out = self.learner.outer_loss(params, batch, iteration, lrs=lrs)
         if iteration >= self.iteration:
             return out._replace(loss=out.loss * float("nan"))
         return out
@@ -110,19 +114,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_maml_variants_take_a_step_and_learn_their_parameters(name, tmp_path):
     cfg = _cfg(name, iterations=2, inner_steps=2)
     learner = _learner(cfg)
-    params = learner.init_params()
+    params, lrs = learner.init_params(), learner.init_lrs()
     with open_run(tmp_path / "run", cfg) as run:
         result = train(cfg, learner, build_family(cfg.task, "train", CPU), run, CPU)
-    lr_keys = [k for k in result.params if k.startswith("inner_lr.")]
+    assert set(result.params) == set(params)  # the step sizes are a group of their own
+    lr_keys = list(result.lrs)
     if name == "metasgd":
-        assert len(lr_keys) == 6 and result.params["inner_lr.head.weight"].shape == (1, 40)
-        assert not torch.equal(
-            result.params["inner_lr.head.weight"], params["inner_lr.head.weight"]
-        )
+        assert len(lr_keys) == 6 and result.lrs["head.weight"].shape == (1, 40)
+        assert not torch.equal(result.lrs["head.weight"], lrs["head.weight"])
     elif name == "mamlpp":  # LSLR: one learned rate per layer and step, trained by Adam
-        assert len(lr_keys) == 6 and result.params["inner_lr.head.bias"].shape == (2,)
+        assert len(lr_keys) == 6 and result.lrs["head.bias"].shape == (2,)
         for k in lr_keys:
-            assert not torch.equal(result.params[k], params[k]), k
+            assert not torch.equal(result.lrs[k], lrs[k]), k
     elif name == "anil":
         assert learner.adapt_keys == ["head.weight", "head.bias"]
     else:  # the meta-gradient itself: tests/metarl/algorithms/test_maml_meta_gradient.py

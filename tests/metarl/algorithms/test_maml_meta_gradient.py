@@ -48,6 +48,7 @@ def _problem(name: str):
     cfg = _cfg(name)
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
     params = {k: v.detach().to(F64).requires_grad_() for k, v in learner.init_params().items()}
+    lrs = {k: v.detach().to(F64).requires_grad_() for k, v in learner.init_lrs().items()}
     batch = build_family(cfg.task, "train", CPU).sample(3, torch.Generator().manual_seed(1), True)
     batch = dataclasses.replace(
         batch,
@@ -56,7 +57,7 @@ def _problem(name: str):
         query_x=batch.query_x.to(F64),
         query_y=batch.query_y.to(F64),
     )
-    return learner, params, batch
+    return learner, params, lrs, batch
 
 
 def _mlp(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -66,9 +67,8 @@ def _mlp(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     return h @ p["head.weight"].T + p["head.bias"]
 
 
-def _twin_outer_loss(name: str, params: dict[str, torch.Tensor], batch) -> torch.Tensor:
+def _twin_outer_loss(name: str, net: dict[str, torch.Tensor], lrs, batch) -> torch.Tensor:
     """The outer loss of ``name`` written as a per-task Python loop over plain autograd."""
-    net = {k: v for k, v in params.items() if not k.startswith("inner_lr.")}
     adapted = ["head.weight", "head.bias"] if name == "anil" else list(net)
     first_order = name == "fomaml"
     per_task = []
@@ -80,9 +80,9 @@ def _twin_outer_loss(name: str, params: dict[str, torch.Tensor], batch) -> torch
             grads = torch.autograd.grad(loss, [p[k] for k in adapted], create_graph=not first_order)
             for k, g in zip(adapted, grads, strict=True):
                 if name == "metasgd":
-                    lr = params["inner_lr." + k]  # one learned rate per weight (Meta-SGD, Eq. 3)
+                    lr = lrs[k]  # one learned rate per weight (Meta-SGD, Eq. 3)
                 elif name == "mamlpp":
-                    lr = params["inner_lr." + k][step]  # one per layer and step (LSLR)
+                    lr = lrs[k][step]  # one per layer and step (LSLR)
                 else:
                     lr = LR
                 p[k] = p[k] - lr * (g.detach() if first_order else g)
@@ -103,10 +103,15 @@ def _grads(loss: torch.Tensor, params: dict[str, torch.Tensor]) -> dict[str, tor
 
 
 def _learner_grads(name: str):
-    learner, params, batch = _problem(name)
-    loss = learner.outer_loss(params, batch, 0).loss
-    twin = _twin_outer_loss(name, params, batch)
-    return _grads(loss, params), _grads(twin, params), loss, twin, params
+    """Gradients of the learner's and the twin's outer loss, ``{"params.<k>"|"lrs.<k>": grad}``."""
+    learner, params, lrs, batch = _problem(name)
+    loss = learner.outer_loss(params, batch, 0, lrs=lrs).loss
+    twin = _twin_outer_loss(name, params, lrs, batch)
+    both = {
+        **{f"params.{k}": v for k, v in params.items()},
+        **{f"lrs.{k}": v for k, v in lrs.items()},
+    }
+    return _grads(loss, both), _grads(twin, both), loss, twin, params
 
 
 @pytest.mark.parametrize("name", ["maml", "fomaml", "anil", "metasgd", "mamlpp"])
@@ -120,17 +125,17 @@ def test_meta_gradient_equals_the_plain_autograd_twin(name):
 
 def test_second_order_maml_differs_from_first_order_maml():
     second, _, _, _, params = _learner_grads("maml")
-    _, _, batch = _problem("maml")
-    first = _grads(_twin_outer_loss("fomaml", params, batch), params)
+    _, _, _, batch = _problem("maml")
+    first = _grads(_twin_outer_loss("fomaml", params, {}, batch), params)
     for k in ("body.0.weight", "body.2.weight", "head.weight"):
-        gap = (second[k] - first[k]).norm() / first[k].norm()
+        gap = (second[f"params.{k}"] - first[k]).norm() / first[k].norm()
         assert gap > 0.05, (k, float(gap))
 
 
 @pytest.mark.parametrize("name", ["metasgd", "mamlpp"])
 def test_learned_step_sizes_get_a_nonzero_meta_gradient(name):
-    got, _, _, _, params = _learner_grads(name)
-    lr_keys = [k for k in params if k.startswith("inner_lr.")]
+    got, _, _, _, _ = _learner_grads(name)
+    lr_keys = [k for k in got if k.startswith("lrs.")]
     assert len(lr_keys) == 6
     for k in lr_keys:
         assert got[k].abs().max() > 1e-6, k
@@ -140,7 +145,7 @@ def test_learned_step_sizes_get_a_nonzero_meta_gradient(name):
 
 
 def test_anil_body_learns_only_in_the_outer_loop():
-    learner, params, batch = _problem("anil")
+    learner, params, _, batch = _problem("anil")
     adapted = learner._adapt(params, batch, STEPS, first_order=False)
     for k in ("body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias"):
         for t in range(3):  # the inner loop leaves the body as it is...
@@ -148,4 +153,11 @@ def test_anil_body_learns_only_in_the_outer_loop():
     assert not torch.allclose(adapted.params["head.weight"][0], params["head.weight"])
     got, _, _, _, _ = _learner_grads("anil")
     for k in ("body.0.weight", "body.2.weight"):  # ...and the outer loop moves it
-        assert got[k].abs().max() > 1e-4, k
+        assert got[f"params.{k}"].abs().max() > 1e-4, k
+
+
+@pytest.mark.parametrize("name", ["metasgd", "mamlpp"])
+def test_a_learner_with_learned_step_sizes_refuses_to_run_without_them(name):
+    learner, params, _, batch = _problem(name)
+    with pytest.raises(ValueError, match=rf"{name} learns its inner step sizes: pass lrs="):
+        learner.outer_loss(params, batch, 0)

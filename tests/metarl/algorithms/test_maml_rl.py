@@ -66,19 +66,26 @@ def _meta(name="maml_trpo", inner_kl_coeff=5e-4, **inner):
 
 
 def _problem(algo, inner_steps=1, learn_lr=False):
-    """A policy, θ0 and pre-/post-update batches sampled (in spirit) by θ0's inner loop."""
+    """A policy, θ0 and pre-/post-update batches sampled (in spirit) by θ0's inner loop.
+
+    Returns ``(policy, θ0, inner, valid, old, learned)``: ``learned`` are Meta-SGD's step sizes
+    (``learn_lr``), else None.
+    """
     policy = _policy()
-    theta = M.init_params(policy, algo.inner.lr if learn_lr else None)
+    theta = M.init_params(policy)
+    learned = M.init_lrs(theta, algo.inner.lr) if learn_lr else None
     inner = []
     for k in range(inner_steps):
-        path = M.adapt_policy(policy, theta, inner, [algo.inner.lr] * k, first_order=True)
+        lrs = [algo.inner.lr] * k
+        path = M.adapt_policy(policy, theta, inner, lrs, first_order=True, learned=learned)
         inner.append(_batch(policy, path[-1], k > 0, seed=k))
     lrs, estimator = [algo.inner.lr] * inner_steps, algo.inner.estimator
-    path = M.adapt_policy(policy, theta, inner, lrs, first_order=True, estimator=estimator)
+    kwargs = {"first_order": True, "estimator": estimator, "learned": learned}
+    path = M.adapt_policy(policy, theta, inner, lrs, **kwargs)
     path = [{k: v.detach() for k, v in p.items()} for p in path]
     valid = _batch(policy, path[-1], inner_steps > 0, seed=99)
     old = M.old_outputs(policy, path, inner, valid)
-    return policy, theta, inner, valid, old
+    return policy, theta, inner, valid, old, learned
 
 
 def _flat_fn(fn, like):
@@ -91,11 +98,15 @@ def _flat_fn(fn, like):
 )
 def test_meta_gradient_matches_finite_differences(inner_steps, learn_lr, estimator):
     algo = _meta(lr=0.3, steps=inner_steps, estimator=estimator)
-    policy, theta, inner, valid, old = _problem(algo, inner_steps, learn_lr)
-    theta0 = {k: v.detach() for k, v in theta.items()}
+    policy, theta, inner, valid, old, learned = _problem(algo, inner_steps, learn_lr)
+    # θ and the learned step sizes (their own group) as one dict, so one check covers both
+    theta0 = {f"params.{k}": v.detach() for k, v in theta.items()}
+    theta0.update({f"lrs.{k}": v.detach() for k, v in (learned or {}).items()})
 
-    def surrogate(params):
-        return M.outer_objective(policy, params, inner, valid, old, algo).surrogate
+    def surrogate(joint, cfg=algo):
+        params = {k[len("params.") :]: v for k, v in joint.items() if k.startswith("params.")}
+        lrs = {k[len("lrs.") :]: v for k, v in joint.items() if k.startswith("lrs.")}
+        return M.outer_objective(policy, params, inner, valid, old, cfg, lrs or None).surrogate
 
     flat = flatten_params(theta0).requires_grad_()
     assert torch.autograd.gradcheck(_flat_fn(surrogate, theta0), (flat,), eps=1e-6, atol=1e-7)
@@ -103,13 +114,13 @@ def test_meta_gradient_matches_finite_differences(inner_steps, learn_lr, estimat
     first = dataclasses.replace(algo, inner=dataclasses.replace(algo.inner, first_order=True))
     leaves = {k: v.clone().requires_grad_() for k, v in theta0.items()}
     exact = flat_grad(surrogate(leaves), leaves)
-    fo = M.outer_objective(policy, leaves, inner, valid, old, first).surrogate
+    fo = surrogate(leaves, first)
     assert (flat_grad(fo, leaves) - exact).abs().max() > 1e-3
 
 
 def test_kl_hessian_vector_product_through_the_inner_step_matches_finite_differences():
     algo = _meta(lr=0.3)
-    policy, theta, inner, valid, old = _problem(algo)
+    policy, theta, inner, valid, old, _ = _problem(algo)
     theta0 = {k: v.detach() for k, v in theta.items()}
 
     def grad_kl(flat):
@@ -136,7 +147,7 @@ def _autograd_step(policy, params, data, lr):
 
 def test_vmapped_inner_loop_equals_a_per_task_loop():
     algo = _meta(lr=0.3, steps=2)
-    policy, theta, inner, _, _ = _problem(algo, inner_steps=2)
+    policy, theta, inner, _, _, _ = _problem(algo, inner_steps=2)
     path = M.adapt_policy(policy, theta, inner, [0.3, 0.2], first_order=False)
     looped = []
     for t in range(2):
@@ -153,7 +164,7 @@ def test_vmapped_inner_loop_equals_a_per_task_loop():
 
 def test_lvc_and_reinforce_inner_steps_agree_at_the_sampling_policy():
     algo = _meta(lr=0.3)
-    policy, theta, inner, _, _ = _problem(algo)
+    policy, theta, inner, _, _, _ = _problem(algo)
     a = M.adapt_policy(policy, theta, inner, [0.3], first_order=True, estimator="reinforce")
     b = M.adapt_policy(policy, theta, inner, [0.3], first_order=True, estimator="lvc")
     for k in a[-1]:
@@ -163,7 +174,7 @@ def test_lvc_and_reinforce_inner_steps_agree_at_the_sampling_policy():
 @pytest.mark.parametrize("name", ["maml_ppo", "promp"])
 def test_clipped_objectives_equal_the_surrogate_at_the_old_parameters(name):
     algo = _meta(name, lr=0.3)
-    policy, theta, inner, valid, old = _problem(algo)
+    policy, theta, inner, valid, old, _ = _problem(algo)
     terms = M.outer_objective(policy, theta, inner, valid, old, algo)
     torch.testing.assert_close(terms.clipped, terms.surrogate)  # ratio 1, inner KL 0
     torch.testing.assert_close(terms.kl, torch.zeros((), dtype=F64), atol=1e-12, rtol=0)
@@ -234,7 +245,7 @@ def _away_from_old(theta, scale=0.4, seed=5):
 @pytest.mark.parametrize("name", ["maml_ppo", "promp"])
 def test_clipped_objectives_and_kl_away_from_the_old_parameters_equal_an_independent_twin(name):
     algo = _meta(name, lr=0.3, inner_kl_coeff=0.5)
-    policy, theta_old, inner, valid, old = _problem(algo)
+    policy, theta_old, inner, valid, old, _ = _problem(algo)
     theta_old = {k: v.detach() for k, v in theta_old.items()}
     theta = _away_from_old(theta_old)
     terms = M.outer_objective(policy, theta, inner, valid, old, algo)
@@ -252,7 +263,7 @@ def test_clipped_objectives_and_kl_away_from_the_old_parameters_equal_an_indepen
 @pytest.mark.parametrize("name", ["maml_ppo", "promp"])
 def test_clipped_objective_gradient_away_from_the_old_parameters_matches_finite_differences(name):
     algo = _meta(name, lr=0.3, inner_kl_coeff=0.5)
-    policy, theta_old, inner, valid, old = _problem(algo)
+    policy, theta_old, inner, valid, old, _ = _problem(algo)
     theta = {k: v.detach() for k, v in _away_from_old(theta_old).items()}
 
     def clipped(params):
@@ -309,7 +320,7 @@ def test_trpo_outer_step_respects_the_kl_bound(env_id):
     horizon = 1 if "Bandit" in env_id else 20
     cfg = _cfg(env_id, horizon=horizon, tasks=4, episodes=8, trpo=TRPOConfig(max_kl=0.01))
     policy, params, batch = _meta_batch(cfg)
-    new, metrics = M.outer_update(policy, params, None, batch, cfg)
+    (new, _), metrics = M.outer_update(policy, params, None, batch, cfg)
     assert metrics["step_frac"] > 0  # the step was accepted
     # measure the mean KL between the adapted policies before and after, independently
     lrs = [cfg.inner.lr]
@@ -363,7 +374,7 @@ def test_outer_update_with_cached_sampling_policies_equals_recomputing_them(name
         kwargs.update(ls_backtrack=trpo.ls_backtrack, ls_steps=trpo.ls_steps)
         want = trpo_step(lambda theta: objective(theta)[:2], None, twin_params, **kwargs)
         want = want.new_params
-        got, _ = M.outer_update(policy, params, None, batch, cfg)
+        (got, _), _ = M.outer_update(policy, params, None, batch, cfg)
     else:
         twin_opt = torch.optim.Adam(twin_params.values(), 1e-3)
         for _ in range(cfg.ppo.epochs):
@@ -372,7 +383,7 @@ def test_outer_update_with_cached_sampling_policies_equals_recomputing_them(name
             twin_opt.step()
         want = twin_params
         opt = torch.optim.Adam(params.values(), 1e-3)
-        got, _ = M.outer_update(policy, params, opt, batch, cfg)
+        (got, _), _ = M.outer_update(policy, params, opt, batch, cfg)
     assert any(not torch.equal(got[k], batch.adapted[0][k]) for k in batch.adapted[0])  # moved
     for k, value in want.items():
         torch.testing.assert_close(got[k].detach(), value.detach(), rtol=0, atol=0)
@@ -442,7 +453,7 @@ def _train(cfg, run_dir, resume=False):
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
     with open_run(run_dir, cfg, resume=resume, log_backends=("csv",)) as run:
-        params = M.train(cfg, policy, M.init_params(policy), vec, device=CPU, run=run)
+        params = M.train(cfg, policy, M.init_params(policy), vec, device=CPU, run=run).params
     vec.close()
     return params
 
@@ -464,12 +475,38 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name
     np.testing.assert_array_equal(_returns(tmp_path / "split", "train/post_return"), full_post)
 
 
+def test_trpo_steps_the_learned_step_sizes_with_theta_in_one_trust_region():
+    """Meta-SGD for RL: the step sizes are their own group, yet TRPO steps both groups at once."""
+    cfg = _cfg(tasks=3, episodes=4, horizon=8)
+    policy, params, batch = _meta_batch(cfg)
+    lrs = M.init_lrs(params, cfg.inner.lr)
+    old = M.old_outputs(policy, batch.adapted, batch.inner, batch.valid)
+
+    def objective(joint):  # the twin: both groups in one dict under their own keys
+        theta = {k: joint["theta." + k] for k in params}
+        alphas = {k: joint["alpha." + k] for k in params}
+        return M.outer_objective(policy, theta, batch.inner, batch.valid, old, cfg, alphas)[:2]
+
+    joint = {"theta." + k: v for k, v in params.items()}
+    joint.update({"alpha." + k: v for k, v in lrs.items()})
+    trpo = cfg.trpo
+    kwargs = dict(max_kl=trpo.max_kl, cg_iters=trpo.cg_iters, cg_damping=trpo.cg_damping)
+    kwargs.update(ls_backtrack=trpo.ls_backtrack, ls_steps=trpo.ls_steps)
+    want = trpo_step(objective, None, joint, **kwargs).new_params
+    (got, got_lrs), metrics = M.outer_update(policy, params, None, batch, cfg, lrs)
+    assert metrics["step_frac"] > 0 and set(got_lrs) == set(params)
+    assert any(not torch.equal(got_lrs[k], lrs[k]) for k in params)  # the step sizes moved
+    for k in params:
+        torch.testing.assert_close(got[k].detach(), want["theta." + k], rtol=0, atol=0)
+        torch.testing.assert_close(got_lrs[k].detach(), want["alpha." + k], rtol=0, atol=0)
+
+
 def test_non_finite_outer_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
     cfg = _cfg(tasks=2, episodes=2, horizon=5)
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, checkpoint_every=1))
 
-    def broken(policy, params, optimizer, batch, algo):
-        return params, {"surrogate": torch.tensor(float("nan"))}
+    def broken(policy, params, optimizer, batch, algo, lrs=None):
+        return M.MetaParams(params, lrs), {"surrogate": torch.tensor(float("nan"))}
 
     monkeypatch.setattr(M, "outer_update", broken)
     with pytest.raises(NonFiniteLossError, match="train/surrogate"):

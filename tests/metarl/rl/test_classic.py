@@ -7,16 +7,20 @@ import pytest
 from numpy.testing import assert_allclose
 
 from envs.light.bandit import BanditEngine, BanditTask, BanditTaskDistribution
+from envs.light.navigation import Navigation2DTaskDistribution
 from envs.light.tabular_mdp import TabularMDPTask, TabularMDPTaskDistribution
-from metarl.rl.classic import (
-    FiniteHorizonValues,
+from metarl.rl import classic
+from metarl.rl.classic_bandit import (
     bandit_baselines,
     gittins_indices,
     gittins_table,
-    mdp_baselines,
-    optimistic_expectation,
     simulate_bandit,
     ucb1_indices,
+)
+from metarl.rl.classic_mdp import (
+    FiniteHorizonValues,
+    mdp_baselines,
+    optimistic_expectation,
     value_iteration_finite_horizon,
 )
 
@@ -306,3 +310,39 @@ def test_mdp_baselines_reject_bad_input():
     small = TabularMDPTask(reward_means=((1.0,),), transitions=(((1.0,),),))
     with pytest.raises(ValueError, match="shapes"):
         mdp_baselines([*tasks, small], 2, 10, rng)
+
+
+# ----------------------------------------------------------------------------------------------
+# the registry the trial evaluation looks baselines up in
+# ----------------------------------------------------------------------------------------------
+
+
+def test_classic_baselines_are_found_by_task_type_and_equal_the_family_functions():
+    bandits, mdps = _bandits(3, 4, seed=5), _mdps(2, seed=6)
+    got = classic.classic_baselines(bandits, 7, 1, seed=11)
+    want = bandit_baselines(bandits, 7, np.random.default_rng(11))
+    assert set(got) == BANDIT_KEYS
+    for name in BANDIT_KEYS:
+        assert got[name].dtype == np.float64
+        np.testing.assert_array_equal(got[name], want[name])
+    got = classic.classic_baselines(mdps, 3, 5, seed=12)
+    want = mdp_baselines(mdps, 3, 5, np.random.default_rng(12))
+    assert set(got) == MDP_KEYS
+    for name in MDP_KEYS:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_a_task_family_without_classic_baselines_gets_none():
+    tasks = Navigation2DTaskDistribution().sample(2, np.random.default_rng(0))
+    assert classic.baselines_for(type(tasks[0])) is None
+    assert classic.classic_baselines(tasks, 3, 5, seed=0) == {}
+    assert classic.classic_baselines([], 3, 5, seed=0) == {}
+
+
+def test_a_subclass_finds_its_base_class_baselines_and_a_second_registration_is_refused():
+    class MyBandit(BanditTask):
+        pass
+
+    assert classic.baselines_for(MyBandit) is classic.baselines_for(BanditTask) is not None
+    with pytest.raises(ValueError, match="BanditTask already has classic baselines"):
+        classic.register(BanditTask)(lambda tasks, episodes, horizon, rng: {})
