@@ -117,10 +117,10 @@ def _one_update(cfg: SupervisedConfig) -> dict:
     ]
     steps = 1 if cfg.algo.name in ("maml", "reptile") else 0
     curves = adaptation_curves(
-        learner, exp.params, _family(cfg), num_tasks=7, steps=steps, seed=3, chunk=3
+        learner, exp.params, _family(cfg), num_tasks=7, steps=steps, seed=3, chunk=3, lrs=exp.lrs
     )
     return {
-        "params": {k: v.clone() for k, v in state["params"].items()},
+        "params": {k: v.clone() for k, v in {**state["params"], **state["inner_lrs"]}.items()},
         "moments": moments,
         "metrics": {k: float(v) for k, v in metrics.items()},
         "curves": curves,

