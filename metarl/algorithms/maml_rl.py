@@ -34,7 +34,7 @@ from torch.func import functional_call
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv, make_vec
-from metarl import driver
+from metarl import distributed, driver
 from metarl.algorithms.maml_rl_config import (
     CONFIG_CLASS,
     AlgoConfig,
@@ -48,11 +48,12 @@ from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config_sections import LEARNED_LR_PREFIX
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
+from metarl.rl.parallel import owned, sum_grads_, weighted_sum
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
-from metarl.rl.trpo import trpo_step
+from metarl.rl.trpo import ReduceFn, trpo_step
 from metarl.runs import Run
 
 __all__ = [
@@ -336,6 +337,7 @@ def collect_meta_batch(
     seeds: Sequence[int],
     generator: torch.Generator,
     device: torch.device,
+    rows: tuple[int, int] | None = None,
 ) -> MetaBatch:
     """Samples with θ, adapts per task, ..., samples with θ'_i (Alg. 3, lines 3-8).
 
@@ -348,6 +350,8 @@ def collect_meta_batch(
         seeds: Env reset seeds, ``inner.steps + 1`` of them.
         generator: Draws the action noise.
         device: Where the policy runs.
+        rows: ``(offset, total)`` of these sub-envs in a meta-batch split over ranks (None: all
+            of it; :func:`~metarl.rl.sampler.sample_actions`).
 
     Returns:
         :class:`MetaBatch`.
@@ -368,6 +372,7 @@ def collect_meta_batch(
             generator=generator,
             device=device,
             seed=seeds[k],
+            rows=rows,
         )
         seconds["sampling"] += time.perf_counter() - tic
         tic = time.perf_counter()
@@ -388,8 +393,14 @@ def outer_update(
     optimizer: torch.optim.Optimizer | None,
     batch: MetaBatch,
     cfg: MAMLRLConfig,
+    reduce: ReduceFn | None = None,
+    weight: float = 1.0,
 ) -> tuple[Params, dict[str, Tensor | float]]:
     """TRPO (``optimizer`` None) or PPO/ProMP Adam epochs on ``params`` (Alg. 3, line 10).
+
+    Data parallel: ``batch`` holds this rank's tasks, ``weight`` of the meta-batch (its shares are
+    its task means times that); ``reduce`` sums TRPO's gradient, HVPs and line-search values, or
+    each Adam step's gradient, over the ranks (:func:`metarl.distributed.all_reduce_sum_`).
 
     Returns:
         The new θ (for PPO/ProMP the same tensors, updated in place) and metrics to log.
@@ -398,6 +409,8 @@ def outer_update(
     objective = functools.partial(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )
+    if reduce is not None:
+        objective = functools.partial(_share, objective, weight)
     if optimizer is None:
         step = trpo_step(
             lambda theta: objective(theta)[:2],
@@ -408,6 +421,7 @@ def outer_update(
             cg_damping=cfg.trpo.cg_damping,
             ls_backtrack=cfg.trpo.ls_backtrack,
             ls_steps=cfg.trpo.ls_steps,
+            reduce=reduce,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
         return new, {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
@@ -415,8 +429,17 @@ def outer_update(
         terms = objective(params)
         optimizer.zero_grad(set_to_none=True)
         terms.clipped.backward()
+        if reduce is not None:
+            sum_grads_(params.values())
         optimizer.step()
-    return params, {k: v.detach() for k, v in terms._asdict().items()}
+    values = [v.detach() for v in terms]
+    values = values if reduce is None else weighted_sum(values, 1.0)  # shares already weighted
+    return params, dict(zip(OuterTerms._fields, values, strict=True))
+
+
+def _share(objective: Any, weight: float, theta: Params) -> OuterTerms:
+    """This rank's share of the meta-batch's objective: its task means times ``weight``."""
+    return OuterTerms(*(term * weight for term in objective(theta)))
 
 
 class MAMLRLExperiment:
@@ -448,6 +471,7 @@ class MAMLRLExperiment:
             if cfg.algo.name == "maml_trpo"
             else torch.optim.Adam(params.values(), cfg.optim.lr)
         )
+        self.owned = owned(cfg.env.meta_batch_size, "env.meta_batch_size")
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """Sample with θ, adapt, sample with θ'_i, then the outer update of θ."""
@@ -457,16 +481,26 @@ class MAMLRLExperiment:
             cfg.env.meta_batch_size, np.random.default_rng(seeds[0])
         )
         gen = _generator(seeds[1], self.device)
-        env_seeds = [seeds[2] + k * self.vec.num_envs for k in range(cfg.inner.steps + 1)]
+        # sub-env j of task i seeds its resets with its index i * E + j in the whole meta-batch
+        total, first = [n * cfg.env.episodes_per_task for n in (len(tasks), self.owned.start)]
+        env_seeds = [seeds[2] + k * total + first for k in range(cfg.inner.steps + 1)]
+        rows, reduce = None, None
+        if distributed.world().distributed:
+            tasks = [tasks[i] for i in self.owned]
+            rows, reduce = (first, total), distributed.all_reduce_sum_
+        weight = len(self.owned) / cfg.env.meta_batch_size
         # --- sample with θ, adapt per task, sample with θ'_i ---
         batch = collect_meta_batch(
-            cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device
+            cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device, rows
         )
         # --- outer update of θ through the inner loop ---
         tic = time.perf_counter()
-        self.params, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg)
+        self.params, metrics = outer_update(
+            self.policy, self.params, self.opt, batch, cfg, reduce, weight
+        )
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
-        metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
+        post, pre = weighted_sum([batch.returns[-1], batch.returns[0]], weight)
+        metrics.update(post_return=post, pre_return=pre)
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
         scalars.update({f"time/{k}_seconds": v for k, v in seconds.items()})
         return scalars

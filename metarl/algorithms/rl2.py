@@ -21,9 +21,11 @@ arXiv 1611.02779).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,7 +34,7 @@ import torch
 from torch import Tensor
 
 from envs.vector import TaskVectorEnv, make_vec
-from metarl import driver
+from metarl import distributed, driver
 from metarl.algorithms.rl2_config import (
     CONFIG_CLASS,
     AlgoConfig,
@@ -48,6 +50,14 @@ from metarl.checkpoint import capture_rng_state, load_checkpoint, restore_rng_st
 from metarl.config import config_to_dict
 from metarl.functional import Params
 from metarl.rl.evaluation import heldout_tasks
+from metarl.rl.parallel import (
+    masked_stats,
+    minibatch_steps,
+    normalized,
+    owned,
+    sum_grads_,
+    weighted_sum,
+)
 from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy
 from metarl.rl.returns import masked_mean, normalize_advantages
@@ -99,21 +109,30 @@ def _advantages(chunks: TrialChunks, normalize: bool) -> Tensor:
     return normalize_advantages(adv, mask, per_task=False) if normalize else adv
 
 
-def _minibatches(chunks: TrialChunks, count: int, generator: torch.Generator) -> list[Tensor]:
-    """A random split of the trials into ``count`` groups (minibatches over trials, not steps)."""
-    num, device = chunks.mask.shape[0], chunks.mask.device
+def _minibatches(
+    chunks: TrialChunks, count: int, generator: torch.Generator, num: int | None = None
+) -> list[Tensor]:
+    """A random split of the ``num`` trials (default: all of ``chunks``) into ``count`` groups."""
+    num, device = num or chunks.mask.shape[0], chunks.mask.device
     return list(torch.randperm(num, generator=generator, device=device).tensor_split(count))
 
 
 def _adam_step(
     optimizer: torch.optim.Optimizer,
-    loss: Tensor,
+    loss: Tensor | None,
     groups: list[list[Tensor]],
     max_norm: float | None,
+    summed: bool = False,
 ) -> None:
-    """One Adam step on ``loss``; each group of tensors has its gradient norm clipped on its own."""
+    """One Adam step on ``loss``; each group of tensors has its gradient norm clipped on its own.
+
+    ``summed``: ``loss`` is this rank's share (None: none), the gradients are summed over ranks.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if loss is not None:
+        loss.backward()
+    if summed:
+        sum_grads_(p for group in optimizer.param_groups for p in group["params"])
     if max_norm is not None:
         for group in groups:
             torch.nn.utils.clip_grad_norm_(group, max_norm)
@@ -167,6 +186,7 @@ def ppo_update(
     chunks: TrialChunks,
     cfg: RL2Config,
     generator: torch.Generator,
+    split: tuple[range, int] | None = None,
 ) -> dict[str, Tensor | float]:
     """PPO-clip epochs over minibatches of whole trials (Schulman et al. 2017, Alg. 1).
 
@@ -177,10 +197,25 @@ def ppo_update(
     gradient norm is clipped to ``algo.max_grad_norm`` over all parameters, or over the policy's
     and the value's apart (``ppo.clip_value_separately``).
 
+    Data parallel (``split``: this rank's trial indices and the batch's trial count): every rank
+    draws the same minibatches of global trial indices and computes its rows of each, with the
+    advantage statistics of the whole minibatch; gradients and metrics are summed over ranks.
+
     Returns:
         The last minibatch's losses and diagnostics, detached.
     """
     groups = _clip_groups(policy, params, cfg.ppo)
+    if split is not None:  # advantages normalised by minibatch_steps; ppo_loss must not redo it
+        plain = dataclasses.replace(cfg.algo, normalize_advantages=False)
+        plain_cfg = dataclasses.replace(cfg, algo=plain)
+
+        def parts(mb: TrialChunks) -> list[Tensor]:
+            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, plain_cfg)
+            return [terms.loss, terms.clip.loss, terms.value, terms.entropy, *terms.clip[1:]]
+
+        args = (optimizer, groups, chunks, cfg, generator, split, cfg.ppo.epochs, parts)
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        return {**_parallel_steps(*args, names)}
     for _ in range(cfg.ppo.epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
@@ -193,6 +228,26 @@ def ppo_update(
         "approx_kl": terms.clip.approx_kl,
         "clip_fraction": terms.clip.clip_fraction,
     }
+
+
+def _parallel_steps(
+    optimizer: torch.optim.Optimizer,
+    groups: list[list[Tensor]],
+    chunks: TrialChunks,
+    cfg: RL2Config,
+    generator: torch.Generator,
+    split: tuple[range, int],
+    epochs: int,
+    loss_fn: Callable[[TrialChunks], list[Tensor]],
+    names: tuple[str, ...],
+) -> dict[str, Tensor]:
+    """Adam steps over ranks on minibatches of global trial indices (see :func:`ppo_update`)."""
+    count, (rows, num) = cfg.algo.num_minibatches, split
+    order = [mb for _ in range(epochs) for mb in _minibatches(chunks, count, generator, num)]
+    normalize = cfg.algo.normalize_advantages and cfg.algo.name == "rl2_ppo"
+    step = functools.partial(_adam_step, optimizer, groups=groups, summed=True)
+    step = functools.partial(step, max_norm=cfg.algo.max_grad_norm)
+    return minibatch_steps(chunks, rows, order, normalize, loss_fn, step, names)
 
 
 def split_params(policy: RecurrentPolicy, params: Params) -> tuple[Params, Params]:
@@ -211,6 +266,7 @@ def trpo_update(
     chunks: TrialChunks,
     cfg: RL2Config,
     generator: torch.Generator,
+    split: tuple[range, int] | None = None,
 ) -> tuple[Params, dict[str, Tensor | float]]:
     """One TRPO step of the policy, then an Adam fit of the value function (RL² §2.4).
 
@@ -220,6 +276,10 @@ def trpo_update(
     ``trpo.value_epochs`` passes of ``value_optimizer`` (Adam over the value parameters) over
     minibatches of trials fit the value to the returns, the policy held fixed.
 
+    Data parallel (``split`` as in :func:`ppo_update`): the surrogate and KL are this rank's
+    shares (advantages normalised over all ranks) and TRPO sums over ranks
+    (:func:`~metarl.rl.trpo.trpo_step`); the value fit runs as :func:`ppo_update`'s minibatches.
+
     Returns:
         The new parameters (the value tensors are those of ``params``, updated) and metrics.
     """
@@ -227,6 +287,13 @@ def trpo_update(
     frozen = {k: v.detach() for k, v in value_params.items()}
     flat = chunks.flatten()
     adv = _advantages(flat, cfg.algo.normalize_advantages)
+    weight, reduce = 1.0, None
+    if split is not None:
+        count, mean, std = masked_stats([flat.advantages], [flat.mask])
+        if cfg.algo.normalize_advantages:
+            adv = normalized(flat.advantages, flat.mask, mean[0], std[0])
+        weight = float((flat.mask != 0).sum()) / float(count[0])
+        reduce = distributed.all_reduce_sum_
     with torch.no_grad():
         old = chunk_forward(policy, params, flat).dist
 
@@ -234,7 +301,8 @@ def trpo_update(
         out = chunk_forward(policy, {**frozen, **candidate}, flat)
         ratio = torch.exp(policy.log_prob(out.dist, flat.actions) - flat.log_probs)
         surrogate = -masked_mean(ratio * adv, flat.mask)
-        return surrogate, masked_mean(policy.kl(old, out.dist), flat.mask)
+        kl = masked_mean(policy.kl(old, out.dist), flat.mask)
+        return (surrogate, kl) if reduce is None else (surrogate * weight, kl * weight)
 
     step = trpo_step(
         loss_and_kl,
@@ -245,9 +313,20 @@ def trpo_update(
         cg_damping=cfg.trpo.cg_damping,
         ls_backtrack=cfg.trpo.ls_backtrack,
         ls_steps=cfg.trpo.ls_steps,
+        reduce=reduce,
     )
     new_theta = step.new_params
-    for _ in range(cfg.trpo.value_epochs):
+    if split is not None:
+
+        def fit(mb: TrialChunks) -> list[Tensor]:
+            out = chunk_forward(policy, {**new_theta, **value_params}, mb)
+            v = value_loss(out.value, mb.returns, mb.mask)
+            return [v, v]
+
+        group, epochs = [list(value_params.values())], cfg.trpo.value_epochs
+        args = (value_optimizer, group, chunks, cfg, generator, split, epochs, fit)
+        v_loss = _parallel_steps(*args, ("value_loss",))["value_loss"]
+    for _ in range(cfg.trpo.value_epochs if split is None else 0):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
             out = chunk_forward(policy, {**new_theta, **value_params}, mb)
@@ -297,6 +376,7 @@ class RL2Experiment:
     ) -> None:
         self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
         self.opt = _make_optimizer(cfg, policy, params)
+        self.owned = owned(cfg.env.num_trials, "env.num_trials")
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """One trial per task, all in parallel; GAE over whole trials; the policy update."""
@@ -304,6 +384,10 @@ class RL2Experiment:
         seeds = driver.iteration_seeds(cfg.run.seed, iteration, 4)
         tasks = self.vec.distribution.sample(env.num_trials, np.random.default_rng(seeds[0]))
         gen = torch.Generator(device=self.device).manual_seed(seeds[1])
+        rows, split, first = None, None, self.owned.start  # trial i's env seeds seeds[2] + i
+        if distributed.world().distributed:
+            tasks = [tasks[i] for i in self.owned]
+            rows, split = (first, env.num_trials), (self.owned, env.num_trials)
         # --- one trial per task, all in parallel ---
         tic = time.perf_counter()
         batch = sample_trials(
@@ -314,19 +398,23 @@ class RL2Experiment:
             env.episodes_per_trial,
             generator=gen,
             device=self.device,
-            seed=seeds[2],
+            seed=seeds[2] + first,
             chunk_len=algo.bptt_len,
+            rows=rows,
         )
         sampled = time.perf_counter()
         # --- advantages over whole trials, then the policy update ---
         gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
         chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
         if algo.name == "rl2_ppo":
-            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen)
+            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen, split)
         else:
-            self.params, metrics = trpo_update(self.policy, self.params, self.opt, chunks, cfg, gen)
+            args = (self.policy, self.params, self.opt, chunks, cfg, gen, split)
+            self.params, metrics = trpo_update(*args)
         elapsed = time.perf_counter() - tic
         episodes = batch.episode_returns.mean(0)
+        if split is not None:  # mean over this rank's trials -> over all of them
+            episodes = torch.stack(weighted_sum(episodes.unbind(), len(tasks) / env.num_trials))
         metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
         metrics["last_episode_return"] = episodes[-1]
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}

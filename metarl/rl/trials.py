@@ -37,7 +37,7 @@ from metarl.logger import Logger
 from metarl.rl.evaluation import task_chunks
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.returns import GAEResult, gae
-from metarl.rl.sampler import actions_to_env
+from metarl.rl.sampler import actions_to_env, sample_actions
 
 _log = logging.getLogger(__name__)  # `logger` is evaluate_trials' metric-logger argument.
 
@@ -175,6 +175,7 @@ def sample_trials(
     device: torch.device,
     seed: int | None = None,
     chunk_len: int | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> TrialBatch:
     """Runs one trial of ``episodes_per_trial`` episodes on each task, all trials in parallel.
 
@@ -190,6 +191,8 @@ def sample_trials(
         seed: Reset seed of the vector env (None continues its generators).
         chunk_len: Steps per truncated-BPTT chunk whose initial state is stored (None: the
             whole trial, ``E * H``).
+        rows: ``(offset, total)`` when these trials are rows ``offset, ...`` of ``total`` trials
+            split over ranks (:func:`~metarl.rl.sampler.sample_actions`).
 
     Returns:
         A :class:`TrialBatch` ``[N, E, H, ...]`` on ``device``.
@@ -218,7 +221,7 @@ def sample_trials(
             x = policy.encode_inputs(obs, carry.action, carry.reward, carry.done)
             out = recurrent_forward(policy, params, x[:, None], carry.h)
             dist = type(out.dist)(*(v[:, 0] if v is not None else None for v in out.dist))
-            action = policy.sample(dist, generator)
+            action = sample_actions(policy, dist, generator, rows)
             obs_np, reward_np, terminated, _, _ = vec.step(actions_to_env(action, vec))
             reward = torch.as_tensor(reward_np, dtype=torch.float32, device=device)
             term = torch.as_tensor(terminated, dtype=torch.float32, device=device)
