@@ -495,9 +495,8 @@ class MAMLRLExperiment:
         )
         # --- outer update of θ through the inner loop ---
         tic = time.perf_counter()
-        self.params, metrics = outer_update(
-            self.policy, self.params, self.opt, batch, cfg, reduce, weight
-        )
+        shares = () if reduce is None else (reduce, weight)
+        self.params, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg, *shares)
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
         post, pre = weighted_sum([batch.returns[-1], batch.returns[0]], weight)
         metrics.update(post_return=post, pre_return=pre)

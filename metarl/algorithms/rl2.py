@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -109,11 +109,9 @@ def _advantages(chunks: TrialChunks, normalize: bool) -> Tensor:
     return normalize_advantages(adv, mask, per_task=False) if normalize else adv
 
 
-def _minibatches(
-    chunks: TrialChunks, count: int, generator: torch.Generator, num: int | None = None
-) -> list[Tensor]:
-    """A random split of the ``num`` trials (default: all of ``chunks``) into ``count`` groups."""
-    num, device = num or chunks.mask.shape[0], chunks.mask.device
+def _minibatches(chunks: TrialChunks, count: int, generator: torch.Generator) -> list[Tensor]:
+    """A random split of the trials into ``count`` groups (minibatches over trials, not steps)."""
+    num, device = chunks.mask.shape[0], chunks.mask.device
     return list(torch.randperm(num, generator=generator, device=device).tensor_split(count))
 
 
@@ -124,14 +122,11 @@ def _adam_step(
     max_norm: float | None,
     summed: bool = False,
 ) -> None:
-    """One Adam step on ``loss``; each group of tensors has its gradient norm clipped on its own.
-
-    ``summed``: ``loss`` is this rank's share (None: none), the gradients are summed over ranks.
-    """
+    """One Adam step on ``loss``; each group of tensors has its gradient norm clipped on its own."""
     optimizer.zero_grad(set_to_none=True)
     if loss is not None:
         loss.backward()
-    if summed:
+    if summed:  # loss is this rank's share (None: it has none); the gradients are summed
         sum_grads_(p for group in optimizer.param_groups for p in group["params"])
     if max_norm is not None:
         for group in groups:
@@ -197,9 +192,8 @@ def ppo_update(
     gradient norm is clipped to ``algo.max_grad_norm`` over all parameters, or over the policy's
     and the value's apart (``ppo.clip_value_separately``).
 
-    Data parallel (``split``: this rank's trial indices and the batch's trial count): every rank
-    draws the same minibatches of global trial indices and computes its rows of each, with the
-    advantage statistics of the whole minibatch; gradients and metrics are summed over ranks.
+    Data parallel (``split``: this rank's trials and the batch's trial count): see
+    :func:`~metarl.rl.parallel.minibatch_steps`.
 
     Returns:
         The last minibatch's losses and diagnostics, detached.
@@ -213,9 +207,12 @@ def ppo_update(
             terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, plain_cfg)
             return [terms.loss, terms.clip.loss, terms.value, terms.entropy, *terms.clip[1:]]
 
-        args = (optimizer, groups, chunks, cfg, generator, split, cfg.ppo.epochs, parts)
+        assert cfg.ppo is not None  # preflight: an rl2_ppo config has its ppo section
         names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-        return {**_parallel_steps(*args, names)}
+        step = functools.partial(_adam_step, optimizer, groups=groups, summed=True)
+        args = (cfg.algo.num_minibatches, cfg.ppo.epochs, generator, cfg.algo.normalize_advantages)
+        step = functools.partial(step, max_norm=cfg.algo.max_grad_norm)
+        return {**minibatch_steps(chunks, split, *args, parts, step, names)}
     for _ in range(cfg.ppo.epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
@@ -228,26 +225,6 @@ def ppo_update(
         "approx_kl": terms.clip.approx_kl,
         "clip_fraction": terms.clip.clip_fraction,
     }
-
-
-def _parallel_steps(
-    optimizer: torch.optim.Optimizer,
-    groups: list[list[Tensor]],
-    chunks: TrialChunks,
-    cfg: RL2Config,
-    generator: torch.Generator,
-    split: tuple[range, int],
-    epochs: int,
-    loss_fn: Callable[[TrialChunks], list[Tensor]],
-    names: tuple[str, ...],
-) -> dict[str, Tensor]:
-    """Adam steps over ranks on minibatches of global trial indices (see :func:`ppo_update`)."""
-    count, (rows, num) = cfg.algo.num_minibatches, split
-    order = [mb for _ in range(epochs) for mb in _minibatches(chunks, count, generator, num)]
-    normalize = cfg.algo.normalize_advantages and cfg.algo.name == "rl2_ppo"
-    step = functools.partial(_adam_step, optimizer, groups=groups, summed=True)
-    step = functools.partial(step, max_norm=cfg.algo.max_grad_norm)
-    return minibatch_steps(chunks, rows, order, normalize, loss_fn, step, names)
 
 
 def split_params(policy: RecurrentPolicy, params: Params) -> tuple[Params, Params]:
@@ -276,9 +253,8 @@ def trpo_update(
     ``trpo.value_epochs`` passes of ``value_optimizer`` (Adam over the value parameters) over
     minibatches of trials fit the value to the returns, the policy held fixed.
 
-    Data parallel (``split`` as in :func:`ppo_update`): the surrogate and KL are this rank's
-    shares (advantages normalised over all ranks) and TRPO sums over ranks
-    (:func:`~metarl.rl.trpo.trpo_step`); the value fit runs as :func:`ppo_update`'s minibatches.
+    Data parallel (``split`` as in :func:`ppo_update`): surrogate and KL are this rank's shares
+    of the means over all ranks, summed by TRPO; the value fit runs as PPO's minibatches.
 
     Returns:
         The new parameters (the value tensors are those of ``params``, updated) and metrics.
@@ -323,10 +299,15 @@ def trpo_update(
             v = value_loss(out.value, mb.returns, mb.mask)
             return [v, v]
 
-        group, epochs = [list(value_params.values())], cfg.trpo.value_epochs
-        args = (value_optimizer, group, chunks, cfg, generator, split, epochs, fit)
-        v_loss = _parallel_steps(*args, ("value_loss",))["value_loss"]
-    for _ in range(cfg.trpo.value_epochs if split is None else 0):
+        assert cfg.trpo is not None  # preflight: an rl2_trpo config has its trpo section
+        group = [list(value_params.values())]
+        fit_step = functools.partial(_adam_step, value_optimizer, groups=group, summed=True)
+        fit_step = functools.partial(fit_step, max_norm=cfg.algo.max_grad_norm)
+        args = (cfg.algo.num_minibatches, cfg.trpo.value_epochs, generator, False)
+        v_loss = minibatch_steps(chunks, split, *args, fit, fit_step, ("value_loss",))["value_loss"]
+        metrics = {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
+        return {**new_theta, **value_params}, {**metrics, "value_loss": v_loss}
+    for _ in range(cfg.trpo.value_epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
             out = chunk_forward(policy, {**new_theta, **value_params}, mb)
@@ -406,10 +387,11 @@ class RL2Experiment:
         # --- advantages over whole trials, then the policy update ---
         gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
         chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
+        shares = () if split is None else (split,)
         if algo.name == "rl2_ppo":
-            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen, split)
+            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen, *shares)
         else:
-            args = (self.policy, self.params, self.opt, chunks, cfg, gen, split)
+            args = (self.policy, self.params, self.opt, chunks, cfg, gen, *shares)
             self.params, metrics = trpo_update(*args)
         elapsed = time.perf_counter() - tic
         episodes = batch.episode_returns.mean(0)

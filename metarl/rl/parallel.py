@@ -146,21 +146,31 @@ def trial_minibatches(
 
 def minibatch_steps(
     chunks: TrialChunks,
-    rows: range,
-    minibatches: Sequence[Tensor],
+    split: tuple[range, int],
+    count: int,
+    epochs: int,
+    generator: torch.Generator,
     normalize: bool,
     loss_fn: Callable[[TrialChunks], list[Tensor]],
     step: Callable[[Tensor | None], None],
     names: Sequence[str],
 ) -> dict[str, Tensor]:
-    """One optimiser step per minibatch of global trial indices, on this rank's share of it.
+    """Epochs of optimiser steps on minibatches of global trial indices, over ranks.
+
+    Every epoch splits a permutation of all the batch's trials (the same on every rank: one
+    generator seeded alike) into ``count`` minibatches, as one process does; each rank computes
+    the loss of its rows of a minibatch (advantages normalised with the whole minibatch's
+    statistics when ``normalize``), weighted by its share of the minibatch's valid steps, and
+    ``step`` sums the gradients over ranks before the update.
 
     Args:
-        chunks: This rank's trials (the batch's ``rows``).
-        rows: Their indices in the batch.
-        minibatches: Global trial indices of each minibatch, the same on every rank.
-        normalize: Normalise advantages with each minibatch's statistics over all ranks.
-        loss_fn: ``mb -> [loss, *metrics]``, means over this rank's part ``mb``.
+        chunks: This rank's trials ``[n, C, T, ...]``.
+        split: This rank's trial indices and the batch's number of trials.
+        count: Minibatches per epoch.
+        epochs: Passes over the batch.
+        generator: Draws the permutations (on ``chunks``' device).
+        normalize: Normalise advantages per minibatch over all ranks.
+        loss_fn: ``mb -> [loss, *metrics]``, means over this rank's part ``mb`` of a minibatch.
         step: Steps on a loss share (None when this rank holds none of the minibatch) after
             summing the gradients over ranks.
         names: The metrics' names.
@@ -168,8 +178,11 @@ def minibatch_steps(
     Returns:
         The last minibatch's metrics, over all ranks.
     """
+    rows, num, device = split[0], split[1], chunks.mask.device
+    perms = [torch.randperm(num, generator=generator, device=device) for _ in range(epochs)]
+    order = [mb for perm in perms for mb in perm.tensor_split(count)]
     values, weight = [torch.zeros(())] * len(names), 0.0
-    for mb, weight in trial_minibatches(chunks, rows, minibatches, normalize):
+    for mb, weight in trial_minibatches(chunks, rows, order, normalize):
         loss, values = None, [torch.zeros(())] * len(names)
         if mb is not None:
             loss, *values = loss_fn(mb)

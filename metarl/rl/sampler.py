@@ -150,7 +150,7 @@ def actions_to_env(action: Tensor, vec: TaskVectorEnv) -> Any:
 
 
 def sample_actions(
-    policy: nn.Module, out: Any, generator: torch.Generator, rows: tuple[int, int] | None = None
+    policy: Any, out: Any, generator: torch.Generator, rows: tuple[int, int] | None = None
 ) -> Tensor:
     """``policy.sample(out, generator)``, or rows ``offset:offset+n`` of a ``total``-row draw.
 
@@ -169,7 +169,8 @@ def sample_actions(
         Actions ``[n, ...]``.
     """
     if rows is None:
-        return policy.sample(out, generator)
+        action: Tensor = policy.sample(out, generator)
+        return action
     offset, total = rows
     n = out[0].shape[0]
 
@@ -180,4 +181,5 @@ def sample_actions(
         full[offset : offset + n] = x
         return full
 
-    return policy.sample(type(out)(*(pad(x) for x in out)), generator)[offset : offset + n]
+    action = policy.sample(type(out)(*(pad(x) for x in out)), generator)
+    return action[offset : offset + n]
