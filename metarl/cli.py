@@ -134,7 +134,25 @@ def _load_run_config(config_path: Path) -> tuple[Any, Any]:
     return kind, load_config(kind.CONFIG_CLASS, data)
 
 
+def _launch(args: argparse.Namespace, overrides: Sequence[str], timeout_s: float) -> int:
+    """``--nproc N``: the same ``train`` command on N ranks, through torch's elastic launcher."""
+    from metarl.launch import LaunchSpec, RankFailedError, launch
+
+    spec = LaunchSpec(args.nproc or 1, args.nnodes, args.rdzv_endpoint, timeout_s)
+    worker = ["-v"] if args.verbose else []
+    worker += ["train", args.config, *(f"--set={item}" for item in overrides)]
+    worker += ["--debug"] if args.debug else []
+    try:
+        launch(spec, worker, verbose=args.verbose)
+    except RankFailedError as err:
+        if err.reported:  # rank 0 printed its own one-line error
+            return err.exitcode
+        raise _Failure(str(err), err.exitcode) from err
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from metarl import distributed
     from metarl.algorithms import preflight
     from metarl.device import get_device
     from metarl.runs import NonFiniteLossError
@@ -151,15 +169,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.data_root:
         overrides.append(f"task.data_root={json.dumps(args.data_root)}")
     kind, cfg = _load(args.config, overrides)
-    device = get_device(cfg.run.device)
-    preflight(kind, cfg, device)
-    _seed_everything(cfg.run.seed, cfg.run.num_threads)
-    print(f"training {cfg.algo.name} ({args.config}) on {device}; run directory {cfg.run.run_dir}")
+    if args.nproc is not None or args.nnodes > 1:
+        return _launch(args, overrides, cfg.run.collective_timeout)
+    device = distributed.local_device(get_device(cfg.run.device))
+    world = distributed.init(device, cfg.run.collective_timeout)  # one rank without torchrun
     try:
-        path = kind.train_from_config(cfg, device)
-    except NonFiniteLossError as err:
-        raise _Failure(_nan_stop_message(err, Path(cfg.run.run_dir)), EXIT_RUNTIME) from err
-    _print_curve(path)
+        preflight(kind, cfg, device)
+        _seed_everything(cfg.run.seed, cfg.run.num_threads)
+        if world.is_main:
+            ranks = f" x {world.size} ranks" if world.distributed else ""
+            print(
+                f"training {cfg.algo.name} ({args.config}) on {device}{ranks}; run directory "
+                f"{cfg.run.run_dir}"
+            )
+        try:
+            path = kind.train_from_config(cfg, device)
+        except NonFiniteLossError as err:
+            raise _Failure(_nan_stop_message(err, Path(cfg.run.run_dir)), EXIT_RUNTIME) from err
+        if world.is_main:
+            _print_curve(path)
+    finally:
+        distributed.shutdown()
     return 0
 
 
@@ -291,6 +321,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="Omniglot folder with the two zips (overrides task.data_root; default "
         "$METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot: see 'metarl data')",
     )
+    p.add_argument(
+        "--nproc",
+        type=_count(1),
+        help="ranks on this machine, started through torch's launcher (as torchrun "
+        "--nproc-per-node N -m metarl train ...): gloo on CPU, one GPU each with --device cuda",
+    )
+    p.add_argument(
+        "--nnodes",
+        type=_count(1),
+        default=1,
+        help="machines; run the same command on each, with --rdzv-endpoint (default 1)",
+    )
+    p.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="c10d rendezvous every node reaches (default on one machine: a free local port)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate few-shot adaptation of a trained run")
@@ -343,10 +390,16 @@ def _expected_failure(err: BaseException) -> tuple[int, str] | None:
     from envs import WorkerError
     from metarl.checkpoint import CheckpointError
     from metarl.device import DeviceUnavailableError
+    from metarl.distributed import CollectiveError, RankZeroError
+    from metarl.launch import PortInUseError, RendezvousFailedError
     from metarl.runs import NonFiniteLossError, RunDirExistsError
 
     if isinstance(err, _Failure):
         return err.code, str(err)
+    if isinstance(err, PortInUseError):
+        return EXIT_BAD_INPUT, str(err.strerror)
+    if isinstance(err, CollectiveError | RankZeroError | RendezvousFailedError):
+        return EXIT_RUNTIME, _one_line(str(err))
     if isinstance(err, NonFiniteLossError):
         return EXIT_RUNTIME, str(err)
     if isinstance(err, WorkerError):  # The worker's traceback: keep its first and last lines.
@@ -431,8 +484,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             code, message = failure
+        return _report(err, code, message)
+
+
+def _report(err: BaseException, code: int, message: str) -> int:
+    """Prints ``error: MESSAGE`` on rank 0; the other ranks only report what rank 0 cannot see.
+
+    A failure every rank meets alike (bad input, a NaN stop, rank 0's own failure) is rank 0's
+    to report: the other ranks stay silent and give rank 0 a moment to print it before the
+    launcher, seeing them exit, stops it. A rank's own failure (a collective that lost its
+    peers, a crash) is printed with the rank's number.
+    """
+    import time
+
+    from metarl.distributed import RankZeroError, env_world
+    from metarl.runs import NonFiniteLossError
+
+    try:
+        rank = env_world().rank
+    except ValueError:
+        rank = 0
+    if rank == 0:
         print(f"error: {message}", file=sys.stderr)
-        return code
+    elif code == EXIT_BAD_INPUT or isinstance(err, RankZeroError | NonFiniteLossError | _Failure):
+        time.sleep(5.0)
+    else:
+        print(f"error: rank {rank}: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

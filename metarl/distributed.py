@@ -21,11 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -33,17 +34,25 @@ from torch import Tensor
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "CollectiveError",
+    "RankZeroError",
     "World",
     "all_reduce_sum_",
     "barrier",
     "broadcast_object",
     "concat_shards",
+    "env_world",
     "gather_objects",
     "init",
+    "local_device",
+    "mean_over_tasks",
+    "on_main",
     "shard",
     "shutdown",
     "world",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 120.0
 """Seconds a collective waits for the other ranks before it fails (a dead rank is an error)."""
@@ -79,6 +88,30 @@ class World:
 
 
 _WORLD = World()
+_TIMEOUT_S = DEFAULT_TIMEOUT_S
+
+
+class CollectiveError(RuntimeError):
+    """A collective failed: another rank died, hung past the timeout, or never joined."""
+
+
+class RankZeroError(RuntimeError):
+    """Rank 0 failed in :func:`on_main`; it reports the failure, the other ranks stop with this."""
+
+
+@contextlib.contextmanager
+def _collective(what: str) -> Iterator[None]:
+    """Turns the backend's error of a collective into a :class:`CollectiveError` in one line."""
+    try:
+        yield
+    except RuntimeError as err:  # gloo/NCCL raise DistBackendError, a RuntimeError, or plain ones
+        detail = str(err).strip().splitlines()
+        raise CollectiveError(
+            f"rank {_WORLD.rank} of {_WORLD.size}: {what} failed: another rank stopped or did not "
+            f"answer within the collective timeout ({_TIMEOUT_S:g} s, run.collective_timeout)"
+            + (f" ({detail[0][:200]})" if detail else "")
+            + "; continue from the last checkpoint with --resume"
+        ) from err
 
 
 def _env_int(name: str, default: int) -> int:
@@ -89,6 +122,29 @@ def _env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def env_world() -> World:
+    """The world the launcher's variables describe (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``).
+
+    Unlike :func:`world` it needs no :func:`init`: the command line reads it to let only rank 0
+    report, even for a failure before the ranks have met.
+
+    Raises:
+        ValueError: If the variables are not integers or are inconsistent.
+    """
+    return World(_env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0))
+
+
+def local_device(device: torch.device) -> torch.device:
+    """This rank's device: ``cuda:<LOCAL_RANK>`` for CUDA under a launcher, else ``device``.
+
+    One GPU per local rank, as ``torchrun --nproc-per-node`` (one rank per GPU) expects.
+    """
+    w = env_world()
+    if device.type != "cuda" or not w.distributed:
+        return device
+    return torch.device("cuda", w.local_rank)
 
 
 def init(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
@@ -105,19 +161,23 @@ def init(device: torch.device, timeout_s: float = DEFAULT_TIMEOUT_S) -> World:
     Raises:
         ValueError: If the torchrun variables are inconsistent or the timeout is not positive.
     """
-    global _WORLD
-    if timeout_s <= 0:
+    global _WORLD, _TIMEOUT_S
+    if not timeout_s > 0:
         raise ValueError(f"collective timeout must be positive, got {timeout_s}")
-    size = _env_int("WORLD_SIZE", 1)
-    new = World(_env_int("RANK", 0), size, _env_int("LOCAL_RANK", 0))
+    new = env_world()
+    _TIMEOUT_S = timeout_s
     if new.distributed and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(
-            backend=backend,
-            timeout=datetime.timedelta(seconds=timeout_s),
-            rank=new.rank,
-            world_size=new.size,
-        )
+        if device.type == "cuda":  # NCCL: this rank's GPU is the current one (local_device)
+            torch.cuda.set_device(local_device(device))
+        _WORLD = new  # named in the error of a failed rendezvous
+        with _collective("joining the process group"):
+            dist.init_process_group(
+                backend=backend,
+                timeout=datetime.timedelta(seconds=timeout_s),
+                rank=new.rank,
+                world_size=new.size,
+            )
     _WORLD = new
     return new
 
@@ -171,12 +231,59 @@ def all_reduce_sum_(tensors: Sequence[Tensor]) -> None:
         if t.dtype != dtype or t.device != device:
             raise ValueError("all_reduce_sum_ needs tensors of one dtype and device")
     flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    with _collective("all-reduce"):
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     offset = 0
     with torch.no_grad():
         for t in tensors:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
+
+
+def mean_over_tasks(
+    metrics: Mapping[str, Any],
+    local_tasks: int,
+    total_tasks: int,
+    *,
+    sums: Sequence[Tensor] = (),
+) -> dict[str, Any]:
+    """The meta-batch means of per-rank task means, in one collective with ``sums``.
+
+    Each tensor metric is this rank's mean over its ``local_tasks`` tasks; the result is
+    ``sum_r mean_r * local_tasks_r / total_tasks``, the mean over the whole meta-batch, equal on
+    every rank (a NaN on any rank is a NaN everywhere, so every rank stops alike). Values that are
+    not tensors (a learning rate) are the same on every rank and pass through. ``sums`` (e.g.
+    gradients already scaled by ``local_tasks / total_tasks``) are summed in place by the same
+    collective. With one rank the metrics come back unchanged.
+
+    Args:
+        metrics: Name to a scalar tensor (this rank's mean) or a rank-independent value.
+        local_tasks: This rank's tasks (may be 0: its means are then ignored).
+        total_tasks: Tasks of the meta-batch over every rank, >= 1.
+        sums: Tensors to sum over ranks in place, of one dtype and device.
+
+    Returns:
+        The metrics, reduced tensors as 0-d tensors of the dtype of ``sums`` (float32 without).
+    """
+    w = world()
+    if not w.distributed:
+        return dict(metrics)
+    if total_tasks < 1 or not 0 <= local_tasks <= total_tasks:
+        raise ValueError(f"cannot weight {local_tasks} of {total_tasks} tasks")
+    names = [k for k, v in metrics.items() if isinstance(v, Tensor)]
+    first = sums[0] if sums else (metrics[names[0]] if names else None)
+    if first is None:
+        return dict(metrics)
+    dtype = sums[0].dtype if sums else torch.float32
+    weight = local_tasks / total_tasks
+    means = [
+        (metrics[k].detach().to(first.device, dtype) * weight).reshape(())
+        if local_tasks
+        else torch.zeros((), dtype=dtype, device=first.device)
+        for k in names
+    ]
+    all_reduce_sum_([*sums, *means])
+    return {**metrics, **dict(zip(names, means, strict=True))}
 
 
 def gather_objects(obj: Any) -> list[Any] | None:
@@ -189,7 +296,8 @@ def gather_objects(obj: Any) -> list[Any] | None:
     if not w.distributed:
         return [obj]
     out: list[Any] | None = [None] * w.size if w.is_main else None
-    dist.gather_object(obj, out, dst=0)
+    with _collective("gather"):
+        dist.gather_object(obj, out, dst=0)
     return out
 
 
@@ -198,14 +306,47 @@ def broadcast_object(obj: Any) -> Any:
     if not world().distributed:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    with _collective("broadcast"):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
 def barrier() -> None:
     """Waits for every rank (no-op for one rank)."""
     if world().distributed:
-        dist.barrier()
+        with _collective("barrier"):
+            dist.barrier()
+
+
+def on_main(fn: Callable[[], T]) -> T:
+    """Runs ``fn`` on rank 0 alone and gives its result to every rank (one broadcast).
+
+    For what one rank does for all (preparing the run directory, reading a checkpoint): the
+    other ranks wait for it, never read a half-written file, and need no shared file system.
+    If ``fn`` raises on rank 0, rank 0 re-raises it (and reports it) while the other ranks raise
+    :class:`RankZeroError`, instead of waiting forever for a result.
+
+    Args:
+        fn: The work; its result must be picklable (tensors are fine).
+
+    Returns:
+        ``fn()``'s result, on every rank.
+    """
+    w = world()
+    if not w.distributed:
+        return fn()
+    if w.is_main:
+        try:
+            result = fn()
+        except Exception as err:
+            broadcast_object((False, f"{type(err).__name__}: {err}"))
+            raise
+        broadcast_object((True, result))
+        return result
+    ok, value = broadcast_object(None)
+    if not ok:
+        raise RankZeroError(f"rank 0 failed ({value.splitlines()[0]})")
+    return value
 
 
 def concat_shards(parts: Iterable[Sequence[Any]]) -> list[Any]:

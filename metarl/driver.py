@@ -17,7 +17,11 @@ everything around that iteration, the same way for every family:
   from the iteration index), the resumed run's rows and tensors equal an uninterrupted run's;
 - **NaN stop**: a non-finite ``train/`` metric raises
   :class:`~metarl.runs.NonFiniteLossError` before any later checkpoint is written;
-- **progress**: one tqdm bar with the logged metrics as its postfix.
+- **progress**: one tqdm bar with the logged metrics as its postfix;
+- **ranks** (:mod:`metarl.distributed`): every rank runs this loop; ``update`` returns the
+  metrics of the whole meta-batch (reduced across ranks), so every rank logs, stops on a NaN and
+  checkpoints at the same iterations, while only rank 0 writes (:func:`metarl.runs.open_run`)
+  and every rank resumes from the state rank 0 read.
 
 Example:
     >>> import torch
@@ -74,7 +78,9 @@ class Experiment(Protocol):
         """Runs outer iteration ``iteration`` (0-based) and returns its metrics.
 
         Keys are namespaced (``train/...``, ``time/...``); values may be tensors, which the
-        driver converts only on the iterations it logs.
+        driver converts only on the iterations it logs. With several ranks the ``train/``
+        values must be the whole meta-batch's, equal on every rank (reduced across ranks), so
+        that a NaN stops every rank at the same iteration.
         """
         ...
 
@@ -129,6 +135,8 @@ def resume(exp: Experiment, run: Run | None) -> int:
 
 
 def _save(exp: Experiment, run: Run, iteration: int) -> None:
+    if run.read_only:  # another rank than 0: rank 0 writes the checkpoint
+        return
     run.logger.flush()  # the metrics of every iteration before the checkpoint reach disk first
     run.save_checkpoint(iteration, exp.state_dict())
 
@@ -160,7 +168,7 @@ def train(
     """
     settings = RunConfig() if settings is None else settings
     start = resume(exp, run)
-    show = None if settings.progress and run is not None else False
+    show = None if settings.progress and run is not None and not run.read_only else False
     bar = progress_bar(range(start, iterations), total=iterations - start, desc=desc, enabled=show)
     saved = start if run is not None and run.resumed_from is not None else None
     tic, since = time.perf_counter(), start
@@ -188,6 +196,8 @@ def log_evaluation(run: Run, path: str | os.PathLike[str], step: int) -> None:
         path: An eval JSON written by :func:`metarl.evaluation.write_eval_results`.
         step: The training step to log them at (the run's number of iterations).
     """
+    if run.read_only:  # rank 0 wrote the file and logs it
+        return
     with open(path, encoding="utf-8") as f:
         result = json.load(f)
 

@@ -35,9 +35,14 @@ class RunConfig:
     num_threads: int = 0
     """CPU threads for torch's intra-op parallelism (0: torch's default). Tiny models run
     fastest with 1, since thread hand-offs cost more than the arithmetic they split."""
+    collective_timeout: float = 120.0
+    """Seconds a rank waits at a collective (and a launch waits for its rendezvous) before the
+    run stops with an error: a dead or hung rank becomes an error instead of a hang."""
 
     def __post_init__(self) -> None:
         lows = {"log_every": 1, "checkpoint_every": 0, "keep_checkpoints": 1}
         for name, low in {**lows, "num_eval_tasks": 1, "num_threads": 0, "seed": 0}.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not self.collective_timeout > 0:  # also refuses NaN
+            raise ValueError(f"collective_timeout must be > 0 s, got {self.collective_timeout}")

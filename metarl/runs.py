@@ -8,6 +8,11 @@ A run directory holds everything a run produces::
     <run_dir>/checkpoints/         checkpoint_<iteration:08d>.pt, newest `keep_checkpoints` kept
     <run_dir>/eval/                evaluation JSON/CSV/PNG (`metarl.evaluation`)
 
+With several ranks (:mod:`metarl.distributed`) rank 0 alone writes the directory: the config,
+the metrics, the checkpoints. The other ranks get a read-only view (its logger does nothing, its
+checkpoint saves are skipped) and receive rank 0's checkpoint through a broadcast, so they never
+read a file before rank 0 wrote it and need no shared file system.
+
 Reopening a run with ``resume=True`` first compares the stored config with the new one
 (`check_resume`: computation-changing differences are refused before anything is written) and sets
 damaged checkpoints aside; `Run.load_latest_checkpoint` loads the newest intact checkpoint.
@@ -44,6 +49,7 @@ import yaml
 from tqdm import tqdm
 
 from metarl import checkpoint as ckpt
+from metarl import distributed
 from metarl.config import (
     ConfigError,
     RunConfig,
@@ -174,12 +180,14 @@ class Run:
         logger: Fan-out logger over the requested backends.
         keep_checkpoints: Number of newest checkpoints kept on disk.
         resumed_from: Latest checkpoint found when the run was opened with ``resume=True``.
+        read_only: A rank other than 0 of a distributed run: nothing is written.
     """
 
     run_dir: Path
     logger: Logger
     keep_checkpoints: int = 3
     resumed_from: Path | None = None
+    read_only: bool = False
 
     @property
     def config_path(self) -> Path:
@@ -214,7 +222,7 @@ class Run:
             state: Parameters, optimiser state, ``capture_rng_state()`` output, ...
 
         Returns:
-            The checkpoint path.
+            The checkpoint path (not written by a read-only view).
 
         Raises:
             ValueError: If ``state`` holds a different ``"iteration"``.
@@ -223,6 +231,8 @@ class Run:
             raise ValueError(
                 f"state['iteration'] = {state['iteration']!r} disagrees with iteration={iteration}"
             )
+        if self.read_only:
+            return ckpt.checkpoint_path(self.run_dir, iteration)
         path = ckpt.save_checkpoint(
             ckpt.checkpoint_path(self.run_dir, iteration), {**state, "iteration": iteration}
         )
@@ -243,6 +253,8 @@ class Run:
         """Load the newest intact checkpoint (``weights_only=True``), or None if there is none.
 
         A damaged newer checkpoint is skipped with a warning naming it (see `latest_checkpoint`).
+        With several ranks, rank 0 reads the file and broadcasts it: every rank gets the same
+        state.
 
         Args:
             map_location: Device to load tensors onto.
@@ -254,8 +266,16 @@ class Run:
             CheckpointError: If every checkpoint is damaged, or the newest intact one cannot be
                 loaded safely.
         """
-        path = self.latest_checkpoint()
-        return None if path is None else ckpt.load_checkpoint(path, map_location=map_location)
+        if not distributed.world().distributed:
+            path = self.latest_checkpoint()
+            return None if path is None else ckpt.load_checkpoint(path, map_location=map_location)
+
+        def load_on_main() -> dict[str, Any] | None:
+            path = self.latest_checkpoint()
+            return None if path is None else ckpt.load_checkpoint(path, map_location="cpu")
+
+        state = distributed.on_main(load_on_main)
+        return None if state is None else _to_device(state, map_location)
 
     def close(self) -> None:
         """Flush and close the logger."""
@@ -273,6 +293,19 @@ class Run:
         self.close()
 
 
+def _to_device(obj: Any, device: str | torch.device | None) -> Any:
+    """``obj`` (a checkpoint's nested containers) with every tensor moved to ``device``."""
+    if device is None:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):  # checkpoints hold dicts, lists and tuples (weights_only)
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
 RESUMABLE_CHANGES = frozenset(
     {
         "optim.iterations",
@@ -280,6 +313,7 @@ RESUMABLE_CHANGES = frozenset(
         "run.resume",
         "run.device",
         "run.num_threads",
+        "run.collective_timeout",
         "run.log_every",
         "run.log_backends",
         "run.checkpoint_every",
@@ -421,13 +455,35 @@ def open_run(
         keep_checkpoints: Number of newest checkpoints kept on disk, >= 1.
 
     Returns:
-        The open run.
+        The open run: with several ranks, rank 0 opens it and the others get a read-only view.
 
     Raises:
         RunDirExistsError: If ``run_dir`` is non-empty and ``resume`` is False.
         ValueError: If a backend name is unknown or ``keep_checkpoints`` < 1.
+        RankZeroError: On a rank other than 0, when rank 0 failed to open the run.
     """
     run_dir = Path(run_dir)
+    if not distributed.world().distributed:
+        return _open_run(run_dir, config, resume, log_backends, keep_checkpoints)
+    opened: list[Run] = []
+
+    def open_on_main() -> Path | None:  # rank 0 alone; the other ranks wait for it
+        opened.append(_open_run(run_dir, config, resume, log_backends, keep_checkpoints))
+        return opened[0].resumed_from
+
+    resumed_from = distributed.on_main(open_on_main)
+    if opened:
+        return opened[0]
+    return Run(run_dir, MultiLogger([]), keep_checkpoints, resumed_from, read_only=True)
+
+
+def _open_run(
+    run_dir: Path,
+    config: Any,
+    resume: bool,
+    log_backends: Sequence[Backend],
+    keep_checkpoints: int,
+) -> Run:
     unknown = [b for b in log_backends if b not in ("tensorboard", "csv")]
     if unknown:
         raise ValueError(f"log_backends must be 'tensorboard' or 'csv', got {unknown}")

@@ -265,7 +265,7 @@ class ReptileLearner:
         if inner.steps > 0:
             metrics["inner_loss_first"] = result.losses[:, 0].mean()
             metrics["inner_loss_last"] = result.losses[:, -1].mean()
-        return OuterLoss(reptile_pseudo_loss(params, adapted_mean), metrics)
+        return OuterLoss(reptile_pseudo_loss(params, adapted_mean), metrics, half_squared_grad=True)
 
     def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
         """Query metric after 0..steps inner Adam iterations, ``[task, steps + 1]``.

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
-from metarl import driver
+from metarl import distributed, driver
 from metarl.algorithms.registry import ALGORITHMS
 from metarl.algorithms.supervised_checks import preflight
 from metarl.algorithms.supervised_config import (
@@ -81,13 +81,19 @@ logger = logging.getLogger(__name__)
 class OuterLoss(NamedTuple):
     """The outer objective of one meta-batch.
 
+    ``loss`` and every metric are means over the batch's tasks, so that with several ranks the
+    meta-batch's values are the task-weighted sums of the ranks' values.
+
     Attributes:
         loss: scalar to minimise (its gradient is the meta-gradient).
         metrics: detached scalars to log, keys without namespace (e.g. ``"query_accuracy"``).
+        half_squared_grad: ``loss`` is ``0.5 * ||gradient||^2`` rather than a mean over tasks
+            (Reptile's pseudo-loss): with several ranks it is logged from the summed gradient.
     """
 
     loss: Tensor
     metrics: dict[str, Tensor]
+    half_squared_grad: bool = False
 
 
 class SupervisedLearner(Protocol):
@@ -216,6 +222,18 @@ def embed_tasks(model: nn.Module, params: Params, batch: TaskBatch) -> tuple[Ten
     return z[:, :support], z[:, support:]
 
 
+def task_slice(batch: TaskBatch, tasks: range) -> TaskBatch:
+    """The tasks ``tasks`` (a contiguous range) of ``batch``, every field sliced alike."""
+    part = slice(tasks.start, tasks.stop)
+    return TaskBatch(
+        batch.support_x[part],
+        batch.support_y[part],
+        batch.query_x[part],
+        batch.query_y[part],
+        {k: v[part] for k, v in batch.params.items()},
+    )
+
+
 def _build_optimizer(
     cfg: OptimConfig, params: Params
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
@@ -258,6 +276,14 @@ class SupervisedExperiment:
     outer loss, and takes one step of the outer optimiser (and its schedule). Its state is the
     meta-parameters, the optimiser and schedule, and the task-sampling generator.
 
+    With several ranks (:mod:`metarl.distributed`) every rank samples the same meta-batch from
+    the same generator and computes the outer loss of its slice of the tasks
+    (:func:`~metarl.distributed.shard`), scaled by its share of the tasks; one all-reduce sums
+    the gradients and the metrics, and every rank takes the same step (gradient clipping after
+    the sum). The tasks of a batch are independent (batch norm takes each task's statistics), so
+    the step is the one-rank step up to the order of float32 sums, and the state has no
+    rank-specific randomness: any number of ranks resumes it.
+
     Args:
         cfg: The experiment config.
         learner: The learner (its ``init_params`` gives the initial meta-parameters).
@@ -272,24 +298,49 @@ class SupervisedExperiment:
         family: TaskFamily,
         device: torch.device,
     ) -> None:
+        world, total = distributed.world(), cfg.task.meta_batch_size
+        if world.size > total:
+            raise ValueError(
+                f"task.meta_batch_size={total} is smaller than the {world.size} ranks: every "
+                "rank needs a task of the meta-batch; use fewer ranks"
+            )
+        self.tasks = distributed.shard(total)
         self.cfg, self.learner, self.family, self.device = cfg, learner, family, device
         self.params = learner.init_params()
         self.opt, self.sched = _build_optimizer(cfg.optim, self.params)
         self.gen = torch.Generator(device=device).manual_seed(cfg.run.seed)
 
     def update(self, iteration: int) -> dict[str, Any]:
-        """One meta-batch, one outer step; returns ``train/`` metrics."""
-        batch = self.family.sample(self.cfg.task.meta_batch_size, self.gen, training=True)
+        """One meta-batch, one outer step; returns ``train/`` metrics (of the whole batch)."""
+        total = self.cfg.task.meta_batch_size
+        batch = self.family.sample(total, self.gen, training=True)
+        ranks = distributed.world().distributed
+        if ranks:
+            batch = task_slice(batch, self.tasks)
         out = self.learner.outer_loss(self.params, batch, iteration)
         lr = self.opt.param_groups[0]["lr"]
         self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss * (len(self.tasks) / total) if ranks else out.loss).backward()
+        metrics: dict[str, Any] = {"loss": out.loss.detach(), **out.metrics}
+        if ranks:
+            metrics = self._reduce(metrics, out.half_squared_grad)
         if self.cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_value_(self.params.values(), self.cfg.optim.grad_clip)
         self.opt.step()
         self.sched.step()
-        metrics = {"train/loss": out.loss.detach(), "train/lr": lr}
-        return {**metrics, **{f"train/{k}": v for k, v in out.metrics.items()}}
+        loss = metrics.pop("loss")
+        return {"train/loss": loss, "train/lr": lr, **{f"train/{k}": v for k, v in metrics.items()}}
+
+    def _reduce(self, metrics: dict[str, Any], half_squared_grad: bool) -> dict[str, Any]:
+        """Sums the gradient shares and task-weighted metrics over the ranks (one collective)."""
+        # which parameters get a gradient depends on the learner, not on the tasks: the same
+        # list on every rank (the optimiser skips the others, as with one rank)
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        total = self.cfg.task.meta_batch_size
+        metrics = distributed.mean_over_tasks(metrics, len(self.tasks), total, sums=grads)
+        if half_squared_grad:  # not a mean over tasks: from the meta-batch's gradient
+            metrics["loss"] = 0.5 * torch.stack([g.square().sum() for g in grads]).sum()
+        return metrics
 
     def state_dict(self) -> dict[str, Any]:
         """Parameters, optimiser, schedule and random state."""
@@ -343,16 +394,35 @@ def adaptation_curves(
 ) -> np.ndarray:
     """The metric after 0..steps inner steps on ``num_tasks`` held-out tasks.
 
+    Tasks are sampled ``chunk`` at a time. With several ranks every rank samples every chunk
+    and adapts its slice of it (:func:`~metarl.distributed.shard`); the slices are gathered back
+    in task order, so the curves equal the one-rank curves whatever the number of ranks.
+
     Returns:
-        ``[num_tasks, steps + 1]`` (``[num_tasks, 1]`` for learners without an inner loop).
+        ``[num_tasks, steps + 1]`` (``[num_tasks, 1]`` for learners without an inner loop), on
+        every rank.
     """
     gen = torch.Generator(device=family.device).manual_seed(seed)
+    ranks = distributed.world().distributed
     rows = []
     for start in range(0, num_tasks, chunk):
         batch = family.sample(min(chunk, num_tasks - start), gen, training=False)
-        curve = learner.adaptation_curve(params, batch, steps)
+        if ranks:
+            mine = distributed.shard(batch.num_tasks)
+            # a rank without a task of this chunk still adapts one and drops it: a learner's
+            # per-call state (Reptile's minibatch order) stays in step with the other ranks
+            part = task_slice(batch, mine if len(mine) else range(1))
+            curve = learner.adaptation_curve(params, part, steps)[: len(mine)]
+        else:
+            curve = learner.adaptation_curve(params, batch, steps)
         rows.append(curve.detach().cpu().numpy())
-    return np.concatenate(rows, axis=0)
+    if not ranks:
+        return np.concatenate(rows, axis=0)
+    parts = distributed.gather_objects(rows)  # [rank][chunk]: chunk by chunk, rank by rank
+    joined = None
+    if parts is not None:
+        joined = np.concatenate([part[c] for c in range(len(rows)) for part in parts])
+    return distributed.broadcast_object(joined)
 
 
 def evaluate(
@@ -367,8 +437,14 @@ def evaluate(
     seed: int,
     run: Run | None = None,
 ) -> EvalFiles:
-    """Evaluates few-shot adaptation on held-out tasks and writes the JSON, CSV and PNG."""
+    """Evaluates few-shot adaptation on held-out tasks and writes the JSON, CSV and PNG.
+
+    With several ranks the tasks are split over them and rank 0 alone writes the files.
+    """
     curves = adaptation_curves(learner, params, family, num_tasks=num_tasks, steps=steps, seed=seed)
+    if not distributed.world().is_main:
+        out = Path(out_path)
+        return EvalFiles(out, out.with_suffix(".csv"), out.with_suffix(".png"))
     return write_eval_results(
         out_path,
         algorithm=cfg.algo.name,

@@ -1,0 +1,188 @@
+"""Supervised learners on two gloo ranks compute what one rank computes.
+
+Every learner takes one meta-update on the same meta-batch with one rank (this process) and with
+two ranks (two spawned processes, each adapting half of the tasks, one all-reduce): parameters,
+optimiser state and logged metrics agree to float32 reduction tolerance. The held-out curves,
+split over the ranks and gathered back, agree too (with a last chunk smaller than the world,
+where a rank adapts no task of it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from envs.supervised import TaskBatch
+from metarl import distributed
+from metarl.algorithms import build_supervised_learner
+from metarl.algorithms.supervised import (
+    AlgoConfig,
+    InnerConfig,
+    MAMLPPConfig,
+    MatchingConfig,
+    ModelConfig,
+    OptimConfig,
+    ReptileConfig,
+    SupervisedConfig,
+    SupervisedExperiment,
+    TaskConfig,
+    adaptation_curves,
+    build_family,
+)
+
+CPU = torch.device("cpu")
+RTOL = 1e-5
+
+
+class RandomImages:
+    """A stand-in for Omniglot: random 28x28 images, class-major labels, from a generator."""
+
+    def __init__(self, ways: int, shots: int, query: int, flat: bool) -> None:
+        self.ways, self.shots, self.query = ways, shots, query
+        self.shape = (784,) if flat else (1, 28, 28)  # an MLP takes flat images
+        self.device, self.split = CPU, "test"
+
+    def sample(self, num_tasks: int, generator: torch.Generator, training: bool) -> TaskBatch:
+        labels, ways = torch.arange(self.ways), self.ways
+        return TaskBatch(
+            support_x=torch.rand(num_tasks, ways * self.shots, *self.shape, generator=generator),
+            support_y=labels.repeat_interleave(self.shots).repeat(num_tasks, 1),
+            query_x=torch.rand(num_tasks, ways * self.query, *self.shape, generator=generator),
+            query_y=labels.repeat_interleave(self.query).repeat(num_tasks, 1),
+        )
+
+
+def _image_config(name: str, **sections: object) -> SupervisedConfig:
+    fields: dict[str, object] = {
+        "task": TaskConfig(family="omniglot", ways=3, shots=1, query_shots=2, meta_batch_size=5),
+        "model": ModelConfig(network="conv4_maxpool", filters=4),
+        "algo": AlgoConfig(name=name),
+        # SGD: a convolution's bias before batch norm has a zero gradient up to rounding, which
+        # Adam would scale up to full steps of +-lr whose signs depend on the order of the sums
+        "optim": OptimConfig(optimizer="sgd", lr=0.1, grad_clip=0.05),
+    }
+    if name not in ("protonet", "matching", "relation"):  # the learners with an inner loop
+        fields["inner"] = InnerConfig(steps=2, lr=0.4)
+    return SupervisedConfig(**{**fields, **sections})  # type: ignore[arg-type]
+
+
+VARIANTS = {
+    "maml_sinusoid": SupervisedConfig(
+        task=TaskConfig(family="sinusoid", shots=5, query_shots=5, meta_batch_size=5),
+        inner=InnerConfig(steps=2, lr=0.01),
+    ),
+    "mamlpp": _image_config(
+        "mamlpp",
+        mamlpp=MAMLPPConfig(multi_step_loss=True, multi_step_loss_iterations=10),
+    ),
+    "metasgd": _image_config("metasgd"),
+    "anil": _image_config("anil"),
+    # an MLP: Reptile's inner Adam would also turn the rounding-level gradient of a convolution's
+    # bias before batch norm into full steps (harmless: batch norm cancels that bias)
+    "reptile": _image_config(
+        "reptile",
+        model=ModelConfig(network="mlp", hidden=(16, 16)),
+        reptile=ReptileConfig(batch_size=2),
+        optim=OptimConfig(optimizer="sgd", lr=0.5),
+    ),
+    "protonet": _image_config("protonet"),
+    "matching_fce": _image_config(
+        "matching", matching=MatchingConfig(full_context_embeddings=True, fce_steps=2)
+    ),
+    "relation": _image_config("relation"),
+}
+
+
+def _family(cfg: SupervisedConfig):
+    if cfg.task.family == "sinusoid":
+        return build_family(cfg.task, "train", CPU)
+    task = cfg.task
+    return RandomImages(task.ways, task.shots, task.query_shots, cfg.model.network == "mlp")
+
+
+def _one_update(cfg: SupervisedConfig) -> dict:
+    """Parameters, optimiser moments and metrics after two meta-updates, and held-out curves."""
+    torch.manual_seed(0)  # as the command line does (a few inits draw from the global RNG)
+    learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
+    exp = SupervisedExperiment(cfg, learner, _family(cfg), CPU)
+    metrics = [exp.update(i) for i in range(2)][-1]
+    state = exp.state_dict()
+    moments = [
+        t.clone() for s in state["optimizer"]["state"].values() for k, t in s.items() if k != "step"
+    ]
+    steps = 1 if cfg.algo.name in ("maml", "reptile") else 0
+    curves = adaptation_curves(
+        learner, exp.params, _family(cfg), num_tasks=7, steps=steps, seed=3, chunk=3
+    )
+    return {
+        "params": {k: v.clone() for k, v in state["params"].items()},
+        "moments": moments,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "curves": curves,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs in a child
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    distributed.init(CPU, timeout_s=60)
+    results = {name: _one_update(cfg) for name, cfg in VARIANTS.items()}
+    tiny = SupervisedConfig(task=TaskConfig(family="sinusoid", meta_batch_size=1))
+    try:
+        SupervisedExperiment(tiny, None, None, CPU)  # type: ignore[arg-type]
+    except ValueError as err:
+        results["too_many_ranks"] = str(err)
+    if rank == 0:
+        out.update(results)
+    distributed.shutdown()
+
+
+@pytest.fixture(scope="module")
+def two_ranks() -> dict:
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+        return dict(out)
+
+
+def _close(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    """Relative 1e-5 on the whole vector (max-norm): a bias before batch norm is ~1e-8 noise."""
+    flat_a, flat_b = torch.cat([t.reshape(-1) for t in a]), torch.cat([t.reshape(-1) for t in b])
+    assert float((flat_a - flat_b).abs().max()) <= RTOL * float(flat_b.abs().max())
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_two_ranks_take_the_one_rank_meta_update(name: str, two_ranks: dict) -> None:
+    torch.set_num_threads(1)
+    one, two = _one_update(VARIANTS[name]), two_ranks[name]
+    assert one["params"].keys() == two["params"].keys()
+    _close(list(two["params"].values()), list(one["params"].values()))
+    assert len(two["moments"]) == len(one["moments"])
+    if one["moments"]:
+        _close(two["moments"], one["moments"])
+    assert one["metrics"].keys() == two["metrics"].keys()
+    for key, value in one["metrics"].items():
+        assert two["metrics"][key] == pytest.approx(value, rel=RTOL, abs=1e-7), key
+    np.testing.assert_allclose(two["curves"], one["curves"], rtol=RTOL, atol=1e-6)
+    assert two["curves"].shape == one["curves"].shape
+
+
+def test_more_ranks_than_tasks_is_a_clear_error(two_ranks: dict) -> None:
+    assert "meta_batch_size=1 is smaller than the 2 ranks" in two_ranks["too_many_ranks"]
