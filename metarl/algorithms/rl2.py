@@ -556,7 +556,7 @@ def evaluate(
 def train_from_config(cfg: RL2Config, device: torch.device) -> Path:
     """Trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
     with open_run_from_config(cfg, cfg.run) as run:
-        vec = make_env(cfg, cfg.env.num_trials)
+        vec = make_env(cfg, len(owned(cfg.env.num_trials, "env.num_trials")))  # this rank's
         try:
             generator = torch.Generator(device=device).manual_seed(cfg.run.seed)
             policy = build_policy(cfg.policy, vec, generator, device)

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from envs.core import Task, TaskDistribution
 from envs.vector import TaskVectorEnv
+from metarl import distributed
 from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.evaluation import write_eval_results
 from metarl.functional import Params
@@ -335,7 +336,7 @@ def cached_weights(
     if path is not None and path.is_file():
         return load_checkpoint(path, map_location=device)["params"]
     weights = {k: v.detach() for k, v in build().items()}
-    if path is not None:
+    if path is not None and distributed.world().is_main:
         save_checkpoint(path, {"params": {k: v.cpu() for k, v in weights.items()}})
     return {k: v.to(device) for k, v in weights.items()}
 
@@ -451,6 +452,8 @@ def evaluate_adaptation(
     if oracle is not None:
         values = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
         curves["oracle"] = np.repeat(values, steps + 1, axis=1)
+    if not distributed.world().is_main:  # every rank evaluates alike; rank 0 writes the files
+        return out
     return write_eval_results(
         out,
         algorithm=algorithm,

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv
+from metarl import distributed
 from metarl.evaluation import summarize, write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
@@ -499,6 +500,8 @@ def evaluate_trials(
         totals[name] = {"mean": float(mean[0]), "ci95": ci}
     _log.info("trial return on %d held-out tasks: %s", len(tasks), totals)
     info = {"episodes_per_trial": episodes_per_trial, "horizon": horizon, "trial_return": totals}
+    if not distributed.world().is_main:  # every rank evaluates alike; rank 0 writes the files
+        return out
     return write_eval_results(
         out,
         algorithm=algorithm,
