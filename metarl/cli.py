@@ -492,18 +492,22 @@ def _report(err: BaseException, code: int, message: str) -> int:
 
     A failure every rank meets alike (bad input, a NaN stop, rank 0's own failure) is rank 0's
     to report: the other ranks stay silent and give rank 0 a moment to print it before the
-    launcher, seeing them exit, stops it. A rank's own failure (a collective that lost its
-    peers, a crash) is printed with the rank's number.
+    launcher, seeing them exit, stops it. A rank's own failure (a crash) is printed with the
+    rank's number. A collective that lost a peer waits a moment first: when the dead rank ran on
+    this machine, its launcher stops this rank and names the dead one itself (one line).
     """
+    import os
     import time
 
-    from metarl.distributed import RankZeroError, env_world
+    from metarl.distributed import CollectiveError, RankZeroError, env_world
     from metarl.runs import NonFiniteLossError
 
     try:
         rank = env_world().rank
     except ValueError:
         rank = 0
+    if isinstance(err, CollectiveError) and "TORCHELASTIC_RUN_ID" in os.environ:
+        time.sleep(3.0)
     if rank == 0:
         print(f"error: {message}", file=sys.stderr)
     elif code == EXIT_BAD_INPUT or isinstance(err, RankZeroError | NonFiniteLossError | _Failure):

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -40,6 +41,7 @@ __all__ = [
     "all_reduce_sum_",
     "barrier",
     "broadcast_object",
+    "collective_seconds",
     "concat_shards",
     "env_world",
     "gather_objects",
@@ -99,9 +101,22 @@ class RankZeroError(RuntimeError):
     """Rank 0 failed in :func:`on_main`; it reports the failure, the other ranks stop with this."""
 
 
+_COLLECTIVE_SECONDS = 0.0
+
+
+def collective_seconds() -> float:
+    """Seconds this process has spent inside collectives (waiting for the others included).
+
+    For profiling: the share of a run spent waiting at collectives rather than computing.
+    """
+    return _COLLECTIVE_SECONDS
+
+
 @contextlib.contextmanager
 def _collective(what: str) -> Iterator[None]:
     """Turns the backend's error of a collective into a :class:`CollectiveError` in one line."""
+    global _COLLECTIVE_SECONDS
+    started = time.perf_counter()
     try:
         yield
     except RuntimeError as err:  # gloo/NCCL raise DistBackendError, a RuntimeError, or plain ones
@@ -112,6 +127,8 @@ def _collective(what: str) -> Iterator[None]:
             + (f" ({detail[0][:200]})" if detail else "")
             + "; continue from the last checkpoint with --resume"
         ) from err
+    finally:
+        _COLLECTIVE_SECONDS += time.perf_counter() - started
 
 
 def _env_int(name: str, default: int) -> int:

@@ -143,7 +143,7 @@ def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs
     )
     torch.set_num_threads(1)
     distributed.init(CPU, timeout_s=60)
-    results = {name: _one_update(cfg) for name, cfg in VARIANTS.items()}
+    results: dict[str, object] = {name: _one_update(cfg) for name, cfg in VARIANTS.items()}
     tiny = SupervisedConfig(task=TaskConfig(family="sinusoid", meta_batch_size=1))
     try:
         SupervisedExperiment(tiny, None, None, CPU)  # type: ignore[arg-type]
