@@ -32,6 +32,8 @@ from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.evaluation import write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
+from metarl.rl.parallel import gathered_rows, skip_noise
+from metarl.rl.policies import policy_forward
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
 
 __all__ = [
@@ -139,7 +141,15 @@ def adaptation_curve(
         )
     size = vec.num_envs // episodes_per_task
     rows = []
-    for c, (chunk, real) in enumerate(task_chunks(tasks, size)):
+    chunks = list(task_chunks(tasks, size))
+    mine = distributed.shard(len(chunks))  # with several ranks, each runs its chunks
+    for c, (chunk, real) in enumerate(chunks):
+        if c not in mine:
+            if len(mine) and c < mine.start:  # an earlier rank's chunk: its noise drawn, unused
+                obs = torch.zeros(vec.num_envs, *vec.single_observation_space.shape, device=device)
+                template = policy_forward(policy, params, obs, False)
+                skip_noise(policy, template, generator, (steps + 1) * _horizon(vec))
+            continue
         current, per_task, returns = params, False, []
         for k in range(steps + 1):
             batch = sample_episodes(
@@ -157,7 +167,7 @@ def adaptation_curve(
             if k < steps:
                 current, per_task = adapt_fn(current, batch, k), True
         rows.append(torch.stack(returns, dim=1)[:real])
-    return torch.cat(rows, dim=0)
+    return torch.cat(gathered_rows(rows, device), dim=0)
 
 
 # ----------------------------------------------------------------------------------------------

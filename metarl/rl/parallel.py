@@ -10,19 +10,24 @@ every function here returns its input untouched.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from metarl import distributed
-from metarl.rl.trials import TrialChunks
+
+if TYPE_CHECKING:  # trials imports the evaluation, which imports this module
+    from metarl.rl.trials import TrialChunks
 
 __all__ = [
+    "gathered_rows",
     "local_rows",
     "masked_stats",
     "minibatch_steps",
     "normalized",
     "owned",
+    "skip_noise",
     "sum_grads_",
     "trial_minibatches",
     "weighted_sum",
@@ -190,3 +195,23 @@ def minibatch_steps(
         step(loss)
     total = weighted_sum([v.detach().reshape(()) for v in values[: len(names)]], weight)
     return dict(zip(names, total, strict=True))
+
+
+def skip_noise(policy: Any, template: Any, generator: torch.Generator, draws: int) -> None:
+    """Advances ``generator`` past ``draws`` action draws shaped like ``template``.
+
+    An evaluation split over ranks by chunks of tasks keeps one generator running through the
+    chunks, as one process does: a rank starting at chunk ``c`` first draws (and drops) the
+    noise of the chunks before it, which is cheap next to stepping their envs.
+    """
+    for _ in range(draws):
+        policy.sample(template, generator)
+
+
+def gathered_rows(rows: list[Tensor], device: torch.device) -> list[Tensor]:
+    """Every rank's rows (its contiguous chunks, in rank order: chunk order), on every rank."""
+    if not distributed.world().distributed:
+        return rows
+    parts = distributed.gather_objects([r.cpu() for r in rows])
+    joined = None if parts is None else distributed.concat_shards(parts)
+    return [r.to(device) for r in distributed.broadcast_object(joined)]

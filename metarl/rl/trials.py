@@ -36,6 +36,7 @@ from metarl.evaluation import summarize, write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
 from metarl.rl.evaluation import task_chunks
+from metarl.rl.parallel import gathered_rows, skip_noise
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.returns import GAEResult, gae
 from metarl.rl.sampler import actions_to_env, sample_actions
@@ -401,7 +402,14 @@ def trial_episode_returns(
     """
     generator = torch.Generator(device=device).manual_seed(seed)
     rows = []
-    for c, (chunk, real) in enumerate(task_chunks(tasks, vec.num_envs)):
+    chunks = list(task_chunks(tasks, vec.num_envs))
+    mine = distributed.shard(len(chunks))  # with several ranks, each runs its chunks
+    for c, (chunk, real) in enumerate(chunks):
+        if c not in mine:
+            if len(mine) and c < mine.start:  # an earlier rank's chunk: its noise drawn, unused
+                draws = episodes_per_trial * int(vec.horizon or 1)
+                skip_noise(policy, _noise_template(vec, policy, params, device), generator, draws)
+            continue
         batch = sample_trials(
             vec,
             policy,
@@ -413,7 +421,19 @@ def trial_episode_returns(
             seed=seed + c * vec.num_envs,
         )
         rows.append(batch.episode_returns[:real])
-    return torch.cat(rows, dim=0)
+    return torch.cat(gathered_rows(rows, device), dim=0)
+
+
+def _noise_template(
+    vec: TaskVectorEnv, policy: RecurrentPolicy, params: Params, device: torch.device
+) -> Any:
+    """An action distribution shaped as :func:`sample_trials` draws from, for ``vec.num_envs``."""
+    num = vec.num_envs
+    obs = torch.zeros(num, *vec.single_observation_space.shape, device=device)
+    zeros = torch.zeros(num, device=device)
+    x = policy.encode_inputs(obs, torch.zeros(num, policy.action_size, device=device), zeros, zeros)
+    out = recurrent_forward(policy, params, x[:, None], policy.initial_state(num, device))
+    return type(out.dist)(*(v[:, 0] if v is not None else None for v in out.dist))
 
 
 def classic_baselines(

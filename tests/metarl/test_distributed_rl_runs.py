@@ -33,7 +33,7 @@ FAMILIES = {
             "eval.steps=1",
             "eval.episodes_per_task=2",
             "eval.baselines=false",
-            "run.num_eval_tasks=3",
+            "run.num_eval_tasks=7",  # 3 chunks of 3 tasks: the ranks split the evaluation
         ],
     ),
     "rl2_ppo": (
@@ -46,7 +46,7 @@ FAMILIES = {
             "algo.num_minibatches=2",
             "eval.num_trials=3",
             "eval.baselines=false",
-            "run.num_eval_tasks=3",
+            "run.num_eval_tasks=7",  # 3 chunks of 3 tasks: the ranks split the evaluation
         ],
     ),
 }
