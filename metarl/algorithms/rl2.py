@@ -192,19 +192,18 @@ def ppo_update(
     gradient norm is clipped to ``algo.max_grad_norm`` over all parameters, or over the policy's
     and the value's apart (``ppo.clip_value_separately``).
 
-    Data parallel (``split``: this rank's trials and the batch's trial count): see
-    :func:`~metarl.rl.parallel.minibatch_steps`.
+    Data parallel: ``split`` = (this rank's trials, all trials), see :func:`.minibatch_steps`.
 
     Returns:
         The last minibatch's losses and diagnostics, detached.
     """
     groups = _clip_groups(policy, params, cfg.ppo)
     if split is not None:  # advantages normalised by minibatch_steps; ppo_loss must not redo it
-        plain = dataclasses.replace(cfg.algo, normalize_advantages=False)
-        plain_cfg = dataclasses.replace(cfg, algo=plain)
+        algo = dataclasses.replace(cfg.algo, normalize_advantages=False)
+        plain = dataclasses.replace(cfg, algo=algo)
 
         def parts(mb: TrialChunks) -> list[Tensor]:
-            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, plain_cfg)
+            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, plain)
             return [terms.loss, terms.clip.loss, terms.value, terms.entropy, *terms.clip[1:]]
 
         assert cfg.ppo is not None  # preflight: an rl2_ppo config has its ppo section
@@ -305,8 +304,9 @@ def trpo_update(
         fit_step = functools.partial(fit_step, max_norm=cfg.algo.max_grad_norm)
         args = (cfg.algo.num_minibatches, cfg.trpo.value_epochs, generator, False)
         v_loss = minibatch_steps(chunks, split, *args, fit, fit_step, ("value_loss",))["value_loss"]
-        metrics = {"surrogate": step.loss_before, "kl": step.kl, "step_frac": step.step_frac}
-        return {**new_theta, **value_params}, {**metrics, "value_loss": v_loss}
+        metrics: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}
+        metrics.update(step_frac=step.step_frac, value_loss=v_loss)
+        return {**new_theta, **value_params}, metrics
     for _ in range(cfg.trpo.value_epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)

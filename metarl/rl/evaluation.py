@@ -146,8 +146,8 @@ def adaptation_curve(
     for c, (chunk, real) in enumerate(chunks):
         if c not in mine:
             if len(mine) and c < mine.start:  # an earlier rank's chunk: its noise drawn, unused
-                obs = torch.zeros(vec.num_envs, *vec.single_observation_space.shape, device=device)
-                template = policy_forward(policy, params, obs, False)
+                shape = (vec.num_envs, *(vec.single_observation_space.shape or ()))
+                template = policy_forward(policy, params, torch.zeros(shape, device=device), False)
                 skip_noise(policy, template, generator, (steps + 1) * _horizon(vec))
             continue
         current, per_task, returns = params, False, []

@@ -429,11 +429,12 @@ def _noise_template(
 ) -> Any:
     """An action distribution shaped as :func:`sample_trials` draws from, for ``vec.num_envs``."""
     num = vec.num_envs
-    obs = torch.zeros(num, *vec.single_observation_space.shape, device=device)
+    obs = torch.zeros(num, *(vec.single_observation_space.shape or ()), device=device)
     zeros = torch.zeros(num, device=device)
     x = policy.encode_inputs(obs, torch.zeros(num, policy.action_size, device=device), zeros, zeros)
-    out = recurrent_forward(policy, params, x[:, None], policy.initial_state(num, device))
-    return type(out.dist)(*(v[:, 0] if v is not None else None for v in out.dist))
+    h0 = policy.initial_state(num, device)
+    dist: Any = recurrent_forward(policy, params, x[:, None], h0).dist
+    return type(dist)(*(v[:, 0] if v is not None else None for v in dist))
 
 
 def classic_baselines(
