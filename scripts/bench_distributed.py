@@ -50,12 +50,58 @@ def maml_omniglot_5w1s() -> Experiment:
     return SupervisedExperiment(cfg, learner, build_family(cfg.task, "train", CPU), CPU)
 
 
+def _maml_rl(overrides: list[str]) -> Experiment:
+    """MAML-TRPO HalfCheetahVel (configs/maml_trpo/halfcheetah_vel.yaml), this rank's tasks."""
+    from metarl.algorithms import maml_rl
+    from metarl.config import load_config
+    from metarl.rl.parallel import owned
+
+    path = ROOT / "configs/maml_trpo/halfcheetah_vel.yaml"
+    cfg = load_config(maml_rl.MAMLRLConfig, path, overrides)
+    tasks = len(owned(cfg.env.meta_batch_size, "env.meta_batch_size"))
+    vec = maml_rl.make_env(cfg, tasks, cfg.env.episodes_per_task)
+    policy = maml_rl.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    return maml_rl.MAMLRLExperiment(cfg, policy, maml_rl.init_params(policy), vec, CPU)
+
+
+def _rl2(overrides: list[str]) -> Experiment:
+    """RL² PPO HalfCheetahVel (configs/rl2/halfcheetah_vel.yaml), this rank's trials."""
+    from metarl.algorithms import rl2
+    from metarl.config import load_config
+    from metarl.rl.parallel import owned
+
+    cfg = load_config(rl2.RL2Config, ROOT / "configs/rl2/halfcheetah_vel.yaml", overrides)
+    vec = rl2.make_env(cfg, len(owned(cfg.env.num_trials, "env.num_trials")))
+    policy = rl2.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    return rl2.RL2Experiment(cfg, policy, rl2.init_params(policy), vec, CPU)
+
+
+def maml_trpo_halfcheetah_vel() -> Experiment:
+    """MAML-TRPO HalfCheetahVel as shipped: meta-batch 40 x 20 episodes, H = 100."""
+    return _maml_rl([])
+
+
+def maml_trpo_halfcheetah_vel_small() -> Experiment:
+    """The same with a meta-batch of 10 x 10 episodes (1/4 of the tasks, 1/2 the episodes)."""
+    return _maml_rl(["env.meta_batch_size=10", "env.episodes_per_task=10"])
+
+
+def rl2_halfcheetah_vel() -> Experiment:
+    """RL² PPO HalfCheetahVel as shipped: 64 trials of 2 episodes, H = 100."""
+    return _rl2([])
+
+
+def rl2_halfcheetah_vel_small() -> Experiment:
+    """The same with 16 trials (a quarter)."""
+    return _rl2(["env.num_trials=16"])
+
+
 ROWS: dict[str, Callable[[], Experiment] | None] = {
     "maml_omniglot_5w1s": maml_omniglot_5w1s,
-    # MAML-TRPO HalfCheetahVel (meta-batch 40 x 20 episodes) and RL² HalfCheetahVel: their
-    # functions are added here by the data-parallel RL trainers
-    "maml_trpo_halfcheetah_vel": None,
-    "rl2_halfcheetah_vel": None,
+    "maml_trpo_halfcheetah_vel": maml_trpo_halfcheetah_vel,
+    "rl2_halfcheetah_vel": rl2_halfcheetah_vel,
+    "maml_trpo_halfcheetah_vel_small": maml_trpo_halfcheetah_vel_small,
+    "rl2_halfcheetah_vel_small": rl2_halfcheetah_vel_small,
 }
 """Row name -> function building the experiment (None: not available yet)."""
 

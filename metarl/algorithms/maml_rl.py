@@ -34,7 +34,7 @@ from torch.func import functional_call
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv, make_vec
-from metarl import driver
+from metarl import distributed, driver
 from metarl.algorithms.maml_rl_config import (
     CONFIG_CLASS,
     AlgoConfig,
@@ -48,6 +48,7 @@ from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config_sections import section
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
+from metarl.rl.parallel import owned, sum_grads_, weighted_sum
 from metarl.rl.policies import (
     CategoricalMLPPolicy,
     GaussianMLPPolicy,
@@ -58,7 +59,7 @@ from metarl.rl.policies import (
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
-from metarl.rl.trpo import trpo_step
+from metarl.rl.trpo import ReduceFn, trpo_step
 from metarl.runs import Run
 
 __all__ = [
@@ -340,6 +341,7 @@ def collect_meta_batch(
     generator: torch.Generator,
     device: torch.device,
     learned: Params | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> MetaBatch:
     """Samples with θ, adapts per task, ..., samples with θ'_i (Alg. 3, lines 3-8).
 
@@ -353,6 +355,8 @@ def collect_meta_batch(
         generator: Draws the action noise.
         device: Where the policy runs.
         learned: Meta-SGD's learned step sizes (detached here), None for ``inner.lr``.
+        rows: ``(offset, total)`` of these sub-envs in a meta-batch split over ranks (None: all
+            of it; :func:`~metarl.rl.sampler.sample_actions`).
 
     Returns:
         :class:`MetaBatch`.
@@ -374,6 +378,7 @@ def collect_meta_batch(
             generator=generator,
             device=device,
             seed=seeds[k],
+            rows=rows,
         )
         seconds["sampling"] += time.perf_counter() - tic
         tic = time.perf_counter()
@@ -411,10 +416,16 @@ def outer_update(
     batch: MetaBatch,
     cfg: MAMLRLConfig,
     lrs: Params | None = None,
+    reduce: ReduceFn | None = None,
+    weight: float = 1.0,
 ) -> tuple[MetaParams, dict[str, Tensor | float]]:
     """TRPO (``optimizer`` None) or PPO/ProMP Adam epochs on ``params`` (Alg. 3, line 10).
 
     TRPO's trust region spans θ and the learned step sizes ``lrs`` (if any) together.
+
+    Data parallel: ``batch`` holds this rank's tasks, ``weight`` of the meta-batch (its shares are
+    its task means times that); ``reduce`` sums TRPO's gradient, HVPs and line-search values, or
+    each Adam step's gradient, over the ranks (:func:`metarl.distributed.all_reduce_sum_`).
 
     Returns:
         The new θ and ``lrs`` (for PPO/ProMP the same tensors, updated in place), and metrics.
@@ -423,6 +434,8 @@ def outer_update(
     objective = functools.partial(
         outer_objective, policy, inner=batch.inner, valid=batch.valid, old=old, cfg=cfg
     )
+    if reduce is not None:
+        objective = functools.partial(_share, objective, weight)
     if optimizer is None:  # one dict of both groups, θ first: keys "0", "1", ...
         trpo = section(cfg.trpo, "trpo")
         joint = {str(i): v for i, v in enumerate([*params.values(), *(lrs or {}).values()])}
@@ -440,6 +453,7 @@ def outer_update(
             cg_damping=trpo.cg_damping,
             ls_backtrack=trpo.ls_backtrack,
             ls_steps=trpo.ls_steps,
+            reduce=reduce,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
         stats: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}
@@ -448,9 +462,17 @@ def outer_update(
         terms = objective(params, learned=lrs)
         optimizer.zero_grad(set_to_none=True)
         terms.clipped.backward()
+        if reduce is not None:
+            sum_grads_([*params.values(), *(lrs or {}).values()])
         optimizer.step()
-    detached: dict[str, Tensor | float] = {k: v.detach() for k, v in terms._asdict().items()}
-    return MetaParams(params, lrs), detached
+    values = [v.detach() for v in terms]
+    values = values if reduce is None else weighted_sum(values, 1.0)  # shares already weighted
+    return MetaParams(params, lrs), dict(zip(OuterTerms._fields, values, strict=True))
+
+
+def _share(objective: Any, weight: float, theta: Params, **kwargs: Any) -> OuterTerms:
+    """This rank's share of the meta-batch's objective: its task means times ``weight``."""
+    return OuterTerms(*(term * weight for term in objective(theta, **kwargs)))
 
 
 class MAMLRLExperiment:
@@ -482,6 +504,7 @@ class MAMLRLExperiment:
         self.lrs = lrs or None
         groups = [{"params": list(g.values())} for g in (params, self.lrs) if g]
         self.opt = None if cfg.algo.name == "maml_trpo" else torch.optim.Adam(groups, cfg.optim.lr)
+        self.owned = owned(cfg.env.meta_batch_size, "env.meta_batch_size")
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """Sample with θ, adapt, sample with θ'_i, then the outer update of θ."""
@@ -491,17 +514,37 @@ class MAMLRLExperiment:
             cfg.env.meta_batch_size, np.random.default_rng(seeds[0])
         )
         gen = _generator(seeds[1], self.device)
-        env_seeds = [seeds[2] + k * self.vec.num_envs for k in range(cfg.inner.steps + 1)]
+        # sub-env j of task i seeds its resets with its index i * E + j in the whole meta-batch
+        total, first = [n * cfg.env.episodes_per_task for n in (len(tasks), self.owned.start)]
+        env_seeds = [seeds[2] + k * total + first for k in range(cfg.inner.steps + 1)]
+        rows, reduce = None, None
+        if distributed.world().distributed:
+            tasks = [tasks[i] for i in self.owned]
+            rows, reduce = (first, total), distributed.all_reduce_sum_
+        weight = len(self.owned) / cfg.env.meta_batch_size
         # --- sample with θ, adapt per task, sample with θ'_i ---
         batch = collect_meta_batch(
-            cfg, self.policy, self.params, self.vec, tasks, env_seeds, gen, self.device, self.lrs
+            cfg,
+            self.policy,
+            self.params,
+            self.vec,
+            tasks,
+            env_seeds,
+            gen,
+            self.device,
+            learned=self.lrs,
+            rows=rows,
         )
         # --- outer update of θ through the inner loop ---
         tic = time.perf_counter()
-        theta, metrics = outer_update(self.policy, self.params, self.opt, batch, cfg, self.lrs)
+        shares = () if reduce is None else (reduce, weight)
+        theta, metrics = outer_update(
+            self.policy, self.params, self.opt, batch, cfg, self.lrs, *shares
+        )
         self.params, self.lrs = theta
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
-        metrics.update(post_return=batch.returns[-1], pre_return=batch.returns[0])
+        post, pre = weighted_sum([batch.returns[-1], batch.returns[0]], weight)
+        metrics.update(post_return=post, pre_return=pre)
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
         scalars.update({f"time/{k}_seconds": v for k, v in seconds.items()})
         return scalars

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from envs.vector import TaskVectorEnv
 from metarl import driver
 from metarl.algorithms.maml_rl import (
     _generator,
@@ -27,6 +28,7 @@ from metarl.config import config_to_dict
 from metarl.functional import Params
 from metarl.kinds import EvalRequest
 from metarl.rl import evaluation as rl_eval
+from metarl.rl.parallel import owned
 from metarl.rl.policies import MLPPolicy
 from metarl.rl.sampler import EpisodeBatch
 from metarl.runs import Run, open_run_from_config
@@ -71,6 +73,12 @@ def _vpg_adapter(
     return adapt_fn
 
 
+def _train_env(cfg: MAMLRLConfig) -> TaskVectorEnv:
+    """The sub-envs of this rank's tasks of a meta-batch (all of them in a one-rank world)."""
+    num_tasks = len(owned(cfg.env.meta_batch_size, "env.meta_batch_size"))
+    return make_env(cfg, num_tasks, cfg.env.episodes_per_task)
+
+
 def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
     """The multi-task policy: this driver with no inner step, from MAML's initialisation."""
     pre = dataclasses.replace(
@@ -78,7 +86,7 @@ def _pretrain(cfg: MAMLRLConfig, device: torch.device) -> Params:
         inner=dataclasses.replace(cfg.inner, steps=0),
         optim=dataclasses.replace(cfg.optim, iterations=cfg.eval.pretrain_iterations),
     )
-    vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    vec = _train_env(cfg)
     try:
         policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
         return train(pre, policy, init_params(policy), vec, device=device).params
@@ -185,7 +193,7 @@ def evaluate(
 def train_from_config(cfg: MAMLRLConfig, device: torch.device) -> Path:
     """Meta-trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
     with open_run_from_config(cfg, cfg.run) as run:
-        vec = make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+        vec = _train_env(cfg)
         try:
             policy = build_policy(cfg.policy, vec, _generator(cfg.run.seed, device), device)
             params = init_params(policy)

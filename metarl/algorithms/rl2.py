@@ -21,6 +21,8 @@ arXiv 1611.02779).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -32,7 +34,7 @@ import torch
 from torch import Tensor
 
 from envs.vector import TaskVectorEnv, make_vec
-from metarl import driver
+from metarl import distributed, driver
 from metarl.algorithms.rl2_config import (
     CONFIG_CLASS,
     AlgoConfig,
@@ -50,6 +52,14 @@ from metarl.config_sections import section
 from metarl.functional import Params
 from metarl.kinds import EvalRequest
 from metarl.rl.evaluation import heldout_tasks
+from metarl.rl.parallel import (
+    masked_stats,
+    minibatch_steps,
+    normalized,
+    owned,
+    sum_grads_,
+    weighted_sum,
+)
 from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy
 from metarl.rl.returns import masked_mean, normalize_advantages
@@ -109,13 +119,17 @@ def _minibatches(chunks: TrialChunks, count: int, generator: torch.Generator) ->
 
 def _adam_step(
     optimizer: torch.optim.Optimizer,
-    loss: Tensor,
+    loss: Tensor | None,
     groups: list[list[Tensor]],
     max_norm: float | None,
+    summed: bool = False,
 ) -> None:
     """One Adam step on ``loss``; each group of tensors has its gradient norm clipped on its own."""
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if loss is not None:
+        loss.backward()
+    if summed:  # loss is this rank's share (None: it has none); the gradients are summed
+        sum_grads_(p for group in optimizer.param_groups for p in group["params"])
     if max_norm is not None:
         for group in groups:
             torch.nn.utils.clip_grad_norm_(group, max_norm)
@@ -170,6 +184,7 @@ def ppo_update(
     chunks: TrialChunks,
     cfg: RL2Config,
     generator: torch.Generator,
+    split: tuple[range, int] | None = None,
 ) -> dict[str, Tensor | float]:
     """PPO-clip epochs over minibatches of whole trials (Schulman et al. 2017, Alg. 1).
 
@@ -180,11 +195,26 @@ def ppo_update(
     gradient norm is clipped to ``algo.max_grad_norm`` over all parameters, or over the policy's
     and the value's apart (``ppo.clip_value_separately``).
 
+    Data parallel: ``split`` = (this rank's trials, all trials), see :func:`.minibatch_steps`.
+
     Returns:
         The last minibatch's losses and diagnostics, detached.
     """
     ppo = section(cfg.ppo, "ppo")
     groups = _clip_groups(policy, params, ppo)
+    if split is not None:  # advantages normalised by minibatch_steps; ppo_loss must not redo it
+        algo = dataclasses.replace(cfg.algo, normalize_advantages=False)
+        plain = dataclasses.replace(cfg, algo=algo)
+
+        def parts(mb: TrialChunks) -> list[Tensor]:
+            terms = ppo_loss(policy, chunk_forward(policy, params, mb), mb, plain)
+            return [terms.loss, terms.clip.loss, terms.value, terms.entropy, *terms.clip[1:]]
+
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+        step = functools.partial(_adam_step, optimizer, groups=groups, summed=True)
+        args = (cfg.algo.num_minibatches, ppo.epochs, generator, cfg.algo.normalize_advantages)
+        step = functools.partial(step, max_norm=cfg.algo.max_grad_norm)
+        return {**minibatch_steps(chunks, split, *args, parts, step, names)}
     for _ in range(ppo.epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
@@ -215,6 +245,7 @@ def trpo_update(
     chunks: TrialChunks,
     cfg: RL2Config,
     generator: torch.Generator,
+    split: tuple[range, int] | None = None,
 ) -> tuple[Params, dict[str, Tensor | float]]:
     """One TRPO step of the policy, then an Adam fit of the value function (RL² §2.4).
 
@@ -224,6 +255,9 @@ def trpo_update(
     ``trpo.value_epochs`` passes of ``value_optimizer`` (Adam over the value parameters) over
     minibatches of trials fit the value to the returns, the policy held fixed.
 
+    Data parallel (``split`` as in :func:`ppo_update`): surrogate and KL are this rank's shares
+    of the means over all ranks, summed by TRPO; the value fit runs as PPO's minibatches.
+
     Returns:
         The new parameters (the value tensors are those of ``params``, updated) and metrics.
     """
@@ -232,6 +266,13 @@ def trpo_update(
     frozen = {k: v.detach() for k, v in value_params.items()}
     flat = chunks.flatten()
     adv = _advantages(flat, cfg.algo.normalize_advantages)
+    weight, reduce = 1.0, None
+    if split is not None:
+        count, mean, std = masked_stats([flat.advantages], [flat.mask])
+        if cfg.algo.normalize_advantages:
+            adv = normalized(flat.advantages, flat.mask, mean[0], std[0])
+        weight = float((flat.mask != 0).sum()) / float(count[0])
+        reduce = distributed.all_reduce_sum_
     with torch.no_grad():
         old = chunk_forward(policy, params, flat).dist
 
@@ -239,7 +280,8 @@ def trpo_update(
         out = chunk_forward(policy, {**frozen, **candidate}, flat)
         ratio = torch.exp(policy.log_prob(out.dist, flat.actions) - flat.log_probs)
         surrogate = -masked_mean(ratio * adv, flat.mask)
-        return surrogate, masked_mean(policy.kl(old, out.dist), flat.mask)
+        kl = masked_mean(policy.kl(old, out.dist), flat.mask)
+        return (surrogate, kl) if reduce is None else (surrogate * weight, kl * weight)
 
     step = trpo_step(
         loss_and_kl,
@@ -250,8 +292,24 @@ def trpo_update(
         cg_damping=trpo.cg_damping,
         ls_backtrack=trpo.ls_backtrack,
         ls_steps=trpo.ls_steps,
+        reduce=reduce,
     )
     new_theta = step.new_params
+    if split is not None:
+
+        def fit(mb: TrialChunks) -> list[Tensor]:
+            out = chunk_forward(policy, {**new_theta, **value_params}, mb)
+            v = value_loss(out.value, mb.returns, mb.mask)
+            return [v, v]
+
+        group = [list(value_params.values())]
+        fit_step = functools.partial(_adam_step, value_optimizer, groups=group, summed=True)
+        fit_step = functools.partial(fit_step, max_norm=cfg.algo.max_grad_norm)
+        args = (cfg.algo.num_minibatches, trpo.value_epochs, generator, False)
+        v_loss = minibatch_steps(chunks, split, *args, fit, fit_step, ("value_loss",))["value_loss"]
+        stats: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}
+        stats.update(step_frac=step.step_frac, value_loss=v_loss)
+        return {**new_theta, **value_params}, stats
     for _ in range(trpo.value_epochs):
         for trials in _minibatches(chunks, cfg.algo.num_minibatches, generator):
             mb = chunks.select(trials)
@@ -306,6 +364,7 @@ class RL2Experiment:
     ) -> None:
         self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
         self.opt = _make_optimizer(cfg, policy, params)
+        self.owned = owned(cfg.env.num_trials, "env.num_trials")
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """One trial per task, all in parallel; GAE over whole trials; the policy update."""
@@ -313,6 +372,10 @@ class RL2Experiment:
         seeds = driver.iteration_seeds(cfg.run.seed, iteration, 4)
         tasks = self.vec.distribution.sample(env.num_trials, np.random.default_rng(seeds[0]))
         gen = torch.Generator(device=self.device).manual_seed(seeds[1])
+        rows, split, first = None, None, self.owned.start  # trial i's env seeds seeds[2] + i
+        if distributed.world().distributed:
+            tasks = [tasks[i] for i in self.owned]
+            rows, split = (first, env.num_trials), (self.owned, env.num_trials)
         # --- one trial per task, all in parallel ---
         tic = time.perf_counter()
         batch = sample_trials(
@@ -323,19 +386,24 @@ class RL2Experiment:
             env.episodes_per_trial,
             generator=gen,
             device=self.device,
-            seed=seeds[2],
+            seed=seeds[2] + first,
             chunk_len=algo.bptt_len,
+            rows=rows,
         )
         sampled = time.perf_counter()
         # --- advantages over whole trials, then the policy update ---
         gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
         chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
+        shares = () if split is None else (split,)
         if algo.name == "rl2_ppo":
-            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen)
+            metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen, *shares)
         else:
-            self.params, metrics = trpo_update(self.policy, self.params, self.opt, chunks, cfg, gen)
+            args = (self.policy, self.params, self.opt, chunks, cfg, gen, *shares)
+            self.params, metrics = trpo_update(*args)
         elapsed = time.perf_counter() - tic
         episodes = batch.episode_returns.mean(0)
+        if split is not None:  # mean over this rank's trials -> over all of them
+            episodes = torch.stack(weighted_sum(episodes.unbind(), len(tasks) / env.num_trials))
         metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
         metrics["last_episode_return"] = episodes[-1]
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
@@ -495,7 +563,7 @@ def evaluate(
 def train_from_config(cfg: RL2Config, device: torch.device) -> Path:
     """Trains as ``cfg`` says, evaluates on held-out tasks, returns the eval JSON path."""
     with open_run_from_config(cfg, cfg.run) as run:
-        vec = make_env(cfg, cfg.env.num_trials)
+        vec = make_env(cfg, len(owned(cfg.env.num_trials, "env.num_trials")))  # this rank's
         try:
             generator = torch.Generator(device=device).manual_seed(cfg.run.seed)
             policy = build_policy(cfg.policy, vec, generator, device)

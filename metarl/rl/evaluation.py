@@ -15,6 +15,7 @@ repeating its last task and the padding is dropped from the result.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -27,11 +28,13 @@ from torch import Tensor
 
 from envs.core import Task, TaskDistribution
 from envs.vector import TaskVectorEnv
+from metarl import distributed
 from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.evaluation import write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
-from metarl.rl.policies import MLPPolicy
+from metarl.rl.parallel import gathered_rows, skip_noise
+from metarl.rl.policies import MLPPolicy, policy_forward
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
 from metarl.rl.success import SuccessRecorder, success_table, write_success_results
 
@@ -51,6 +54,8 @@ __all__ = [
     "task_vector",
     "train_oracle",
 ]
+
+_log = logging.getLogger(__name__)
 
 AdaptFn = Callable[[Params, EpisodeBatch, int], Params]
 """``adapt_fn(params, batch, step) -> per-task params``: one adaptation step from the episodes
@@ -140,7 +145,15 @@ def adaptation_curve(
         )
     size = vec.num_envs // episodes_per_task
     rows = []
-    for c, (chunk, real) in enumerate(task_chunks(tasks, size)):
+    chunks = list(task_chunks(tasks, size))
+    mine = distributed.shard(len(chunks))  # with several ranks, each runs its chunks
+    for c, (chunk, real) in enumerate(chunks):
+        if c not in mine:
+            if len(mine) and c < mine.start:  # an earlier rank's chunk: its noise drawn, unused
+                shape = (vec.num_envs, *(vec.single_observation_space.shape or ()))
+                template = policy_forward(policy, params, torch.zeros(shape, device=device), False)
+                skip_noise(policy, template, generator, (steps + 1) * _horizon(vec))
+            continue
         current, per_task, returns = params, False, []
         for k in range(steps + 1):
             batch = sample_episodes(
@@ -158,7 +171,7 @@ def adaptation_curve(
             if k < steps:
                 current, per_task = adapt_fn(current, batch, k), True
         rows.append(torch.stack(returns, dim=1)[:real])
-    return torch.cat(rows, dim=0)
+    return torch.cat(gathered_rows(rows, device), dim=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,7 +350,7 @@ def cached_weights(
     if path is not None and path.is_file():
         return load_checkpoint(path, map_location=device)["params"]
     weights = {k: v.detach() for k, v in build().items()}
-    if path is not None:
+    if path is not None and distributed.world().is_main:
         save_checkpoint(path, {"params": {k: v.cpu() for k, v in weights.items()}})
     return {k: v.to(device) for k, v in weights.items()}
 
@@ -457,11 +470,13 @@ def evaluate_adaptation(
             seed=seed,
         )
         curves[name] = values.cpu().numpy()
-        if recorder.records:
+        if recorder.records and not distributed.world().distributed:
             size = vec.num_envs // episodes_per_task
             table = success_table(recorder.records, len(tasks), size, steps + 1, episodes_per_task)
             successes[name] = table
-    if successes:
+    if recorder.records and distributed.world().distributed:
+        _warn_success_skipped()
+    if successes and distributed.world().is_main:
         success = write_success_results(
             out,
             algorithm=algorithm,
@@ -474,8 +489,10 @@ def evaluate_adaptation(
         )
         extra = {**(extra or {}), "success": success}
     if oracle is not None:
-        returns = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
-        curves["oracle"] = np.repeat(returns, steps + 1, axis=1)
+        oracle_returns = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
+        curves["oracle"] = np.repeat(oracle_returns, steps + 1, axis=1)
+    if not distributed.world().is_main:  # every rank evaluates alike; rank 0 writes the files
+        return out
     return write_eval_results(
         out,
         algorithm=algorithm,
@@ -488,3 +505,11 @@ def evaluate_adaptation(
         main=next(iter(starts)),
         logger=logger,
     ).json
+
+
+def _warn_success_skipped() -> None:
+    """Success rates are recorded per sub-env of one process; several ranks would mix them."""
+    _log.warning(
+        "success rates are not computed in an evaluation split over ranks: run 'metarl eval "
+        "RUN_DIR' in one process for them (the returns are unaffected)"
+    )

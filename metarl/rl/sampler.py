@@ -21,7 +21,7 @@ from envs.vector import TaskVectorEnv
 from metarl.functional import Params
 from metarl.rl.policies import MLPPolicy, policy_forward
 
-__all__ = ["EpisodeBatch", "actions_to_env", "sample_episodes"]
+__all__ = ["EpisodeBatch", "actions_to_env", "sample_actions", "sample_episodes"]
 
 
 class EpisodeBatch(NamedTuple):
@@ -79,6 +79,7 @@ def sample_episodes(
     generator: torch.Generator,
     device: torch.device,
     seed: int | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> EpisodeBatch:
     """Runs ``episodes_per_task`` episodes of each task with the given (per-task) parameters.
 
@@ -92,6 +93,9 @@ def sample_episodes(
         generator: draws the action noise (on ``device``).
         device: where the batch is built.
         seed: reset seed of the vector env (None continues its generators).
+        rows: ``(offset, total)`` when these sub-envs are rows ``offset, ...`` of a meta-batch
+            of ``total`` sub-envs split over ranks: the action noise is drawn for all ``total``
+            rows and this batch keeps its own (:func:`sample_actions`).
 
     Returns:
         An :class:`EpisodeBatch` ``[T, E, H, ...]`` on ``device``.
@@ -111,7 +115,7 @@ def sample_episodes(
             out = out.apply(lambda x: x.reshape(num_envs, *x.shape[2:]))
         else:
             out = policy_forward(policy, params, obs, False)
-        action = policy.sample(out, generator)
+        action = sample_actions(policy, out, generator, rows)
         steps["logp"].append(policy.log_prob(out, action))
         steps["obs"].append(obs)
         steps["actions"].append(action)
@@ -141,3 +145,39 @@ def actions_to_env(action: Tensor, vec: TaskVectorEnv) -> Any:
     array = action.cpu().numpy()
     dtype = vec.single_action_space.dtype
     return array.astype(dtype if dtype is not None else np.float32, copy=False)
+
+
+def sample_actions(
+    policy: Any, out: Any, generator: torch.Generator, rows: tuple[int, int] | None = None
+) -> Tensor:
+    """``policy.sample(out, generator)``, or rows ``offset:offset+n`` of a ``total``-row draw.
+
+    A rank that holds rows ``offset, ..., offset + n - 1`` of a batch split over ranks draws the
+    noise of all ``total`` rows from the generator every rank seeds alike, so each row gets the
+    action noise it gets in a one-rank run (both policies draw one random tensor shaped like
+    their distribution's leading tensor).
+
+    Args:
+        policy: A policy with ``sample(out, generator)``.
+        out: Its distribution (a named tuple of tensors ``[n, ...]`` or None).
+        generator: Draws the noise.
+        rows: ``(offset, total)``, or None for the whole batch.
+
+    Returns:
+        Actions ``[n, ...]``.
+    """
+    if rows is None:
+        action: Tensor = policy.sample(out, generator)
+        return action
+    offset, total = rows
+    n = out[0].shape[0]
+
+    def pad(x: Tensor | None) -> Tensor | None:
+        if x is None:
+            return None
+        full = x.new_zeros((total, *x.shape[1:]))
+        full[offset : offset + n] = x
+        return full
+
+    action = policy.sample(type(out)(*(pad(x) for x in out)), generator)
+    return action[offset : offset + n]

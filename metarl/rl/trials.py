@@ -31,14 +31,16 @@ from torch import Tensor
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv
+from metarl import distributed
 from metarl.evaluation import summarize, write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
 from metarl.rl.classic import classic_baselines
 from metarl.rl.evaluation import task_chunks
+from metarl.rl.parallel import gathered_rows, skip_noise
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.returns import GAEResult, gae
-from metarl.rl.sampler import actions_to_env
+from metarl.rl.sampler import actions_to_env, sample_actions
 from metarl.rl.success import SuccessRecorder, success_table, write_success_results
 
 _log = logging.getLogger(__name__)  # `logger` is evaluate_trials' metric-logger argument.
@@ -177,6 +179,7 @@ def sample_trials(
     device: torch.device,
     seed: int | None = None,
     chunk_len: int | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> TrialBatch:
     """Runs one trial of ``episodes_per_trial`` episodes on each task, all trials in parallel.
 
@@ -192,6 +195,8 @@ def sample_trials(
         seed: Reset seed of the vector env (None continues its generators).
         chunk_len: Steps per truncated-BPTT chunk whose initial state is stored (None: the
             whole trial, ``E * H``).
+        rows: ``(offset, total)`` when these trials are rows ``offset, ...`` of ``total`` trials
+            split over ranks (:func:`~metarl.rl.sampler.sample_actions`).
 
     Returns:
         A :class:`TrialBatch` ``[N, E, H, ...]`` on ``device``.
@@ -220,7 +225,7 @@ def sample_trials(
             x = policy.encode_inputs(obs, carry.action, carry.reward, carry.done)
             out = recurrent_forward(policy, params, x[:, None], carry.h)
             dist = out.dist.apply(lambda v: v[:, 0])
-            action = policy.sample(dist, generator)
+            action = sample_actions(policy, dist, generator, rows)
             obs_np, reward_np, terminated, _, _ = vec.step(actions_to_env(action, vec))
             reward = torch.as_tensor(reward_np, dtype=torch.float32, device=device)
             term = torch.as_tensor(terminated, dtype=torch.float32, device=device)
@@ -402,7 +407,14 @@ def trial_episode_returns(
     """
     generator = torch.Generator(device=device).manual_seed(seed)
     rows = []
-    for c, (chunk, real) in enumerate(task_chunks(tasks, vec.num_envs)):
+    chunks = list(task_chunks(tasks, vec.num_envs))
+    mine = distributed.shard(len(chunks))  # with several ranks, each runs its chunks
+    for c, (chunk, real) in enumerate(chunks):
+        if c not in mine:
+            if len(mine) and c < mine.start:  # an earlier rank's chunk: its noise drawn, unused
+                draws = episodes_per_trial * int(vec.horizon or 1)
+                skip_noise(policy, _noise_template(vec, policy, params, device), generator, draws)
+            continue
         batch = sample_trials(
             vec,
             policy,
@@ -414,7 +426,20 @@ def trial_episode_returns(
             seed=seed + c * vec.num_envs,
         )
         rows.append(batch.episode_returns[:real])
-    return torch.cat(rows, dim=0)
+    return torch.cat(gathered_rows(rows, device), dim=0)
+
+
+def _noise_template(
+    vec: TaskVectorEnv, policy: RecurrentPolicy, params: Params, device: torch.device
+) -> Any:
+    """An action distribution shaped as :func:`sample_trials` draws from, for ``vec.num_envs``."""
+    num = vec.num_envs
+    obs = torch.zeros(num, *(vec.single_observation_space.shape or ()), device=device)
+    zeros = torch.zeros(num, device=device)
+    x = policy.encode_inputs(obs, torch.zeros(num, policy.action_size, device=device), zeros, zeros)
+    h0 = policy.initial_state(num, device)
+    dist: Any = recurrent_forward(policy, params, x[:, None], h0).dist
+    return type(dist)(*(v[:, 0] if v is not None else None for v in dist))
 
 
 def evaluate_trials(
@@ -486,7 +511,12 @@ def evaluate_trials(
         "horizon": horizon,
         "trial_return": totals,
     }
-    if recorder.records:
+    if recorder.records and distributed.world().distributed:
+        _log.warning(
+            "success rates are not computed in an evaluation split over ranks: run 'metarl eval "
+            "RUN_DIR' in one process for them (the returns are unaffected)"
+        )
+    elif recorder.records:
         success = success_table(recorder.records, len(tasks), vec.num_envs, episodes_per_trial)
         info["success"] = write_success_results(
             out,
@@ -499,6 +529,8 @@ def evaluate_trials(
             main=curve,
             x_label="episode in trial",
         )
+    if not distributed.world().is_main:  # every rank evaluates alike; rank 0 writes the files
+        return out
     return write_eval_results(
         out,
         algorithm=algorithm,

@@ -21,7 +21,7 @@ output.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TypeAlias, cast
 
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "KLFn",
     "LossFn",
     "Params",
+    "ReduceFn",
     "TRPOResult",
     "conjugate_gradient",
     "flat_grad",
@@ -52,6 +53,12 @@ separate ``kl_fn`` is given."""
 
 KLFn: TypeAlias = Callable[[Params], Tensor]
 """``kl_fn(params) -> Tensor[]``: mean KL between the fixed old policy and the one at ``params``."""
+
+
+ReduceFn: TypeAlias = Callable[[Sequence[Tensor]], None]
+"""``reduce(tensors)`` sums tensors over the ranks in place
+(:func:`metarl.distributed.all_reduce_sum_`), for a loss and KL that are each rank's share of a
+sum over ranks."""
 
 
 class TRPOResult(NamedTuple):
@@ -317,6 +324,30 @@ def _evaluate(loss_fn: LossFn, kl_fn: KLFn | None, params: Params) -> tuple[Tens
     return loss, kl
 
 
+def _summed(reduce: ReduceFn, *tensors: Tensor) -> list[Tensor]:
+    """The tensors summed over the ranks with one ``reduce`` call (new tensors)."""
+    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
+    reduce([flat])
+    out, offset = [], 0
+    for t in tensors:
+        out.append(flat[offset : offset + t.numel()].reshape(t.shape).to(t.dtype))
+        offset += t.numel()
+    return out
+
+
+def _summed_hvp(
+    local: Callable[[Tensor], Tensor], reduce: ReduceFn, damping: float
+) -> Callable[[Tensor], Tensor]:
+    """``v -> sum over ranks of local(v), + damping * v`` (the damping added once)."""
+
+    def hvp(vector: Tensor) -> Tensor:
+        product = local(vector).clone()
+        reduce([product])
+        return product + damping * vector.detach()
+
+    return hvp
+
+
 def _check_step_args(
     max_kl: float, cg_iters: int, cg_damping: float, ls_backtrack: float, ls_steps: int
 ) -> None:
@@ -342,6 +373,7 @@ def trpo_step(
     cg_damping: float = 1e-5,
     ls_backtrack: float = 0.8,
     ls_steps: int = 15,
+    reduce: ReduceFn | None = None,
 ) -> TRPOResult:
     """One TRPO update of ``params`` (see the module docstring for the algorithm).
 
@@ -362,6 +394,11 @@ def trpo_step(
         cg_damping: Damping added to the KL Hessian in CG (1e-5 in MAML-TRPO).
         ls_backtrack: Step shrink factor of the line search.
         ls_steps: Number of line-search candidates.
+        reduce: Data parallelism: ``loss_fn`` and ``kl_fn`` return this rank's share of a sum
+            over ranks, and ``reduce`` sums in place over the ranks the gradient with the loss
+            (one call), every Hessian-vector product of CG (one call each, the damping added
+            after) and each line-search candidate's loss and KL (one call), so every rank takes
+            the same step. None: one process.
 
     Returns:
         :class:`TRPOResult`; ``new_params`` is a new dict, the old tensors (detached) when no
@@ -378,7 +415,11 @@ def trpo_step(
     # retain_graph: with kl_fn=None the loss and the KL share one graph.
     grad = flat_grad(loss_before, leaves, retain_graph=True)
     loss_before = loss_before.detach()
-    hvp = make_hvp_fn(kl_before, leaves, cg_damping)
+    if reduce is None:
+        hvp = make_hvp_fn(kl_before, leaves, cg_damping)
+    else:
+        grad, loss_before = _summed(reduce, grad, loss_before)
+        hvp = _summed_hvp(make_hvp_fn(kl_before, leaves), reduce, cg_damping)
     direction = conjugate_gradient(hvp, -grad, iters=cg_iters)
     shs = torch.dot(direction, hvp(direction))
     del hvp, kl_before  # release the KL graph before the line search.
@@ -402,6 +443,8 @@ def trpo_step(
         candidate = unflatten_like(old_flat + frac * full_step.to(old_flat.dtype), old)
         loss, kl = _evaluate(loss_fn, kl_fn, _leaves(candidate))
         loss, kl = loss.detach(), kl.detach()
+        if reduce is not None:
+            loss, kl = _summed(reduce, loss, kl)
         improvement = loss - loss_before
         # Strictly better loss, KL inside the trust region (rllab's test; NaN fails both).
         if bool(improvement < 0) and bool(kl <= max_kl):
