@@ -234,7 +234,7 @@ def test_init_is_seeded_and_a_query_never_sees_another(name: str) -> None:
 
 
 def test_snail_learns_in_context_on_random_prototypes() -> None:
-    """3-way 1-shot, each class a random binary image: 150 Adam steps lift accuracy well above chance (1/3)."""
+    """3-way 1-shot, each class a random binary image: 150 Adam steps lift accuracy over 1/3."""
     torch.manual_seed(0)
     learner = _learner(_config("snail"))
     params = learner.init_params()
