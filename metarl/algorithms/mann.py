@@ -2,11 +2,11 @@
 
 An LSTM controller reads the episode one step at a time (``(x_t, y_{t-1})``, see
 :mod:`metarl.algorithms.blackbox_common`) together with the previous step's memory reads, and an
-external memory ``M`` (``slots x width``) is accessed by least-recently-used access (LRUA, §3.1),
+external memory ``M`` (``slots x width``) is accessed by least-recently-used access (LRUA),
 one key per read head:
 
-- read (Eq. 2-4): ``w^r_t(i) = softmax_i(cos(k_t, M_t(i)))``, ``r_t = Σ_i w^r_t(i) M_t(i)``;
-- write (Eq. 5-8): ``w^w_t = σ(α) w^r_{t-1} + (1 - σ(α)) w^lu_{t-1}``; before writing the least
+- read: ``w^r_t(i) = softmax_i(cos(k_t, M_t(i)))``, ``r_t = Σ_i w^r_t(i) M_t(i)``;
+- write: ``w^w_t = σ(α) w^r_{t-1} + (1 - σ(α)) w^lu_{t-1}``; before writing the least
   used slot is zeroed, then ``M_t(i) = M_{t-1}(i) + w^w_t(i) k_t``;
 - usage: ``w^u_t = γ w^u_{t-1} + w^r_t + w^w_t``; ``w^lu_t`` is 1 on the ``heads`` least used
   slots (ties broken by slot index), 0 elsewhere.

@@ -1,7 +1,7 @@
 """SNAIL (Mishra et al. 2018): temporal convolutions and causal attention over the episode.
 
 The sequence is the labelled support then the unlabelled query (:mod:`metarl.algorithms.
-blackbox_common`); the building blocks are those of the paper's Appendix A:
+blackbox_common`); the building blocks are those of the paper's appendix:
 
 - ``DenseBlock(R, D)``: a causal convolution of kernel 2 and dilation ``R`` gives ``xf, xg``
   (``D`` channels each); the block appends ``tanh(xf) * sigmoid(xg)`` to its input;
@@ -10,7 +10,7 @@ blackbox_common`); the building blocks are those of the paper's Appendix A:
   input; step ``i`` attends to steps ``<= i`` with ``softmax(q k^T / sqrt(K))``; the block
   appends the read to its input.
 
-The Omniglot model (App. B.1) is ``Attention(64, 32), TC(T, 128), Attention(256, 128),
+The Omniglot model (the paper's appendix) is ``Attention(64, 32), TC(T, 128), Attention(256, 128),
 TC(T, 128), Attention(512, 256)`` then a 1x1 convolution to the ``N`` classes, with ``T = N K +
 1``; ``snail.attention_keys``, ``snail.attention_values`` and ``snail.tc_filters`` scale it (one
 TC block between consecutive attention blocks).

@@ -195,7 +195,7 @@ class ProtoNetConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MANNConfig:
-    """MANN's controller and LRUA memory (Santoro et al. 2016 §4)."""
+    """MANN's controller and LRUA memory (Santoro et al. 2016)."""
 
     controller_size: int = 200
     """LSTM controller hidden units."""
@@ -220,7 +220,7 @@ class MANNConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SNAILConfig:
-    """SNAIL's attention and temporal-convolution sizes (Mishra et al. 2018 App. B.1)."""
+    """SNAIL's attention and temporal-convolution sizes (Mishra et al. 2018, Omniglot model)."""
 
     attention_keys: tuple[int, ...] = (64, 256, 512)
     """Key size of each attention block (one TC block between consecutive ones)."""
