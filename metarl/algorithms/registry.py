@@ -49,6 +49,9 @@ ALGORITHMS: dict[str, Algorithm] = {
     "protonet": Algorithm(_SUPERVISED, "metarl.algorithms.protonet:ProtoNetLearner", False),
     "matching": Algorithm(_SUPERVISED, "metarl.algorithms.matching:MatchingNetLearner", False),
     "relation": Algorithm(_SUPERVISED, "metarl.algorithms.relation:RelationNetLearner", False),
+    # black-box (model-based): a sequence model reads the episode
+    "mann": Algorithm(_SUPERVISED, "metarl.algorithms.mann:MANNLearner", False),
+    "snail": Algorithm(_SUPERVISED, "metarl.algorithms.snail:SNAILLearner", False),
     # MAML-RL
     "maml_trpo": Algorithm("metarl.algorithms.maml_rl_eval"),
     "maml_ppo": Algorithm("metarl.algorithms.maml_rl_eval"),

@@ -19,6 +19,7 @@ from metarl.algorithms.supervised_checks import (
     check_task,
 )
 from metarl.config import RunConfig
+from metarl.config_checks import check_positive
 from metarl.config_sections import InnerConfig, apply_sections
 from metarl.config_sections import OptimConfig as BaseOptimConfig
 
@@ -27,6 +28,7 @@ __all__ = [
     "AlgoConfig",
     "EvalConfig",
     "InnerConfig",
+    "MANNConfig",
     "MAMLPPConfig",
     "MatchingConfig",
     "MetaSGDConfig",
@@ -34,6 +36,7 @@ __all__ = [
     "OptimConfig",
     "ProtoNetConfig",
     "ReptileConfig",
+    "SNAILConfig",
     "SupervisedConfig",
     "TaskConfig",
 ]
@@ -115,7 +118,7 @@ class AlgoConfig:
 
     name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
-    loop), mamlpp (MAML++), reptile, protonet, matching or relation."""
+    loop), mamlpp (MAML++), reptile, protonet, matching, relation, mann or snail."""
 
     def __post_init__(self) -> None:
         check_algo(self)
@@ -191,6 +194,52 @@ class ProtoNetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MANNConfig:
+    """MANN's controller and LRUA memory (Santoro et al. 2016)."""
+
+    controller_size: int = 200
+    """LSTM controller hidden units."""
+    memory_slots: int = 128
+    """Memory slots N."""
+    memory_width: int = 40
+    """Memory width (key size)."""
+    read_heads: int = 4
+    """Read heads (each writes with its own key and gate)."""
+    usage_decay: float = 0.95
+    """Usage decay γ in [0, 1]."""
+
+    def __post_init__(self) -> None:
+        check_positive(self, "controller_size", "memory_slots", "memory_width", "read_heads")
+        if self.read_heads > self.memory_slots:
+            raise ValueError(
+                f"read_heads ({self.read_heads}) must be <= memory_slots ({self.memory_slots})"
+            )
+        if not 0.0 <= self.usage_decay <= 1.0:
+            raise ValueError(f"usage_decay must be in [0, 1], got {self.usage_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SNAILConfig:
+    """SNAIL's attention and temporal-convolution sizes (Mishra et al. 2018, Omniglot model)."""
+
+    attention_keys: tuple[int, ...] = (64, 256, 512)
+    """Key size of each attention block (one TC block between consecutive ones)."""
+    attention_values: tuple[int, ...] = (32, 128, 256)
+    """Value size of each attention block."""
+    tc_filters: int = 128
+    """Filters of each dense block of a TC block."""
+
+    def __post_init__(self) -> None:
+        keys, values = self.attention_keys, self.attention_values
+        if not keys or len(keys) != len(values) or min(*keys, *values) < 1:
+            raise ValueError(
+                "attention_keys and attention_values must be equally many sizes >= 1, got "
+                f"{list(keys)} and {list(values)}"
+            )
+        check_positive(self, "tc_filters")
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimConfig(BaseOptimConfig):
     """The outer optimiser and its schedule."""
 
@@ -249,6 +298,10 @@ class SupervisedConfig:
     """Full-context embeddings (matching only)."""
     protonet: ProtoNetConfig | None = None
     """The distance (protonet only)."""
+    mann: MANNConfig | None = None
+    """The controller and memory (mann only)."""
+    snail: SNAILConfig | None = None
+    """The attention and TC sizes (snail only)."""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     """The outer optimiser."""
     eval: EvalConfig | None = None
@@ -263,6 +316,8 @@ class SupervisedConfig:
         "reptile": frozenset({"reptile"}),
         "matching": frozenset({"matching"}),
         "protonet": frozenset({"protonet"}),
+        "mann": frozenset({"mann"}),
+        "snail": frozenset({"snail"}),
         "eval": _INNER_LOOP,
     }
     RENAMED_KEYS = {

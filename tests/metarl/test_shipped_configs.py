@@ -76,6 +76,8 @@ SECTION_TINY = {
     "ppo": ["ppo.epochs=1"],
     "trpo": ["trpo.cg_iters=2", "trpo.ls_steps=2"],
     "rl2_trpo": ["trpo.value_epochs=1"],
+    "mann": ["mann.controller_size=8", "mann.memory_slots=4", "mann.memory_width=4"],
+    "snail": ["snail.attention_keys=[4,4]", "snail.attention_values=[4,4]", "snail.tc_filters=4"],
 }
 """Overrides of the sections only some algorithms have (setting them elsewhere is an error)."""
 
@@ -103,7 +105,8 @@ def _is_omniglot(path: Path) -> bool:
 
 def _curve_steps(path: Path) -> list[int]:
     """The x axis the tiny run's curve must have: adaptation steps or episodes of a trial."""
-    if _algo_name(path) in METRIC_LEARNERS:
+    algo = ALGORITHMS[_algo_name(path)]
+    if _algo_name(path) in METRIC_LEARNERS or (algo.learner is not None and not algo.adapts):
         return [0]  # no inner loop
     return [0, 1]  # one inner step / eval step; two episodes per RL² trial
 
