@@ -164,6 +164,9 @@ class BlackBoxLearner:
     """
 
     label_offset: bool = False
+    data_parallel: bool = False
+    """The support orders are drawn per meta-batch, so a rank's slice would draw other orders
+    than the same tasks get in one process: training on several ranks is refused."""
 
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
@@ -201,7 +204,13 @@ class BlackBoxLearner:
         num_tasks, support = batch.support_y.shape[:2]
         return support_orders(num_tasks, support, seed, batch.support_y.device)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query cross-entropy over the tasks of a training batch."""
         order = self._orders(batch, self.cfg.run.seed * 1_000_003 + iteration)
         logits = self.query_logits(params, batch, order).flatten(0, 1)
@@ -209,7 +218,9 @@ class BlackBoxLearner:
         loss = F.cross_entropy(logits, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query accuracy of each task, ``[task, 1]`` (no inner loop: ``steps`` only checked)."""
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")

@@ -331,6 +331,11 @@ class SupervisedExperiment:
                 f"task.meta_batch_size={total} is smaller than the {world.size} ranks: every "
                 "rank needs a task of the meta-batch; use fewer ranks"
             )
+        if world.distributed and not getattr(learner, "data_parallel", True):
+            raise ValueError(
+                f"{cfg.algo.name} does not train data-parallel yet (its results would depend on "
+                "the number of ranks): train it in one process"
+            )
         self.tasks = distributed.shard(total)
         self.cfg, self.learner, self.family, self.device = cfg, learner, family, device
         self.params = learner.init_params()
