@@ -45,6 +45,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "anil": Algorithm(_SUPERVISED, _MAML),
     "mamlpp": Algorithm(_SUPERVISED, _MAML),
     "reptile": Algorithm(_SUPERVISED, "metarl.algorithms.reptile:ReptileLearner"),
+    "imaml": Algorithm(_SUPERVISED, "metarl.algorithms.imaml:IMAMLLearner"),
+    "cavia": Algorithm(_SUPERVISED, "metarl.algorithms.cavia:CAVIALearner"),
     "protonet": Algorithm(_SUPERVISED, "metarl.algorithms.protonet:ProtoNetLearner", False),
     "matching": Algorithm(_SUPERVISED, "metarl.algorithms.matching:MatchingNetLearner", False),
     "relation": Algorithm(_SUPERVISED, "metarl.algorithms.relation:RelationNetLearner", False),

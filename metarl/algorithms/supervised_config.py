@@ -26,6 +26,8 @@ __all__ = [
     "CONFIG_CLASS",
     "AlgoConfig",
     "EvalConfig",
+    "CAVIAConfig",
+    "IMAMLConfig",
     "InnerConfig",
     "MAMLPPConfig",
     "MatchingConfig",
@@ -38,7 +40,9 @@ __all__ = [
     "TaskConfig",
 ]
 
-_INNER_LOOP = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile"})
+_INNER_LOOP = frozenset(
+    {"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml", "cavia"}
+)
 _MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
 
 
@@ -115,7 +119,8 @@ class AlgoConfig:
 
     name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
-    loop), mamlpp (MAML++), reptile, protonet, matching or relation."""
+    loop), mamlpp (MAML++), reptile, imaml (implicit gradients), cavia (context adaptation),
+    protonet, matching or relation."""
 
     def __post_init__(self) -> None:
         check_algo(self)
@@ -152,6 +157,34 @@ class MetaSGDConfig:
         low, high = self.lr_range
         if not 0 < low <= high < math.inf:
             raise ValueError(f"lr_range must satisfy 0 < low <= high, got {low, high}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IMAMLConfig:
+    """iMAML's proximal inner problem and implicit meta-gradient (Rajeswaran et al. 2019)."""
+
+    lam: float = 1.0
+    """Strength λ of the proximal term λ/2 ||φ - θ||² of each task's inner problem."""
+    cg_steps: int = 5
+    """Conjugate-gradient steps solving (I + H/λ) x = g; 0 uses x = g (first order)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lam < math.inf:
+            raise ValueError(f"lam must be > 0 and finite, got {self.lam}")
+        if self.cg_steps < 0:
+            raise ValueError(f"cg_steps must be >= 0, got {self.cg_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CAVIAConfig:
+    """CAVIA's context parameters (Zintgraf et al. 2019)."""
+
+    context_size: int = 4
+    """Context parameters, reset to 0 for each task and the only ones adapted in the inner loop."""
+
+    def __post_init__(self) -> None:
+        if self.context_size < 1:
+            raise ValueError(f"context_size must be >= 1, got {self.context_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,11 +271,15 @@ class SupervisedConfig:
     algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
     """The learner."""
     inner: InnerConfig | None = None
-    """The inner loop (maml, fomaml, metasgd, anil, mamlpp, reptile; defaults when left out)."""
+    """The inner loop (the learners that adapt by gradient steps; defaults when left out)."""
     mamlpp: MAMLPPConfig | None = None
     """MAML++ options (the MAML variants; defaults when left out)."""
     metasgd: MetaSGDConfig | None = None
     """Meta-SGD's learned learning rates (metasgd only)."""
+    imaml: IMAMLConfig | None = None
+    """λ and the conjugate-gradient steps (imaml only)."""
+    cavia: CAVIAConfig | None = None
+    """The context parameters (cavia only)."""
     reptile: ReptileConfig | None = None
     """Reptile's inner minibatches and Adam (reptile only)."""
     matching: MatchingConfig | None = None
@@ -260,6 +297,8 @@ class SupervisedConfig:
         "inner": _INNER_LOOP,
         "mamlpp": _MAML_VARIANTS,
         "metasgd": frozenset({"metasgd"}),
+        "imaml": frozenset({"imaml"}),
+        "cavia": frozenset({"cavia"}),
         "reptile": frozenset({"reptile"}),
         "matching": frozenset({"matching"}),
         "protonet": frozenset({"protonet"}),

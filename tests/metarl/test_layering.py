@@ -18,6 +18,8 @@ ALLOWED = {
     "supervised_config": {"supervised_checks"},
     "maml": {"supervised"},
     "reptile": {"supervised"},
+    "imaml": {"supervised"},
+    "cavia": {"supervised"},
     "protonet": {"supervised", "metric_common"},
     "matching": {"supervised", "metric_common"},
     "relation": {"supervised", "metric_common"},
