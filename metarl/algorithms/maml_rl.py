@@ -20,6 +20,7 @@ SB3-oracle baselines) and the command-line entry points in :mod:`metarl.algorith
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -48,6 +49,7 @@ from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config_sections import LEARNED_LR_PREFIX
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
+from metarl.rl.context import ContextPolicy
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
@@ -194,13 +196,19 @@ def adapt_policy(
         return inner_loss(policy, estimator, task_params, task_batches[step])
 
     lr: LearningRate | list[float] = learned if learned is not None else list(lrs)
+    # CAVIA (metarl.rl.context): only the context adapts, from its zero buffer.
+    adapt_keys = getattr(policy, "adapt_keys", None)
+    start = net
+    if adapt_keys is not None and not per_task:
+        start = {**net, **{k: b for k, b in policy.named_buffers() if k in adapt_keys}}
     result = adapt(
-        net,
+        start,
         loss_fn,
         tuple(inner),
         steps=len(inner),
         lr=lr,
         first_order=first_order,
+        adapt_keys=adapt_keys,
         per_task=per_task,
         step_arg=True,
     )
@@ -445,7 +453,7 @@ class MAMLRLExperiment:
         self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
         self.opt = (
             None
-            if cfg.algo.name == "maml_trpo"
+            if cfg.algo.name in ("maml_trpo", "cavia_trpo")
             else torch.optim.Adam(params.values(), cfg.optim.lr)
         )
 
@@ -532,10 +540,23 @@ def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskV
 
 
 def build_policy(
-    cfg: PolicyConfig, vec: TaskVectorEnv, generator: torch.Generator, device: torch.device
+    cfg: PolicyConfig,
+    vec: TaskVectorEnv,
+    generator: torch.Generator,
+    device: torch.device,
+    extra_inputs: int = 0,
 ) -> nn.Module:
-    """A Gaussian MLP policy for Box actions, a categorical MLP for Discrete ones."""
+    """A Gaussian MLP policy for Box actions, a categorical MLP for Discrete ones.
+
+    With ``cfg.context_size`` (CAVIA) it reads ``[observation, context]`` (:class:`ContextPolicy`).
+    """
+    if cfg.context_size:
+        inner = build_policy(
+            dataclasses.replace(cfg, context_size=0), vec, generator, device, cfg.context_size
+        )
+        return ContextPolicy(inner, cfg.context_size)
     obs_dim, space = int(np.prod(vec.single_observation_space.shape)), vec.single_action_space
+    obs_dim += extra_inputs
     if isinstance(space, spaces.Discrete):
         return CategoricalMLPPolicy(
             obs_dim, int(space.n), cfg.hidden, cfg.activation, generator=generator, device=device

@@ -54,6 +54,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "maml_trpo": Algorithm("metarl.algorithms.maml_rl_eval"),
     "maml_ppo": Algorithm("metarl.algorithms.maml_rl_eval"),
     "promp": Algorithm("metarl.algorithms.maml_rl_eval"),
+    "cavia_trpo": Algorithm("metarl.algorithms.maml_rl_eval"),
     # RL²
     "rl2_ppo": Algorithm("metarl.algorithms.rl2"),
     "rl2_trpo": Algorithm("metarl.algorithms.rl2"),
