@@ -47,6 +47,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "reptile": Algorithm(_SUPERVISED, "metarl.algorithms.reptile:ReptileLearner"),
     "imaml": Algorithm(_SUPERVISED, "metarl.algorithms.imaml:IMAMLLearner"),
     "cavia": Algorithm(_SUPERVISED, "metarl.algorithms.cavia:CAVIALearner"),
+    "alphamaml": Algorithm(_SUPERVISED, "metarl.algorithms.alphamaml:AlphaMAMLLearner"),
     "protonet": Algorithm(_SUPERVISED, "metarl.algorithms.protonet:ProtoNetLearner", False),
     "matching": Algorithm(_SUPERVISED, "metarl.algorithms.matching:MatchingNetLearner", False),
     "relation": Algorithm(_SUPERVISED, "metarl.algorithms.relation:RelationNetLearner", False),

@@ -286,9 +286,13 @@ class SupervisedExperiment:
         out.loss.backward()
         if self.cfg.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_value_(self.params.values(), self.cfg.optim.grad_clip)
+        # a learner may adapt its step sizes from this meta-gradient first (AlphaMAML)
+        hook = getattr(self.learner, "before_outer_step", None)
+        extra = hook(self.params, self.opt, self.sched) if hook is not None else {}
         self.opt.step()
         self.sched.step()
         metrics = {"train/loss": out.loss.detach(), "train/lr": lr}
+        metrics.update({f"train/{k}": v for k, v in extra.items()})
         return {**metrics, **{f"train/{k}": v for k, v in out.metrics.items()}}
 
     def state_dict(self) -> dict[str, Any]:

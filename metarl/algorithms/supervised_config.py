@@ -26,6 +26,7 @@ __all__ = [
     "CONFIG_CLASS",
     "AlgoConfig",
     "EvalConfig",
+    "AlphaMAMLConfig",
     "CAVIAConfig",
     "IMAMLConfig",
     "InnerConfig",
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 _INNER_LOOP = frozenset(
-    {"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml", "cavia"}
+    {"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml", "cavia", "alphamaml"}
 )
 _MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
 
@@ -120,6 +121,7 @@ class AlgoConfig:
     name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
     loop), mamlpp (MAML++), reptile, imaml (implicit gradients), cavia (context adaptation),
+    alphamaml (hypergradient step sizes),
     protonet, matching or relation."""
 
     def __post_init__(self) -> None:
@@ -185,6 +187,22 @@ class CAVIAConfig:
     def __post_init__(self) -> None:
         if self.context_size < 1:
             raise ValueError(f"context_size must be >= 1, got {self.context_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaMAMLConfig:
+    """AlphaMAML's hypergradient descent on the inner and outer step sizes (Behl et al. 2019)."""
+
+    inner_hyper_lr: float = 1e-4
+    """Hypergradient step size of the inner learning rate α (α -= this · dL/dα)."""
+    outer_hyper_lr: float = 1e-7
+    """Hypergradient step size of Adam's learning rate β (Baydin et al. 2018, Adam-HD)."""
+
+    def __post_init__(self) -> None:
+        for name in ("inner_hyper_lr", "outer_hyper_lr"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be >= 0 and finite, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +298,8 @@ class SupervisedConfig:
     """λ and the conjugate-gradient steps (imaml only)."""
     cavia: CAVIAConfig | None = None
     """The context parameters (cavia only)."""
+    alphamaml: AlphaMAMLConfig | None = None
+    """The hypergradient step sizes (alphamaml only)."""
     reptile: ReptileConfig | None = None
     """Reptile's inner minibatches and Adam (reptile only)."""
     matching: MatchingConfig | None = None
@@ -299,6 +319,7 @@ class SupervisedConfig:
         "metasgd": frozenset({"metasgd"}),
         "imaml": frozenset({"imaml"}),
         "cavia": frozenset({"cavia"}),
+        "alphamaml": frozenset({"alphamaml"}),
         "reptile": frozenset({"reptile"}),
         "matching": frozenset({"matching"}),
         "protonet": frozenset({"protonet"}),

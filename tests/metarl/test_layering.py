@@ -20,6 +20,7 @@ ALLOWED = {
     "reptile": {"supervised"},
     "imaml": {"supervised"},
     "cavia": {"supervised"},
+    "alphamaml": {"supervised"},
     "protonet": {"supervised", "metric_common"},
     "matching": {"supervised", "metric_common"},
     "relation": {"supervised", "metric_common"},
