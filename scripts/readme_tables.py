@@ -105,9 +105,10 @@ def result_block(name: str, results_root: Path) -> str:
     steps = result["steps"]
     rows = ["| | " + " | ".join(f"{k} steps" for k in steps) + " |"]
     rows.append("| --- " * (len(steps) + 1) + "|")
+    scale, unit = (100.0, " %") if result["metric"] == "accuracy" else (1.0, "")
     for curve, entry in curves.items():
         cells = [
-            "" if m is None else f"{m:.1f} ± {c:.1f}"
+            "" if m is None else f"{m * scale:.1f} ± {c * scale:.1f}{unit}"
             for m, c in zip(entry["mean"], entry["ci95"], strict=True)
         ]
         rows.append(f"| {curve} | " + " | ".join(cells) + " |")
