@@ -48,6 +48,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "imaml": Algorithm(_SUPERVISED, "metarl.algorithms.imaml:IMAMLLearner"),
     "cavia": Algorithm(_SUPERVISED, "metarl.algorithms.cavia:CAVIALearner"),
     "alphamaml": Algorithm(_SUPERVISED, "metarl.algorithms.alphamaml:AlphaMAMLLearner"),
+    "metalstm": Algorithm(_SUPERVISED, "metarl.algorithms.metalstm:MetaLSTMLearner"),
     "protonet": Algorithm(_SUPERVISED, "metarl.algorithms.protonet:ProtoNetLearner", False),
     "matching": Algorithm(_SUPERVISED, "metarl.algorithms.matching:MatchingNetLearner", False),
     "relation": Algorithm(_SUPERVISED, "metarl.algorithms.relation:RelationNetLearner", False),

@@ -29,6 +29,7 @@ __all__ = [
     "AlphaMAMLConfig",
     "CAVIAConfig",
     "IMAMLConfig",
+    "MetaLSTMConfig",
     "InnerConfig",
     "MAMLPPConfig",
     "MatchingConfig",
@@ -42,7 +43,8 @@ __all__ = [
 ]
 
 _INNER_LOOP = frozenset(
-    {"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile", "imaml", "cavia", "alphamaml"}
+    {"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile"}
+    | {"imaml", "cavia", "alphamaml", "metalstm"}
 )
 _MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
 
@@ -121,7 +123,7 @@ class AlgoConfig:
     name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
     loop), mamlpp (MAML++), reptile, imaml (implicit gradients), cavia (context adaptation),
-    alphamaml (hypergradient step sizes),
+    alphamaml (hypergradient step sizes), metalstm (an LSTM produces the updates),
     protonet, matching or relation."""
 
     def __post_init__(self) -> None:
@@ -203,6 +205,26 @@ class AlphaMAMLConfig:
             value = getattr(self, name)
             if not 0 <= value < math.inf:
                 raise ValueError(f"{name} must be >= 0 and finite, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLSTMConfig:
+    """The LSTM meta-learner of Ravi & Larochelle (2017)."""
+
+    hidden_size: int = 20
+    """Hidden units of the first, coordinate-wise LSTM layer (paper: 20)."""
+    input_bias_range: tuple[float, float] = (-5.0, -4.0)
+    """Initial input-gate bias b_I ~ U[low, high] (paper: small, so small first steps)."""
+    forget_bias_range: tuple[float, float] = (4.0, 6.0)
+    """Initial forget-gate bias b_F ~ U[low, high] (paper: large, so the learner's weights stay)."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
+        for name in ("input_bias_range", "forget_bias_range"):
+            low, high = getattr(self, name)
+            if not -math.inf < low <= high < math.inf:
+                raise ValueError(f"{name} must be finite with low <= high, got {[low, high]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,6 +322,8 @@ class SupervisedConfig:
     """The context parameters (cavia only)."""
     alphamaml: AlphaMAMLConfig | None = None
     """The hypergradient step sizes (alphamaml only)."""
+    metalstm: MetaLSTMConfig | None = None
+    """The LSTM meta-learner (metalstm only)."""
     reptile: ReptileConfig | None = None
     """Reptile's inner minibatches and Adam (reptile only)."""
     matching: MatchingConfig | None = None
@@ -320,6 +344,7 @@ class SupervisedConfig:
         "imaml": frozenset({"imaml"}),
         "cavia": frozenset({"cavia"}),
         "alphamaml": frozenset({"alphamaml"}),
+        "metalstm": frozenset({"metalstm"}),
         "reptile": frozenset({"reptile"}),
         "matching": frozenset({"matching"}),
         "protonet": frozenset({"protonet"}),

@@ -21,6 +21,7 @@ ALLOWED = {
     "imaml": {"supervised"},
     "cavia": {"supervised"},
     "alphamaml": {"supervised"},
+    "metalstm": {"supervised"},
     "protonet": {"supervised", "metric_common"},
     "matching": {"supervised", "metric_common"},
     "relation": {"supervised", "metric_common"},
