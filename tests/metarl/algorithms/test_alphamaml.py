@@ -167,3 +167,26 @@ def test_bad_settings_are_refused():
         )
     with pytest.raises(ValueError, match="alphamaml section does not apply"):
         SupervisedConfig(algo=AlgoConfig(name="maml"), alphamaml=AlphaMAMLConfig())
+
+
+def test_resuming_restores_both_step_sizes():
+    cfg = _cfg(steps=1, inner_hyper_lr=0.01, outer_hyper_lr=1e-3)
+    family = build_family(cfg.task, "train", CPU)
+
+    def experiment():
+        learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
+        return SupervisedExperiment(cfg, learner, family, CPU)
+
+    straight = experiment()
+    for i in range(3):
+        straight.update(i)
+    first = experiment()
+    for i in range(2):
+        first.update(i)
+    state = first.state_dict()
+    resumed = experiment()
+    resumed.load_state_dict(state)
+    resumed.update(2)
+    assert resumed.opt.param_groups[0]["lr"] == straight.opt.param_groups[0]["lr"] != 1e-3
+    for k, v in straight.params.items():
+        torch.testing.assert_close(resumed.params[k], v, rtol=0, atol=0, msg=k)
