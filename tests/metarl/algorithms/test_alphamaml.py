@@ -102,7 +102,7 @@ def test_step_sizes_follow_hypergradient_descent_and_adam_hd():
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
     family = build_family(cfg.task, "train", CPU)
     exp = SupervisedExperiment(cfg, learner, family, CPU)
-    alpha0, beta0 = float(exp.params[INNER_LR]), exp.opt.param_groups[0]["lr"]
+    alpha0, beta0 = float(exp.params[INNER_LR].detach()), exp.opt.param_groups[0]["lr"]
     first = exp.update(0)
     # α moved by -η_α dL/dα; β stays until Adam has a previous direction
     assert float(first["train/inner_lr"]) == pytest.approx(
