@@ -20,11 +20,12 @@ SB3-oracle baselines) and the command-line entry points in :mod:`metarl.algorith
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -48,6 +49,7 @@ from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config_sections import section
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
+from metarl.rl.context import ContextPolicy
 from metarl.rl.parallel import owned, sum_grads_, weighted_sum
 from metarl.rl.policies import (
     CategoricalMLPPolicy,
@@ -195,13 +197,19 @@ def adapt_policy(
         return inner_loss(policy, estimator, task_params, task_batches[step])
 
     lr: LearningRate | list[float] = learned if learned else list(lrs)
+    # CAVIA (metarl.rl.context): only the context adapts, from its zero buffer.
+    adapt_keys = getattr(policy, "adapt_keys", None)
+    start = params
+    if adapt_keys is not None and not per_task:
+        start = {**params, **{k: b for k, b in policy.named_buffers() if k in adapt_keys}}
     result = adapt(
-        params,
+        start,
         loss_fn,
         tuple(inner),
         steps=len(inner),
         lr=lr,
         first_order=first_order,
+        adapt_keys=adapt_keys,
         per_task=per_task,
         step_arg=True,
     )
@@ -503,7 +511,11 @@ class MAMLRLExperiment:
         self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
         self.lrs = lrs or None
         groups = [{"params": list(g.values())} for g in (params, self.lrs) if g]
-        self.opt = None if cfg.algo.name == "maml_trpo" else torch.optim.Adam(groups, cfg.optim.lr)
+        self.opt = (
+            None
+            if cfg.algo.name in ("maml_trpo", "cavia_trpo")
+            else torch.optim.Adam(groups, cfg.optim.lr)
+        )
         self.owned = owned(cfg.env.meta_batch_size, "env.meta_batch_size")
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
@@ -614,13 +626,26 @@ def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskV
 
 
 def build_policy(
-    cfg: PolicyConfig, vec: TaskVectorEnv, generator: torch.Generator, device: torch.device
+    cfg: PolicyConfig,
+    vec: TaskVectorEnv,
+    generator: torch.Generator,
+    device: torch.device,
+    extra_inputs: int = 0,
 ) -> MLPPolicy:
-    """A Gaussian MLP policy for Box actions, a categorical MLP for Discrete ones."""
+    """A Gaussian MLP policy for Box actions, a categorical MLP for Discrete ones.
+
+    With ``cfg.context_size`` (CAVIA) it reads ``[observation, context]`` (:class:`ContextPolicy`).
+    """
+    if cfg.context_size:
+        inner = build_policy(
+            dataclasses.replace(cfg, context_size=0), vec, generator, device, cfg.context_size
+        )
+        # ContextPolicy has the MLP policies' interface (forward, log_prob, kl, entropy, sample)
+        return cast(MLPPolicy, ContextPolicy(inner, cfg.context_size))
     obs_space, space = vec.single_observation_space, vec.single_action_space
     if obs_space.shape is None or space.shape is None:
         raise ValueError(f"the policy needs shaped spaces, got {obs_space} and {space}")
-    obs_dim = int(np.prod(obs_space.shape))
+    obs_dim = int(np.prod(obs_space.shape)) + extra_inputs
     if isinstance(space, spaces.Discrete):
         return CategoricalMLPPolicy(
             obs_dim, int(space.n), cfg.hidden, cfg.activation, generator=generator, device=device

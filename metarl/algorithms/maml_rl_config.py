@@ -59,9 +59,14 @@ class PolicyConfig:
     """Hidden activation (MAML paper ReLU; pytorch-maml-rl and ProMP tanh)."""
     init_std: float = 1.0
     """Initial standard deviation of the Gaussian policy (1.0 in all reference code)."""
+    context_size: int = 0
+    """CAVIA: context inputs appended to the observation, the only ones the inner loop adapts
+    (cavia_trpo only, >= 1 there); 0 for none."""
 
     def __post_init__(self) -> None:
         check_positive(self, "init_std")
+        if self.context_size < 0:
+            raise ValueError(f"context_size must be >= 0, got {self.context_size}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +87,9 @@ class InnerConfig(BaseInnerConfig):
 class AlgoConfig:
     """The meta-learner and its advantages."""
 
-    name: Literal["maml_trpo", "maml_ppo", "promp"] = "maml_trpo"
-    """Outer update: TRPO (MAML), PPO-clip with Adam, or ProMP (PPO-clip + inner-KL penalty)."""
+    name: Literal["maml_trpo", "maml_ppo", "promp", "cavia_trpo"] = "maml_trpo"
+    """Outer update: TRPO (MAML), PPO-clip with Adam, or ProMP (PPO-clip + inner-KL penalty);
+    cavia_trpo is MAML-TRPO whose inner loop adapts only a context input (policy.context_size)."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 1.0
@@ -187,7 +193,7 @@ class MAMLRLConfig:
     """Seed, device, run directory, logging and checkpoints."""
 
     SECTION_USERS = {
-        "trpo": frozenset({"maml_trpo"}),
+        "trpo": frozenset({"maml_trpo", "cavia_trpo"}),
         "ppo": frozenset({"maml_ppo", "promp"}),
         "promp": frozenset({"promp"}),
     }
@@ -206,6 +212,14 @@ class MAMLRLConfig:
 
     def __post_init__(self) -> None:
         apply_sections(self, self.SECTION_USERS)
+        cavia = self.algo.name == "cavia_trpo"
+        if cavia != (self.policy.context_size > 0):
+            raise ValueError(
+                "policy.context_size must be >= 1 for algo.name=cavia_trpo and 0 otherwise, got "
+                f"{self.policy.context_size} for {self.algo.name!r}"
+            )
+        if cavia and self.inner.learn_lr:
+            raise ValueError("inner.learn_lr does not apply to cavia_trpo (only a context adapts)")
 
 
 CONFIG_CLASS = MAMLRLConfig

@@ -46,6 +46,10 @@ ALGORITHMS: dict[str, Algorithm] = {
     "anil": Algorithm(_SUPERVISED, _MAML),
     "mamlpp": Algorithm(_SUPERVISED, _MAML),
     "reptile": Algorithm(_SUPERVISED, "metarl.algorithms.reptile:ReptileLearner"),
+    "imaml": Algorithm(_SUPERVISED, "metarl.algorithms.imaml:IMAMLLearner"),
+    "cavia": Algorithm(_SUPERVISED, "metarl.algorithms.cavia:CAVIALearner"),
+    "alphamaml": Algorithm(_SUPERVISED, "metarl.algorithms.alphamaml:AlphaMAMLLearner"),
+    "metalstm": Algorithm(_SUPERVISED, "metarl.algorithms.metalstm:MetaLSTMLearner"),
     "protonet": Algorithm(_SUPERVISED, "metarl.algorithms.protonet:ProtoNetLearner", False),
     "matching": Algorithm(_SUPERVISED, "metarl.algorithms.matching:MatchingNetLearner", False),
     "relation": Algorithm(_SUPERVISED, "metarl.algorithms.relation:RelationNetLearner", False),
@@ -56,6 +60,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "maml_trpo": Algorithm("metarl.algorithms.maml_rl_eval"),
     "maml_ppo": Algorithm("metarl.algorithms.maml_rl_eval"),
     "promp": Algorithm("metarl.algorithms.maml_rl_eval"),
+    "cavia_trpo": Algorithm("metarl.algorithms.maml_rl_eval"),
     # RL²
     "rl2_ppo": Algorithm("metarl.algorithms.rl2"),
     "rl2_trpo": Algorithm("metarl.algorithms.rl2"),

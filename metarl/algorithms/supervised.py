@@ -360,9 +360,13 @@ class SupervisedExperiment:
         if self.cfg.optim.grad_clip is not None:
             tensors = [*self.params.values(), *self.lrs.values()]
             torch.nn.utils.clip_grad_value_(tensors, self.cfg.optim.grad_clip)
+        # a learner may adapt its step sizes from this meta-gradient first (AlphaMAML)
+        hook = getattr(self.learner, "before_outer_step", None)
+        extra = hook(self.params, self.opt, self.sched) if hook is not None else {}
         self.opt.step()
         self.sched.step()
         loss = metrics.pop("loss")
+        metrics.update(extra)
         return {"train/loss": loss, "train/lr": lr, **{f"train/{k}": v for k, v in metrics.items()}}
 
     def _reduce(self, metrics: dict[str, Any], half_squared_grad: bool) -> dict[str, Any]:

@@ -39,7 +39,7 @@ __all__ = [
 
 _FLOAT_BYTES = 4
 _OMNIGLOT_PIXELS = 28 * 28
-_SECOND_ORDER_LEARNERS = ("maml", "metasgd", "mamlpp")
+_SECOND_ORDER_LEARNERS = ("maml", "metasgd", "mamlpp", "alphamaml", "cavia", "metalstm")
 """Learners whose meta-gradient runs back through every inner step."""
 
 

@@ -27,6 +27,10 @@ __all__ = [
     "CONFIG_CLASS",
     "AlgoConfig",
     "EvalConfig",
+    "AlphaMAMLConfig",
+    "CAVIAConfig",
+    "IMAMLConfig",
+    "MetaLSTMConfig",
     "InnerConfig",
     "MANNConfig",
     "MAMLPPConfig",
@@ -41,7 +45,10 @@ __all__ = [
     "TaskConfig",
 ]
 
-_INNER_LOOP = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile"})
+_INNER_LOOP = frozenset(
+    {"maml", "fomaml", "metasgd", "anil", "mamlpp", "reptile"}
+    | {"imaml", "cavia", "alphamaml", "metalstm"}
+)
 _MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
 
 
@@ -118,7 +125,9 @@ class AlgoConfig:
 
     name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
-    loop), mamlpp (MAML++), reptile, protonet, matching, relation, mann or snail."""
+    loop), mamlpp (MAML++), reptile, imaml (implicit gradients), cavia (context adaptation),
+    alphamaml (hypergradient step sizes), metalstm (an LSTM produces the updates),
+    protonet, matching, relation, mann or snail."""
 
     def __post_init__(self) -> None:
         check_algo(self)
@@ -155,6 +164,70 @@ class MetaSGDConfig:
         low, high = self.lr_range
         if not 0 < low <= high < math.inf:
             raise ValueError(f"lr_range must satisfy 0 < low <= high, got {low, high}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IMAMLConfig:
+    """iMAML's proximal inner problem and implicit meta-gradient (Rajeswaran et al. 2019)."""
+
+    lam: float = 1.0
+    """Strength λ of the proximal term λ/2 ||φ - θ||² of each task's inner problem."""
+    cg_steps: int = 5
+    """Conjugate-gradient steps solving (I + H/λ) x = g; 0 uses x = g (first order)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lam < math.inf:
+            raise ValueError(f"lam must be > 0 and finite, got {self.lam}")
+        if self.cg_steps < 0:
+            raise ValueError(f"cg_steps must be >= 0, got {self.cg_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CAVIAConfig:
+    """CAVIA's context parameters (Zintgraf et al. 2019)."""
+
+    context_size: int = 4
+    """Context parameters, reset to 0 for each task and the only ones adapted in the inner loop."""
+
+    def __post_init__(self) -> None:
+        if self.context_size < 1:
+            raise ValueError(f"context_size must be >= 1, got {self.context_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaMAMLConfig:
+    """AlphaMAML's hypergradient descent on the inner and outer step sizes (Behl et al. 2019)."""
+
+    inner_hyper_lr: float = 1e-4
+    """Hypergradient step size of the inner learning rate α (α -= this · dL/dα)."""
+    outer_hyper_lr: float = 1e-7
+    """Hypergradient step size of Adam's learning rate β (Baydin et al. 2018, Adam-HD)."""
+
+    def __post_init__(self) -> None:
+        for name in ("inner_hyper_lr", "outer_hyper_lr"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be >= 0 and finite, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaLSTMConfig:
+    """The LSTM meta-learner of Ravi & Larochelle (2017)."""
+
+    hidden_size: int = 20
+    """Hidden units of the first, coordinate-wise LSTM layer (paper: 20)."""
+    input_bias_range: tuple[float, float] = (-5.0, -4.0)
+    """Initial input-gate bias b_I ~ U[low, high] (paper: small, so small first steps)."""
+    forget_bias_range: tuple[float, float] = (4.0, 6.0)
+    """Initial forget-gate bias b_F ~ U[low, high] (paper: large, so the learner's weights stay)."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1:
+            raise ValueError(f"hidden_size must be >= 1, got {self.hidden_size}")
+        for name in ("input_bias_range", "forget_bias_range"):
+            low, high = getattr(self, name)
+            if not -math.inf < low <= high < math.inf:
+                raise ValueError(f"{name} must be finite with low <= high, got {[low, high]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,11 +360,19 @@ class SupervisedConfig:
     algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
     """The learner."""
     inner: InnerConfig | None = None
-    """The inner loop (maml, fomaml, metasgd, anil, mamlpp, reptile; defaults when left out)."""
+    """The inner loop (the learners that adapt by gradient steps; defaults when left out)."""
     mamlpp: MAMLPPConfig | None = None
     """MAML++ options (the MAML variants; defaults when left out)."""
     metasgd: MetaSGDConfig | None = None
     """Meta-SGD's learned learning rates (metasgd only)."""
+    imaml: IMAMLConfig | None = None
+    """λ and the conjugate-gradient steps (imaml only)."""
+    cavia: CAVIAConfig | None = None
+    """The context parameters (cavia only)."""
+    alphamaml: AlphaMAMLConfig | None = None
+    """The hypergradient step sizes (alphamaml only)."""
+    metalstm: MetaLSTMConfig | None = None
+    """The LSTM meta-learner (metalstm only)."""
     reptile: ReptileConfig | None = None
     """Reptile's inner minibatches and Adam (reptile only)."""
     matching: MatchingConfig | None = None
@@ -313,6 +394,10 @@ class SupervisedConfig:
         "inner": _INNER_LOOP,
         "mamlpp": _MAML_VARIANTS,
         "metasgd": frozenset({"metasgd"}),
+        "imaml": frozenset({"imaml"}),
+        "cavia": frozenset({"cavia"}),
+        "alphamaml": frozenset({"alphamaml"}),
+        "metalstm": frozenset({"metalstm"}),
         "reptile": frozenset({"reptile"}),
         "matching": frozenset({"matching"}),
         "protonet": frozenset({"protonet"}),
