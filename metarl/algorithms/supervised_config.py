@@ -62,9 +62,10 @@ class TaskConfig:
     """Query examples per class at evaluation (default: query_shots)."""
     meta_batch_size: int = 25
     """Tasks per outer update."""
-    protocol: Literal["maml", "protonets"] = "maml"
-    """Omniglot split protocol: 1100/100/423 characters with random rotations, or ProtoNets'
-    1028/172/423 characters with each rotation a separate class."""
+    protocol: Literal["maml", "protonets", "vinyals"] = "maml"
+    """Omniglot split protocol: 1100/100/423 characters with random rotations; ProtoNets'
+    1028/172/423 characters with each rotation a separate class (random permutation); or vinyals:
+    the same class sizes with the published, mostly alphabet-disjoint Vinyals et al. split."""
     data_root: str | None = None
     """Directory with images_background.zip and images_evaluation.zip (None: the default)."""
     num_characters: int | None = None
