@@ -19,6 +19,7 @@ from metarl.algorithms.supervised_checks import (
     check_task,
 )
 from metarl.config import RunConfig
+from metarl.config_checks import check_positive
 from metarl.config_sections import InnerConfig, apply_sections
 from metarl.config_sections import OptimConfig as BaseOptimConfig
 
@@ -29,10 +30,12 @@ __all__ = [
     "InnerConfig",
     "MAMLPPConfig",
     "MatchingConfig",
+    "MetaOptNetConfig",
     "MetaSGDConfig",
     "ModelConfig",
     "OptimConfig",
     "ProtoNetConfig",
+    "R2D2Config",
     "ReptileConfig",
     "SupervisedConfig",
     "TaskConfig",
@@ -116,7 +119,7 @@ class AlgoConfig:
 
     name: str = "maml"
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
-    loop), mamlpp (MAML++), reptile, protonet, matching or relation."""
+    loop), mamlpp (MAML++), reptile, protonet, matching, relation, r2d2, metaoptnet or siamese."""
 
     def __post_init__(self) -> None:
         check_algo(self)
@@ -192,6 +195,38 @@ class ProtoNetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class R2D2Config:
+    """R2-D2's ridge-regression head (Bertinetto et al. 2019): its learned scalars' start."""
+
+    lam: float = 50.0
+    """Initial ridge regulariser λ (learned, as log λ)."""
+    scale: float = 10.0
+    """Initial output scale α (learned); the offset β starts at 0."""
+
+    def __post_init__(self) -> None:
+        check_positive(self, "lam", "scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaOptNetConfig:
+    """MetaOptNet's head (Lee et al. 2019): a multi-class SVM, or ridge regression (RR)."""
+
+    head: Literal["svm", "ridge"] = "svm"
+    """svm: Crammer-Singer linear SVM; ridge: MetaOptNet-RR (the R2-D2 head, λ fixed)."""
+    c: float = 0.1
+    """The SVM's C (inverse regularisation)."""
+    solver_steps: int = 15
+    """FISTA steps of the SVM dual solver, unrolled for the meta-gradient."""
+    lam: float = 50.0
+    """Ridge regulariser λ of the ridge head (fixed)."""
+    scale: float = 1.0
+    """Initial output scale (learned)."""
+
+    def __post_init__(self) -> None:
+        check_positive(self, "c", "solver_steps", "lam", "scale")
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimConfig(BaseOptimConfig):
     """The outer optimiser and its schedule."""
 
@@ -250,6 +285,10 @@ class SupervisedConfig:
     """Full-context embeddings (matching only)."""
     protonet: ProtoNetConfig | None = None
     """The distance (protonet only)."""
+    r2d2: R2D2Config | None = None
+    """The ridge head's initial scalars (r2d2 only)."""
+    metaoptnet: MetaOptNetConfig | None = None
+    """The SVM or ridge head (metaoptnet only)."""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     """The outer optimiser."""
     eval: EvalConfig | None = None
@@ -264,6 +303,8 @@ class SupervisedConfig:
         "reptile": frozenset({"reptile"}),
         "matching": frozenset({"matching"}),
         "protonet": frozenset({"protonet"}),
+        "r2d2": frozenset({"r2d2"}),
+        "metaoptnet": frozenset({"metaoptnet"}),
         "eval": _INNER_LOOP,
     }
     RENAMED_KEYS = {

@@ -21,6 +21,8 @@ ALLOWED = {
     "protonet": {"supervised", "metric_common"},
     "matching": {"supervised", "metric_common"},
     "relation": {"supervised", "metric_common"},
+    "closed_form": {"supervised", "metric_common"},
+    "siamese": {"supervised", "metric_common"},
     "metric_common": {"supervised"},
     "maml_rl": {"maml_rl_config"},
     "maml_rl_config": set(),

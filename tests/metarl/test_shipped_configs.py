@@ -24,7 +24,7 @@ from tests.helpers.data import require_omniglot_root
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))
-METRIC_LEARNERS = {"protonet", "matching", "relation"}
+METRIC_LEARNERS = {n for n, a in ALGORITHMS.items() if a.learner is not None and not a.adapts}
 
 _RUN = ["run.log_every=1", "run.checkpoint_every=1", "run.progress=false", "run.log_backends=[csv]"]
 TINY = {
