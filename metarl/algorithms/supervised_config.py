@@ -49,8 +49,9 @@ _MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
 class TaskConfig:
     """The few-shot problem: which task family, and how many classes, shots and tasks."""
 
-    family: Literal["sinusoid", "omniglot"] = "sinusoid"
-    """Task family: sinusoid regression (MAML §5.1) or Omniglot N-way K-shot classification."""
+    family: Literal["sinusoid", "omniglot", "miniimagenet"] = "sinusoid"
+    """Task family: sinusoid regression (MAML §5.1), Omniglot or miniImageNet N-way K-shot
+    classification."""
     ways: int = 5
     """Classes per task N (classification; ignored for sinusoid)."""
     shots: int = 10
@@ -70,7 +71,10 @@ class TaskConfig:
     1028/172/423 characters with each rotation a separate class (random permutation); or vinyals:
     the same class sizes with the published, mostly alphabet-disjoint Vinyals et al. split."""
     data_root: str | None = None
-    """Directory with images_background.zip and images_evaluation.zip (None: the default)."""
+    """Omniglot: directory with images_background.zip and images_evaluation.zip (None: the
+    default); miniImageNet: the folder of the 60,000 JPEGs (None: $METARL_MINIIMAGENET_ROOT)."""
+    split_dir: str | None = None
+    """miniImageNet: folder of train/val/test.csv (None: the shipped Ravi & Larochelle splits)."""
     num_characters: int | None = None
     """Use only this many characters per split (tiny runs and tests); None uses them all."""
     phase_range: tuple[float, float] = (0.0, math.pi)
@@ -90,7 +94,7 @@ class TaskConfig:
         shots = self.test_shots or self.shots
         if self.family == "sinusoid":
             return f"sinusoid-{shots}shot"
-        return f"omniglot-{self.ways}w{shots}s"
+        return f"{self.family}-{self.ways}w{shots}s"
 
 
 @dataclasses.dataclass(frozen=True)
