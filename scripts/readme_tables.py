@@ -105,9 +105,13 @@ def result_block(name: str, results_root: Path) -> str:
     steps = result["steps"]
     rows = ["| | " + " | ".join(f"{k} steps" for k in steps) + " |"]
     rows.append("| --- " * (len(steps) + 1) + "|")
+    # accuracies are fractions in the JSON and percentages in the README
+    scale, fmt = (
+        (100.0, "{:.2f} ± {:.2f} %") if result["metric"] == "accuracy" else (1.0, "{:.1f} ± {:.1f}")
+    )
     for curve, entry in curves.items():
         cells = [
-            "" if m is None else f"{m:.1f} ± {c:.1f}"
+            "" if m is None else fmt.format(scale * m, scale * c)
             for m, c in zip(entry["mean"], entry["ci95"], strict=True)
         ]
         rows.append(f"| {curve} | " + " | ".join(cells) + " |")
