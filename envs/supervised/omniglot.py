@@ -170,9 +170,9 @@ class OmniglotFamily:
         self._images = rotated.to(self.device).contiguous()  # [C, 4, 20, 28, 28] uint8, ink 255
         self.characters = index.to(self.device)
         # class -> (row of self._images, rotation); "maml" draws its rotations per task instead
-        self._class_local, self._class_rotation = _class_table(protocol, split, characters)
-        self._class_local = self._class_local.to(self.device)
-        self._class_rotation = self._class_rotation.to(self.device)
+        local, rotation = _class_table(protocol, split, characters)
+        self._class_local = torch.from_numpy(local).to(self.device)
+        self._class_rotation = torch.from_numpy(rotation).to(self.device)
         self.num_classes = len(characters) * (1 if protocol == "maml" else NUM_ROTATIONS)
 
     @property
@@ -292,23 +292,24 @@ class OmniglotFamily:
 
 def _class_table(
     protocol: str, split: str, characters: np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each class's row in ``characters`` and its quarter turns, ``int64`` ``[classes]`` each.
 
     ``"maml"``: class ``c`` is row ``c`` (its rotation is drawn per task; the table says 0).
     ``"protonets"``: class ``c`` is row ``c // 4`` turned ``c % 4``. ``"vinyals"``: the split
     file's lines, in file order, for the characters kept.
     """
-    rows = torch.arange(len(characters))
+    rows = np.arange(len(characters), dtype=np.int64)
     if protocol == "maml":
-        return rows, torch.zeros_like(rows)
+        return rows, np.zeros_like(rows)
     if protocol == "protonets":
-        return rows.repeat_interleave(NUM_ROTATIONS), torch.arange(NUM_ROTATIONS).repeat(len(rows))
+        turns = np.tile(np.arange(NUM_ROTATIONS, dtype=np.int64), len(rows))
+        return np.repeat(rows, NUM_ROTATIONS), turns
     classes = vinyals_classes(split)
     row_of = {int(character): row for row, character in enumerate(characters)}
     kept = [i for i, character in enumerate(classes.characters) if int(character) in row_of]
-    local = [row_of[int(classes.characters[i])] for i in kept]
-    return torch.tensor(local, dtype=torch.int64), torch.from_numpy(classes.rotations[kept])
+    local = np.asarray([row_of[int(classes.characters[i])] for i in kept], dtype=np.int64)
+    return local, classes.rotations[kept]
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

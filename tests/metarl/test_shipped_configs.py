@@ -147,9 +147,10 @@ def test_config_trains_one_tiny_iteration_then_evaluates(path, tmp_path, capsys,
     tiny = _tiny(path)
     if _family(path) == "omniglot":
         require_omniglot_root()
-    elif _family(path) == "miniimagenet":
-        data = request.getfixturevalue("synthetic_miniimagenet")
-        tiny = [s for s in tiny if not s.startswith("task.num_characters=")] + data
+    else:  # num_characters is an Omniglot setting
+        tiny = [s for s in tiny if not s.startswith("task.num_characters=")]
+    if _family(path) == "miniimagenet":
+        tiny += request.getfixturevalue("synthetic_miniimagenet")
     run_dir = tmp_path / "run"
     sets = [arg for s in tiny for arg in ("--set", s)]
     args = ["train", str(path), "--run-dir", str(run_dir), "--device", "cpu", "--seed", "0"]
