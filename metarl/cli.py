@@ -332,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument(
         "--data-root",
-        help="Omniglot folder with the two zips (overrides task.data_root; default "
-        "$METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot: see 'metarl data')",
+        help="Omniglot folder with the two zips, or miniImageNet folder of JPEGs (overrides "
+        "task.data_root; default $METARL_OMNIGLOT_ROOT, else ~/.cache/metarl/omniglot: see "
+        "'metarl data'; miniImageNet: $METARL_MINIIMAGENET_ROOT)",
     )
     p.add_argument(
         "--nproc",

@@ -3,7 +3,7 @@
 Data: Lake et al. 2015. Protocols: cbfinn/maml, jakesnell/prototypical-networks,
 openai/supervised-reptile.
 
-Two protocols, both over the 1623 characters of ``load_omniglot``:
+Three protocols, all over the 1623 characters of ``load_omniglot``:
 
 - ``"maml"`` (Finn et al. 2017; cbfinn/maml ``data_generator.py``; learn2learn's Omniglot
   benchmark): 1100 meta-train / 100 meta-val / 423 meta-test characters; a class is a character,
@@ -12,16 +12,21 @@ Two protocols, both over the 1623 characters of ``load_omniglot``:
 - ``"protonets"`` (Snell et al. 2017, Vinyals et al. 2016 split sizes): 1028 / 172 / 423
   characters; each of the four rotations of a character is a separate class, giving
   4112 / 688 / 1692 classes. Two classes of one task may be rotations of the same character.
+- ``"vinyals"`` (Vinyals et al. 2016, the split that ProtoNets, Matching and Relation Networks
+  report on): classes as ``"protonets"`` (each rotation a class, 1028 / 172 / 423 characters), but
+  the membership is the published one, read from the split files shipped in
+  ``envs/supervised/splits/vinyals/`` (jakesnell/prototypical-networks; see
+  ``envs.supervised.omniglot_splits``). It is mostly alphabet-disjoint: 12 of the 13 test
+  alphabets never appear in train, so it is harder than a random permutation of characters.
 
-How the split is derived (same for both protocols): one fixed permutation of the 1623 character
-indices, ``numpy.random.default_rng(1).permutation(1623)``; meta-train is its head, meta-val the
-next block, and meta-test always its last 423 entries, so the test characters are identical for
-both protocols and the train+val characters are the same 1200. This mirrors the *idea* of cbfinn/
-maml (``random.seed(1)`` then ``random.shuffle`` of character folders), but the exact character
-membership differs from cbfinn/maml, whose order depends on ``os.listdir``. The official Vinyals
-split files (jakesnell/prototypical-networks ``data/omniglot/splits/vinyals``) split by whole
-alphabets and are not available here, so the ``"protonets"`` membership also differs from the
-published one; only the sizes match.
+How the ``"maml"`` and ``"protonets"`` splits are derived: one fixed permutation of the 1623
+character indices, ``numpy.random.default_rng(1).permutation(1623)``; meta-train is its head,
+meta-val the next block, and meta-test always its last 423 entries, so the test characters are
+identical for both protocols and the train+val characters are the same 1200. This mirrors the
+*idea* of cbfinn/maml (``random.seed(1)`` then ``random.shuffle`` of character folders), but the
+exact character membership differs from cbfinn/maml, whose order depends on ``os.listdir``. The
+``"protonets"`` sizes match the Vinyals split but its membership is a random permutation (all 50
+alphabets in every split); ``"vinyals"`` has the published membership.
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from envs.supervised.omniglot_data import (
     OmniglotData,
     load_omniglot,
 )
+from envs.supervised.omniglot_splits import vinyals_classes
 from envs.supervised.task_batch import TaskBatch
 
-PROTOCOLS: tuple[str, ...] = ("maml", "protonets")
+PROTOCOLS: tuple[str, ...] = ("maml", "protonets", "vinyals")
 """Accepted ``protocol`` names."""
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 """Accepted ``split`` names."""
@@ -50,6 +56,7 @@ SPLIT_SEED = 1
 SPLIT_SIZES: dict[str, tuple[int, int, int]] = {
     "maml": (1100, 100, 423),
     "protonets": (1028, 172, 423),
+    "vinyals": (1028, 172, 423),
 }
 """Characters in (train, val, test) for each protocol."""
 NUM_ROTATIONS = 4
@@ -59,18 +66,23 @@ def omniglot_split_characters(protocol: str, split: str) -> np.ndarray:
     """Return the characters of one split as 0-based indices (character id − 1).
 
     Args:
-        protocol: ``"maml"`` or ``"protonets"``.
+        protocol: ``"maml"``, ``"protonets"`` or ``"vinyals"``.
         split: ``"train"``, ``"val"`` or ``"test"``.
 
     Returns:
         ``int64`` ``[characters]`` in permutation order (not sorted), so a prefix is a random
-        subset of the split.
+        subset of the split; for ``"vinyals"``, in the order of the split file (grouped by
+        alphabet, so a prefix is the first alphabets).
 
     Raises:
         ValueError: If ``protocol`` or ``split`` is unknown.
     """
     _check_choice("protocol", protocol, PROTOCOLS)
     _check_choice("split", split, SPLITS)
+    if protocol == "vinyals":
+        characters = vinyals_classes(split).characters
+        _, first = np.unique(characters, return_index=True)
+        return characters[np.sort(first)]
     num_train, num_val, _ = SPLIT_SIZES[protocol]
     bounds = {
         "train": (0, num_train),
@@ -91,12 +103,13 @@ class OmniglotFamily:
 
     Attributes:
         split: ``"train"``, ``"val"`` or ``"test"``.
-        protocol: ``"maml"`` or ``"protonets"``.
+        protocol: ``"maml"``, ``"protonets"`` or ``"vinyals"``.
         device: Device of the images and of every sampled batch.
         characters: ``int64`` ``[characters]`` on ``device``: 0-based global index (id − 1) of
             each character of the split, in class order.
         num_classes: Classes available to a task: characters (``"maml"``) or 4 × characters
-            (``"protonets"``, class ``c`` is character ``c // 4`` rotated ``c % 4`` quarter turns).
+            (``"protonets"``, class ``c`` is character ``c // 4`` rotated ``c % 4`` quarter turns;
+            ``"vinyals"``, class ``c`` is line ``c`` of the split file).
     """
 
     def __init__(
@@ -115,7 +128,7 @@ class OmniglotFamily:
 
         Args:
             split: ``"train"``, ``"val"`` or ``"test"``.
-            protocol: ``"maml"`` or ``"protonets"``; see the module docstring.
+            protocol: ``"maml"``, ``"protonets"`` or ``"vinyals"``; see the module docstring.
             device: Device for the images and the sampled batches.
             root: Data root; see ``resolve_omniglot_root`` (explicit > ``$METARL_OMNIGLOT_ROOT``
                 > ``~/.cache/metarl/omniglot``, where ``metarl data omniglot`` downloads).
@@ -159,8 +172,11 @@ class OmniglotFamily:
         rotated = torch.stack([torch.rot90(base, k, dims=(-2, -1)) for k in range(4)], dim=1)
         self._images = rotated.to(self.device).contiguous()  # [C, 4, 20, 28, 28] uint8, ink 255
         self.characters = index.to(self.device)
-        rotations_per_class = 1 if protocol == "maml" else NUM_ROTATIONS
-        self.num_classes = len(characters) * rotations_per_class
+        # class -> (row of self._images, rotation); "maml" draws its rotations per task instead
+        local, rotation = _class_table(protocol, split, characters)
+        self._class_local = torch.from_numpy(local).to(self.device)
+        self._class_rotation = torch.from_numpy(rotation).to(self.device)
+        self.num_classes = len(characters) * (1 if protocol == "maml" else NUM_ROTATIONS)
 
     @property
     def num_characters(self) -> int:
@@ -228,7 +244,7 @@ class OmniglotFamily:
                 f"{shots} + {query_shots} = {per_class}"
             )
         classes, rotations, drawers = self._draw_indices(num_tasks, ways, per_class, generator)
-        local = classes if self.protocol == "maml" else classes // NUM_ROTATIONS
+        local = self._class_local[classes]
         # Row of self._images viewed as [C * 4 * 20, 28 * 28]; a flat index_select gathers
         # faster than advanced indexing over three axes.
         rows = (local[..., None] * NUM_ROTATIONS + rotations[..., None]) * NUM_DRAWERS + drawers
@@ -271,9 +287,32 @@ class OmniglotFamily:
             rotations = torch.randint(
                 NUM_ROTATIONS, (num_tasks, ways), generator=generator, device=source
             )
+            rotations = rotations.to(self.device)
         else:
-            rotations = classes % NUM_ROTATIONS
-        return classes.to(self.device), rotations.to(self.device), drawers.to(self.device)
+            rotations = self._class_rotation[classes.to(self.device)]
+        return classes.to(self.device), rotations, drawers.to(self.device)
+
+
+def _class_table(
+    protocol: str, split: str, characters: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's row in ``characters`` and its quarter turns, ``int64`` ``[classes]`` each.
+
+    ``"maml"``: class ``c`` is row ``c`` (its rotation is drawn per task; the table says 0).
+    ``"protonets"``: class ``c`` is row ``c // 4`` turned ``c % 4``. ``"vinyals"``: the split
+    file's lines, in file order, for the characters kept.
+    """
+    rows = np.arange(len(characters), dtype=np.int64)
+    if protocol == "maml":
+        return rows, np.zeros_like(rows)
+    if protocol == "protonets":
+        turns = np.tile(np.arange(NUM_ROTATIONS, dtype=np.int64), len(rows))
+        return np.repeat(rows, NUM_ROTATIONS), turns
+    classes = vinyals_classes(split)
+    row_of = {int(character): row for row, character in enumerate(characters)}
+    kept = [i for i, character in enumerate(classes.characters) if int(character) in row_of]
+    local = np.asarray([row_of[int(classes.characters[i])] for i in kept], dtype=np.int64)
+    return local, classes.rotations[kept]
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -53,6 +53,9 @@ ALGORITHMS: dict[str, Algorithm] = {
     "protonet": Algorithm(_SUPERVISED, "metarl.algorithms.protonet:ProtoNetLearner", False),
     "matching": Algorithm(_SUPERVISED, "metarl.algorithms.matching:MatchingNetLearner", False),
     "relation": Algorithm(_SUPERVISED, "metarl.algorithms.relation:RelationNetLearner", False),
+    "r2d2": Algorithm(_SUPERVISED, "metarl.algorithms.closed_form:R2D2Learner", False),
+    "metaoptnet": Algorithm(_SUPERVISED, "metarl.algorithms.closed_form:MetaOptNetLearner", False),
+    "siamese": Algorithm(_SUPERVISED, "metarl.algorithms.siamese:SiameseLearner", False),
     # black-box (model-based): a sequence model reads the episode
     "mann": Algorithm(_SUPERVISED, "metarl.algorithms.mann:MANNLearner", False),
     "snail": Algorithm(_SUPERVISED, "metarl.algorithms.snail:SNAILLearner", False),

@@ -200,8 +200,10 @@ class RelationNetLearner:
         check_metric_learner_config(cfg, ("conv4_maxpool",))
         self.cfg = cfg
         filters = cfg.model.filters
-        encoder = RelationEncoder(filters, generator=generator, device=device)
-        relation = RelationModule(filters, IMAGE_SIZE // 4, generator=generator, device=device)
+        # miniImageNet: 3x84x84 inputs (Sung et al. §3.4: the same modules on bigger maps)
+        channels, side = (3, 84) if cfg.task.family == "miniimagenet" else (1, IMAGE_SIZE)
+        encoder = RelationEncoder(filters, in_channels=channels, generator=generator, device=device)
+        relation = RelationModule(filters, side // 4, generator=generator, device=device)
         self.net = nn.ModuleDict({"embedding": encoder, "relation": relation})
 
     def init_params(self) -> Params:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from envs.supervised import OmniglotFamily, SinusoidFamily, TaskBatch
+from envs.supervised import MiniImageNetFamily, OmniglotFamily, SinusoidFamily, TaskBatch
 from metarl import distributed, driver
 from metarl.algorithms.registry import ALGORITHMS
 from metarl.algorithms.supervised_checks import preflight
@@ -142,6 +142,10 @@ class TaskFamily:
         self.cfg, self.split, self.device = cfg, split, device
         if cfg.family == "sinusoid":
             self.family: Any = SinusoidFamily(phase_range=cfg.phase_range)
+        elif cfg.family == "miniimagenet":
+            self.family = MiniImageNetFamily(
+                split, device=device, root=cfg.data_root, split_dir=cfg.split_dir
+            )
         else:
             protocol_split = {"train": "train", "val": "val", "test": "test"}[split]
             self.family = OmniglotFamily(
@@ -168,13 +172,18 @@ def build_family(cfg: TaskConfig, split: str, device: torch.device) -> TaskFamil
     return TaskFamily(cfg, split, device)
 
 
+_IMAGE_SHAPES = {"omniglot": (1, 28), "miniimagenet": (3, 84)}
+"""(channels, side) of each image family's inputs."""
+
+
 def build_model(
     cfg: SupervisedConfig, generator: torch.Generator, device: torch.device, embedding: bool
 ) -> nn.Module:
     """Builds the network; ``embedding=True`` drops the classifier head (metric learners)."""
     task, model = cfg.task, cfg.model
+    channels, side = _IMAGE_SHAPES.get(task.family, (1, 28))
     if model.network == "mlp":
-        in_dim = 1 if task.family == "sinusoid" else 28 * 28
+        in_dim = 1 if task.family == "sinusoid" else channels * side * side
         out_dim = 1 if task.family == "sinusoid" else task.ways
         return MLP(
             in_dim,
@@ -195,6 +204,8 @@ def build_model(
     )
     return Conv4(
         None if embedding else task.ways,
+        in_channels=channels,
+        image_size=side,
         filters=model.filters,
         variant=variant,
         bn_steps=bn_steps,

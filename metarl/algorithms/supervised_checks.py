@@ -47,6 +47,10 @@ def check_task(task: TaskConfig) -> None:
     """Raises ``ValueError`` naming the first bad field of the ``task`` section."""
     check_positive(task, "ways", "shots", "query_shots", "meta_batch_size")
     check_positive(task, "train_ways", "test_shots", "test_query_shots", "num_characters")
+    if task.num_characters is not None and task.family != "omniglot":
+        raise ValueError(f"num_characters applies to the omniglot family, not {task.family!r}")
+    if task.split_dir is not None and task.family != "miniimagenet":
+        raise ValueError(f"split_dir applies to the miniimagenet family, not {task.family!r}")
     low, high = task.phase_range
     if not -math.inf < low <= high < math.inf:
         raise ValueError(f"phase_range must be finite with low <= high, got {[low, high]}")
@@ -95,12 +99,17 @@ def _features_per_example(cfg: SupervisedConfig) -> int:
     model, task = cfg.model, cfg.task
     if task.family == "sinusoid":
         return 1 + sum(model.hidden) + 1
+    channels, side = (3, 84) if task.family == "miniimagenet" else (1, 28)
+    pixels = channels * side * side
     if model.network == "mlp":
-        return _OMNIGLOT_PIXELS + sum(model.hidden) + task.ways
-    # conv4 on 28x28: four 3x3 conv blocks, each halving the side (stride 2, or a 2x2 max-pool
-    # after a full-resolution convolution).
-    sides = (28, 14, 7, 4) if model.network == "conv4_maxpool" else (14, 7, 4, 2)
-    return _OMNIGLOT_PIXELS + model.filters * sum(side * side for side in sides)
+        return pixels + sum(model.hidden) + task.ways
+    # conv4: four 3x3 conv blocks, each halving the side (stride 2, or a 2x2 max-pool after a
+    # full-resolution convolution).
+    sides = [side]
+    for _ in range(4):
+        sides.append((sides[-1] + 1) // 2)
+    sides = sides[:4] if model.network == "conv4_maxpool" else sides[1:]  # 28: (28, 14, 7, 4)
+    return pixels + model.filters * sum(s * s for s in sides)
 
 
 def activation_bytes(cfg: SupervisedConfig) -> int:

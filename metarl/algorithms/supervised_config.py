@@ -35,10 +35,12 @@ __all__ = [
     "MANNConfig",
     "MAMLPPConfig",
     "MatchingConfig",
+    "MetaOptNetConfig",
     "MetaSGDConfig",
     "ModelConfig",
     "OptimConfig",
     "ProtoNetConfig",
+    "R2D2Config",
     "ReptileConfig",
     "SNAILConfig",
     "SupervisedConfig",
@@ -56,8 +58,9 @@ _MAML_VARIANTS = frozenset({"maml", "fomaml", "metasgd", "anil", "mamlpp"})
 class TaskConfig:
     """The few-shot problem: which task family, and how many classes, shots and tasks."""
 
-    family: Literal["sinusoid", "omniglot"] = "sinusoid"
-    """Task family: sinusoid regression (MAML §5.1) or Omniglot N-way K-shot classification."""
+    family: Literal["sinusoid", "omniglot", "miniimagenet"] = "sinusoid"
+    """Task family: sinusoid regression (MAML §5.1), Omniglot or miniImageNet N-way K-shot
+    classification."""
     ways: int = 5
     """Classes per task N (classification; ignored for sinusoid)."""
     shots: int = 10
@@ -72,11 +75,15 @@ class TaskConfig:
     """Query examples per class at evaluation (default: query_shots)."""
     meta_batch_size: int = 25
     """Tasks per outer update."""
-    protocol: Literal["maml", "protonets"] = "maml"
-    """Omniglot split protocol: 1100/100/423 characters with random rotations, or ProtoNets'
-    1028/172/423 characters with each rotation a separate class."""
+    protocol: Literal["maml", "protonets", "vinyals"] = "maml"
+    """Omniglot split protocol: 1100/100/423 characters with random rotations; ProtoNets'
+    1028/172/423 characters with each rotation a separate class (random permutation); or vinyals:
+    the same class sizes with the published, mostly alphabet-disjoint Vinyals et al. split."""
     data_root: str | None = None
-    """Directory with images_background.zip and images_evaluation.zip (None: the default)."""
+    """Omniglot: directory with images_background.zip and images_evaluation.zip (None: the
+    default); miniImageNet: the folder of the 60,000 JPEGs (None: $METARL_MINIIMAGENET_ROOT)."""
+    split_dir: str | None = None
+    """miniImageNet: folder of train/val/test.csv (None: the shipped Ravi & Larochelle splits)."""
     num_characters: int | None = None
     """Use only this many characters per split (tiny runs and tests); None uses them all."""
     phase_range: tuple[float, float] = (0.0, math.pi)
@@ -96,7 +103,7 @@ class TaskConfig:
         shots = self.test_shots or self.shots
         if self.family == "sinusoid":
             return f"sinusoid-{shots}shot"
-        return f"omniglot-{self.ways}w{shots}s"
+        return f"{self.family}-{self.ways}w{shots}s"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +134,7 @@ class AlgoConfig:
     """maml, fomaml (first order), metasgd (learned per-parameter lr), anil (head-only inner
     loop), mamlpp (MAML++), reptile, imaml (implicit gradients), cavia (context adaptation),
     alphamaml (hypergradient step sizes), metalstm (an LSTM produces the updates),
-    protonet, matching, relation, mann or snail."""
+    protonet, matching, relation, r2d2, metaoptnet, siamese, mann or snail."""
 
     def __post_init__(self) -> None:
         check_algo(self)
@@ -313,6 +320,38 @@ class SNAILConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class R2D2Config:
+    """R2-D2's ridge-regression head (Bertinetto et al. 2019): its learned scalars' start."""
+
+    lam: float = 50.0
+    """Initial ridge regulariser λ (learned, as log λ)."""
+    scale: float = 10.0
+    """Initial output scale α (learned); the offset β starts at 0."""
+
+    def __post_init__(self) -> None:
+        check_positive(self, "lam", "scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaOptNetConfig:
+    """MetaOptNet's head (Lee et al. 2019): a multi-class SVM, or ridge regression (RR)."""
+
+    head: Literal["svm", "ridge"] = "svm"
+    """svm: Crammer-Singer linear SVM; ridge: MetaOptNet-RR (the R2-D2 head, λ fixed)."""
+    c: float = 0.1
+    """The SVM's C (inverse regularisation)."""
+    solver_steps: int = 15
+    """FISTA steps of the SVM dual solver, unrolled for the meta-gradient."""
+    lam: float = 50.0
+    """Ridge regulariser λ of the ridge head (fixed)."""
+    scale: float = 1.0
+    """Initial output scale (learned)."""
+
+    def __post_init__(self) -> None:
+        check_positive(self, "c", "solver_steps", "lam", "scale")
+
+
+@dataclasses.dataclass(frozen=True)
 class OptimConfig(BaseOptimConfig):
     """The outer optimiser and its schedule."""
 
@@ -383,6 +422,10 @@ class SupervisedConfig:
     """The controller and memory (mann only)."""
     snail: SNAILConfig | None = None
     """The attention and TC sizes (snail only)."""
+    r2d2: R2D2Config | None = None
+    """The ridge head's initial scalars (r2d2 only)."""
+    metaoptnet: MetaOptNetConfig | None = None
+    """The SVM or ridge head (metaoptnet only)."""
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     """The outer optimiser."""
     eval: EvalConfig | None = None
@@ -403,6 +446,8 @@ class SupervisedConfig:
         "protonet": frozenset({"protonet"}),
         "mann": frozenset({"mann"}),
         "snail": frozenset({"snail"}),
+        "r2d2": frozenset({"r2d2"}),
+        "metaoptnet": frozenset({"metaoptnet"}),
         "eval": _INNER_LOOP,
     }
     RENAMED_KEYS = {

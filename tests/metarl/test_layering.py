@@ -25,6 +25,8 @@ ALLOWED = {
     "protonet": {"supervised", "metric_common"},
     "matching": {"supervised", "metric_common"},
     "relation": {"supervised", "metric_common"},
+    "closed_form": {"supervised", "metric_common"},
+    "siamese": {"supervised", "metric_common"},
     "metric_common": {"supervised"},
     "blackbox_common": {"supervised"},
     "mann": {"blackbox_common", "supervised_config"},

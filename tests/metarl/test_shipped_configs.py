@@ -4,7 +4,8 @@ Each YAML under ``configs/`` is one test case, collected from the files (a new c
 without touching this file). The overrides shrink every budget (one iteration, two tasks, short
 horizons, small networks, no baselines) and keep the rest of the config as shipped: its
 algorithm, environment, network kind, optimiser and inner loop. Then ``metarl eval`` reloads the
-run's checkpoint. Omniglot configs need the real archives (skipped outside CI without them).
+run's checkpoint. Omniglot configs need the real archives (skipped outside CI without them);
+miniImageNet configs run on a tiny synthetic image folder and split CSVs in the real layout.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from metarl.algorithms import ALGORITHMS
 from metarl.cli import main as cli_main
 from metarl.config import load_yaml
 from tests.helpers.data import require_omniglot_root
+from tests.helpers.miniimagenet_fixture import write_synthetic_miniimagenet
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs").glob("**/*.yaml"))
-METRIC_LEARNERS = {"protonet", "matching", "relation"}
+METRIC_LEARNERS = {n for n, a in ALGORITHMS.items() if a.learner is not None and not a.adapts}
 
 _RUN = ["run.log_every=1", "run.checkpoint_every=1", "run.progress=false", "run.log_backends=[csv]"]
 TINY = {
@@ -98,9 +100,22 @@ def _algo_name(path: Path) -> str:
     return (data.get("algo") or {}).get("name", "maml")
 
 
-def _is_omniglot(path: Path) -> bool:
+def _family(path: Path) -> str | None:
     data = load_yaml(path.read_text(encoding="utf-8")) or {}
-    return (data.get("task") or {}).get("family") == "omniglot"
+    return (data.get("task") or {}).get("family")
+
+
+@pytest.fixture(scope="module")
+def synthetic_miniimagenet(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Overrides pointing a miniImageNet config at a tiny synthetic folder and its split CSVs.
+
+    The real images are never available to the tests (ImageNet's terms), so the configs run on
+    JPEGs in the same layout, with CSVs naming them (6 classes of 20 images per split).
+    """
+    images, splits = write_synthetic_miniimagenet(
+        tmp_path_factory.mktemp("miniimagenet"), images_per_class=20, size=(84, 84)
+    )
+    return [f"task.data_root={images}", f"task.split_dir={splits}"]
 
 
 def _curve_steps(path: Path) -> list[int]:
@@ -131,11 +146,16 @@ def test_configs_are_collected_and_each_names_a_known_algorithm():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
-def test_config_trains_one_tiny_iteration_then_evaluates(path, tmp_path, capsys):
-    if _is_omniglot(path):
+def test_config_trains_one_tiny_iteration_then_evaluates(path, tmp_path, capsys, request):
+    tiny = _tiny(path)
+    if _family(path) == "omniglot":
         require_omniglot_root()
+    else:  # num_characters is an Omniglot setting
+        tiny = [s for s in tiny if not s.startswith("task.num_characters=")]
+    if _family(path) == "miniimagenet":
+        tiny += request.getfixturevalue("synthetic_miniimagenet")
     run_dir = tmp_path / "run"
-    sets = [arg for s in _tiny(path) for arg in ("--set", s)]
+    sets = [arg for s in tiny for arg in ("--set", s)]
     args = ["train", str(path), "--run-dir", str(run_dir), "--device", "cpu", "--seed", "0"]
     assert cli_main([*args, *sets]) == 0, capsys.readouterr().err
     saved = load_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))

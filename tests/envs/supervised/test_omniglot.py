@@ -217,7 +217,7 @@ def test_bad_generator_raises(maml_train: OmniglotFamily) -> None:
     ("kwargs", "match"),
     [
         ({"split": "training"}, r"split must be one of \('train', 'val', 'test'\), got 'training'"),
-        ({"protocol": "reptile"}, r"protocol must be one of \('maml', 'protonets'\)"),
+        ({"protocol": "reptile"}, r"protocol must be one of \('maml', 'protonets', 'vinyals'\)"),
         ({"num_characters": 101, "split": "val"}, r"num_characters must be <= 100 .*got 101"),
         ({"num_characters": 0}, "num_characters must be a positive int, got 0"),
     ],

@@ -412,7 +412,7 @@ def test_held_out_tasks_come_from_characters_never_trained_on(monkeypatch) -> No
 
     monkeypatch.setattr(supervised, "OmniglotFamily", family)
     chars = {}
-    for protocol in ("maml", "protonets"):
+    for protocol in ("maml", "protonets", "vinyals"):
         task = TaskConfig(family="omniglot", ways=5, shots=1, query_shots=1, protocol=protocol)
         for split in ("train", "val", "test"):
             fam = build_family(task, split, CPU)
