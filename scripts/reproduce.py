@@ -275,6 +275,10 @@ def quick(manifest: Mapping[str, Any], out: Path) -> list[str]:
         skipped = [n for n, s in rows.items() if s.get("needs") == "omniglot"]
         rows = {n: s for n, s in rows.items() if n not in skipped}
         print(f"skipped {skipped}: {missing}; `metarl data omniglot` fetches the archives")
+    if importlib.util.find_spec("metaworld") is None:
+        skipped = [n for n, s in rows.items() if s.get("needs") == "metaworld"]
+        rows = {n: s for n, s in rows.items() if n not in skipped}
+        print(f"skipped {skipped}: pip install 'metarl[metaworld]' runs them")
     shutil.copy2(RESULTS / tables.MANIFEST, out / tables.MANIFEST)
     for name, spec in rows.items():
         seconds = run_row(name, spec, manifest, out, quick=True)
