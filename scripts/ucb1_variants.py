@@ -2,7 +2,7 @@
 
 The classic-baseline columns of the RL² bandit runs (``results/rl2-bandit_k*_n*/eval.json``) use
 UCB1 as the RL² appendix describes it: every arm starts at one success and one failure
-(pseudo-counts), and the bonus scale ``c`` is tuned (``metarl.rl.classic.UCB1_C`` = 0.2).
+(pseudo-counts), and the bonus scale ``c`` is tuned (``metarl.rl.classic_bandit.UCB1_C`` = 0.2).
 Textbook UCB1 (Auer et al. 2002, Fig. 1) pulls each arm once, then plays the highest
 ``s_a / n_a + sqrt(2 ln t / n_a)``, i.e. plain counts and ``c = 1``. This script redraws each
 run's held-out tasks (the draw ``metarl train``'s evaluation makes, seed ``run.seed + 1``),
@@ -25,7 +25,7 @@ import numpy as np
 from envs.light.bandit import BanditEngine, BanditTask
 from envs.vector import make_vec
 from metarl.config import load_yaml
-from metarl.rl import classic
+from metarl.rl import classic_bandit as classic
 from metarl.rl.evaluation import heldout_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -118,7 +118,13 @@ class AlphaMAMLLearner:
             first_order=first_order,
         )
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes in their own group: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query loss after the inner steps at step size α (second order, as MAML)."""
         steps = self.inner.steps
         result = self._adapt(params, batch, steps, first_order=False)
@@ -163,7 +169,9 @@ class AlphaMAMLLearner:
             "outer_lr": group["lr"],
         }
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query metric after 0..steps inner steps at the learned α, ``[task, steps + 1]``."""
         result = self._adapt(params, batch, steps, first_order=True)
         with torch.no_grad():

@@ -142,7 +142,13 @@ class CAVIALearner:
     def _predict(self, adapted: Params, batch: TaskBatch) -> Tensor:
         return vmap(self._forward)(adapted, batch.query_x)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes in their own group: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query loss after the context's inner steps, differentiated through them."""
         steps = self.inner.steps
         result = self._adapt(params, batch, steps, self.inner.first_order)
@@ -154,7 +160,9 @@ class CAVIALearner:
         key = "query_" + self.cfg.task.metric
         return OuterLoss(loss, {key: metric, "support_loss_before": before})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query metric after 0..steps context steps, ``[task, steps + 1]``."""
         result = self._adapt(params, batch, steps, first_order=True)
         with torch.no_grad():

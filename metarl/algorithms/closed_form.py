@@ -267,7 +267,13 @@ class _ClosedFormLearner:
         support, query = embed_tasks(self.model, encoder, batch)
         return self._head(params, support, batch.support_y, query, ways)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes in their own group: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query cross-entropy over the tasks of a training batch."""
         ways = self.cfg.task.train_ways or self.cfg.task.ways
         logits = self.query_logits(params, batch, ways).flatten(0, 1)
@@ -275,7 +281,9 @@ class _ClosedFormLearner:
         loss = task_loss(logits, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
         with torch.no_grad():
             logits = self.query_logits(params, batch, self.cfg.task.ways)

@@ -262,7 +262,13 @@ class IMAMLLearner:
             steps=steps,
         )
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes in their own group: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """The mean query loss, as a surrogate whose gradient is the implicit meta-gradient.
 
         Its value is the mean query loss at the adapted parameters; its gradient with respect to
@@ -291,7 +297,9 @@ class IMAMLLearner:
             loss, {key: self._metric(phi, batch).mean(), "support_loss_before": before}
         )
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query metric after 0..steps proximal inner steps, ``[task, steps + 1]``."""
         path = self._path(params, batch, steps)
         return torch.stack([self._metric(phi, batch) for phi in path], dim=1)

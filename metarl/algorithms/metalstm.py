@@ -197,7 +197,13 @@ class MetaLSTMLearner:
     def _predict(self, adapted: Params, batch: TaskBatch) -> Tensor:
         return vmap(lambda p, x: functional_call(self.model, p, (x,)))(adapted, batch.query_x)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes in their own group: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Mean query loss of the learner after the meta-learner's ``inner.steps`` updates."""
         steps = self.inner.steps
         result = self._adapt(params, batch, steps)
@@ -209,7 +215,9 @@ class MetaLSTMLearner:
         key = "query_" + self.cfg.task.metric
         return OuterLoss(loss, {key: metric, "support_loss_before": before})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query metric after 0..steps meta-learner updates, ``[task, steps + 1]``."""
         with torch.no_grad():
             result = self._adapt(params, batch, steps)

@@ -164,7 +164,13 @@ class SiameseLearner:
         """``[task, query, ways]``: each class's most similar support image's logit."""
         return nearest_support_scores(self.pair_logits(params, batch), batch.support_y, ways)
 
-    def outer_loss(self, params: Params, batch: TaskBatch, iteration: int) -> OuterLoss:
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes in their own group: ``{}``."""
+        return {}
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
         """Balanced pair cross-entropy; logs the nearest-support query accuracy."""
         ways = self.cfg.task.train_ways or self.cfg.task.ways
         logits = self.pair_logits(params, batch)
@@ -173,7 +179,9 @@ class SiameseLearner:
         accuracy = task_metric(scores.flatten(0, 1), batch.query_y.flatten())
         return OuterLoss(loss, {"query_accuracy": accuracy})
 
-    def adaptation_curve(self, params: Params, batch: TaskBatch, steps: int) -> Tensor:
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
         """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
         with torch.no_grad():
             scores = self.query_scores(params, batch, self.cfg.task.ways)

@@ -225,3 +225,24 @@ def dataclass_replace(obj, **changes):
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
+
+
+def test_every_registered_learner_has_the_learner_protocol():
+    """A learner the driver cannot call fails here, not at its first training run."""
+    import importlib
+    import inspect
+
+    from metarl.algorithms.registry import ALGORITHMS
+
+    learners = {n: a.learner for n, a in ALGORITHMS.items() if a.learner is not None}
+    assert len(learners) >= 18
+    for name, target in learners.items():
+        module, cls_name = target.split(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        for method in ("init_params", "init_lrs", "outer_loss", "adaptation_curve"):
+            assert callable(getattr(cls, method, None)), f"{name} lacks {method}"
+        for method in ("outer_loss", "adaptation_curve"):
+            params = inspect.signature(getattr(cls, method)).parameters
+            assert "lrs" in params and params["lrs"].kind is inspect.Parameter.KEYWORD_ONLY, (
+                f"{name}.{method} does not take the learned step sizes as lrs="
+            )
