@@ -246,7 +246,7 @@ def run_row(
         "started": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_clock_seconds": round(wall),
         "machine": _machine(),
-        "threads": torch.get_num_threads(),
+        "threads": _run_threads(work / "config.yaml", torch.get_num_threads()),
         "versions": _versions(),
     }
     (target / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
@@ -262,6 +262,17 @@ def omniglot_missing() -> str:
     root = resolve_omniglot_root()
     missing = [name for name in ARCHIVE_NAMES if not (root / name).is_file()]
     return f"Omniglot archives {missing} not found under {root}" if missing else ""
+
+
+def _run_threads(config: Path, default: int) -> int:
+    """The torch threads the run trained with: its ``run.num_threads`` (0: torch's default)."""
+    from metarl.config import load_yaml
+
+    if config.is_file():
+        run = (load_yaml(config.read_text(encoding="utf-8")) or {}).get("run") or {}
+        if int(run.get("num_threads") or 0) > 0:
+            return int(run["num_threads"])
+    return default
 
 
 def quick(manifest: Mapping[str, Any], out: Path) -> list[str]:
