@@ -24,6 +24,7 @@ from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -62,7 +63,7 @@ def adam_direction(opt: torch.optim.Adam, params: list[Tensor]) -> list[Tensor] 
     return out
 
 
-class AlphaMAMLLearner:
+class AlphaMAMLLearner(FixedStepSizes):
     """MAML with a hypergradient-adapted inner step size α and Adam-HD outer step size β.
 
     Args:
@@ -117,10 +118,6 @@ class AlphaMAMLLearner:
             lr=params[INNER_LR],
             first_order=first_order,
         )
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes in their own group: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -148,7 +149,7 @@ def _sub(params: Params, prefix: str) -> Params:
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-class BlackBoxLearner:
+class BlackBoxLearner(FixedStepSizes):
     """A conv4 embedding plus a sequence model over the episode, as a supervised learner.
 
     Subclasses set ``label_offset`` and build ``core``: a module mapping ``[batch, steps, dim +
@@ -203,10 +204,6 @@ class BlackBoxLearner:
     def _orders(self, batch: TaskBatch, seed: int) -> Tensor:
         num_tasks, support = batch.support_y.shape[:2]
         return support_orders(num_tasks, support, seed, batch.support_y.device)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -25,6 +25,7 @@ from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     task_loss,
@@ -94,7 +95,7 @@ def _build_network(
     )
 
 
-class CAVIALearner:
+class CAVIALearner(FixedStepSizes):
     """CAVIA for supervised few-shot learning (see the module docstring).
 
     Args:
@@ -141,10 +142,6 @@ class CAVIALearner:
 
     def _predict(self, adapted: Params, batch: TaskBatch) -> Tensor:
         return vmap(self._forward)(adapted, batch.query_x)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes in their own group: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from envs.supervised import TaskBatch
 from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -232,7 +233,7 @@ def _section(value: _Section | None, name: str) -> _Section:
     return value
 
 
-class _ClosedFormLearner:
+class _ClosedFormLearner(FixedStepSizes):
     """The shared shell: a conv4 encoder, learned head scalars, the query cross-entropy."""
 
     def __init__(
@@ -266,10 +267,6 @@ class _ClosedFormLearner:
         encoder = {k[len("embedding.") :]: v for k, v in params.items() if k[:10] == "embedding."}
         support, query = embed_tasks(self.model, encoder, batch)
         return self._head(params, support, batch.support_y, query, ways)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes in their own group: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -31,6 +31,7 @@ from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -211,7 +212,7 @@ def implicit_meta_gradient(
     return ImplicitGradient({k: v.detach() for k, v in grads.items()}, losses.detach())
 
 
-class IMAMLLearner:
+class IMAMLLearner(FixedStepSizes):
     """iMAML with a gradient-descent inner solver (the paper's "iMAML, GD").
 
     Args:
@@ -261,10 +262,6 @@ class IMAMLLearner:
             lr=self.inner.lr,
             steps=steps,
         )
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes in their own group: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 from envs.supervised import TaskBatch
 from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -198,7 +199,7 @@ def _sub(params: Params, prefix: str) -> Params:
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-class MatchingNetLearner:
+class MatchingNetLearner(FixedStepSizes):
     """Matching Networks (optionally with FCE) as a supervised learner.
 
     Args:
@@ -253,10 +254,6 @@ class MatchingNetLearner:
                 section(self.cfg.matching, "matching").fce_steps,
             )
         return matching_log_probs(support, batch.support_y, query, ways)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

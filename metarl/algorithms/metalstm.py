@@ -31,6 +31,7 @@ from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -134,7 +135,7 @@ def lstm_update(meta: Mapping[str, Tensor], hidden: int) -> InnerUpdate:
     return InnerUpdate(init, update)
 
 
-class MetaLSTMLearner:
+class MetaLSTMLearner(FixedStepSizes):
     """The Ravi & Larochelle meta-learner on the learners of this suite (MLP or conv4).
 
     Args:
@@ -196,10 +197,6 @@ class MetaLSTMLearner:
 
     def _predict(self, adapted: Params, batch: TaskBatch) -> Tensor:
         return vmap(lambda p, x: functional_call(self.model, p, (x,)))(adapted, batch.query_x)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes in their own group: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from envs.supervised import TaskBatch
 from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -111,7 +112,7 @@ def prototype_logits(
     raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
 
 
-class ProtoNetLearner:
+class ProtoNetLearner(FixedStepSizes):
     """Prototypical Networks as a :class:`~metarl.algorithms.supervised.SupervisedLearner`.
 
     Args:
@@ -141,10 +142,6 @@ class ProtoNetLearner:
         return prototype_logits(
             support, batch.support_y, query, ways, section(self.cfg.protonet, "protonet").distance
         )
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

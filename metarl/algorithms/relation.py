@@ -30,7 +30,13 @@ from torch.nn import functional as F
 
 from envs.supervised import IMAGE_SIZE, TaskBatch
 from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
-from metarl.algorithms.supervised import OuterLoss, SupervisedConfig, embed_tasks, task_metric
+from metarl.algorithms.supervised import (
+    FixedStepSizes,
+    OuterLoss,
+    SupervisedConfig,
+    embed_tasks,
+    task_metric,
+)
 from metarl.functional import Params
 from metarl.nn import ConvBlock, init_linear_
 
@@ -181,7 +187,7 @@ def _sub(params: Params, prefix: str) -> Params:
     return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
-class RelationNetLearner:
+class RelationNetLearner(FixedStepSizes):
     """Relation Networks as a :class:`~metarl.algorithms.supervised.SupervisedLearner`.
 
     Args:
@@ -222,10 +228,6 @@ class RelationNetLearner:
 
         scores = vmap(task_scores)(pairs.flatten(1, 2))  # batch norm per task
         return scores.reshape(num_tasks, num_query, ways)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -48,6 +48,7 @@ from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -195,7 +196,7 @@ def reptile_pseudo_loss(params: Params, adapted_mean: Params) -> Tensor:
 _EVAL_STREAM = 1  # seeds minibatches of adaptation_curve apart from those of training
 
 
-class ReptileLearner:
+class ReptileLearner(FixedStepSizes):
     """Reptile with an Adam inner loop (see the module docstring).
 
     Args:
@@ -242,10 +243,6 @@ class ReptileLearner:
         self.generator.manual_seed(int(seed[0]))
         idx = minibatch_indices(batch.num_support, batch_size, steps, self.generator)
         return batch.support_x[:, idx], batch.support_y[:, idx]
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

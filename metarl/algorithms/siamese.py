@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from envs.supervised import TaskBatch
 from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
 from metarl.algorithms.supervised import (
+    FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
@@ -119,7 +120,7 @@ def nearest_support_scores(logits: Tensor, support_y: Tensor, ways: int) -> Tens
     return masked.amax(dim=-1)
 
 
-class SiameseLearner:
+class SiameseLearner(FixedStepSizes):
     """Siamese networks as a supervised learner: pairs from episodes, nearest-support test.
 
     Args:
@@ -163,10 +164,6 @@ class SiameseLearner:
     def query_scores(self, params: Params, batch: TaskBatch, ways: int) -> Tensor:
         """``[task, query, ways]``: each class's most similar support image's logit."""
         return nearest_support_scores(self.pair_logits(params, batch), batch.support_y, ways)
-
-    def init_lrs(self) -> Params:
-        """No learned inner step sizes in their own group: ``{}``."""
-        return {}
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -52,6 +52,7 @@ __all__ = [
     "CONFIG_CLASS",
     "AlgoConfig",
     "EvalConfig",
+    "FixedStepSizes",
     "InnerConfig",
     "MAMLPPConfig",
     "MatchingConfig",
@@ -96,6 +97,14 @@ class OuterLoss(NamedTuple):
     loss: Tensor
     metrics: dict[str, Tensor]
     half_squared_grad: bool = False
+
+
+class FixedStepSizes:
+    """Base of the learners without learned inner step sizes: :meth:`init_lrs` is ``{}``."""
+
+    def init_lrs(self) -> Params:
+        """No learned inner step sizes: ``{}`` (an empty parameter group is skipped)."""
+        return {}
 
 
 class SupervisedLearner(Protocol):
