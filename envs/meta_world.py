@@ -20,12 +20,9 @@ times): about 2 s for ML1, 20 s for ML10 and a minute for ML45 on one core, once
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import functools
 import hashlib
-import itertools
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -41,6 +38,7 @@ from envs.core import (
     WorkerError,
 )
 from envs.mujoco.rendering import make_renderer, render_frame
+from envs.slice_threads import SliceThreads
 
 try:
     # the optional extra: absent where mypy runs without it
@@ -76,7 +74,6 @@ INFO_KEYS = (
 )
 
 OBS_DIM = 39
-_CHUNKS_PER_THREAD = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,10 +310,7 @@ class MetaWorldEngine(BatchedTaskEngine):
         self._obs = np.zeros((num_envs, OBS_DIM))
         self._reward = np.zeros(num_envs)
         self._info = {k: np.zeros(num_envs) for k in INFO_KEYS}
-        self._slices = [slice(None)]
-        self._threads = 1
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._worker_timeout: float | None = None
+        self._threads = SliceThreads(num_envs, "MetaWorldEngine")
         self._renderers: dict[int, tuple[Any, Any]] = {}
 
     def _apply_tasks(self, indices: np.ndarray) -> None:
@@ -382,10 +376,9 @@ class MetaWorldEngine(BatchedTaskEngine):
             raise RuntimeError(
                 f"reset sub-environments {np.flatnonzero(~self._ready).tolist()} before step()"
             )
-        if self._executor is None:
-            self._step_slice(actions, slice(None))
-        else:
-            self._step_threaded(actions)
+        if self._threads.failed is not None:
+            raise WorkerError(self._threads.failed)
+        self._threads.run(functools.partial(self._step_slice, actions))
         extras = {k: v.copy() for k, v in self._info.items()}
         terminated = np.zeros(self.num_envs, dtype=bool)
         return EngineStep(self._obs.copy(), self._reward.copy(), terminated, {}, extras)
@@ -404,45 +397,7 @@ class MetaWorldEngine(BatchedTaskEngine):
         MuJoCo releases the GIL while it simulates; Meta-World's Python reward does not, so this
         gains little. Each sub-env is stepped exactly as with one thread.
         """
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
-        if num_threads > self.num_envs:
-            raise ValueError(f"num_threads={num_threads} exceeds num_envs={self.num_envs}")
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-        size = max(1, -(-self.num_envs // (num_threads * _CHUNKS_PER_THREAD)))
-        self._slices = [
-            slice(a, min(a + size, self.num_envs)) for a in range(0, self.num_envs, size)
-        ]
-        self._threads = num_threads
-        self._worker_timeout = worker_timeout
-        if num_threads > 1:
-            self._executor = concurrent.futures.ThreadPoolExecutor(num_threads - 1, "metarl-mw")
-
-    def _step_threaded(self, actions: np.ndarray) -> None:
-        assert self._executor is not None
-        counter = itertools.count()
-
-        def work() -> None:
-            for k in counter:
-                if k >= len(self._slices):
-                    return
-                self._step_slice(actions, self._slices[k])
-
-        futures = [self._executor.submit(work) for _ in range(self._threads - 1)]
-        work()
-        timeout = self._worker_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for k, future in enumerate(futures, start=1):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                future.result(timeout=left)
-            except concurrent.futures.TimeoutError:
-                raise WorkerError(
-                    f"MetaWorldEngine: stepping thread {k} of {self._threads} did not finish "
-                    f"its share of 'step' within worker_timeout={timeout} s"
-                ) from None
+        self._threads.configure(num_threads, worker_timeout)
 
     def render(self, index: int, render_mode: str) -> Any:
         """Renders sub-env ``index`` with gymnasium's MuJoCo renderer (free camera).
@@ -466,9 +421,7 @@ class MetaWorldEngine(BatchedTaskEngine):
             except Exception:  # noqa: BLE001, S110 - a renderer without a context has nothing open
                 pass
         self._renderers = {}
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._threads.close()
         envs = [e for e in self._envs if e is not None]
         envs += [e for pool in self._pool.values() for e in pool]
         for env in envs:

@@ -22,11 +22,8 @@ Only MuJoCo API available in MuJoCo 3.3 is used (``MjModel.from_xml_path``, ``Mj
 from __future__ import annotations
 
 import abc
-import concurrent.futures
 import copy
 import functools
-import itertools
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -46,6 +43,7 @@ from envs.core import (
     WorkerError,
 )
 from envs.mujoco.rendering import make_renderer, render_frame
+from envs.slice_threads import SliceThreads
 
 __all__ = ["ASSETS_DIR", "FieldGetter", "MujocoEngine", "resolve_xml"]
 
@@ -71,8 +69,6 @@ def resolve_xml(xml_file: str) -> Path:
         )
     return path
 
-
-_CHUNKS_PER_THREAD = 4  # work-sharing granularity of the thread backend
 
 #: What :meth:`MujocoEngine.step` does with NaN or infinite actions.
 NONFINITE_ACTIONS = ("raise", "clip")
@@ -182,11 +178,7 @@ class MujocoEngine(BatchedTaskEngine):
             for name, views in self._sources.items()
         ]
         self.previous = {name: self.state[name].copy() for name in track_previous}
-        self._thread_slices = [slice(None)]
-        self._num_threads = 1
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._worker_timeout: float | None = None
-        self._failed: str | None = None  # set when a stepping thread hung: no more steps
+        self._threads = SliceThreads(num_envs, type(self).__name__)
         self._renderers: dict[int, Any] = {}
         self._ready = np.zeros(num_envs, dtype=bool)
         self._ctrl_low, self._ctrl_high = model.actuator_ctrlrange.T.copy()
@@ -307,24 +299,7 @@ class MujocoEngine(BatchedTaskEngine):
         :class:`~envs.core.WorkerError` (None: wait without limit); the engine then refuses to
         step again.
         """
-        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
-        if num_threads > self.num_envs:
-            raise ValueError(f"num_threads={num_threads} exceeds num_envs={self.num_envs}")
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        # Work sharing: more chunks than threads, each thread takes the next unstepped chunk,
-        # so a thread on a slower (busier) core steps fewer sub-envs instead of holding up the
-        # batch. Each sub-env is stepped once, by one thread, exactly as in the serial loop.
-        size = max(1, -(-self.num_envs // (num_threads * _CHUNKS_PER_THREAD)))
-        self._thread_slices = [
-            slice(a, min(a + size, self.num_envs)) for a in range(0, self.num_envs, size)
-        ]
-        self._num_threads = num_threads
-        self._worker_timeout = worker_timeout
-        if num_threads > 1:
-            self._pool = concurrent.futures.ThreadPoolExecutor(num_threads - 1, "metarl-mujoco")
+        self._threads.configure(num_threads, worker_timeout)
 
     def _write_state(self, i: int, qpos: np.ndarray, qvel: np.ndarray) -> None:
         data = self._datas[i]
@@ -350,8 +325,8 @@ class MujocoEngine(BatchedTaskEngine):
                 f"actions must have shape {(self.num_envs, *self.action_space.shape)}, "
                 f"got {actions.shape}"
             )
-        if self._failed is not None:
-            raise WorkerError(self._failed)
+        if self._threads.failed is not None:
+            raise WorkerError(self._threads.failed)
         if not self._ready.all():
             raise RuntimeError(
                 f"reset sub-environments {np.flatnonzero(~self._ready).tolist()} before step()"
@@ -367,40 +342,10 @@ class MujocoEngine(BatchedTaskEngine):
 
     def _simulate(self, actions: np.ndarray) -> None:
         """The hot loop: one ``mj_step(nstep=frame_skip)`` per sub-env, then one copy per field."""
-        if self._pool is None:
-            self._simulate_slice(actions, slice(None))
-        else:
-            counter = itertools.count()
-            futures = [
-                self._pool.submit(self._simulate_shared, actions, counter)
-                for _ in range(self._num_threads - 1)
-            ]
-            try:
-                self._simulate_shared(actions, counter)
-            finally:
-                self._wait_for_threads(futures)
+        self._threads.run(functools.partial(self._simulate_slice, actions))
         concatenate = np.concatenate
         for out, views in self._flat:
             concatenate(views, out=out)
-
-    def _wait_for_threads(self, futures: list[concurrent.futures.Future]) -> None:
-        """Waits for the pool threads' shares of a step, at most ``worker_timeout`` seconds."""
-        timeout = self._worker_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for k, future in enumerate(futures, start=1):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                future.result(timeout=left)
-            except concurrent.futures.TimeoutError:
-                self._failed = (
-                    f"{type(self).__name__}: stepping thread {k} of {self._num_threads} did not "
-                    f"finish its share of 'step' within worker_timeout={timeout} s; the engine "
-                    "no longer steps (its MjData may still be in use by that thread)"
-                )
-                assert self._pool is not None
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-                raise WorkerError(self._failed) from None
 
     def check_actions(self, actions: Any) -> np.ndarray:
         """Returns ``actions`` as ``[n, action_dim]`` float64, finite (any batch size ``n``).
@@ -442,14 +387,6 @@ class MujocoEngine(BatchedTaskEngine):
             self._renderers[index] = make_renderer(self._models[index], self._datas[index])
         return render_frame(self._renderers[index], render_mode)
 
-    def _simulate_shared(self, actions: np.ndarray, counter: itertools.count) -> None:
-        """Steps chunks of sub-envs until none is left (``next`` on a count is atomic)."""
-        chunks = self._thread_slices
-        for i in counter:
-            if i >= len(chunks):
-                return
-            self._simulate_slice(actions, chunks[i])
-
     def _simulate_slice(self, actions: np.ndarray, part: slice) -> None:
         mj_step = mujoco.mj_step
         nstep = self.frame_skip
@@ -474,9 +411,7 @@ class MujocoEngine(BatchedTaskEngine):
 
     def close(self) -> None:
         """Drops the MuJoCo models and data (and stops the stepping threads and renderers)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self._threads.close()
         for renderer in self._renderers.values():
             try:
                 renderer.close()

@@ -108,7 +108,7 @@ def test_worker_timeout_must_be_a_positive_number_or_none(bad):
 
 def test_worker_timeout_reaches_the_engine():
     vec = make_vec("metarl/HalfCheetahVel-v0", 4, backend="thread", worker_timeout=7.5)
-    assert vec.engine._worker_timeout == 7.5
+    assert vec.engine._threads.worker_timeout == 7.5
     vec.close()
     vec = make_vec("metarl/Navigation2D-v0", 2, backend="process", start_method="fork")
     assert vec.engine.worker_timeout == 60.0  # generous default
