@@ -72,3 +72,48 @@ def check_generator(value: object) -> torch.Generator:
     if not isinstance(value, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(value).__name__}")
     return value
+
+
+def check_episode_args(
+    num_tasks: object,
+    ways: object,
+    shots: object,
+    query_shots: object,
+    generator: object,
+    *,
+    num_classes: int,
+    classes_in: str,
+    max_per_class: int,
+    per_class_in: str,
+) -> tuple[int, int, int, int, torch.Generator]:
+    """Checks the arguments of an image family's ``sample`` (Omniglot, miniImageNet).
+
+    Args:
+        num_tasks: Tasks (a positive int).
+        ways: Classes per task (a positive int).
+        shots: Support images per class (a positive int).
+        query_shots: Query images per class (a positive int).
+        generator: A ``torch.Generator``.
+        num_classes: The most ``ways`` the split allows.
+        classes_in: What the classes are, for the message (e.g. "classes in the train split").
+        max_per_class: The most ``shots + query_shots`` a class allows.
+        per_class_in: What limits them, for the message (e.g. "images per class").
+
+    Returns:
+        ``(num_tasks, ways, shots, query_shots, generator)``, the counts as ``int``.
+
+    Raises:
+        ValueError: If a count is not a positive int or exceeds its limit.
+        TypeError: If ``generator`` is not a ``torch.Generator``.
+    """
+    counts = {"num_tasks": num_tasks, "ways": ways, "shots": shots, "query_shots": query_shots}
+    t, w, k, q = (check_positive_int(name, value) for name, value in counts.items())
+    gen = check_generator(generator)
+    if w > num_classes:
+        raise ValueError(f"ways must be <= {num_classes} ({classes_in}), got {w}")
+    if k + q > max_per_class:
+        raise ValueError(
+            f"shots + query_shots must be <= {max_per_class} ({per_class_in}), got {k} + {q} = "
+            f"{k + q}"
+        )
+    return t, w, k, q, gen

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from envs.supervised._validation import check_generator, check_positive_int
+from envs.supervised._validation import check_episode_args
 from envs.supervised.task_batch import TaskBatch
 
 __all__ = [
@@ -306,22 +306,18 @@ class MiniImageNetFamily:
             ValueError: If a count is not a positive int or exceeds the classes or images.
             TypeError: If ``generator`` is not a ``torch.Generator``.
         """
-        num_tasks = check_positive_int("num_tasks", num_tasks)
-        ways = check_positive_int("ways", ways)
-        shots = check_positive_int("shots", shots)
-        query_shots = check_positive_int("query_shots", query_shots)
-        generator = check_generator(generator)
-        if ways > self.num_classes:
-            raise ValueError(
-                f"ways must be <= {self.num_classes} (classes in the {self.split} split), got "
-                f"{ways}"
-            )
+        num_tasks, ways, shots, query_shots, generator = check_episode_args(
+            num_tasks,
+            ways,
+            shots,
+            query_shots,
+            generator,
+            num_classes=self.num_classes,
+            classes_in=f"classes in the {self.split} split",
+            max_per_class=self.images_per_class,
+            per_class_in="images per class",
+        )
         per_class = shots + query_shots
-        if per_class > self.images_per_class:
-            raise ValueError(
-                f"shots + query_shots must be <= {self.images_per_class} (images per class), "
-                f"got {shots} + {query_shots} = {per_class}"
-            )
         source = generator.device
         scores = torch.rand(num_tasks, self.num_classes, generator=generator, device=source)
         classes = scores.topk(ways, dim=1).indices.to(self.device)  # [T, W]

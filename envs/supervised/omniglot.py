@@ -36,7 +36,7 @@ import os
 import numpy as np
 import torch
 
-from envs.supervised._validation import check_generator, check_positive_int
+from envs.supervised._validation import check_episode_args, check_positive_int
 from envs.supervised.omniglot_data import (
     IMAGE_SIZE,
     NUM_CHARACTERS,
@@ -227,22 +227,18 @@ class OmniglotFamily:
                 ``shots + query_shots`` exceeds the 20 drawings.
             TypeError: If ``generator`` is not a ``torch.Generator``.
         """
-        num_tasks = check_positive_int("num_tasks", num_tasks)
-        ways = check_positive_int("ways", ways)
-        shots = check_positive_int("shots", shots)
-        query_shots = check_positive_int("query_shots", query_shots)
-        generator = check_generator(generator)
-        if ways > self.num_classes:
-            raise ValueError(
-                f"ways must be <= {self.num_classes} (classes in the {self.protocol} {self.split} "
-                f"split), got {ways}"
-            )
+        num_tasks, ways, shots, query_shots, generator = check_episode_args(
+            num_tasks,
+            ways,
+            shots,
+            query_shots,
+            generator,
+            num_classes=self.num_classes,
+            classes_in=f"classes in the {self.protocol} {self.split} split",
+            max_per_class=NUM_DRAWERS,
+            per_class_in="drawings per character",
+        )
         per_class = shots + query_shots
-        if per_class > NUM_DRAWERS:
-            raise ValueError(
-                f"shots + query_shots must be <= {NUM_DRAWERS} (drawings per character), got "
-                f"{shots} + {query_shots} = {per_class}"
-            )
         classes, rotations, drawers = self._draw_indices(num_tasks, ways, per_class, generator)
         local = self._class_local[classes]
         # Row of self._images viewed as [C * 4 * 20, 28 * 28]; a flat index_select gathers
