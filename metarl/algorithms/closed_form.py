@@ -28,15 +28,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
-from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.metric_common import QueryLogitsLearner, check_metric_learner_config
 from metarl.algorithms.supervised import (
-    FixedStepSizes,
-    OuterLoss,
     SupervisedConfig,
     build_model,
     embed_tasks,
-    task_loss,
-    task_metric,
 )
 from metarl.functional import Params
 
@@ -233,7 +229,7 @@ def _section(value: _Section | None, name: str) -> _Section:
     return value
 
 
-class _ClosedFormLearner(FixedStepSizes):
+class _ClosedFormLearner(QueryLogitsLearner):
     """The shared shell: a conv4 encoder, learned head scalars, the query cross-entropy."""
 
     def __init__(
@@ -267,24 +263,6 @@ class _ClosedFormLearner(FixedStepSizes):
         encoder = {k[len("embedding.") :]: v for k, v in params.items() if k[:10] == "embedding."}
         support, query = embed_tasks(self.model, encoder, batch)
         return self._head(params, support, batch.support_y, query, ways)
-
-    def outer_loss(
-        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
-    ) -> OuterLoss:
-        """Mean query cross-entropy over the tasks of a training batch."""
-        ways = self.cfg.task.train_ways or self.cfg.task.ways
-        logits = self.query_logits(params, batch, ways).flatten(0, 1)
-        labels = batch.query_y.flatten()
-        loss = task_loss(logits, labels)
-        return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
-
-    def adaptation_curve(
-        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
-    ) -> Tensor:
-        """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
-        with torch.no_grad():
-            logits = self.query_logits(params, batch, self.cfg.task.ways)
-            return query_accuracy(logits, batch.query_y, steps)
 
 
 class R2D2Learner(_ClosedFormLearner):

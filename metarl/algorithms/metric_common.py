@@ -6,12 +6,21 @@ check and one accuracy "curve" with a single point serve all three.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.func import vmap
 
-from metarl.algorithms.supervised import SupervisedConfig, task_metric
+from envs.supervised import TaskBatch
+from metarl.algorithms.supervised import (
+    FixedStepSizes,
+    OuterLoss,
+    SupervisedConfig,
+    task_loss,
+    task_metric,
+)
+from metarl.functional import Params
 
-__all__ = ["check_metric_learner_config", "query_accuracy"]
+__all__ = ["QueryLogitsLearner", "check_metric_learner_config", "query_accuracy"]
 
 
 def check_metric_learner_config(cfg: SupervisedConfig, networks: tuple[str, ...]) -> None:
@@ -38,3 +47,36 @@ def query_accuracy(scores: Tensor, query_y: Tensor, steps: int) -> Tensor:
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     return vmap(task_metric)(scores, query_y).unsqueeze(1)
+
+
+class QueryLogitsLearner(FixedStepSizes):
+    """A learner whose queries are classified by ``query_logits`` and trained by cross-entropy.
+
+    Subclasses (ProtoNets, R2-D2, MetaOptNet) set ``cfg`` and define
+    ``query_logits(params, batch, ways) -> [task, query, ways]``.
+    """
+
+    cfg: SupervisedConfig
+
+    def query_logits(self, params: Params, batch: TaskBatch, ways: int) -> Tensor:
+        """``[task, query, ways]`` logits of each query."""
+        raise NotImplementedError
+
+    def outer_loss(
+        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
+    ) -> OuterLoss:
+        """Mean query cross-entropy over the tasks of a training batch (``train_ways``-way)."""
+        ways = self.cfg.task.train_ways or self.cfg.task.ways
+        logits = self.query_logits(params, batch, ways).flatten(0, 1)
+        labels = batch.query_y.flatten()
+        # every task has the same number of queries: the mean over all is the mean over tasks
+        loss = task_loss(logits, labels)
+        return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
+
+    def adaptation_curve(
+        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
+    ) -> Tensor:
+        """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
+        with torch.no_grad():
+            logits = self.query_logits(params, batch, self.cfg.task.ways)
+            return query_accuracy(logits, batch.query_y, steps)

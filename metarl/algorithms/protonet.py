@@ -23,15 +23,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
-from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.metric_common import QueryLogitsLearner, check_metric_learner_config
 from metarl.algorithms.supervised import (
-    FixedStepSizes,
-    OuterLoss,
     SupervisedConfig,
     build_model,
     embed_tasks,
-    task_loss,
-    task_metric,
 )
 from metarl.config_sections import section
 from metarl.functional import Params
@@ -112,7 +108,7 @@ def prototype_logits(
     raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
 
 
-class ProtoNetLearner(FixedStepSizes):
+class ProtoNetLearner(QueryLogitsLearner):
     """Prototypical Networks as a :class:`~metarl.algorithms.supervised.SupervisedLearner`.
 
     Args:
@@ -142,25 +138,6 @@ class ProtoNetLearner(FixedStepSizes):
         return prototype_logits(
             support, batch.support_y, query, ways, section(self.cfg.protonet, "protonet").distance
         )
-
-    def outer_loss(
-        self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
-    ) -> OuterLoss:
-        """Mean query cross-entropy over the tasks of a training batch (``train_ways``-way)."""
-        ways = self.cfg.task.train_ways or self.cfg.task.ways
-        logits = self.query_logits(params, batch, ways).flatten(0, 1)
-        labels = batch.query_y.flatten()
-        # every task has the same number of queries: the mean over all is the mean over tasks
-        loss = task_loss(logits, labels)
-        return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
-
-    def adaptation_curve(
-        self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
-    ) -> Tensor:
-        """Query accuracy of each ``task.ways``-way task, ``[task, 1]``; ``steps`` is unused."""
-        with torch.no_grad():
-            logits = self.query_logits(params, batch, self.cfg.task.ways)
-            return query_accuracy(logits, batch.query_y, steps)
 
 
 # -- shared with the other metric learners (matching.py, relation.py) ---------------------------
