@@ -136,16 +136,18 @@ def trial_minibatches(
     """
     parts = [chunks.select(local_rows(mb, rows)) for mb in minibatches]
     counts, mean, std = masked_stats([p.advantages for p in parts], [p.mask for p in parts])
+    # the weights are plain floats for the loss scaling: one host sync for all minibatches
+    mine_all = torch.stack([(p.mask != 0).sum().to(counts.dtype) for p in parts])
+    weights = (mine_all.double() / counts.double().clamp_min(1.0)).tolist()
     out: list[tuple[TrialChunks | None, float]] = []
     for k, part in enumerate(parts):
-        mine = float((part.mask != 0).sum())
-        if part.mask.shape[0] == 0 or mine == 0:
+        if part.mask.shape[0] == 0 or weights[k] == 0:
             out.append((None, 0.0))
             continue
         if normalize:
             adv = normalized(part.advantages, part.mask, mean[k], std[k])
             part = part._replace(advantages=adv)
-        out.append((part, mine / float(counts[k])))
+        out.append((part, weights[k]))
     return out
 
 
