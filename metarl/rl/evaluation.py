@@ -36,7 +36,7 @@ from metarl.logger import Logger
 from metarl.rl.parallel import gathered_rows, skip_noise
 from metarl.rl.policies import MLPPolicy, policy_forward
 from metarl.rl.sampler import EpisodeBatch, sample_episodes
-from metarl.rl.success import SuccessRecorder, success_table, write_success_results
+from metarl.rl.success import SuccessRecorder, gathered_success_table, write_success_results
 
 __all__ = [
     "AdaptFn",
@@ -470,12 +470,12 @@ def evaluate_adaptation(
             seed=seed,
         )
         curves[name] = values.cpu().numpy()
-        if recorder.records and not distributed.world().distributed:
-            size = vec.num_envs // episodes_per_task
-            table = success_table(recorder.records, len(tasks), size, steps + 1, episodes_per_task)
+        size = vec.num_envs // episodes_per_task
+        table = gathered_success_table(
+            recorder.records, len(tasks), size, steps + 1, episodes_per_task
+        )
+        if table is not None:  # rank 0 (the other ranks' records went to it)
             successes[name] = table
-    if recorder.records and distributed.world().distributed:
-        _warn_success_skipped()
     if successes and distributed.world().is_main:
         success = write_success_results(
             out,
@@ -505,11 +505,3 @@ def evaluate_adaptation(
         main=next(iter(starts)),
         logger=logger,
     ).json
-
-
-def _warn_success_skipped() -> None:
-    """Success rates are recorded per sub-env of one process; several ranks would mix them."""
-    _log.warning(
-        "success rates are not computed in an evaluation split over ranks: run 'metarl eval "
-        "RUN_DIR' in one process for them (the returns are unaffected)"
-    )

@@ -20,9 +20,16 @@ import numpy as np
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv
+from metarl import distributed
 from metarl.evaluation import summarize, write_eval_results
 
-__all__ = ["SuccessRecorder", "success_table", "task_class", "write_success_results"]
+__all__ = [
+    "SuccessRecorder",
+    "gathered_success_table",
+    "success_table",
+    "task_class",
+    "write_success_results",
+]
 
 
 def task_class(task: Task) -> str | None:
@@ -91,17 +98,70 @@ def success_table(
         ValueError: if the number or size of the records does not fit.
     """
     chunks = -(-num_tasks // tasks_per_chunk)
+    return _chunk_rows(records, chunks, tasks_per_chunk, columns, episodes_per_task)[:num_tasks]
+
+
+def gathered_success_table(
+    records: Sequence[np.ndarray],
+    num_tasks: int,
+    tasks_per_chunk: int,
+    columns: int,
+    episodes_per_task: int = 1,
+) -> np.ndarray | None:
+    """:func:`success_table` of an evaluation whose chunks are split over ranks.
+
+    Each rank holds the records of its own chunks (:func:`metarl.distributed.shard` of the
+    chunks, contiguous and in rank order); rank 0 receives the whole table, the same as one
+    process would compute. In a distributed run every rank must call this (it is a collective),
+    whether or not it recorded anything.
+
+    Returns:
+        The ``[num_tasks, columns]`` table on rank 0 (and in a one-rank run); None on the other
+        ranks, and everywhere when no rank recorded a success flag (an env without
+        ``info["success"]``).
+
+    Raises:
+        ValueError: if some ranks recorded success flags and others that ran chunks did not.
+    """
+    if not distributed.world().distributed:
+        if not records:
+            return None
+        return success_table(records, num_tasks, tasks_per_chunk, columns, episodes_per_task)
+    chunks = -(-num_tasks // tasks_per_chunk)
+    mine = distributed.shard(chunks)
+    local = (
+        _chunk_rows(records, len(mine), tasks_per_chunk, columns, episodes_per_task)
+        if records
+        else None
+    )
+    parts = distributed.gather_objects((len(mine), local))
+    if parts is None or all(rows is None for _, rows in parts):
+        return None
+    missing = [r for r, (owned, rows) in enumerate(parts) if owned and rows is None]
+    if missing:
+        raise ValueError(f"ranks {missing} ran evaluation chunks but recorded no success flags")
+    return np.concatenate([rows for owned, rows in parts if owned], axis=0)[:num_tasks]
+
+
+def _chunk_rows(
+    records: Sequence[np.ndarray],
+    chunks: int,
+    tasks_per_chunk: int,
+    columns: int,
+    episodes_per_task: int,
+) -> np.ndarray:
+    """``[chunks * tasks_per_chunk, columns]`` success rates of ``chunks`` consecutive chunks."""
     width = tasks_per_chunk * episodes_per_task
     if len(records) != chunks * columns or any(r.shape != (width,) for r in records):
         raise ValueError(
             f"expected {chunks * columns} success records of {width} sub-envs, got "
             f"{[r.shape for r in records]}"
         )
-    rows = []
+    rows = [np.zeros((0, columns))]
     for c in range(chunks):
         block = np.stack(records[c * columns : (c + 1) * columns], axis=1).astype(np.float64)
         rows.append(block.reshape(tasks_per_chunk, episodes_per_task, columns).mean(1))
-    return np.concatenate(rows, axis=0)[:num_tasks]
+    return np.concatenate(rows, axis=0)
 
 
 def _summary(values: np.ndarray) -> dict[str, Any]:

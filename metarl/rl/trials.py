@@ -41,7 +41,7 @@ from metarl.rl.parallel import gathered_rows, skip_noise
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.returns import GAEResult, gae
 from metarl.rl.sampler import actions_to_env, sample_actions
-from metarl.rl.success import SuccessRecorder, success_table, write_success_results
+from metarl.rl.success import SuccessRecorder, gathered_success_table, write_success_results
 
 _log = logging.getLogger(__name__)  # `logger` is evaluate_trials' metric-logger argument.
 
@@ -511,13 +511,10 @@ def evaluate_trials(
         "horizon": horizon,
         "trial_return": totals,
     }
-    if recorder.records and distributed.world().distributed:
-        _log.warning(
-            "success rates are not computed in an evaluation split over ranks: run 'metarl eval "
-            "RUN_DIR' in one process for them (the returns are unaffected)"
-        )
-    elif recorder.records:
-        success = success_table(recorder.records, len(tasks), vec.num_envs, episodes_per_trial)
+    success = gathered_success_table(
+        recorder.records, len(tasks), vec.num_envs, episodes_per_trial
+    )  # every rank's records, on rank 0
+    if success is not None:
         info["success"] = write_success_results(
             out,
             algorithm=algorithm,

@@ -83,3 +83,70 @@ def test_success_files_hold_every_curve_and_the_main_curve_per_class(tmp_path):
     assert data["metric"] == "success rate" and data["mean"] == pytest.approx([1 / 3, 2 / 3])
     assert set(data["baselines"]) == {"random", "maml reach-v3", "maml push-v3"}
     assert (tmp_path / "eval_success.csv").is_file() and (tmp_path / "eval_success.png").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _records(num_tasks, tasks_per_chunk, columns, episodes):
+    """One process's records of a chunked evaluation: seeded random success flags."""
+    chunks = -(-num_tasks // tasks_per_chunk)
+    rng = np.random.default_rng(num_tasks)
+    return [rng.random(tasks_per_chunk * episodes) < 0.5 for _ in range(chunks * columns)]
+
+
+_CASES = [(5, 2, 3, 2), (2, 2, 2, 1), (7, 3, 1, 1)]  # (tasks, per chunk, columns, episodes)
+
+
+def _gather_worker(rank, port, out):  # pragma: no cover - runs in a child
+    import os
+
+    import torch
+
+    from metarl import distributed
+    from metarl.rl.success import gathered_success_table
+
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    distributed.init(torch.device("cpu"), timeout_s=30)
+    for i, (n, size, columns, episodes) in enumerate(_CASES):
+        records = _records(n, size, columns, episodes)
+        mine = distributed.shard(-(-n // size))  # this rank records only its own chunks
+        local = records[mine.start * columns : mine.stop * columns]
+        table = gathered_success_table(local, n, size, columns, episodes)
+        out[f"{rank}/{i}"] = None if table is None else table.tolist()
+    # an env without info["success"]: nothing recorded anywhere, nothing gathered
+    out[f"{rank}/none"] = gathered_success_table([], 5, 2, 3, 2)
+    try:  # rank 1 ran a chunk but recorded nothing
+        local = _records(4, 2, 1, 1)[:1] if rank == 0 else []
+        gathered_success_table(local, 4, 2, 1, 1)
+        out[f"{rank}/error"] = ""
+    except ValueError as e:
+        out[f"{rank}/error"] = str(e)
+    distributed.shutdown()
+
+
+def test_success_rates_split_over_two_ranks_equal_one_process_on_rank_zero():
+    import torch.multiprocessing as mp
+
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_gather_worker, args=(_free_port(), out), nprocs=2, join=True)
+        out = dict(out)
+    for i, (n, size, columns, episodes) in enumerate(_CASES):
+        one = success_table(_records(n, size, columns, episodes), n, size, columns, episodes)
+        assert out[f"0/{i}"] == one.tolist()
+        assert out[f"1/{i}"] is None  # only rank 0 writes the files
+    assert out["0/none"] is None and out["1/none"] is None
+    assert out["0/error"] == "ranks [1] ran evaluation chunks but recorded no success flags"
+    assert out["1/error"] == ""
