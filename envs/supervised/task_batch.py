@@ -28,6 +28,10 @@ class TaskBatch:
         params: Per-task parameters that generated the batch, each with leading axis ``[task]``
             (e.g. sinusoid ``amplitude``/``phase`` ``[task]``; Omniglot ``characters``
             ``[task, ways]``). Empty when the family has none.
+        first_task: Index of task 0 of this batch in the meta-batch it was sliced from (0 for a
+            sampled batch). A learner that draws per-task randomness (e.g. the support order of
+            a black-box learner) keys it by ``first_task + i``, so a rank's slice of a
+            meta-batch gets what the same tasks get in one process.
     """
 
     support_x: torch.Tensor
@@ -35,6 +39,7 @@ class TaskBatch:
     query_x: torch.Tensor
     query_y: torch.Tensor
     params: Mapping[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    first_task: int = 0
 
     def __post_init__(self) -> None:
         """Check types, ranks, matching task/shot axes, dtypes and devices.
@@ -75,6 +80,10 @@ class TaskBatch:
                 f"query_y dtype {self.query_y.dtype} differs from support_y dtype "
                 f"{self.support_y.dtype}"
             )
+        if isinstance(self.first_task, bool) or not isinstance(self.first_task, int):
+            raise TypeError(f"first_task must be an int, got {type(self.first_task).__name__}")
+        if self.first_task < 0:
+            raise ValueError(f"first_task must be >= 0, got {self.first_task}")
         devices = {getattr(self, name).device for name in names}
         if len(devices) != 1:
             raise ValueError(f"all tensors must be on one device, got {sorted(map(str, devices))}")
@@ -120,6 +129,7 @@ class TaskBatch:
             query_x=move(self.query_x),
             query_y=move(self.query_y),
             params={key: move(value) for key, value in self.params.items()},
+            first_task=self.first_task,
         )
 
 

@@ -165,9 +165,6 @@ class BlackBoxLearner(FixedStepSizes):
     """
 
     label_offset: bool = False
-    data_parallel: bool = False
-    """The support orders are drawn per meta-batch, so a rank's slice would draw other orders
-    than the same tasks get in one process: training on several ranks is refused."""
 
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
@@ -202,8 +199,11 @@ class BlackBoxLearner(FixedStepSizes):
         return out[:, -1].reshape(query.shape[0], query.shape[1], ways)
 
     def _orders(self, batch: TaskBatch, seed: int) -> Tensor:
+        # task i's order is row first_task + i of the meta-batch's draw (the rows are drawn in
+        # task order), so a rank's slice gets the orders its tasks get in one process
         num_tasks, support = batch.support_y.shape[:2]
-        return support_orders(num_tasks, support, seed, batch.support_y.device)
+        first = batch.first_task
+        return support_orders(first + num_tasks, support, seed, batch.support_y.device)[first:]
 
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None

@@ -261,7 +261,10 @@ def embed_tasks(model: nn.Module, params: Params, batch: TaskBatch) -> tuple[Ten
 
 
 def task_slice(batch: TaskBatch, tasks: range) -> TaskBatch:
-    """The tasks ``tasks`` (a contiguous range) of ``batch``, every field sliced alike."""
+    """The tasks ``tasks`` (a contiguous range) of ``batch``, every field sliced alike.
+
+    The slice's ``first_task`` says where it starts in the meta-batch.
+    """
     part = slice(tasks.start, tasks.stop)
     return TaskBatch(
         batch.support_x[part],
@@ -269,6 +272,7 @@ def task_slice(batch: TaskBatch, tasks: range) -> TaskBatch:
         batch.query_x[part],
         batch.query_y[part],
         {k: v[part] for k, v in batch.params.items()},
+        first_task=batch.first_task + tasks.start,
     )
 
 
@@ -350,11 +354,6 @@ class SupervisedExperiment:
             raise ValueError(
                 f"task.meta_batch_size={total} is smaller than the {world.size} ranks: every "
                 "rank needs a task of the meta-batch; use fewer ranks"
-            )
-        if world.distributed and not getattr(learner, "data_parallel", True):
-            raise ValueError(
-                f"{cfg.algo.name} does not train data-parallel yet (its results would depend on "
-                "the number of ranks): train it in one process"
             )
         self.tasks = distributed.shard(total)
         self.cfg, self.learner, self.family, self.device = cfg, learner, family, device

@@ -66,7 +66,8 @@ def _image_config(name: str, **sections: object) -> SupervisedConfig:
         # Adam would scale up to full steps of +-lr whose signs depend on the order of the sums
         "optim": OptimConfig(optimizer="sgd", lr=0.1, grad_clip=0.05),
     }
-    if name not in ("protonet", "matching", "relation"):  # the learners with an inner loop
+    no_inner = ("protonet", "matching", "relation", "r2d2", "metaoptnet", "siamese")
+    if name not in (*no_inner, "mann", "snail"):  # the learners with an inner loop
         fields["inner"] = InnerConfig(steps=2, lr=0.4)
     return SupervisedConfig(**{**fields, **sections})  # type: ignore[arg-type]
 
@@ -80,6 +81,7 @@ VARIANTS = {
         "mamlpp",
         mamlpp=MAMLPPConfig(multi_step_loss=True, multi_step_loss_iterations=10),
     ),
+    "fomaml": _image_config("fomaml"),
     "metasgd": _image_config("metasgd"),
     "anil": _image_config("anil"),
     # an MLP: Reptile's inner Adam would also turn the rounding-level gradient of a convolution's
@@ -95,6 +97,21 @@ VARIANTS = {
         "matching", matching=MatchingConfig(full_context_embeddings=True, fce_steps=2)
     ),
     "relation": _image_config("relation"),
+    "imaml": _image_config("imaml"),
+    "cavia": _image_config("cavia"),
+    # Adam-HD needs Adam: an MLP, for the reason Reptile has one
+    "alphamaml": _image_config(
+        "alphamaml",
+        model=ModelConfig(network="mlp", hidden=(16, 16)),
+        optim=OptimConfig(optimizer="adam", lr=0.01),
+    ),
+    "metalstm": _image_config("metalstm"),
+    "r2d2": _image_config("r2d2"),
+    "metaoptnet": _image_config("metaoptnet"),
+    "siamese": _image_config("siamese"),
+    # the black-box learners draw a support order per task, keyed by its index in the meta-batch
+    "mann": _image_config("mann"),
+    "snail": _image_config("snail"),
 }
 
 
@@ -209,3 +226,18 @@ def test_a_nan_in_one_rank_s_task_is_a_nan_on_every_rank(two_ranks: dict) -> Non
 
 def test_more_ranks_than_tasks_is_a_clear_error(two_ranks: dict) -> None:
     assert "meta_batch_size=1 is smaller than the 2 ranks" in two_ranks["too_many_ranks"]
+
+
+def test_every_supervised_learner_is_checked_on_two_ranks() -> None:
+    from metarl.algorithms.registry import supervised_learners
+
+    assert set(supervised_learners()) == {cfg.algo.name for cfg in VARIANTS.values()}
+
+
+def test_a_slice_of_a_slice_knows_where_it_starts_in_the_meta_batch() -> None:
+    from metarl.algorithms.supervised import task_slice
+
+    batch = RandomImages(ways=2, shots=1, query=1, flat=True).sample(6, torch.Generator(), True)
+    part = task_slice(task_slice(batch, range(2, 6)), range(1, 3))
+    assert part.first_task == 3 and part.num_tasks == 2
+    assert torch.equal(part.support_x, batch.support_x[3:5])

@@ -100,3 +100,12 @@ def test_invalid_batches_raise_naming_the_field(
 ) -> None:
     with pytest.raises(error, match=match):
         TaskBatch(**_fields(**overrides))
+
+
+def test_first_task_is_kept_by_to_and_must_be_a_non_negative_int() -> None:
+    assert TaskBatch(**_fields()).first_task == 0  # a sampled batch starts the meta-batch
+    assert TaskBatch(**_fields(first_task=2)).to("cpu").first_task == 2
+    with pytest.raises(ValueError, match="first_task must be >= 0, got -1"):
+        TaskBatch(**_fields(first_task=-1))
+    with pytest.raises(TypeError, match="first_task must be an int, got float"):
+        TaskBatch(**_fields(first_task=1.0))
