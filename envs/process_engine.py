@@ -10,27 +10,80 @@ within ``worker_timeout`` seconds (stopped, deadlocked, starved) surfaces as one
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing as mp
+import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError
 
-__all__ = ["DEFAULT_WORKER_TIMEOUT", "ProcessEngine", "WorkerError", "check_worker_timeout"]
+__all__ = [
+    "DEFAULT_WORKER_TIMEOUT",
+    "AdaptiveSpin",
+    "ProcessEngine",
+    "runnable_tasks",
+    "WorkerError",
+    "check_worker_timeout",
+]
 
 # Seconds a waiting side polls its pipe before it blocks. Waking a process blocked in a pipe read
 # costs a scheduler round trip (hundreds of microseconds on a virtual machine), comparable to
 # stepping a slice of a cheap model; a short spin keeps the lockstep loop awake at the cost of
 # at most this much CPU per wait.
 _SPIN_SECONDS = 0.002
+_T = TypeVar("_T")
+
+# After a spin that found no answer, the next waits block at once: 1, 2, 4, ... up to this many
+# before one spins again. A spin fails when the other side is late, typically because it shares
+# a core with this one or with another busy process; spinning then only takes that core from it
+# (on a 2-core machine with one busy neighbour, spinning made the process backend 0.5x sync and
+# blocking 1.05x). One successful spin restores spinning on every wait.
+_MAX_SPIN_BACKOFF = 64
+
+# Waits block while the CPU time this process got over recent commands is below this share of
+# their wall time (each command's share weighted by _SHARE_WEIGHT in a running average; commands
+# under _MIN_TIMED_SECONDS are too short for the clocks). Preemption by a busy neighbour shows
+# as a share well below 1; the hypervisor's own jitter on a quiet machine stays above 0.9.
+_MIN_CPU_SHARE = 0.95
+_SHARE_WEIGHT = 0.1
+_MIN_TIMED_SECONDS = 1e-4
+
+# Waits also block while the machine's runnable tasks (ours included) outnumber the cores this
+# process may use by more than _SPARE_TASKS: the count is read from /proc/loadavg (Linux; the
+# 1-minute load average elsewhere) at most every _LOAD_CHECK_SECONDS and averaged with weight
+# _LOAD_WEIGHT, so a neighbour that starts spinning is seen within a fraction of a second.
+_SPARE_TASKS = 0.5
+_LOAD_CHECK_SECONDS = 0.05
+_LOAD_WEIGHT = 0.2
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def runnable_tasks() -> float:
+    """Tasks running or waiting for a core on this machine now (this one included).
+
+    The fourth field of Linux's ``/proc/loadavg`` (``running/total``); elsewhere the 1-minute
+    load average.
+    """
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            return float(f.read().split()[3].split(b"/")[0])
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
 
 #: Seconds any one wait for a worker may last before :class:`WorkerError` (generous: a spawned
 #: worker imports numpy, gymnasium and MuJoCo before its first answer).
@@ -64,6 +117,83 @@ def _spin_poll(conn: Connection, seconds: float) -> bool:
             return True
         if time.perf_counter() >= deadline:
             return False
+
+
+class AdaptiveSpin:
+    """Spin-then-block waits that spin only while spinning pays.
+
+    A wait first polls without sleeping for ``seconds`` (see :func:`_spin_poll`), then blocks. The
+    spin is skipped (the wait blocks at once) when either signal says it would only burn a core:
+
+    - *This process does not keep its core.* :meth:`work` times each command this side runs; the
+      share of the wall time it got on the CPU (``time.thread_time`` over ``perf_counter``) is
+      averaged over recent commands, and below ``_MIN_CPU_SHARE`` the machine has more runnable
+      work than cores: a spin then spends this process's CPU share on nothing, and may hold the
+      very core the other side waits for. It recovers by itself, since the work is timed whether
+      or not the waits spin.
+    - *The machine has more runnable tasks than cores* (:func:`runnable_tasks`, sampled every
+      few tens of milliseconds and averaged): some process, perhaps the other side, is waiting
+      for a core, and a spin would keep it waiting.
+    - *Spins do not find the answer.* After a spin that found nothing, the next ``k`` waits block,
+      ``k`` doubling with each failed spin up to ``_MAX_SPIN_BACKOFF`` and dropping back to 0
+      after a successful one (a worker idle while the caller runs a policy, say).
+
+    On a quiet machine every wait spins and the lockstep loop stays awake; on a busy one nearly
+    every wait blocks.
+
+    Args:
+        seconds: the spin budget of one wait (0: always block).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if not seconds >= 0:
+            raise ValueError(f"spin_seconds must be >= 0, got {seconds!r}")
+        self.seconds = seconds
+        self.spins = 0  # waits that spun, and of those, the ones the spin answered
+        self.hits = 0
+        self.cpu_share = 1.0  # recent CPU time / wall time of the timed work
+        self.runnable = 0.0  # recent runnable tasks of the machine
+        self._cores = _usable_cores()
+        self._next_check = 0.0
+        self._skip = 0
+        self._backoff = 1
+
+    def busy(self) -> bool:
+        """Whether this process lost CPU time, or the machine has more runnable tasks than cores."""
+        now = time.perf_counter()
+        if now >= self._next_check:
+            self._next_check = now + _LOAD_CHECK_SECONDS
+            self.runnable += _LOAD_WEIGHT * (runnable_tasks() - self.runnable)
+        return self.cpu_share < _MIN_CPU_SHARE or self.runnable > self._cores + _SPARE_TASKS
+
+    def poll(self, conn: Connection) -> bool:
+        """True if ``conn`` got data during this wait's spin; False: block on it now."""
+        if self.seconds <= 0 or self.busy():
+            return False
+        if self._skip:
+            self._skip -= 1
+            return False
+        self.spins += 1
+        if _spin_poll(conn, self.seconds):
+            self.hits += 1
+            self._backoff = 1
+            return True
+        self._skip = self._backoff
+        self._backoff = min(2 * self._backoff, _MAX_SPIN_BACKOFF)
+        return False
+
+    def work(self, fn: Callable[[], _T]) -> _T:
+        """Runs ``fn()``, timing the share of its wall time this thread spent on the CPU."""
+        if self.seconds <= 0:
+            return fn()
+        wall, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return fn()
+        finally:
+            wall = time.perf_counter() - wall
+            if wall > _MIN_TIMED_SECONDS:
+                share = min(1.0, (time.thread_time() - cpu) / wall)
+                self.cpu_share += _SHARE_WEIGHT * (share - self.cpu_share)
 
 
 def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -115,15 +245,17 @@ def _worker_main(
         view = {k: a[start:stop] for k, a in full.items()}
         engine = engine_cls(stop - start, **engine_kwargs)
         conn.send(("ok", None))
+        spin = AdaptiveSpin(spin_seconds)
         while True:
-            _spin_poll(conn, spin_seconds)
+            spin.poll(conn)
             cmd, data = conn.recv()
             if cmd == "close":
                 engine.close()
                 conn.send(("ok", None))
                 break
             try:
-                conn.send(("ok", _run_command(engine, view, cmd, data)))
+                reply = spin.work(functools.partial(_run_command, engine, view, cmd, data))
+                conn.send(("ok", reply))
             except Exception:  # noqa: BLE001 - every error goes back to the parent
                 conn.send(("error", traceback.format_exc()))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
@@ -207,12 +339,10 @@ class ProcessEngine:
         self.num_envs = num_envs
         self.tasks: list[Task | None] = [None] * num_envs
         self._poll_interval = poll_interval
-        if spin_seconds < 0:
-            raise ValueError(f"spin_seconds must be >= 0, got {spin_seconds!r}")
-        self._spin = spin_seconds
         # the parent spins only when it has a slice of its own: with every slice in a worker, a
         # spinning parent would take a core from them
-        self._parent_spin = spin_seconds if step_in_parent else 0.0
+        self._parent_spin = AdaptiveSpin(spin_seconds if step_in_parent else 0.0)
+        self._spin = spin_seconds
         self._closed = False
         bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -292,9 +422,10 @@ class ProcessEngine:
         conn, proc = self._conns[w], self._procs[w]
         start, stop = self._slices[self._remote[w]]
         deadline: float | None = None
+        spin_budget = self._parent_spin.seconds
         try:
             # the clock is read only once the fast spin has found no answer: off the hot path
-            while not (_spin_poll(conn, self._parent_spin) or conn.poll(self._poll_interval)):
+            while not (self._parent_spin.poll(conn) or conn.poll(self._poll_interval)):
                 if not proc.is_alive():
                     raise WorkerError(
                         f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
@@ -304,7 +435,7 @@ class ProcessEngine:
                     continue
                 now = time.monotonic()
                 if deadline is None:
-                    deadline = now + self.worker_timeout - self._poll_interval - self._parent_spin
+                    deadline = now + self.worker_timeout - self._poll_interval - spin_budget
                 elif now >= deadline:
                     self._hung.add(w)
                     raise WorkerError(
@@ -354,7 +485,9 @@ class ProcessEngine:
         try:
             if local is not None and per_slice[local] is not None:
                 assert self._local is not None
-                replies[local] = _run_command(self._local, self._local_view, cmd, per_slice[local])
+                engine, view, data = self._local, self._local_view, per_slice[local]
+                run = functools.partial(_run_command, engine, view, cmd, data)
+                replies[local] = self._parent_spin.work(run)
         finally:
             for w in remote:
                 replies[self._remote[w]] = self._recv(w, cmd)
