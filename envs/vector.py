@@ -303,8 +303,8 @@ def make_vec(
             memory) or ``"auto"``: sync for the numpy-batched light envs and for batches whose
             step takes under 1 ms (measured on a 4-env probe); else, from the free cores (usable
             cores less the other runnable tasks): process, one slice per free core, with two or
-            more; thread for MuJoCo envs with one (sync for the others); sync with less. Every
-            backend gives the same results.
+            more; else thread for MuJoCo envs, sync for the others. Every backend gives the same
+            results.
         num_workers: slices of the ``thread`` or ``process`` backend (default 2: this
             process/thread steps one, a worker the other); for ``"auto"`` the most it may use.
         autoreset_mode: ``"same_step"``, ``"next_step"`` or ``"disabled"``.
