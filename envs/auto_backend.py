@@ -11,7 +11,7 @@ when the vector env is made:
    pipe round trip or a thread pool's dispatch, about 0.1-0.2 ms a step) than it saves: ``sync``.
 3. *The cores free for workers*: the cores this process may use
    (``len(os.sched_getaffinity(0))``) less the other tasks running or waiting for a core now
-   (:func:`~envs.process_engine.runnable_tasks`, averaged over a few samples). With a second
+   (:func:`~envs.spin_wait.runnable_tasks`, averaged over a few samples). With a second
    core idle: ``process`` with one slice per free core (the fastest backend when each process
    keeps its own core). Without one, MuJoCo engines (whose threads release the GIL in
    ``mj_step``) get ``thread``: its work sharing lets this thread step the slices a starved
@@ -26,7 +26,6 @@ every backend gives identical observations, rewards and tasks under the same see
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,9 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine
-from envs.process_engine import runnable_tasks
+from envs.spin_wait import runnable_tasks, usable_cores
+
+_usable_cores = usable_cores  # looked up at each call, so tests may replace it
 
 __all__ = [
     "MIN_PARALLEL_STEP_SECONDS",
@@ -70,12 +71,6 @@ class BackendChoice:
     """Usable cores less the other runnable tasks (None: not measured)."""
     reason: str
     """The rule that decided, in words."""
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def measure_step_seconds(

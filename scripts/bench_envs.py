@@ -41,7 +41,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from envs.process_engine import runnable_tasks
+from envs.spin_wait import runnable_tasks
 from envs.vector import make_vec
 
 

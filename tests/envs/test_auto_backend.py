@@ -9,8 +9,9 @@ import pytest
 import envs
 from envs import auto_backend
 from envs.auto_backend import MIN_PARALLEL_STEP_SECONDS, choose_backend
-from envs.process_engine import AdaptiveSpin, ProcessEngine
+from envs.process_engine import ProcessEngine
 from envs.registration import get_engine_class
+from envs.spin_wait import AdaptiveSpin
 from envs.vector import TaskVectorEnv, make_vec
 from tests.helpers.counting_env import CounterEngine, CounterTask
 
@@ -164,10 +165,10 @@ def test_busy_machine_or_lost_cpu_time_blocks_every_wait(monkeypatch):
     writer.send("x")
     try:
         spin = AdaptiveSpin(1e-4)
-        monkeypatch.setattr("envs.process_engine.runnable_tasks", lambda: 1000.0)
+        monkeypatch.setattr("envs.spin_wait.runnable_tasks", lambda: 1000.0)
         assert spin.busy() and not spin.poll(reader) and spin.spins == 0
         spin = AdaptiveSpin(1e-4)
-        monkeypatch.setattr("envs.process_engine.runnable_tasks", lambda: 0.0)
+        monkeypatch.setattr("envs.spin_wait.runnable_tasks", lambda: 0.0)
         assert not spin.busy() and spin.poll(reader)
         spin.cpu_share = 0.5  # this side got half the wall time of its recent work
         assert spin.busy() and not spin.poll(reader)
