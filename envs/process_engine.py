@@ -10,6 +10,7 @@ within ``worker_timeout`` seconds (stopped, deadlocked, starved) surfaces as one
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing as mp
 import time
@@ -23,6 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError
+from envs.spin_wait import AdaptiveSpin
 
 __all__ = ["DEFAULT_WORKER_TIMEOUT", "ProcessEngine", "WorkerError", "check_worker_timeout"]
 
@@ -54,16 +56,6 @@ def check_worker_timeout(value: Any) -> float | None:
             f"worker_timeout must be a positive number of seconds or None, got {value!r}"
         )
     return float(value)
-
-
-def _spin_poll(conn: Connection, seconds: float) -> bool:
-    """True as soon as ``conn`` has data, polling without sleeping for at most ``seconds``."""
-    deadline = time.perf_counter() + seconds
-    while True:
-        if conn.poll():
-            return True
-        if time.perf_counter() >= deadline:
-            return False
 
 
 def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -115,15 +107,17 @@ def _worker_main(
         view = {k: a[start:stop] for k, a in full.items()}
         engine = engine_cls(stop - start, **engine_kwargs)
         conn.send(("ok", None))
+        spin = AdaptiveSpin(spin_seconds)
         while True:
-            _spin_poll(conn, spin_seconds)
+            spin.poll(conn)
             cmd, data = conn.recv()
             if cmd == "close":
                 engine.close()
                 conn.send(("ok", None))
                 break
             try:
-                conn.send(("ok", _run_command(engine, view, cmd, data)))
+                reply = spin.work(functools.partial(_run_command, engine, view, cmd, data))
+                conn.send(("ok", reply))
             except Exception:  # noqa: BLE001 - every error goes back to the parent
                 conn.send(("error", traceback.format_exc()))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
@@ -207,12 +201,10 @@ class ProcessEngine:
         self.num_envs = num_envs
         self.tasks: list[Task | None] = [None] * num_envs
         self._poll_interval = poll_interval
-        if spin_seconds < 0:
-            raise ValueError(f"spin_seconds must be >= 0, got {spin_seconds!r}")
-        self._spin = spin_seconds
         # the parent spins only when it has a slice of its own: with every slice in a worker, a
         # spinning parent would take a core from them
-        self._parent_spin = spin_seconds if step_in_parent else 0.0
+        self._parent_spin = AdaptiveSpin(spin_seconds if step_in_parent else 0.0)
+        self._spin = spin_seconds
         self._closed = False
         bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
         self._slices = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -292,9 +284,12 @@ class ProcessEngine:
         conn, proc = self._conns[w], self._procs[w]
         start, stop = self._slices[self._remote[w]]
         deadline: float | None = None
+        spin_budget = self._parent_spin.seconds
         try:
-            # the clock is read only once the fast spin has found no answer: off the hot path
-            while not (_spin_poll(conn, self._parent_spin) or conn.poll(self._poll_interval)):
+            # one spin per wait (none where it would not pay), then blocking polls; the clock is
+            # read only once both found no answer: off the hot path
+            ready = self._parent_spin.poll(conn)
+            while not (ready or conn.poll(self._poll_interval)):
                 if not proc.is_alive():
                     raise WorkerError(
                         f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
@@ -304,7 +299,7 @@ class ProcessEngine:
                     continue
                 now = time.monotonic()
                 if deadline is None:
-                    deadline = now + self.worker_timeout - self._poll_interval - self._parent_spin
+                    deadline = now + self.worker_timeout - self._poll_interval - spin_budget
                 elif now >= deadline:
                     self._hung.add(w)
                     raise WorkerError(
@@ -354,7 +349,9 @@ class ProcessEngine:
         try:
             if local is not None and per_slice[local] is not None:
                 assert self._local is not None
-                replies[local] = _run_command(self._local, self._local_view, cmd, per_slice[local])
+                engine, view, data = self._local, self._local_view, per_slice[local]
+                run = functools.partial(_run_command, engine, view, cmd, data)
+                replies[local] = self._parent_spin.work(run)
         finally:
             for w in remote:
                 replies[self._remote[w]] = self._recv(w, cmd)

@@ -1,6 +1,7 @@
 """The vectorized task env: `num_envs` sub-envs, each with its own task, stepped as one batch.
 
-Three backends share one :class:`TaskVectorEnv`:
+Three backends share one :class:`TaskVectorEnv` (and ``"auto"`` picks one of them from the
+env's measured step cost and the free cores, see :mod:`envs.auto_backend`):
 
 - ``"sync"``: one :class:`~envs.core.BatchedTaskEngine` in this process steps every sub-env
   (natively batched numpy for the light envs; a tight loop over ``MjData`` with batched
@@ -31,6 +32,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.auto_backend import BackendChoice, choose_backend
 from envs.core import BatchedTaskEngine, Task
 from envs.process_engine import (
     DEFAULT_WORKER_TIMEOUT,
@@ -75,10 +77,14 @@ class TaskVectorEnv(VectorEnv):
         horizon: episode length H; an episode is truncated after H steps (None: no limit).
         autoreset_mode: ``"same_step"`` (default), ``"next_step"`` or ``"disabled"``.
         backend: ``"sync"``, ``"thread"`` (MuJoCo envs: slices of the batch stepped on
-            threads, since ``mj_step`` releases the GIL) or ``"process"``.
+            threads, since ``mj_step`` releases the GIL), ``"process"``, or ``"auto"`` (one of
+            them and its number of workers, from the measured step cost and the free cores:
+            see :func:`~envs.auto_backend.choose_backend`; :attr:`backend` then says which and
+            :attr:`backend_choice` why).
         num_workers: slices of the ``thread`` or ``process`` backend, each stepped by its own
             thread or process (default 2: for ``process``, this process and one worker
-            process, see ``step_in_parent``).
+            process, see ``step_in_parent``); for ``"auto"`` the most it may use (default:
+            every usable core).
         start_method: multiprocessing start method for the ``process`` backend.
         step_in_parent: whether this process steps the first slice of the ``process`` backend
             itself (default) or only waits for ``num_workers`` worker processes.
@@ -110,6 +116,12 @@ class TaskVectorEnv(VectorEnv):
             raise ValueError(f"horizon must be a positive int or None, got {horizon!r}")
         self.autoreset_mode = _as_autoreset_mode(autoreset_mode)
         kwargs = dict(engine_kwargs or {})
+        #: what ``backend="auto"`` picked and why (None for the other backends)
+        self.backend_choice: BackendChoice | None = None
+        if backend == "auto":
+            self.backend_choice = choose_backend(engine_cls, num_envs, kwargs, num_workers)
+            backend = self.backend_choice.backend
+            num_workers = self.backend_choice.num_workers
         if backend == "sync":
             if num_workers not in (None, 1):
                 raise ValueError(f"num_workers={num_workers} needs backend='process'")
@@ -137,7 +149,9 @@ class TaskVectorEnv(VectorEnv):
                 worker_timeout=worker_timeout,
             )
         else:
-            raise ValueError(f"backend must be 'sync', 'thread' or 'process', got {backend!r}")
+            raise ValueError(
+                f"backend must be 'sync', 'thread', 'process' or 'auto', got {backend!r}"
+            )
         self.backend = backend
         self.num_envs = num_envs
         self.horizon = horizon
@@ -285,10 +299,14 @@ def make_vec(
         num_envs: number of sub-envs.
         tasks: optional tasks, one per sub-env (else each sub-env samples its own at first reset).
         backend: ``"sync"`` (one process, one thread), ``"thread"`` (MuJoCo envs: the batch
-            split over threads in this process) or ``"process"`` (worker processes, shared
-            memory).
+            split over threads in this process), ``"process"`` (worker processes, shared
+            memory) or ``"auto"``: sync for the numpy-batched light envs and for batches whose
+            step takes under 1 ms (measured on a 4-env probe); else, from the free cores (usable
+            cores less the other runnable tasks): process, one slice per free core, with two or
+            more; else thread for MuJoCo envs, sync for the others. Every backend gives the same
+            results.
         num_workers: slices of the ``thread`` or ``process`` backend (default 2: this
-            process/thread steps one, a worker the other).
+            process/thread steps one, a worker the other); for ``"auto"`` the most it may use.
         autoreset_mode: ``"same_step"``, ``"next_step"`` or ``"disabled"``.
         horizon: episode length; defaults to the id's registered ``max_episode_steps``.
         start_method: multiprocessing start method for the ``process`` backend.

@@ -6,23 +6,29 @@ this process: raw ``mujoco.mj_step`` over 64 ``MjData`` of the same model (the f
 processes both free-running (the ceiling of any multi-process stepper) and in lockstep (every
 step waits for all slices, as a vector env's ``step`` must), and metarl's vector env with the
 ``sync``, ``thread`` and ``process`` backends (the latter both with this process stepping one
-slice, the default, and with only worker processes stepping); then Navigation2D at 1,000 envs;
+slice, the default, and with only worker processes stepping) and ``auto``; then the same metarl
+backends (and the bare lockstep loop) again with a busy-loop neighbour: a child process that spins
+on a core for the whole measurement, as another job on the machine would; then Navigation2D at
+1,000 envs;
 then, where the ``metaworld`` extra is installed, Meta-World ML1 reach-v3: metarl's vector env
 (``sync`` and ``process``) against a hand loop over the same Meta-World envs with the same tasks
 (Meta-World computes its reward in Python per env, so the aim is to lose nothing to it). The
-machine's load average is printed before and after each table.
+machine's load average and its runnable tasks (ours included) are printed before and after each
+table.
 
 The machines this runs on are shared and noisy, so every row is timed in ``--rounds`` short
 windows interleaved with the other rows' windows: a burst of outside load hits all rows alike.
 The markdown table gives the best and the median window per row and the ratios of both.
 
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
-        [--skip-async] [--metaworld-envs 10] [--metaworld-only] [--out bench.json]
+        [--skip-async] [--skip-neighbour] [--neighbour-only] [--metaworld-envs 10]
+        [--metaworld-only] [--out bench.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -35,15 +41,17 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from envs.spin_wait import runnable_tasks
 from envs.vector import make_vec
 
 
 class Stepper:
     """One row of the table: a set-up stepper whose rate is measured in short windows."""
 
-    def __init__(self, step: Callable[[int], None], batch: int, close: Callable[[], None]) -> None:
+    def __init__(self, step: Callable[[int], Any], batch: int, close: Callable[[], None]) -> None:
         self.step, self.batch, self.close = step, batch, close
         self.calls = 0
+        self.choice: Any = None  # backend="auto": what it picked
         for _ in range(3):  # warm-up
             self._one()
 
@@ -62,7 +70,7 @@ class Stepper:
                 return calls * self.batch / elapsed
 
 
-def _actions(space: gym.spaces.Box, n: int, count: int = 64) -> list[np.ndarray]:
+def _actions(space: Any, n: int, count: int = 64) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     low, high = space.low, space.high
     return [
@@ -72,7 +80,7 @@ def _actions(space: gym.spaces.Box, n: int, count: int = 64) -> list[np.ndarray]
 
 def raw_stepper(v5_id: str, n: int) -> Stepper:
     env = gym.make(v5_id).unwrapped
-    model, frame_skip = env.model, env.frame_skip
+    model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv
     datas = [mujoco.MjData(model) for _ in range(n)]
     acts = _actions(env.action_space, n)
 
@@ -221,12 +229,48 @@ def ours_stepper(
     kwargs: dict[str, Any] = {}
     if backend == "process":
         kwargs = {"num_workers": workers, "step_in_parent": in_parent}
-    elif backend == "thread":
+    elif backend in ("thread", "auto"):
         kwargs = {"num_workers": workers}
     vec = make_vec(env_id, n, backend=backend, **kwargs)
     vec.reset(seed=0)
     acts = _actions(vec.single_action_space, n)
-    return Stepper(lambda k: vec.step(acts[k % len(acts)]), n, vec.close)
+    stepper = Stepper(lambda k: vec.step(acts[k % len(acts)]), n, vec.close)
+    stepper.choice = vec.backend_choice
+    return stepper
+
+
+def _auto_note(row: Any) -> str:
+    choice = getattr(row, "choice", None)
+    if choice is None:
+        return ""
+    return f"auto picked {choice.backend} ({choice.num_workers}): {choice.reason}"
+
+
+def _busy_loop(stop: Any) -> None:
+    """The neighbour: spins on a core until ``stop`` is set."""
+    while not stop.is_set():
+        for _ in range(100_000):
+            pass
+
+
+class Neighbour:
+    """A child process that keeps one core busy while it is open (another job on the machine)."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.stop = ctx.Event()
+        self.proc = ctx.Process(target=_busy_loop, args=(self.stop,), daemon=True)
+        self.proc.start()
+        time.sleep(1.0)  # started and spinning before anything is measured
+
+    def close(self) -> None:
+        """Stops the neighbour."""
+        self.stop.set()
+        self.proc.join(timeout=5.0)
+        if self.proc.is_alive():
+            self.proc.kill()
 
 
 class MetaWorldHandLoop:
@@ -257,6 +301,10 @@ class MetaWorldHandLoop:
             env.close()
 
 
+def _vec_step(vec: Any, acts: list[np.ndarray], k: int) -> Any:
+    return vec.step(acts[k % len(acts)])
+
+
 def metaworld_rows(n: int, workers: int) -> dict[str, Stepper]:
     """Hand loop, metarl sync and metarl process over ML1 reach-v3 with the same ``n`` tasks."""
     import envs
@@ -271,13 +319,16 @@ def metaworld_rows(n: int, workers: int) -> dict[str, Stepper]:
         vec.reset(seed=0)
         acts = _actions(vec.single_action_space, n)
         name = "metarl sync" if backend == "sync" else f"metarl process ({w} processes)"
-        rows[name] = Stepper(lambda k, v=vec, a=acts: v.step(a[k % len(a)]), n, vec.close)
+        rows[name] = Stepper(functools.partial(_vec_step, vec, acts), n, vec.close)
     return rows
 
 
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+    return (
+        f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min), "
+        f"{runnable_tasks():.0f} tasks runnable now"
+    )
 
 
 def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list[float]]:
@@ -291,6 +342,46 @@ def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list
         for row in rows.values():
             row.close()
     return rates
+
+
+def _metarl_rows(env_id: str, n: int, w: int, quiet: bool = False) -> dict[str, Stepper]:
+    rows = {"metarl sync": ours_stepper(env_id, n, "sync", 1)}
+    rows[f"metarl thread ({w} threads in this process)"] = ours_stepper(env_id, n, "thread", w)
+    rows[f"metarl process ({w} processes: this one + {w - 1} workers)"] = ours_stepper(
+        env_id, n, "process", w
+    )
+    if quiet:
+        rows[f"metarl process ({w} worker processes, parent waits)"] = ours_stepper(
+            env_id, n, "process", w, in_parent=False
+        )
+    rows[f"metarl auto (at most {w})"] = ours_stepper(env_id, n, "auto", w)
+    return rows
+
+
+def _table(
+    title: str, rows: dict[str, Any], seconds: float, rounds: int, refs: tuple[str, ...]
+) -> dict[str, Any]:
+    """Measures ``rows`` interleaved and prints their table with the ratios to each of ``refs``."""
+    before = _load()
+    rates = measure(rows, seconds, rounds)
+    best = {k: max(v) for k, v in rates.items()}
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    after = _load()
+    print(f"\n## {title}, best / median of {rounds} windows\n")
+    print(f"Before: {before}; after: {after}.\n")
+    names = {"raw mj_step (1 core)": "raw", "gymnasium SyncVectorEnv": "gym sync"}
+    heads = " | ".join(f"× {'lockstep' if 'lockstep' in r else names.get(r, r)}" for r in refs)
+    print(f"| stepper | env steps/s (best) | (median) | {heads} |")
+    print("|---|---:|---:|" + "---:|" * len(refs))
+    for name in rows:
+        ratios = " | ".join(
+            f"{best[name] / best[ref]:.2f} / {med[name] / med[ref]:.2f}" for ref in refs
+        )
+        print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} |")
+    notes = [_auto_note(row) for row in rows.values() if _auto_note(row)]
+    if notes:
+        print("\n" + "; ".join(notes) + ".")
+    return {"best": best, "median": med, "load_before": before, "load_after": after}
 
 
 def main() -> None:
@@ -309,6 +400,12 @@ def main() -> None:
     parser.add_argument("--nav-envs", type=int, default=1000)
     parser.add_argument("--skip-async", action="store_true", help="skip gymnasium AsyncVectorEnv")
     parser.add_argument(
+        "--skip-neighbour", action="store_true", help="skip the busy-loop neighbour tables"
+    )
+    parser.add_argument(
+        "--neighbour-only", action="store_true", help="only the busy-loop neighbour tables"
+    )
+    parser.add_argument(
         "--metaworld-envs", type=int, default=10, help="Meta-World rows' envs (0: skip them)"
     )
     parser.add_argument("--metaworld-only", action="store_true", help="only the Meta-World rows")
@@ -319,46 +416,46 @@ def main() -> None:
         f"# env benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"mujoco {mujoco.__version__}, gymnasium {gym.__version__}, {n} envs, random actions"
     )
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, Any]] = {}
     mujoco_ids = [("metarl/HalfCheetahVel-v0", "HalfCheetah-v5"), ("metarl/AntDir-v0", "Ant-v5")]
+    w = args.workers
+    lockstep = f"raw mj_step ({w} processes in lockstep)"
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
-        w = args.workers
-        rows: dict[str, Any] = {
-            "raw mj_step (1 core)": raw_stepper(v5_id, n),
-            f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w),
-            f"raw mj_step ({w} processes in lockstep)": RawLockstep(v5_id, n, w),
-            "gymnasium SyncVectorEnv": gym_stepper(v5_id, n, "sync"),
-        }
-        if not args.skip_async:
-            rows["gymnasium AsyncVectorEnv"] = gym_stepper(v5_id, n, "async")
-        rows["metarl sync"] = ours_stepper(env_id, n, "sync", 1)
-        rows[f"metarl thread ({w} threads in this process)"] = ours_stepper(env_id, n, "thread", w)
-        rows[f"metarl process ({w} processes: this one + {w - 1} workers)"] = ours_stepper(
-            env_id, n, "process", w
-        )
-        rows[f"metarl process ({w} worker processes, parent waits)"] = ours_stepper(
-            env_id, n, "process", w, in_parent=False
-        )
-        rates = measure(rows, sec, args.rounds)
-        best = {k: max(v) for k, v in rates.items()}
-        med = {k: float(np.median(v)) for k, v in rates.items()}
-        results[env_id] = {"best": best, "median": med}
-        raw, gsync, ours = "raw mj_step (1 core)", "gymnasium SyncVectorEnv", "metarl sync"
-        print(f"\n## {env_id} ({v5_id} model), {n} envs, best / median of {args.rounds} windows\n")
-        print("| stepper | env steps/s (best) | (median) | × raw | × gym sync | × metarl sync |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name in rows:
-            ratios = " | ".join(
-                f"{best[name] / best[ref]:.2f} / {med[name] / med[ref]:.2f}"
-                for ref in (raw, gsync, ours)
+        if not args.neighbour_only:
+            rows: dict[str, Any] = {
+                "raw mj_step (1 core)": raw_stepper(v5_id, n),
+                f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w),
+                lockstep: RawLockstep(v5_id, n, w),
+                "gymnasium SyncVectorEnv": gym_stepper(v5_id, n, "sync"),
+            }
+            if not args.skip_async:
+                rows["gymnasium AsyncVectorEnv"] = gym_stepper(v5_id, n, "async")
+            rows.update(_metarl_rows(env_id, n, w, quiet=True))
+            title = f"{env_id} ({v5_id} model), {n} envs"
+            refs: tuple[str, ...] = (
+                "raw mj_step (1 core)",
+                "gymnasium SyncVectorEnv",
+                "metarl sync",
+                lockstep,
             )
-            print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} |")
-    if not args.metaworld_only:
+            results[env_id] = _table(title, rows, sec, args.rounds, refs)
+        if not args.skip_neighbour:
+            neighbour = Neighbour()
+            try:
+                rows = {lockstep: RawLockstep(v5_id, n, w), **_metarl_rows(env_id, n, w)}
+                title = f"{env_id}, {n} envs, with a busy-loop neighbour process"
+                refs = ("metarl sync", lockstep)
+                results[env_id + " (neighbour)"] = _table(title, rows, sec, args.rounds, refs)
+            finally:
+                neighbour.close()
+    if not (args.metaworld_only or args.neighbour_only):
         nav_stepper = ours_stepper("metarl/Navigation2D-v0", args.nav_envs, "sync", 1)
         nav = max(measure({"nav": nav_stepper}, sec, args.rounds)["nav"])
         results["metarl/Navigation2D-v0"] = {"best": {"metarl sync": nav}}
         print(f"\n## metarl/Navigation2D-v0, {args.nav_envs} envs, sync: {nav:,.0f} env steps/s")
-    if args.metaworld_envs and importlib.util.find_spec("metaworld") is None:
+    if args.neighbour_only:
+        pass
+    elif args.metaworld_envs and importlib.util.find_spec("metaworld") is None:
         print("\n## Meta-World: skipped (pip install 'metarl[metaworld]')")
     elif args.metaworld_envs:
         m = args.metaworld_envs

@@ -117,6 +117,10 @@ class MujocoEngine(BatchedTaskEngine):
         ValueError: if an argument is out of range.
     """
 
+    #: ``mj_step`` releases the GIL, so the ``thread`` backend's threads step in parallel
+    #: (``backend="auto"`` may pick it; Meta-World's Python reward holds the GIL).
+    THREADS_RELEASE_GIL: ClassVar[bool] = True
+
     metadata: ClassVar[dict[str, Any]] = {
         "render_modes": list(MUJOCO_RENDER_MODES),
         "render_fps": 20,  # 1 / dt at the default frame_skip (subclasses with another dt override)

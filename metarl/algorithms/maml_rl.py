@@ -495,7 +495,7 @@ def train(
 def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskVectorEnv:
     """The vector env of ``num_tasks * episodes_per_task`` sub-envs for ``cfg.env``."""
     env = cfg.env
-    workers = env.num_workers if env.backend in ("thread", "process") else None
+    workers = env.num_workers if env.backend in ("thread", "process", "auto") else None
     return make_vec(
         env.id,
         num_tasks * episodes_per_task,

@@ -467,7 +467,7 @@ def make_env(cfg: RL2Config, num_trials: int) -> TaskVectorEnv:
         env.id,
         num_trials,
         backend=env.backend,
-        num_workers=env.num_workers if env.backend in ("thread", "process") else None,
+        num_workers=env.num_workers if env.backend in ("thread", "process", "auto") else None,
         autoreset_mode="disabled",
         horizon=env.horizon,
         **env.vec_kwargs,

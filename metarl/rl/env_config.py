@@ -26,10 +26,11 @@ class VecEnvConfig:
     """Registered task env id (``metarl envs`` lists them)."""
     horizon: int | None = None
     """Episode length H in steps (None: the registered horizon; bandits need 1)."""
-    backend: Literal["sync", "thread", "process"] = "sync"
-    """Vector-env backend: one process; MuJoCo stepped on threads; or worker processes."""
+    backend: Literal["sync", "thread", "process", "auto"] = "sync"
+    """Vector-env backend: one process; MuJoCo stepped on threads; worker processes; or auto (one
+    of them from the env's measured step cost and the free cores; same results)."""
     num_workers: int = 2
-    """Slices of the thread or process backend (this thread/process steps one)."""
+    """Slices of the thread or process backend (this thread/process steps one); auto: the most."""
     action_scale: float | None = None
     """MuJoCo: policy acts in [-s, s], divided by s before the env (pytorch-maml-rl, garage and
     ProMP use 10); None: as is."""
@@ -100,7 +101,7 @@ def preflight_env(env: VecEnvConfig, sizes: Mapping[str, int]) -> None:
     except TypeError as err:  # An option the env's constructor does not take.
         options = ", ".join(f"env.{k}" for k in env.env_kwargs) or "its registered options"
         raise ValueError(f"{env.id} does not accept {options}: {err}") from None
-    if env.backend == "sync":
+    if env.backend in ("sync", "auto"):  # auto caps its workers at the usable cores itself
         return
     if env.backend == "thread" and not hasattr(envs.get_engine_class(env.id), "set_num_threads"):
         raise ValueError(

@@ -340,3 +340,13 @@ def test_cuda_on_a_machine_without_it_is_bad_input(tmp_path, capsys):
     argv[argv.index("cpu")] = "cuda"
     _fails(capsys, argv, EXIT_BAD_INPUT)
     assert not run_dir.exists()
+
+
+def test_auto_backend_is_a_valid_env_setting_that_caps_its_own_workers(tmp_path, capsys):
+    from metarl.rl.env_config import VecEnvConfig, preflight_env
+
+    # auto uses at most the usable CPUs, so a larger num_workers is a cap, not an error
+    preflight_env(VecEnvConfig(backend="auto", num_workers=available_cpus() + 1), {"training": 1})
+    run_dir = tmp_path / "run"
+    _fails(capsys, _train_argv(NAV, run_dir, "env.backend=fast"), EXIT_BAD_INPUT, "'auto'")
+    assert not run_dir.exists()

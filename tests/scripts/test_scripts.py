@@ -88,7 +88,9 @@ def test_env_benchmark_prints_its_table(tmp_path):
         "--out",
         str(tmp_path / "b.json"),
     )
-    assert "| metarl sync |" in out and "× raw" in out
+    assert "| metarl sync |" in out and "× raw" in out and "× lockstep" in out
+    assert "with a busy-loop neighbour process" in out and "| metarl auto (at most 2) |" in out
+    assert "tasks runnable now" in out and "auto picked" in out
     assert (tmp_path / "b.json").exists()
 
 
