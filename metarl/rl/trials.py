@@ -248,15 +248,13 @@ def sample_trials(
             if t < horizon - 1 and terminated.any():  # pad the rest of the episode
                 obs_np, _ = vec.reset(options={"reset_mask": terminated})
 
-    def host(x: np.ndarray) -> Tensor:  # [E*H, N, ...] -> [N, E, H, ...] on device
-        return (
-            torch.as_tensor(x, device=device)
-            .transpose(0, 1)
-            .reshape(num, episodes_per_trial, horizon, *x.shape[2:])
-        )
+    def stack(x: Tensor) -> Tensor:  # [E*H, N, ...] -> [N, E, H, ...], contiguous (as before:
+        # a strided batch changes the order of later reductions, hence their last bits)
+        x = x.transpose(0, 1).contiguous()
+        return x.view(num, episodes_per_trial, horizon, *x.shape[2:])
 
-    def stack(x: Tensor) -> Tensor:
-        return x.transpose(0, 1).reshape(num, episodes_per_trial, horizon, *x.shape[2:])
+    def host(x: np.ndarray) -> Tensor:
+        return stack(torch.as_tensor(x, device=device))
 
     valid = host(mask)
     action_t = torch.stack(actions)
