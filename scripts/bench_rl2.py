@@ -1,4 +1,4 @@
-"""Training throughput of RL² on HalfCheetahVel against stable-baselines3 peers, in one run.
+r"""Training throughput of RL² on HalfCheetahVel against stable-baselines3 peers, in one run.
 
 Every learner trains on ``metarl/HalfCheetahVel-v0`` (H = 100) on this machine in this process,
 and the figure is env steps per second of training *including* the policy updates:
@@ -20,17 +20,18 @@ shared machine hits all of them alike. Printed: the median rate of each over the
 median of the per-round ratios, and the 1-minute load average (``os.getloadavg``) before every
 round. Optionally writes JSON.
 
-Setup: the peers are benchmark-only, never metarl dependencies, so they go into a separate venv
-(the one ``scripts/bench_supervised.py`` uses serves), with metarl's own requirements::
+Setup: sb3-contrib is a benchmark-only peer, never a metarl dependency, so it goes into a
+separate venv with what metarl needs to run from the source tree (torch, gymnasium[mujoco],
+PyYAML, matplotlib, tqdm, tensorboard, stable-baselines3)::
 
-    python -m venv .bench-venv
-    .bench-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-    .bench-venv/bin/pip install -e . && .bench-venv/bin/pip install sb3-contrib==2.9.2 --no-deps
-    OMP_NUM_THREADS=1 .bench-venv/bin/python scripts/bench_rl2.py --rounds 5
+    python -m venv bench-venv
+    bench-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    bench-venv/bin/pip install "gymnasium[mujoco]>=1,<2" pyyaml matplotlib tqdm tensorboard \
+        stable-baselines3==2.9.2
+    bench-venv/bin/pip install sb3-contrib==2.9.2 --no-deps
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD bench-venv/bin/python scripts/bench_rl2.py --rounds 5
 
-(a venv that has torch, gymnasium[mujoco], PyYAML and stable-baselines3 but not metarl runs it
-with ``PYTHONPATH=$PWD``). Without sb3-contrib the RecurrentPPO row is skipped with a line that
-says how to install it.
+Without sb3-contrib the RecurrentPPO row is skipped with a line that says how to install it.
 
     python scripts/bench_rl2.py [--rounds 3] [--iterations 2] [--device D] [--threads 1]
                                 [--set KEY=VALUE ...] [--quick] [--out F]
