@@ -24,7 +24,9 @@ Two equivalent paths compute this: a Python loop over time with the GRU cell mat
 (``method="loop"``, needed for resets inside a row), and torch's fused GRU kernel
 (``method="fused"``), which runs masked rows by first gathering each row's valid steps to the front
 (skipping a step that leaves the state unchanged is the same as not running it). ``"auto"`` picks
-the fused kernel unless a row resets after its first step. Tests check the two agree.
+the fused kernel unless a row resets after its first step. Tests check the two agree. The sampler
+steps the policy with :class:`RecurrentStep` (``torch.gru_cell``, the cell ``nn.GRU`` runs, with
+the weights bound once), which gives the same bits as a one-step call of the fused path on CPU.
 """
 
 from __future__ import annotations
