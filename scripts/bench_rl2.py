@@ -1,22 +1,40 @@
-"""Training throughput of RL² on HalfCheetahVel against stable-baselines3 PPO, in one run.
+r"""Training throughput of RL² on HalfCheetahVel against stable-baselines3 peers, in one run.
 
-Both learners train on ``metarl/HalfCheetahVel-v0`` (H = 100) on this machine in this process, and
-the figure is env steps per second of training *including* the policy updates:
+Every learner trains on ``metarl/HalfCheetahVel-v0`` (H = 100) on this machine in this process,
+and the figure is env steps per second of training *including* the policy updates:
 
 - **RL²**: iterations of :func:`metarl.algorithms.rl2.train` with
   ``configs/rl2/halfcheetah_vel.yaml`` (64 trials of 2 episodes stepped as one batched vector env,
-  one batched GRU forward per step, PPO with truncated BPTT), after one warm-up iteration;
-- **SB3 PPO**: ``stable_baselines3.PPO("MlpPolicy")`` with its defaults (one env, 2048-step
-  rollouts, 10 epochs of 64-sample minibatches) on the gymnasium env, after a warm-up rollout;
-- and, for context, the vector env alone stepped with random actions (the ceiling).
+  one batched GRU step per env step, PPO with truncated BPTT), after one warm-up iteration;
+- **SB3 PPO**: ``stable_baselines3.PPO("MlpPolicy")`` on 64 gymnasium envs in SB3's
+  ``DummyVecEnv`` (``make_vec_env``), with RL²'s batch: ``n_steps`` = 200 per env (the same
+  64 × 200 = 12,800 steps per update), 2 epochs of 4 minibatches (``batch_size`` 3,200);
+- **sb3-contrib RecurrentPPO**: ``RecurrentPPO("MlpLstmPolicy")`` with an LSTM of 64 units and
+  the same envs, batch, epochs and minibatches (skipped, with the install command, if
+  ``sb3_contrib`` is missing);
+- **the vector env alone**, stepped with random actions: the ceiling, the same 64 sub-envs.
 
-The two learners are timed in alternating rounds (``--rounds``), so that a change in the load of
-a shared machine affects both figures alike.
+All four are timed in alternating rounds (``--rounds``), each round the same number of env steps
+for every learner (``--iterations`` RL² iterations' worth), so that a change in the load of a
+shared machine hits all of them alike. Printed: the median rate of each over the rounds, the
+median of the per-round ratios, and the 1-minute load average (``os.getloadavg``) before every
+round. Optionally writes JSON.
 
-Prints a markdown table and the ratio RL² / SB3; optionally writes JSON.
+Setup: sb3-contrib is a benchmark-only peer, never a metarl dependency, so it goes into a
+separate venv with what metarl needs to run from the source tree (torch, gymnasium[mujoco],
+PyYAML, matplotlib, tqdm, tensorboard, stable-baselines3)::
 
-    python scripts/bench_rl2.py [--rounds 2] [--iterations 2] [--sb3-steps 2048] [--device D]
-                                [--threads 1] [--set KEY=VALUE ...] [--quick] [--out F]
+    python -m venv bench-venv
+    bench-venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    bench-venv/bin/pip install "gymnasium[mujoco]>=1,<2" pyyaml matplotlib tqdm tensorboard \
+        stable-baselines3==2.9.2
+    bench-venv/bin/pip install sb3-contrib==2.9.2 --no-deps
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD bench-venv/bin/python scripts/bench_rl2.py --rounds 5
+
+Without sb3-contrib the RecurrentPPO row is skipped with a line that says how to install it.
+
+    python scripts/bench_rl2.py [--rounds 3] [--iterations 2] [--device D] [--threads 1]
+                                [--set KEY=VALUE ...] [--quick] [--out F]
 """
 
 from __future__ import annotations
@@ -26,45 +44,50 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 import envs  # noqa: F401  (registers the metarl/* ids)
 from metarl.algorithms import rl2 as R
 from metarl.config import load_config
+from metarl.config_sections import section
 from metarl.device import get_device
 from metarl.memory import keep_freed_memory
 
 CONFIG = "configs/rl2/halfcheetah_vel.yaml"
-ENV_ID = "metarl/HalfCheetahVel-v0"
 QUICK = ["env.num_trials=4", "algo.num_minibatches=2", "env.horizon=10", "algo.bptt_len=5"]
+CONTRIB = "sb3-contrib==2.9.2 --no-deps"
+
+Round = Callable[[], tuple[int, float]]
+"""Runs one timed round; returns ``(env steps, seconds)``."""
 
 
-def random_action_rate(cfg: R.RL2Config, steps: int) -> float:
-    """Env steps/s of the same vector env stepped with random actions (no policy, no update)."""
+def random_round(cfg: R.RL2Config, rollouts: int) -> Round:
+    """The same vector env stepped with random actions (no policy, no update): the ceiling."""
     vec = R.make_env(cfg, cfg.env.num_trials)
     space = vec.single_action_space
     rng = np.random.default_rng(0)
-    actions = [rng.uniform(-1, 1, (vec.num_envs, *space.shape)).astype(space.dtype) for _ in "ab"]
+    shape = (vec.num_envs, *(space.shape or ()))
+    actions = [rng.uniform(-1, 1, shape).astype(space.dtype or np.float32) for _ in "ab"]
     everyone = np.ones(vec.num_envs, dtype=bool)
     horizon = int(vec.horizon or 1)
+    steps = rollouts * cfg.env.episodes_per_trial * horizon
     vec.reset(seed=0)
-    start = time.perf_counter()
-    for t in range(steps):
-        if t and t % horizon == 0:
-            vec.reset(options={"reset_mask": everyone})
-        vec.step(actions[t % 2])
-    elapsed = time.perf_counter() - start
-    vec.close()
-    return steps * vec.num_envs / elapsed
 
+    def run() -> tuple[int, float]:
+        start = time.perf_counter()
+        for t in range(steps):
+            if t % horizon == 0:
+                vec.reset(options={"reset_mask": everyone})
+            vec.step(actions[t % 2])
+        return steps * vec.num_envs, time.perf_counter() - start
 
-Round = Callable[[], tuple[int, float]]
-"""Runs one timed round of training; returns ``(env steps, seconds)``."""
+    return run
 
 
 def rl2_round(cfg: R.RL2Config, device: torch.device, iterations: int) -> Round:
@@ -85,46 +108,68 @@ def rl2_round(cfg: R.RL2Config, device: torch.device, iterations: int) -> Round:
     return run
 
 
-def sb3_round(steps: int, horizon: int, device: torch.device) -> Round:
-    """stable-baselines3 PPO (MLP policy, defaults, one env) learning ``steps`` per round."""
-    from stable_baselines3 import PPO
+def sb3_round(cfg: R.RL2Config, device: torch.device, iterations: int, recurrent: bool) -> Round:
+    """SB3 PPO (MLP) or sb3-contrib RecurrentPPO (LSTM) on RL²'s batch, ``iterations`` updates."""
+    from stable_baselines3.common.env_util import make_vec_env
 
-    env = gym.make(ENV_ID, max_episode_steps=horizon)
-    n_steps = min(2048, steps)
-    model = PPO(
-        "MlpPolicy", env, n_steps=n_steps, batch_size=min(64, n_steps), seed=0, device=device
+    env, algo, ppo = cfg.env, cfg.algo, section(cfg.ppo, "ppo")
+    horizon = int(env.horizon or 100)
+    n_steps = env.episodes_per_trial * horizon  # 200 per env: RL²'s 64 × 200 batch
+    vec = make_vec_env(
+        env.id, n_envs=env.num_trials, seed=0, env_kwargs={"max_episode_steps": horizon}
     )
-    model.learn(total_timesteps=n_steps)  # warm-up: one rollout and one update
+    kwargs: dict[str, Any] = {
+        "n_steps": n_steps,
+        "batch_size": n_steps * env.num_trials // algo.num_minibatches,
+        "n_epochs": ppo.epochs,
+        "seed": 0,
+        "device": device,
+    }
+    if recurrent:
+        from sb3_contrib import RecurrentPPO  # type: ignore[import-not-found]  # optional peer
+
+        lstm = {"lstm_hidden_size": cfg.policy.hidden_size}
+        model: Any = RecurrentPPO("MlpLstmPolicy", vec, policy_kwargs=lstm, **kwargs)
+    else:
+        from stable_baselines3 import PPO
+
+        model = PPO("MlpPolicy", vec, **kwargs)
+    batch = n_steps * env.num_trials
+    model.learn(total_timesteps=batch)  # warm-up: one rollout and one update
 
     def run() -> tuple[int, float]:
         before, start = model.num_timesteps, time.perf_counter()
-        model.learn(total_timesteps=steps, reset_num_timesteps=False)
+        model.learn(total_timesteps=iterations * batch, reset_num_timesteps=False)
         return int(model.num_timesteps - before), time.perf_counter() - start
 
     return run
 
 
-def interleave(rounds: int, runners: dict[str, Round]) -> dict[str, dict[str, float]]:
-    """Alternates the learners round by round, so a change in machine load hits both alike."""
-    totals = {name: [0, 0.0] for name in runners}
+def interleave(rounds: int, runners: dict[str, Round]) -> tuple[dict[str, list[float]], list]:
+    """Alternates the learners round by round; returns each one's rate per round and the loads."""
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    loads = []
     for _ in range(rounds):
+        loads.append(os.getloadavg()[0])
         for name, run in runners.items():
             steps, seconds = run()
-            totals[name][0] += steps
-            totals[name][1] += seconds
-    return {
-        name: {"steps": steps, "seconds": seconds, "steps_per_second": steps / seconds}
-        for name, (steps, seconds) in totals.items()
-    }
+            rates[name].append(steps / seconds)
+    loads.append(os.getloadavg()[0])
+    return rates, loads
+
+
+NAMES = {
+    "random": "the vector env alone, random actions (ceiling)",
+    "rl2": "metarl RL² (GRU, PPO)",
+    "sb3": "stable-baselines3 PPO, MLP, 64 envs",
+    "contrib": "sb3-contrib RecurrentPPO, LSTM 64, 64 envs",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2, help="timed rounds of each learner")
-    parser.add_argument("--iterations", type=int, default=2, help="RL² iterations per round")
-    parser.add_argument(
-        "--sb3-steps", type=int, default=None, help="SB3 PPO env steps per round (default 2048)"
-    )
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each learner")
+    parser.add_argument("--iterations", type=int, default=2, help="updates per learner per round")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     parser.add_argument(
@@ -141,51 +186,63 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     np.random.seed(0)
-    keep_freed_memory()  # as `metarl train` does (SB3 in this process gets it too)
+    keep_freed_memory()  # as `metarl train` does (the peers in this process get it too)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     overrides = (QUICK if args.quick else []) + list(args.set)
     cfg = load_config(R.RL2Config, CONFIG, overrides)
     env = cfg.env
-    horizon = int(env.horizon or 100)
     print(
         f"# RL² training throughput: {env.id}, {env.num_trials} trials × "
-        f"{env.episodes_per_trial} episodes × H {horizon}, GRU {cfg.policy.hidden_size}, PPO "
-        f"{cfg.ppo.epochs} epochs × {cfg.algo.num_minibatches} minibatches, BPTT "
+        f"{env.episodes_per_trial} episodes × H {env.horizon}, GRU {cfg.policy.hidden_size}, PPO "
+        f"{section(cfg.ppo, 'ppo').epochs} epochs × {cfg.algo.num_minibatches} minibatches, BPTT "
         f"{cfg.algo.bptt_len}; policy on {device}, envs on CPU; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"
     )
-    sb3_steps = args.sb3_steps or (64 if args.quick else 2048)
     runners = {
-        "sb3": sb3_round(sb3_steps, horizon, device),
+        "random": random_round(cfg, args.iterations),
         "rl2": rl2_round(cfg, device, args.iterations),
+        "sb3": sb3_round(cfg, device, args.iterations, recurrent=False),
     }
-    rates = interleave(args.rounds, runners)
-    ours, sb3 = rates["rl2"], rates["sb3"]
-    ceiling = random_action_rate(cfg, env.episodes_per_trial * horizon)
-    ratio = ours["steps_per_second"] / sb3["steps_per_second"]
-    print("| training (env steps incl. updates) | env steps | seconds | env steps/s | × SB3 |")
-    print("|---|---|---|---|---|")
-    for name, row in (("stable-baselines3 PPO, MLP, 1 env", sb3), ("metarl RL² (GRU, PPO)", ours)):
-        rate = row["steps_per_second"]
-        print(
-            f"| {name} | {row['steps']:,} | {row['seconds']:.2f} | {rate:,.0f} | "
-            f"{rate / sb3['steps_per_second']:.1f} |"
-        )
-    print(f"\nthe vector env alone (random actions): {ceiling:,.0f} env steps/s")
-    print(f"ratio RL² / SB3 PPO: {ratio:.1f}×")
+    try:
+        import sb3_contrib  # noqa: F401  (an optional peer)
+    except ImportError:
+        print(f"sb3-contrib RecurrentPPO skipped: not installed (pip install {CONTRIB})\n")
+    else:
+        runners["contrib"] = sb3_round(cfg, device, args.iterations, recurrent=True)
+    rates, loads = interleave(args.rounds, runners)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+
+    def ratio(a: str, b: str) -> float:  # the median of the per-round ratios
+        return statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
+
+    print("| training (env steps incl. updates) | env steps/s (median) | per round | RL² × |")
+    print("|---|---|---|---|")
+    for name, values in rates.items():
+        each = ", ".join(f"{v:,.0f}" for v in values)
+        times = "" if name == "rl2" else f"{ratio('rl2', name):.2f}"
+        print(f"| {NAMES[name]} | {median[name]:,.0f} | {each} | {times} |")
+    load = ", ".join(f"{x:.2f}" for x in loads)
+    print(f"\nload average (1 min) before each round and after: {load}")
+    print(f"RL² / the vector env's random-action rate: {ratio('rl2', 'random'):.2f}")
+    print(f"ratio RL² / SB3 PPO (64 envs): {ratio('rl2', 'sb3'):.2f}×")
+    if "contrib" in rates:
+        print(f"ratio RL² / RecurrentPPO (64 envs): {ratio('rl2', 'contrib'):.2f}×")
     if args.out:
         result = {
             "config": CONFIG,
             "overrides": overrides,
             "device": str(device),
             "rounds": args.rounds,
-            "rl2": ours,
-            "sb3_ppo": sb3,
-            "random_action_steps_per_second": ceiling,
-            "ratio": ratio,
+            "iterations": args.iterations,
+            "steps_per_second": rates,
+            "median_steps_per_second": median,
+            "load_average": loads,
+            "ratio": ratio("rl2", "sb3"),
+            "ratio_random": ratio("rl2", "random"),
+            "ratio_recurrent_ppo": ratio("rl2", "contrib") if "contrib" in rates else None,
         }
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2)

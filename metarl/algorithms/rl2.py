@@ -334,10 +334,11 @@ def trpo_update(
 def _make_optimizer(
     cfg: RL2Config, policy: RecurrentPolicy, params: Params
 ) -> torch.optim.Optimizer:
-    """Adam over all parameters (PPO) or over the value parameters only (TRPO)."""
+    """Adam over all parameters (PPO) or the value ones (TRPO); foreach: same bits, cheaper."""
     if cfg.algo.name == "rl2_ppo":
-        return torch.optim.Adam(list(params.values()), lr=cfg.optim.lr)
-    return torch.optim.Adam(list(split_params(policy, params)[1].values()), lr=cfg.optim.lr)
+        return torch.optim.Adam(list(params.values()), lr=cfg.optim.lr, foreach=True)
+    value = list(split_params(policy, params)[1].values())
+    return torch.optim.Adam(value, lr=cfg.optim.lr, foreach=True)
 
 
 class RL2Experiment:

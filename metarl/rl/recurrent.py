@@ -24,7 +24,9 @@ Two equivalent paths compute this: a Python loop over time with the GRU cell mat
 (``method="loop"``, needed for resets inside a row), and torch's fused GRU kernel
 (``method="fused"``), which runs masked rows by first gathering each row's valid steps to the front
 (skipping a step that leaves the state unchanged is the same as not running it). ``"auto"`` picks
-the fused kernel unless a row resets after its first step. Tests check the two agree.
+the fused kernel unless a row resets after its first step. Tests check the two agree. The sampler
+steps the policy with :class:`RecurrentStep` (``torch.gru_cell``, the cell ``nn.GRU`` runs, with
+the weights bound once), which gives the same bits as a one-step call of the fused path on CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, PolicyOu
 __all__ = [
     "RecurrentOutput",
     "RecurrentPolicy",
+    "RecurrentStep",
     "recurrent_forward",
 ]
 
@@ -389,3 +392,65 @@ def recurrent_forward(
     kwargs = {"mask": mask, "reset": reset, "method": method}
     # No tied weights in this module: skipping the tie analysis saves ~0.1 ms per call (sampling).
     return functional_call(policy, params, (inputs, h0), kwargs, tie_weights=False)
+
+
+def _mlp_layers(mlp: MLP, params: Params, prefix: str) -> list[Any]:
+    """An MLP's ``(weight, bias)`` pairs from ``params`` and its activations, in order."""
+    layers: list[Any] = []
+    for i, module in enumerate(mlp.body):
+        if isinstance(module, nn.Linear):
+            name = f"{prefix}.body.{i}"
+            layers.append((params[f"{name}.weight"], params[f"{name}.bias"]))
+        else:
+            layers.append(module)
+    layers.append((params[f"{prefix}.head.weight"], params[f"{prefix}.head.bias"]))
+    return layers
+
+
+def _apply(layers: list[Any], x: Tensor) -> Tensor:
+    for layer in layers:
+        x = F.linear(x, *layer) if isinstance(layer, tuple) else layer(x)
+    return x
+
+
+class RecurrentStep:
+    """One step of ``policy`` with ``params`` bound once, for sampling (no autograd, no checks).
+
+    Computes what :func:`recurrent_forward` computes for one step without a mask or reset,
+    bit for bit on CPU (``torch.gru_cell`` is the cell ``nn.GRU`` runs), without its per-call
+    cost (shape checks, swapping parameters into the module): the sampler calls it once per env
+    step. The value head runs afterwards on all stored states at once (:meth:`value`).
+
+    Args:
+        policy: The recurrent policy.
+        params: Its parameters (or a subset; the rest are the module's own), used detached.
+    """
+
+    def __init__(self, policy: RecurrentPolicy, params: Params) -> None:
+        bound = {k: v.detach() for k, v in policy.named_parameters()}
+        bound.update({k: v.detach() for k, v in params.items()})
+        names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        trunks = ["gru", "value_gru"] if policy.separate_value else ["gru"]
+        self.grus = [tuple(bound[f"{trunk}.{n}"] for n in names) for trunk in trunks]
+        self.pi = _mlp_layers(policy.pi, bound, "pi")
+        self.v = _mlp_layers(policy.v, bound, "v")
+        self.size = policy.hidden_size
+        self.log_std = None
+        if not policy.discrete:
+            self.log_std = torch.clamp(bound["log_std"], min=policy.min_log_std)
+
+    def __call__(self, x: Tensor, h: Tensor) -> tuple[Tensor, PolicyOutput]:
+        """``x [B, input_size]``, ``h [B, state_size]`` -> the new state, the distribution."""
+        size = self.size
+        h_pi = torch.gru_cell(x, h[:, :size], *self.grus[0])
+        h_new = h_pi
+        if len(self.grus) > 1:
+            h_new = torch.cat([h_pi, torch.gru_cell(x, h[:, size:], *self.grus[1])], dim=-1)
+        loc = _apply(self.pi, h_pi)
+        log_std = None if self.log_std is None else self.log_std.expand_as(loc)
+        return h_new, PolicyOutput(loc, log_std)
+
+    def value(self, states: Tensor) -> Tensor:
+        """``V`` of states ``[..., state_size]`` (of the value GRU's part if any): ``[...]``."""
+        part = states[..., self.size :] if len(self.grus) > 1 else states
+        return _apply(self.v, part).squeeze(-1)

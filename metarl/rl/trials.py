@@ -38,7 +38,13 @@ from metarl.logger import Logger
 from metarl.rl.classic import classic_baselines
 from metarl.rl.evaluation import task_chunks
 from metarl.rl.parallel import gathered_rows, skip_noise
-from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
+from metarl.rl.policies import PolicyOutput
+from metarl.rl.recurrent import (
+    RecurrentOutput,
+    RecurrentPolicy,
+    RecurrentStep,
+    recurrent_forward,
+)
 from metarl.rl.returns import GAEResult, gae
 from metarl.rl.sampler import actions_to_env, sample_actions
 from metarl.rl.success import SuccessRecorder, gathered_success_table, write_success_results
@@ -145,28 +151,6 @@ def _check(vec: TaskVectorEnv, tasks: Sequence[Task], episodes: int, chunk_len: 
     return vec.horizon
 
 
-_KEYS = ("obs", "actions", "rewards", "log_probs", "values", "dones", "mask", "inputs")
-
-
-class _Carry(NamedTuple):
-    """What one step hands to the next: the state and the previous action, reward and done."""
-
-    h: Tensor
-    action: Tensor
-    reward: Tensor
-    done: Tensor
-
-
-def _advance(carry: _Carry, new: _Carry, alive: Tensor) -> _Carry:
-    """``new`` where the step was valid; a padding step leaves everything unchanged."""
-    valid = alive > 0
-
-    def pick(old: Tensor, value: Tensor) -> Tensor:
-        return torch.where(valid.view(-1, *[1] * (value.dim() - 1)), value, old)
-
-    return _Carry(*(pick(old, value) for old, value in zip(carry, new, strict=True)))
-
-
 @torch.no_grad()
 def sample_trials(
     vec: TaskVectorEnv,
@@ -182,6 +166,11 @@ def sample_trials(
     rows: tuple[int, int] | None = None,
 ) -> TrialBatch:
     """Runs one trial of ``episodes_per_trial`` episodes on each task, all trials in parallel.
+
+    Each env step costs one GRU cell and one action head for all trials
+    (:class:`~metarl.rl.recurrent.RecurrentStep`); the inputs, rewards and flags are written into
+    preallocated host arrays, and the values and log-probabilities are computed for all steps at
+    once after the last one.
 
     Args:
         vec: A vector env with ``len(tasks)`` sub-envs, a horizon H and
@@ -205,55 +194,86 @@ def sample_trials(
         ValueError: If the env, the tasks or the sizes do not fit (the message names which).
     """
     horizon = _check(vec, tasks, episodes_per_trial, chunk_len)
-    num = len(tasks)
-    chunk = episodes_per_trial * horizon if chunk_len is None else chunk_len
-    params = {k: v.detach() for k, v in params.items()}
-    obs_np, _ = vec.reset(seed=seed, options={"tasks": list(tasks)})
-    zeros = torch.zeros(num, device=device)  # trial start: no previous action, reward, done
-    action0 = torch.zeros(num, policy.action_size, device=device)
-    carry = _Carry(policy.initial_state(num, device), action0, zeros, zeros)
-    steps: dict[str, list[Tensor]] = {k: [] for k in _KEYS}
+    num, length = len(tasks), episodes_per_trial * horizon
+    chunk = length if chunk_len is None else chunk_len
+    step = RecurrentStep(policy, params)
+    # Host buffers, time-major: inputs[t] is the GRU input of step t (obs ⊕ previous action ⊕
+    # previous reward ⊕ previous done; all zero before a trial's first step).
+    obs_dim, act = policy.obs_dim, policy.action_size
+    inputs = np.zeros((length, num, policy.input_size), dtype=np.float32)
+    rewards, dones, mask = (np.zeros((length, num), dtype=np.float32) for _ in range(3))
+    x_all = torch.from_numpy(inputs) if device.type == "cpu" else None
+    actions: list[Tensor] = []
+    dists: list[PolicyOutput] = []
+    states = torch.empty(length, num, policy.state_size, device=device)
+    h = policy.initial_state(num, device)
     chunk_h0 = []
+    obs_np, _ = vec.reset(seed=seed, options={"tasks": list(tasks)})
     for e in range(episodes_per_trial):
         if e > 0:  # a new episode of the same task; the recurrent state carries on
             obs_np, _ = vec.reset(options={"reset_mask": np.ones(num, dtype=np.bool_)})
-        alive = torch.ones(num, device=device)
+        alive = np.ones(num, dtype=np.bool_)
         for t in range(horizon):
-            if (e * horizon + t) % chunk == 0:
-                chunk_h0.append(carry.h)
-            obs = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
-            x = policy.encode_inputs(obs, carry.action, carry.reward, carry.done)
-            out = recurrent_forward(policy, params, x[:, None], carry.h)
-            dist = out.dist.apply(lambda v: v[:, 0])
+            i = e * horizon + t
+            if i % chunk == 0:
+                chunk_h0.append(h)
+            inputs[i, :, :obs_dim] = obs_np
+            x = x_all[i] if x_all is not None else torch.as_tensor(inputs[i], device=device)
+            h_new, dist = step(x, h)
             action = sample_actions(policy, dist, generator, rows)
+            action_np = action.cpu().numpy()
             obs_np, reward_np, terminated, _, _ = vec.step(actions_to_env(action, vec))
-            reward = torch.as_tensor(reward_np, dtype=torch.float32, device=device)
-            term = torch.as_tensor(terminated, dtype=torch.float32, device=device)
-            ended = term if t < horizon - 1 else torch.ones_like(term)  # the episode is over
-            new = _Carry(out.h_last, policy.action_features(action).float(), reward, ended)
-            carry = _advance(carry, new, alive)
-            logp, value = policy.log_prob(dist, action), out.value[:, 0]
-            records = (obs, action, reward * alive, logp, value * alive, term * alive, alive, x)
-            for key, record in zip(_KEYS, records, strict=True):
-                steps[key].append(record)
-            alive = alive * (1.0 - term)
+            terminated = np.asarray(terminated, dtype=np.bool_)
+            states[i] = h_new
+            actions.append(action)
+            dists.append(dist)
+            rewards[i], dones[i], mask[i] = reward_np, terminated, alive
+            everyone = bool(alive.all())
+            h = (
+                h_new
+                if everyone
+                else torch.where(torch.as_tensor(alive, device=device)[:, None], h_new, h)
+            )
+            if i + 1 < length:  # the next step's previous action, reward and done
+                carry = inputs[i + 1, :, obs_dim:]
+                if policy.discrete:
+                    carry[np.arange(num), action_np] = 1.0
+                else:
+                    carry[:, :act] = action_np
+                carry[:, act] = reward_np
+                carry[:, act + 1] = terminated if t < horizon - 1 else 1.0  # episode over
+                if not everyone:  # a padding step leaves them unchanged
+                    carry[~alive] = inputs[i, ~alive, obs_dim:]
+            alive &= ~terminated
             if t < horizon - 1 and terminated.any():  # pad the rest of the episode
-                obs_np, _ = vec.reset(options={"reset_mask": np.asarray(terminated, bool)})
+                obs_np, _ = vec.reset(options={"reset_mask": terminated})
 
-    def stack(items: list[Tensor]) -> Tensor:  # E*H x [N, ...] -> [N, E, H, ...]
-        x = torch.stack(items, dim=1)
+    def stack(x: Tensor) -> Tensor:  # [E*H, N, ...] -> [N, E, H, ...], contiguous (as before:
+        # a strided batch changes the order of later reductions, hence their last bits)
+        x = x.transpose(0, 1).contiguous()
         return x.view(num, episodes_per_trial, horizon, *x.shape[2:])
 
+    def host(x: np.ndarray) -> Tensor:
+        return stack(torch.as_tensor(x, device=device))
+
+    valid = host(mask)
+    action_t = torch.stack(actions)
+    loc = torch.stack([d.loc for d in dists])
+    log_std = None if step.log_std is None else step.log_std.expand_as(loc)
+    log_probs = policy.log_prob(PolicyOutput(loc, log_std), action_t)
+    x_t = host(inputs)
+    # step by step, as the sampler's batch of N rows: the same bits as a value head inside the loop
+    values = torch.stack([step.value(s) for s in states])
     index = torch.arange(episodes_per_trial, device=device).view(1, -1, 1)
     return TrialBatch(
-        obs=stack(steps["obs"]),
-        actions=stack(steps["actions"]),
-        rewards=stack(steps["rewards"]),
-        log_probs=stack(steps["log_probs"]),
-        values=stack(steps["values"]),
-        dones=stack(steps["dones"]),
-        mask=stack(steps["mask"]),
-        inputs=stack(steps["inputs"]),
+        obs=x_t[..., :obs_dim].contiguous(),
+        actions=stack(action_t),
+        rewards=host(rewards) * valid,
+        log_probs=stack(log_probs),
+        values=stack(values) * valid,
+        dones=host(dones) * valid,
+        mask=valid,
+        inputs=x_t,
         episode_index=index.expand(num, episodes_per_trial, horizon).clone(),
         chunk_h0=torch.stack(chunk_h0, dim=1),
         chunk_len=chunk,

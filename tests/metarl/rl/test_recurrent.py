@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metarl.rl.recurrent import RecurrentPolicy, recurrent_forward
+from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, recurrent_forward
 
 F64 = torch.float64
 
@@ -37,6 +37,24 @@ def _outputs(out):
     return [out.dist.loc, out.value, out.h_last] + (
         [] if out.dist.log_std is None else [out.dist.log_std]
     )
+
+
+@pytest.mark.parametrize(
+    ("discrete", "separate", "head"), [(True, False, ()), (False, True, (6,)), (False, False, ())]
+)
+def test_the_sampling_step_is_the_fused_forward_one_step_at_a_time(discrete, separate, head):
+    policy = _policy(discrete=discrete, separate=separate, head=head).float()
+    params = {k: v.float() for k, v in _params(policy).items()}
+    inputs, h = (x.float() for x in _data(policy, batch=4, steps=5))
+    step = RecurrentStep(policy, params)
+    for t in range(inputs.shape[1]):
+        want = recurrent_forward(policy, params, inputs[:, t : t + 1], h, method="fused")
+        h, dist = step(inputs[:, t], h)
+        assert torch.equal(h, want.h_last)  # the same bits: sampling and training agree exactly
+        assert torch.equal(dist.loc, want.dist.loc[:, 0])
+        assert torch.equal(step.value(h), want.value[:, 0])
+        if not discrete:
+            assert torch.equal(dist.log_std, want.dist.log_std[:, 0])
 
 
 @pytest.mark.parametrize("separate", [False, True])
