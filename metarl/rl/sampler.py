@@ -4,10 +4,11 @@ Sub-env ``i`` runs task ``i // episodes_per_task``; every time step is one polic
 whole batch (per-task parameters: one ``bmm`` per layer over the task axis, the operations ``vmap``
 would run, :func:`~metarl.rl.policies.batched_policy_forward`), one draw of action noise, one
 transfer of the actions to the host and one ``vec.step``. Rewards and terminations stay on the
-host and log-probabilities are computed once at the end, with the same numbers as step by step. The result is
-an :class:`EpisodeBatch` shaped ``[task, episode, time, ...]`` on the training device, with a
-validity mask that is 1 while the episode runs and 0 after it terminated (the sub-env is reset and
-keeps stepping, but those steps are masked out), so every batch has the fixed horizon H.
+host and log-probabilities are computed once at the end, with the same numbers as step by step.
+The result is an :class:`EpisodeBatch` shaped ``[task, episode, time, ...]`` on the training
+device, with a validity mask that is 1 while the episode runs and 0 after it terminated (the
+sub-env is reset and keeps stepping, but those steps are masked out), so every batch has the
+fixed horizon H.
 """
 
 from __future__ import annotations
