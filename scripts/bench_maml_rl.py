@@ -6,15 +6,23 @@ forward per step, per-task parameters after adaptation), adaptation (linear base
 the inner step) and the outer update. Sampling throughput (env steps/s with the policies in the
 loop) is compared with the env benchmark's figure measured here in the same process: the same
 vector env (``make_vec``, sync backend, same number of envs, same horizon) stepped with random
-actions. MuJoCo's cost per step depends on the actions (a policy's Gaussian actions, clipped to
-the control range, make more contacts than uniform random ones), so it is also compared with the
-same env replaying the last post-update batch's actions, from the same reset seed and tasks:
-identical physics, only the policy taken out of the loop. Prints markdown tables and optionally
-writes JSON. Like ``metarl train``, it keeps freed memory in the process
+actions. MuJoCo's cost per step depends on the actions (a policy's small Gaussian controls make
+the cheetah's steps dearer than uniform random ones), so it is also compared with the same env
+replaying the meta-iteration's own actions (every batch, pre- and post-update): identical
+physics, only the policy taken out of the loop. Every row is timed the way the sampler works:
+per batch, the reset (seed, one task per sub-env) plus H steps. Prints markdown tables and
+optionally writes JSON. Like ``metarl train``, it keeps freed memory in the process
 (:mod:`metarl.memory`).
+
+``--sampling-only`` skips the outer update: it times the sampling of one meta-iteration (θ at its
+initialisation, then the adapted θ'_i) ``--rounds`` times, interleaved on one env with the same
+resets stepping uniform random actions, Gaussian random actions at the initial policy's std and
+the round's replayed actions, and prints the medians, the medians of the per-round ratios and
+the load average (a few minutes at full size).
 
     python scripts/bench_maml_rl.py [--iterations 2] [--device cpu|cuda|auto] [--threads 1]
                                     [--first-order] [--quick] [--out F]
+                                    [--sampling-only [--rounds 5]]
 
 ``--device cuda`` puts the policy (and the inner and outer updates) on the GPU; envs stay on CPU.
 """
@@ -82,7 +90,17 @@ def random_actions(vec: TaskVectorEnv, horizon: int, rng: np.random.Generator) -
 
 def replayed_actions(vec: TaskVectorEnv, actions: torch.Tensor) -> list[np.ndarray]:
     """A batch's actions ``[T, E, H, ...]`` as the H arrays the sampler gave ``vec.step``."""
-    return [actions_to_env(a, vec) for a in actions.flatten(0, 1).transpose(0, 1)]
+    steps = actions.flatten(0, 1).transpose(0, 1)
+    return [np.ascontiguousarray(actions_to_env(a, vec)) for a in steps]
+
+
+def gaussian_actions(
+    vec: TaskVectorEnv, horizon: int, std: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """H batches of ``N(0, std²)`` actions: random, but distributed like the initial policy's."""
+    space = vec.single_action_space
+    shape = (vec.num_envs, *(space.shape or ()))
+    return [rng.normal(0.0, std, shape).astype(space.dtype) for _ in range(horizon)]
 
 
 def random_action_rate(cfg: M.MAMLRLConfig, replay: Replay, repeats: int = 3) -> float:
@@ -118,9 +136,10 @@ def sampling_rounds(cfg: M.MAMLRLConfig, device: torch.device, rounds: int) -> d
 
     A meta-iteration's sampling (θ on the meta-batch, then the adapted θ'_i; no outer update, so
     θ stays at its initialisation) is timed ``rounds`` times, each time next to the same vector
-    env stepping that round's actions without the policy and stepping uniform random actions,
-    from the same resets. The order of the three rotates from round to round, so a change of
-    machine load hits each alike. Returns each one's env steps/s per round and the load averages.
+    env stepping that round's actions without the policy, uniform random actions and Gaussian
+    random actions at the initial policy's std, from the same resets. The order of the four
+    rotates from round to round, so a change of machine load hits each alike. Returns each one's
+    env steps/s per round and the load averages.
     """
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
@@ -133,7 +152,8 @@ def sampling_rounds(cfg: M.MAMLRLConfig, device: torch.device, rounds: int) -> d
     rng = np.random.default_rng(0)
     episodes, horizon = cfg.env.episodes_per_task, _horizon(vec)
     steps = len(seeds) * vec.num_envs * horizon
-    out: dict[str, list] = {"random": [], "replayed": [], "policy": [], "load": []}
+    out: dict[str, list] = {"random": [], "gaussian": [], "replayed": [], "policy": [], "load": []}
+    std = cfg.policy.init_std
     recorded: list[torch.Tensor] = []
 
     def run_policy() -> float:
@@ -155,13 +175,16 @@ def sampling_rounds(cfg: M.MAMLRLConfig, device: torch.device, rounds: int) -> d
             "random": lambda: env_rate(
                 vec, env_tasks, seeds, [random_actions(vec, horizon, rng) for _ in seeds]
             ),
+            "gaussian": lambda: env_rate(
+                vec, env_tasks, seeds, [gaussian_actions(vec, horizon, std, rng) for _ in seeds]
+            ),
             "replayed": lambda: env_rate(
                 vec, env_tasks, seeds, [replayed_actions(vec, a) for a in recorded]
             ),
             "policy": run_policy,
         }
         names = list(todo)
-        for name in names[r % 3 :] + names[: r % 3]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             out[name].append(todo[name]())
         out["load"].append(os.getloadavg()[0])
     vec.close()
@@ -207,6 +230,9 @@ def print_sampling(rates: dict[str, float], runs: dict[str, list] | None = None)
     print("\n| sampling (reset + H steps per batch) | env steps/s | ratio |")
     print("|---|---|---|")
     print(f"| random actions (make_vec sync) | {random_rate:,.0f} | 1.00 |")
+    if "gaussian" in rates:
+        gauss = rates["gaussian"]
+        print(f"| random N(0, init_std²) actions | {gauss:,.0f} | {gauss / random_rate:.2f} |")
     print(
         f"| the policies' actions replayed (same physics) | {replayed:,.0f} | "
         f"{replayed / random_rate:.2f} |"
@@ -218,6 +244,7 @@ def print_sampling(rates: dict[str, float], runs: dict[str, list] | None = None)
             k: float(np.median(np.divide(runs[a], runs[b])))
             for k, a, b in (
                 ("policy/random", "policy", "random"),
+                ("gaussian/random", "gaussian", "random"),
                 ("replayed/random", "replayed", "random"),
                 ("policy/replayed", "policy", "replayed"),
             )
@@ -246,7 +273,7 @@ def main() -> None:
     parser.add_argument(
         "--sampling-only",
         action="store_true",
-        help="only the sampling comparison: random, replayed and policy actions interleaved",
+        help="only the sampling comparison: random, replayed and policy actions, interleaved",
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --sampling-only")
     args = parser.parse_args()
@@ -270,7 +297,7 @@ def main() -> None:
     )
     if args.sampling_only:
         runs = sampling_rounds(cfg, device, args.rounds)
-        rates = {k: float(np.median(runs[k])) for k in ("random", "replayed", "policy")}
+        rates = {k: float(np.median(runs[k])) for k in ("random", "gaussian", "replayed", "policy")}
         print_sampling(rates, runs)
         if args.out:
             with open(args.out, "w", encoding="utf-8") as handle:
