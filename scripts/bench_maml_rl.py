@@ -6,15 +6,23 @@ forward per step, per-task parameters after adaptation), adaptation (linear base
 the inner step) and the outer update. Sampling throughput (env steps/s with the policies in the
 loop) is compared with the env benchmark's figure measured here in the same process: the same
 vector env (``make_vec``, sync backend, same number of envs, same horizon) stepped with random
-actions. MuJoCo's cost per step depends on the actions (a policy's Gaussian actions, clipped to
-the control range, make more contacts than uniform random ones), so it is also compared with the
-same env replaying the last post-update batch's actions, from the same reset seed and tasks:
-identical physics, only the policy taken out of the loop. Prints markdown tables and optionally
-writes JSON. Like ``metarl train``, it keeps freed memory in the process
+actions. MuJoCo's cost per step depends on the actions (a policy's small Gaussian controls make
+the cheetah's steps dearer than uniform random ones), so it is also compared with the same env
+replaying the meta-iteration's own actions (every batch, pre- and post-update): identical
+physics, only the policy taken out of the loop. Every row is timed the way the sampler works:
+per batch, the reset (seed, one task per sub-env) plus H steps. Prints markdown tables and
+optionally writes JSON. Like ``metarl train``, it keeps freed memory in the process
 (:mod:`metarl.memory`).
+
+``--sampling-only`` skips the outer update: it times the sampling of one meta-iteration (θ at its
+initialisation, then the adapted θ'_i) ``--rounds`` times, interleaved on one env with the same
+resets stepping uniform random actions, Gaussian random actions at the initial policy's std and
+the round's replayed actions, and prints the medians, the medians of the per-round ratios and
+the load average (a few minutes at full size).
 
     python scripts/bench_maml_rl.py [--iterations 2] [--device cpu|cuda|auto] [--threads 1]
                                     [--first-order] [--quick] [--out F]
+                                    [--sampling-only [--rounds 5]]
 
 ``--device cuda`` puts the policy (and the inner and outer updates) on the GPU; envs stay on CPU.
 """
@@ -29,67 +37,168 @@ import time
 
 import numpy as np
 import torch
+from gymnasium.spaces import Box
 
+from envs.vector import TaskVectorEnv
 from metarl.algorithms import maml_rl as M
 from metarl.config import load_config
 from metarl.device import get_device
 from metarl.memory import keep_freed_memory
-from metarl.rl.sampler import actions_to_env
+from metarl.rl.sampler import actions_to_env, sample_episodes
 
 CONFIG = "configs/maml_trpo/halfcheetah_vel.yaml"
 QUICK = ["env.meta_batch_size=4", "env.episodes_per_task=2", "env.horizon=10"]
 
-
-def random_action_rate(cfg: M.MAMLRLConfig, steps: int) -> float:
-    """Env steps/s of the same vector env stepped with random actions (the env benchmark)."""
-    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
-    rng = np.random.default_rng(0)
-    space = vec.single_action_space
-    actions = [
-        rng.uniform(space.low, space.high, (vec.num_envs, *space.shape)).astype(space.dtype)
-        for _ in range(16)
-    ]
-    vec.reset(seed=0)
-    start = time.perf_counter()
-    for t in range(steps):
-        vec.step(actions[t % len(actions)])
-    elapsed = time.perf_counter() - start
-    vec.close()
-    return steps * vec.num_envs / elapsed
+Replay = tuple[list, list[int], list[torch.Tensor]]
+"""A meta-iteration's tasks, reset seeds and each batch's actions ``[T, E, H, ...]``."""
 
 
-def replay_rate(
-    cfg: M.MAMLRLConfig, replay: tuple[list, int, torch.Tensor], repeats: int = 3
+def _horizon(vec: TaskVectorEnv) -> int:
+    assert vec.horizon is not None  # make_env gives the config's horizon
+    return vec.horizon
+
+
+def _env_tasks(cfg: M.MAMLRLConfig, tasks: list) -> list:
+    return [t for t in tasks for _ in range(cfg.env.episodes_per_task)]
+
+
+def env_rate(
+    vec: TaskVectorEnv, env_tasks: list, seeds: list[int], batches: list[list[np.ndarray]]
 ) -> float:
-    """Env steps/s of the vector env stepping a recorded batch's actions (same seed and tasks).
+    """Env steps/s of ``vec`` stepping given actions, no policy in the loop.
 
-    Over ``repeats`` replays, each from the same reset (the policy rate is a mean over
-    iterations too).
+    Each batch is timed like the sampler's: the reset it does (``seed``, one task per sub-env,
+    800 MuJoCo resets at full size) plus H steps (the last one auto-resets every sub-env).
     """
-    tasks, seed, actions = replay
-    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
-    episodes = cfg.env.episodes_per_task
-    per_step = actions.flatten(0, 1).transpose(0, 1)  # [H, T * E, ...]
-    arrays = [actions_to_env(a, vec) for a in per_step]
     elapsed = 0.0
-    for _ in range(repeats):
-        vec.reset(seed=seed, options={"tasks": [t for t in tasks for _ in range(episodes)]})
+    for seed, actions in zip(seeds, batches, strict=True):
         start = time.perf_counter()
-        for a in arrays:
+        vec.reset(seed=seed, options={"tasks": env_tasks})
+        for a in actions:
             vec.step(a)
         elapsed += time.perf_counter() - start
+    return sum(len(b) for b in batches) * vec.num_envs / elapsed
+
+
+def random_actions(vec: TaskVectorEnv, horizon: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """H batches of uniform random actions in the action space (the env benchmark's)."""
+    space = vec.single_action_space
+    assert isinstance(space, Box)
+    shape = (vec.num_envs, *space.shape)
+    return [rng.uniform(space.low, space.high, shape).astype(space.dtype) for _ in range(horizon)]
+
+
+def replayed_actions(vec: TaskVectorEnv, actions: torch.Tensor) -> list[np.ndarray]:
+    """A batch's actions ``[T, E, H, ...]`` as the H arrays the sampler gave ``vec.step``."""
+    steps = actions.flatten(0, 1).transpose(0, 1)
+    return [np.ascontiguousarray(actions_to_env(a, vec)) for a in steps]
+
+
+def gaussian_actions(
+    vec: TaskVectorEnv, horizon: int, std: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """H batches of ``N(0, std²)`` actions: random, but distributed like the initial policy's."""
+    space = vec.single_action_space
+    shape = (vec.num_envs, *(space.shape or ()))
+    return [rng.normal(0.0, std, shape).astype(space.dtype) for _ in range(horizon)]
+
+
+def random_action_rate(cfg: M.MAMLRLConfig, replay: Replay, repeats: int = 3) -> float:
+    """Env steps/s of the same vector env stepped with random actions (the env benchmark).
+
+    The same resets (seeds, tasks) and number of batches as the sampler's meta-iteration.
+    """
+    tasks, seeds, _ = replay
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    rng = np.random.default_rng(0)
+    batches = [random_actions(vec, _horizon(vec), rng) for _ in seeds]
+    rates = [env_rate(vec, _env_tasks(cfg, tasks), seeds, batches) for _ in range(repeats)]
     vec.close()
-    return repeats * len(arrays) * vec.num_envs / elapsed
+    return float(np.median(rates))
+
+
+def replay_rate(cfg: M.MAMLRLConfig, replay: Replay, repeats: int = 3) -> float:
+    """Env steps/s of the vector env stepping a meta-iteration's recorded actions.
+
+    Every batch of the last meta-iteration (pre- and post-update), from the same reset seeds
+    and tasks: identical physics, only the policy taken out of the loop.
+    """
+    tasks, seeds, actions = replay
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    batches = [replayed_actions(vec, a) for a in actions]
+    rates = [env_rate(vec, _env_tasks(cfg, tasks), seeds, batches) for _ in range(repeats)]
+    vec.close()
+    return float(np.median(rates))
+
+
+def sampling_rounds(cfg: M.MAMLRLConfig, device: torch.device, rounds: int) -> dict[str, list]:
+    """Random actions, replayed actions and the policies in the loop, interleaved on one env.
+
+    A meta-iteration's sampling (θ on the meta-batch, then the adapted θ'_i; no outer update, so
+    θ stays at its initialisation) is timed ``rounds`` times, each time next to the same vector
+    env stepping that round's actions without the policy, uniform random actions and Gaussian
+    random actions at the initial policy's std, from the same resets. The order of the four
+    rotates from round to round, so a change of machine load hits each alike. Returns each one's
+    env steps/s per round and the load averages.
+    """
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
+    params = M.init_params(policy)
+    tasks = vec.distribution.sample(cfg.env.meta_batch_size, np.random.default_rng(0))
+    env_tasks = _env_tasks(cfg, tasks)
+    seeds = [k * vec.num_envs for k in range(cfg.inner.steps + 1)]
+    gen = torch.Generator(device=device).manual_seed(0)
+    path = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, device).adapted
+    rng = np.random.default_rng(0)
+    episodes, horizon = cfg.env.episodes_per_task, _horizon(vec)
+    steps = len(seeds) * vec.num_envs * horizon
+    out: dict[str, list] = {"random": [], "gaussian": [], "replayed": [], "policy": [], "load": []}
+    std = cfg.policy.init_std
+    recorded: list[torch.Tensor] = []
+
+    def run_policy() -> float:
+        recorded.clear()
+        elapsed = 0.0
+        for k, (seed, theta) in enumerate(zip(seeds, path, strict=True)):
+            start = time.perf_counter()
+            batch = sample_episodes(
+                vec, policy, theta, tasks, episodes, per_task_params=k > 0, generator=gen,
+                device=device, seed=seed,
+            )  # fmt: skip
+            elapsed += time.perf_counter() - start
+            recorded.append(batch.actions)
+        return steps / elapsed
+
+    run_policy()  # the first round's actions to replay, and a warm-up
+    for r in range(rounds):
+        todo = {
+            "random": lambda: env_rate(
+                vec, env_tasks, seeds, [random_actions(vec, horizon, rng) for _ in seeds]
+            ),
+            "gaussian": lambda: env_rate(
+                vec, env_tasks, seeds, [gaussian_actions(vec, horizon, std, rng) for _ in seeds]
+            ),
+            "replayed": lambda: env_rate(
+                vec, env_tasks, seeds, [replayed_actions(vec, a) for a in recorded]
+            ),
+            "policy": run_policy,
+        }
+        names = list(todo)
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            out[name].append(todo[name]())
+        out["load"].append(os.getloadavg()[0])
+    vec.close()
+    return out
 
 
 def meta_iterations(
     cfg: M.MAMLRLConfig, device: torch.device, iterations: int
-) -> tuple[list[dict[str, float]], tuple[list, int, torch.Tensor]]:
+) -> tuple[list[dict[str, float]], Replay]:
     """Times ``iterations`` meta-iterations (after one warm-up) split into their phases.
 
     Returns:
-        One row of timings per iteration, and the last post-update batch's tasks, reset seed
-        and actions ``[T, E, H, ...]`` for :func:`replay_rate`.
+        One row of timings per iteration, and the last iteration's tasks, reset seeds and
+        actions of each batch ``[T, E, H, ...]`` for :func:`replay_rate`.
     """
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
@@ -110,9 +219,45 @@ def meta_iterations(
         row["sampling_steps_per_second"] = steps / batch.seconds["sampling"]
         if it > 0:  # the first iteration warms up allocators and caches
             rows.append(row)
-        replay = (tasks, seeds[-1], batch.valid.actions)
+        replay = (tasks, seeds, [*(b.actions for b in batch.inner), batch.valid.actions])
     vec.close()
     return rows, replay
+
+
+def print_sampling(rates: dict[str, float], runs: dict[str, list] | None = None) -> None:
+    """The sampling table: env steps/s and ratios to random actions (and per-round medians)."""
+    random_rate, replayed, ours = rates["random"], rates["replayed"], rates["policy"]
+    print("\n| sampling (reset + H steps per batch) | env steps/s | ratio |")
+    print("|---|---|---|")
+    print(f"| random actions (make_vec sync) | {random_rate:,.0f} | 1.00 |")
+    if "gaussian" in rates:
+        gauss = rates["gaussian"]
+        print(f"| random N(0, init_std²) actions | {gauss:,.0f} | {gauss / random_rate:.2f} |")
+    print(
+        f"| the policies' actions replayed (same physics) | {replayed:,.0f} | "
+        f"{replayed / random_rate:.2f} |"
+    )
+    print(f"| per-task policies in the loop | {ours:,.0f} | {ours / random_rate:.2f} |")
+    print(f"\nwith the policies in the loop: {ours / replayed:.2f}× the replayed actions' rate")
+    if runs is not None:
+        paired = {
+            k: float(np.median(np.divide(runs[a], runs[b])))
+            for k, a, b in (
+                ("policy/random", "policy", "random"),
+                ("gaussian/random", "gaussian", "random"),
+                ("replayed/random", "replayed", "random"),
+                ("policy/replayed", "policy", "replayed"),
+            )
+        }
+        print(
+            f"medians of {len(runs['policy'])} interleaved rounds; per-round ratios, median: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in paired.items())
+        )
+        print(
+            "load average (1 min) after each round: " + ", ".join(f"{x:.2f}" for x in runs["load"])
+        )
+    else:
+        print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main() -> None:
@@ -125,6 +270,12 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)"
     )
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--sampling-only",
+        action="store_true",
+        help="only the sampling comparison: random, replayed and policy actions, interleaved",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --sampling-only")
     args = parser.parse_args()
     torch.manual_seed(0)
     keep_freed_memory()
@@ -144,26 +295,25 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"
     )
+    if args.sampling_only:
+        runs = sampling_rounds(cfg, device, args.rounds)
+        rates = {k: float(np.median(runs[k])) for k in ("random", "gaussian", "replayed", "policy")}
+        print_sampling(rates, runs)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                json.dump({"config": CONFIG, "overrides": overrides, **runs}, handle, indent=2)
+        return
     rows, replay = meta_iterations(cfg, device, args.iterations)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-    steps_per_batch = env.horizon * (cfg.inner.steps + 1)
-    random_rate = random_action_rate(cfg, steps_per_batch)
+    random_rate = random_action_rate(cfg, replay)
     ratio = mean["sampling_steps_per_second"] / random_rate
     replayed = replay_rate(cfg, replay)
     print("| phase | seconds per meta-iteration | share |")
     print("|---|---|---|")
     for key in ("sampling", "adaptation", "outer_update", "total"):
         print(f"| {key} | {mean[key]:.2f} | {mean[key] / mean['total']:.0%} |")
-    print("\n| sampling | env steps/s | ratio |")
-    print("|---|---|---|")
-    print(f"| random actions (make_vec sync) | {random_rate:,.0f} | 1.00 |")
     ours = mean["sampling_steps_per_second"]
-    print(
-        f"| the policies' actions replayed (same physics) | {replayed:,.0f} | "
-        f"{replayed / random_rate:.2f} |"
-    )
-    print(f"| per-task policies in the loop | {ours:,.0f} | {ratio:.2f} |")
-    print(f"\nwith the policies in the loop: {ours / replayed:.2f}× the replayed actions' rate")
+    print_sampling({"random": random_rate, "replayed": replayed, "policy": ours})
     if args.out:
         result = {
             "config": CONFIG,

@@ -1,10 +1,14 @@
 """Sampling a meta-batch of tasks × episodes through one vectorized task env.
 
 Sub-env ``i`` runs task ``i // episodes_per_task``; every time step is one policy forward for the
-whole batch (``vmap`` over the task axis of per-task parameters) and one ``vec.step``. The result is
-an :class:`EpisodeBatch` shaped ``[task, episode, time, ...]`` on the training device, with a
-validity mask that is 1 while the episode runs and 0 after it terminated (the sub-env is reset and
-keeps stepping, but those steps are masked out), so every batch has the fixed horizon H.
+whole batch (per-task parameters: one ``bmm`` per layer over the task axis, the operations ``vmap``
+would run, :func:`~metarl.rl.policies.batched_policy_forward`), one draw of action noise, one
+transfer of the actions to the host and one ``vec.step``. Rewards and terminations stay on the
+host and log-probabilities are computed once at the end, with the same numbers as step by step.
+The result is an :class:`EpisodeBatch` shaped ``[task, episode, time, ...]`` on the training
+device, with a validity mask that is 1 while the episode runs and 0 after it terminated (the
+sub-env is reset and keeps stepping, but those steps are masked out), so every batch has the
+fixed horizon H.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from torch import Tensor
 from envs.core import Task
 from envs.vector import TaskVectorEnv
 from metarl.functional import Params
-from metarl.rl.policies import MLPPolicy, policy_forward
+from metarl.rl.policies import MLPPolicy, batched_policy_forward, policy_forward
 
 __all__ = ["EpisodeBatch", "actions_to_env", "sample_actions", "sample_episodes"]
 
@@ -104,39 +108,44 @@ def sample_episodes(
     num_tasks, num_envs = len(tasks), vec.num_envs
     env_tasks = [task for task in tasks for _ in range(episodes_per_task)]
     obs_np, _ = vec.reset(seed=seed, options={"tasks": env_tasks})
-    steps: dict[str, list[Tensor]] = {k: [] for k in ("obs", "actions", "rewards", "logp", "dones")}
-    alive = torch.ones(num_envs, device=device)
-    masks = []
+    observations: list[Tensor] = []
+    actions: list[Tensor] = []
+    outs: list[Any] = []
+    # rewards and terminations stay on the host until the episode ends: no per-step transfers
+    rewards = np.empty((horizon, num_envs), dtype=np.float64)
+    terminated = np.empty((horizon, num_envs), dtype=np.bool_)
     params = {k: v.detach() for k, v in params.items()}
-    for _ in range(horizon):
+    for t in range(horizon):
         obs = torch.as_tensor(obs_np, dtype=torch.float32, device=device)
         if per_task_params:
-            out = policy_forward(policy, params, obs.view(num_tasks, episodes_per_task, -1), True)
+            out = batched_policy_forward(policy, params, obs.view(num_tasks, episodes_per_task, -1))
             out = out.apply(lambda x: x.reshape(num_envs, *x.shape[2:]))
         else:
             out = policy_forward(policy, params, obs, False)
         action = sample_actions(policy, out, generator, rows)
-        steps["logp"].append(policy.log_prob(out, action))
-        steps["obs"].append(obs)
-        steps["actions"].append(action)
-        obs_np, reward, terminated, _, _ = vec.step(actions_to_env(action, vec))
-        done = torch.as_tensor(terminated, dtype=torch.float32, device=device)
-        masks.append(alive)
-        steps["rewards"].append(torch.as_tensor(reward, dtype=torch.float32, device=device) * alive)
-        steps["dones"].append(done * alive)
-        alive = alive * (1.0 - done)
+        observations.append(obs)
+        actions.append(action)
+        outs.append(out)
+        obs_np, rewards[t], terminated[t], _, _ = vec.step(actions_to_env(action, vec))
 
-    def stack(items: list[Tensor]) -> Tensor:  # [H, N, ...] -> [T, E, H, ...]
-        x = torch.stack(items, dim=1)
+    def stack(x: Tensor | list[Tensor]) -> Tensor:  # [H, N, ...] -> [T, E, H, ...]
+        x = torch.stack(x, dim=1) if isinstance(x, list) else x.transpose(0, 1).contiguous()
         return x.view(num_tasks, episodes_per_task, horizon, *x.shape[2:])
 
+    # the validity mask: 1 up to and including the step an episode terminates, then 0
+    done = torch.as_tensor(terminated, dtype=torch.float32, device=device)
+    alive = torch.cumprod(torch.cat([torch.ones_like(done[:1]), 1.0 - done[:-1]]), dim=0)
+    # log-probabilities in one call for the whole episode (the same numbers as step by step)
+    fields = zip(*outs, strict=True)
+    out = type(outs[0])(*(None if x[0] is None else torch.stack(x) for x in fields))
+    log_probs = policy.log_prob(out, torch.stack(actions))
     return EpisodeBatch(
-        stack(steps["obs"]),
-        stack(steps["actions"]),
-        stack(steps["rewards"]),
-        stack(steps["logp"]),
-        stack(steps["dones"]),
-        stack(masks),
+        stack(observations),
+        stack(actions),
+        stack(torch.as_tensor(rewards, dtype=torch.float32, device=device) * alive),
+        stack(log_probs),
+        stack(done * alive),
+        stack(alive),
     )
 
 

@@ -613,3 +613,22 @@ def test_benchmark_script_prints_its_tables(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| outer_update |" in proc.stdout and "| per-task policies in the loop |" in proc.stdout
     assert json.loads(out.read_text())["ratio"] > 0
+
+
+def test_benchmark_script_sampling_only_interleaves_the_three_rows(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    args = [sys.executable, "scripts/bench_maml_rl.py", "--quick", "--sampling-only"]
+    proc = subprocess.run(
+        [*args, "--rounds", "2", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| per-task policies in the loop |" in proc.stdout and "load average" in proc.stdout
+    runs = json.loads(out.read_text())
+    assert all(len(runs[k]) == 2 and min(runs[k]) > 0 for k in ("random", "replayed", "policy"))
