@@ -23,6 +23,14 @@ the load average (a few minutes at full size).
     python scripts/bench_maml_rl.py [--iterations 2] [--device cpu|cuda|auto] [--threads 1]
                                     [--first-order] [--quick] [--out F]
                                     [--sampling-only [--rounds 5]]
+                                    [--outer-repeats 3] [--outer-only]
+
+The outer update is also timed on its own, on one meta-batch, with each of TRPO's KL products
+(``trpo.fvp``): the Gauss-Newton form (one forward-mode and one reverse-mode product per
+conjugate-gradient iteration) and the double backward through the inner step, in interleaved
+pairs, with the number of products, the matrix-product FLOPs counted
+(``torch.utils.flop_counter``), the same matrix products timed in a bare loop (the matmul
+bound) and the machine load beside them.
 
 ``--device cuda`` puts the policy (and the inner and outer updates) on the GPU; envs stay on CPU.
 """
@@ -30,20 +38,27 @@ the load average (a few minutes at full size).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import time
+from typing import Literal
 
 import numpy as np
 import torch
 from gymnasium.spaces import Box
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from envs.vector import TaskVectorEnv
 from metarl.algorithms import maml_rl as M
+from metarl.algorithms import maml_rl_inner as inner_module
 from metarl.config import load_config
+from metarl.config_sections import section
 from metarl.device import get_device
 from metarl.memory import keep_freed_memory
+from metarl.rl import trpo as trpo_module
 from metarl.rl.sampler import actions_to_env, sample_episodes
 
 CONFIG = "configs/maml_trpo/halfcheetah_vel.yaml"
@@ -260,6 +275,155 @@ def print_sampling(rates: dict[str, float], runs: dict[str, list] | None = None)
         print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
+# ----------------------------------------------------------------------------------------------
+# outer update: the Gauss-Newton and the double-backward KL products, and the matmul bound
+# ----------------------------------------------------------------------------------------------
+
+MATMULS = {"mm", "bmm", "addmm", "baddbmm"}
+
+
+class _MatmulShapes(TorchDispatchMode):
+    """Records the operand shapes of every matrix product dispatched (mm, bmm, addmm, baddbmm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[str, tuple[tuple[int, ...], ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = func.overloadpacket.__name__
+        if name in MATMULS:
+            operands = args[1:] if name in ("addmm", "baddbmm") else args[:2]
+            self.shapes.append((name, tuple(tuple(t.shape) for t in operands[:2])))
+        return func(*args, **(kwargs or {}))
+
+
+def _matmul_seconds(
+    shapes: list[tuple[str, tuple[tuple[int, ...], ...]]], device: torch.device
+) -> float:
+    """Wall time of a bare loop of the same matrix products (contiguous random operands)."""
+    counts: dict[tuple[str, tuple[tuple[int, ...], ...]], int] = {}
+    for key in shapes:
+        counts[key] = counts.get(key, 0) + 1
+    total = 0.0
+    gen = torch.Generator(device=device).manual_seed(0)
+    for (name, (a_shape, b_shape)), count in counts.items():
+        a = torch.randn(a_shape, generator=gen, device=device)
+        b = torch.randn(b_shape, generator=gen, device=device)
+        op = torch.bmm if name in ("bmm", "baddbmm") else torch.mm
+        op(a, b)  # warm-up
+        reps = max(count, 3)
+        _sync(device)
+        tic = time.perf_counter()
+        for _ in range(reps):
+            op(a, b)
+        _sync(device)
+        total += (time.perf_counter() - tic) * count / reps
+    return total
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int) -> dict:
+    """Times the outer update of one meta-batch with each KL product, interleaved.
+
+    One meta-batch is sampled (seed 0), then ``repeats`` rounds each time one TRPO outer update
+    with ``trpo.fvp=gauss_newton`` and one with ``double_backward`` from the same θ. Per product
+    the matrix products are recorded, their FLOPs counted (``FlopCounterMode``) and the same
+    products timed in a bare loop: the matmul bound of that outer update.
+    """
+    vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
+    policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
+    params = M.init_params(policy)
+    tasks = vec.distribution.sample(cfg.env.meta_batch_size, np.random.default_rng(0))
+    gen = torch.Generator(device=device).manual_seed(0)
+    seeds = [k * vec.num_envs for k in range(cfg.inner.steps + 1)]
+    batch = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, device)
+    vec.close()
+    kinds: tuple[Literal["gauss_newton", "double_backward"], ...] = (
+        "gauss_newton",
+        "double_backward",
+    )
+    configs: dict[str, M.MAMLRLConfig] = {
+        kind: dataclasses.replace(
+            cfg, trpo=dataclasses.replace(section(cfg.trpo, "trpo"), fvp=kind)
+        )
+        for kind in kinds
+    }
+    products = {kind: 0 for kind in kinds}
+
+    def counted(factory):  # type: ignore[no-untyped-def]
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            product = factory(*args, **kwargs)
+
+            def count(vector):  # type: ignore[no-untyped-def]
+                products[current] += 1
+                return product(vector)
+
+            return count
+
+        return wrapped
+
+    trpo_module.make_hvp_fn = counted(trpo_module.make_hvp_fn)
+    inner_module.gauss_newton_fvp = counted(inner_module.gauss_newton_fvp)
+
+    def run(kind: str) -> tuple[float, dict]:
+        tic = time.perf_counter()
+        (new, _), metrics = M.outer_update(policy, params, None, batch, configs[kind])
+        float(metrics["kl"])
+        return time.perf_counter() - tic, {k: v.detach().clone() for k, v in new.items()}
+
+    figures: dict = {}
+    for kind in kinds:  # one warm-up each, counted: products, matmul shapes and FLOPs
+        current = kind
+        products[kind] = 0
+        recorder, flops = _MatmulShapes(), FlopCounterMode(display=False)
+        with recorder, flops:
+            _, new = run(kind)
+        figures[kind] = {
+            "products": products[kind],
+            "matmul_gflop": flops.get_total_flops() / 1e9,
+            "matmul_bound_seconds": _matmul_seconds(recorder.shapes, device),
+            "seconds": [],
+            "params": new,
+        }
+    for _ in range(repeats):
+        for kind in kinds:
+            current = kind
+            seconds, _ = run(kind)
+            figures[kind]["seconds"].append(seconds)
+            figures[kind].setdefault("load", []).append(os.getloadavg()[0])
+    a, b = (figures[k].pop("params") for k in kinds)
+    figures["max_param_difference"] = max(float((a[k] - b[k]).abs().max()) for k in a)
+    return figures
+
+
+def print_outer_update(figures: dict) -> None:
+    """The outer-update table: seconds (median), products, FLOPs, the matmul bound, load."""
+    print(
+        "\n| outer update (KL product) | seconds (median) | products | matmul GFLOP | "
+        "matmul bound s | % of bound | load (1 min) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for kind in ("gauss_newton", "double_backward"):
+        row = figures[kind]
+        median = float(np.median(row["seconds"]))
+        bound = row["matmul_bound_seconds"]
+        print(
+            f"| {kind} | {median:.2f} | {row['products']} | {row['matmul_gflop']:.1f} | "
+            f"{bound:.2f} | {bound / median:.0%} | {float(np.median(row['load'])):.1f} |"
+        )
+    ratio = np.median(figures["double_backward"]["seconds"]) / np.median(
+        figures["gauss_newton"]["seconds"]
+    )
+    print(
+        f"\ndouble_backward / gauss_newton seconds: {ratio:.2f}; the two updates' θ differ by at "
+        f"most {figures['max_param_difference']:.1e}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=2, help="timed meta-iterations")
@@ -276,6 +440,16 @@ def main() -> None:
         help="only the sampling comparison: random, replayed and policy actions, interleaved",
     )
     parser.add_argument("--rounds", type=int, default=5, help="rounds of --sampling-only")
+    parser.add_argument(
+        "--outer-repeats",
+        type=int,
+        default=3,
+        help="interleaved outer updates per KL product (trpo.fvp), after one counted warm-up; "
+        "0 skips the outer-update comparison",
+    )
+    parser.add_argument(
+        "--outer-only", action="store_true", help="only the outer-update comparison"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     keep_freed_memory()
@@ -303,6 +477,15 @@ def main() -> None:
             with open(args.out, "w", encoding="utf-8") as handle:
                 json.dump({"config": CONFIG, "overrides": overrides, **runs}, handle, indent=2)
         return
+    outer = None
+    if args.outer_repeats and not cfg.inner.first_order:
+        outer = outer_update_figures(cfg, device, args.outer_repeats)
+        print_outer_update(outer)
+    if args.outer_only:
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                json.dump({"config": CONFIG, "overrides": overrides, "outer_update": outer}, handle)
+        return
     rows, replay = meta_iterations(cfg, device, args.iterations)
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     random_rate = random_action_rate(cfg, replay)
@@ -327,6 +510,7 @@ def main() -> None:
             replayed_action_steps_per_second=replayed,
             ratio=ratio,
             ratio_to_replayed=ours / replayed,
+            outer_update=outer,
         )
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2)

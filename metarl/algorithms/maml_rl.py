@@ -44,7 +44,14 @@ from metarl.algorithms.maml_rl_config import (
     OptimConfig,
     PolicyConfig,
 )
-from metarl.algorithms.maml_rl_inner import TaskData, adapt_policy, inner_loss, prepare_episodes
+from metarl.algorithms.maml_rl_inner import (
+    TaskData,
+    adapt_policy,
+    adapted_output,
+    gauss_newton_fvp_fn,
+    inner_loss,
+    prepare_episodes,
+)
 from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config_sections import section
 from metarl.functional import Params
@@ -141,12 +148,7 @@ def outer_objective(
     Returns:
         :class:`OuterTerms`.
     """
-    lrs = [cfg.inner.lr] * len(inner)
-    first_order, estimator = cfg.inner.first_order, cfg.inner.estimator
-    path = adapt_policy(
-        policy, params, inner, lrs, first_order=first_order, estimator=estimator, learned=learned
-    )
-    out = policy_forward(policy, path[-1], valid.obs, bool(inner))
+    path, out = adapted_output(policy, params, inner, valid, cfg, learned)
     logp = policy.log_prob(out, valid.actions)
     surrogate = -_task_mean(torch.exp(logp - valid.log_probs) * valid.advantages, valid.mask)
     kl = _task_mean(policy.kl(old[-1], out), valid.mask)
@@ -334,6 +336,14 @@ def outer_update(
             net, learned = _unjoint(theta, params, lrs)
             return objective(net, learned=learned)[:2]
 
+        def joint_output(theta: Params) -> PolicyOutput:
+            net, learned = _unjoint(theta, params, lrs)
+            return adapted_output(policy, net, batch.inner, batch.valid, cfg, learned)[1]
+
+        # the KL's Hessian at θ_old, where π_old (old[-1]) is the adapted policy itself
+        gn = trpo.fvp == "gauss_newton"
+        fvp = gauss_newton_fvp_fn(joint_output, batch.valid, weight) if gn else None
+
         step = trpo_step(
             joint_objective,
             None,
@@ -344,6 +354,7 @@ def outer_update(
             ls_backtrack=trpo.ls_backtrack,
             ls_steps=trpo.ls_steps,
             reduce=reduce,
+            fvp=fvp,
         )
         new = {k: v.requires_grad_() for k, v in step.new_params.items()}
         stats: dict[str, Tensor | float] = {"surrogate": step.loss_before, "kl": step.kl}

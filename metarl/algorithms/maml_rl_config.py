@@ -7,10 +7,11 @@ from typing import Literal
 
 from metarl.config import RunConfig
 from metarl.config_checks import check_positive, check_unit
-from metarl.config_sections import TRPO_KEYS, TRPOConfig, apply_sections
+from metarl.config_sections import TRPO_KEYS, apply_sections
 from metarl.config_sections import InnerConfig as BaseInnerConfig
 from metarl.config_sections import OptimConfig as BaseOptimConfig
 from metarl.config_sections import PPOConfig as BasePPOConfig
+from metarl.config_sections import TRPOConfig as BaseTRPOConfig
 from metarl.rl.env_config import VecEnvConfig, preflight_env
 
 __all__ = [
@@ -99,6 +100,21 @@ class AlgoConfig:
 
     def __post_init__(self) -> None:
         check_unit(self, "gamma", "gae_lambda")
+
+
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig(BaseTRPOConfig):
+    """The outer TRPO step of maml_trpo and cavia_trpo."""
+
+    fvp: Literal["gauss_newton", "double_backward"] = "double_backward"
+    """How conjugate gradient multiplies by the KL's Hessian at the old parameters.
+    ``double_backward``: differentiate the KL twice through the inner step (the recorded
+    numbers). ``gauss_newton``: ``J^T F J v``, ``J`` the Jacobian of the adapted policies' outputs
+    (through the inner step, second order) and ``F`` the output distribution's Fisher matrix, one
+    forward-mode and one reverse-mode product per iteration; the same matrix (exact there, where
+    the KL and its gradient vanish), cheaper, but in float32 its rounding differs and ten CG
+    iterations amplify that: the step agrees with the double backward's in float64, not bit for
+    bit in float32."""
 
 
 @dataclasses.dataclass(frozen=True)

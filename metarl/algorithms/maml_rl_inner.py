@@ -9,21 +9,29 @@ for meta-training and by its evaluation for the test-time adaptation steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from metarl.algorithms.maml_rl_config import AlgoConfig
+from metarl.algorithms.maml_rl_config import AlgoConfig, MAMLRLConfig
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
-from metarl.rl.policies import MLPPolicy
+from metarl.rl.policies import MLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch
+from metarl.rl.trpo import FVPFactory, gauss_newton_fvp
 
-__all__ = ["TaskData", "adapt_policy", "inner_loss", "prepare_episodes"]
+__all__ = [
+    "TaskData",
+    "adapt_policy",
+    "adapted_output",
+    "gauss_newton_fvp_fn",
+    "inner_loss",
+    "prepare_episodes",
+]
 
 
 class TaskData(NamedTuple):
@@ -141,3 +149,72 @@ def adapt_policy(
         step_arg=True,
     )
     return [params, *result.trajectory[1:]]
+
+
+def adapted_output(
+    policy: MLPPolicy,
+    params: Params,
+    inner: Sequence[TaskData],
+    valid: TaskData,
+    cfg: MAMLRLConfig,
+    learned: Params | None = None,
+) -> tuple[list[Params], PolicyOutput]:
+    """θ'_i(θ) through the inner loop of ``cfg``, and the adapted policies on ``valid.obs``.
+
+    Returns:
+        The path ``[θ, θ'_1, ..., θ'_K]`` (:func:`adapt_policy`) and the distribution parameters
+        ``[T, E, H, ...]`` of the last policies on the post-update observations.
+    """
+    lrs = [cfg.inner.lr] * len(inner)
+    first_order, estimator = cfg.inner.first_order, cfg.inner.estimator
+    path = adapt_policy(
+        policy, params, inner, lrs, first_order=first_order, estimator=estimator, learned=learned
+    )
+    return path, policy_forward(policy, path[-1], valid.obs, bool(inner))
+
+
+def gauss_newton_fvp_fn(
+    outputs_fn: Callable[[Params], PolicyOutput], valid: TaskData, weight: float = 1.0
+) -> FVPFactory:
+    """MAML-TRPO's KL curvature products in Gauss-Newton form (:func:`gauss_newton_fvp`).
+
+    The KL is ``weight * mean_i masked_mean_t KL(π_old ‖ π_θ'_i(θ))`` on ``valid``, taken at the
+    old θ where ``π_old`` is the adapted policy itself (the sampling policies θ'_i(θ_old)), so its
+    Hessian is ``J^T F J``: ``J`` the Jacobian of ``outputs_fn`` (the adapted policies' outputs,
+    through the inner step, second order) and ``F`` the Fisher matrix of each sample's
+    distribution times its weight in the mean: ``1/σ²`` on a Gaussian's mean and ``2`` on its
+    log-std (diagonal), ``diag(p) - p pᵀ`` on categorical logits.
+
+    Args:
+        outputs_fn: ``params -> PolicyOutput [T, E, H, ...]`` of the adapted policies.
+        valid: The post-update batch (its mask weighs the samples).
+        weight: This rank's share of the meta-batch (data parallel), 1 for one process.
+
+    Returns:
+        ``params -> (v -> J^T F J v)`` for :func:`~metarl.rl.trpo.trpo_step`'s ``fvp``.
+    """
+    probe = torch.zeros(valid.mask.shape, dtype=valid.advantages.dtype, requires_grad=True)
+    with torch.enable_grad():  # each sample's weight in the KL's (masked) mean
+        mean = masked_mean(probe, valid.mask, dim=(1, 2)).mean() * weight
+        (sample_weight,) = torch.autograd.grad(mean, probe)
+    sample_weight = sample_weight.unsqueeze(-1)
+
+    def outputs(params: Params) -> tuple[Tensor, ...]:
+        out = outputs_fn(params)
+        return (out.loc,) if out.log_std is None else (out.loc, out.log_std)
+
+    def fisher(outs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        if len(outs) == 1:  # categorical logits: (diag(p) - p pᵀ) t
+            probs = torch.softmax(outs[0], dim=-1)
+            pt = probs * tangents[0]
+            return (sample_weight * (pt - probs * pt.sum(-1, keepdim=True)),)
+        log_std = outs[1]  # Gaussian: 1/σ² on the mean, 2 on the log-std
+        return (
+            tangents[0] * (sample_weight * torch.exp(-2.0 * log_std)),
+            tangents[1] * (2.0 * sample_weight),
+        )
+
+    def factory(params: Params) -> Callable[[Tensor], Tensor]:
+        return gauss_newton_fvp(outputs, params, fisher)
+
+    return factory

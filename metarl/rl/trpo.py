@@ -4,7 +4,9 @@ The outer optimiser of MAML-TRPO (Finn et al. 2017 and cbfinn/maml_rl: max KL 0.
 iterations, damping 1e-5, backtracking 0.8 x 15). One step:
 
 1. ``g = grad L(theta)`` of the surrogate loss, and ``H v`` = exact Hessian-vector products of the
-   mean KL at ``theta`` (double backward; ``H`` is the Fisher matrix there), plus ``damping * v``.
+   mean KL at ``theta`` (double backward, or the caller's ``fvp`` such as the Gauss-Newton form
+   ``J^T F J v`` of :func:`gauss_newton_fvp`; ``H`` is the Fisher matrix there), plus
+   ``damping * v``.
 2. ``s = CG(H, -g)``, approximately ``-H^{-1} g``, by :func:`conjugate_gradient`.
 3. The full step ``beta * s`` with ``beta = sqrt(2 max_kl / s^T H s)``, which puts the quadratic
    KL model exactly on the trust-region boundary.
@@ -30,14 +32,18 @@ from torch import Tensor
 from metarl.functional import check_params
 
 __all__ = [
+    "FVPFactory",
+    "FisherFn",
     "KLFn",
     "LossFn",
+    "OutputsFn",
     "Params",
     "ReduceFn",
     "TRPOResult",
     "conjugate_gradient",
     "flat_grad",
     "flatten_params",
+    "gauss_newton_fvp",
     "hessian_vector_product",
     "make_hvp_fn",
     "trpo_step",
@@ -54,6 +60,16 @@ separate ``kl_fn`` is given."""
 KLFn: TypeAlias = Callable[[Params], Tensor]
 """``kl_fn(params) -> Tensor[]``: mean KL between the fixed old policy and the one at ``params``."""
 
+
+FVPFactory: TypeAlias = Callable[[Params], Callable[[Tensor], Tensor]]
+"""``fvp(params) -> (v -> F v)``: the KL's curvature products at ``params`` without damping
+(e.g. :func:`gauss_newton_fvp`); :func:`trpo_step` adds the damping."""
+
+OutputsFn: TypeAlias = Callable[[Params], tuple[Tensor, ...]]
+"""``outputs_fn(params) -> outputs``: the distribution parameters the KL is a function of."""
+
+FisherFn: TypeAlias = Callable[[tuple[Tensor, ...], tuple[Tensor, ...]], tuple[Tensor, ...]]
+"""``fisher(outputs, tangents) -> products``: the KL's Hessian in output space times tangents."""
 
 ReduceFn: TypeAlias = Callable[[Sequence[Tensor]], None]
 """``reduce(tensors)`` sums tensors over the ranks in place
@@ -222,6 +238,56 @@ def make_hvp_fn(
     return hvp
 
 
+def gauss_newton_fvp(
+    outputs_fn: OutputsFn, params: Mapping[str, Tensor], fisher: FisherFn
+) -> Callable[[Tensor], Tensor]:
+    """Returns ``v -> J^T F J v``, the Gauss-Newton form of the KL's Hessian at ``params``.
+
+    With ``f = outputs_fn`` the distribution parameters (e.g. a policy's mean and log-std,
+    through any differentiable computation such as MAML's inner step) and the KL between a fixed
+    old distribution and ``f(params)``, the KL's Hessian is ``J^T F J + sum_k dKL/df_k H_k``
+    (``J = df/dparams``, ``F`` the KL's Hessian in output space, ``H_k`` the Hessians of the
+    outputs). Where the old distribution equals ``f(params)`` (TRPO's KL at the old parameters)
+    the KL is minimal, ``dKL/df = 0``, and the Hessian is exactly ``J^T F J`` with ``F`` the
+    Fisher matrix of the output distribution (Martens 2014, "New insights and perspectives on
+    the natural gradient method"; Schulman et al. 2015, App. C.1). ``J v`` is one forward-mode
+    product (:func:`torch.func.jvp`), ``J^T u`` one reverse-mode product whose graph
+    (:func:`torch.func.vjp`) is built once and reused by every call: no double backward.
+
+    Args:
+        outputs_fn: ``params -> outputs``, a tuple of tensors, composable with ``torch.func``.
+        params: Named tensors at which ``J`` is taken.
+        fisher: ``(outputs, tangents) -> F tangents`` in output space (outputs detached).
+
+    Returns:
+        A function from a vector of length ``sum(p.numel())`` to a detached vector like it.
+    """
+    check_params(params)
+    names, values = list(params), tuple(v.detach() for v in params.values())
+
+    def flat_outputs(*tensors: Tensor) -> tuple[Tensor, ...]:
+        return tuple(outputs_fn(dict(zip(names, tensors, strict=True))))
+
+    # torch.func.vjp's stubs allow a third (aux) item, absent without has_aux
+    primal, vjp_fn = torch.func.vjp(flat_outputs, *values)[:2]
+    outputs = tuple(o.detach() for o in primal)
+    sizes = [v.numel() for v in values]
+
+    def product(vector: Tensor) -> Tensor:
+        if not isinstance(vector, Tensor) or tuple(vector.shape) != (sum(sizes),):
+            got = list(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
+            raise ValueError(f"vector must have shape {[sum(sizes)]}, got {got}")
+        pieces = vector.detach().split(sizes)
+        tangents = tuple(
+            t.reshape(v.shape).to(v.dtype) for t, v in zip(pieces, values, strict=True)
+        )
+        jv = torch.func.jvp(flat_outputs, values, tangents)[1]
+        grads = vjp_fn(tuple(fisher(outputs, tuple(jv))))
+        return torch.cat([g.reshape(-1) for g in grads]).to(vector.dtype)
+
+    return product
+
+
 def hessian_vector_product(
     kl: Tensor, params: Mapping[str, Tensor], vector: Tensor, damping: float = 0.0
 ) -> Tensor:
@@ -348,6 +414,15 @@ def _summed_hvp(
     return hvp
 
 
+def _damped(local: Callable[[Tensor], Tensor], damping: float) -> Callable[[Tensor], Tensor]:
+    """``v -> local(v) + damping * v``."""
+
+    def hvp(vector: Tensor) -> Tensor:
+        return local(vector) + damping * vector.detach()
+
+    return hvp
+
+
 def _check_step_args(
     max_kl: float, cg_iters: int, cg_damping: float, ls_backtrack: float, ls_steps: int
 ) -> None:
@@ -374,6 +449,7 @@ def trpo_step(
     ls_backtrack: float = 0.8,
     ls_steps: int = 15,
     reduce: ReduceFn | None = None,
+    fvp: FVPFactory | None = None,
 ) -> TRPOResult:
     """One TRPO update of ``params`` (see the module docstring for the algorithm).
 
@@ -399,6 +475,10 @@ def trpo_step(
             (one call), every Hessian-vector product of CG (one call each, the damping added
             after) and each line-search candidate's loss and KL (one call), so every rank takes
             the same step. None: one process.
+        fvp: ``params -> (v -> H v)``, the KL's Hessian-vector products at the old parameters
+            without damping, e.g. :func:`gauss_newton_fvp` (exact there, and much cheaper than
+            differentiating twice through an inner loop). None: exact double backward of the KL
+            returned by the closures (:func:`make_hvp_fn`).
 
     Returns:
         :class:`TRPOResult`; ``new_params`` is a new dict, the old tensors (detached) when no
@@ -415,14 +495,21 @@ def trpo_step(
     # retain_graph: with kl_fn=None the loss and the KL share one graph.
     grad = flat_grad(loss_before, leaves, retain_graph=True)
     loss_before = loss_before.detach()
-    if reduce is None:
+    if fvp is not None:
+        del kl_before  # the products come from fvp: the KL's graph is not needed
+        local = fvp(leaves)
+        if reduce is None:
+            hvp = _damped(local, cg_damping)
+    elif reduce is None:
         hvp = make_hvp_fn(kl_before, leaves, cg_damping)
     else:
+        local = make_hvp_fn(kl_before, leaves)
+    if reduce is not None:
         grad, loss_before = _summed(reduce, grad, loss_before)
-        hvp = _summed_hvp(make_hvp_fn(kl_before, leaves), reduce, cg_damping)
+        hvp = _summed_hvp(local, reduce, cg_damping)
     direction = conjugate_gradient(hvp, -grad, iters=cg_iters)
     shs = torch.dot(direction, hvp(direction))
-    del hvp, kl_before  # release the KL graph before the line search.
+    del hvp  # release the KL graph before the line search.
     old = {k: v.detach() for k, v in params.items()}
     rejected = TRPOResult(
         new_params=old,

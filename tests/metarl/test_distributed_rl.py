@@ -42,6 +42,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "configs/maml_trpo/navigation2d.yaml",
         [*MAML_SMALL, *WELL_POSED],
     ),
+    "maml_trpo_gauss_newton": (  # every rank's Gauss-Newton products summed, like the HVPs
+        "maml_rl",
+        "configs/maml_trpo/navigation2d.yaml",
+        [*MAML_SMALL, *WELL_POSED, "trpo.fvp=gauss_newton"],
+    ),
     "promp": (
         "maml_rl",
         "configs/promp/halfcheetah_vel.yaml",
