@@ -32,6 +32,7 @@ from metarl.algorithms.supervised import (
 )
 from metarl.config_sections import section
 from metarl.functional import AdaptResult, InnerLR, Params, adapt, adapt_and_evaluate
+from metarl.nn import MLP
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 
@@ -86,7 +87,6 @@ class MAMLLearner:
         self.meta_sgd = algo.name == "metasgd"
         self.per_step_lr = mamlpp.per_step_lr or self.mamlpp
         self.msl = mamlpp.multi_step_loss or self.mamlpp
-        self.step_arg = cfg.model.network != "mlp"
         names = [k for k, _ in self.model.named_parameters()]
         self.adapt_keys = (
             [k for k in names if k.startswith("head.")] if algo.name == "anil" else None
@@ -139,13 +139,13 @@ class MAMLLearner:
     # -- the model as a function of its parameters -----------------------------------------------
 
     def _forward(self, net: Params, x: Tensor, step: int) -> Tensor:
+        if isinstance(self.model, MLP):  # functional_call's ops without its bookkeeping
+            return self.model.functional_forward(net, x)
         # build_model's networks share no parameter between two names: functional_call need
         # not look for tied weights on every call (tie_weights=False skips that search)
-        if self.step_arg:
-            bn_steps = self.inner.steps if self.mamlpp_options.per_step_bn_weights else 0
-            kwargs = {"step": min(step, bn_steps)}
-            return functional_call(self.model, net, (x,), kwargs, tie_weights=False)
-        return functional_call(self.model, net, (x,), tie_weights=False)
+        bn_steps = self.inner.steps if self.mamlpp_options.per_step_bn_weights else 0
+        kwargs = {"step": min(step, bn_steps)}
+        return functional_call(self.model, net, (x,), kwargs, tie_weights=False)
 
     def _support_loss(self, net: Params, data: tuple[Tensor, Tensor], step: int) -> Tensor:
         return task_loss(self._forward(net, data[0], step), data[1])
