@@ -153,12 +153,10 @@ class TwinMLP(nn.Module):
 
 
 class VmapBatchNorm(nn.Module):
-    """Batch norm on batch statistics written out from ``mean`` and ``var``, as under ``vmap``.
+    """Batch norm on batch statistics written out from ``mean`` and ``var``.
 
-    ``F.batch_norm`` (``nn.BatchNorm2d``) gives wrong second-order gradients under ``vmap`` of
-    ``grad`` (a MAML written with it disagrees with learn2learn's autograd loop by ~1e-3 of the
-    largest meta-gradient element, and the conv biases, which batch norm cancels, get gradients);
-    a hand-written ``torch.func`` MAML has to write the normalisation out, as metarl does.
+    ``F.batch_norm`` gives wrong second-order gradients under ``vmap`` of ``grad`` (~1e-3 of the
+    largest meta-gradient element off learn2learn's); a ``torch.func`` MAML must write it out.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5) -> None:
@@ -176,11 +174,7 @@ class VmapBatchNorm(nn.Module):
 
 
 class TwinBlock(nn.Module):
-    """conv 3x3 stride 2 -> batch norm on batch statistics -> ReLU.
-
-    The norm is ``nn.BatchNorm2d`` (for learn2learn's autograd loop) or, with ``vmap_safe``,
-    :class:`VmapBatchNorm` (for the ``torch.func`` loop).
-    """
+    """conv 3x3 stride 2 -> ``nn.BatchNorm2d`` (``vmap_safe``: :class:`VmapBatchNorm`) -> ReLU."""
 
     def __init__(self, in_channels: int, filters: int, vmap_safe: bool) -> None:
         super().__init__()
@@ -214,10 +208,7 @@ class TwinConv4(nn.Module):
 
 
 def twin_of(cfg: SupervisedConfig, params: Params, vmap_safe: bool = False) -> nn.Module:
-    """A plain module of ``cfg``'s network holding a copy of ``params``.
-
-    ``vmap_safe`` writes batch norm out (:class:`VmapBatchNorm`), for a ``torch.func`` loop.
-    """
+    """A plain module of ``cfg``'s network holding a copy of ``params`` (see :class:`TwinBlock`)."""
     if cfg.model.network == "mlp":
         twin: nn.Module = TwinMLP(cfg.model.hidden)
     else:
@@ -596,13 +587,9 @@ def main() -> None:
         )
 
 
-def _makers(
-    l2l: types.ModuleType | None,
-) -> dict[str, Callable[[SupervisedConfig, Params], tuple[Step, Grads]]]:
+def _makers(l2l: types.ModuleType | None) -> dict[str, Callable[..., tuple[Step, Grads]]]:
     """The implementations metarl is compared with, by name (learn2learn when installed)."""
-    makers: dict[str, Callable[[SupervisedConfig, Params], tuple[Step, Grads]]] = {
-        "torch.func": torchfunc_maml
-    }
+    makers: dict[str, Callable[..., tuple[Step, Grads]]] = {"torch.func": torchfunc_maml}
     if l2l is not None:
         makers["learn2learn"] = lambda cfg, params: l2l_maml(cfg, params, l2l)
     return makers
