@@ -16,7 +16,9 @@ shaped like torchopt's ``GradientTransformation``): :func:`sgd` (the default) an
 
 :func:`adapt` is one ``torch.func.vmap`` over the task axis of the data with
 ``torch.func.grad_and_value`` inside; the outer ``torch.autograd`` pass differentiates through it
-(second order), or the inner gradients are detached (first order).
+(second order), or the inner gradients are detached (first order). :func:`adapt_and_evaluate` runs
+the same loop and a query evaluation at the adapted parameters in that one ``vmap`` (an outer loss
+without the trajectory).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "Params",
     "adam",
     "adapt",
+    "adapt_and_evaluate",
     "check_params",
     "sgd",
 ]
@@ -369,45 +372,153 @@ def adapt(
         >>> adapt(w, loss, torch.tensor([[1.0]]), steps=1, lr=0.25).params["w"]
         tensor([[0.5000]])
     """
-    check_params(params)
-    _check_steps(steps)
-    keys = _resolve_adapt_keys(params, adapt_keys)
-    tasks = _task_count(data)
-    if per_task:
-        _check_task_axis(params, tasks)
-    shapes = {k: v.shape[1:] if per_task else v.shape for k, v in params.items()}
-    lrs = _lr_schedule(lr, steps, shapes, keys)
-    update = sgd() if update is None else update
-    fixed = {k: v for k, v in params.items() if k not in keys}
-    fast0 = {k: params[k] for k in keys}
-
-    def loss_of_fast(fast: Params, task_fixed: Params, task_data: Any, step: int) -> Tensor:
-        return _call_loss(loss_fn, {**task_fixed, **fast}, task_data, step, step_arg)
-
-    grad_and_loss = torch.func.grad_and_value(loss_of_fast)
-
-    def one_task(fast: Params, task_fixed: Params, task_data: Any) -> tuple[list[Params], Tensor]:
-        state, path, losses = update.init(fast), [], []
-        for step, step_lr in enumerate(lrs):
-            grads, loss = grad_and_loss(fast, task_fixed, task_data, step)
-            if first_order:
-                grads = {k: g.detach() for k, g in grads.items()}
-            fast, state = update.update(fast, grads, state, step_lr)
-            path.append(fast)
-            losses.append(loss)
-        return path, torch.stack(losses) if losses else empty
-
-    empty = next(iter(params.values())).new_zeros(0)
+    loop = _InnerLoop(
+        params, loss_fn, data, steps, lr, update, first_order, adapt_keys, step_arg, per_task
+    )
+    tasks = loop.tasks
     in_dims = (0 if per_task else None, 0 if per_task else None, 0)
     with torch.enable_grad():
-        batched_path, losses = torch.func.vmap(one_task, in_dims=in_dims)(fast0, fixed, data)
+        batched_path, step_losses = torch.func.vmap(loop.one_task, in_dims=in_dims)(
+            loop.fast0, loop.fixed, data
+        )
+    losses = loop.stack_losses(step_losses)
 
     def assemble(fast: Params) -> Params:
         return {k: fast[k] if k in fast else _expand(params[k], tasks, per_task) for k in params}
 
-    start = {k: _expand(v, tasks, per_task) for k, v in fast0.items()}
+    start = {k: _expand(v, tasks, per_task) for k, v in loop.fast0.items()}
     trajectory = (assemble(start), *(assemble(fast) for fast in batched_path))
     return AdaptResult(trajectory[-1], losses, trajectory)
+
+
+def adapt_and_evaluate(
+    params: Params,
+    loss_fn: LossFn,
+    data: Any,
+    eval_fn: Callable[[Params, Any], Any],
+    eval_data: Any,
+    *,
+    steps: int,
+    lr: InnerLR,
+    update: InnerUpdate | None = None,
+    first_order: bool = False,
+    adapt_keys: Sequence[str] | None = None,
+    step_arg: bool = False,
+) -> tuple[Tensor, Any]:
+    """:func:`adapt`, then ``eval_fn`` at each task's adapted parameters, in the same ``vmap``.
+
+    The outer loss of MAML and its relatives in one batched pass: the inner loop and the query
+    evaluation of a task run in one vmapped function, so the adapted parameters are neither
+    stacked into a trajectory nor unbatched and rebatched for a second ``vmap``. The values and
+    (outer) gradients equal those of :func:`adapt` followed by ``vmap(eval_fn)`` on its
+    ``params`` (to the last bit for adapted parameters; parameters outside ``adapt_keys`` reach
+    ``eval_fn`` shared by the tasks rather than expanded per task, which may change the last
+    bits of what is computed from them).
+
+    Args:
+        params: Meta-parameters ``{name: Tensor[*shape]}`` shared by the tasks; not modified.
+        loss_fn: As for :func:`adapt`.
+        data: Inner-loop data, tensors ``[task, ...]``, as for :func:`adapt`.
+        eval_fn: ``eval_fn(adapted, task_eval_data)``: one task's outputs at its adapted
+            parameters (every parameter, adapted or not), a tensor or a tuple/list/dict of them.
+        eval_data: Tensors ``[task, ...]`` for ``eval_fn`` (e.g. the query set), with the task
+            axis of ``data``.
+        steps: Number of inner steps, ``>= 0``.
+        lr: As for :func:`adapt`.
+        update: As for :func:`adapt`.
+        first_order: As for :func:`adapt`.
+        adapt_keys: As for :func:`adapt`.
+        step_arg: As for :func:`adapt`.
+
+    Returns:
+        ``(losses, outputs)``: the inner losses ``[task, steps]`` as in :class:`AdaptResult`, and
+        ``eval_fn``'s outputs stacked over the tasks (``[task, ...]`` each).
+
+    Raises:
+        TypeError: As for :func:`adapt`, and if ``eval_data`` holds anything but tensors.
+        ValueError: As for :func:`adapt`, and if ``eval_data``'s task axis differs from
+            ``data``'s.
+    """
+    loop = _InnerLoop(
+        params, loss_fn, data, steps, lr, update, first_order, adapt_keys, step_arg, False
+    )
+    eval_tasks = _task_count(eval_data)
+    if eval_tasks != loop.tasks:
+        raise ValueError(
+            f"eval_data has {eval_tasks} tasks on its leading axis but data has {loop.tasks}"
+        )
+
+    def one_task(
+        fast: Params, fixed: Params, task_data: Any, task_eval: Any
+    ) -> tuple[Any, tuple[Tensor, ...]]:
+        path, losses = loop.one_task(fast, fixed, task_data)
+        adapted = {**fixed, **path[-1]} if path else {**fixed, **fast}
+        return eval_fn(adapted, task_eval), losses
+
+    with torch.enable_grad():
+        outputs, step_losses = torch.func.vmap(one_task, in_dims=(None, None, 0, 0))(
+            loop.fast0, loop.fixed, data, eval_data
+        )
+    return loop.stack_losses(step_losses), outputs
+
+
+class _InnerLoop:
+    """The validated arguments of an inner loop and its per-task body (run under ``vmap``)."""
+
+    def __init__(
+        self,
+        params: Params,
+        loss_fn: LossFn,
+        data: Any,
+        steps: int,
+        lr: InnerLR,
+        update: InnerUpdate | None,
+        first_order: bool,
+        adapt_keys: Sequence[str] | None,
+        step_arg: bool,
+        per_task: bool,
+    ) -> None:
+        check_params(params)
+        _check_steps(steps)
+        keys = _resolve_adapt_keys(params, adapt_keys)
+        self.tasks = _task_count(data)
+        if per_task:
+            _check_task_axis(params, self.tasks)
+        shapes = {k: v.shape[1:] if per_task else v.shape for k, v in params.items()}
+        self.lrs = _lr_schedule(lr, steps, shapes, keys)
+        self.update = sgd() if update is None else update
+        self.fixed = {k: v for k, v in params.items() if k not in keys}
+        self.fast0 = {k: params[k] for k in keys}
+        self.loss_fn, self.first_order, self.step_arg = loss_fn, first_order, step_arg
+        self.grad_and_loss = torch.func.grad_and_value(self._loss_of_fast)
+        self.any_param = next(iter(params.values()))
+
+    def _loss_of_fast(self, fast: Params, task_fixed: Params, task_data: Any, step: int) -> Tensor:
+        return _call_loss(self.loss_fn, {**task_fixed, **fast}, task_data, step, self.step_arg)
+
+    def one_task(
+        self, fast: Params, task_fixed: Params, task_data: Any
+    ) -> tuple[list[Params], tuple[Tensor, ...]]:
+        """One task's inner steps: the fast weights after each step, and each step's loss.
+
+        The losses leave the ``vmap`` one tensor ``[task]`` per step and are stacked outside it
+        (:meth:`stack_losses`): a stack inside would be one more batched op per task function.
+        """
+        state, path, losses = self.update.init(fast), [], []
+        for step, step_lr in enumerate(self.lrs):
+            grads, loss = self.grad_and_loss(fast, task_fixed, task_data, step)
+            if self.first_order:
+                grads = {k: g.detach() for k, g in grads.items()}
+            fast, state = self.update.update(fast, grads, state, step_lr)
+            path.append(fast)
+            losses.append(loss)
+        return path, tuple(losses)
+
+    def stack_losses(self, step_losses: tuple[Tensor, ...]) -> Tensor:
+        """The per-step losses ``[task]`` of :meth:`one_task`, vmapped, as ``[task, steps]``."""
+        if not step_losses:
+            return self.any_param.new_zeros(self.tasks, 0)
+        return torch.stack(step_losses, dim=1)
 
 
 def _expand(value: Tensor, tasks: int, per_task: bool) -> Tensor:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -145,7 +146,11 @@ def check_finite(step: int, **scalars: ScalarLike) -> None:
     for name, tensor in tensors.items():
         by_device.setdefault(tensor.device, []).append(name)
     for names in by_device.values():
-        flags = torch.stack([torch.isfinite(tensors[n].detach()).all() for n in names]).tolist()
+        values = [tensors[n].detach() for n in names]
+        if all(v.dim() == 0 for v in values):  # metrics: one stack, one isfinite, one sync
+            flags = torch.isfinite(torch.stack(values)).tolist()
+        else:
+            flags = torch.stack([torch.isfinite(v).all() for v in values]).tolist()
         finite.update(zip(names, flags, strict=True))
     for name, value in scalars.items():
         if name in finite:
@@ -153,6 +158,8 @@ def check_finite(step: int, **scalars: ScalarLike) -> None:
                 tensor = tensors[name]
                 shown = float(tensor.detach().reshape(())) if tensor.numel() == 1 else None
                 raise NonFiniteLossError(step, name, shown)
+        elif isinstance(value, float) and math.isfinite(value):
+            continue
         elif not np.isfinite(value).all():
             array = np.asarray(value)
             shown = float(array.reshape(())) if array.size == 1 else None

@@ -31,7 +31,8 @@ from metarl.algorithms.supervised import (
     task_metric,
 )
 from metarl.config_sections import section
-from metarl.functional import AdaptResult, InnerLR, Params, adapt
+from metarl.functional import AdaptResult, InnerLR, Params, adapt, adapt_and_evaluate
+from metarl.nn import MLP
 
 __all__ = ["MAMLLearner", "multi_step_loss_weights"]
 
@@ -86,7 +87,6 @@ class MAMLLearner:
         self.meta_sgd = algo.name == "metasgd"
         self.per_step_lr = mamlpp.per_step_lr or self.mamlpp
         self.msl = mamlpp.multi_step_loss or self.mamlpp
-        self.step_arg = cfg.model.network != "mlp"
         names = [k for k, _ in self.model.named_parameters()]
         self.adapt_keys = (
             [k for k in names if k.startswith("head.")] if algo.name == "anil" else None
@@ -139,10 +139,13 @@ class MAMLLearner:
     # -- the model as a function of its parameters -----------------------------------------------
 
     def _forward(self, net: Params, x: Tensor, step: int) -> Tensor:
-        if self.step_arg:
-            bn_steps = self.inner.steps if self.mamlpp_options.per_step_bn_weights else 0
-            return functional_call(self.model, net, (x,), {"step": min(step, bn_steps)})
-        return functional_call(self.model, net, (x,))
+        if isinstance(self.model, MLP):  # functional_call's ops without its bookkeeping
+            return self.model.functional_forward(net, x)
+        # build_model's networks share no parameter between two names: functional_call need
+        # not look for tied weights on every call (tie_weights=False skips that search)
+        bn_steps = self.inner.steps if self.mamlpp_options.per_step_bn_weights else 0
+        kwargs = {"step": min(step, bn_steps)}
+        return functional_call(self.model, net, (x,), kwargs, tie_weights=False)
 
     def _support_loss(self, net: Params, data: tuple[Tensor, Tensor], step: int) -> Tensor:
         return task_loss(self._forward(net, data[0], step), data[1])
@@ -187,30 +190,60 @@ class MAMLLearner:
     ) -> OuterLoss:
         """Mean query loss after the inner loop (MSL: weighted over every inner step)."""
         steps = self.inner.steps
+        if not (self.msl and steps > 0):
+            return self._outer_loss_last_step(params, batch, steps, lrs)
         result = self._adapt(params, batch, steps, self.first_order, lrs)
-        if self.msl and steps > 0:
-            weights = multi_step_loss_weights(
-                steps,
-                iteration,
-                self.mamlpp_options.multi_step_loss_iterations,
-                batch.query_x.device,
-            )
-            preds = [self._predict(result.trajectory[s], batch, s) for s in range(1, steps + 1)]
-            losses = torch.stack([vmap(task_loss)(p, batch.query_y).mean() for p in preds])
-            loss = (weights * losses).sum()
-            last = preds[-1]
-        else:
-            last = self._predict(result.params, batch, steps)
-            loss = vmap(task_loss)(last, batch.query_y).mean()
+        weights = multi_step_loss_weights(
+            steps,
+            iteration,
+            self.mamlpp_options.multi_step_loss_iterations,
+            batch.query_x.device,
+        )
+        preds = [self._predict(result.trajectory[s], batch, s) for s in range(1, steps + 1)]
+        losses = torch.stack([vmap(task_loss)(p, batch.query_y).mean() for p in preds])
+        loss = (weights * losses).sum()
         with torch.no_grad():  # from the same predictions: one query forward, not two
-            metric = vmap(task_metric)(last.detach(), batch.query_y).mean()
+            metric = vmap(task_metric)(preds[-1].detach(), batch.query_y).mean()
+        return self._outer(loss, metric, result.losses)
+
+    def _outer_loss_last_step(
+        self, params: Params, batch: TaskBatch, steps: int, lrs: Params | None
+    ) -> OuterLoss:
+        """The query loss after the last inner step: inner loop and query in one ``vmap``."""
+        regression = batch.query_y.dtype != torch.int64
+
+        def query(adapted: Params, data: tuple[Tensor, Tensor]) -> tuple[Tensor, ...]:
+            pred = self._forward(adapted, data[0], steps)
+            loss = task_loss(pred, data[1])
+            if regression:  # the metric (MSE) is the loss itself
+                return (loss,)
+            with torch.no_grad():  # from the same predictions: one query forward, not two
+                return loss, task_metric(pred, data[1])
+
+        inner_losses, query_out = adapt_and_evaluate(
+            params,
+            self._support_loss,
+            (batch.support_x, batch.support_y),
+            query,
+            (batch.query_x, batch.query_y),
+            steps=steps,
+            lr=self._inner_lr(lrs, steps),
+            first_order=self.first_order,
+            adapt_keys=self.adapt_keys,
+            step_arg=True,
+        )
+        loss = query_out[0].mean()
+        metric = loss.detach() if regression else query_out[1].mean()
+        return self._outer(loss, metric, inner_losses)
+
+    def _outer(self, loss: Tensor, metric: Tensor, inner_losses: Tensor) -> OuterLoss:
         key = "query_" + self.cfg.task.metric
         return OuterLoss(
             loss,
             {
                 key: metric,
-                "support_loss_before": result.losses[:, 0].mean().detach()
-                if steps
+                "support_loss_before": inner_losses[:, 0].mean().detach()
+                if inner_losses.shape[1]
                 else loss.detach(),
             },
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -12,6 +12,10 @@ from torch import Tensor, nn
 __all__ = ["MLP", "init_linear_", "init_linear_maml_"]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+_ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": nn.functional.relu,  # what nn.ReLU().forward calls
+    "tanh": torch.tanh,  # what nn.Tanh().forward calls
+}
 
 
 def init_linear_(layer: nn.Linear, generator: torch.Generator | None = None) -> None:
@@ -97,6 +101,8 @@ class MLP(nn.Module):
             )
         self.in_dim = in_dim
         self.out_dim = out_dim
+        self._activation_fn = _ACTIVATION_FNS[activation]
+        self._linear_names = [f"body.{2 * i}" for i in range(len(hidden))] + ["head"]
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(widths[:-2], widths[1:-1], strict=True):
             layers += [nn.Linear(fan_in, fan_out, device=device, dtype=dtype)]
@@ -122,3 +128,33 @@ class MLP(nn.Module):
         if x.dim() == 0 or x.shape[-1] != self.in_dim:
             raise ValueError(f"x must be [..., {self.in_dim}], got shape {tuple(x.shape)}")
         return self.head(self.body(x))
+
+    def functional_forward(self, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """``torch.func.functional_call(self, params, (x,))``: the same ops, on ``params``.
+
+        ``functional_call`` swaps ``params`` into the module and back on every call; a
+        meta-learner's inner loop calls a small network a few times per meta-iteration under
+        ``vmap``, where that bookkeeping costs about as much as the network. This reads the
+        weights from ``params`` instead (``F.linear`` and the activation, as the layers' own
+        ``forward`` calls them), so it works under ``vmap`` and ``grad`` alike.
+
+        Args:
+            params: Every parameter of the network by name (``body.{2i}.weight``, ...,
+                ``head.bias``), e.g. ``dict(self.named_parameters())`` or adapted copies.
+            x: Inputs ``[..., in_dim]``.
+
+        Returns:
+            Outputs ``[..., out_dim]``.
+
+        Raises:
+            ValueError: If the last axis of ``x`` is not ``in_dim``.
+            KeyError: If ``params`` misses a parameter.
+        """
+        if x.dim() == 0 or x.shape[-1] != self.in_dim:
+            raise ValueError(f"x must be [..., {self.in_dim}], got shape {tuple(x.shape)}")
+        *hidden, head = self._linear_names
+        for name in hidden:
+            x = self._activation_fn(
+                nn.functional.linear(x, params[name + ".weight"], params[name + ".bias"])
+            )
+        return nn.functional.linear(x, params[head + ".weight"], params[head + ".bias"])

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, vmap
 
-from metarl.functional import AdaptResult, adam, adapt, sgd
+from metarl.functional import AdaptResult, adam, adapt, adapt_and_evaluate, sgd
 from metarl.nn import MLP
 
 DTYPE = torch.float64
@@ -471,3 +471,65 @@ def test_bad_params_data_and_loss_raise() -> None:
         adapt(params, _linear_loss, (x, 2.0), steps=1, lr=0.1)
     with pytest.raises(ValueError, match="loss_fn must return a scalar"):
         adapt(params, lambda p, d: p["w"] * d, x, steps=1, lr=0.1)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("lr_kind", ["float", "meta_sgd", "lslr"])
+@pytest.mark.parametrize("adapt_keys", [None, HEAD])
+def test_adapt_and_evaluate_equals_adapt_then_vmap_of_the_evaluation(
+    first_order: bool, lr_kind: str, adapt_keys: tuple[str, ...] | None
+) -> None:
+    # MAML's outer loss in one vmap: the same floats as adapt + a second vmap over its params
+    model, steps = _mlp(), 2
+    params = _leaf_params(model)
+    loss_fn = _mse(model)
+    support, query = _sinusoid_tasks(3)
+    keys = adapt_keys or tuple(params)
+    inner_lr: object = {
+        "float": 0.01,
+        "meta_sgd": _meta_sgd_lr({k: params[k] for k in keys}),
+        "lslr": _lslr({k: params[k] for k in keys}, steps),
+    }[lr_kind]
+    kwargs = dict(steps=steps, lr=inner_lr, first_order=first_order, adapt_keys=adapt_keys)
+    wrt = list(params.values()) + _lr_tensors(inner_lr)
+
+    def evaluate(p: dict[str, Tensor], data: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        pred = functional_call(model, p, (data[0],))
+        return (pred - data[1]).square().mean(), pred
+
+    losses, (query_loss, pred) = adapt_and_evaluate(
+        params, loss_fn, support, evaluate, query, **kwargs
+    )
+    result = adapt(params, loss_fn, support, **kwargs)
+    want_loss, want_pred = vmap(evaluate)(result.params, query)
+    assert torch.equal(losses, result.losses)
+    # ANIL's body is shared by the tasks here, expanded per task by adapt: other kernels
+    torch.testing.assert_close(pred, want_pred, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(query_loss, want_loss, rtol=1e-12, atol=1e-14)
+    got = torch.autograd.grad(query_loss.sum(), wrt)
+    want = torch.autograd.grad(want_loss.sum(), wrt)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
+
+
+def test_adapt_and_evaluate_with_zero_steps_evaluates_the_initial_params() -> None:
+    params, _ = _linear_setup()
+    x = torch.ones(3, 4)
+
+    def evaluate(p: dict[str, Tensor], d: Tensor) -> Tensor:
+        return _linear_loss(p, (d, d))
+
+    losses, value = adapt_and_evaluate(params, _linear_loss, (x, x), evaluate, x, steps=0, lr=0.1)
+    assert losses.shape == (3, 0)
+    torch.testing.assert_close(value, vmap(evaluate, in_dims=(None, 0))(params, x))
+
+
+def test_adapt_and_evaluate_checks_the_task_axis_of_eval_data() -> None:
+    params, _ = _linear_setup()
+    x = torch.ones(3, 4)
+    with pytest.raises(ValueError, match="eval_data has 2 tasks .* data has 3"):
+        adapt_and_evaluate(
+            params, _linear_loss, (x, x), _linear_loss, (x[:2], x[:2]), steps=1, lr=0.1
+        )
+    with pytest.raises(TypeError, match="data must hold only tensors"):
+        adapt_and_evaluate(params, _linear_loss, (x, x), _linear_loss, (x, 2.0), steps=1, lr=0.1)

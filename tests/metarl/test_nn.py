@@ -45,6 +45,32 @@ def test_conv4_maxpool_on_miniimagenet_gives_800_features() -> None:
     assert net(torch.rand(2, 3, 84, 84, generator=_gen())).shape == (2, 5)
 
 
+@pytest.mark.parametrize("hidden", [(), (8,), (8, 6)])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_mlp_functional_forward_is_functional_call_under_vmap_of_grad(
+    hidden: tuple[int, ...], activation: str
+) -> None:
+    # the same floats as functional_call, through an inner SGD step and the second derivative
+    mlp = MLP(2, hidden, 3, activation=activation, generator=_gen(5), dtype=torch.float64)
+    params = {k: v.detach().clone().requires_grad_() for k, v in mlp.named_parameters()}
+    x = torch.randn(4, 7, 2, generator=_gen(6), dtype=torch.float64)
+
+    def outer(forward):
+        def task(p, x):
+            g = torch.func.grad(lambda q: forward(q, x).square().mean())(p)
+            return forward({k: p[k] - 0.1 * g[k] for k in p}, x).sum()
+
+        loss = torch.func.vmap(task, in_dims=(None, 0))(params, x).sum()
+        return loss, torch.autograd.grad(loss, list(params.values()))
+
+    got = outer(mlp.functional_forward)
+    want = outer(lambda p, x: torch.func.functional_call(mlp, p, (x,)))
+    assert torch.equal(got[0], want[0])
+    assert all(torch.equal(a, b) for a, b in zip(got[1], want[1], strict=True))
+    with pytest.raises(ValueError, match=r"x must be \[\.\.\., 2\]"):
+        mlp.functional_forward(params, torch.ones(3))
+
+
 def test_parameter_names_separate_head_from_body() -> None:
     names = [k for k, _ in Conv4(5).named_parameters()]
     assert names[-2:] == ["head.weight", "head.bias"]

@@ -18,6 +18,7 @@ from metarl.algorithms.supervised import (
     TaskConfig,
     adaptation_curves,
     build_family,
+    task_loss,
     train,
 )
 from metarl.checkpoint import latest_checkpoint
@@ -246,3 +247,27 @@ def test_every_registered_learner_has_the_learner_protocol():
             assert "lrs" in params and params["lrs"].kind is inspect.Parameter.KEYWORD_ONLY, (
                 f"{name}.{method} does not take the learned step sizes as lrs="
             )
+
+
+def test_task_loss_is_mse_loss_and_cross_entropy_to_the_second_derivative() -> None:
+    # the regression loss is written out (no Python decomposition of mse_loss's backward under
+    # vmap of grad); it computes what F.mse_loss computes, through the inner loop's grad too
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    x, y = torch.randn(5, 6, 3, generator=g, dtype=torch.float64), torch.randn(5, 6, 4)
+    labels = torch.randint(0, 4, (5, 6), generator=g)
+    for target, reference in (
+        (y.double(), torch.nn.functional.mse_loss),
+        (labels, torch.nn.functional.cross_entropy),
+    ):
+
+        def inner(w, x, t, loss):  # one SGD step, then the loss again
+            step = torch.func.grad(lambda v: loss(x @ v.T, t))(w)
+            return loss(x @ (w - 0.1 * step).T, t)
+
+        batched = torch.func.vmap(inner, in_dims=(None, 0, 0, None))
+        got, want = batched(w, x, target, task_loss), batched(w, x, target, reference)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        (got_grad,) = torch.autograd.grad(got.sum(), w)
+        (want_grad,) = torch.autograd.grad(want.sum(), w)
+        torch.testing.assert_close(got_grad, want_grad, rtol=1e-12, atol=1e-15)

@@ -22,13 +22,14 @@ def _bench_module():
     return module
 
 
+@pytest.mark.parametrize("vmap_safe", [False, True])
 @pytest.mark.parametrize("index", [0, 1])
-def test_twin_module_computes_what_our_network_computes(index):
+def test_twin_module_computes_what_our_network_computes(index, vmap_safe):
     bench = _bench_module()
     cfg = bench.problems()[index].cfg
     learner = build_supervised_learner(cfg, torch.device("cpu"), torch.Generator().manual_seed(0))
     params = learner.init_params()
-    twin = bench.twin_of(cfg, params)
+    twin = bench.twin_of(cfg, params, vmap_safe=vmap_safe)
     g = torch.Generator().manual_seed(1)
     shape = (10, 1) if cfg.task.family == "sinusoid" else (5, 1, 28, 28)
     x = torch.rand(shape, generator=g)
@@ -77,9 +78,26 @@ def test_agreement_check_and_timing_loop_run_against_a_stand_in_peer():
     bench = _bench_module()
     problem = bench.problems()[0]
     assert problem.cfg.task.family == "sinusoid"
-    batches = bench.sample_batches(problem.cfg, 2, {})
-    agree = bench.check_agreement(problem.cfg, batches[0], FAKE_L2L)
-    assert agree.loss_ours == pytest.approx(agree.loss_theirs, rel=1e-5)
-    assert agree.grad_diff < 1e-4
-    result = bench.measure(problem, batches, FAKE_L2L, threads=1, seconds=0.01, repeats=1)
-    assert result.ours.wall > 0 and result.theirs.wall > 0 and result.speedup.cpu > 0
+    batches, sample_seconds = bench.sample_batches(problem.cfg, 2, {})
+    assert sample_seconds > 0
+    exp = bench.metarl_experiment(problem.cfg)
+    makers = bench._makers(FAKE_L2L)
+    assert list(makers) == ["torch.func", "learn2learn"]
+    for make in makers.values():
+        agree = bench.agreement(
+            bench.metarl_grads(exp), make(problem.cfg, exp.params)[1], batches[0]
+        )
+        assert agree.agrees(), agree
+    steps = {"metarl": bench.metarl_step(exp)}
+    steps.update({n: make(problem.cfg, exp.params)[0] for n, make in makers.items()})
+    result = bench.measure(steps, batches, threads=1, seconds=0.01, repeats=2)
+    assert set(result.rates) == {"metarl", "torch.func", "learn2learn"}
+    assert set(result.speedups) == {"torch.func", "learn2learn"}
+    assert all(
+        r.wall > 0 and r.cpu > 0 for r in (*result.rates.values(), *result.speedups.values())
+    )
+    assert len(exp.opt.state) == len(exp.params)  # metarl's steps went through its optimiser
+
+
+def test_without_learn2learn_only_the_torch_func_peer_is_compared():
+    assert list(_bench_module()._makers(None)) == ["torch.func"]
