@@ -101,8 +101,10 @@ class MLP(nn.Module):
             )
         self.in_dim = in_dim
         self.out_dim = out_dim
-        self._activation_fn = _ACTIVATION_FNS[activation]
-        self._linear_names = [f"body.{2 * i}" for i in range(len(hidden))] + ["head"]
+        #: the hidden layers' activation as a function (what the ``nn`` activation module calls)
+        self.activation_fn = _ACTIVATION_FNS[activation]
+        #: parameter prefixes of the linear layers in order (``body.0``, ``body.2``, ..., ``head``)
+        self.linear_names = [f"body.{2 * i}" for i in range(len(hidden))] + ["head"]
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(widths[:-2], widths[1:-1], strict=True):
             layers += [nn.Linear(fan_in, fan_out, device=device, dtype=dtype)]
@@ -152,9 +154,9 @@ class MLP(nn.Module):
         """
         if x.dim() == 0 or x.shape[-1] != self.in_dim:
             raise ValueError(f"x must be [..., {self.in_dim}], got shape {tuple(x.shape)}")
-        *hidden, head = self._linear_names
+        *hidden, head = self.linear_names
         for name in hidden:
-            x = self._activation_fn(
+            x = self.activation_fn(
                 nn.functional.linear(x, params[name + ".weight"], params[name + ".bias"])
             )
         return nn.functional.linear(x, params[head + ".weight"], params[head + ".bias"])

@@ -220,28 +220,12 @@ def policy_forward(policy: nn.Module, params: Params, obs: Tensor, batched: bool
     return PolicyOutput(outs[0], outs[1] if len(outs) > 1 else None)
 
 
-_ACTIVATION_FNS: dict[type[nn.Module], Callable[[Tensor], Tensor]] = {
-    nn.Tanh: torch.tanh,
-    nn.ReLU: torch.relu,
-}
-
-
-def _mlp_layers(policy: nn.Module) -> list[tuple[str, Callable[[Tensor], Tensor] | None]] | None:
-    """The layers of an MLP policy's net as ``(parameter prefix, activation)``, else None."""
+def _plain_mlp(policy: nn.Module) -> MLP | None:
+    """The :class:`MLP` net of this module's MLP policies, else None (other policies)."""
     if type(policy) not in (GaussianMLPPolicy, CategoricalMLPPolicy):
         return None
     net = policy.get_submodule("net")
-    if type(net) is not MLP:
-        return None
-    layers: list[tuple[str, Callable[[Tensor], Tensor] | None]] = []
-    for name, module in net.body.named_children():
-        if type(module) is nn.Linear and module.bias is not None:
-            layers.append((f"net.body.{name}", None))
-        elif type(module) in _ACTIVATION_FNS and layers and layers[-1][1] is None:
-            layers[-1] = (layers[-1][0], _ACTIVATION_FNS[type(module)])
-        else:
-            return None
-    return [*layers, ("net.head", None)]
+    return net if type(net) is MLP else None
 
 
 def batched_policy_forward(policy: nn.Module, params: Params, obs: Tensor) -> PolicyOutput:
@@ -261,21 +245,22 @@ def batched_policy_forward(policy: nn.Module, params: Params, obs: Tensor) -> Po
     Returns:
         The distribution parameters, with the leading axes of ``obs``.
     """
-    layers = _mlp_layers(policy)
+    net = _plain_mlp(policy)
     tasks = obs.shape[0] if obs.dim() == 3 else -1
     if (
-        layers is None
-        or obs.shape[-1] != policy.get_submodule("net").in_dim
+        net is None
+        or obs.shape[-1] != net.in_dim
         or params.keys() != dict(policy.named_parameters()).keys()
         or any(v.dim() < 1 or v.shape[0] != tasks for v in params.values())
     ):
         return policy_forward(policy, params, obs, True)
     x = obs
-    for prefix, activation in layers:
-        weight, bias = params[f"{prefix}.weight"], params[f"{prefix}.bias"]
+    *hidden, head = net.linear_names
+    for name in net.linear_names:
+        weight, bias = params[f"net.{name}.weight"], params[f"net.{name}.bias"]
         x = torch.bmm(x, weight.transpose(1, 2)) + bias.unsqueeze(1)
-        if activation is not None:
-            x = activation(x)
+        if name != head:
+            x = net.activation_fn(x)
     if isinstance(policy, CategoricalMLPPolicy):
         return PolicyOutput(x, None)
     assert isinstance(policy, GaussianMLPPolicy)

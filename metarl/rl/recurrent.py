@@ -394,25 +394,6 @@ def recurrent_forward(
     return functional_call(policy, params, (inputs, h0), kwargs, tie_weights=False)
 
 
-def _mlp_layers(mlp: MLP, params: Params, prefix: str) -> list[Any]:
-    """An MLP's ``(weight, bias)`` pairs from ``params`` and its activations, in order."""
-    layers: list[Any] = []
-    for i, module in enumerate(mlp.body):
-        if isinstance(module, nn.Linear):
-            name = f"{prefix}.body.{i}"
-            layers.append((params[f"{name}.weight"], params[f"{name}.bias"]))
-        else:
-            layers.append(module)
-    layers.append((params[f"{prefix}.head.weight"], params[f"{prefix}.head.bias"]))
-    return layers
-
-
-def _apply(layers: list[Any], x: Tensor) -> Tensor:
-    for layer in layers:
-        x = F.linear(x, *layer) if isinstance(layer, tuple) else layer(x)
-    return x
-
-
 class RecurrentStep:
     """One step of ``policy`` with ``params`` bound once, for sampling (no autograd, no checks).
 
@@ -432,8 +413,9 @@ class RecurrentStep:
         names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
         trunks = ["gru", "value_gru"] if policy.separate_value else ["gru"]
         self.grus = [tuple(bound[f"{trunk}.{n}"] for n in names) for trunk in trunks]
-        self.pi = _mlp_layers(policy.pi, bound, "pi")
-        self.v = _mlp_layers(policy.v, bound, "v")
+        self.pi, self.v = policy.pi, policy.v  # their ops on the bound weights, below
+        self.pi_params = {k[3:]: v for k, v in bound.items() if k.startswith("pi.")}
+        self.v_params = {k[2:]: v for k, v in bound.items() if k.startswith("v.")}
         self.size = policy.hidden_size
         self.log_std = None
         if not policy.discrete:
@@ -446,11 +428,11 @@ class RecurrentStep:
         h_new = h_pi
         if len(self.grus) > 1:
             h_new = torch.cat([h_pi, torch.gru_cell(x, h[:, size:], *self.grus[1])], dim=-1)
-        loc = _apply(self.pi, h_pi)
+        loc = self.pi.functional_forward(self.pi_params, h_pi)
         log_std = None if self.log_std is None else self.log_std.expand_as(loc)
         return h_new, PolicyOutput(loc, log_std)
 
     def value(self, states: Tensor) -> Tensor:
         """``V`` of states ``[..., state_size]`` (of the value GRU's part if any): ``[...]``."""
         part = states[..., self.size :] if len(self.grus) > 1 else states
-        return _apply(self.v, part).squeeze(-1)
+        return self.v.functional_forward(self.v_params, part).squeeze(-1)

@@ -149,9 +149,13 @@ def sample_episodes(
     )
 
 
-def actions_to_env(action: Tensor, vec: TaskVectorEnv) -> Any:
-    """Actions as the env expects them: numpy, in the action space's dtype."""
-    array = action.cpu().numpy()
+def actions_to_env(action: Tensor | np.ndarray, vec: TaskVectorEnv) -> Any:
+    """Actions as the env expects them: numpy, in the action space's dtype.
+
+    ``action`` may already be on the host as an array (a caller that needs it there too copies
+    it once).
+    """
+    array = action.cpu().numpy() if isinstance(action, Tensor) else action
     dtype = vec.single_action_space.dtype
     return array.astype(dtype if dtype is not None else np.float32, copy=False)
 

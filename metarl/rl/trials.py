@@ -221,8 +221,8 @@ def sample_trials(
             x = x_all[i] if x_all is not None else torch.as_tensor(inputs[i], device=device)
             h_new, dist = step(x, h)
             action = sample_actions(policy, dist, generator, rows)
-            action_np = action.cpu().numpy()
-            obs_np, reward_np, terminated, _, _ = vec.step(actions_to_env(action, vec))
+            action_np = action.cpu().numpy()  # the one transfer of this step's actions
+            obs_np, reward_np, terminated, _, _ = vec.step(actions_to_env(action_np, vec))
             terminated = np.asarray(terminated, dtype=np.bool_)
             states[i] = h_new
             actions.append(action)
