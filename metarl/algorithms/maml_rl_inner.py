@@ -193,7 +193,12 @@ def gauss_newton_fvp_fn(
     Returns:
         ``params -> (v -> J^T F J v)`` for :func:`~metarl.rl.trpo.trpo_step`'s ``fvp``.
     """
-    probe = torch.zeros(valid.mask.shape, dtype=valid.advantages.dtype, requires_grad=True)
+    probe = torch.zeros(
+        valid.mask.shape,
+        dtype=valid.advantages.dtype,
+        device=valid.mask.device,
+        requires_grad=True,
+    )
     with torch.enable_grad():  # each sample's weight in the KL's (masked) mean
         mean = masked_mean(probe, valid.mask, dim=(1, 2)).mean() * weight
         (sample_weight,) = torch.autograd.grad(mean, probe)
