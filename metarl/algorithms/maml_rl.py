@@ -67,6 +67,7 @@ from metarl.rl.policies import (
 from metarl.rl.ppo import ppo_clip_loss, promp_loss
 from metarl.rl.returns import masked_mean
 from metarl.rl.sampler import sample_episodes
+from metarl.rl.success import SuccessRecorder, episode_success_rate
 from metarl.rl.trpo import ReduceFn, trpo_step
 from metarl.runs import Run
 
@@ -428,11 +429,12 @@ class MAMLRLExperiment:
             rows, reduce = (first, total), distributed.all_reduce_sum_
         weight = len(self.owned) / cfg.env.meta_batch_size
         # --- sample with θ, adapt per task, sample with θ'_i ---
+        recorder = SuccessRecorder(self.vec)  # envs that report info["success"] (Meta-World)
         batch = collect_meta_batch(
             cfg,
             self.policy,
             self.params,
-            self.vec,
+            cast(TaskVectorEnv, recorder),
             tasks,
             env_seeds,
             gen,
@@ -450,6 +452,10 @@ class MAMLRLExperiment:
         seconds = {**batch.seconds, "outer_update": time.perf_counter() - tic}
         post, pre = weighted_sum([batch.returns[-1], batch.returns[0]], weight)
         metrics.update(post_return=post, pre_return=pre)
+        if recorder.records:  # one record per phase: θ, then θ'_i after each inner step
+            rates = [episode_success_rate(recorder.records[k]) for k in (0, -1)]
+            pre_success, post_success = weighted_sum(rates, weight)
+            metrics.update(pre_success=pre_success, post_success=post_success)
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
         scalars.update({f"time/{k}_seconds": v for k, v in seconds.items()})
         return scalars

@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -63,6 +63,7 @@ from metarl.rl.parallel import (
 from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy
 from metarl.rl.returns import masked_mean, normalize_advantages
+from metarl.rl.success import SuccessRecorder, episode_success_rate
 from metarl.rl.trials import (
     TrialChunks,
     chunk_forward,
@@ -379,8 +380,9 @@ class RL2Experiment:
             rows, split = (first, env.num_trials), (self.owned, env.num_trials)
         # --- one trial per task, all in parallel ---
         tic = time.perf_counter()
+        recorder = SuccessRecorder(self.vec)  # envs that report info["success"] (Meta-World)
         batch = sample_trials(
-            self.vec,
+            cast(TaskVectorEnv, recorder),
             self.policy,
             self.params,
             tasks,
@@ -407,6 +409,10 @@ class RL2Experiment:
             episodes = torch.stack(weighted_sum(episodes.unbind(), len(tasks) / env.num_trials))
         metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
         metrics["last_episode_return"] = episodes[-1]
+        if recorder.records:  # one record per episode of the trials
+            rates = [episode_success_rate(recorder.records[k]) for k in (0, -1)]
+            first_success, last_success = weighted_sum(rates, len(tasks) / env.num_trials)
+            metrics.update(first_episode_success=first_success, last_episode_success=last_success)
         scalars: dict[str, Tensor | float] = {f"train/{k}": v for k, v in metrics.items()}
         scalars["time/sampling_seconds"] = sampled - tic
         scalars["time/update_seconds"] = elapsed - (sampled - tic)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from envs.core import Task
 from envs.vector import TaskVectorEnv
@@ -25,6 +27,7 @@ from metarl.evaluation import summarize, write_eval_results
 
 __all__ = [
     "SuccessRecorder",
+    "episode_success_rate",
     "gathered_success_table",
     "success_table",
     "task_class",
@@ -36,6 +39,15 @@ def task_class(task: Task) -> str | None:
     """The class a task belongs to (Meta-World's ``env_name``), or None for one-class families."""
     value = getattr(task, "task_class", None)
     return value if isinstance(value, str) else None
+
+
+def episode_success_rate(record: np.ndarray) -> Tensor:
+    """The fraction of one record's episodes that succeeded, as a float64 0-d tensor.
+
+    Training logs it per phase (MAML-RL: before and after adaptation; RL²: the first and last
+    episode of the trials), so Meta-World runs show their success curve as they learn.
+    """
+    return torch.tensor(float(np.mean(record)), dtype=torch.float64)
 
 
 class SuccessRecorder:
