@@ -232,3 +232,55 @@ def test_without_the_extra_the_error_names_it():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _metrics(run_dir):
+    import csv
+
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    return {(int(r["step"]), r["key"]): float(r["value"]) for r in rows}
+
+
+@pytest.mark.parametrize(
+    ("config", "keys", "tiny", "episodes", "columns"),
+    [
+        (
+            "configs/maml_trpo/metaworld_ml1_reach.yaml",
+            ("train/pre_success", "train/post_success"),
+            ["env.meta_batch_size=2", "env.episodes_per_task=2", "policy.hidden=[8]",
+             "eval.steps=1", "eval.episodes_per_task=2"],
+            4,  # sub-envs per phase: 2 tasks x 2 episodes
+            2,  # eval curve: after 0 and 1 steps
+        ),
+        (
+            "configs/rl2/metaworld_ml1_reach.yaml",
+            ("train/first_episode_success", "train/last_episode_success"),
+            ["env.num_trials=3", "env.episodes_per_trial=2", "policy.hidden_size=8"],
+            3,  # sub-envs: one per trial
+            2,  # eval curve: episodes 1 and 2 of the trial
+        ),
+    ],
+)  # fmt: skip
+def test_training_logs_the_success_rate_and_eval_writes_its_curve(
+    tmp_path, config, keys, tiny, episodes, columns
+):
+    """Meta-World runs log their meta-training success per iteration (a fraction of that
+    iteration's episodes) and the evaluation writes eval_success.json beside eval.json."""
+    import json
+
+    from metarl.cli import main as cli_main
+
+    run_dir = tmp_path / "run"
+    sets = [*tiny, "env.horizon=20", "optim.iterations=2", "run.num_eval_tasks=2",
+            "run.progress=false"]  # fmt: skip
+    args = ["train", config, "--run-dir", str(run_dir), "--device", "cpu"]
+    assert cli_main([*args, *[a for s in sets for a in ("--set", s)]]) == 0
+    metrics = _metrics(run_dir)
+    for step in (0, 1):
+        for key in keys:
+            value = metrics[(step, key)]
+            assert 0.0 <= value <= 1.0
+            assert value * episodes == pytest.approx(round(value * episodes))
+    success = json.loads((run_dir / "eval" / "eval_success.json").read_text())
+    assert success["metric"] == "success rate" and len(success["mean"]) == columns
+    assert success["num_tasks"] == 2

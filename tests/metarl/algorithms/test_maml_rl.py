@@ -590,6 +590,9 @@ def test_cli_trains_then_evaluates_with_all_four_curves(tmp_path):
     result = json.loads((run_dir / "eval" / "eval.json").read_text())
     assert set(result["baselines"]) == {"pretrained", "random", "oracle"}
     assert len(result["mean"]) == 2
+    # Navigation2D reports no info["success"]: no success rows, no success files
+    assert "success" not in (run_dir / "metrics.csv").read_text()
+    assert not (run_dir / "eval" / "eval_success.json").exists()
     assert cli_main(["eval", str(run_dir), "--num-tasks", "3", "--steps", "1"]) == 0
     result = json.loads((run_dir / "eval" / "eval_test.json").read_text())
     assert result["num_tasks"] == 3 and set(result["baselines"]) == {
