@@ -391,10 +391,22 @@ def check_resume(run_dir: str | os.PathLike[str], config: Any) -> Path | None:
     Raises:
         IncompatibleResumeError: Listing each computation-changing difference.
         CorruptCheckpointError: If the run has checkpoints and all are damaged.
-        ConfigError: If the stored config is not valid YAML.
+        ConfigError: If the stored config is not valid YAML, or ``optim.iterations`` is below
+            the iteration of the checkpoint the run would resume from.
     """
     run_dir = Path(run_dir)
     latest = ckpt.latest_intact_checkpoint(run_dir) if run_dir.is_dir() else None
+    iterations = (config_to_dict(config).get("optim") or {}).get("iterations")
+    if latest is not None and isinstance(iterations, int):
+        done = ckpt.checkpoint_iteration(latest)
+        if done > iterations:  # the loop would not run and the state would be saved as `iterations`
+            raise ConfigError(
+                [
+                    f"optim.iterations: {iterations} is below the iteration of the checkpoint "
+                    f"the run resumes from ({latest}, iteration {done}); resume with "
+                    f"optim.iterations >= {done}, or evaluate it with 'metarl eval {run_dir}'"
+                ]
+            )
     config_path = run_dir / CONFIG_FILENAME
     if not config_path.is_file():
         return latest

@@ -157,6 +157,24 @@ def test_resuming_a_finished_run_replaces_its_evaluation_rows(tmp_path):
     assert _rows(run_dir) == before  # the evaluation at step 3 once, not twice
 
 
+def test_resuming_below_the_latest_checkpoint_is_refused_before_anything_is_written(
+    tmp_path, capsys
+):
+    """A run at checkpoint 4 resumed with optim.iterations=2 would save checkpoint 4's state as
+    "checkpoint 2" and evaluate it at step 2: refused, naming the key and the checkpoint."""
+    cadence = ["run.log_every=1", "run.checkpoint_every=2"]
+    run_dir = tmp_path / "run"
+    _train("supervised", run_dir, 4, extra=cadence)
+    before = {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    with pytest.raises(AssertionError):  # cli_main returns 2 (bad input), not 0
+        _train("supervised", run_dir, 2, resume=True, extra=cadence)
+    err = capsys.readouterr().err
+    assert "optim.iterations: 2 is below" in err and "iteration 4" in err
+    after = {p.name: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    assert after == before
+    _train("supervised", run_dir, 4, resume=True, extra=cadence)  # at the checkpoint: fine
+
+
 class _Counter:
     """The smallest experiment: x counts iterations; a NaN appears at ``nan_at``."""
 
