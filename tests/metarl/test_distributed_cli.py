@@ -26,6 +26,7 @@ import torch.multiprocessing as mp
 from metarl import distributed
 from metarl.cli import EXIT_BAD_INPUT, EXIT_RUNTIME
 from metarl.cli import main as cli_main
+from tests.helpers.gloo import free_port, rank_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RTOL = 1e-5
@@ -83,12 +84,6 @@ def _assert_same_run(run_dir: Path, reference: Path) -> None:
     assert ours["mean"] == pytest.approx(theirs["mean"], rel=RTOL)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def one_rank(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference: 5 iterations on one rank, in this process."""
@@ -131,7 +126,7 @@ def test_a_2_rank_checkpoint_resumes_on_1_rank(
 
 @pytest.mark.slow
 def test_two_torchrun_nodes_match_one_rank(one_rank: Path, tmp_path: Path) -> None:
-    run_dir, port = tmp_path / "nodes", _free_port()
+    run_dir, port = tmp_path / "nodes", free_port()
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2"]
     torchrun += ["--nproc-per-node", "1", "--rdzv-backend", "c10d"]
     torchrun += ["--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "metarl", *_args(run_dir, 5)]
@@ -235,7 +230,7 @@ def test_a_taken_port_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.slow
 def test_a_rendezvous_that_never_completes_is_one_clear_line(tmp_path: Path) -> None:
-    endpoint = ["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
+    endpoint = ["--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
     done = _metarl(*_args(tmp_path / "run", 5, *endpoint, "--set", "run.collective_timeout=2"))
     assert done.returncode == EXIT_RUNTIME
     assert done.stderr.count("\n") == 1, done.stderr
@@ -244,13 +239,7 @@ def test_a_rendezvous_that_never_completes_is_one_clear_line(tmp_path: Path) -> 
 
 
 def _lonely_worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - a child
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE="2",
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port)
     distributed.init(torch.device("cpu"), timeout_s=5)
     distributed.barrier()
     if rank == 1:
@@ -269,7 +258,7 @@ def _lonely_worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover
 def test_a_collective_whose_peer_died_is_an_error_within_the_timeout() -> None:
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_lonely_worker, args=(_free_port(), out), nprocs=2, join=True)
+        mp.spawn(_lonely_worker, args=(free_port(), out), nprocs=2, join=True)
         error = out["error"]
     assert error is not None and error.startswith("rank 0 of 2: all-reduce failed")
     assert "collective timeout (5 s" in error and "--resume" in error and "\n" not in error

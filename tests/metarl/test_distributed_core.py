@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from metarl import distributed
 from metarl.distributed import World, shard
+from tests.helpers.gloo import free_port, rank_env
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 40, 41])
@@ -37,22 +36,8 @@ def test_one_rank_collectives_are_identities() -> None:
     assert distributed.broadcast_object(7) == 7
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs in a child
-    import os
-
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE="2",
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port)
     w = distributed.init(torch.device("cpu"), timeout_s=30)
     a, b = torch.full((2,), float(rank + 1)), torch.tensor([[10.0 * (rank + 1)]])
     distributed.all_reduce_sum_([a, b])
@@ -65,7 +50,7 @@ def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs
 def test_two_gloo_ranks_sum_and_gather() -> None:
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+        mp.spawn(_worker, args=(free_port(), out), nprocs=2, join=True)
         assert out["a"] == [3.0, 3.0]
         assert out["b"] == [[30.0]]
         assert distributed.concat_shards(out["g"]) == [0, 1, 2, 3, 4]

@@ -9,8 +9,6 @@ must also end with bitwise equal parameters (they take the same steps from the s
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from metarl import distributed
 from metarl.algorithms import maml_rl, rl2
 from metarl.config import load_config
 from metarl.rl.parallel import owned
+from tests.helpers.gloo import free_port, rank_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,20 +98,8 @@ def _update(name: str) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     return params, {k: float(v) for k, v in metrics.items() if k.startswith("train/")}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _worker(rank: int, port: int, out: Any) -> None:  # pragma: no cover - runs in a child
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE="2",
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port)
     torch.set_num_threads(1)
     distributed.init(torch.device("cpu"), timeout_s=60)
     try:
@@ -127,7 +114,7 @@ def _worker(rank: int, port: int, out: Any) -> None:  # pragma: no cover - runs 
 def two_ranks() -> dict[str, Any]:
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+        mp.spawn(_worker, args=(free_port(), out), nprocs=2, join=True)
         return dict(out)
 
 

@@ -9,9 +9,6 @@ where a rank adapts no task of it).
 
 from __future__ import annotations
 
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -34,6 +31,7 @@ from metarl.algorithms.supervised import (
     adaptation_curves,
     build_family,
 )
+from tests.helpers.gloo import free_port, rank_env
 
 CPU = torch.device("cpu")
 RTOL = 1e-5
@@ -144,20 +142,8 @@ def _one_update(cfg: SupervisedConfig) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs in a child
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE="2",
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port)
     torch.set_num_threads(1)
     distributed.init(CPU, timeout_s=60)
     results: dict[str, object] = {name: _one_update(cfg) for name, cfg in VARIANTS.items()}
@@ -194,7 +180,7 @@ class NaNTask:
 def two_ranks() -> dict:
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_worker, args=(_free_port(), out), nprocs=2, join=True)
+        mp.spawn(_worker, args=(free_port(), out), nprocs=2, join=True)
         return dict(out)
 
 

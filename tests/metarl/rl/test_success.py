@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from metarl.rl.success import SuccessRecorder, success_table, write_success_results
+from tests.helpers.gloo import free_port, rank_env
 
 
 class _FakeVec:
@@ -85,14 +86,6 @@ def test_success_files_hold_every_curve_and_the_main_curve_per_class(tmp_path):
     assert (tmp_path / "eval_success.csv").is_file() and (tmp_path / "eval_success.png").is_file()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _records(num_tasks, tasks_per_chunk, columns, episodes):
     """One process's records of a chunked evaluation: seeded random success flags."""
     chunks = -(-num_tasks // tasks_per_chunk)
@@ -104,20 +97,12 @@ _CASES = [(5, 2, 3, 2), (2, 2, 2, 1), (7, 3, 1, 1)]  # (tasks, per chunk, column
 
 
 def _gather_worker(rank, port, out):  # pragma: no cover - runs in a child
-    import os
-
     import torch
 
     from metarl import distributed
     from metarl.rl.success import gathered_success_table
 
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE="2",
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    rank_env(rank, port)
     distributed.init(torch.device("cpu"), timeout_s=30)
     for i, (n, size, columns, episodes) in enumerate(_CASES):
         records = _records(n, size, columns, episodes)
@@ -141,7 +126,7 @@ def test_success_rates_split_over_two_ranks_equal_one_process_on_rank_zero():
 
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_gather_worker, args=(_free_port(), out), nprocs=2, join=True)
+        mp.spawn(_gather_worker, args=(free_port(), out), nprocs=2, join=True)
         out = dict(out)
     for i, (n, size, columns, episodes) in enumerate(_CASES):
         one = success_table(_records(n, size, columns, episodes), n, size, columns, episodes)
