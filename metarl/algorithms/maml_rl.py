@@ -33,7 +33,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from envs.core import Task
-from envs.vector import TaskVectorEnv, make_vec
+from envs.vector import TaskVectorEnv
 from metarl import distributed, driver
 from metarl.algorithms.maml_rl_config import (
     CONFIG_CLASS,
@@ -511,17 +511,7 @@ def train(
 
 def make_env(cfg: MAMLRLConfig, num_tasks: int, episodes_per_task: int) -> TaskVectorEnv:
     """The vector env of ``num_tasks * episodes_per_task`` sub-envs for ``cfg.env``."""
-    env = cfg.env
-    workers = env.num_workers if env.backend in ("thread", "process", "auto") else None
-    return make_vec(
-        env.id,
-        num_tasks * episodes_per_task,
-        backend=env.backend,
-        num_workers=workers,
-        horizon=env.horizon,
-        **env.vec_kwargs,
-        **env.env_kwargs,
-    )
+    return cfg.env.make_vec(num_tasks * episodes_per_task)
 
 
 def build_policy(

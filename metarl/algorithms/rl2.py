@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from envs.vector import TaskVectorEnv, make_vec
+from envs.vector import TaskVectorEnv
 from metarl import distributed, driver
 from metarl.algorithms.rl2_config import (
     CONFIG_CLASS,
@@ -470,16 +470,7 @@ def make_env(cfg: RL2Config, num_trials: int) -> TaskVectorEnv:
         ValueError: If the env has no horizon; ``env.horizon`` must then be set.
     """
     env = cfg.env
-    vec = make_vec(
-        env.id,
-        num_trials,
-        backend=env.backend,
-        num_workers=env.num_workers if env.backend in ("thread", "process", "auto") else None,
-        autoreset_mode="disabled",
-        horizon=env.horizon,
-        **env.vec_kwargs,
-        **env.env_kwargs,
-    )
+    vec = env.make_vec(num_trials, autoreset_mode="disabled")
     if vec.horizon is None:
         vec.close()
         raise ValueError(

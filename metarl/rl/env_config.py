@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from envs.vector import TaskVectorEnv, make_vec
 from metarl.config_checks import check_positive
 
 __all__ = ["VecEnvConfig", "available_cpus", "preflight_env"]
@@ -62,6 +63,24 @@ class VecEnvConfig:
     def vec_kwargs(self) -> dict[str, Any]:
         """Options of ``make_vec`` itself (``gym.make`` would reject them as env options)."""
         return {"worker_timeout": self.worker_timeout}
+
+    def make_vec(self, num_envs: int, **options: Any) -> TaskVectorEnv:
+        """The vector env of ``num_envs`` sub-envs this section describes.
+
+        ``num_workers`` goes to the thread, process and auto backends only (sync has none);
+        ``options`` are more ``envs.make_vec`` arguments, e.g. ``autoreset_mode``.
+        """
+        workers = self.num_workers if self.backend in ("thread", "process", "auto") else None
+        return make_vec(
+            self.id,
+            num_envs,
+            backend=self.backend,
+            num_workers=workers,
+            horizon=self.horizon,
+            **options,
+            **self.vec_kwargs,
+            **self.env_kwargs,
+        )
 
 
 def available_cpus() -> int:

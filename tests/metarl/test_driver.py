@@ -240,18 +240,19 @@ def test_the_main_loop_lives_once(tmp_path):
 def test_the_env_section_s_worker_timeout_reaches_the_vector_env(family, monkeypatch):
     from metarl.algorithms import maml_rl, rl2
     from metarl.config import load_config
+    from metarl.rl import env_config
 
     _, config, overrides = FAMILIES[family]
     module = maml_rl if family == "maml_rl" else rl2
     cfg = load_config(module.CONFIG_CLASS, ROOT / config, [*overrides, "env.worker_timeout=7.5"])
     seen = {}
-    real = module.make_vec
+    real = env_config.make_vec  # both families build their env through VecEnvConfig.make_vec
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(module, "make_vec", spy)
+    monkeypatch.setattr(env_config, "make_vec", spy)
     vec = module.make_env(cfg, 2, 1) if family == "maml_rl" else module.make_env(cfg, 2)
     vec.close()
     assert seen["worker_timeout"] == 7.5
