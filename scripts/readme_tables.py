@@ -13,12 +13,13 @@ up to date (exit 1 if not).
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,12 @@ def _files(directory: Path) -> str:
     """What a results directory holds, in words (from its listing, not typed)."""
     names = {p.name for p in directory.iterdir()}
     parts = [FILE_NAMES[n] for n in ("config.yaml",) if n in names]
-    evals = sorted(n for n in names if n.startswith("eval"))
-    if evals:
-        kinds = "/".join(n.rsplit(".", 1)[1].upper() for n in evals)
-        parts.append(f"eval {kinds}")
+    success = sorted(n for n in names if n.startswith("eval_success."))
+    evals = sorted(n for n in names if n.startswith("eval") and n not in success)
+    for label, files in (("eval", evals), ("success rates", success)):
+        if files:
+            kinds = "/".join(n.rsplit(".", 1)[1].upper() for n in files)
+            parts.append(f"{label} {kinds}")
     parts += [FILE_NAMES[n] for n in ("metrics.csv",) if n in names]
     if any(n.endswith(".pt") for n in names):
         parts.append("final checkpoint")
@@ -301,6 +304,69 @@ def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
     return [*rows, "", *(_fill(n).replace("\n", "\n  ") for n in notes)]
 
 
+def _train_windows(
+    directory: Path, keys: Sequence[str], windows: int
+) -> tuple[list[str], list[list[float]]]:
+    """Means of ``keys`` in ``metrics.csv`` over ``windows`` equal spans of the iterations."""
+    values: dict[str, dict[int, float]] = {k: {} for k in keys}
+    with open(directory / "metrics.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["key"] in values:
+                values[row["key"]][int(row["step"])] = float(row["value"])
+    steps = sorted(values[keys[0]])
+    n = len(steps)
+    cuts = [round(i * n / windows) for i in range(windows + 1)]
+    spans = [steps[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    labels = [f"its {span[0] + 1}-{span[-1] + 1}" for span in spans]
+    means = [[sum(values[k][i] for i in span) / len(span) for span in spans] for k in keys]
+    return labels, means
+
+
+def _success_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Meta-World: meta-test success rate and return, beside the published figure.
+
+    Per adaptation step (MAML-RL) or episode of the trial (RL²); then the meta-training success
+    curve of each run: the means of its logged success over equal spans of its iterations.
+    """
+    head = "| run | meta-test success rate (mean ± 95% CI over goals) | return | published |"
+    rows = [head, "| --- | --- | --- | --- |"]
+    notes, curves = [], []
+    windows = int(spec.get("windows", 5))
+    for name in spec["runs"]:
+        result = json.loads((root / name / "eval.json").read_text())
+        success = result["extra"]["success"]
+        overall = success["overall"][next(iter(success["overall"]))]
+        steps = success["steps"]
+        rl2 = result["algorithm"].startswith("rl2")
+        label = (lambda k: f"episode {k + 1}") if rl2 else (lambda k: f"{k} steps")
+        at = sorted({0, min(1, len(steps) - 1), len(steps) - 1})
+        cells = ", ".join(
+            f"{label(steps[i])} {_cell(100 * overall['mean'][i], 100 * overall['ci95'][i])} %"
+            for i in at
+        )
+        returns = ", ".join(
+            f"{label(result['steps'][i])} {_cell(result['mean'][i], result['ci95'][i], 0)}"
+            for i in at
+        )
+        rows.append(f"| `{name}` | {cells} | {returns} | {spec['published'][name]} |")
+        goals = f"{overall['num_tasks']} held-out goals"
+        notes.append(f"- `{name}`: {goals}. " + provenance(name, root, manifest))
+        keys = spec["train_keys"][name]
+        labels, means = _train_windows(root / name, keys, windows)
+        what = " → ".join(k.split("/", 1)[1] for k in keys)
+        spans = [" → ".join(f"{100 * m[j]:.0f} %" for m in means) for j in range(len(labels))]
+        parts = [f"{lab}: {span}" for lab, span in zip(labels, spans, strict=True)]
+        curves.append(f"| `{name}` ({what}) | " + " | ".join(parts) + " |")
+    intro = _fill(
+        "Meta-training success rate: the mean of the logged `train/` success fractions over "
+        f"{windows} equal spans of each run's iterations (from its metrics.csv):"
+    )
+    table = ["| run | " + " | ".join(f"span {j + 1}" for j in range(windows)) + " |"]
+    table.append("| --- " * (windows + 1) + "|")
+    notes = [_fill(n).replace("\n", "\n  ") for n in notes]
+    return [*rows, "", *notes, "", intro, "", *table, *curves]
+
+
 LABELS = {
     "rl2": "RL² (ours)",
     "ucb1": "UCB1 (c = 0.2, pseudo-counts)",
@@ -315,6 +381,7 @@ KINDS = {
     "sinusoid": _sinusoid_block,
     "accuracy": _accuracy_block,
     "trials": _trials_block,
+    "success": _success_block,
 }
 
 
