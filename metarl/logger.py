@@ -46,6 +46,7 @@ __all__ = [
     "Logger",
     "MultiLogger",
     "TensorBoardLogger",
+    "read_metrics",
     "to_scalars",
 ]
 
@@ -176,6 +177,27 @@ class Logger(abc.ABC):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def read_metrics(path: str | os.PathLike[str], keys: Sequence[str]) -> dict[str, dict[int, float]]:
+    """``key -> {step: value}`` for ``keys`` from a :class:`CSVLogger` file (a later row wins).
+
+    Raises:
+        FileNotFoundError: If there is no file at ``path``.
+        KeyError: If a key was never logged; the message lists the keys that were.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no metrics CSV (is {path.parent} a run directory?)")
+    found: dict[str, dict[int, float]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            found.setdefault(row["key"], {})[int(row["step"])] = float(row["value"])
+    missing = [k for k in keys if k not in found]
+    if missing:
+        logged = ", ".join(sorted(found))
+        raise KeyError(f"{path} has no {', '.join(missing)}; logged keys: {logged}")
+    return {k: found[k] for k in keys}
 
 
 class CSVLogger(Logger):

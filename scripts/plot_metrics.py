@@ -17,30 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
+from metarl.logger import read_metrics
 
-def read_metrics(run_dir: Path, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``key -> (iterations, values)`` from ``run_dir/metrics.csv``.
+
+def curves(run_dir: Path, keys: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``key -> (iterations, values)`` from ``run_dir/metrics.csv``, in step order.
 
     Raises:
         FileNotFoundError: If the run has no metrics.csv.
         KeyError: If a key was never logged (the message lists those that were).
     """
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no metrics.csv (is {run_dir} a run directory?)")
-    found: dict[str, dict[int, float]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            found.setdefault(row["key"], {})[int(row["step"])] = float(row["value"])
-    missing = [k for k in keys if k not in found]
-    if missing:
-        raise KeyError(
-            f"{path} has no {', '.join(missing)}; logged keys: {', '.join(sorted(found))}"
-        )
+    found = read_metrics(run_dir / "metrics.csv", keys)
     out = {}
-    for key in keys:
-        steps = np.array(sorted(found[key]))
-        out[key] = (steps, np.array([found[key][s] for s in steps]))
+    for key, by_step in found.items():
+        steps = np.array(sorted(by_step))
+        out[key] = (steps, np.array([by_step[s] for s in steps]))
     return out
 
 
@@ -65,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smooth < 1:
         parser.error(f"--smooth must be >= 1, got {args.smooth}")
     try:
-        curves = read_metrics(args.run_dir, args.keys)
+        lines = curves(args.run_dir, args.keys)
     except (FileNotFoundError, KeyError) as err:
         print(f"error: {err.args[0]}", file=sys.stderr)
         return 2
@@ -74,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     fig = Figure(figsize=(6.4, 3.6), layout="constrained")
     ax = fig.add_subplot()
     rows: list[list[object]] = []
-    for key, (steps, values) in curves.items():
+    for key, (steps, values) in lines.items():
         values = values * args.scale
         line = ax.plot(steps + 1, smooth(values, args.smooth), label=key)[0]
         if args.smooth > 1:
             ax.plot(steps + 1, values, color=line.get_color(), alpha=0.25, linewidth=0.8)
         rows += [[key, int(s) + 1, float(v)] for s, v in zip(steps, values, strict=True)]
     ax.set_xlabel("iteration")
-    ax.set_ylabel(args.ylabel or ("value" if len(curves) > 1 else args.keys[0]))
+    ax.set_ylabel(args.ylabel or ("value" if len(lines) > 1 else args.keys[0]))
     ax.set_title(args.title or str(args.run_dir.name))
     ax.grid(alpha=0.3)
     ax.legend()

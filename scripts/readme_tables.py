@@ -13,7 +13,6 @@ up to date (exit 1 if not).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import re
@@ -308,11 +307,9 @@ def _train_windows(
     directory: Path, keys: Sequence[str], windows: int
 ) -> tuple[list[str], list[list[float]]]:
     """Means of ``keys`` in ``metrics.csv`` over ``windows`` equal spans of the iterations."""
-    values: dict[str, dict[int, float]] = {k: {} for k in keys}
-    with open(directory / "metrics.csv", newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            if row["key"] in values:
-                values[row["key"]][int(row["step"])] = float(row["value"])
+    from metarl.logger import read_metrics
+
+    values = read_metrics(directory / "metrics.csv", keys)
     steps = sorted(values[keys[0]])
     n = len(steps)
     cuts = [round(i * n / windows) for i in range(windows + 1)]

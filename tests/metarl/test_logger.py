@@ -201,3 +201,22 @@ def test_a_resumed_tensorboard_file_sorts_after_the_files_it_purges(tmp_path):
     TensorBoardLogger(tmp_path, purge_from=3).close()
     new = [p.name for p in tmp_path.iterdir() if p != old]
     assert len(new) == 1 and sorted([old.name, new[0]])[-1] == new[0]
+
+
+def test_read_metrics_returns_each_keys_values_by_step_and_names_a_missing_key(tmp_path):
+    from metarl.logger import CSVLogger, read_metrics
+
+    path = tmp_path / "metrics.csv"
+    with CSVLogger(path) as log:
+        log.log(0, {"train/a": 1.0, "train/b": 2.0})
+        log.log(1, {"train/a": 3.0})
+    with CSVLogger(path, purge_from=1) as log:  # a resumed run rewrites step 1
+        log.log(1, {"train/a": 5.0})
+    assert read_metrics(path, ["train/a", "train/b"]) == {
+        "train/a": {0: 1.0, 1: 5.0},
+        "train/b": {0: 2.0},
+    }
+    with pytest.raises(KeyError, match="has no train/c; logged keys: train/a, train/b"):
+        read_metrics(path, ["train/c"])
+    with pytest.raises(FileNotFoundError, match="no metrics CSV"):
+        read_metrics(tmp_path / "none.csv", ["train/a"])
