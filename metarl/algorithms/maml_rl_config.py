@@ -175,10 +175,17 @@ class EvalConfig:
     """Env steps of the stable-baselines3 PPO oracle (0: untrained, for smoke tests)."""
     oracle_num_envs: int = 8
     """Parallel envs of the oracle's PPO."""
+    oracle_n_steps: int = 2048
+    """Rollout length per env of the oracle's PPO (SB3's default)."""
+    oracle_batch_size: int = 64
+    """Minibatch size of the oracle's PPO (SB3's default)."""
+    oracle_normalize: bool = False
+    """Normalize the oracle's observations and rewards (SB3 ``VecNormalize``, rl-baselines3-zoo)."""
 
     def __post_init__(self) -> None:
         check_positive(self, "episodes_per_task", "inner_lr", "later_inner_lr")
         check_positive(self, "pretrained_inner_lr", "random_inner_lr", "oracle_num_envs")
+        check_positive(self, "oracle_n_steps", "oracle_batch_size")
         if min(self.steps, self.pretrain_iterations, self.oracle_timesteps) < 0:
             raise ValueError("steps, pretrain_iterations and oracle_timesteps must be >= 0")
 

@@ -23,7 +23,7 @@ from metarl.algorithms.maml_rl import (
     prepare_episodes,
     train,
 )
-from metarl.algorithms.maml_rl_config import CONFIG_CLASS, MAMLRLConfig, preflight
+from metarl.algorithms.maml_rl_config import CONFIG_CLASS, EvalConfig, MAMLRLConfig, preflight
 from metarl.config import config_to_dict
 from metarl.functional import Params
 from metarl.kinds import EvalRequest
@@ -98,6 +98,14 @@ def _cache(directory: Path | None, name: str, seed: int) -> Path | None:
     return None if directory is None else directory / f"{name}_seed{seed}.pt"
 
 
+def _oracle_name(ev: EvalConfig) -> str:
+    """The oracle's cache name: its budget, and its PPO settings where they are not SB3's."""
+    name = f"oracle_ts{ev.oracle_timesteps}"
+    if (ev.oracle_n_steps, ev.oracle_batch_size) != (2048, 64):
+        name += f"_n{ev.oracle_n_steps}_b{ev.oracle_batch_size}"
+    return name + ("_norm" if ev.oracle_normalize else "")
+
+
 def _baseline_starts(
     cfg: MAMLRLConfig,
     policy: MLPPolicy,
@@ -163,7 +171,10 @@ def evaluate(
                 ev.oracle_timesteps,
                 ev.oracle_num_envs,
                 cfg.run.seed,
-                _cache(baseline_dir, f"oracle_ts{ev.oracle_timesteps}", cfg.run.seed),
+                _cache(baseline_dir, _oracle_name(ev), cfg.run.seed),
+                rl_eval.OracleSettings(
+                    ev.oracle_n_steps, ev.oracle_batch_size, ev.oracle_normalize
+                ),
             )
         return rl_eval.evaluate_adaptation(
             out,

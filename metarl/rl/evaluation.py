@@ -48,6 +48,7 @@ __all__ = [
     "evaluate_adaptation",
     "heldout_tasks",
     "oracle_curve",
+    "OracleSettings",
     "oracle_policy_state",
     "oracle_returns",
     "task_chunks",
@@ -219,6 +220,29 @@ class TaskObservationWrapper(gym.ObservationWrapper):
         return np.concatenate([observation, task_vector(task)]).astype(np.float32)
 
 
+class OracleSettings(NamedTuple):
+    """PPO settings of the oracle; the defaults are stable-baselines3's own.
+
+    Attributes:
+        n_steps: Rollout length per env (capped at ``total_timesteps // num_envs`` for tiny runs).
+        batch_size: PPO minibatch size.
+        normalize: Wrap the envs in SB3's ``VecNormalize`` (running mean/std of the observations,
+            scaled rewards), as rl-baselines3-zoo does for PPO on every MuJoCo env; the observation
+            statistics are saved with the policy's weights and applied when the oracle acts.
+    """
+
+    n_steps: int = 2048
+    batch_size: int = 64
+    normalize: bool = False
+
+
+SB3_DEFAULTS = OracleSettings()
+"""stable-baselines3's own PPO settings, no normalisation."""
+
+OBS_MEAN, OBS_VAR = "vec_normalize.obs_mean", "vec_normalize.obs_var"
+"""Keys of the observation statistics in :func:`oracle_policy_state` (normalized oracles only)."""
+
+
 def _oracle_model(
     env_id: str,
     env_kwargs: Mapping[str, Any],
@@ -227,18 +251,21 @@ def _oracle_model(
     num_envs: int,
     seed: int,
     device: torch.device,
+    settings: OracleSettings,
 ) -> Any:
     from stable_baselines3 import PPO
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
     def make() -> gym.Env:
         return TaskObservationWrapper(gym.make(env_id, max_episode_steps=horizon, **env_kwargs))
 
-    venv = DummyVecEnv([make] * num_envs)
+    venv: VecEnv = DummyVecEnv([make] * num_envs)
     venv.seed(seed)
-    # A rollout of at most 2048 steps per env, shorter for tiny budgets (SB3 collects at least one).
-    n_steps = int(min(2048, max(8, total_timesteps // num_envs)))
-    batch_size = int(min(64, n_steps * num_envs))
+    if settings.normalize:
+        venv = VecNormalize(venv, norm_obs=True, norm_reward=True)
+    # A rollout of at most n_steps per env, shorter for tiny budgets (SB3 collects at least one).
+    n_steps = int(min(settings.n_steps, max(8, total_timesteps // num_envs)))
+    batch_size = int(min(settings.batch_size, n_steps * num_envs))
     return PPO(
         "MlpPolicy",
         venv,
@@ -260,11 +287,13 @@ def train_oracle(
     seed: int,
     device: torch.device,
     state: Mapping[str, Tensor] | None = None,
+    settings: OracleSettings = SB3_DEFAULTS,
 ) -> Any:
     """Trains (or, given ``state``, rebuilds) stable-baselines3 PPO on task-augmented observations.
 
-    One PPO with SB3's default hyperparameters learns on the multi-task env (each episode a fresh
-    task) with the task parameters appended to the observation, so it can specialise per task.
+    One PPO learns on the multi-task env (each episode a fresh task) with the task parameters
+    appended to the observation, so it can specialise per task; ``settings`` default to SB3's
+    own hyperparameters.
     Note that SB3 re-seeds the global RNGs (``random``, numpy, torch) from ``seed`` when it builds
     the model; metarl's own randomness comes from explicit generators and is not affected.
 
@@ -278,21 +307,45 @@ def train_oracle(
         device: Where PPO's networks live.
         state: A policy state dict from :func:`oracle_policy_state`; if given, it is loaded and no
             training happens.
+        settings: PPO's rollout length, minibatch size and observation normalisation.
 
     Returns:
         The ``stable_baselines3.PPO`` model.
+
+    Raises:
+        ValueError: If ``state`` does (not) hold observation statistics while ``settings`` do
+            (not) normalize.
     """
-    model = _oracle_model(env_id, env_kwargs, horizon, total_timesteps, num_envs, seed, device)
+    model = _oracle_model(
+        env_id, env_kwargs, horizon, total_timesteps, num_envs, seed, device, settings
+    )
     if state is not None:
-        model.policy.load_state_dict(dict(state))
+        weights = {k: v for k, v in state.items() if k not in (OBS_MEAN, OBS_VAR)}
+        if (OBS_MEAN in state) != settings.normalize:
+            have = "has" if OBS_MEAN in state else "has no"
+            raise ValueError(
+                f"the oracle's saved state {have} observation statistics, but normalize is "
+                f"{settings.normalize}: the state was saved with other oracle settings"
+            )
+        model.policy.load_state_dict(weights)
+        vec_normalize = model.get_vec_normalize_env()
+        if vec_normalize is not None:
+            vec_normalize.obs_rms.mean = state[OBS_MEAN].double().cpu().numpy()
+            vec_normalize.obs_rms.var = state[OBS_VAR].double().cpu().numpy()
+            vec_normalize.training = False
     elif total_timesteps > 0:
         model.learn(total_timesteps=total_timesteps)
     return model
 
 
 def oracle_policy_state(model: Any) -> dict[str, Tensor]:
-    """The oracle's policy weights, for a ``weights_only`` checkpoint."""
-    return {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
+    """The oracle's policy weights and observation statistics, for a ``weights_only`` checkpoint."""
+    state = {k: v.detach().cpu() for k, v in model.policy.state_dict().items()}
+    vec_normalize = model.get_vec_normalize_env()
+    if vec_normalize is not None:
+        state[OBS_MEAN] = torch.as_tensor(vec_normalize.obs_rms.mean, dtype=torch.float64)
+        state[OBS_VAR] = torch.as_tensor(vec_normalize.obs_rms.var, dtype=torch.float64)
+    return state
 
 
 def _horizon(vec: TaskVectorEnv) -> int:
@@ -317,6 +370,7 @@ def oracle_returns(
         ``[len(tasks), 1]`` mean undiscounted returns.
     """
     size = vec.num_envs // episodes_per_task
+    vec_normalize = model.get_vec_normalize_env()
     rows = []
     for c, (chunk, real) in enumerate(task_chunks(tasks, size)):
         env_tasks = [task for task in chunk for _ in range(episodes_per_task)]
@@ -326,6 +380,8 @@ def oracle_returns(
         total = np.zeros(vec.num_envs)
         for _ in range(_horizon(vec)):
             augmented = np.concatenate([obs, extra], axis=1).astype(np.float32)
+            if vec_normalize is not None:  # the statistics PPO trained with
+                augmented = vec_normalize.normalize_obs(augmented)
             action, _ = model.predict(augmented, deterministic=True)
             obs, reward, terminated, _, _ = vec.step(action.astype(vec.single_action_space.dtype))
             total += alive * reward
@@ -365,6 +421,7 @@ class OracleSpec(NamedTuple):
     num_envs: int
     seed: int
     cache: Path | None = None
+    settings: OracleSettings = SB3_DEFAULTS
 
 
 def oracle_curve(
@@ -380,6 +437,7 @@ def oracle_curve(
         "env_kwargs": spec.env_kwargs,
         "horizon": spec.horizon,
         "num_envs": spec.num_envs,
+        "settings": spec.settings,
     }
 
     def build() -> dict[str, Tensor]:

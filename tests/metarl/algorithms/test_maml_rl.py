@@ -538,6 +538,33 @@ def test_task_observation_wrapper_passes_the_sb3_checker():
     np.testing.assert_allclose(obs[2:], env.unwrapped.task.goal, rtol=1e-6)
 
 
+def test_normalized_oracle_learns_and_acts_with_its_saved_observation_statistics():
+    """PPO with VecNormalize learns Navigation2D with the goal in its observation; the saved
+    state (weights and observation statistics) rebuilds the same policy, and a state saved with
+    other settings is refused."""
+    settings = rl_eval.OracleSettings(n_steps=64, batch_size=128, normalize=True)
+    kwargs = {"env_kwargs": {}, "horizon": 20, "num_envs": 8, "seed": 0, "device": "cpu"}
+    nav = "metarl/Navigation2D-v0"
+    untrained = rl_eval.train_oracle(nav, total_timesteps=0, settings=settings, **kwargs)
+    trained = rl_eval.train_oracle(nav, total_timesteps=6144, settings=settings, **kwargs)
+    state = rl_eval.oracle_policy_state(trained)
+    assert state[rl_eval.OBS_MEAN].shape == (4,) and state[rl_eval.OBS_VAR].min() > 0
+    rebuilt = rl_eval.train_oracle(nav, total_timesteps=0, settings=settings, state=state, **kwargs)
+    vec = envs.make_vec(nav, 16, horizon=20)
+    tasks = vec.distribution.sample(8, np.random.default_rng(1))
+    before = rl_eval.oracle_returns(untrained, vec, tasks, 2, seed=0)
+    after = rl_eval.oracle_returns(trained, vec, tasks, 2, seed=0)
+    again = rl_eval.oracle_returns(rebuilt, vec, tasks, 2, seed=0)
+    vec.close()
+    assert after.shape == (8, 1) and after.mean() > before.mean() + 1.0, (before, after)
+    np.testing.assert_allclose(again, after, rtol=1e-6)
+    plain = rl_eval.oracle_policy_state(rl_eval.train_oracle(nav, total_timesteps=0, **kwargs))
+    with pytest.raises(ValueError, match="saved state has no observation statistics, but"):
+        rl_eval.train_oracle(nav, total_timesteps=0, settings=settings, state=plain, **kwargs)
+    with pytest.raises(ValueError, match="saved state has observation statistics, but"):
+        rl_eval.train_oracle(nav, total_timesteps=0, state=state, **kwargs)
+
+
 def test_every_maml_rl_config_loads_and_bad_keys_are_rejected():
     paths = sorted(
         p for d in ("maml_trpo", "maml_ppo", "promp") for p in (ROOT / "configs" / d).glob("*.yaml")
@@ -567,6 +594,8 @@ def test_every_maml_rl_config_loads_and_bad_keys_are_rejected():
     with pytest.raises(ConfigError, match="ppo section does not apply to algo.name='maml_trpo'"):
         load_config(MAMLRLConfig, {"algo": {"name": "maml_trpo"}, "ppo": {"epochs": 2}})
     assert load_config(MAMLRLConfig, {"algo": {"name": "promp"}}).ppo.clip_eps == 0.3
+    with pytest.raises(ConfigError, match="oracle_n_steps must be > 0, got 0"):
+        load_config(MAMLRLConfig, {"eval": {"oracle_n_steps": 0}})
 
 
 def test_cli_trains_then_evaluates_with_all_four_curves(tmp_path):
@@ -582,6 +611,7 @@ def test_cli_trains_then_evaluates_with_all_four_curves(tmp_path):
         "eval.pretrain_iterations=1",
         "eval.oracle_timesteps=32",
         "eval.oracle_num_envs=2",
+        "eval.oracle_normalize=true",
         "run.num_eval_tasks=4",
     ]
     sets = [arg for s in tiny for arg in ("--set", s)]
@@ -600,7 +630,8 @@ def test_cli_trains_then_evaluates_with_all_four_curves(tmp_path):
         "random",
         "oracle",
     }
-    assert len(list((run_dir / "baselines").glob("*.pt"))) == 2  # reused, not retrained
+    cached = sorted(p.name for p in (run_dir / "baselines").glob("*.pt"))  # reused, not retrained
+    assert cached == ["oracle_ts32_norm_seed0.pt", "pretrained_it1_seed0.pt"], cached
 
 
 @pytest.mark.slow
