@@ -12,10 +12,10 @@ import torch
 class TaskBatch:
     """Support and query sets of ``task`` supervised tasks, stacked along a leading task axis.
 
-    Axis order is ``[task, shot, ...]`` (STYLE.md §2). For ``ways``-way classification the shot
-    axis holds ``ways * shots`` examples arranged class-major (all examples of label 0, then label
-    1, ...) and labels are ``int64`` in ``0..ways-1``; for regression, inputs and targets are
-    ``[task, K, 1]`` ``float32``.
+    Axis order is ``[task, shot, ...]``, the task axis first as everywhere in metarl. For
+    ``ways``-way classification the shot axis holds ``ways * shots`` examples arranged class-major
+    (all examples of label 0, then label 1, ...) and labels are ``int64`` in ``0..ways-1``; for
+    regression, inputs and targets are ``[task, K, 1]`` ``float32``.
 
     Equality and hashing are by identity (``eq=False``): tensors have no boolean ``==``.
 
