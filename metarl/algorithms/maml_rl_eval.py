@@ -98,12 +98,17 @@ def _cache(directory: Path | None, name: str, seed: int) -> Path | None:
     return None if directory is None else directory / f"{name}_seed{seed}.pt"
 
 
+def _oracle_settings(ev: EvalConfig) -> rl_eval.OracleSettings:
+    return rl_eval.OracleSettings(ev.oracle_n_steps, ev.oracle_batch_size, ev.oracle_normalize)
+
+
 def _oracle_name(ev: EvalConfig) -> str:
     """The oracle's cache name: its budget, and its PPO settings where they are not SB3's."""
     name = f"oracle_ts{ev.oracle_timesteps}"
-    if (ev.oracle_n_steps, ev.oracle_batch_size) != (2048, 64):
-        name += f"_n{ev.oracle_n_steps}_b{ev.oracle_batch_size}"
-    return name + ("_norm" if ev.oracle_normalize else "")
+    settings, sb3 = _oracle_settings(ev), rl_eval.SB3_DEFAULTS
+    if (settings.n_steps, settings.batch_size) != (sb3.n_steps, sb3.batch_size):
+        name += f"_n{settings.n_steps}_b{settings.batch_size}"
+    return name + ("_norm" if settings.normalize else "")
 
 
 def _baseline_starts(
@@ -172,9 +177,7 @@ def evaluate(
                 ev.oracle_num_envs,
                 cfg.run.seed,
                 _cache(baseline_dir, _oracle_name(ev), cfg.run.seed),
-                rl_eval.OracleSettings(
-                    ev.oracle_n_steps, ev.oracle_batch_size, ev.oracle_normalize
-                ),
+                _oracle_settings(ev),
             )
         return rl_eval.evaluate_adaptation(
             out,
