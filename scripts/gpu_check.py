@@ -296,7 +296,10 @@ def run_stage_jobs(name, jobs, budget, run_one) -> list[dict]:
     for job in jobs:
         left = deadline - time.monotonic()
         if left < 5:
-            results.append({"job": job.name, "ok": False, "skipped": f"{name} budget spent"})
+            pair = job if isinstance(job, _Pair) else None  # speed: the job on one device
+            skipped = {"job": pair.job.name if pair else job.name, "ok": False}
+            skipped["skipped"] = f"{name} budget spent"
+            results.append({**skipped, **({"device": pair.device} if pair else {})})
             log(f"{name} {job.name}: skipped, the stage's {budget:.0f} s are spent")
             continue
         result = run_one(job, left)

@@ -67,7 +67,9 @@ def test_gradient_based_learners_keep_sinusoid_batches_on_the_device(name, devic
         reptile=ReptileConfig(batch_size=5) if name == "reptile" else None,
     )
     with trap:
-        learner = build_supervised_learner(cfg, device, torch.Generator().manual_seed(0))
+        learner = build_supervised_learner(
+            cfg, device, torch.Generator(device=device).manual_seed(0)
+        )
         family = build_family(cfg.task, "train", device)
         batch = family.sample(3, torch.Generator(device=device).manual_seed(0), training=True)
         assert _on(device, batch.support_x) and _on(device, batch.query_y)
@@ -94,7 +96,9 @@ def test_conv_learners_keep_image_batches_on_the_device(name, device, trap):
             query_x=torch.rand(2, ways * query, 1, 28, 28, generator=gen, device=device),
             query_y=labels.repeat_interleave(query).repeat(2, 1),
         )
-        learner = build_supervised_learner(cfg, device, torch.Generator().manual_seed(0))
+        learner = build_supervised_learner(
+            cfg, device, torch.Generator(device=device).manual_seed(0)
+        )
         _check_outer_loss(learner, batch, device)
 
 
@@ -154,3 +158,14 @@ def test_each_family_trains_and_evaluates_from_the_cli_on_the_device(job, device
     for path in (run_dir / "eval" / "eval.json", out):
         result = json.loads(path.read_text())
         assert all(math.isfinite(m) for m in result["mean"]), path
+
+
+def test_a_generator_on_another_device_is_refused_before_any_work():
+    cfg = SupervisedConfig(
+        task=TaskConfig(family="sinusoid", shots=5, query_shots=5, meta_batch_size=3),
+        model=ModelConfig(network="mlp", hidden=(8, 8)),
+        algo=AlgoConfig(name="maml"),
+    )
+    # torch.device("cuda") needs no GPU to exist: the check comes before anything is allocated
+    with pytest.raises(ValueError, match="generator is on cpu but the learner is built on cuda"):
+        build_supervised_learner(cfg, torch.device("cuda"), torch.Generator().manual_seed(0))
