@@ -373,8 +373,29 @@ LABELS = {
     "psrl": "PSRL",
     "ucrl2": "UCRL2",
 }
+
+
+def _include_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """Tables copied from a markdown file a script wrote into ``results/`` (``file``).
+
+    ``tables`` lists the start of each wanted table's header line; each table runs to the next
+    blank line. A table that is not there is an error, so the README cannot keep a stale copy.
+    """
+    path = root / spec["file"]
+    lines = path.read_text().splitlines()
+    out: list[str] = []
+    for start in spec["tables"]:
+        first = next((i for i, line in enumerate(lines) if line.startswith(start)), None)
+        if first is None:
+            raise ValueError(f"{path}: no table starting with {start!r}")
+        end = next((i for i in range(first, len(lines)) if not lines[i].strip()), len(lines))
+        out += [*([""] if out else []), *lines[first:end]]
+    return [*out, "", f"From [`results/{spec['file']}`](results/{spec['file']})."]
+
+
 KINDS = {
     "curves": _curves_block,
+    "include": _include_block,
     "sinusoid": _sinusoid_block,
     "accuracy": _accuracy_block,
     "trials": _trials_block,
