@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gpu_jobs import SPEED_JOBS, STAGE_BUDGETS, TRAIN_JOBS, Job  # noqa: E402
+from gpu_jobs import BENCH_STEPS, SPEED_JOBS, STAGE_BUDGETS, TRAIN_JOBS, Job  # noqa: E402
 
 BUNDLE = ROOT / ".whl"
 SITE_TARBALL = BUNDLE / "site-cp312.tar.xz"
@@ -66,7 +66,9 @@ OMNIGLOT_DIR = BUNDLE / "omniglot"
 MANIFEST = BUNDLE / "manifest.json"
 WHEEL_DIR = BUNDLE / "wheels"
 CARRY = [".whl/site-cp312.tar.xz", ".whl/omniglot", ".whl/manifest.json"]
-STAGES = ("env", "tests", "train", "speed")
+STAGES = ("env", "tests", "train", "speed", "bench")
+DEFAULT_STAGES = STAGES[:4]
+"""``bench`` runs only when asked for: with the others it would not fit one call's 10 minutes."""
 
 # Run on CUDA, a training counts its host synchronisations by source line (torch's sync debug
 # mode), then writes them to $GPU_CHECK_SYNC_LOG.
@@ -194,6 +196,25 @@ def stage_tests(out: Path, env: dict[str, str], device: str, budget: float) -> d
     log(f"tests on {device}: rc {result['rc']} in {result['seconds']} s")
     log("  " + (result["tail"].strip().splitlines() or ["(no output)"])[-1])
     return result
+
+
+def stage_bench(out: Path, env: dict[str, str], quick: bool, budget: float) -> dict:
+    """The benchmark scripts of ``BENCH_STEPS`` on this machine's CPU, one after the other."""
+    deadline, steps = time.monotonic() + budget, []
+    for step in BENCH_STEPS:
+        left = deadline - time.monotonic()
+        if left < 5:
+            steps.append({"job": step.name, "ok": False, "skipped": "bench budget spent"})
+            log(f"bench {step.name}: skipped, the stage's {budget:.0f} s are spent")
+            continue
+        cmd = [sys.executable, *step.argv(quick, str(out / f"{step.name}.json"))]
+        result = {
+            "job": step.name,
+            **run_step(cmd, min(step.timeout, left), env, out / f"{step.name}.log"),
+        }
+        steps.append(result)
+        log(f"bench {step.name}: rc {result['rc']} in {result['seconds']} s")
+    return {"jobs": steps}
 
 
 def _eval_summary(path: Path) -> dict | None:
@@ -373,6 +394,8 @@ def check(args: argparse.Namespace) -> int:
             summary["env"] = result["info"]
         elif stage == "tests":
             result = stage_tests(out, env, args.device, budget)
+        elif stage == "bench":
+            result = stage_bench(out, env, args.quick, budget)
         elif stage == "train":
             result = {
                 "jobs": run_stage_jobs(
@@ -395,6 +418,8 @@ def check(args: argparse.Namespace) -> int:
         if "jobs" in result:
             result["ok"] = all(j["ok"] for j in result["jobs"])
             for job in result["jobs"]:
+                if stage == "bench":
+                    continue  # each script wrote its own JSON
                 name = f"{stage}-{job['job']}" + (f"-{job['device']}" if stage == "speed" else "")
                 (out / f"{name}.json").write_text(json.dumps(job, indent=1) + "\n")
         summary["stages"][stage] = result
@@ -493,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a CPU smoke run)")
     parser.add_argument("--out", default="runs/gpu_check", help="folder for the results")
     parser.add_argument(
-        "--stages", default=",".join(STAGES), help=f"comma-separated subset of {STAGES}"
+        "--stages",
+        default=",".join(DEFAULT_STAGES),
+        help=f"comma-separated subset of {STAGES} (default: all but bench)",
     )
     parser.add_argument("--jobs", default="", help="comma-separated job names (default: all)")
     parser.add_argument("--no-bundle", action="store_true", help="use the installed packages")

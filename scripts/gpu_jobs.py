@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["SPEED_JOBS", "STAGE_BUDGETS", "TRAIN_JOBS", "Job"]
+__all__ = ["BENCH_STEPS", "SPEED_JOBS", "STAGE_BUDGETS", "TRAIN_JOBS", "BenchStep", "Job"]
 
-STAGE_BUDGETS = {"env": 30.0, "tests": 60.0, "train": 200.0, "speed": 240.0}
+STAGE_BUDGETS = {"env": 30.0, "tests": 60.0, "train": 200.0, "speed": 240.0, "bench": 280.0}
 """Seconds each stage may take; together under 9 minutes. On the first H200 (2026-12-04) the five
 trainings took 35 s each with their evals (the RL² one was cut off at 135 s), the speed stage
-ran out at the MAML-TRPO meta-batch 160 job at 200 s and the tests took 31 s."""
+ran out at the MAML-TRPO meta-batch 160 job at 200 s and the tests took 31 s. ``bench`` is not
+in the default stages: it is a second call of its own (``--stages env,bench``)."""
 
 QUIET = ["run.progress=false"]
 RL_WORKERS = ["env.backend=process", "env.num_workers=8", "run.num_threads=8"]
@@ -172,3 +173,39 @@ SPEED_JOBS = [
 ]
 """Meta-iterations/s on CUDA, then on the CPU, per job: the default sizes first, then the larger
 meta-batches where a GPU should pay off (Omniglot 32 → 128, MAML-TRPO 40 → 160 tasks)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchStep:
+    """A benchmark script run on the device machine's CPU cores (16 there, and quiet)."""
+
+    name: str
+    script: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...]
+    timeout: float
+
+    def argv(self, quick: bool, out_json: str) -> list[str]:
+        """The script and its options, writing its figures as JSON to ``out_json``."""
+        return [self.script, *(self.quick if quick else self.full), "--out", out_json]
+
+
+BENCH_STEPS = [
+    BenchStep(
+        "bench_distributed-rl2",
+        "scripts/bench_distributed.py",
+        full=("--rows", "rl2_halfcheetah_vel", "rl2_halfcheetah_vel_small")
+        + ("--iterations", "3", "--warmup", "1"),
+        quick=("--rows", "rl2_halfcheetah_vel_small", "--iterations", "1", "--warmup", "1"),
+        timeout=140.0,
+    ),
+    BenchStep(
+        "bench_envs",
+        "scripts/bench_envs.py",
+        full=("--seconds", "5", "--rounds", "3", "--skip-async", "--metaworld-envs", "0"),
+        quick=("--seconds", "0.3", "--rounds", "1", "--num-envs", "4", "--neighbour-only"),
+        timeout=140.0,
+    ),
+]
+"""The stage ``bench``: quiet-machine figures the 2-core VM cannot give (RL² on 2 ranks against
+1, the process backend against a bare lockstep loop, with and without a busy neighbour)."""

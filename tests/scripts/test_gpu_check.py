@@ -79,3 +79,24 @@ def test_cpu_quick_speed_run_of_the_smallest_job(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["ok"] and summary["device"] == "cpu"
     assert "| maml-sinusoid | quick | – |" in (tmp_path / "summary.md").read_text()
+
+
+def test_bench_is_a_stage_of_its_own_call():
+    assert "bench" in gpu_check.STAGES and "bench" not in gpu_check.DEFAULT_STAGES
+
+
+@pytest.mark.slow
+def test_cpu_quick_bench_stage_writes_each_scripts_figures(tmp_path):
+    proc = _run("--device", "cpu", "--quick", "--stages", "bench", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    distributed = json.loads((tmp_path / "bench_distributed-rl2.json").read_text())
+    (row,) = distributed["rows"].values()
+    assert list(distributed["rows"]) == ["rl2_halfcheetah_vel_small"]
+    assert row["1"]["iterations_per_s"] > 0 and row["2"]["iterations_per_s"] > 0
+    envs = json.loads((tmp_path / "bench_envs.json").read_text())
+    assert set(envs) == {"metarl/HalfCheetahVel-v0 (neighbour)", "metarl/AntDir-v0 (neighbour)"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ok"] and [j["job"] for j in summary["stages"]["bench"]["jobs"]] == [
+        "bench_distributed-rl2",
+        "bench_envs",
+    ]
