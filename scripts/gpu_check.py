@@ -198,23 +198,11 @@ def stage_tests(out: Path, env: dict[str, str], device: str, budget: float) -> d
     return result
 
 
-def stage_bench(out: Path, env: dict[str, str], quick: bool, budget: float) -> dict:
-    """The benchmark scripts of ``BENCH_STEPS`` on this machine's CPU, one after the other."""
-    deadline, steps = time.monotonic() + budget, []
-    for step in BENCH_STEPS:
-        left = deadline - time.monotonic()
-        if left < 5:
-            steps.append({"job": step.name, "ok": False, "skipped": "bench budget spent"})
-            log(f"bench {step.name}: skipped, the stage's {budget:.0f} s are spent")
-            continue
-        cmd = [sys.executable, *step.argv(quick, str(out / f"{step.name}.json"))]
-        result = {
-            "job": step.name,
-            **run_step(cmd, min(step.timeout, left), env, out / f"{step.name}.log"),
-        }
-        steps.append(result)
-        log(f"bench {step.name}: rc {result['rc']} in {result['seconds']} s")
-    return {"jobs": steps}
+def run_bench_step(step, out: Path, env: dict[str, str], quick: bool, budget: float) -> dict:
+    """One benchmark script of ``BENCH_STEPS`` on this machine's CPU; it writes its own JSON."""
+    cmd = [sys.executable, *step.argv(quick, str(out / f"{step.name}.json"))]
+    result = run_step(cmd, min(step.timeout, budget), env, out / f"{step.name}.log")
+    return {"job": step.name, "step": result, "ok": result["ok"]}
 
 
 def _eval_summary(path: Path) -> dict | None:
@@ -395,7 +383,14 @@ def check(args: argparse.Namespace) -> int:
         elif stage == "tests":
             result = stage_tests(out, env, args.device, budget)
         elif stage == "bench":
-            result = stage_bench(out, env, args.quick, budget)
+            result = {
+                "jobs": run_stage_jobs(
+                    "bench",
+                    BENCH_STEPS,
+                    budget,
+                    lambda step, left: run_bench_step(step, out, env, args.quick, left),
+                )
+            }
         elif stage == "train":
             result = {
                 "jobs": run_stage_jobs(
@@ -418,8 +413,6 @@ def check(args: argparse.Namespace) -> int:
         if "jobs" in result:
             result["ok"] = all(j["ok"] for j in result["jobs"])
             for job in result["jobs"]:
-                if stage == "bench":
-                    continue  # each script wrote its own JSON
                 name = f"{stage}-{job['job']}" + (f"-{job['device']}" if stage == "speed" else "")
                 (out / f"{name}.json").write_text(json.dumps(job, indent=1) + "\n")
         summary["stages"][stage] = result
