@@ -544,16 +544,9 @@ CONFIG_CLASS = SupervisedConfig
 def build_supervised_learner(
     cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
 ) -> SupervisedLearner:
-    """Builds the learner registered for ``cfg.algo.name``, its weights drawn from ``generator``.
-
-    The generator lives on ``device`` (as every generator of a run does): the weights are drawn
-    where they are stored.
-    """
-    if generator.device.type != torch.device(device).type:
-        raise ValueError(
-            f"the generator is on {generator.device.type} but the learner is built on "
-            f"{torch.device(device).type}; pass torch.Generator(device=device)"
-        )
+    """Builds the learner for ``cfg.algo.name``, weights drawn from ``generator`` on ``device``."""
+    if (on := generator.device.type) != (kind := torch.device(device).type):
+        raise ValueError(f"the generator is on {on} but the learner is built on {kind}")
     module, _, cls = str(ALGORITHMS[cfg.algo.name].learner).partition(":")
     return getattr(importlib.import_module(module), cls)(cfg, device, generator)
 
