@@ -6,8 +6,9 @@ the one GPU), stops the ones still going at ``--seconds`` (their last checkpoint
 nothing is lost), evaluates the ones that finished with their row's ``eval_command``, and leaves
 under ``--out`` one folder per run with the resolved config, the metrics CSV, the last
 checkpoint, the eval files and ``gpu_run.json`` (command, exit code, seconds, last
-checkpoint, machine), and beside it the run's logs. A later call continues a run from
-``runs-in-progress/NAME/`` (committed from an earlier call's files) with ``--resume``.
+checkpoint, machine), and beside it the run's logs. A later call continues a run with
+``--resume`` from ``PROGRESS/NAME/`` (``--progress``, default ``runs-in-progress``; ``results``
+continues a committed row's run from its final checkpoint).
 
 A run is a row of ``results/reproduce.yaml`` (``NAME``: its command) or ``NAME=COMMAND`` (a row's
 name keeps the row's ``eval_command``). Every command gets ``--device cuda --run-dir OUT/NAME``
@@ -16,11 +17,15 @@ appended (or the ``--device`` given)::
     run(carry=[".whl/site-cp312.tar.xz", ".whl/omniglot", ".whl/manifest.json"],
         command='PY=$(command -v python3.12 || command -v python3); '
                 '$PY scripts/gpu_runs.py --out /tmp/r --seconds 400 protonet-omniglot_5w1s; '
-                'tar -czf $OUT/runs.tgz -C /tmp r',
+                'cd /tmp && tar -czf - r | split -b 12M - $OUT/runs.tgz.part_',
         timeout_s=560)
 
-Here, ``python scripts/gpu_runs.py --device cpu --no-bundle --seconds 20 NAME=COMMAND`` runs the
-same path on the CPU.
+(a file that comes back may be at most 16 MB, hence the split; ``cat runs.tgz.part_* | tar -xzf
+-`` here). The working tree and the carry must fit in 64 MiB together: run the call with the
+committed ``results/`` and ``runs-in-progress/`` removed from the working tree (``git checkout --
+results runs-in-progress`` restores them), keeping ``results/reproduce.yaml`` and the folders a
+run resumes from. Here, ``python scripts/gpu_runs.py --device cpu --no-bundle --seconds 20
+NAME=COMMAND`` runs the same path on the CPU.
 """
 
 from __future__ import annotations

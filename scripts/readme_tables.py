@@ -163,7 +163,8 @@ def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> st
     note = f"; {info['note']}" if "note" in info else ""
     return (
         f"`{command}` at commit `{info['commit'][:10]}`: {budget}; {machine}, {threads} "
-        f"thread, torch {torch}; {_wall(wall)} wall clock{note} ({link})."
+        f"thread{'' if threads == 1 else 's'}, torch {torch}; {_wall(wall)} wall clock{note} "
+        f"({link})."
     )
 
 

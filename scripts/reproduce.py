@@ -187,14 +187,34 @@ def _argv(command: str, run_dir: Path) -> list[str]:
     return [str(run_dir) if w == "RUN" else w for w in words]
 
 
+def with_device(argv: list[str], device: str | None) -> list[str]:
+    """``argv`` with its ``--device`` replaced by ``device`` (unchanged when ``device`` is None)."""
+    if device is None:
+        return argv
+    out, words = [], iter(argv)
+    for word in words:
+        if word == "--device":
+            next(words, None)
+        elif not word.startswith("--device="):
+            out.append(word)
+    return [*out, "--device", device]
+
+
 def run_row(
-    name: str, spec: Mapping[str, Any], manifest: Mapping[str, Any], out: Path, quick: bool
+    name: str,
+    spec: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    out: Path,
+    quick: bool,
+    device: str | None = None,
 ) -> float:
     """Runs one manifest row into ``out/name`` (its results files); returns the wall clock (s).
 
-    ``quick`` shrinks the budget to the manifest's ``tiny`` overrides and runs in this process;
-    the full run is a child process, as a user would type it.
+    ``quick`` shrinks the budget to the manifest's ``tiny`` overrides and runs in this process on
+    the CPU; the full run is a child process, as a user would type it, on the row's device unless
+    ``device`` names another.
     """
+    device = "cpu" if quick else device
     target = out / name
     work = out / "_runs" / name
     started = time.time()
@@ -207,7 +227,7 @@ def run_row(
         else:
             subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, check=True)
         return time.time() - started
-    argv = _argv(spec["command"], work)[1:] + ["--run-dir", str(work)]
+    argv = with_device(_argv(spec["command"], work)[1:], device) + ["--run-dir", str(work)]
     if quick:
         sets = manifest["tiny"]["run"] + manifest["tiny"][spec["quick"]]
         argv += [arg for s in sets for arg in ("--set", s)]
@@ -238,7 +258,11 @@ def run_row(
     import torch
 
     info = {
-        "command": spec["command"] + (" (quick budget)" if quick else ""),
+        "command": (
+            spec["command"] + " (quick budget)"
+            if quick
+            else shlex.join(with_device(shlex.split(spec["command"]), device))
+        ),
         "command_with_current_keys": spec["command"],
         "commit": commit,
         "uncommitted_changes": dirty,
@@ -349,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--run", metavar="NAME", help="one row at its full budget into results/")
     mode.add_argument("--eval", metavar="NAME", help="re-evaluate a committed final checkpoint")
     mode.add_argument("--list", action="store_true", help="every row and its command")
+    parser.add_argument(
+        "--device", help="--run: train on this device instead of the row's (cpu, cuda, auto)"
+    )
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -385,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"--run {args.run}: not in results/reproduce.yaml; one of {list(manifest['runs'])}"
         )
-    seconds = run_row(args.run, manifest["runs"][args.run], manifest, args.results, quick=False)
+    spec = manifest["runs"][args.run]
+    seconds = run_row(args.run, spec, manifest, args.results, quick=False, device=args.device)
     shutil.rmtree(args.results / "_runs", ignore_errors=True)
     print(f"{args.run}: {seconds / 60:.1f} min; results/{args.run}/ written")
     return tables.main(["--readme", str(args.readme), "--results-dir", str(args.results / "demo")])

@@ -87,3 +87,19 @@ def test_check_lists_a_benchmark_number_that_is_not_in_its_file(tmp_path):
 def test_a_committed_checkpoint_still_evaluates_to_its_committed_numbers():
     reproduce = _reproduce()
     assert reproduce.reevaluate("maml-sinusoid-seed0", ROOT / "results") == []
+
+
+def test_with_device_replaces_the_rows_device():
+    reproduce = _reproduce()
+    words = ["train", "c.yaml", "--device", "cuda", "--set", "a=1"]
+    assert reproduce.with_device(words, None) == words
+    assert reproduce.with_device(words, "cpu") == [
+        "train",
+        "c.yaml",
+        "--set",
+        "a=1",
+        "--device",
+        "cpu",
+    ]
+    assert reproduce.with_device(["train", "--device=cuda"], "cpu") == ["train", "--device", "cpu"]
+    assert reproduce.with_device(["train"], "auto") == ["train", "--device", "auto"]
