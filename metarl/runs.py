@@ -364,7 +364,20 @@ def _stored_config(config_path: Path, config: Any) -> dict[str, Any]:
         return raw  # Another experiment kind, or an older layout: compare the raw mapping.
 
 
-def _changes_computation(key: str, new: dict[str, Any]) -> bool:
+_LATE_SCHEDULES = ("ppo.entropy_coef_final", "ppo.entropy_decay_start", "ppo.entropy_decay_end")
+"""Keys of a schedule that acts only from ``ppo.entropy_decay_start`` on: a resumed run may change
+them while neither the stored schedule (off, or starting at or after the checkpoint) nor the new
+one has acted on the iterations already done."""
+
+
+def _not_started(config: dict[str, Any], done: int) -> bool:
+    ppo = config.get("ppo") or {}
+    return ppo.get("entropy_coef_final") is None or (ppo.get("entropy_decay_start") or 0) >= done
+
+
+def _changes_computation(key: str, old: dict[str, Any], new: dict[str, Any], done: int) -> bool:
+    if key in _LATE_SCHEDULES:
+        return not (_not_started(old, done) and _not_started(new, done))
     if key not in RESUMABLE_CHANGES:
         return True
     schedule = (new.get("optim") or {}).get("schedule")
@@ -410,11 +423,14 @@ def check_resume(run_dir: str | os.PathLike[str], config: Any) -> Path | None:
     config_path = run_dir / CONFIG_FILENAME
     if not config_path.is_file():
         return latest
-    new = config_to_dict(config)
-    changes = _config_differences(_stored_config(config_path, config), new)
+    new, stored = config_to_dict(config), _stored_config(config_path, config)
+    changes = _config_differences(stored, new)
     lines = [f"{key}: {old!r} -> {value!r}" for key, old, value in changes]
+    done = ckpt.checkpoint_iteration(latest) if latest is not None else 0
     refused = [
-        line for line, c in zip(lines, changes, strict=True) if _changes_computation(c[0], new)
+        line
+        for line, c in zip(lines, changes, strict=True)
+        if _changes_computation(c[0], stored, new, done)
     ]
     if refused and latest is not None:
         raise IncompatibleResumeError(run_dir, refused)

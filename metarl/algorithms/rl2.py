@@ -399,7 +399,13 @@ class RL2Experiment:
         chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
         shares = () if split is None else (split,)
         if algo.name == "rl2_ppo":
+            ppo = section(cfg.ppo, "ppo")
+            coef = ppo.entropy_coef_at(iteration)  # the scheduled weight of this iteration
+            if ppo.entropy_coef_final is not None:
+                cfg = dataclasses.replace(cfg, ppo=dataclasses.replace(ppo, entropy_coef=coef))
             metrics = ppo_update(self.policy, self.params, self.opt, chunks, cfg, gen, *shares)
+            if ppo.entropy_coef_final is not None:
+                metrics["entropy_coef"] = coef
         else:
             args = (self.policy, self.params, self.opt, chunks, cfg, gen, *shares)
             self.params, metrics = trpo_update(*args)

@@ -108,10 +108,40 @@ class PPOConfig(BasePPOConfig):
     and the global clip shrinks the policy's step to nothing (Adam's second moment remembers the
     earlier, larger gradients)."""
 
+    entropy_coef_final: float | None = None
+    """Where set, the entropy weight moves linearly from ``entropy_coef`` at iteration
+    ``entropy_decay_start`` to this value at ``entropy_decay_end`` and stays there: a bonus that
+    keeps the policy exploring while it learns its strategy, then lets it sharpen (None: constant).
+    A run resumed from a checkpoint before ``entropy_decay_start`` of a constant-weight run is the
+    scheduled run exactly."""
+    entropy_decay_start: int = 0
+    """First iteration of the entropy weight's decay."""
+    entropy_decay_end: int | None = None
+    """Iteration at which the entropy weight reaches ``entropy_coef_final``."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.value_coef < 0 or self.entropy_coef < 0:
             raise ValueError("value_coef and entropy_coef must be >= 0")
+        if self.entropy_coef_final is None:
+            return
+        if self.entropy_coef_final < 0:
+            raise ValueError(f"entropy_coef_final must be >= 0, got {self.entropy_coef_final}")
+        end, start = self.entropy_decay_end, self.entropy_decay_start
+        if end is None or start < 0 or end <= start:
+            raise ValueError(
+                "entropy_coef_final needs 0 <= entropy_decay_start < entropy_decay_end, got "
+                f"start {start} and end {end}"
+            )
+
+    def entropy_coef_at(self, iteration: int) -> float:
+        """The entropy weight of ``iteration`` (0-based)."""
+        if self.entropy_coef_final is None or iteration <= self.entropy_decay_start:
+            return self.entropy_coef
+        assert self.entropy_decay_end is not None
+        span = self.entropy_decay_end - self.entropy_decay_start
+        frac = min(1.0, (iteration - self.entropy_decay_start) / span)
+        return self.entropy_coef + frac * (self.entropy_coef_final - self.entropy_coef)
 
 
 @dataclasses.dataclass(frozen=True)

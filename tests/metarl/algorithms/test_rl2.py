@@ -26,7 +26,7 @@ from metarl.rl.policies import PolicyOutput
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
 from metarl.rl.trials import TrialChunks, chunk_trials, sample_trials, to_chunks, trial_gae
 from metarl.rl.trpo import flat_grad
-from metarl.runs import NonFiniteLossError, open_run
+from metarl.runs import IncompatibleResumeError, NonFiniteLossError, check_resume, open_run
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = sorted((ROOT / "configs" / "rl2").glob("*.yaml"))
@@ -290,6 +290,55 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name
     np.testing.assert_array_equal(_metric(tmp_path / "split", key), _metric(tmp_path / "full", key))
     rows = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows if f",{key}," in r] == ["0", "1", "2", "3"]
+
+
+def test_entropy_schedule_decays_linearly_and_resumes_a_constant_runs_checkpoint(tmp_path):
+    ppo = PPOConfig(
+        entropy_coef=0.05, entropy_coef_final=0.01, entropy_decay_start=2, entropy_decay_end=4
+    )
+    coefs = [ppo.entropy_coef_at(i) for i in range(6)]
+    assert coefs == pytest.approx([0.05, 0.05, 0.05, 0.03, 0.01, 0.01], abs=1e-12)
+    assert PPOConfig(entropy_coef=0.02).entropy_coef_at(10**6) == 0.02  # no schedule: constant
+    bad = [
+        ({"entropy_coef_final": -0.1, "entropy_decay_end": 3}, "entropy_coef_final must be >= 0"),
+        ({"entropy_coef_final": 0.0}, "start 0 and end None"),
+        ({"entropy_coef_final": 0.0, "entropy_decay_start": 5, "entropy_decay_end": 5}, "start 5"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            PPOConfig(**kwargs)
+    # a constant-weight run checkpointed at the decay's start, resumed with the schedule, is the
+    # scheduled run from scratch: same parameters, same metrics rows
+    const = _cfg(iterations=2)
+    const = dataclasses.replace(const, ppo=PPOConfig(epochs=2, entropy_coef=0.05))
+    schedule = {"entropy_coef_final": 0.0, "entropy_decay_start": 2, "entropy_decay_end": 3}
+    sched = dataclasses.replace(
+        const,
+        ppo=dataclasses.replace(const.ppo, **schedule),
+        optim=dataclasses.replace(const.optim, iterations=4),
+    )
+    _, full = _train(sched, tmp_path / "full")
+    _train(const, tmp_path / "split")
+    _, resumed = _train(sched, tmp_path / "split", resume=True)
+    for key, value in full.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0)
+
+    def rows(run, skip_coef):
+        lines = (tmp_path / run / "metrics.csv").read_text().splitlines()[1:]
+        keep = [r.split(",") for r in lines if ",time/" not in r]
+        return [r for r in keep if not (skip_coef and r[1] == "train/entropy_coef")]
+
+    assert rows("split", True) == rows("full", True)
+    coef = [(int(r[0]), float(r[2])) for r in rows("full", False) if r[1] == "train/entropy_coef"]
+    assert coef == [(0, 0.05), (1, 0.05), (2, 0.05), (3, 0.0)]
+    assert sum(r[1] == "train/entropy_coef" for r in rows("split", False)) == 2  # 2 and 3
+    early = dataclasses.replace(sched, ppo=dataclasses.replace(sched.ppo, entropy_decay_start=1))
+    with pytest.raises(IncompatibleResumeError, match="entropy_decay_start: 2 -> 1"):
+        check_resume(tmp_path / "split", early)  # would have decayed at an iteration already done
+    with pytest.raises(AssertionError):  # the decay changes the run
+        _, plain = _train(dataclasses.replace(const, optim=sched.optim), tmp_path / "plain")
+        for key, value in full.items():
+            torch.testing.assert_close(plain[key], value, rtol=0, atol=0)
 
 
 def test_non_finite_loss_stops_before_a_checkpoint(tmp_path, monkeypatch):
