@@ -108,7 +108,10 @@ def stop(procs: list[subprocess.Popen]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="NAME (a results/reproduce.yaml row) or NAME=CMD")
+    parser.add_argument("runs", nargs="*", help="NAME (a results/reproduce.yaml row) or NAME=CMD")
+    parser.add_argument(
+        "--runs-file", help="more runs, one NAME or NAME=CMD per line ('#' starts a comment)"
+    )
     parser.add_argument("--out", required=True, help="one folder per run is written here")
     parser.add_argument("--seconds", type=float, required=True, help="when unfinished runs stop")
     parser.add_argument("--eval-seconds", type=float, default=120.0)
@@ -119,7 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-bundle", action="store_true", help="use the installed packages")
     args = parser.parse_args(argv)
     rows = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))["runs"]
-    runs = [parse_run(spec, rows) for spec in args.runs]
+    specs = list(args.runs)
+    if args.runs_file:
+        lines = Path(args.runs_file).read_text(encoding="utf-8").splitlines()
+        specs += [
+            line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if not specs:
+        parser.error("no runs: name them on the command line or in --runs-file")
+    runs = [parse_run(spec, rows) for spec in specs]
     names = [name for name, _, _ in runs]
     if len(set(names)) != len(names):
         raise SystemExit(f"gpu_runs: a run name is given twice: {names}")

@@ -75,6 +75,12 @@ def test_bad_run_specs_are_refused(tmp_path):
     with pytest.raises(SystemExit, match="must start with 'metarl train'"):
         gpu_runs.parse_run("x=python train.py", rows)
     assert gpu_runs.parse_run("row", rows)[1][:2] == ["train", "configs/maml/sinusoid.yaml"]
+    listed = tmp_path / "runs.txt"
+    listed.write_text(f"# two runs\n\na={SINUSOID}\n  a={SINUSOID}\n")
+    with pytest.raises(SystemExit, match="given twice"):  # the file's lines are runs too
+        gpu_runs.main(["--out", str(tmp_path), "--seconds", "1", "--runs-file", str(listed)])
+    with pytest.raises(SystemExit):
+        gpu_runs.main(["--out", str(tmp_path), "--seconds", "1"])  # no runs at all
     with pytest.raises(SystemExit, match="given twice"):
         gpu_runs.main(
             [
