@@ -31,6 +31,7 @@ NAME=COMMAND`` runs the same path on the CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -102,7 +103,8 @@ def stop(procs: list[subprocess.Popen]) -> None:
         try:
             proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
@@ -178,18 +180,20 @@ def main(argv: list[str] | None = None) -> int:
         if record["finished"] and evaluate:
             eval_cmd = [*[str(run_dir) if w == "RUN" else w for w in evaluate]]
             eval_cmd += ["--device", args.device]
-            with open(out / f"{name}.eval.log", "w", encoding="utf-8") as sink:
-                done = subprocess.run(
-                    [sys.executable, "-m", "metarl", *eval_cmd],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    timeout=args.eval_seconds,
-                    check=False,
-                )
             record["eval_command"] = "metarl " + shlex.join(eval_cmd)
-            record["eval_rc"] = done.returncode
+            with open(out / f"{name}.eval.log", "w", encoding="utf-8") as sink:
+                try:  # a slow eval must not cost the other runs' records
+                    record["eval_rc"] = subprocess.run(
+                        [sys.executable, "-m", "metarl", *eval_cmd],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=sink,
+                        stderr=subprocess.STDOUT,
+                        timeout=args.eval_seconds,
+                        check=False,
+                    ).returncode
+                except subprocess.TimeoutExpired:
+                    record["eval_rc"] = "timeout"
         kept = checkpoints(run_dir)
         for path in kept[:-1]:
             path.unlink()

@@ -93,3 +93,27 @@ def test_bad_run_specs_are_refused(tmp_path):
                 "a=" + SINUSOID,
             ]
         )
+
+
+def test_a_row_is_evaluated_and_a_slow_eval_is_recorded_not_fatal(tmp_path, monkeypatch):
+    gpu_runs = _module()
+    manifest = tmp_path / "reproduce.yaml"
+    row = {"command": f"{SINUSOID} --set optim.iterations=2", "eval_command": "metarl eval RUN"}
+    manifest.write_text(json.dumps({"runs": {"row": row, "slow": row}}))  # JSON is YAML
+    monkeypatch.setattr(gpu_runs, "MANIFEST", manifest)
+    run = gpu_runs.subprocess.run
+
+    def eval_or_time_out(cmd, **kwargs):  # the eval of "slow" outlives --eval-seconds
+        if any(str(word).endswith("slow") for word in cmd):
+            raise gpu_runs.subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+        return run(cmd, **kwargs)
+
+    monkeypatch.setattr(gpu_runs.subprocess, "run", eval_or_time_out)
+    argv = ["--device", "cpu", "--no-bundle", "--progress", str(tmp_path / "none")]
+    out = tmp_path / "out"
+    assert gpu_runs.main([*argv, "--out", str(out), "--seconds", "120", "row", "slow"]) == 0
+    record = json.loads((out / "row" / "gpu_run.json").read_text())
+    assert record["finished"] and record["eval_rc"] == 0
+    assert record["eval_command"].startswith(f"metarl eval {out / 'row'}")
+    record = json.loads((out / "slow" / "gpu_run.json").read_text())
+    assert record["finished"] and record["eval_rc"] == "timeout"
