@@ -25,6 +25,7 @@ from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
+    IMAGE_SHAPES,
     FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
@@ -68,8 +69,9 @@ def _build_network(
     cfg: SupervisedConfig, size: int, generator: torch.Generator, device: torch.device
 ) -> nn.Module:
     task, model = cfg.task, cfg.model
+    channels, side = IMAGE_SHAPES.get(task.family, (1, 28))
     if model.network == "mlp":
-        in_dim = 1 if task.family == "sinusoid" else 28 * 28
+        in_dim = 1 if task.family == "sinusoid" else channels * side * side
         out_dim = 1 if task.family == "sinusoid" else task.ways
         return MLP(
             in_dim + size,
@@ -87,7 +89,8 @@ def _build_network(
     )
     return Conv4(
         task.ways,
-        in_channels=1 + size,
+        in_channels=channels + size,
+        image_size=side,
         filters=model.filters,
         variant=variant,
         generator=generator,

@@ -52,6 +52,7 @@ __all__ = [
     "CONFIG_CLASS",
     "AlgoConfig",
     "EvalConfig",
+    "IMAGE_SHAPES",
     "FixedStepSizes",
     "InnerConfig",
     "MAMLPPConfig",
@@ -181,8 +182,7 @@ def build_family(cfg: TaskConfig, split: str, device: torch.device) -> TaskFamil
     return TaskFamily(cfg, split, device)
 
 
-_IMAGE_SHAPES = {"omniglot": (1, 28), "miniimagenet": (3, 84)}
-"""(channels, side) of each image family's inputs."""
+IMAGE_SHAPES = {"omniglot": (1, 28), "miniimagenet": (3, 84)}  # (channels, side) of the inputs
 
 
 def build_model(
@@ -190,7 +190,7 @@ def build_model(
 ) -> nn.Module:
     """Builds the network; ``embedding=True`` drops the classifier head (metric learners)."""
     task, model = cfg.task, cfg.model
-    channels, side = _IMAGE_SHAPES.get(task.family, (1, 28))
+    channels, side = IMAGE_SHAPES.get(task.family, (1, 28))
     if model.network == "mlp":
         in_dim = 1 if task.family == "sinusoid" else channels * side * side
         out_dim = 1 if task.family == "sinusoid" else task.ways

@@ -145,6 +145,18 @@ def test_configs_are_collected_and_each_names_a_known_algorithm():
     assert kinds == set(TINY)
 
 
+def test_every_omniglot_learner_has_miniimagenet_5way_1_and_5_shot_configs():
+    learners = sorted({p.parent.name for p in CONFIGS if p.name == "omniglot_5w1s.yaml"})
+    assert len(learners) >= 18
+    missing = [
+        f"{learner}/miniimagenet_5w{k}s.yaml"
+        for learner in learners
+        for k in (1, 5)
+        if not (ROOT / "configs" / learner / f"miniimagenet_5w{k}s.yaml").is_file()
+    ]
+    assert not missing
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_config_trains_one_tiny_iteration_then_evaluates(path, tmp_path, capsys, request):
     tiny = _tiny(path)
