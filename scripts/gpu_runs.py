@@ -21,11 +21,11 @@ appended (or the ``--device`` given)::
         timeout_s=560)
 
 (a file that comes back may be at most 16 MB, hence the split; ``cat runs.tgz.part_* | tar -xzf
--`` here). The working tree and the carry must fit in 64 MiB together: run the call with the
-committed ``results/`` and ``runs-in-progress/`` removed from the working tree (``git checkout --
-results runs-in-progress`` restores them), keeping ``results/reproduce.yaml`` and the folders a
-run resumes from. Here, ``python scripts/gpu_runs.py --device cpu --no-bundle --seconds 20
-NAME=COMMAND`` runs the same path on the CPU.
+-`` here). The working tree and the carry must fit in 64 MiB together: ``python
+scripts/slim_tree.py --keep FOLDER...`` takes the committed results out of the working tree
+before the call but the folders a run resumes from, ``--restore`` after it. Here, ``python
+scripts/gpu_runs.py --device cpu --no-bundle --seconds 20 NAME=COMMAND`` runs the same path on the
+CPU.
 """
 
 from __future__ import annotations
