@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import slim_tree  # noqa: E402
 from gpu_check import BUNDLE, CARRY, MANIFEST, OMNIGLOT_DIR, ROOT, SITE_TARBALL, WHEEL_DIR, log
 
 CARRY_LIMIT = 64 * 2**20
@@ -134,19 +135,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_bytes() -> int:
-    """Bytes of the working tree the device tool copies (tracked and untracked, not ignored)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    return sum(
-        (ROOT / p.decode()).stat().st_size for p in listed if p and (ROOT / p.decode()).is_file()
-    )
-
-
 def carry_bytes() -> int:
     """Bytes of the carried bundle paths."""
     total = 0
@@ -213,17 +201,27 @@ def prepare() -> int:
 
 
 def report_size() -> int:
-    """Prints the carry's size against the device tool's limit; 1 if it does not fit."""
-    tree, carry = tree_bytes(), carry_bytes()
+    """Prints the carry's size against the device tool's limit; 1 if it does not fit.
+
+    A tree that fits only with the committed results out of it (``scripts/slim_tree.py``) fits.
+    """
+    tree, carry = slim_tree.tree_bytes(ROOT), carry_bytes()
     total = tree + carry
     log(
         f"carry {carry / 2**20:.1f} MiB + working tree {tree / 2**20:.1f} MiB = "
         f"{total / 2**20:.1f} MiB of {CARRY_LIMIT / 2**20:.0f} MiB"
     )
-    if total > CARRY_LIMIT:
-        log("the bundle does NOT fit: leave out more (LEFT_OUT in scripts/gpu_bundle.py)")
-        return 1
-    return 0
+    if total <= CARRY_LIMIT:
+        return 0
+    slim = slim_tree.tree_bytes(ROOT, slimmed=True)
+    if slim + carry <= CARRY_LIMIT:
+        log(
+            f"too much with the committed results: run 'python scripts/slim_tree.py' before the "
+            f"call (working tree {slim / 2**20:.1f} MiB, {(slim + carry) / 2**20:.1f} MiB in all)"
+        )
+        return 0
+    log("the bundle does NOT fit: leave out more (LEFT_OUT in scripts/gpu_bundle.py)")
+    return 1
 
 
 def check_complete(site: Path, bundled: set[str]) -> list[str]:

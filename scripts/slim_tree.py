@@ -52,10 +52,15 @@ def slim(root: Path, keep: list[str]) -> tuple[int, int]:
     return len(gone), size
 
 
-def tree_bytes(root: Path) -> int:
-    """Bytes of the tracked files still present plus the untracked, not ignored ones."""
-    names = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    return sum((root / n).stat().st_size for n in names.split("\0") if n and (root / n).is_file())
+def tree_bytes(root: Path, slimmed: bool = False) -> int:
+    """Bytes of the tree the device tool sends: tracked files present, untracked not ignored.
+
+    ``slimmed``: as it would be after :func:`slim` with no ``--keep``.
+    """
+    names = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    if slimmed:
+        names = [n for n in names if not n.startswith(FOLDERS) or n in ALWAYS_KEPT]
+    return sum((root / n).stat().st_size for n in names if n and (root / n).is_file())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ def _repo(tmp_path: Path) -> Path:
 def test_slim_keeps_what_a_call_needs_and_restore_brings_the_rest_back(tmp_path, capsys):
     slim_tree = _module()
     root = _repo(tmp_path)
+    assert slim_tree.tree_bytes(root, slimmed=True) == 1 + len("runs: {}") + 4  # no --keep
     assert slim_tree.main(["--root", str(root), "--keep", "results/keep"]) == 0
     assert "removed 2 committed files" in capsys.readouterr().out
     left = sorted(
