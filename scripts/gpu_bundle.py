@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import slim_tree  # noqa: E402
+import slim_tree
 from gpu_check import BUNDLE, CARRY, MANIFEST, OMNIGLOT_DIR, ROOT, SITE_TARBALL, WHEEL_DIR, log
 
 CARRY_LIMIT = 64 * 2**20

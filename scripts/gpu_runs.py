@@ -47,7 +47,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gpu_check import log, prepare_env, stage_env  # noqa: E402
+from gpu_check import log, prepare_env, run_step, stage_env  # noqa: E402
 
 MANIFEST = ROOT / "results" / "reproduce.yaml"
 IN_PROGRESS = ROOT / "runs-in-progress"
@@ -181,19 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             eval_cmd = [*[str(run_dir) if w == "RUN" else w for w in evaluate]]
             eval_cmd += ["--device", args.device]
             record["eval_command"] = "metarl " + shlex.join(eval_cmd)
-            with open(out / f"{name}.eval.log", "w", encoding="utf-8") as sink:
-                try:  # a slow eval must not cost the other runs' records
-                    record["eval_rc"] = subprocess.run(
-                        [sys.executable, "-m", "metarl", *eval_cmd],
-                        cwd=ROOT,
-                        env=env,
-                        stdout=sink,
-                        stderr=subprocess.STDOUT,
-                        timeout=args.eval_seconds,
-                        check=False,
-                    ).returncode
-                except subprocess.TimeoutExpired:
-                    record["eval_rc"] = "timeout"
+            # run_step kills the eval's whole process group at the timeout and returns "timeout"
+            # as its rc, so a slow eval costs neither the other runs' records nor stray workers
+            done = run_step(
+                [sys.executable, "-m", "metarl", *eval_cmd],
+                args.eval_seconds,
+                env,
+                out / f"{name}.eval.log",
+            )
+            record["eval_rc"] = done["rc"]
         kept = checkpoints(run_dir)
         for path in kept[:-1]:
             path.unlink()

@@ -32,6 +32,13 @@ def _git(root: Path, *args: str) -> str:
     ).stdout
 
 
+def _removed(name: str, keep: list[str]) -> bool:
+    """Whether :func:`slim` takes ``name`` (a path relative to the root) out of the tree."""
+    kept = [k.rstrip("/") for k in (*ALWAYS_KEPT, *keep)]
+    inside = name.startswith(tuple(f + "/" for f in FOLDERS))
+    return inside and not any(name == k or name.startswith(k + "/") for k in kept)
+
+
 def slim(root: Path, keep: list[str]) -> tuple[int, int]:
     """Removes the committed files under ``FOLDERS`` but the kept ones; returns (files, bytes)."""
     changed = _git(root, "status", "--porcelain", "--", *FOLDERS).strip()
@@ -40,9 +47,8 @@ def slim(root: Path, keep: list[str]) -> tuple[int, int]:
             "slim_tree: uncommitted changes under results/ or runs-in-progress/; commit or stash "
             f"them first (nothing was removed):\n{changed}"
         )
-    kept = [k.rstrip("/") for k in (*ALWAYS_KEPT, *keep)]
     files = _git(root, "ls-files", "-z", "--", *FOLDERS).split("\0")
-    gone = [f for f in files if f and not any(f == k or f.startswith(k + "/") for k in kept)]
+    gone = [f for f in files if _removed(f, keep)]
     size = 0
     for name in gone:
         path = root / name
@@ -59,7 +65,7 @@ def tree_bytes(root: Path, slimmed: bool = False) -> int:
     """
     names = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
     if slimmed:
-        names = [n for n in names if not n.startswith(FOLDERS) or n in ALWAYS_KEPT]
+        names = [n for n in names if not _removed(n, [])]
     return sum((root / n).stat().st_size for n in names if n and (root / n).is_file())
 
 

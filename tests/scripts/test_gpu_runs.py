@@ -4,21 +4,18 @@ later call resumes it from the saved folder to the end (metrics rows continue, e
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_runs", ROOT / "scripts" / "gpu_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_runs")
 
 
 SINUSOID = "metarl train configs/maml/sinusoid.yaml --set run.num_eval_tasks=4 --set eval.steps=1"
@@ -101,14 +98,14 @@ def test_a_row_is_evaluated_and_a_slow_eval_is_recorded_not_fatal(tmp_path, monk
     row = {"command": f"{SINUSOID} --set optim.iterations=2", "eval_command": "metarl eval RUN"}
     manifest.write_text(json.dumps({"runs": {"row": row, "slow": row}}))  # JSON is YAML
     monkeypatch.setattr(gpu_runs, "MANIFEST", manifest)
-    run = gpu_runs.subprocess.run
+    run_step = gpu_runs.run_step
 
-    def eval_or_time_out(cmd, **kwargs):  # the eval of "slow" outlives --eval-seconds
+    def eval_or_time_out(cmd, timeout, env, log_path):  # the eval of "slow" outlives its 1 s
         if any(str(word).endswith("slow") for word in cmd):
-            raise gpu_runs.subprocess.TimeoutExpired(cmd, kwargs["timeout"])
-        return run(cmd, **kwargs)
+            cmd, timeout = [sys.executable, "-c", "import time; time.sleep(60)"], 1.0
+        return run_step(cmd, timeout, env, log_path)
 
-    monkeypatch.setattr(gpu_runs.subprocess, "run", eval_or_time_out)
+    monkeypatch.setattr(gpu_runs, "run_step", eval_or_time_out)
     argv = ["--device", "cpu", "--no-bundle", "--progress", str(tmp_path / "none")]
     out = tmp_path / "out"
     assert gpu_runs.main([*argv, "--out", str(out), "--seconds", "120", "row", "slow"]) == 0

@@ -3,20 +3,16 @@ and --restore brings every file back."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.scripts import load_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("slim_tree", ROOT / "scripts" / "slim_tree.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("slim_tree")
 
 
 def _repo(tmp_path: Path) -> Path:
