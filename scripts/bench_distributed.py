@@ -1,15 +1,26 @@
 """Meta-iterations per second on 2 ranks against 1 rank, side by side in one run.
 
 For each row of :data:`ROWS` the same experiment runs a few warm-up meta-iterations and then
-``--iterations`` timed ones, first on 1 rank, then on 2 ranks (gloo, one torch thread per rank,
-one process per rank, started with the variables torchrun sets). Printed per row: the rates, the
-speed-up, the share of the 2-rank time spent inside collectives (waiting for the slower rank
-included; the rest is compute), and the machine's 1-minute load average before and after each
-measurement, since a machine shared with other work gives other figures than an idle one.
+``--iterations`` timed ones in four ways (:data:`MODES`): on 1 rank; on 2 ranks (gloo, one torch
+thread per rank, one process per rank, started with the variables torchrun sets); on 1 rank with
+half the meta-batch (the tasks or trials one of the 2 ranks owns); and as 2 processes at once,
+each a world of one with half the batch, never meeting. Printed per row: the rates, the speed-up,
+the share of the 2-rank time spent inside collectives (waiting for the slower rank included; the
+rest is compute), and the machine's 1-minute load average before and after each measurement,
+since a machine shared with other work gives other figures than an idle one.
+
+The last two are the bounds of data parallelism on this machine, measured in the same run. Each
+of 2 ranks does at least half the work, so 2 ranks can be no faster than one process doing it
+alone ("bound alone": where the cost does not halve with half the batch, per-call overheads of
+small tensors say, it is below 2x); and no faster than two processes doing it at the same time
+with no collectives at all ("bound 2 at once": on top, what two busy processes cost each other on
+this machine: shared caches, memory bandwidth, vCPUs that are hyperthreads of one core). "of
+bound 2 at once" is how much of that the 2 ranks reach; the rest is what the collectives and the
+waits for the slower rank cost.
 
 Rows are functions that build a :class:`metarl.driver.Experiment` in the current world (the
-ranks are already joined): add one to :data:`ROWS` to bench another trainer. A row whose function
-is None is listed as not available.
+ranks are already joined) from config overrides, with the overrides of the row and of its half:
+add one to :data:`ROWS` to bench another trainer.
 
     python scripts/bench_distributed.py [--rows maml_omniglot_5w1s] [--iterations 10]
         [--warmup 2] [--out results/bench_distributed/bench.json]
@@ -18,6 +29,7 @@ is None is listed as not available.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -39,13 +51,13 @@ from metarl.driver import Experiment  # noqa: E402
 CPU = torch.device("cpu")
 
 
-def maml_omniglot_5w1s() -> Experiment:
+def _maml_omniglot(overrides: list[str]) -> Experiment:
     """MAML, Omniglot 5-way 1-shot (configs/maml/omniglot_5w1s.yaml: meta-batch 32, conv4)."""
     from metarl.algorithms import build_supervised_learner
     from metarl.algorithms.supervised import SupervisedConfig, SupervisedExperiment, build_family
     from metarl.config import load_config
 
-    cfg = load_config(SupervisedConfig, ROOT / "configs/maml/omniglot_5w1s.yaml")
+    cfg = load_config(SupervisedConfig, ROOT / "configs/maml/omniglot_5w1s.yaml", overrides)
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
     return SupervisedExperiment(cfg, learner, build_family(cfg.task, "train", CPU), CPU)
 
@@ -76,40 +88,54 @@ def _rl2(overrides: list[str]) -> Experiment:
     return rl2.RL2Experiment(cfg, policy, rl2.init_params(policy), vec, CPU)
 
 
-def maml_trpo_halfcheetah_vel() -> Experiment:
-    """MAML-TRPO HalfCheetahVel as shipped: meta-batch 40 x 20 episodes, H = 100."""
-    return _maml_rl([])
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A row: an experiment builder, its config overrides, those of half the batch, a label."""
+
+    build: Callable[[list[str]], Experiment]
+    overrides: list[str]
+    half: list[str]
+    what: str
 
 
-def maml_trpo_halfcheetah_vel_small() -> Experiment:
-    """The same with a meta-batch of 10 x 10 episodes (1/4 of the tasks, 1/2 the episodes)."""
-    return _maml_rl(["env.meta_batch_size=10", "env.episodes_per_task=10"])
-
-
-def rl2_halfcheetah_vel() -> Experiment:
-    """RL² PPO HalfCheetahVel as shipped: 64 trials of 2 episodes, H = 100."""
-    return _rl2([])
-
-
-def rl2_halfcheetah_vel_small() -> Experiment:
-    """The same with 16 trials (a quarter)."""
-    return _rl2(["env.num_trials=16"])
-
-
-ROWS: dict[str, Callable[[], Experiment] | None] = {
-    "maml_omniglot_5w1s": maml_omniglot_5w1s,
-    "maml_trpo_halfcheetah_vel": maml_trpo_halfcheetah_vel,
-    "rl2_halfcheetah_vel": rl2_halfcheetah_vel,
-    "maml_trpo_halfcheetah_vel_small": maml_trpo_halfcheetah_vel_small,
-    "rl2_halfcheetah_vel_small": rl2_halfcheetah_vel_small,
+ROWS: dict[str, Row] = {
+    "maml_omniglot_5w1s": Row(
+        _maml_omniglot, [], ["task.meta_batch_size=16"], "meta-batch 32 tasks, conv4"
+    ),
+    "maml_trpo_halfcheetah_vel": Row(
+        _maml_rl, [], ["env.meta_batch_size=20"], "as shipped: meta-batch 40 x 20 episodes, H 100"
+    ),
+    "rl2_halfcheetah_vel": Row(
+        _rl2, [], ["env.num_trials=32"], "as shipped: 64 trials of 2 episodes, H 100"
+    ),
+    "maml_trpo_halfcheetah_vel_small": Row(
+        _maml_rl,
+        ["env.meta_batch_size=10", "env.episodes_per_task=10"],
+        ["env.meta_batch_size=5", "env.episodes_per_task=10"],
+        "meta-batch 10 x 10 episodes (1/4 of the tasks, 1/2 the episodes)",
+    ),
+    "rl2_halfcheetah_vel_small": Row(
+        _rl2, ["env.num_trials=16"], ["env.num_trials=8"], "16 trials (a quarter)"
+    ),
 }
-"""Row name -> function building the experiment (None: not available yet)."""
+"""Row name -> how to build it."""
 
 
-def _worker(rank: int, size: int, port: int, row: str, args: argparse.Namespace, out: str) -> None:
+def _worker(
+    index: int,
+    size: int,
+    port: int,
+    row: str,
+    mode: str,
+    args: argparse.Namespace,
+    out: str,
+) -> None:
+    """Process ``index`` of a measurement: a rank of ``size``, or (mode "apart") a world of one."""
+    apart = mode == "apart"
+    rank, world_size = (0, 1) if apart else (index, size)
     os.environ.update(
         RANK=str(rank),
-        WORLD_SIZE=str(size),
+        WORLD_SIZE=str(world_size),
         LOCAL_RANK=str(rank),
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -117,9 +143,8 @@ def _worker(rank: int, size: int, port: int, row: str, args: argparse.Namespace,
     torch.set_num_threads(1)
     torch.manual_seed(0)
     distributed.init(CPU, timeout_s=600)
-    build = ROWS[row]
-    assert build is not None
-    exp = build()
+    spec = ROWS[row]
+    exp = spec.build(spec.overrides + (spec.half if mode in ("half", "apart") else []))
     for it in range(args.warmup):
         exp.update(it)
     distributed.barrier()
@@ -130,7 +155,7 @@ def _worker(rank: int, size: int, port: int, row: str, args: argparse.Namespace,
     mine = (time.perf_counter() - started, distributed.collective_seconds() - waited)
     every = distributed.gather_objects(mine)
     if every is not None:
-        Path(out).write_text(json.dumps(every))
+        Path(f"{out}.{index}" if apart else out).write_text(json.dumps(every))
     distributed.shutdown()
 
 
@@ -140,13 +165,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _measure(row: str, size: int, args: argparse.Namespace) -> dict[str, float]:
+#: What each measurement runs: processes, and whether each does half the batch.
+MODES = {
+    "1": "1 rank, the whole batch",
+    "2": "2 ranks, the whole batch between them",
+    "half": "1 rank, half the batch",
+    "apart": "2 processes at once, each a world of one with half the batch (no collectives)",
+}
+
+
+def _measure(row: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
+    """Times one mode of a row (see :data:`MODES`)."""
+    procs = 2 if mode in ("2", "apart") else 1
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "times.json")
         load_before = os.getloadavg()[0]
-        mp.spawn(_worker, args=(size, _free_port(), row, args, out), nprocs=size, join=True)
+        run = (procs, _free_port(), row, mode, args, out)
+        mp.spawn(_worker, args=run, nprocs=procs, join=True)
         load_after = os.getloadavg()[0]
-        times = json.loads(Path(out).read_text())
+        if mode == "apart":
+            times = [json.loads(Path(f"{out}.{i}").read_text())[0] for i in range(procs)]
+        else:
+            times = json.loads(Path(out).read_text())
     wall = max(t for t, _ in times)
     return {
         "iterations_per_s": args.iterations / wall,
@@ -166,26 +206,30 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count()
     print(f"{cores} cores; 1 torch thread per rank; {args.iterations} timed meta-iterations")
+    for row in args.rows:
+        print(f"- {row}: {ROWS[row].what}; half: {' '.join(ROWS[row].half)}")
     print(
         "| row | 1 rank it/s (load) | 2 ranks it/s (load) | speed-up | 2 ranks: time in "
-        "collectives |"
+        "collectives | 1 rank, half the batch | 2 processes apart, half each | bound alone | "
+        "bound 2 at once | of bound 2 at once |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     for row in args.rows:
-        if ROWS[row] is None:
-            print(f"| {row} | n/a | n/a | n/a | n/a |")
-            continue
-        one, two = _measure(row, 1, args), _measure(row, 2, args)
-        results[row] = {"1": one, "2": two}
+        m = {mode: _measure(row, mode, args) for mode in MODES}
+        results[row] = m
 
         def cell(m: dict[str, float]) -> str:
             load = f"load {m['load_before']:.1f}->{m['load_after']:.1f}"
             return f"{m['iterations_per_s']:.3f} ({load})"
 
-        speedup = two["iterations_per_s"] / one["iterations_per_s"]
-        share = f"{100 * two['collective_share']:.0f}%"
-        print(f"| {row} | {cell(one)} | {cell(two)} | {speedup:.2f}x | {share} |", flush=True)
+        rate = {mode: m[mode]["iterations_per_s"] for mode in MODES}
+        speedup = rate["2"] / rate["1"]
+        alone, together = rate["half"] / rate["1"], rate["apart"] / rate["1"]
+        share = f"{100 * m['2']['collective_share']:.0f}%"
+        cells = [cell(m["1"]), cell(m["2"]), f"{speedup:.2f}x", share]
+        cells += [cell(m["half"]), cell(m["apart"]), f"{alone:.2f}x", f"{together:.2f}x"]
+        print(f"| {row} | {' | '.join(cells)} | {speedup / together:.0%} |", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"cores": cores, "iterations": args.iterations, "rows": results}
