@@ -16,20 +16,21 @@ import torch
 from torch import Tensor
 
 from metarl import distributed
+from metarl.rl.returns import normalize_advantages
 
 if TYPE_CHECKING:  # trials imports the evaluation, which imports this module
     from metarl.rl.trials import TrialChunks
 
 __all__ = [
+    "balanced_minibatches",
+    "gathered_fields",
     "gathered_rows",
-    "local_rows",
     "masked_stats",
     "minibatch_steps",
     "normalized",
     "owned",
     "skip_noise",
     "sum_grads_",
-    "trial_minibatches",
     "weighted_sum",
 ]
 
@@ -77,16 +78,6 @@ def sum_grads_(params: Iterable[Tensor]) -> None:
     distributed.all_reduce_sum_([p.grad for p in tensors if p.grad is not None])
 
 
-def local_rows(indices: Tensor, rows: range) -> Tensor:
-    """Where this rank holds the items ``indices`` (global), as positions in its slice ``rows``.
-
-    A minibatch drawn over the whole batch's indices is split this way: each rank computes the
-    rows it holds (possibly none).
-    """
-    keep = (indices >= rows.start) & (indices < rows.stop)
-    return indices[keep] - rows.start
-
-
 def masked_stats(values: Sequence[Tensor], masks: Sequence[Tensor]) -> tuple[Tensor, ...]:
     """Count, mean and population std over every rank's valid entries of each ``values[k]``.
 
@@ -118,37 +109,50 @@ def normalized(x: Tensor, mask: Tensor, mean: Tensor, std: Tensor, eps: float = 
     return torch.where(valid, (x - mean) / (std + eps), x.new_zeros(()))
 
 
-def trial_minibatches(
-    chunks: TrialChunks, rows: range, minibatches: Sequence[Tensor], normalize: bool
+def balanced_minibatches(
+    chunks: TrialChunks, minibatches: Sequence[Tensor], normalize: bool
 ) -> list[tuple[TrialChunks | None, float]]:
-    """This rank's part of each minibatch of trials drawn over the whole batch's trial indices.
+    """This rank's even share of each minibatch, from the whole batch held by every rank.
+
+    Each minibatch's trials (global indices, the same on every rank) are cut into as many
+    contiguous pieces as there are ranks, sizes differing by at most one trial, and this rank
+    takes its piece, so every rank computes the same amount at every optimiser step and none
+    waits at the gradient all-reduce for a rank that drew more of the minibatch. Advantages are
+    normalised with the whole minibatch's statistics, computed here without a collective.
 
     Args:
-        chunks: This rank's trials ``[n, C, T, ...]``, the trials ``rows`` of the batch.
-        rows: Their indices in the batch.
-        minibatches: Global trial indices of each minibatch (every rank draws the same).
-        normalize: Normalise the advantages with each minibatch's statistics over all ranks.
+        chunks: Every trial of the batch ``[N, C, T, ...]``, in batch order.
+        minibatches: Global trial indices of each minibatch.
+        normalize: Normalise the advantages over each minibatch's valid steps.
 
     Returns:
-        Per minibatch: this rank's chunks of it (None if it holds none of its trials) and its
-        weight, its valid steps over the minibatch's (a loss's mean times the weight is this
-        rank's share of the minibatch mean).
+        Per minibatch: this rank's chunks of it (None if its piece is empty) and its weight,
+        its valid steps over the minibatch's (a loss's mean times the weight is this rank's
+        share of the minibatch mean).
     """
-    parts = [chunks.select(local_rows(mb, rows)) for mb in minibatches]
-    counts, mean, std = masked_stats([p.advantages for p in parts], [p.mask for p in parts])
-    # the weights are plain floats for the loss scaling: one host sync for all minibatches
-    mine_all = torch.stack([(p.mask != 0).sum().to(counts.dtype) for p in parts])
-    weights = (mine_all.double() / counts.double().clamp_min(1.0)).tolist()
-    out: list[tuple[TrialChunks | None, float]] = []
-    for k, part in enumerate(parts):
-        if part.mask.shape[0] == 0 or weights[k] == 0:
-            out.append((None, 0.0))
-            continue
+    w = distributed.world()
+    per_trial = chunks.mask.shape[1]  # chunks of one trial: rows of a selection
+    pieces: list[TrialChunks | None] = []
+    totals, mine = [], []
+    for mb in minibatches:
+        whole = chunks.select(mb)  # [len(mb) * C, T, ...], trial-major
         if normalize:
-            adv = normalized(part.advantages, part.mask, mean[k], std[k])
-            part = part._replace(advantages=adv)
-        out.append((part, weights[k]))
-    return out
+            adv = normalize_advantages(whole.advantages, whole.mask, per_task=False)
+            whole = whole._replace(advantages=adv)
+        sizes = [len(p) for p in mb.tensor_split(w.size)]
+        start = sum(sizes[: w.rank]) * per_trial
+        stop = start + sizes[w.rank] * per_trial
+        part = type(whole)(*(x[start:stop] for x in whole)) if stop > start else None
+        pieces.append(part)
+        totals.append((whole.mask != 0).sum())
+        mine.append((whole.mask[start:stop] != 0).sum())
+    # the weights are plain floats for the loss scaling: one host sync for all minibatches
+    stacked = torch.stack([torch.stack(mine), torch.stack(totals)]).double()
+    weights = (stacked[0] / stacked[1].clamp_min(1.0)).tolist()
+    return [
+        (part, weight) if part is not None and weight != 0 else (None, 0.0)
+        for part, weight in zip(pieces, weights, strict=True)
+    ]
 
 
 def minibatch_steps(
@@ -165,10 +169,11 @@ def minibatch_steps(
     """Epochs of optimiser steps on minibatches of global trial indices, over ranks.
 
     Every epoch splits a permutation of all the batch's trials (the same on every rank: one
-    generator seeded alike) into ``count`` minibatches, as one process does; each rank computes
-    the loss of its rows of a minibatch (advantages normalised with the whole minibatch's
-    statistics when ``normalize``), weighted by its share of the minibatch's valid steps, and
-    ``step`` sums the gradients over ranks before the update.
+    generator seeded alike) into ``count`` minibatches, as one process does. The ranks first
+    share their trials (two collectives: every rank then holds the whole batch), then each
+    computes the loss of its even share of a minibatch (:func:`balanced_minibatches`; advantages
+    normalised with the whole minibatch's statistics when ``normalize``), weighted by its share
+    of the minibatch's valid steps, and ``step`` sums the gradients over ranks before the update.
 
     Args:
         chunks: This rank's trials ``[n, C, T, ...]``.
@@ -185,11 +190,12 @@ def minibatch_steps(
     Returns:
         The last minibatch's metrics, over all ranks.
     """
-    rows, num, device = split[0], split[1], chunks.mask.device
+    num, device = split[1], chunks.mask.device
     perms = [torch.randperm(num, generator=generator, device=device) for _ in range(epochs)]
     order = [mb for perm in perms for mb in perm.tensor_split(count)]
+    whole = type(chunks)(*gathered_fields(chunks, device))
     values, weight = [torch.zeros(())] * len(names), 0.0
-    for mb, weight in trial_minibatches(chunks, rows, order, normalize):
+    for mb, weight in balanced_minibatches(whole, order, normalize):
         loss, values = None, [torch.zeros(())] * len(names)
         if mb is not None:
             loss, *values = loss_fn(mb)
@@ -217,3 +223,15 @@ def gathered_rows(rows: list[Tensor], device: torch.device) -> list[Tensor]:
     parts = distributed.gather_objects([r.cpu() for r in rows])
     joined = None if parts is None else distributed.concat_shards(parts)
     return [r.to(device) for r in distributed.broadcast_object(joined)]
+
+
+def gathered_fields(fields: Sequence[Tensor], device: torch.device) -> list[Tensor]:
+    """Each of ``fields`` (this rank's rows of a batch) joined over the ranks along dim 0.
+
+    Two collectives; ranks in order, so contiguous shards come back in batch order.
+    """
+    if not distributed.world().distributed:
+        return list(fields)
+    parts = distributed.gather_objects([f.cpu() for f in fields])
+    joined = None if parts is None else [torch.cat(column) for column in zip(*parts, strict=True)]
+    return [f.to(device) for f in distributed.broadcast_object(joined)]

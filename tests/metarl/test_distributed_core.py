@@ -54,3 +54,44 @@ def test_two_gloo_ranks_sum_and_gather() -> None:
         assert out["a"] == [3.0, 3.0]
         assert out["b"] == [[30.0]]
         assert distributed.concat_shards(out["g"]) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_balanced_minibatches_split_each_minibatch_evenly_and_weigh_by_valid_steps(
+    monkeypatch, size: int
+) -> None:
+    from metarl.rl.parallel import balanced_minibatches
+    from metarl.rl.returns import normalize_advantages
+    from metarl.rl.trials import TrialChunks
+
+    g = torch.Generator().manual_seed(0)
+    n, c, t = 7, 2, 3  # 7 trials of 2 chunks of 3 steps
+    adv = torch.randn(n, c, t, generator=g)
+    mask = (torch.rand(n, c, t, generator=g) > 0.3).float()
+    chunks = TrialChunks(
+        torch.randn(n, c, t, 4, generator=g),
+        torch.zeros(n, c, t),
+        torch.zeros(n, c, t),
+        adv,
+        torch.zeros(n, c, t),
+        mask,
+        torch.zeros(n, c, 5),
+    )
+    order = torch.randperm(n, generator=g).tensor_split(2)  # minibatches of 4 and 3 trials
+    pieces = []
+    for rank in range(size):
+        monkeypatch.setattr(distributed, "_WORLD", World(rank=rank, size=size))
+        pieces.append(balanced_minibatches(chunks, order, normalize=True))
+    for k, mb in enumerate(order):
+        whole = chunks.select(mb)
+        expected = normalize_advantages(whole.advantages, whole.mask, per_task=False)
+        parts = [p[k][0] for p in pieces]
+        sizes = [0 if p is None else p.mask.shape[0] // c for p in parts]
+        assert sum(sizes) == len(mb) and max(sizes) - min(sizes) <= 1
+        # the pieces, in rank order, are the minibatch normalised over all of it
+        joined = torch.cat([p.advantages for p in parts if p is not None])
+        torch.testing.assert_close(joined, expected, rtol=0, atol=0)
+        weights = [p[k][1] for p in pieces]
+        valid = [0.0 if p is None else float(p.mask.sum()) for p in parts]
+        assert weights == pytest.approx([v / float(whole.mask.sum()) for v in valid])
+        assert sum(weights) == pytest.approx(1.0)
