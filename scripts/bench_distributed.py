@@ -33,6 +33,7 @@ import dataclasses
 import json
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -196,16 +197,40 @@ def _measure(row: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def _summary(measured: list[dict[str, float]]) -> dict[str, float]:
+    """The median rate and collective share over rounds, and the lowest and highest load."""
+    return {
+        "iterations_per_s": statistics.median(m["iterations_per_s"] for m in measured),
+        "collective_share": statistics.median(m["collective_share"] for m in measured),
+        "load_before": min(m["load_before"] for m in measured),
+        "load_after": max(m["load_after"] for m in measured),
+    }
+
+
+def _cell(m: dict[str, float]) -> str:
+    return f"{m['iterations_per_s']:.3f} (load {m['load_before']:.1f}-{m['load_after']:.1f})"
+
+
 def main() -> None:
     """Measures every requested row on 1 and 2 ranks and prints a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times each row's four measurements are repeated, back to back; medians are shown",
+    )
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     cores = os.cpu_count()
-    print(f"{cores} cores; 1 torch thread per rank; {args.iterations} timed meta-iterations")
+    print(
+        f"{cores} cores; 1 torch thread per rank; {args.iterations} timed meta-iterations; "
+        f"{args.rounds} rounds of the four measurements per row, medians (ratios: within a "
+        "round, then the median)"
+    )
     for row in args.rows:
         print(f"- {row}: {ROWS[row].what}; half: {' '.join(ROWS[row].half)}")
     print(
@@ -216,23 +241,33 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     results = {}
     for row in args.rows:
-        m = {mode: _measure(row, mode, args) for mode in MODES}
-        results[row] = m
-
-        def cell(m: dict[str, float]) -> str:
-            load = f"load {m['load_before']:.1f}->{m['load_after']:.1f}"
-            return f"{m['iterations_per_s']:.3f} ({load})"
-
-        rate = {mode: m[mode]["iterations_per_s"] for mode in MODES}
-        speedup = rate["2"] / rate["1"]
-        alone, together = rate["half"] / rate["1"], rate["apart"] / rate["1"]
+        rounds = [{mode: _measure(row, mode, args) for mode in MODES} for _ in range(args.rounds)]
+        rate = [{mode: r[mode]["iterations_per_s"] for mode in MODES} for r in rounds]
+        m = {mode: _summary([r[mode] for r in rounds]) for mode in MODES}
+        # ratios within a round (its modes ran back to back), then the median over the rounds
+        speedup = statistics.median(r["2"] / r["1"] for r in rate)
+        alone = statistics.median(r["half"] / r["1"] for r in rate)
+        together = statistics.median(r["apart"] / r["1"] for r in rate)
+        of_bound = statistics.median(r["2"] / r["apart"] for r in rate)
+        results[row] = {**m, "rounds": rounds}
+        results[row]["ratios"] = {
+            "speedup": speedup,
+            "bound_alone": alone,
+            "bound_two_at_once": together,
+            "of_bound_two_at_once": of_bound,
+        }
         share = f"{100 * m['2']['collective_share']:.0f}%"
-        cells = [cell(m["1"]), cell(m["2"]), f"{speedup:.2f}x", share]
-        cells += [cell(m["half"]), cell(m["apart"]), f"{alone:.2f}x", f"{together:.2f}x"]
-        print(f"| {row} | {' | '.join(cells)} | {speedup / together:.0%} |", flush=True)
+        cells = [_cell(m["1"]), _cell(m["2"]), f"{speedup:.2f}x", share]
+        cells += [_cell(m["half"]), _cell(m["apart"]), f"{alone:.2f}x", f"{together:.2f}x"]
+        print(f"| {row} | {' | '.join(cells)} | {of_bound:.0%} |", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"cores": cores, "iterations": args.iterations, "rows": results}
+        payload = {
+            "cores": cores,
+            "iterations": args.iterations,
+            "rounds": args.rounds,
+            "rows": results,
+        }
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
 
 

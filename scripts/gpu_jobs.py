@@ -195,9 +195,10 @@ BENCH_STEPS = [
         "bench_distributed-rl2",
         "scripts/bench_distributed.py",
         full=("--rows", "rl2_halfcheetah_vel", "rl2_halfcheetah_vel_small")
-        + ("--iterations", "3", "--warmup", "1"),
-        quick=("--rows", "rl2_halfcheetah_vel_small", "--iterations", "1", "--warmup", "1"),
-        timeout=140.0,
+        + ("--iterations", "3", "--warmup", "1", "--rounds", "1"),
+        quick=("--rows", "rl2_halfcheetah_vel_small", "--iterations", "1", "--warmup", "1")
+        + ("--rounds", "1"),
+        timeout=240.0,
     ),
     BenchStep(
         "bench_envs",
