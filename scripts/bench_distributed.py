@@ -199,16 +199,17 @@ def _measure(row: str, mode: str, args: argparse.Namespace) -> dict[str, float]:
 
 def _summary(measured: list[dict[str, float]]) -> dict[str, float]:
     """The median rate and collective share over rounds, and the lowest and highest load."""
+    loads = [m[k] for m in measured for k in ("load_before", "load_after")]
     return {
         "iterations_per_s": statistics.median(m["iterations_per_s"] for m in measured),
         "collective_share": statistics.median(m["collective_share"] for m in measured),
-        "load_before": min(m["load_before"] for m in measured),
-        "load_after": max(m["load_after"] for m in measured),
+        "load_low": min(loads),
+        "load_high": max(loads),
     }
 
 
 def _cell(m: dict[str, float]) -> str:
-    return f"{m['iterations_per_s']:.3f} (load {m['load_before']:.1f}-{m['load_after']:.1f})"
+    return f"{m['iterations_per_s']:.3f} (load {m['load_low']:.1f}-{m['load_high']:.1f})"
 
 
 def main() -> None:
