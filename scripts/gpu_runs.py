@@ -8,7 +8,8 @@ under ``--out`` one folder per run with the resolved config, the metrics CSV, th
 checkpoint, the eval files and ``gpu_run.json`` (command, exit code, seconds, last
 checkpoint, machine), and beside it the run's logs. A later call continues a run with
 ``--resume`` from ``PROGRESS/NAME/`` (``--progress``, default ``runs-in-progress``; ``results``
-continues a committed row's run from its final checkpoint).
+continues a committed row's run from its final checkpoint; with several folders the first that
+holds a checkpoint of ``NAME`` is used).
 
 A run is a row of ``results/reproduce.yaml`` (``NAME``: its command) or ``NAME=COMMAND`` (a row's
 name keeps the row's ``eval_command``). Every command gets ``--device cuda --run-dir OUT/NAME``
@@ -119,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-seconds", type=float, default=120.0)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument(
-        "--progress", default=str(IN_PROGRESS), help="saved runs to resume, one folder per NAME"
+        "--progress",
+        nargs="+",
+        default=[str(IN_PROGRESS)],
+        help="folders of saved runs to resume, one subfolder per NAME; the first that has it wins",
     )
     parser.add_argument("--no-bundle", action="store_true", help="use the installed packages")
     args = parser.parse_args(argv)
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, train, _ in runs:
         run_dir = out / name
         cmd = [*train, "--device", args.device, "--run-dir", str(run_dir)]
-        cmd += ["--resume"] if seed_from_progress(Path(args.progress) / name, run_dir) else []
+        saved = (Path(folder) / name for folder in args.progress)
+        cmd += ["--resume"] if any(seed_from_progress(path, run_dir) for path in saved) else []
         cmd += ["--set", "run.progress=false"]
         with open(out / f"{name}.train.log", "w", encoding="utf-8") as sink:
             sink.write("$ metarl " + shlex.join(cmd) + "\n")

@@ -52,7 +52,7 @@ def test_stopped_run_keeps_its_checkpoint_and_resumes(tmp_path):
     for path in (first / "long" / "config.yaml", first / "long" / "metrics.csv", kept[0]):
         shutil.copy2(path, saved / path.name)
     second = tmp_path / "second"
-    argv[-1] = str(tmp_path / "saved")
+    argv.append(str(tmp_path / "saved"))  # the first folder has no "long": the second is used
     resumed = f"long={SINUSOID} --set optim.iterations={done + 5}"
     assert gpu_runs.main([*argv, "--out", str(second), "--seconds", "120", resumed]) == 0
     record = json.loads((second / "long" / "gpu_run.json").read_text())
