@@ -135,17 +135,21 @@ def balanced_minibatches(
     pieces: list[TrialChunks | None] = []
     totals, mine = [], []
     for mb in minibatches:
-        whole = chunks.select(mb)  # [len(mb) * C, T, ...], trial-major
+        # the whole minibatch's advantages and mask (for its statistics and the weight), but
+        # every other field only for this rank's piece: ``select`` rows are trial-major
+        adv, mask = chunks.advantages[mb].flatten(0, 1), chunks.mask[mb].flatten(0, 1)
         if normalize:
-            adv = normalize_advantages(whole.advantages, whole.mask, per_task=False)
-            whole = whole._replace(advantages=adv)
+            adv = normalize_advantages(adv, mask, per_task=False)
         sizes = [len(p) for p in mb.tensor_split(w.size)]
-        start = sum(sizes[: w.rank]) * per_trial
-        stop = start + sizes[w.rank] * per_trial
-        part = type(whole)(*(x[start:stop] for x in whole)) if stop > start else None
+        first = sum(sizes[: w.rank])
+        start, stop = first * per_trial, (first + sizes[w.rank]) * per_trial
+        part = None
+        if stop > start:
+            part = chunks.select(mb[first : first + sizes[w.rank]])
+            part = part._replace(advantages=adv[start:stop])
         pieces.append(part)
-        totals.append((whole.mask != 0).sum())
-        mine.append((whole.mask[start:stop] != 0).sum())
+        totals.append((mask != 0).sum())
+        mine.append((mask[start:stop] != 0).sum())
     # the weights are plain floats for the loss scaling: one host sync for all minibatches
     stacked = torch.stack([torch.stack(mine), torch.stack(totals)]).double()
     weights = (stacked[0] / stacked[1].clamp_min(1.0)).tolist()
@@ -216,13 +220,18 @@ def skip_noise(policy: Any, template: Any, generator: torch.Generator, draws: in
         policy.sample(template, generator)
 
 
+def _joined(mine: Sequence[Tensor], join: Any, device: torch.device) -> list[Tensor]:
+    """Every rank's ``mine`` joined by ``join`` on rank 0, then on every rank (two collectives)."""
+    gathered = distributed.gather_objects([t.cpu() for t in mine])
+    joined = None if gathered is None else join(gathered)
+    return [t.to(device) for t in distributed.broadcast_object(joined)]
+
+
 def gathered_rows(rows: list[Tensor], device: torch.device) -> list[Tensor]:
     """Every rank's rows (its contiguous chunks, in rank order: chunk order), on every rank."""
     if not distributed.world().distributed:
         return rows
-    parts = distributed.gather_objects([r.cpu() for r in rows])
-    joined = None if parts is None else distributed.concat_shards(parts)
-    return [r.to(device) for r in distributed.broadcast_object(joined)]
+    return _joined(rows, distributed.concat_shards, device)
 
 
 def gathered_fields(fields: Sequence[Tensor], device: torch.device) -> list[Tensor]:
@@ -232,6 +241,4 @@ def gathered_fields(fields: Sequence[Tensor], device: torch.device) -> list[Tens
     """
     if not distributed.world().distributed:
         return list(fields)
-    parts = distributed.gather_objects([f.cpu() for f in fields])
-    joined = None if parts is None else [torch.cat(column) for column in zip(*parts, strict=True)]
-    return [f.to(device) for f in distributed.broadcast_object(joined)]
+    return _joined(fields, lambda parts: [torch.cat(c) for c in zip(*parts, strict=True)], device)
