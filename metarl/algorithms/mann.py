@@ -5,16 +5,20 @@ An LSTM controller reads the episode one step at a time (``(x_t, y_{t-1})``, see
 external memory ``M`` (``slots x width``) is accessed by least-recently-used access (LRUA),
 one key per read head:
 
-- read: ``w^r_t(i) = softmax_i(cos(k_t, M_t(i)))``, ``r_t = Σ_i w^r_t(i) M_t(i)``;
+- read: ``w^r_t(i) = softmax_i(cos(k_t, M_{t-1}(i)))``, ``r_t = Σ_i w^r_t(i) M_t(i)``;
 - write: ``w^w_t = σ(α) w^r_{t-1} + (1 - σ(α)) w^lu_{t-1}``; before writing the least
-  used slot is zeroed, then ``M_t(i) = M_{t-1}(i) + w^w_t(i) k_t``;
+  used slot is zeroed, then ``M_t(i) = M_{t-1}(i) + w^w_t(i) a_t``;
 - usage: ``w^u_t = γ w^u_{t-1} + w^r_t + w^w_t``; ``w^lu_t`` is 1 on the ``heads`` least used
   slots (ties broken by slot index), 0 elsewhere.
 
-With several heads each head writes its own key with its own gate, the writes add up, and usage
-sums over heads (as in the public re-implementation snowkylin/ntm ``ntm/mann_cell.py``). Keys are
-``tanh`` of an affine map of the controller output; the class logits are an affine map of
-``[h_t, r_t]``. The memory starts at ``1e-6`` everywhere, usage and previous reads at zero.
+The read weights are taken against the memory before this step's write, as in the public
+re-implementation snowkylin/ntm (``ntm/mann_cell.py``): against ``M_t`` a step mostly finds the
+key it has just written. With several heads each head writes with its own gate, the writes add up,
+and usage sums over heads (as there). The written vector ``a_t`` is the key itself (Santoro et al.
+2016 §3.2) or, with ``write_vector: separate``, an affine map of its own (snowkylin/ntm's default
+``k_strategy='separate'``). Keys and written vectors are ``tanh`` of affine maps of the controller
+output; the class logits are an affine map of ``[h_t, r_t]``. The memory starts at ``1e-6``
+everywhere, usage and previous reads at zero.
 """
 
 from __future__ import annotations
@@ -48,15 +52,20 @@ class LRUAState(NamedTuple):
 
 
 def lrua_step(
-    state: LRUAState, keys: Tensor, gate_logits: Tensor, gamma: float
+    state: LRUAState,
+    keys: Tensor,
+    gate_logits: Tensor,
+    gamma: float,
+    written: Tensor | None = None,
 ) -> tuple[LRUAState, Tensor]:
-    """One write then read of the LRUA memory.
+    """One step of the LRUA memory: read weights, write, then read.
 
     Args:
         state: The memory, usage and read weights of the previous step.
-        keys: ``[batch, heads, width]`` this step's keys (written and read with).
+        keys: ``[batch, heads, width]`` this step's keys (the memory is addressed with them).
         gate_logits: ``[batch, heads]`` α, the write gate's logit per head.
         gamma: Usage decay γ in ``[0, 1]``.
+        written: ``[batch, heads, width]`` what each head writes (default: its key).
 
     Returns:
         The new state and the reads ``[batch, heads, width]``.
@@ -78,16 +87,20 @@ def lrua_step(
         )
     if gate_logits.shape != (batch, heads):
         raise ValueError(f"gate_logits must be [{batch}, {heads}], got {tuple(gate_logits.shape)}")
+    if written is None:
+        written = keys
+    elif written.shape != keys.shape:
+        raise ValueError(f"written must be {tuple(keys.shape)}, got {tuple(written.shape)}")
+    similarity = F.cosine_similarity(keys.unsqueeze(2), memory.unsqueeze(1), dim=-1, eps=1e-8)
+    read = similarity.softmax(dim=-1)  # [B, H, N], against M_{t-1}
     by_usage = usage.detach().argsort(dim=1, stable=True)  # least used first
     least_used = torch.zeros_like(usage).scatter(1, by_usage[:, :heads], 1.0)  # w^lu_{t-1}
     keep = 1.0 - F.one_hot(by_usage[:, 0], slots).to(memory.dtype)
     memory = memory * keep.unsqueeze(-1)  # the least used slot is zeroed before the write
     alpha = torch.sigmoid(gate_logits).unsqueeze(-1)  # [B, H, 1]
     write = alpha * prev_read + (1.0 - alpha) * least_used.unsqueeze(1)  # [B, H, N]
-    memory = memory + write.transpose(1, 2) @ keys  # Σ_h w^w_h(i) k_h
-    similarity = F.cosine_similarity(keys.unsqueeze(2), memory.unsqueeze(1), dim=-1, eps=1e-8)
-    read = similarity.softmax(dim=-1)  # [B, H, N]
-    reads = read @ memory  # [B, H, W]
+    memory = memory + write.transpose(1, 2) @ written  # Σ_h w^w_h(i) a_h
+    reads = read @ memory  # [B, H, W], from M_t
     usage = gamma * usage + read.sum(dim=1) + write.sum(dim=1)
     return LRUAState(memory, usage, read), reads
 
@@ -103,6 +116,7 @@ class MANNCore(nn.Module):
         width: Memory width (the key size).
         heads: Read heads.
         gamma: Usage decay γ.
+        separate_write: Write a vector of its own (an affine map) instead of the key.
         device: Where the parameters live.
     """
 
@@ -116,6 +130,7 @@ class MANNCore(nn.Module):
         width: int,
         heads: int,
         gamma: float,
+        separate_write: bool = False,
         device: torch.device | None = None,
     ) -> None:
         super().__init__()
@@ -132,6 +147,7 @@ class MANNCore(nn.Module):
         self.cell = nn.LSTMCell(in_dim + heads * width, controller, device=device)
         self.key = nn.Linear(controller, heads * width, device=device)
         self.gate = nn.Linear(controller, heads, device=device)
+        self.write = nn.Linear(controller, heads * width, device=device) if separate_write else None
         self.out = nn.Linear(controller + heads * width, ways, device=device)
 
     def forward(self, seq: Tensor) -> Tensor:
@@ -154,7 +170,10 @@ class MANNCore(nn.Module):
         for t in range(seq.shape[1]):
             h, c = self.cell(torch.cat([seq[:, t], reads], dim=-1), (h, c))
             keys = torch.tanh(self.key(h)).view(batch, self.heads, self.width)
-            state, read = lrua_step(state, keys, self.gate(h), self.gamma)
+            written = None
+            if self.write is not None:
+                written = torch.tanh(self.write(h)).view(batch, self.heads, self.width)
+            state, read = lrua_step(state, keys, self.gate(h), self.gamma, written)
             reads = read.flatten(1)
             outputs.append(self.out(torch.cat([h, reads], dim=-1)))
         return torch.stack(outputs, dim=1)
@@ -184,6 +203,7 @@ class MANNLearner(BlackBoxLearner):
             width=mann.memory_width,
             heads=mann.read_heads,
             gamma=mann.usage_decay,
+            separate_write=mann.write_vector == "separate",
             device=device,
         )
         init_uniform_(core, generator)

@@ -287,6 +287,8 @@ class MANNConfig:
     """Read heads (each writes with its own key and gate)."""
     usage_decay: float = 0.95
     """Usage decay γ in [0, 1]."""
+    write_vector: Literal["key", "separate"] = "key"
+    """What a head writes: its key (Santoro et al. 2016 §3.2) or a vector of its own."""
 
     def __post_init__(self) -> None:
         check_positive(self, "controller_size", "memory_slots", "memory_width", "read_heads")
@@ -296,6 +298,8 @@ class MANNConfig:
             )
         if not 0.0 <= self.usage_decay <= 1.0:
             raise ValueError(f"usage_decay must be in [0, 1], got {self.usage_decay}")
+        if self.write_vector not in ("key", "separate"):
+            raise ValueError(f"write_vector must be 'key' or 'separate', got {self.write_vector!r}")
 
 
 @dataclasses.dataclass(frozen=True)

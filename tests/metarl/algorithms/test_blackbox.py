@@ -108,23 +108,27 @@ def test_lrua_write_then_read_by_hand() -> None:
     prev_read = torch.tensor([[[0.2, 0.5, 0.3]]])
     key = torch.tensor([[[1.0, 2.0]]])
     state, reads = lrua_step(LRUAState(memory, usage, prev_read), key, torch.zeros(1, 1), 0.9)
+    # read weights against the memory before the write: cos(k, M_{t-1}(i))
+    norm_k = math.sqrt(5.0)
+    cos = [1.0 / norm_k, 2.0 / norm_k, 3.0 / (norm_k * math.sqrt(2.0))]
+    total = sum(math.exp(c) for c in cos)
+    read = [math.exp(c) / total for c in cos]
+    assert_close(state.read_weights[0, 0], torch.tensor(read))
     # slot 1 is least used: zeroed, and w^lu = [0, 1, 0]; sigma(0) = 0.5
     write = [0.5 * 0.2, 0.5 * 0.5 + 0.5, 0.5 * 0.3]  # [0.1, 0.75, 0.15]
     new_memory = [[1.1, 0.2], [0.75, 1.5], [1.15, 1.3]]  # M + w^w k^T after zeroing slot 1
     assert_close(state.memory[0], torch.tensor(new_memory))
-    norm_k = math.sqrt(5.0)
-    cos = [
-        (1.1 + 0.4) / (norm_k * math.sqrt(1.1**2 + 0.2**2)),
-        1.0,  # parallel to the key
-        (1.15 + 2.6) / (norm_k * math.sqrt(1.15**2 + 1.3**2)),
-    ]
-    total = sum(math.exp(c) for c in cos)
-    read = [math.exp(c) / total for c in cos]
-    assert_close(state.read_weights[0, 0], torch.tensor(read))
+    # the read itself is from the memory after the write
     expected_reads = [sum(read[i] * new_memory[i][d] for i in range(3)) for d in range(2)]
     assert_close(reads[0, 0], torch.tensor(expected_reads))
     expected_usage = [0.9 * u + r + w for u, r, w in zip([0.5, 0.1, 0.3], read, write, strict=True)]
     assert_close(state.usage[0], torch.tensor(expected_usage))
+    # a separate written vector goes where the key went, the addressing is unchanged
+    written = torch.tensor([[[-1.0, 3.0]]])
+    other, _ = lrua_step(LRUAState(memory, usage, prev_read), key, torch.zeros(1, 1), 0.9, written)
+    zeroed = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    assert_close(other.memory[0], zeroed + torch.tensor(write)[:, None] * written[0])
+    assert_close(other.read_weights, state.read_weights)
 
 
 def test_lrua_two_heads_write_to_the_two_least_used_slots_ties_by_index() -> None:
@@ -142,6 +146,8 @@ def test_lrua_rejects_bad_shapes() -> None:
     state = LRUAState(torch.zeros(1, 3, 2), torch.zeros(1, 3), torch.zeros(1, 1, 3))
     with pytest.raises(ValueError, match="keys must be"):
         lrua_step(state, torch.zeros(1, 1, 5), torch.zeros(1, 1), 0.9)
+    with pytest.raises(ValueError, match="written must be"):
+        lrua_step(state, torch.zeros(1, 1, 2), torch.zeros(1, 1), 0.9, torch.zeros(1, 2, 2))
     with pytest.raises(ValueError, match="must be <= memory slots"):
         lrua_step(state, torch.zeros(1, 4, 2), torch.zeros(1, 4), 0.9)
     with pytest.raises(ValueError, match="gate_logits must be"):
@@ -309,6 +315,8 @@ def test_bad_sections_raise() -> None:
         MANNConfig(memory_slots=2, read_heads=3)
     with pytest.raises(ValueError, match="usage_decay"):
         MANNConfig(usage_decay=1.5)
+    with pytest.raises(ValueError, match="write_vector must be"):
+        MANNConfig(write_vector="value")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="equally many"):
         SNAILConfig(attention_keys=(4, 4), attention_values=(4,))
     with pytest.raises(ValueError, match="tc_filters"):
