@@ -170,6 +170,14 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} CPUs"
 
 
+def _load() -> str:
+    """The 1-minute load average (the machines are shared), or "unknown"."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "unknown"
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -217,6 +225,8 @@ def run_row(
     device = "cpu" if quick else device
     target = out / name
     work = out / "_runs" / name
+    commit, dirty = _commit()  # before the run writes its files under results/
+    load_start = _load()
     started = time.time()
     begin = datetime.datetime.now(datetime.timezone.utc)
     if spec.get("script"):
@@ -254,7 +264,6 @@ def run_row(
     checkpoints = sorted((work / "checkpoints").glob("*.pt"))
     if checkpoints and checkpoints[-1].stat().st_size <= CHECKPOINT_LIMIT:
         shutil.copy2(checkpoints[-1], target / checkpoints[-1].name)
-    commit, dirty = _commit()
     import torch
 
     info = {
@@ -269,7 +278,7 @@ def run_row(
         "budget": spec["budget"] if not quick else "quick pass (shrunk budget)",
         "started": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_clock_seconds": round(wall),
-        "machine": _machine(),
+        "machine": f"{_machine()}, load average {load_start} at the start, {_load()} at the end",
         "threads": _run_threads(work / "config.yaml", torch.get_num_threads()),
         "versions": _versions(),
     }

@@ -102,3 +102,22 @@ def test_with_device_replaces_the_rows_device():
     ]
     assert reproduce.with_device(["train", "--device=cuda"], "cpu") == ["train", "--device", "cpu"]
     assert reproduce.with_device(["train"], "auto") == ["train", "--device", "auto"]
+
+
+def test_run_info_records_the_tree_as_it_was_before_the_run_wrote_its_files(tmp_path, monkeypatch):
+    """The commit and its uncommitted changes are read before the row's files land in results/
+    (read after, a clean tree looked dirty); the machine's load is recorded beside it."""
+    reproduce = _reproduce()
+    manifest = reproduce.tables.load_manifest(ROOT / "results")
+    name = "rl2-tabular_mdp_n10"
+    seen = []
+
+    def commit():
+        seen.append(sorted(p.name for p in (tmp_path / name).glob("*")))
+        return "0" * 40, False
+
+    monkeypatch.setattr(reproduce, "_commit", commit)
+    reproduce.run_row(name, manifest["runs"][name], manifest, tmp_path, quick=True)
+    info = json.loads((tmp_path / name / "run_info.json").read_text())
+    assert seen == [[]] and info["uncommitted_changes"] is False
+    assert "load average" in info["machine"] and info["machine"].endswith("at the end")
