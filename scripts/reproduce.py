@@ -423,8 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     spec = manifest["runs"][args.run]
     seconds = run_row(args.run, spec, manifest, args.results, quick=False, device=args.device)
-    shutil.rmtree(args.results / "_runs", ignore_errors=True)
     print(f"{args.run}: {seconds / 60:.1f} min; results/{args.run}/ written")
+    # kept (git-ignored): every checkpoint, tensorboard, the log; a final checkpoint over
+    # CHECKPOINT_LIMIT is not copied into results/, and hours of training must not vanish
+    run_dir = args.results / "_runs" / args.run
+    print(f"the whole run directory (checkpoints, tensorboard): {run_dir}")
     return tables.main(["--readme", str(args.readme), "--results-dir", str(args.results / "demo")])
 
 
