@@ -359,7 +359,9 @@ def reevaluate(name: str, results: Path) -> list[str]:
         shutil.copy2(checkpoints[-1], run / "checkpoints" / checkpoints[-1].name)
         out = run / "eval.json"
         argv = ["eval", str(run), "--num-tasks", str(committed["num_tasks"]), "--out", str(out)]
-        argv += ["--seed", str(committed["seed"]), "--steps", str(committed["steps"][-1])]
+        # --steps: adaptation steps (the curve's last point), or an RL² trial's episodes
+        steps = committed.get("extra", {}).get("episodes_per_trial", committed["steps"][-1])
+        argv += ["--seed", str(committed["seed"]), "--steps", str(steps)]
         if cli(argv) != 0:
             raise RuntimeError(f"{name}: metarl {' '.join(argv)} failed")
         again = json.loads(out.read_text(encoding="utf-8"))

@@ -86,6 +86,8 @@ def test_check_lists_a_benchmark_number_that_is_not_in_its_file(tmp_path):
 def test_a_committed_checkpoint_still_evaluates_to_its_committed_numbers():
     reproduce = _reproduce()
     assert reproduce.reevaluate("maml-sinusoid-seed0", ROOT / "results") == []
+    # an RL² row: its curve's points are the trial's episodes, --steps is their number
+    assert reproduce.reevaluate("rl2-bandit_k5_n10", ROOT / "results") == []
 
 
 def test_with_device_replaces_the_rows_device():
