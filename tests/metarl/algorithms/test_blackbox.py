@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -212,6 +213,22 @@ def test_outer_loss_reaches_every_parameter_and_the_curve_is_query_accuracy(name
     assert ((curve * 6).round() == curve * 6).all() and (0 <= curve).all() and (curve <= 1).all()
     with pytest.raises(ValueError, match="steps must be >= 0"):
         learner.adaptation_curve(params, batch, -1)
+
+
+def test_mann_separate_write_vector_gets_its_own_trained_parameters() -> None:
+    separate = dataclasses.replace(SMALL["mann"]["mann"], write_vector="separate")
+    cfg = _config("mann")
+    learner = build_supervised_learner(
+        SupervisedConfig(task=cfg.task, model=cfg.model, algo=cfg.algo, mann=separate),
+        CPU,
+        torch.Generator().manual_seed(0),
+    )
+    params = learner.init_params()
+    assert {"core.write.weight", "core.write.bias"} <= set(params)
+    assert "core.write.weight" not in _learner(cfg).init_params()
+    batch = _prototype_batch(torch.Generator().manual_seed(0), 3, 3, 1, 2)
+    learner.outer_loss(params, batch, 0).loss.backward()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in params.values())
 
 
 @pytest.mark.parametrize("name", ["mann", "snail"])
