@@ -351,7 +351,9 @@ def reevaluate(name: str, results: Path) -> list[str]:
     checkpoints = sorted(directory.glob("*.pt"))
     if not checkpoints:
         raise FileNotFoundError(f"results/{name}/ has no committed checkpoint to evaluate")
-    committed = json.loads((directory / "eval.json").read_text(encoding="utf-8"))
+    spec = tables.load_manifest(results)["runs"].get(name, {})
+    eval_name = spec.get("eval_file", "eval.json")  # e.g. eval_test.json from an eval_command
+    committed = json.loads((directory / eval_name).read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="metarl-reeval-") as tmp:
         run = Path(tmp)
         (run / "checkpoints").mkdir()
@@ -362,6 +364,7 @@ def reevaluate(name: str, results: Path) -> list[str]:
         # --steps: adaptation steps (the curve's last point), or an RL² trial's episodes
         steps = committed.get("extra", {}).get("episodes_per_trial", committed["steps"][-1])
         argv += ["--seed", str(committed["seed"]), "--steps", str(steps)]
+        argv += ["--device", "auto"]  # where this runs: a row trained on a GPU checks on a CPU
         if cli(argv) != 0:
             raise RuntimeError(f"{name}: metarl {' '.join(argv)} failed")
         again = json.loads(out.read_text(encoding="utf-8"))
