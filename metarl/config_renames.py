@@ -185,6 +185,54 @@ def migrate_checkpoint(state: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def keep_lrs_in_params(
+    state: Mapping[str, Any], param_names: list[str], lr_names: list[str]
+) -> dict[str, Any]:
+    """Undoes :func:`migrate_checkpoint` for a learner that keeps a step size in ``params``.
+
+    AlphaMAML's α is a parameter of θ (its outer optimiser group is the weights'), so a
+    checkpoint written while it was saved as ``inner_lr.alpha`` comes out of the migration with
+    α in ``inner_lrs`` and the optimiser split into two groups. This moves every such step size
+    back into ``params``, re-merges the optimiser's groups in the order of ``param_names`` (the
+    per-parameter state follows its parameter) and drops the schedule's added per-group entry.
+
+    Args:
+        state: A checkpoint after :func:`migrate_checkpoint`. Not modified.
+        param_names: The learner's ``params`` names, in its optimiser's order.
+        lr_names: The learner's ``inner_lrs`` names.
+
+    Returns:
+        ``state`` unchanged if nothing was moved out of ``params``, else a shallow copy.
+    """
+    lrs = state.get("inner_lrs") or {}
+    moved = [k for k in lrs if k in param_names and k not in lr_names]
+    if not moved:
+        return dict(state)
+    result = dict(state)
+    result["params"] = {**state["params"], **{k: lrs[k] for k in moved}}
+    result["inner_lrs"] = {k: v for k, v in lrs.items() if k not in moved}
+    optimizer = state.get("optimizer")
+    groups = optimizer["param_groups"] if isinstance(optimizer, Mapping) else None
+    if (
+        isinstance(optimizer, Mapping)
+        and groups
+        and len(groups) == 2
+        and not result["inner_lrs"]
+        and not lr_names
+    ):
+        ids = dict(zip(list(state["params"]), groups[0]["params"], strict=True))
+        ids.update(zip(list(lrs), groups[1]["params"], strict=True))
+        merged = {**groups[0], "params": [ids[k] for k in param_names]}
+        result["optimizer"] = {**optimizer, "param_groups": [merged]}
+        scheduler = state.get("scheduler")
+        if isinstance(scheduler, Mapping):
+            result["scheduler"] = {
+                k: v[:1] if k in _PER_GROUP and isinstance(v, list) and len(v) == 2 else v
+                for k, v in scheduler.items()
+            }
+    return result
+
+
 _PER_GROUP = ("base_lrs", "_last_lr", "lr_lambdas")
 """The per-parameter-group lists of a saved LR scheduler (``LambdaLR``)."""
 

@@ -41,6 +41,7 @@ from metarl.algorithms.supervised_config import (
 )
 from metarl.checkpoint import capture_rng_state, restore_rng_state
 from metarl.config import RunConfig as RunConfig  # re-exported with the sections
+from metarl.config_renames import keep_lrs_in_params
 from metarl.config_sections import section
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
@@ -140,9 +141,7 @@ class SupervisedLearner(Protocol):
         ...
 
 
-# ----------------------------------------------------------------------------------------------
-# building blocks
-# ----------------------------------------------------------------------------------------------
+# -- building blocks ---------------------------------------------------------------------------
 
 
 class TaskFamily:
@@ -306,9 +305,7 @@ def _build_optimizer(
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-# ----------------------------------------------------------------------------------------------
-# the driver
-# ----------------------------------------------------------------------------------------------
+# -- the driver --------------------------------------------------------------------------------
 
 
 class TrainResult(NamedTuple):
@@ -417,6 +414,7 @@ class SupervisedExperiment:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict` (parameters in place, so optimiser references hold)."""
+        state = keep_lrs_in_params(state, list(self.params), list(self.lrs))
         with torch.no_grad():
             for name, tensor in self.params.items():
                 tensor.copy_(state["params"][name])
@@ -534,9 +532,7 @@ def evaluate(
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# the experiment-kind interface used by the command line (metarl.algorithms.registry)
-# ----------------------------------------------------------------------------------------------
+# -- the experiment-kind interface used by the command line (metarl.algorithms.registry) -------
 
 CONFIG_CLASS = SupervisedConfig
 

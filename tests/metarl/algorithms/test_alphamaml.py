@@ -206,3 +206,39 @@ def test_resuming_restores_both_step_sizes():
     assert resumed.opt.param_groups[0]["lr"] == straight.opt.param_groups[0]["lr"] != 1e-3
     for k, v in straight.params.items():
         torch.testing.assert_close(resumed.params[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_training_resumes_from_a_checkpoint_saved_with_alpha_as_inner_lr():
+    """A checkpoint written while α was ``inner_lr.alpha`` (one optimiser group, α last) resumes
+    training exactly: α goes back into θ and the migration's split optimiser group is re-merged."""
+    cfg = _cfg(steps=1, inner_hyper_lr=0.01, outer_hyper_lr=1e-3)
+    family = build_family(cfg.task, "train", CPU)
+
+    def experiment():
+        learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
+        return SupervisedExperiment(cfg, learner, family, CPU)
+
+    straight = experiment()
+    for i in range(3):
+        straight.update(i)
+    first = experiment()
+    for i in range(2):
+        first.update(i)
+    state = first.state_dict()
+    assert list(state["params"])[-1] == INNER_LR and not state["inner_lrs"]
+    old = {
+        **state,
+        "params": {
+            ("inner_lr." if k == INNER_LR else "") + k: v for k, v in state["params"].items()
+        },
+    }
+    del old["inner_lrs"]
+    migrated = migrate_checkpoint(old)
+    assert len(migrated["optimizer"]["param_groups"]) == 2  # what the resume has to undo
+    resumed = experiment()
+    resumed.load_state_dict(migrated)
+    assert len(resumed.opt.param_groups) == 1 and resumed.sched.base_lrs == first.sched.base_lrs
+    resumed.update(2)
+    assert resumed.opt.param_groups[0]["lr"] == straight.opt.param_groups[0]["lr"]
+    for k, v in straight.params.items():
+        torch.testing.assert_close(resumed.params[k], v, rtol=0, atol=0, msg=k)
