@@ -33,13 +33,17 @@ from metarl.rl.classic import (
 )
 
 __all__ = [
+    "BAYES_OPTIMAL_MAX_PULLS",
     "EPSILON",
     "UCB1_C",
     "BanditPolicy",
+    "BayesOptimalTable",
     "GittinsTable",
     "bandit_baselines",
+    "bayes_optimal_table",
     "gittins_indices",
     "gittins_table",
+    "greedy_value",
     "simulate_bandit",
     "ucb1_indices",
 ]
@@ -248,6 +252,126 @@ def _gittins_arm(
     return _argmax_random_ties(indices, rng)
 
 
+BAYES_OPTIMAL_MAX_PULLS = 12
+"""The exact Bayes-optimal baseline runs for trials of at most this many pulls: its state space
+(every multiset of per-arm posterior counts) has ~4,400 states at n = 10 and ~1.3 million at
+n = 20, where the dynamic programme takes tens of seconds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BayesOptimalTable:
+    """The Bayes-optimal policy for ``k`` Bernoulli arms, ``Beta(1, 1)`` priors, ``n`` pulls.
+
+    Found by dynamic programming over the posterior counts. A state is the sorted tuple of
+    every arm's code ``s * (n + 1) + f`` (``s`` successes, ``f`` failures; an arm not pulled yet
+    is 0); arms with the same counts are interchangeable, so the policy picks a code (a class of
+    arms), then one arm of that class.
+
+    Attributes:
+        value: The expected total reward of the whole trial under the optimal policy (exact).
+        best: ``{state: codes}``: the codes whose expected reward-to-go is optimal (ties kept).
+    """
+
+    num_arms: int
+    num_pulls: int
+    value: float
+    best: dict[tuple[int, ...], tuple[int, ...]]
+
+
+@functools.lru_cache(maxsize=8)
+def bayes_optimal_table(num_arms: int, num_pulls: int) -> BayesOptimalTable:
+    """Solves the finite-horizon Bayes-optimal bandit (Bellman 1956; Gittins et al. 2011, §1.3).
+
+    ``V(state) = max_c p_c (1 + V(state with c -> (s+1, f))) + (1 - p_c) V(state with
+    c -> (s, f+1))`` with ``p_c = (s + 1) / (s + f + 2)``; ``V = 0`` once ``n`` pulls are spent.
+
+    Raises:
+        ValueError: if ``num_arms < 1`` or ``num_pulls`` is outside ``[1,
+            BAYES_OPTIMAL_MAX_PULLS]``.
+    """
+    num_arms = check_positive_int("num_arms", num_arms)
+    num_pulls = check_positive_int("num_pulls", num_pulls)
+    if num_pulls > BAYES_OPTIMAL_MAX_PULLS:
+        raise ValueError(
+            f"the exact Bayes-optimal bandit policy is solved for at most "
+            f"{BAYES_OPTIMAL_MAX_PULLS} pulls (its state space grows combinatorially), got "
+            f"{num_pulls}"
+        )
+    base = num_pulls + 1
+    values: dict[tuple[int, ...], float] = {}
+    best: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    def solve(state: tuple[int, ...]) -> float:
+        if state in values:
+            return values[state]
+        left = num_pulls - sum(code // base + code % base for code in state)
+        if left == 0:
+            values[state] = 0.0
+            return 0.0
+        scores = {}
+        for code in set(state):
+            s, f = divmod(code, base)
+            p = (s + 1) / (s + f + 2)
+            rest = list(state)
+            rest.remove(code)
+            win = solve(tuple(sorted([*rest, code + base])))
+            lose = solve(tuple(sorted([*rest, code + 1])))
+            scores[code] = p * (1.0 + win) + (1.0 - p) * lose
+        top = max(scores.values())
+        best[state] = tuple(sorted(c for c, v in scores.items() if v >= top - 1e-12))
+        values[state] = top
+        return top
+
+    value = solve((0,) * num_arms)
+    return BayesOptimalTable(num_arms, num_pulls, value, best)
+
+
+@functools.lru_cache(maxsize=8)
+def greedy_value(num_arms: int, num_pulls: int) -> float:
+    """The exact expected trial reward of the greedy baseline, ties uniformly at random.
+
+    Greedy pulls the highest posterior mean; the recursion is :func:`bayes_optimal_table`'s.
+
+    Raises:
+        ValueError: as :func:`bayes_optimal_table`.
+    """
+    bayes_optimal_table(num_arms, num_pulls)  # the same checks
+    base = num_pulls + 1
+
+    @functools.cache
+    def value(state: tuple[int, ...], left: int) -> float:
+        if left == 0:
+            return 0.0
+        means = [(c // base + 1) / (c // base + c % base + 2) for c in state]
+        top = max(means)
+        tied = [i for i, m in enumerate(means) if m == top]
+        total = 0.0
+        for i in tied:
+            code, rest = state[i], [*state[:i], *state[i + 1 :]]
+            p = means[i]
+            win = value(tuple(sorted([*rest, code + base])), left - 1)
+            total += p * (1.0 + win) + (1.0 - p) * value(tuple(sorted([*rest, code + 1])), left - 1)
+        return total / len(tied)
+
+    return value((0,) * num_arms, num_pulls)
+
+
+def _bayes_optimal_arm(
+    successes: np.ndarray, pulls: np.ndarray, t: int, rng: Generator, num_pulls: int
+) -> np.ndarray:
+    table = bayes_optimal_table(successes.shape[1], num_pulls)
+    codes = successes * (num_pulls + 1) + (pulls - successes)
+    states, inverse = np.unique(np.sort(codes, axis=1), axis=0, return_inverse=True)
+    options = [table.best[tuple(row.tolist())] for row in states]
+    width = max(len(o) for o in options)
+    choices = np.array([[*o, *(o[:1] * (width - len(o)))] for o in options])
+    counts = np.array([len(o) for o in options])
+    inverse = inverse.reshape(-1)
+    pick = rng.integers(0, counts[inverse])  # a uniform optimal class of arms per task
+    chosen = choices[inverse, pick]
+    return _argmax_random_ties((codes == chosen[:, None]).astype(np.float64), rng)
+
+
 def simulate_bandit(
     engine: BanditEngine, num_pulls: int, policy: BanditPolicy, rng: Generator
 ) -> np.ndarray:
@@ -293,7 +417,10 @@ def bandit_baselines(
     ``n_a = m + 2``, ``t = sum_a n_a``). ``thompson``: Thompson sampling, ``Beta(1, 1)`` priors.
     ``gittins``: the highest finite-horizon Gittins index (:func:`gittins_table`) for the pulls
     left. ``greedy``: the highest posterior mean ``(s + 1) / (m + 2)``. ``epsilon_greedy``: a
-    uniform arm with probability ``epsilon``, else greedy. Ties are broken uniformly at random.
+    uniform arm with probability ``epsilon``, else greedy. ``bayes_optimal`` (trials of at most
+    :data:`BAYES_OPTIMAL_MAX_PULLS` pulls): the exact finite-horizon Bayes-optimal policy
+    (:func:`bayes_optimal_table`), the best any agent can do in expectation on this task
+    distribution. Ties are broken uniformly at random.
 
     Args:
         tasks: ``N`` bandits with the same number of arms ``k``.
@@ -321,6 +448,8 @@ def bandit_baselines(
         "greedy": _greedy_arm,
         "epsilon_greedy": functools.partial(_epsilon_greedy_arm, epsilon=epsilon),
     }
+    if num_pulls <= BAYES_OPTIMAL_MAX_PULLS:  # appended: the others' generators stay the same
+        policies["bayes_optimal"] = functools.partial(_bayes_optimal_arm, num_pulls=num_pulls)
     num_arms = check_tasks(tasks, BanditTask, "probs").shape[1]
     engine = set_engine_tasks(BanditEngine(len(tasks), num_arms=num_arms), tasks)
     rngs = child_generators(rng, list(policies))

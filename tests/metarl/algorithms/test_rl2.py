@@ -440,6 +440,7 @@ def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
     out = R.evaluate(cfg, params, CPU, out=tmp_path / "eval.json", num_tasks=6, seed=1)
     result = json.loads(out.read_text())
     expected = {"random", "ucb1", "thompson", "gittins", "greedy", "epsilon_greedy"}
+    expected |= {"bayes_optimal"}  # 5 pulls: the exact Bayes-optimal policy is solved
     assert set(result["baselines"]) == expected
     assert set(result["extra"]["trial_return"]) == expected | {"rl2"}
     for curve in result["baselines"].values():

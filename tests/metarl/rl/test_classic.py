@@ -11,9 +11,12 @@ from envs.light.navigation import Navigation2DTaskDistribution
 from envs.light.tabular_mdp import TabularMDPTask, TabularMDPTaskDistribution
 from metarl.rl import classic
 from metarl.rl.classic_bandit import (
+    BAYES_OPTIMAL_MAX_PULLS,
     bandit_baselines,
+    bayes_optimal_table,
     gittins_indices,
     gittins_table,
+    greedy_value,
     simulate_bandit,
     ucb1_indices,
 )
@@ -25,6 +28,7 @@ from metarl.rl.classic_mdp import (
 )
 
 BANDIT_KEYS = {"random", "ucb1", "thompson", "gittins", "greedy", "epsilon_greedy"}
+BANDIT_KEYS_SHORT = BANDIT_KEYS | {"bayes_optimal"}  # trials of <= BAYES_OPTIMAL_MAX_PULLS
 MDP_KEYS = {"random", "psrl", "greedy", "ucrl2"}
 
 
@@ -145,7 +149,8 @@ def test_bandit_baselines_shapes_and_determinism():
     tasks = _bandits(7, 3)
     out = bandit_baselines(tasks, 12, np.random.default_rng(1))
     again = bandit_baselines(tasks, 12, np.random.default_rng(1))
-    assert set(out) == BANDIT_KEYS
+    assert set(out) == BANDIT_KEYS_SHORT
+    assert set(bandit_baselines(tasks, 13, np.random.default_rng(1))) == BANDIT_KEYS
     for name, rewards in out.items():
         assert rewards.shape == (7, 12)
         assert set(np.unique(rewards)) <= {0.0, 1.0}
@@ -184,6 +189,61 @@ def test_bandit_baselines_beat_random_on_easy_bandits():
     assert totals["random"] == pytest.approx(33.0, abs=2.0)  # 100 * mean(probs)
     for name in ("ucb1", "gittins", "thompson", "greedy", "epsilon_greedy"):
         assert totals[name] > totals["random"] + 30.0, (name, totals)
+
+
+def _brute_force_value(num_arms, num_pulls, rule):
+    """Expected trial reward, recursing over every arm's (s, f) as a list (no symmetry folding).
+
+    ``rule(arms, scores)`` picks the arms to average over from each arm's reward-to-go score
+    (``max`` for the Bayes-optimal policy) or ``None`` for greedy (highest posterior mean).
+    """
+
+    def value(arms, left):
+        if left == 0:
+            return 0.0
+        scores = []
+        for i, (s, f) in enumerate(arms):
+            p = (s + 1) / (s + f + 2)
+            win = [*arms[:i], (s + 1, f), *arms[i + 1 :]]
+            lose = [*arms[:i], (s, f + 1), *arms[i + 1 :]]
+            scores.append((p, p * (1 + value(win, left - 1)) + (1 - p) * value(lose, left - 1)))
+        key = 1 if rule == "optimal" else 0
+        top = max(sc[key] for sc in scores)
+        chosen = [sc[1] for sc in scores if sc[key] == top]
+        return sum(chosen) / len(chosen)
+
+    return value([(0, 0)] * num_arms, num_pulls)
+
+
+def test_bayes_optimal_values_by_hand_and_by_brute_force():
+    # One arm: the posterior mean is a martingale, every pull earns 1/2 in expectation.
+    assert bayes_optimal_table(1, 7).value == pytest.approx(3.5, abs=1e-12)
+    # Two arms, two pulls: 1/2 first; after a success stay (2/3), after a failure switch (1/2).
+    assert bayes_optimal_table(2, 2).value == pytest.approx(0.5 + 0.5 * 2 / 3 + 0.5 * 0.5)
+    for k, n in ((2, 6), (3, 5), (4, 4)):
+        exact = bayes_optimal_table(k, n).value
+        assert exact == pytest.approx(_brute_force_value(k, n, "optimal"), abs=1e-12)
+        greedy = _brute_force_value(k, n, "greedy")
+        assert greedy_value(k, n) == pytest.approx(greedy, abs=1e-12)
+        assert exact >= greedy - 1e-12
+    # With more arms than pulls, extra arms change nothing; on 5 arms x 10 pulls greedy (the
+    # highest posterior mean, ties averaged) leaves 0.034 on the table.
+    assert bayes_optimal_table(50, 10).value == pytest.approx(bayes_optimal_table(10, 10).value)
+    assert bayes_optimal_table(5, 10).value == pytest.approx(6.659988, abs=1e-6)
+    assert _brute_force_value(3, 6, "optimal") > _brute_force_value(3, 6, "greedy") + 1e-3
+
+
+def test_bayes_optimal_baseline_earns_its_exact_value_on_sampled_bandits():
+    tasks = BanditTaskDistribution(num_arms=5).sample(20000, np.random.default_rng(4))
+    out = bandit_baselines(tasks, 10, np.random.default_rng(5))
+    totals = out["bayes_optimal"].sum(axis=1)
+    sem = totals.std() / np.sqrt(len(totals))
+    assert abs(totals.mean() - bayes_optimal_table(5, 10).value) < 3 * sem, (totals.mean(), sem)
+    assert totals.mean() > out["random"].sum(axis=1).mean() + 1.5
+    with pytest.raises(ValueError, match="at most 12 pulls"):
+        bayes_optimal_table(5, BAYES_OPTIMAL_MAX_PULLS + 1)
+    with pytest.raises(ValueError, match="num_arms"):
+        bayes_optimal_table(0, 5)
 
 
 def test_bandit_baselines_reject_bad_input():
@@ -321,8 +381,8 @@ def test_classic_baselines_are_found_by_task_type_and_equal_the_family_functions
     bandits, mdps = _bandits(3, 4, seed=5), _mdps(2, seed=6)
     got = classic.classic_baselines(bandits, 7, 1, seed=11)
     want = bandit_baselines(bandits, 7, np.random.default_rng(11))
-    assert set(got) == BANDIT_KEYS
-    for name in BANDIT_KEYS:
+    assert set(got) == BANDIT_KEYS_SHORT
+    for name in BANDIT_KEYS_SHORT:
         assert got[name].dtype == np.float64
         np.testing.assert_array_equal(got[name], want[name])
     got = classic.classic_baselines(mdps, 3, 5, seed=12)

@@ -1,0 +1,46 @@
+"""scripts/bandit_ceiling.py: exact values beside RL²'s committed n = 10 bandit checkpoints."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from metarl.rl.classic_bandit import bayes_optimal_table, greedy_value
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "bandit_ceiling", ROOT / "scripts/bandit_ceiling.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_it_writes_exact_values_and_every_column_on_the_same_bandits(tmp_path):
+    script = _script()
+    assert script.main(["--out", str(tmp_path), "--num-tasks", "30"]) == 0
+    data = json.loads((tmp_path / "ceiling.json").read_text())
+    assert set(data["runs"]) == {"rl2-bandit_k5_n10", "rl2-bandit_k10_n10"}
+    for run, row in data["runs"].items():
+        k = row["arms"]
+        assert (row["pulls"], row["num_tasks"]) == (10, 30)
+        assert row["exact"] == {
+            "bayes_optimal": bayes_optimal_table(k, 10).value,
+            "greedy": greedy_value(k, 10),
+        }
+        assert set(row["trial_return"]) == set(script.COLUMNS)
+        evaluated = json.loads((tmp_path / run / "eval.json").read_text())
+        assert evaluated["extra"]["trial_return"]["rl2"] == row["trial_return"]["rl2"]
+    table = (tmp_path / "ceiling.md").read_text().splitlines()
+    assert sum(line.startswith("| `rl2-bandit_k") for line in table) == 2
+
+
+def test_a_bad_task_count_is_refused_before_anything_is_written(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _script().main(["--out", str(tmp_path / "out"), "--num-tasks", "0"])
+    assert "--num-tasks must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
