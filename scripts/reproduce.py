@@ -42,8 +42,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-CHECKPOINT_LIMIT = 1 << 20
-"""A final checkpoint up to this size (bytes) is committed with the run's files."""
+CHECKPOINT_LIMIT = 8 << 20
+"""A final checkpoint up to this size (bytes) is copied beside the run's files, to be committed
+(MAML-family conv4 checkpoints are 1-2 MB, RL² GRU ones about 5 MB; SNAIL's 38 MB is not)."""
 
 
 def _module(name: str) -> ModuleType:
@@ -261,6 +262,8 @@ def run_row(
     for path in (work / "config.yaml", work / "metrics.csv"):
         if path.is_file():
             shutil.copy2(path, target / path.name)
+    for stale in target.glob("*.pt"):  # an earlier run's checkpoint is not this run's
+        stale.unlink()
     checkpoints = sorted((work / "checkpoints").glob("*.pt"))
     if checkpoints and checkpoints[-1].stat().st_size <= CHECKPOINT_LIMIT:
         shutil.copy2(checkpoints[-1], target / checkpoints[-1].name)

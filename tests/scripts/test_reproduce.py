@@ -123,3 +123,23 @@ def test_run_info_records_the_tree_as_it_was_before_the_run_wrote_its_files(tmp_
     info = json.loads((tmp_path / name / "run_info.json").read_text())
     assert seen == [[]] and info["uncommitted_changes"] is False
     assert "load average" in info["machine"] and info["machine"].endswith("at the end")
+
+
+def test_a_rerun_replaces_the_rows_checkpoint_and_never_keeps_an_older_one(tmp_path, monkeypatch):
+    """The row's files are the new run's: an earlier run's committed checkpoint is removed, and
+    the new final checkpoint is copied when it is small enough to commit."""
+    reproduce = _reproduce()
+    manifest = reproduce.tables.load_manifest(ROOT / "results")
+    name = "rl2-tabular_mdp_n10"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "checkpoint_00000120.pt").write_bytes(b"an older run")
+    reproduce.run_row(name, manifest["runs"][name], manifest, tmp_path, quick=True)
+    kept = sorted(p.name for p in (tmp_path / name).glob("*.pt"))
+    written = sorted(p.name for p in (tmp_path / "_runs" / name / "checkpoints").glob("*.pt"))
+    assert kept == written[-1:] and kept != ["checkpoint_00000120.pt"]
+    monkeypatch.setattr(reproduce, "CHECKPOINT_LIMIT", 0)  # too large to commit: none kept
+    again = tmp_path / "again"
+    (again / name).mkdir(parents=True)
+    (again / name / "checkpoint_00000120.pt").write_bytes(b"an older run")
+    reproduce.run_row(name, manifest["runs"][name], manifest, again, quick=True)
+    assert not list((again / name).glob("*.pt"))
