@@ -24,10 +24,13 @@ def test_it_writes_exact_values_and_every_column_on_the_same_bandits(tmp_path):
     script = _script()
     assert script.main(["--out", str(tmp_path), "--num-tasks", "30"]) == 0
     data = json.loads((tmp_path / "ceiling.json").read_text())
-    assert set(data["runs"]) == {"rl2-bandit_k5_n10", "rl2-bandit_k10_n10"}
+    assert set(data["runs"]) == set(script.RUNS)
     for run, row in data["runs"].items():
-        k = row["arms"]
-        assert (row["pulls"], row["num_tasks"]) == (10, 30)
+        k, n = row["arms"], row["pulls"]
+        assert run == f"rl2-bandit_k{k}_n{n}" and row["num_tasks"] == 30
+        if n == 100:  # beyond the dynamic programme
+            assert row["exact"] is None and "bayes_optimal" not in row["trial_return"]
+            continue
         assert row["exact"] == {
             "bayes_optimal": bayes_optimal_table(k, 10).value,
             "greedy": greedy_value(k, 10),
@@ -36,7 +39,7 @@ def test_it_writes_exact_values_and_every_column_on_the_same_bandits(tmp_path):
         evaluated = json.loads((tmp_path / run / "eval.json").read_text())
         assert evaluated["extra"]["trial_return"]["rl2"] == row["trial_return"]["rl2"]
     table = (tmp_path / "ceiling.md").read_text().splitlines()
-    assert sum(line.startswith("| `rl2-bandit_k") for line in table) == 2
+    assert sum(line.startswith("| `rl2-bandit_k") for line in table) == 4
 
 
 def test_a_bad_task_count_is_refused_before_anything_is_written(tmp_path, capsys):
