@@ -1,23 +1,15 @@
 """scripts/bandit_ceiling.py: exact values beside RL²'s committed n = 10 bandit checkpoints."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from metarl.rl.classic_bandit import bayes_optimal_table, greedy_value
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "bandit_ceiling", ROOT / "scripts/bandit_ceiling.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bandit_ceiling")
 
 
 def test_it_writes_exact_values_and_every_column_on_the_same_bandits(tmp_path):

@@ -185,7 +185,8 @@ def test_bad_settings_are_refused():
         SupervisedConfig(algo=AlgoConfig(name="maml"), alphamaml=AlphaMAMLConfig())
 
 
-def test_resuming_restores_both_step_sizes():
+def _three_updates_and_two():
+    """A fresh-experiment factory, an experiment after 3 updates and one after 2 (same seed)."""
     cfg = _cfg(steps=1, inner_hyper_lr=0.01, outer_hyper_lr=1e-3)
     family = build_family(cfg.task, "train", CPU)
 
@@ -193,12 +194,16 @@ def test_resuming_restores_both_step_sizes():
         learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
         return SupervisedExperiment(cfg, learner, family, CPU)
 
-    straight = experiment()
+    straight, first = experiment(), experiment()
     for i in range(3):
         straight.update(i)
-    first = experiment()
     for i in range(2):
         first.update(i)
+    return experiment, straight, first
+
+
+def test_resuming_restores_both_step_sizes():
+    experiment, straight, first = _three_updates_and_two()
     state = first.state_dict()
     resumed = experiment()
     resumed.load_state_dict(state)
@@ -211,19 +216,7 @@ def test_resuming_restores_both_step_sizes():
 def test_training_resumes_from_a_checkpoint_saved_with_alpha_as_inner_lr():
     """A checkpoint written while α was ``inner_lr.alpha`` (one optimiser group, α last) resumes
     training exactly: α goes back into θ and the migration's split optimiser group is re-merged."""
-    cfg = _cfg(steps=1, inner_hyper_lr=0.01, outer_hyper_lr=1e-3)
-    family = build_family(cfg.task, "train", CPU)
-
-    def experiment():
-        learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
-        return SupervisedExperiment(cfg, learner, family, CPU)
-
-    straight = experiment()
-    for i in range(3):
-        straight.update(i)
-    first = experiment()
-    for i in range(2):
-        first.update(i)
+    experiment, straight, first = _three_updates_and_two()
     state = first.state_dict()
     assert list(state["params"])[-1] == INNER_LR and not state["inner_lrs"]
     old = {
