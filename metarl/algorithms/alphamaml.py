@@ -107,28 +107,19 @@ class AlphaMAMLLearner(FixedStepSizes):
         return task_loss(self._forward(net, data[0]), data[1])
 
     def _adapt(
-        self,
-        params: Params,
-        batch: TaskBatch,
-        steps: int,
-        first_order: bool,
-        lrs: Params | None = None,
+        self, params: Params, batch: TaskBatch, steps: int, first_order: bool
     ) -> AdaptResult:
-        net = {k: v for k, v in params.items() if k != INNER_LR}
-        if INNER_LR in params:
-            alpha = params[INNER_LR]
-        elif lrs and INNER_LR in lrs:
-            # a checkpoint written while α was saved as "inner_lr.alpha": the checkpoint
-            # migration (metarl.config_renames) moved it to the step sizes, "inner_lrs"
-            alpha = lrs[INNER_LR]
-        else:
+        # an older checkpoint's "inner_lr.alpha" is put back into θ when it is loaded
+        # (metarl.config_renames.keep_lrs_in_params), for training and evaluation alike
+        if INNER_LR not in params:
             raise KeyError(f"alphamaml's params hold no inner step size {INNER_LR!r}")
+        net = {k: v for k, v in params.items() if k != INNER_LR}
         return adapt(
             net,
             self._support_loss,
             (batch.support_x, batch.support_y),
             steps=steps,
-            lr=alpha,
+            lr=params[INNER_LR],
             first_order=first_order,
         )
 
@@ -183,7 +174,7 @@ class AlphaMAMLLearner(FixedStepSizes):
         self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
     ) -> Tensor:
         """Query metric after 0..steps inner steps at the learned α, ``[task, steps + 1]``."""
-        result = self._adapt(params, batch, steps, first_order=True, lrs=lrs)
+        result = self._adapt(params, batch, steps, first_order=True)
         with torch.no_grad():
             curve = [
                 vmap(task_metric)(

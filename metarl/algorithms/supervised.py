@@ -582,10 +582,13 @@ def train_from_config(cfg: SupervisedConfig, device: torch.device) -> Path:
 
 def evaluate_run(cfg: SupervisedConfig, request: EvalRequest) -> Path:
     """Few-shot adaptation of a run's checkpoint on held-out tasks (:class:`EvalRequest`)."""
-    device, state = request.device, request.state
+    device = request.device
+    learner = _build_learner(cfg, device)
+    # an older layout (a step size of θ saved as inner_lr.*) back where the learner keeps it
+    state = keep_lrs_in_params(request.state, list(learner.init_params()), list(learner.init_lrs()))
     return evaluate(
         cfg,
-        _build_learner(cfg, device),
+        learner,
         {k: v.to(device) for k, v in state["params"].items()},
         build_family(cfg.task, request.split, device),
         str(request.out),

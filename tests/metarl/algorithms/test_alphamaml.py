@@ -30,7 +30,7 @@ from metarl.algorithms.supervised import (
     train,
 )
 from metarl.algorithms.supervised_config import AlphaMAMLConfig
-from metarl.config_renames import migrate_checkpoint
+from metarl.config_renames import keep_lrs_in_params, migrate_checkpoint
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -155,14 +155,16 @@ def test_alphamaml_learns_sinusoid_regression_in_seconds():
 
 def test_a_checkpoint_from_before_alpha_was_renamed_still_evaluates():
     """Older checkpoints saved α as ``inner_lr.alpha``; the checkpoint migration moves such keys
-    to ``inner_lrs``, and evaluation (which passes them as ``lrs``) must find α there."""
+    to ``inner_lrs``, and loading for evaluation (``keep_lrs_in_params``, as
+    ``supervised.evaluate_run`` does) must put α back into θ."""
     learner, params, batch = _problem(_cfg(steps=2))
     params = {k: v.detach() for k, v in params.items()}
     old = {k: v for k, v in params.items() if k != INNER_LR}
     old["inner_lr." + INNER_LR] = params[INNER_LR]
     state = migrate_checkpoint({"params": old})
     assert INNER_LR not in state["params"] and set(state["inner_lrs"]) == {INNER_LR}
-    again = learner.adaptation_curve(state["params"], batch, 2, lrs=state["inner_lrs"])
+    loaded = keep_lrs_in_params(state, list(params), [])
+    again = learner.adaptation_curve(loaded["params"], batch, 2, lrs=loaded["inner_lrs"])
     assert torch.equal(again, learner.adaptation_curve(params, batch, 2))
     with pytest.raises(KeyError, match="no inner step size 'alpha'"):
         learner.adaptation_curve(state["params"], batch, 2)
