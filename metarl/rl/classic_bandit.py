@@ -258,6 +258,19 @@ BAYES_OPTIMAL_MAX_PULLS = 12
 n = 20, where the dynamic programme takes tens of seconds."""
 
 
+def _check_short_trial(num_arms: int, num_pulls: int) -> tuple[int, int]:
+    """Checks the sizes the exact dynamic programmes accept; returns them."""
+    num_arms = check_positive_int("num_arms", num_arms)
+    num_pulls = check_positive_int("num_pulls", num_pulls)
+    if num_pulls > BAYES_OPTIMAL_MAX_PULLS:
+        raise ValueError(
+            f"the exact Bayes-optimal bandit policy is solved for at most "
+            f"{BAYES_OPTIMAL_MAX_PULLS} pulls (its state space grows combinatorially), got "
+            f"{num_pulls}"
+        )
+    return num_arms, num_pulls
+
+
 @dataclasses.dataclass(frozen=True)
 class BayesOptimalTable:
     """The Bayes-optimal policy for ``k`` Bernoulli arms, ``Beta(1, 1)`` priors, ``n`` pulls.
@@ -289,14 +302,7 @@ def bayes_optimal_table(num_arms: int, num_pulls: int) -> BayesOptimalTable:
         ValueError: if ``num_arms < 1`` or ``num_pulls`` is outside ``[1,
             BAYES_OPTIMAL_MAX_PULLS]``.
     """
-    num_arms = check_positive_int("num_arms", num_arms)
-    num_pulls = check_positive_int("num_pulls", num_pulls)
-    if num_pulls > BAYES_OPTIMAL_MAX_PULLS:
-        raise ValueError(
-            f"the exact Bayes-optimal bandit policy is solved for at most "
-            f"{BAYES_OPTIMAL_MAX_PULLS} pulls (its state space grows combinatorially), got "
-            f"{num_pulls}"
-        )
+    num_arms, num_pulls = _check_short_trial(num_arms, num_pulls)
     base = num_pulls + 1
     values: dict[tuple[int, ...], float] = {}
     best: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -335,7 +341,7 @@ def greedy_value(num_arms: int, num_pulls: int) -> float:
     Raises:
         ValueError: as :func:`bayes_optimal_table`.
     """
-    bayes_optimal_table(num_arms, num_pulls)  # the same checks
+    num_arms, num_pulls = _check_short_trial(num_arms, num_pulls)
     base = num_pulls + 1
 
     @functools.cache
