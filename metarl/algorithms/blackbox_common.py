@@ -11,6 +11,11 @@ The label of a step is either the label of the *previous* step (Santoro et al. 2
 by MANN, or the step's own label (Mishra et al. 2018 §4.1: labelled support, the query's label
 zeros), used by SNAIL.
 
+MANN can also train on Santoro et al. 2016's episodes (``mann.train_loss: every_step``): every
+drawing of a task, support and query together, in one random sequence of ``(x_t, y_{t-1})`` steps,
+with the loss at every step. A class's first drawing cannot be told apart from a guess; from its
+second on, the memory holds the answer. Evaluation is unchanged (the support, then each query).
+
 The support order is a fresh random permutation per task (the family returns it class-major, which
 a sequence model could otherwise read the labels from): at training it is drawn from
 ``run.seed`` and the iteration (so a resumed run sees the same orders), at evaluation from a
@@ -42,7 +47,9 @@ __all__ = [
     "check_blackbox_config",
     "episode_sequences",
     "init_uniform_",
+    "instance_index",
     "support_orders",
+    "whole_episodes",
 ]
 
 _EVAL_SEED_OFFSET = 7_919
@@ -128,6 +135,69 @@ def episode_sequences(
     return seq.flatten(0, 1)
 
 
+def whole_episodes(
+    support_emb: Tensor,
+    support_y: Tensor,
+    query_emb: Tensor,
+    query_y: Tensor,
+    ways: int,
+    order: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Every example of each task in one sequence, each step carrying the previous step's label.
+
+    Santoro et al. 2016's episodes (§4.1): the support and query examples of a task, in the order
+    ``order``, step ``t`` reading ``(x_t, y_{t-1})`` (zeros at the first step).
+
+    Args:
+        support_emb: ``[task, support, dim]``.
+        support_y: ``[task, support]`` int64 labels in ``0..ways-1``.
+        query_emb: ``[task, query, dim]``.
+        query_y: ``[task, query]`` int64 labels in ``0..ways-1``.
+        ways: Number of classes (the one-hot width).
+        order: ``[task, support + query]`` a permutation: step ``t`` reads example ``order[t]``
+            of the support followed by the query.
+
+    Returns:
+        The sequences ``[task, support + query, dim + ways]`` and each step's label
+        ``[task, support + query]``.
+
+    Raises:
+        ValueError: If the shapes do not match or a label is outside ``0..ways-1``.
+    """
+    three_d = support_emb.dim() == query_emb.dim() == 3
+    if not three_d or query_emb.shape[::2] != support_emb.shape[::2]:
+        raise ValueError(
+            f"support_emb and query_emb must be [task, n, dim] with the same task and dim, got "
+            f"shapes {tuple(support_emb.shape)} and {tuple(query_emb.shape)}"
+        )
+    num_tasks, _, dim = support_emb.shape
+    x = torch.cat([support_emb, query_emb], dim=1)
+    y = torch.cat([support_y, query_y], dim=1) if support_y.dim() == query_y.dim() == 2 else None
+    if y is None or y.shape != x.shape[:2] or order.shape != x.shape[:2]:
+        raise ValueError(
+            f"support_y, query_y must be [{num_tasks}, n] matching the embeddings and order "
+            f"[{num_tasks}, {x.shape[1]}], got shapes {tuple(support_y.shape)}, "
+            f"{tuple(query_y.shape)} and {tuple(order.shape)}"
+        )
+    if y.numel() and not 0 <= int(y.min()) <= int(y.max()) < ways:
+        raise ValueError(f"labels must be in 0..{ways - 1}")
+    x = x.gather(1, order.unsqueeze(-1).expand(-1, -1, dim))
+    y = y.gather(1, order)
+    previous = F.one_hot(y[:, :-1], ways).to(x.dtype)
+    previous = torch.cat([previous.new_zeros(num_tasks, 1, ways), previous], dim=1)
+    return torch.cat([x, previous], dim=-1), y
+
+
+def instance_index(labels: Tensor, ways: int) -> Tensor:
+    """How many earlier steps of its sequence share each step's label.
+
+    0 at a class's first drawing, 1 at its second, ... (``labels`` ``[batch, steps]`` in
+    ``0..ways-1``).
+    """
+    one_hot = F.one_hot(labels, ways)
+    return (one_hot.cumsum(dim=1) - one_hot).gather(2, labels.unsqueeze(-1)).squeeze(-1)
+
+
 def init_uniform_(module: nn.Module, generator: torch.Generator) -> None:
     """PyTorch's default init ``U(±1/sqrt(fan_in))`` (LSTM: ``±1/sqrt(hidden)``) from ``generator``.
 
@@ -165,6 +235,8 @@ class BlackBoxLearner(FixedStepSizes):
     """
 
     label_offset: bool = False
+    every_step_loss: bool = False
+    """Train on whole episodes with the loss at every step (see :func:`whole_episodes`)."""
 
     def __init__(
         self, cfg: SupervisedConfig, device: torch.device, generator: torch.Generator
@@ -208,12 +280,37 @@ class BlackBoxLearner(FixedStepSizes):
     def outer_loss(
         self, params: Params, batch: TaskBatch, iteration: int, *, lrs: Params | None = None
     ) -> OuterLoss:
-        """Mean query cross-entropy over the tasks of a training batch."""
-        order = self._orders(batch, self.cfg.run.seed * 1_000_003 + iteration)
+        """Mean query cross-entropy over the tasks of a training batch.
+
+        With ``every_step_loss``, the mean cross-entropy over every step of the whole episodes;
+        ``query_accuracy`` is then the accuracy at the steps whose class was drawn before and
+        ``second_instance_accuracy`` at each class's second drawing (Santoro et al. 2016, Fig. 2).
+        """
+        seed = self.cfg.run.seed * 1_000_003 + iteration
+        if self.every_step_loss:
+            return self._every_step_loss(params, batch, seed)
+        order = self._orders(batch, seed)
         logits = self.query_logits(params, batch, order).flatten(0, 1)
         labels = batch.query_y.flatten()
         loss = F.cross_entropy(logits, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
+
+    def _every_step_loss(self, params: Params, batch: TaskBatch, seed: int) -> OuterLoss:
+        support, query = embed_tasks(self.net["embedding"], _sub(params, "embedding."), batch)
+        ways = self.cfg.task.ways
+        length = support.shape[1] + query.shape[1]
+        first = batch.first_task
+        order = support_orders(first + support.shape[0], length, seed, support.device)[first:]
+        seq, labels = whole_episodes(support, batch.support_y, query, batch.query_y, ways, order)
+        logits = functional_call(self.net["core"], _sub(params, "core."), (seq,))
+        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        correct = (logits.detach().argmax(-1) == labels).to(logits.dtype)
+        instance = instance_index(labels, ways)
+        metrics = {
+            "query_accuracy": correct[instance > 0].mean(),
+            "second_instance_accuracy": correct[instance == 1].mean(),
+        }
+        return OuterLoss(loss, metrics)
 
     def adaptation_curve(
         self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None

@@ -190,6 +190,11 @@ class MANNLearner(BlackBoxLearner):
 
     label_offset = True
 
+    @property
+    def every_step_loss(self) -> bool:  # type: ignore[override]
+        """``mann.train_loss: every_step``: Santoro et al. 2016's whole-episode training."""
+        return (self.cfg.mann or MANNConfig()).train_loss == "every_step"
+
     def build_core(
         self, in_dim: int, generator: torch.Generator, device: torch.device
     ) -> nn.Module:

@@ -289,6 +289,10 @@ class MANNConfig:
     """Usage decay γ in [0, 1]."""
     write_vector: Literal["key", "separate"] = "key"
     """What a head writes: its key (Santoro et al. 2016 §3.2) or a vector of its own."""
+    train_loss: Literal["query", "every_step"] = "query"
+    """At training, the loss on each query read after the support (``query``, as evaluated), or
+    Santoro et al. 2016's episodes: every drawing of the task (support and query) in one random
+    sequence with the loss at every step (``every_step``)."""
 
     def __post_init__(self) -> None:
         check_positive(self, "controller_size", "memory_slots", "memory_width", "read_heads")
@@ -300,6 +304,8 @@ class MANNConfig:
             raise ValueError(f"usage_decay must be in [0, 1], got {self.usage_decay}")
         if self.write_vector not in ("key", "separate"):
             raise ValueError(f"write_vector must be 'key' or 'separate', got {self.write_vector!r}")
+        if self.train_loss not in ("query", "every_step"):
+            raise ValueError(f"train_loss must be 'query' or 'every_step', got {self.train_loss!r}")
 
 
 @dataclasses.dataclass(frozen=True)
