@@ -12,9 +12,15 @@ and the figure is env steps per second of training *including* the policy update
 - **sb3-contrib RecurrentPPO**: ``RecurrentPPO("MlpLstmPolicy")`` with an LSTM of 64 units and
   the same envs, batch, epochs and minibatches (skipped, with the install command, if
   ``sb3_contrib`` is missing);
-- **the vector env alone**, stepped with random actions: the ceiling, the same 64 sub-envs.
+- **the vector env alone**, stepped with uniform random actions, the same 64 sub-envs;
+- **the vector env replaying RL²'s actions**: the actions RL²'s policy took in one training
+  iteration (recorded at ``vec.step``), stepped again with the same resets and no policy or
+  update. MuJoCo's cost per step depends on the actions (the cheetah's contacts), and a Gaussian
+  policy's small controls make its steps dearer than uniform random ones, so this row, not the
+  uniform one, is the floor that RL²'s own sampling can reach (the same holds for MAML's
+  sampling, ``scripts/bench_maml_rl.py --sampling-only``).
 
-All four are timed in alternating rounds (``--rounds``), each round the same number of env steps
+All are timed in alternating rounds (``--rounds``), each round the same number of env steps
 for every learner (``--iterations`` RL² iterations' worth), so that a change in the load of a
 shared machine hits all of them alike. Printed: the median rate of each over the rounds, the
 median of the per-round ratios, and the 1-minute load average (``os.getloadavg``) before every
@@ -90,13 +96,49 @@ def random_round(cfg: R.RL2Config, rollouts: int) -> Round:
     return run
 
 
-def rl2_round(cfg: R.RL2Config, device: torch.device, iterations: int) -> Round:
-    """RL² training (sampling and PPO updates) for ``iterations`` iterations per round."""
+def replay_round(cfg: R.RL2Config, actions: list[np.ndarray], iterations: int) -> Round:
+    """The vector env replaying ``actions`` (one iteration's, in order), ``iterations`` times."""
+    vec = R.make_env(cfg, cfg.env.num_trials)
+    everyone = np.ones(vec.num_envs, dtype=bool)
+    horizon = int(vec.horizon or 1)
+    if len(actions) != cfg.env.episodes_per_trial * horizon:
+        raise ValueError(f"expected one iteration's actions, got {len(actions)} steps")
+    vec.reset(seed=0)
+
+    def run() -> tuple[int, float]:
+        start = time.perf_counter()
+        for _ in range(iterations):
+            for t, action in enumerate(actions):
+                if t % horizon == 0:
+                    vec.reset(options={"reset_mask": everyone})
+                vec.step(action)
+        return iterations * len(actions) * vec.num_envs, time.perf_counter() - start
+
+    return run
+
+
+def rl2_round(
+    cfg: R.RL2Config, device: torch.device, iterations: int, record: list[np.ndarray]
+) -> Round:
+    """RL² training (sampling and PPO updates) for ``iterations`` iterations per round.
+
+    The actions of the warm-up iteration's sampling are appended to ``record``.
+    """
     vec = R.make_env(cfg, cfg.env.num_trials)
     policy = R.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
     params = R.init_params(policy)
     warm = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, iterations=1))
-    R.train(warm, policy, params, vec, device=device)  # allocators, caches
+    step = vec.step
+
+    def recording_step(action: np.ndarray) -> Any:
+        record.append(np.array(action, copy=True))
+        return step(action)
+
+    vec.step = recording_step  # type: ignore[method-assign]
+    try:
+        R.train(warm, policy, params, vec, device=device)  # allocators, caches
+    finally:
+        del vec.step  # the class's method again
     timed = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, iterations=iterations))
     steps = iterations * cfg.env.num_trials * cfg.env.episodes_per_trial * int(vec.horizon or 1)
 
@@ -159,7 +201,8 @@ def interleave(rounds: int, runners: dict[str, Round]) -> tuple[dict[str, list[f
 
 
 NAMES = {
-    "random": "the vector env alone, random actions (ceiling)",
+    "random": "the vector env alone, uniform random actions",
+    "replay": "the vector env replaying RL²'s actions (the floor)",
     "rl2": "metarl RL² (GRU, PPO)",
     "sb3": "stable-baselines3 PPO, MLP, 64 envs",
     "contrib": "sb3-contrib RecurrentPPO, LSTM 64, 64 envs",
@@ -201,9 +244,12 @@ def main() -> None:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} ({torch.get_num_threads()} threads)\n"
     )
+    recorded: list[np.ndarray] = []
+    rl2 = rl2_round(cfg, device, args.iterations, recorded)
     runners = {
         "random": random_round(cfg, args.iterations),
-        "rl2": rl2_round(cfg, device, args.iterations),
+        "replay": replay_round(cfg, recorded, args.iterations),
+        "rl2": rl2,
         "sb3": sb3_round(cfg, device, args.iterations, recurrent=False),
     }
     try:
@@ -227,6 +273,8 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in loads)
     print(f"\nload average (1 min) before each round and after: {load}")
     print(f"RL² / the vector env's random-action rate: {ratio('rl2', 'random'):.2f}")
+    print(f"RL² / the vector env replaying RL²'s actions: {ratio('rl2', 'replay'):.2f}")
+    print(f"replaying RL²'s actions / uniform random actions: {ratio('replay', 'random'):.2f}")
     print(f"ratio RL² / SB3 PPO (64 envs): {ratio('rl2', 'sb3'):.2f}×")
     if "contrib" in rates:
         print(f"ratio RL² / RecurrentPPO (64 envs): {ratio('rl2', 'contrib'):.2f}×")
@@ -242,6 +290,8 @@ def main() -> None:
             "load_average": loads,
             "ratio": ratio("rl2", "sb3"),
             "ratio_random": ratio("rl2", "random"),
+            "ratio_replay": ratio("rl2", "replay"),
+            "ratio_replay_random": ratio("replay", "random"),
             "ratio_recurrent_ppo": ratio("rl2", "contrib") if "contrib" in rates else None,
         }
         with open(args.out, "w", encoding="utf-8") as handle:
