@@ -295,22 +295,56 @@ class BlackBoxLearner(FixedStepSizes):
         loss = F.cross_entropy(logits, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
 
-    def _every_step_loss(self, params: Params, batch: TaskBatch, seed: int) -> OuterLoss:
+    def _whole_episodes(
+        self, params: Params, batch: TaskBatch, seed: int
+    ) -> tuple[Tensor, Tensor]:
+        """Logits ``[task, steps, ways]`` and labels ``[task, steps]`` of whole episodes."""
         support, query = embed_tasks(self.net["embedding"], _sub(params, "embedding."), batch)
-        ways = self.cfg.task.ways
         length = support.shape[1] + query.shape[1]
         first = batch.first_task
         order = support_orders(first + support.shape[0], length, seed, support.device)[first:]
+        ways = self.cfg.task.ways
         seq, labels = whole_episodes(support, batch.support_y, query, batch.query_y, ways, order)
-        logits = functional_call(self.net["core"], _sub(params, "core."), (seq,))
+        return functional_call(self.net["core"], _sub(params, "core."), (seq,)), labels
+
+    def _every_step_loss(self, params: Params, batch: TaskBatch, seed: int) -> OuterLoss:
+        logits, labels = self._whole_episodes(params, batch, seed)
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten())
         correct = (logits.detach().argmax(-1) == labels).to(logits.dtype)
-        instance = instance_index(labels, ways)
+        instance = instance_index(labels, self.cfg.task.ways)
         metrics = {
             "query_accuracy": correct[instance > 0].mean(),
             "second_instance_accuracy": correct[instance == 1].mean(),
         }
         return OuterLoss(loss, metrics)
+
+    def instance_accuracy(self, params: Params, batch: TaskBatch, seed: int) -> Tensor:
+        """Accuracy at each class's 1st, 2nd, ... drawing of whole episodes, ``[task, drawings]``.
+
+        Santoro et al. 2016's evaluation (Table 1): every drawing of a task (support and query)
+        in one random sequence, each step read with the previous step's label. Every class must
+        have the same number of drawings.
+
+        Raises:
+            ValueError: If the learner does not read the previous step's label, or the classes
+                have different numbers of drawings.
+        """
+        if not self.label_offset:
+            raise ValueError(
+                f"{self.cfg.algo.name} reads each step's own label: a whole episode would show "
+                "it the answers"
+            )
+        ways = self.cfg.task.ways
+        counts = torch.cat([batch.support_y, batch.query_y], dim=1)
+        counts = F.one_hot(counts, ways).sum(dim=1)
+        if not bool((counts == counts[:, :1]).all()):
+            raise ValueError("every class of a task must have the same number of drawings")
+        with torch.no_grad():
+            logits, labels = self._whole_episodes(params, batch, seed)
+            correct = (logits.argmax(-1) == labels).to(logits.dtype)
+            drawings = int(counts[0, 0])
+            which = F.one_hot(instance_index(labels, ways), drawings).to(logits.dtype)
+            return (correct.unsqueeze(-1) * which).sum(dim=1) / which.sum(dim=1)
 
     def adaptation_curve(
         self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None

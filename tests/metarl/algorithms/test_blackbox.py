@@ -309,6 +309,29 @@ def test_mann_every_step_loss_is_the_mean_over_the_whole_episode() -> None:
     )
 
 
+def test_instance_accuracy_is_the_whole_episode_accuracy_by_drawing() -> None:
+    """Santoro et al.'s evaluation: accuracy at each class's 1st, 2nd, ... drawing; the 2nd
+    drawing's column over the tasks equals the training metric on the same episodes."""
+    learner = _every_step_mann()
+    params = learner.init_params()
+    batch = _prototype_batch(torch.Generator().manual_seed(0), 4, 3, 1, 2)
+    curves = learner.instance_accuracy(params, batch, 7)
+    assert curves.shape == (4, 3) and not curves.requires_grad
+    assert ((curves * 3).round() == curves * 3).all()  # 3 classes: multiples of 1/3
+    metric = learner.outer_loss(params, batch, 7).metrics["second_instance_accuracy"]
+    assert_close(curves[:, 1].mean(), metric)
+    assert_close(
+        curves[:, 1:].mean(), learner.outer_loss(params, batch, 7).metrics["query_accuracy"]
+    )
+    uneven = dataclasses.replace(batch, query_y=batch.query_y.roll(1, dims=1))
+    uneven.query_y[:, 0] = 0
+    with pytest.raises(ValueError, match="same number of drawings"):
+        learner.instance_accuracy(params, uneven, 7)
+    snail = _learner(_config("snail"))
+    with pytest.raises(ValueError, match="snail reads each step's own label"):
+        snail.instance_accuracy(snail.init_params(), batch, 7)
+
+
 def test_mann_every_step_learns_on_random_vectors() -> None:
     """3-way, three drawings per class, the loss at every step: 600 Adam steps lift the accuracy
     at a class's later drawings on held-out episodes from chance (1/3) past 0.75. Without the
