@@ -284,7 +284,7 @@ class BlackBoxLearner(FixedStepSizes):
 
         With ``every_step_loss``, the mean cross-entropy over every step of the whole episodes;
         ``query_accuracy`` is then the accuracy at the steps whose class was drawn before and
-        ``second_instance_accuracy`` at each class's second drawing (Santoro et al. 2016, Fig. 2).
+        ``second_instance_accuracy`` at each class's second drawing (as Santoro et al. 2016 report).
         """
         seed = self.cfg.run.seed * 1_000_003 + iteration
         if self.every_step_loss:
@@ -295,9 +295,7 @@ class BlackBoxLearner(FixedStepSizes):
         loss = F.cross_entropy(logits, labels)
         return OuterLoss(loss, {"query_accuracy": task_metric(logits.detach(), labels)})
 
-    def _whole_episodes(
-        self, params: Params, batch: TaskBatch, seed: int
-    ) -> tuple[Tensor, Tensor]:
+    def _whole_episodes(self, params: Params, batch: TaskBatch, seed: int) -> tuple[Tensor, Tensor]:
         """Logits ``[task, steps, ways]`` and labels ``[task, steps]`` of whole episodes."""
         support, query = embed_tasks(self.net["embedding"], _sub(params, "embedding."), batch)
         length = support.shape[1] + query.shape[1]
