@@ -128,7 +128,7 @@ def _load(config_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, 
     return kind, load_config(kind.CONFIG_CLASS, config_path, overrides)
 
 
-def _load_run_config(config_path: Path) -> tuple[Any, Any]:
+def load_run_config(config_path: Path) -> tuple[Any, Any]:
     """Loads a run directory's config.yaml, migrating keys an older version wrote."""
     from metarl.algorithms import experiment_kind
     from metarl.config import load_config, load_yaml
@@ -256,7 +256,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {run_dir} a metarl run directory?")
-    kind, cfg = _load_run_config(config_path)
+    kind, cfg = load_run_config(config_path)
     device = get_device(args.device or cfg.run.device)
     ckpt = latest_intact_checkpoint(run_dir)  # Warns naming each damaged newer checkpoint.
     if ckpt is None:

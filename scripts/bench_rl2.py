@@ -74,26 +74,15 @@ Round = Callable[[], tuple[int, float]]
 
 
 def random_round(cfg: R.RL2Config, rollouts: int) -> Round:
-    """The same vector env stepped with random actions (no policy, no update): the ceiling."""
-    vec = R.make_env(cfg, cfg.env.num_trials)
-    space = vec.single_action_space
+    """The same vector env stepped with uniform random actions (no policy, no update)."""
+    probe = R.make_env(cfg, 1)
+    space, horizon = probe.single_action_space, int(probe.horizon or 1)
+    probe.close()
     rng = np.random.default_rng(0)
-    shape = (vec.num_envs, *(space.shape or ()))
-    actions = [rng.uniform(-1, 1, shape).astype(space.dtype or np.float32) for _ in "ab"]
-    everyone = np.ones(vec.num_envs, dtype=bool)
-    horizon = int(vec.horizon or 1)
-    steps = rollouts * cfg.env.episodes_per_trial * horizon
-    vec.reset(seed=0)
-
-    def run() -> tuple[int, float]:
-        start = time.perf_counter()
-        for t in range(steps):
-            if t % horizon == 0:
-                vec.reset(options={"reset_mask": everyone})
-            vec.step(actions[t % 2])
-        return steps * vec.num_envs, time.perf_counter() - start
-
-    return run
+    shape = (cfg.env.num_trials, *(space.shape or ()))
+    pair = [rng.uniform(-1, 1, shape).astype(space.dtype or np.float32) for _ in "ab"]
+    length = cfg.env.episodes_per_trial * horizon
+    return replay_round(cfg, [pair[t % 2] for t in range(length)], rollouts)
 
 
 def replay_round(cfg: R.RL2Config, actions: list[np.ndarray], iterations: int) -> Round:

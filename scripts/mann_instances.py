@@ -41,7 +41,7 @@ def instance_curves(run: Path, num_tasks: int, drawings: int, seed: int) -> torc
     """
     from metarl.algorithms.supervised import build_family, build_supervised_learner
     from metarl.checkpoint import load_checkpoint
-    from metarl.cli import _load_run_config
+    from metarl.cli import load_run_config
 
     if num_tasks < 1 or drawings < 2:
         raise ValueError(
@@ -52,7 +52,7 @@ def instance_curves(run: Path, num_tasks: int, drawings: int, seed: int) -> torc
     checkpoints = sorted(run.glob("*.pt")) or sorted((run / "checkpoints").glob("*.pt"))
     if not checkpoints:
         raise FileNotFoundError(f"{run} has no checkpoint (*.pt or checkpoints/*.pt)")
-    _, cfg = _load_run_config(run / "config.yaml")
+    _, cfg = load_run_config(run / "config.yaml")
     if cfg.algo.name != "mann":
         raise ValueError(f"{run} is a {cfg.algo.name} run; this evaluation is MANN's")
     device = torch.device("cpu")

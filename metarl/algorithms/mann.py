@@ -191,7 +191,7 @@ class MANNLearner(BlackBoxLearner):
     label_offset = True
 
     @property
-    def every_step_loss(self) -> bool:  # type: ignore[override]
+    def every_step_loss(self) -> bool:
         """``mann.train_loss: every_step``: Santoro et al. 2016's whole-episode training."""
         return (self.cfg.mann or MANNConfig()).train_loss == "every_step"
 
