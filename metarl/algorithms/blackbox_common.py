@@ -62,9 +62,10 @@ def check_blackbox_config(cfg: SupervisedConfig) -> None:
         raise ValueError(
             f"{name} needs a classification task family, got task.family={cfg.task.family!r}"
         )
-    if cfg.model.network not in ("conv4_maxpool", "conv4_strided"):
+    if cfg.model.network not in ("conv4_maxpool", "conv4_strided", "flat"):
         raise ValueError(
-            f"{name} needs model.network conv4_maxpool or conv4_strided, got {cfg.model.network!r}"
+            f"{name} needs model.network conv4_maxpool, conv4_strided or flat, got "
+            f"{cfg.model.network!r}"
         )
     if cfg.task.train_ways not in (None, cfg.task.ways):
         raise ValueError(

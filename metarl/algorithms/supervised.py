@@ -46,7 +46,7 @@ from metarl.config_sections import section
 from metarl.evaluation import EvalFiles, write_eval_results
 from metarl.functional import Params
 from metarl.kinds import EvalRequest
-from metarl.nn import MLP, Conv4
+from metarl.nn import MLP, Conv4, Pixels
 from metarl.runs import Run, open_run_from_config
 
 __all__ = [
@@ -204,12 +204,12 @@ def build_model(
         )
     if task.family == "sinusoid":
         raise ValueError(f"model.network={model.network!r} needs an image task family")
+    if model.network == "flat":  # no head: preflight admits it for the black-box learners only
+        return Pixels(channels, side)
     bn_steps = (
         section(cfg.inner, "inner").steps if cfg.mamlpp and cfg.mamlpp.per_step_bn_weights else None
     )
-    variant: Literal["strided", "maxpool"] = (
-        "strided" if model.network == "conv4_strided" else "maxpool"
-    )
+    variant: Literal["strided", "maxpool"] = "strided" if "strided" in model.network else "maxpool"
     return Conv4(
         None if embedding else task.ways,
         in_channels=channels,

@@ -41,6 +41,8 @@ _FLOAT_BYTES = 4
 _OMNIGLOT_PIXELS = 28 * 28
 _SECOND_ORDER_LEARNERS = ("maml", "metasgd", "mamlpp", "alphamaml", "cavia", "metalstm")
 """Learners whose meta-gradient runs back through every inner step."""
+_SEQUENCE_LEARNERS = ("mann", "snail")
+"""Learners that read an episode as a sequence of embeddings, which may be the raw pixels."""
 
 
 def check_task(task: TaskConfig) -> None:
@@ -103,6 +105,8 @@ def _features_per_example(cfg: SupervisedConfig) -> int:
     pixels = channels * side * side
     if model.network == "mlp":
         return pixels + sum(model.hidden) + task.ways
+    if model.network == "flat":
+        return pixels
     # conv4: four 3x3 conv blocks, each halving the side (stride 2, or a 2x2 max-pool after a
     # full-resolution convolution).
     sides = [side]
@@ -166,6 +170,12 @@ def preflight(cfg: SupervisedConfig, device: torch.device) -> None:
     if cfg.task.family == "sinusoid" and cfg.model.network != "mlp":
         raise ValueError(
             f"model.network={cfg.model.network!r} needs an image task family; sinusoid uses mlp"
+        )
+    if cfg.model.network == "flat" and cfg.algo.name not in _SEQUENCE_LEARNERS:
+        raise ValueError(
+            f"model.network='flat' (the raw pixels, no learned layers) is an input for "
+            f"{' and '.join(_SEQUENCE_LEARNERS)} only, not {cfg.algo.name}; use conv4_maxpool or "
+            "conv4_strided"
         )
     need, have = activation_bytes(cfg), device_memory_bytes(device)
     if have is not None and need > have:

@@ -110,8 +110,10 @@ class TaskConfig:
 class ModelConfig:
     """The network: an MLP (sinusoid) or the conv4 few-shot backbone (images)."""
 
-    network: Literal["mlp", "conv4_strided", "conv4_maxpool"] = "mlp"
-    """mlp; conv4_strided: MAML's 64-filter stride-2 conv4; conv4_maxpool: conv4 with max-pool."""
+    network: Literal["mlp", "conv4_strided", "conv4_maxpool", "flat"] = "mlp"
+    """mlp; conv4_strided: MAML's 64-filter stride-2 conv4; conv4_maxpool: conv4 with max-pool;
+    flat: the raw pixels as one vector, no learned embedding (mann and snail only; Santoro et al.
+    2016's MANN reads pixels)."""
     hidden: tuple[int, ...] = (40, 40)
     """Hidden layer widths of the MLP (MAML sinusoid: 40, 40)."""
     activation: Literal["relu", "tanh"] = "relu"

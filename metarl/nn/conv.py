@@ -168,3 +168,31 @@ class Conv4(nn.Module):
             x = block(x, step=step)
         x = x.mean(dim=(2, 3)) if self.variant == "strided" else x.flatten(1)
         return x if self.head is None else self.head(x)
+
+
+class Pixels(nn.Module):
+    """The image itself as the embedding: its pixels flattened to one vector, no parameters.
+
+    The input of Santoro et al. 2016's MANN ("MANN, no conv" in Finn et al. 2017, Table 1), which
+    reads raw pixels (downscaled to 20x20 there; here the family's own side).
+
+    Args:
+        in_channels: Input channels.
+        image_size: Side of the square input images.
+    """
+
+    def __init__(self, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.in_channels, self.image_size = in_channels, image_size
+        self.embedding_dim = in_channels * image_size * image_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Images ``[batch, in_channels, image_size, image_size]`` to ``[batch, embedding_dim]``.
+
+        Raises:
+            ValueError: If ``x`` has the wrong shape.
+        """
+        expected = (self.in_channels, self.image_size, self.image_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"x must be [batch, *{expected}], got shape {tuple(x.shape)}")
+        return x.flatten(1)

@@ -250,6 +250,35 @@ def test_outer_loss_reaches_every_parameter_and_the_curve_is_query_accuracy(name
         learner.adaptation_curve(params, batch, -1)
 
 
+@pytest.mark.parametrize("name", ["mann", "snail"])
+def test_flat_network_feeds_the_raw_pixels_to_the_sequence_model(name: str) -> None:
+    cfg = dataclasses.replace(_config(name), model=ModelConfig(network="flat"))
+    learner = _learner(cfg)
+    params = learner.init_params()
+    assert params and all(k.startswith("core.") for k in params)  # nothing learned before it
+    batch = _prototype_batch(torch.Generator().manual_seed(0), 2, 3, 1, 2)
+    support, query = embed_tasks(learner.net["embedding"], {}, batch)
+    assert_close(support, batch.support_x.flatten(2))
+    assert_close(query, batch.query_x.flatten(2))
+    out = learner.outer_loss(params, batch, 0)
+    out.loss.backward()
+    assert all(v.grad is not None and v.grad.abs().sum() > 0 for v in params.values())
+
+
+def test_flat_network_is_refused_for_learners_that_need_a_network() -> None:
+    from metarl.algorithms.supervised_checks import preflight
+
+    cfg = SupervisedConfig(
+        task=TaskConfig(family="omniglot", ways=5, shots=1),
+        model=ModelConfig(network="flat"),
+        algo=AlgoConfig(name="maml"),
+    )
+    with pytest.raises(
+        ValueError, match=r"model.network='flat' .* for mann and snail only, not maml"
+    ):
+        preflight(cfg, CPU)
+
+
 def test_mann_separate_write_vector_gets_its_own_trained_parameters() -> None:
     separate = dataclasses.replace(SMALL["mann"]["mann"], write_vector="separate")
     cfg = _config("mann")
