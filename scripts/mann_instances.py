@@ -9,8 +9,9 @@ its own last step); this script measures the committed checkpoint of a run the p
 held-out tasks of the run's test split, and writes ``OUT/instances.json`` and
 ``OUT/instances.md`` (mean and 95% interval per drawing, beside the paper's row).
 
-    python scripts/mann_instances.py --run results/mann-omniglot_5w1s \
-        --out results/mann-omniglot_5w1s [--num-tasks 1000] [--drawings 10] [--seed 1]
+    python scripts/mann_instances.py --run results/mann-omniglot_5w1s-mem16 \
+        --out results/mann-omniglot_5w1s-mem16-instances \
+        [--num-tasks 1000] [--drawings 10] [--seed 1]
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def table(mean: list[float], ci: list[float], num_tasks: int, run: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default="results/mann-omniglot_5w1s", help="a MANN run directory")
+    parser.add_argument(
+        "--run", default="results/mann-omniglot_5w1s-mem16", help="a MANN run directory"
+    )
     parser.add_argument("--out", required=True, help="folder for instances.json and instances.md")
     parser.add_argument("--num-tasks", type=int, default=1000, help="held-out episodes")
     parser.add_argument("--drawings", type=int, default=10, help="drawings per class (paper: 10)")
