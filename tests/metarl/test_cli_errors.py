@@ -59,6 +59,14 @@ def _fails(capsys, argv: list[str], code: int, *fragments: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def test_raw_pixels_for_a_learner_that_needs_a_network_are_refused_up_front(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    config = str(CONFIGS / "maml" / "omniglot_5w1s.yaml")
+    argv = _train_argv(config, run_dir, "model.network=flat")
+    _fails(capsys, argv, EXIT_BAD_INPUT, "model.network='flat'", "for mann and snail only")
+    assert not run_dir.exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
