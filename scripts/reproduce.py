@@ -351,10 +351,11 @@ def reevaluate(name: str, results: Path) -> list[str]:
     from metarl.cli import main as cli
 
     directory = results / name
-    checkpoints = sorted(directory.glob("*.pt"))
-    if not checkpoints:
-        raise FileNotFoundError(f"results/{name}/ has no committed checkpoint to evaluate")
     spec = tables.load_manifest(results)["runs"].get(name, {})
+    source = spec.get("checkpoint_in", name)  # a row evaluated from another row's training
+    checkpoints = sorted((results / source).glob("*.pt"))
+    if not checkpoints:
+        raise FileNotFoundError(f"results/{source}/ has no committed checkpoint to evaluate")
     eval_name = spec.get("eval_file", "eval.json")  # e.g. eval_test.json from an eval_command
     committed = json.loads((directory / eval_name).read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="metarl-reeval-") as tmp:

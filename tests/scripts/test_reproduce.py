@@ -88,6 +88,8 @@ def test_a_committed_checkpoint_still_evaluates_to_its_committed_numbers():
     assert reproduce.reevaluate("maml-sinusoid-seed0", ROOT / "results") == []
     # an RL² row: its curve's points are the trial's episodes, --steps is their number
     assert reproduce.reevaluate("rl2-bandit_k5_n10", ROOT / "results") == []
+    # a row evaluated from another row's checkpoint (MANN 5-shot: the 1-shot row's training)
+    assert reproduce.reevaluate("mann-omniglot_5w5s-mem16", ROOT / "results") == []
 
 
 def test_with_device_replaces_the_rows_device():
