@@ -35,6 +35,7 @@ from metarl.algorithms.supervised_config import MANNConfig
 __all__ = ["LRUAState", "MANNCore", "MANNLearner", "lrua_step"]
 
 _MEMORY_INIT = 1e-6
+_COSINE_EPS = 1e-8
 
 
 class LRUAState(NamedTuple):
@@ -91,8 +92,11 @@ def lrua_step(
         written = keys
     elif written.shape != keys.shape:
         raise ValueError(f"written must be {tuple(keys.shape)}, got {tuple(written.shape)}")
-    similarity = F.cosine_similarity(keys.unsqueeze(2), memory.unsqueeze(1), dim=-1, eps=1e-8)
-    read = similarity.softmax(dim=-1)  # [B, H, N], against M_{t-1}
+    # cosine similarity of every key with every slot as one batched product of unit vectors (the
+    # value of F.cosine_similarity with eps 1e-8, without its [B, H, N, W] broadcast)
+    unit_keys = keys / keys.norm(dim=-1, keepdim=True).clamp_min(_COSINE_EPS)
+    unit_slots = memory / memory.norm(dim=-1, keepdim=True).clamp_min(_COSINE_EPS)
+    read = (unit_keys @ unit_slots.transpose(1, 2)).softmax(dim=-1)  # [B, H, N], against M_{t-1}
     by_usage = usage.detach().argsort(dim=1, stable=True)  # least used first
     least_used = torch.zeros_like(usage).scatter(1, by_usage[:, :heads], 1.0)  # w^lu_{t-1}
     keep = 1.0 - F.one_hot(by_usage[:, 0], slots).to(memory.dtype)
