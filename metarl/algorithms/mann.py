@@ -94,8 +94,8 @@ def lrua_step(
         raise ValueError(f"written must be {tuple(keys.shape)}, got {tuple(written.shape)}")
     # cosine similarity of every key with every slot as one batched product of unit vectors (the
     # value of F.cosine_similarity with eps 1e-8, without its [B, H, N, W] broadcast)
-    unit_keys = keys / keys.norm(dim=-1, keepdim=True).clamp_min(_COSINE_EPS)
-    unit_slots = memory / memory.norm(dim=-1, keepdim=True).clamp_min(_COSINE_EPS)
+    unit_keys = F.normalize(keys, dim=-1, eps=_COSINE_EPS)
+    unit_slots = F.normalize(memory, dim=-1, eps=_COSINE_EPS)
     read = (unit_keys @ unit_slots.transpose(1, 2)).softmax(dim=-1)  # [B, H, N], against M_{t-1}
     by_usage = usage.detach().argsort(dim=1, stable=True)  # least used first
     least_used = torch.zeros_like(usage).scatter(1, by_usage[:, :heads], 1.0)  # w^lu_{t-1}
