@@ -183,12 +183,19 @@ class IMAMLConfig:
     """Strength λ of the proximal term λ/2 ||φ - θ||² of each task's inner problem."""
     cg_steps: int = 5
     """Conjugate-gradient steps solving (I + H/λ) x = g; 0 uses x = g (first order)."""
+    proximal: Literal["every_step", "pull_back"] = "every_step"
+    """every_step: gradient descent on L + λ/2 ||φ - θ||² (the paper's Eq. 4); pull_back: on L
+    alone, then one step of the inner lr on λ/2 ||φ - θ||² (aravindr93/imaml_dev)."""
+    cg_lam: float | None = None
+    """λ of the CG matrix I + H/λ; None: lam. imaml_dev's (1 + 1) I + H/(λ + 10) is λ = 24 here."""
 
     def __post_init__(self) -> None:
         if not 0 < self.lam < math.inf:
             raise ValueError(f"lam must be > 0 and finite, got {self.lam}")
         if self.cg_steps < 0:
             raise ValueError(f"cg_steps must be >= 0, got {self.cg_steps}")
+        if self.cg_lam is not None and not 0 < self.cg_lam < math.inf:
+            raise ValueError(f"cg_lam must be > 0 and finite (or null: lam), got {self.cg_lam}")
 
 
 @dataclasses.dataclass(frozen=True)
