@@ -88,14 +88,29 @@ def test_the_proximal_inner_solver_converges_to_the_closed_form_solution():
     torch.testing.assert_close(phi["w"], exact_phi(theta), rtol=1e-9, atol=1e-10)
 
 
-def test_the_learner_meta_gradient_equals_the_exact_gradient_on_a_linear_model():
-    """Linear regression (MSE is quadratic): the learner's surrogate loss has the exact gradient."""
+def test_pull_back_descends_the_loss_alone_and_pulls_each_point_back_once():
+    """imaml_dev's inner loop: φ_{t+1} = φ_t - lr ∇L(φ_t), each point reported pulled back once."""
+    inner, _, support, _, theta, _ = _quadratic()
+    a, c = support
+    lr, steps = 0.2, 4
+    got = list(
+        proximal_path({"w": theta}, inner, support, lam=LAM, lr=lr, steps=steps, pull_back=True)
+    )
+    phi = theta.expand(TASKS, DIM)
+    for t in range(steps + 1):
+        torch.testing.assert_close(got[t]["w"], phi - lr * LAM * (phi - theta))
+        phi = phi - lr * (a @ (phi - c).unsqueeze(-1)).squeeze(-1)
+    plain = list(proximal_path({"w": theta}, inner, support, lam=LAM, lr=lr, steps=steps))
+    assert (plain[-1]["w"] - got[-1]["w"]).abs().max() > 1e-3  # the two modes differ
+
+
+def _linear_learner(**imaml):
     cfg = SupervisedConfig(
         task=TaskConfig(family="sinusoid", shots=5, query_shots=5, meta_batch_size=TASKS),
         model=ModelConfig(network="mlp", hidden=(6,)),
         algo=AlgoConfig(name="imaml"),
-        inner=InnerConfig(lr=0.03, steps=600),
-        imaml=IMAMLConfig(lam=2.0, cg_steps=2),
+        inner=InnerConfig(lr=0.03, steps=imaml.pop("steps", 600)),
+        imaml=IMAMLConfig(**imaml),
         run=RunConfig(progress=False, checkpoint_every=0),
     )
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
@@ -107,19 +122,47 @@ def test_the_learner_meta_gradient_equals_the_exact_gradient_on_a_linear_model()
     fields = ("support_x", "support_y", "query_x", "query_y")
     batch = dataclasses.replace(batch, **{f: getattr(batch, f).to(F64) for f in fields})
     got = torch.autograd.grad(learner.outer_loss(params, batch, 0).loss, list(params.values()))
-
-    # exact: stack (w, b) into one vector; the support loss is ½ uᵀA u - gᵀu + const per task
+    # stack (w, b) into one vector; the support loss is ½ uᵀA u - rᵀu + const per task
     x, y = batch.support_x, batch.support_y
     feats = torch.cat([x, torch.ones_like(x)], -1)  # [task, shot, 2]
     a = 2 * feats.transpose(1, 2) @ feats / x.shape[1]
     rhs_s = 2 * (feats.transpose(1, 2) @ y).squeeze(-1) / x.shape[1]
-    theta = torch.cat([params["weight"].reshape(-1), params["bias"]]).detach().requires_grad_()
+    theta = torch.cat([params["weight"].reshape(-1), params["bias"]]).detach()
+    return torch.cat([got[0].reshape(-1), got[1]]), batch, a, rhs_s, theta
+
+
+def _query_grad(batch, phi):
+    """∇ of the mean squared query error of the linear model at φ [task, 2], per task."""
+    qf = torch.cat([batch.query_x, torch.ones_like(batch.query_x)], -1)
+    err = (qf @ phi.unsqueeze(-1)) - batch.query_y
+    return 2 * (qf.transpose(1, 2) @ err).squeeze(-1) / qf.shape[1]
+
+
+def test_the_learner_with_pull_back_solves_with_cg_lam_at_the_pulled_back_point():
+    """imaml_dev's variant by hand: 3 GD steps, one pull-back, then (I + A / cg_lam)⁻¹ ∇L_query."""
+    lam, cg_lam, lr, steps = 2.0, 5.0, 0.03, 3
+    got, batch, a, rhs_s, theta = _linear_learner(
+        lam=lam, cg_steps=2, proximal="pull_back", cg_lam=cg_lam, steps=steps
+    )
+    phi = theta.expand(TASKS, 2)
+    for _ in range(steps):  # ∇L_support = A φ - r
+        phi = phi - lr * ((a @ phi.unsqueeze(-1)).squeeze(-1) - rhs_s)
+    phi = phi - lr * lam * (phi - theta)
+    eye = torch.eye(2, dtype=F64)
+    want = torch.linalg.solve(eye + a / cg_lam, _query_grad(batch, phi)).mean(0)
+    torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9)
+
+
+def test_the_learner_meta_gradient_equals_the_exact_gradient_on_a_linear_model():
+    """Linear regression (MSE is quadratic): the learner's surrogate loss has the exact gradient."""
+    got, batch, a, rhs_s, theta = _linear_learner(lam=2.0, cg_steps=2)
+    theta = theta.requires_grad_()
     phi = torch.linalg.solve(a + 2.0 * torch.eye(2, dtype=F64), rhs_s + 2.0 * theta)
     qf = torch.cat([batch.query_x, torch.ones_like(batch.query_x)], -1)
     pred = qf @ phi.unsqueeze(-1)
     exact_loss = ((pred - batch.query_y) ** 2).mean(dim=(1, 2)).mean()
     (exact,) = torch.autograd.grad(exact_loss, theta)
-    torch.testing.assert_close(torch.cat([got[0].reshape(-1), got[1]]), exact, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(got, exact, rtol=1e-7, atol=1e-9)
 
 
 def test_conjugate_gradient_solves_a_small_system_exactly():
@@ -145,9 +188,17 @@ def _sinusoid_cfg(**imaml) -> SupervisedConfig:
     )
 
 
-def test_imaml_learns_sinusoid_regression_in_seconds():
+@pytest.mark.parametrize(
+    "imaml",
+    [
+        {"lam": 20.0, "cg_steps": 5},
+        {"lam": 20.0, "cg_steps": 5, "proximal": "pull_back", "cg_lam": 40.0},
+    ],
+    ids=["every_step", "pull_back"],
+)
+def test_imaml_learns_sinusoid_regression_in_seconds(imaml):
     torch.set_num_threads(1)
-    cfg = _sinusoid_cfg(lam=20.0, cg_steps=5)
+    cfg = _sinusoid_cfg(**imaml)
     learner = build_supervised_learner(cfg, CPU, torch.Generator().manual_seed(0))
     test = build_family(cfg.task, "test", CPU).sample(50, torch.Generator().manual_seed(9), False)
     before = learner.adaptation_curve(learner.init_params(), test, 10)[:, -1].mean()
@@ -163,6 +214,8 @@ def test_imaml_learns_sinusoid_regression_in_seconds():
         ({"lam": 0.0}, "lam must be > 0"),
         ({"lam": -1.0}, "lam must be > 0"),
         ({"cg_steps": -1}, "cg_steps"),
+        ({"cg_lam": 0.0}, "cg_lam must be > 0"),
+        ({"cg_lam": float("inf")}, "cg_lam must be > 0"),
     ],
 )
 def test_bad_imaml_settings_are_refused(kwargs, match):
