@@ -18,7 +18,12 @@ and the figure is env steps per second of training *including* the policy update
   update. MuJoCo's cost per step depends on the actions (the cheetah's contacts), and a Gaussian
   policy's small controls make its steps dearer than uniform random ones, so this row, not the
   uniform one, is the floor that RL²'s own sampling can reach (the same holds for MAML's
-  sampling, ``scripts/bench_maml_rl.py --sampling-only``).
+  sampling, ``scripts/bench_maml_rl.py --sampling-only``);
+- **a plain loop with none of metarl's code** (``scripts/bare_rl2.py``): MuJoCo's bindings and
+  plain torch doing the same work (64 cheetahs, a GRU step per env step, PPO with the same
+  epochs, minibatches and BPTT), and the same plain env stepped with uniform random actions.
+  Their ratio is what a hand-written RL² reaches against its env on this machine, measured in
+  the same run: the limit that metarl's ratio to its env is to be judged against.
 
 All are timed in alternating rounds (``--rounds``), each round the same number of env steps
 for every learner (``--iterations`` RL² iterations' worth), so that a change in the load of a
@@ -55,6 +60,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import bare_rl2  # scripts/bare_rl2.py: scripts/ is sys.path[0] when run as a script
 import numpy as np
 import torch
 
@@ -176,6 +182,27 @@ def sb3_round(cfg: R.RL2Config, device: torch.device, iterations: int, recurrent
     return run
 
 
+def bare_rounds(cfg: R.RL2Config, iterations: int) -> dict[str, Round]:
+    """The plain loops of ``scripts/bare_rl2.py`` with RL²'s config's shapes."""
+    env, algo, ppo = cfg.env, cfg.algo, section(cfg.ppo, "ppo")
+    shape = (env.num_trials, env.episodes_per_trial, int(env.horizon or 100))
+    return {
+        "bare_env": bare_rl2.random_env_round(*shape, iterations),
+        "bare_rl2": bare_rl2.bare_rl2_round(
+            *shape,
+            iterations,
+            hidden=cfg.policy.hidden_size,
+            gamma=algo.gamma,
+            lam=algo.gae_lambda,
+            epochs=ppo.epochs,
+            minibatches=algo.num_minibatches,
+            bptt=algo.bptt_len or shape[1] * shape[2],
+            clip=ppo.clip_eps,
+            lr=cfg.optim.lr,
+        ),
+    }
+
+
 def interleave(rounds: int, runners: dict[str, Round]) -> tuple[dict[str, list[float]], list]:
     """Alternates the learners round by round; returns each one's rate per round and the loads."""
     rates: dict[str, list[float]] = {name: [] for name in runners}
@@ -195,6 +222,8 @@ NAMES = {
     "rl2": "metarl RL² (GRU, PPO)",
     "sb3": "stable-baselines3 PPO, MLP, 64 envs",
     "contrib": "sb3-contrib RecurrentPPO, LSTM 64, 64 envs",
+    "bare_env": "plain loop, no metarl code: MuJoCo env alone, uniform random actions",
+    "bare_rl2": "plain loop, no metarl code: RL² (GRU, PPO)",
 }
 
 
@@ -240,6 +269,7 @@ def main() -> None:
         "replay": replay_round(cfg, recorded, args.iterations),
         "rl2": rl2,
         "sb3": sb3_round(cfg, device, args.iterations, recurrent=False),
+        **(bare_rounds(cfg, args.iterations) if device.type == "cpu" else {}),
     }
     try:
         import sb3_contrib  # noqa: F401  (an optional peer)
@@ -267,6 +297,12 @@ def main() -> None:
     print(f"ratio RL² / SB3 PPO (64 envs): {ratio('rl2', 'sb3'):.2f}×")
     if "contrib" in rates:
         print(f"ratio RL² / RecurrentPPO (64 envs): {ratio('rl2', 'contrib'):.2f}×")
+    if "bare_rl2" in rates:
+        print(
+            "plain loop: RL² / its env's random-action rate (the limit measured here): "
+            f"{ratio('bare_rl2', 'bare_env'):.2f}; metarl's: {ratio('rl2', 'random'):.2f}"
+        )
+        print(f"metarl RL² / the plain RL² loop: {ratio('rl2', 'bare_rl2'):.2f}")
     if args.out:
         result = {
             "config": CONFIG,
@@ -282,6 +318,8 @@ def main() -> None:
             "ratio_replay": ratio("rl2", "replay"),
             "ratio_replay_random": ratio("replay", "random"),
             "ratio_recurrent_ppo": ratio("rl2", "contrib") if "contrib" in rates else None,
+            "ratio_bare_limit": ratio("bare_rl2", "bare_env") if "bare_rl2" in rates else None,
+            "ratio_bare": ratio("rl2", "bare_rl2") if "bare_rl2" in rates else None,
         }
         with open(args.out, "w", encoding="utf-8") as handle:
             json.dump(result, handle, indent=2)

@@ -464,5 +464,7 @@ def test_benchmark_script_prints_its_table(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| metarl RL² (GRU, PPO) |" in proc.stdout and "ratio RL² / SB3 PPO" in proc.stdout
     assert "| the vector env replaying RL²'s actions (the floor) |" in proc.stdout
+    assert "| plain loop, no metarl code: RL² (GRU, PPO) |" in proc.stdout
     result = json.loads(out.read_text())
     assert result["ratio"] > 0 and result["ratio_replay"] > 0
+    assert result["ratio_bare_limit"] > 0 and result["ratio_bare"] > 0
