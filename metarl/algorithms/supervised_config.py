@@ -495,6 +495,14 @@ class SupervisedConfig:
 
     def __post_init__(self) -> None:
         apply_sections(self, self.SECTION_USERS)
+        imaml, inner = self.imaml, self.inner
+        if imaml is not None and inner is not None and imaml.proximal == "pull_back":
+            if (shrink := inner.lr * imaml.lam) >= 1:
+                raise ValueError(
+                    f"imaml.proximal: pull_back moves φ by inner.lr x imaml.lam = {shrink:g} of "
+                    "its way back to θ, which must be < 1 (1 undoes the adaptation, more "
+                    "overshoots θ); lower inner.lr or imaml.lam"
+                )
 
 
 CONFIG_CLASS = SupervisedConfig

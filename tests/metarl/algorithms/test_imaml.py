@@ -223,6 +223,14 @@ def test_bad_imaml_settings_are_refused(kwargs, match):
         IMAMLConfig(**kwargs)
 
 
+def test_a_pull_back_that_undoes_or_overshoots_the_adaptation_is_refused():
+    with pytest.raises(ValueError, match=r"inner.lr x imaml.lam = 1 .* must be < 1"):
+        _sinusoid_cfg(lam=100.0, proximal="pull_back")  # inner.lr 0.01
+    with pytest.raises(ValueError, match=r"inner.lr x imaml.lam = 1.5 "):
+        _sinusoid_cfg(lam=150.0, proximal="pull_back")
+    _sinusoid_cfg(lam=100.0)  # every_step has no such limit
+
+
 def test_first_order_and_misplaced_sections_are_refused():
     cfg = _sinusoid_cfg()
     with pytest.raises(ValueError, match="first_order does not apply to imaml"):
