@@ -158,19 +158,12 @@ def proximal_path(
     def pulled(phi: Params) -> Params:
         return {k: v - (lr * lam) * (v - anchor[k]) for k, v in phi.items()}
 
+    step_loss = loss_fn if pull_back else prox_loss
     tasks = _first_tensor(data).shape[0]
     phi = {k: v.expand(tasks, *v.shape) for k, v in anchor.items()}
     yield phi  # at θ the pull-back changes nothing
     for _ in range(steps):
-        result = adapt(
-            phi,
-            loss_fn if pull_back else prox_loss,
-            data,
-            steps=1,
-            lr=lr,
-            per_task=True,
-            first_order=True,
-        )
+        result = adapt(phi, step_loss, data, steps=1, lr=lr, per_task=True, first_order=True)
         phi = {k: v.detach() for k, v in result.params.items()}
         yield pulled(phi) if pull_back else phi
 
