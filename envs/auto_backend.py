@@ -8,7 +8,8 @@ when the vector env is made:
 2. *The batch's step cost*: a probe engine of up to :data:`PROBE_ENVS` sub-envs is built, reset
    and stepped a few times with a zero action (the fastest step of a few, per sub-env, times
    ``num_envs``). Under :data:`MIN_PARALLEL_STEP_SECONDS` a split costs more in hand-over (a
-   pipe round trip or a thread pool's dispatch, about 0.1-0.2 ms a step) than it saves: ``sync``.
+   semaphore round trip between processes or a thread pool's dispatch, tens of microseconds to
+   0.2 ms a step) than it saves: ``sync``.
 3. *The cores free for workers*: the cores this process may use
    (``len(os.sched_getaffinity(0))``) less the other tasks running or waiting for a core now
    (:func:`~envs.spin_wait.runnable_tasks`, averaged over a few samples). With a second

@@ -2,7 +2,13 @@
 
 :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per process (this
 process steps the first slice while worker processes step the others), with actions,
-observations, rewards and terminations in shared memory. A worker that raises or dies surfaces as
+observations, rewards and terminations in shared memory. Each worker has two semaphores, ``go``
+(the parent has a command for it) and ``done`` (it has answered), and a two-word control block in
+shared memory saying how the command and the answer travel: a ``step`` needs nothing else, so the
+lockstep loop exchanges no pipe message and pickles nothing; other commands, their replies and
+errors go through the worker's pipe. A waiting side spins on the semaphore's non-blocking acquire
+for a short budget (:class:`~envs.spin_wait.AdaptiveSpin`), then blocks on it (a futex wait on
+Linux), so a busy machine does not lose a core to spinning. A worker that raises or dies surfaces as
 :class:`WorkerError` in the parent within a fraction of a second, and one that does not answer
 within ``worker_timeout`` seconds (stopped, deadlocked, starved) surfaces as one then;
 :meth:`ProcessEngine.close` releases every process and shared-memory block.
@@ -13,9 +19,10 @@ from __future__ import annotations
 import functools
 import math
 import multiprocessing as mp
+import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,15 +35,22 @@ from envs.spin_wait import AdaptiveSpin
 
 __all__ = ["DEFAULT_WORKER_TIMEOUT", "ProcessEngine", "WorkerError", "check_worker_timeout"]
 
-# Seconds a waiting side polls its pipe before it blocks. Waking a process blocked in a pipe read
-# costs a scheduler round trip (hundreds of microseconds on a virtual machine), comparable to
-# stepping a slice of a cheap model; a short spin keeps the lockstep loop awake at the cost of
-# at most this much CPU per wait.
+# Seconds a waiting side polls its semaphore before it blocks. Waking a blocked process costs a
+# scheduler round trip (hundreds of microseconds on a virtual machine), comparable to stepping a
+# slice of a cheap model; a short spin keeps the lockstep loop awake at the cost of at most this
+# much CPU per wait.
 _SPIN_SECONDS = 0.002
 
 #: Seconds any one wait for a worker may last before :class:`WorkerError` (generous: a spawned
 #: worker imports numpy, gymnasium and MuJoCo before its first answer).
 DEFAULT_WORKER_TIMEOUT = 60.0
+
+# Seconds between a blocked worker's checks that its parent still lives (it exits when not).
+_PARENT_CHECK_SECONDS = 0.5
+
+# ctl[worker, 0]: how the command arrived; ctl[worker, 1]: how the answer travels
+_CMD_STEP, _CMD_PIPE = 0, 1
+_ANSWER_DONE, _ANSWER_PIPE = 0, 1
 
 
 def check_worker_timeout(value: Any) -> float | None:
@@ -91,8 +105,24 @@ def _run_command(
     raise ValueError(f"unknown worker command {cmd!r}")
 
 
+def _answer(conn: Connection, ctl: np.ndarray, done: Any, message: Any) -> None:
+    """Signals ``done``; a ``message`` (not None) follows through the pipe, and ctl says so.
+
+    The semaphore goes first so that a reply larger than the pipe's buffer cannot deadlock: the
+    parent reads the pipe as soon as it sees ``ctl[1] == _ANSWER_PIPE``.
+    """
+    ctl[1] = _ANSWER_DONE if message is None else _ANSWER_PIPE
+    done.release()
+    if message is not None:
+        conn.send(message)
+
+
 def _worker_main(
     conn: Connection,
+    go: Any,
+    done: Any,
+    ctl_name: str,
+    index: int,
     engine_cls: type[BatchedTaskEngine],
     engine_kwargs: dict[str, Any],
     start: int,
@@ -100,35 +130,48 @@ def _worker_main(
     layout: dict[str, tuple[str, tuple[int, ...], str]],
     spin_seconds: float = _SPIN_SECONDS,
 ) -> None:
-    """Runs one slice ``[start, stop)`` of the sub-envs until told to close."""
+    """Runs one slice ``[start, stop)`` of the sub-envs until told to close.
+
+    It exits by itself when its parent is gone (checked every ``_PARENT_CHECK_SECONDS`` while it
+    waits), as it would on a closed pipe.
+    """
+    parent = os.getppid()
     blocks = {k: shared_memory.SharedMemory(name=v[0]) for k, v in layout.items()}
+    ctl_block = shared_memory.SharedMemory(name=ctl_name)
+    ctl = np.ndarray((index + 1, 2), dtype=np.int64, buffer=ctl_block.buf)[index]
     try:
         full = {k: _shm_array(blocks[k], v[1], v[2]) for k, v in layout.items()}
         view = {k: a[start:stop] for k, a in full.items()}
         engine = engine_cls(stop - start, **engine_kwargs)
-        conn.send(("ok", None))
+        _answer(conn, ctl, done, ("ok", None))
         spin = AdaptiveSpin(spin_seconds)
+        try_go = functools.partial(go.acquire, False)
         while True:
-            spin.poll(conn)
-            cmd, data = conn.recv()
+            if not spin.poll(try_go):
+                while not go.acquire(timeout=_PARENT_CHECK_SECONDS):
+                    if os.getppid() != parent:
+                        return
+            cmd, data = ("step", None) if ctl[0] == _CMD_STEP else conn.recv()
             if cmd == "close":
                 engine.close()
-                conn.send(("ok", None))
+                _answer(conn, ctl, done, ("ok", None))
                 break
             try:
                 reply = spin.work(functools.partial(_run_command, engine, view, cmd, data))
-                conn.send(("ok", reply))
             except Exception:  # noqa: BLE001 - every error goes back to the parent
-                conn.send(("error", traceback.format_exc()))
+                _answer(conn, ctl, done, ("error", traceback.format_exc()))
+            else:
+                _answer(conn, ctl, done, None if cmd == "step" else ("ok", reply))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
     except Exception:  # noqa: BLE001 - construction errors go back to the parent too
         try:
-            conn.send(("error", traceback.format_exc()))
+            _answer(conn, ctl, done, ("error", traceback.format_exc()))
         except (BrokenPipeError, OSError):
             pass
     finally:
-        for block in blocks.values():
+        del ctl
+        for block in (*blocks.values(), ctl_block):
             block.close()
         conn.close()
 
@@ -216,6 +259,9 @@ class ProcessEngine:
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
+        self._go: list[Any] = []  # per worker: the parent has a command / the worker answered
+        self._done: list[Any] = []
+        self._ctl = np.zeros((0, 2), dtype=np.int64)
         self._hung: set[int] = set()  # workers that did not answer in time: killed on close
         try:
             self._allocate()
@@ -257,18 +303,27 @@ class ProcessEngine:
         self, engine_cls: type[BatchedTaskEngine], kwargs: dict[str, Any], start_method: str
     ) -> None:
         ctx = mp.get_context(start_method)
-        for start, stop in (self._slices[w] for w in self._remote):
+        num = len(self._remote)
+        # not a sub-env array: the workers get its name apart from the layout
+        ctl_block = self._blocks["ctl"] = shared_memory.SharedMemory(create=True, size=16 * num + 1)
+        self._ctl = np.ndarray((num, 2), dtype=np.int64, buffer=ctl_block.buf)
+        self._ctl[...] = 0
+        for w, (start, stop) in enumerate(self._slices[s] for s in self._remote):
             parent, child = ctx.Pipe()
+            go, done = ctx.Semaphore(0), ctx.Semaphore(0)
             # typeshed types get_context(str) as BaseContext; each concrete context has Process
             proc = ctx.Process(  # type: ignore[attr-defined]
                 target=_worker_main,
-                args=(child, engine_cls, kwargs, start, stop, self._layout, self._spin),
+                args=(child, go, done, ctl_block.name, w, engine_cls, kwargs, start, stop)
+                + (self._layout, self._spin),
                 daemon=True,
             )
             proc.start()
             child.close()
             self._procs.append(proc)
             self._conns.append(parent)
+            self._go.append(go)
+            self._done.append(done)
         for w in range(len(self._procs)):
             self._recv(w, "start")
 
@@ -280,40 +335,25 @@ class ProcessEngine:
     # -- messaging ---------------------------------------------------------------------------
 
     def _recv(self, w: int, cmd: str) -> Any:
-        """The reply of worker ``w`` (the ``w``-th worker process, not slice ``w``) to ``cmd``."""
-        conn, proc = self._conns[w], self._procs[w]
+        """The reply of worker ``w`` (the ``w``-th worker process, not slice ``w``) to ``cmd``.
+
+        Waits for its ``done`` semaphore (one spin where it pays, then blocking waits with
+        liveness and timeout checks), then for the pipe message if the control block announces
+        one (a command's reply or an error).
+        """
+        conn, done = self._conns[w], self._done[w]
         start, stop = self._slices[self._remote[w]]
-        deadline: float | None = None
-        spin_budget = self._parent_spin.seconds
         try:
-            # one spin per wait (none where it would not pay), then blocking polls; the clock is
-            # read only once both found no answer: off the hot path
-            ready = self._parent_spin.poll(conn)
-            while not (ready or conn.poll(self._poll_interval)):
-                if not proc.is_alive():
-                    raise WorkerError(
-                        f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code "
-                        f"{proc.exitcode}"
-                    )
-                if self.worker_timeout is None:
-                    continue
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self.worker_timeout - self._poll_interval - spin_budget
-                elif now >= deadline:
-                    self._hung.add(w)
-                    raise WorkerError(
-                        f"worker {w} (sub-envs {start}..{stop - 1}, pid {proc.pid}) did not "
-                        f"answer {cmd!r} within worker_timeout={self.worker_timeout} s; it may be "
-                        "stopped (SIGSTOP), deadlocked or starved of CPU; the vector env is "
-                        "closed and the worker killed"
-                    )
+            self._wait(w, cmd, functools.partial(done.acquire, False), self._acquire(done), True)
+            if self._ctl[w, 1] == _ANSWER_DONE:
+                return None
+            self._wait(w, cmd, conn.poll, conn.poll, False)
             status, payload = conn.recv()
         except (EOFError, ConnectionError, OSError) as err:
             self.close()
             raise WorkerError(
                 f"worker {w} (sub-envs {start}..{stop - 1}) closed its pipe (exit code "
-                f"{proc.exitcode})"
+                f"{self._procs[w].exitcode})"
             ) from err
         except WorkerError:
             self.close()
@@ -324,6 +364,49 @@ class ProcessEngine:
                 f"worker {w} (sub-envs {start}..{stop - 1}) raised on {cmd!r}:\n{payload}"
             )
         return payload
+
+    @staticmethod
+    def _acquire(sem: Any) -> Callable[[float], bool]:
+        return lambda seconds: bool(sem.acquire(timeout=seconds))
+
+    def _wait(
+        self,
+        w: int,
+        cmd: str,
+        ready: Callable[[], bool],
+        wait: Callable[[float], bool],
+        spin: bool,
+    ) -> None:
+        """Returns once ``ready()`` (or ``wait(seconds)``) is true.
+
+        Raises:
+            WorkerError: if worker ``w`` died or did not answer within ``worker_timeout``.
+        """
+        proc = self._procs[w]
+        start, stop = self._slices[self._remote[w]]
+        deadline: float | None = None
+        spin_budget = self._parent_spin.seconds if spin else 0.0
+        # one spin per wait (none where it would not pay), then blocking waits; the clock is
+        # read only once both found no answer: off the hot path
+        ok = self._parent_spin.poll(ready) if spin else ready()
+        while not (ok or wait(self._poll_interval)):
+            if not proc.is_alive():
+                raise WorkerError(
+                    f"worker {w} (sub-envs {start}..{stop - 1}) died with exit code {proc.exitcode}"
+                )
+            if self.worker_timeout is None:
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.worker_timeout - self._poll_interval - spin_budget
+            elif now >= deadline:
+                self._hung.add(w)
+                raise WorkerError(
+                    f"worker {w} (sub-envs {start}..{stop - 1}, pid {proc.pid}) did not "
+                    f"answer {cmd!r} within worker_timeout={self.worker_timeout} s; it may be "
+                    "stopped (SIGSTOP), deadlocked or starved of CPU; the vector env is "
+                    "closed and the worker killed"
+                )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -340,7 +423,12 @@ class ProcessEngine:
         remote = [w for w, s in enumerate(self._remote) if per_slice[s] is not None]
         for w in remote:
             try:
-                self._conns[w].send((cmd, per_slice[self._remote[w]]))
+                if cmd == "step":  # the actions are in shared memory already
+                    self._ctl[w, 0] = _CMD_STEP
+                else:
+                    self._conns[w].send((cmd, per_slice[self._remote[w]]))
+                    self._ctl[w, 0] = _CMD_PIPE
+                self._go[w].release()
             except (BrokenPipeError, OSError) as err:
                 self.close()
                 raise WorkerError(f"worker {w} is gone ({cmd!r} could not be sent)") from err
@@ -427,11 +515,13 @@ class ProcessEngine:
         self._closed = True
         for w in self._hung:  # SIGKILL also ends a stopped process; it would not read "close"
             self._procs[w].kill()
-        for conn, proc in zip(self._conns, self._procs, strict=False):
-            if proc.is_alive():
+        for w, (conn, proc) in enumerate(zip(self._conns, self._procs, strict=False)):
+            if proc.is_alive() and w < len(self._go):
                 try:
                     conn.send(("close", None))
-                except (BrokenPipeError, OSError):
+                    self._ctl[w, 0] = _CMD_PIPE
+                    self._go[w].release()
+                except (BrokenPipeError, OSError, ValueError):
                     pass
         for conn, proc in zip(self._conns, self._procs, strict=False):
             proc.join(timeout=2.0)
@@ -446,6 +536,7 @@ class ProcessEngine:
             self._local = None
         self._local_view = {}
         self._arrays = {}
+        self._ctl = np.zeros((0, 2), dtype=np.int64)
         for block in self._blocks.values():
             block.close()
             try:

@@ -1,9 +1,10 @@
-"""Spin-then-block waits on a pipe, for the ``process`` backend's lockstep loop.
+"""Spin-then-block waits, for the ``process`` backend's lockstep loop.
 
-Waking a process blocked in a pipe read costs a scheduler round trip (hundreds of microseconds on
-a virtual machine), comparable to stepping a slice of a cheap model, so a waiting side first polls
-without sleeping for a short budget. That only pays while each process keeps its own core:
-:class:`AdaptiveSpin` turns the spin off while the machine is busy or the spins find nothing.
+Waking a process blocked on a semaphore or a pipe costs a scheduler round trip (hundreds of
+microseconds on a virtual machine), comparable to stepping a slice of a cheap model, so a waiting
+side first polls without sleeping for a short budget. That only pays while each process keeps its
+own core: :class:`AdaptiveSpin` turns the spin off while the machine is busy or the spins find
+nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import TypeVar
 
 __all__ = ["AdaptiveSpin", "runnable_tasks", "spin_poll", "usable_cores"]
@@ -64,11 +64,15 @@ def runnable_tasks() -> float:
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
-def spin_poll(conn: Connection, seconds: float) -> bool:
-    """True as soon as ``conn`` has data, polling without sleeping for at most ``seconds``."""
+def spin_poll(ready: Callable[[], bool], seconds: float) -> bool:
+    """True as soon as ``ready()`` is, calling it without sleeping for at most ``seconds``.
+
+    ``ready`` may take what it waits for (a semaphore's non-blocking ``acquire``) or only look
+    (a pipe's ``poll``).
+    """
     deadline = time.perf_counter() + seconds
     while True:
-        if conn.poll():
+        if ready():
             return True
         if time.perf_counter() >= deadline:
             return False
@@ -121,15 +125,15 @@ class AdaptiveSpin:
             self.runnable += _LOAD_WEIGHT * (runnable_tasks() - self.runnable)
         return self.cpu_share < _MIN_CPU_SHARE or self.runnable > self._cores + _SPARE_TASKS
 
-    def poll(self, conn: Connection) -> bool:
-        """True if ``conn`` got data during this wait's spin; False: block on it now."""
+    def poll(self, ready: Callable[[], bool]) -> bool:
+        """True if ``ready()`` became true during this wait's spin; False: block now."""
         if self.seconds <= 0 or self.busy():
             return False
         if self._skip:
             self._skip -= 1
             return False
         self.spins += 1
-        if spin_poll(conn, self.seconds):
+        if spin_poll(ready, self.seconds):
             self.hits += 1
             self._backoff = 1
             return True

@@ -146,15 +146,15 @@ def test_adaptive_spin_backs_off_after_failed_spins_and_recovers_after_a_hit(mon
         spun = []
         for _ in range(7):
             before = spin.spins
-            assert not spin.poll(reader)
+            assert not spin.poll(reader.poll)
             spun.append(spin.spins > before)
         assert spun == [True, False, True, False, False, True, False]
         # waits while backed off block without spinning even when data is there
         writer.send("x")
-        results = [spin.poll(reader) for _ in range(4)]
+        results = [spin.poll(reader.poll) for _ in range(4)]
         assert results == [False, False, False, True]  # the 4th wait spins and finds it
         assert (spin.spins, spin.hits) == (4, 1)
-        assert spin.poll(reader)  # after a hit, the next wait spins again
+        assert spin.poll(reader.poll)  # after a hit, the next wait spins again
     finally:
         reader.close()
         writer.close()
@@ -166,12 +166,12 @@ def test_busy_machine_or_lost_cpu_time_blocks_every_wait(monkeypatch):
     try:
         spin = AdaptiveSpin(1e-4)
         monkeypatch.setattr("envs.spin_wait.runnable_tasks", lambda: 1000.0)
-        assert spin.busy() and not spin.poll(reader) and spin.spins == 0
+        assert spin.busy() and not spin.poll(reader.poll) and spin.spins == 0
         spin = AdaptiveSpin(1e-4)
         monkeypatch.setattr("envs.spin_wait.runnable_tasks", lambda: 0.0)
-        assert not spin.busy() and spin.poll(reader)
+        assert not spin.busy() and spin.poll(reader.poll)
         spin.cpu_share = 0.5  # this side got half the wall time of its recent work
-        assert spin.busy() and not spin.poll(reader)
+        assert spin.busy() and not spin.poll(reader.poll)
         assert spin.work(lambda: 7) == 7
         with pytest.raises(ValueError, match="spin_seconds must be >= 0"):
             AdaptiveSpin(-1.0)

@@ -208,6 +208,114 @@ def test_process_backend_with_spawn_starts_and_closes():
         _vec(n=3, backend="process", num_workers=4)
 
 
+class _CountingPipe:
+    """The parent's end of a worker pipe, counting what goes through it."""
+
+    def __init__(self, conn):
+        self.conn, self.sent, self.received = conn, 0, 0
+
+    def send(self, obj):
+        self.sent += 1
+        self.conn.send(obj)
+
+    def recv(self):
+        self.received += 1
+        return self.conn.recv()
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_process_step_exchanges_no_pipe_message_and_other_commands_do():
+    # the lockstep loop hands over through shared memory and semaphores only; a step through
+    # the pipes would pickle a message each way, the cost this design removes
+    tasks = [CounterTask(0.1 * i) for i in range(6)]
+    sync = _vec(n=6, tasks=tasks, horizon=5)
+    vec = _vec(n=6, tasks=tasks, horizon=5, backend="process", num_workers=3, start_method="fork")
+    pipes = [_CountingPipe(conn) for conn in vec.engine._conns]
+    vec.engine._conns = pipes
+    try:
+        vec.reset(seed=0)
+        sync.reset(seed=0)
+        after_reset = [(p.sent, p.received) for p in pipes]
+        assert all(sent >= 1 and received >= 1 for sent, received in after_reset)
+        for t in range(4):  # no episode ends: steps only, no autoreset
+            actions = np.full((6, 1), 0.1 * t, dtype=np.float32)
+            for x, y in zip(vec.step(actions)[:3], sync.step(actions)[:3], strict=True):
+                np.testing.assert_array_equal(x, y)
+        assert [(p.sent, p.received) for p in pipes] == after_reset
+    finally:
+        vec.engine._conns = [p.conn for p in pipes]
+        vec.close()
+
+
+@pytest.mark.timeout(60)  # a reply larger than a pipe's buffer must not deadlock the handshake
+def test_a_reply_larger_than_the_pipe_buffer_arrives_whole():
+    n = 30_000  # ensure_tasks returns every task of the worker's slice: ~1 MB pickled
+    vec = _vec(n=n, backend="process", num_workers=2, start_method="fork")
+    try:
+        vec.reset(seed=0)
+        assert all(task is not None for task in vec.engine.tasks)
+        assert len({task.drift for task in vec.engine.tasks[n // 2 :]}) == n - n // 2
+    finally:
+        vec.close()
+
+
+@pytest.mark.timeout(60)
+def test_process_workers_exit_when_their_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import time\n"
+        "from envs.vector import TaskVectorEnv\n"
+        "from tests.helpers.counting_env import CounterEngine\n"
+        "if __name__ == '__main__':\n"
+        "    vec = TaskVectorEnv(CounterEngine, 4, backend='process', num_workers=3)\n"
+        "    vec.reset(seed=0)\n"
+        "    print(*vec.engine.worker_pids, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    root = str(Path(__file__).parents[2])
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**__import__("os").environ, "PYTHONPATH": root},
+    )
+    pids = [int(p) for p in proc.stdout.readline().split()]
+    assert len(pids) == 2
+    proc.send_signal(signal.SIGKILL)  # no cleanup runs in the parent
+    proc.wait()
+    deadline = time.monotonic() + 10.0
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in alive if _alive(pid)]
+    assert alive == [], "orphaned workers kept running after their parent was killed"
+
+
+def _alive(pid):
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
 def test_an_error_in_the_parents_slice_raises_it_and_keeps_the_workers_in_step():
     # sub-env 0 is in the slice this process steps; its error is the engine's own exception
     tasks = [CounterTask(0.0, fail_at_step=2), CounterTask(0.0)]
