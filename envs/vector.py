@@ -10,9 +10,10 @@ env's measured step cost and the free cores, see :mod:`envs.auto_backend`):
   threads (``mj_step`` releases the GIL); observations and rewards stay batched in numpy.
 - ``"process"``: :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per
   process (this process steps the first slice while worker processes step the others), with
-  actions, observations, rewards and terminations in shared memory. Each
-  sub-env draws from its own generator, so under one seed and the same tasks both backends give
-  identical trajectories. A worker that raises or dies surfaces as :class:`WorkerError` in the
+  actions, observations, rewards and terminations in shared memory; a step hands over through
+  semaphores and pickles nothing (see :mod:`envs.process_engine`). Each sub-env draws from its
+  own generator, so under one seed and the same tasks both backends give identical
+  trajectories. A worker that raises or dies surfaces as :class:`WorkerError` in the
   parent within a fraction of a second, and one that does not answer within ``worker_timeout``
   seconds (stopped, deadlocked) as one then; :meth:`TaskVectorEnv.close` releases every process
   and shared-memory block.

@@ -27,8 +27,9 @@ the load average (a few minutes at full size).
 
 The outer update is also timed on its own, on one meta-batch, with each of TRPO's KL products
 (``trpo.fvp``): the Gauss-Newton form (one forward-mode and one reverse-mode product per
-conjugate-gradient iteration) and the double backward through the inner step, in interleaved
-pairs, with the number of products, the matrix-product FLOPs counted
+conjugate-gradient iteration), the same with ``trpo.compile`` (each product one
+``torch.compile`` graph; its first, compiling update is the warm-up) and the double backward
+through the inner step, interleaved, with the number of products, the matrix-product FLOPs counted
 (``torch.utils.flop_counter``), the same matrix products timed in a bare loop (the matmul
 bound) and the machine load beside them.
 
@@ -326,13 +327,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# the outer-update rows: a label -> its trpo.fvp (the compiled row also sets trpo.compile)
+OUTER_KINDS = ("gauss_newton", "gauss_newton + compile", "double_backward")
+_FVP: dict[str, Literal["gauss_newton", "double_backward"]] = {
+    "gauss_newton": "gauss_newton",
+    "gauss_newton + compile": "gauss_newton",
+    "double_backward": "double_backward",
+}
+
+
 def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int) -> dict:
     """Times the outer update of one meta-batch with each KL product, interleaved.
 
     One meta-batch is sampled (seed 0), then ``repeats`` rounds each time one TRPO outer update
-    with ``trpo.fvp=gauss_newton`` and one with ``double_backward`` from the same θ. Per product
-    the matrix products are recorded, their FLOPs counted (``FlopCounterMode``) and the same
-    products timed in a bare loop: the matmul bound of that outer update.
+    with ``trpo.fvp=gauss_newton``, one with it compiled (``trpo.compile``) and one with
+    ``double_backward`` from the same θ. Per product the matrix products are recorded and their
+    FLOPs counted (``FlopCounterMode``), and at the start of every round the same matrix products
+    are timed in a bare loop: the matmul bound of each outer update, measured in the same round
+    (this VM's matmul speed drifts by 2x within minutes, so a bound timed once is not comparable
+    with updates timed later; timed right after an update, the bare loop also ran slower after
+    the eager products than after the compiled one, so it runs before the round's updates). The
+    compiled product is the Gauss-Newton update's math (it recomputes a forward pass per product
+    on top), so its bound is that update's; its warm-up (which compiles) is timed apart.
     """
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
@@ -342,13 +358,14 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     seeds = [k * vec.num_envs for k in range(cfg.inner.steps + 1)]
     batch = M.collect_meta_batch(cfg, policy, params, vec, tasks, seeds, gen, device)
     vec.close()
-    kinds: tuple[Literal["gauss_newton", "double_backward"], ...] = (
-        "gauss_newton",
-        "double_backward",
-    )
+    kinds = OUTER_KINDS
+    trpo = section(cfg.trpo, "trpo")
     configs: dict[str, M.MAMLRLConfig] = {
         kind: dataclasses.replace(
-            cfg, trpo=dataclasses.replace(section(cfg.trpo, "trpo"), fvp=kind)
+            cfg,
+            trpo=dataclasses.replace(
+                trpo, fvp=_FVP[kind], compile=kind == "gauss_newton + compile"
+            ),
         )
         for kind in kinds
     }
@@ -379,48 +396,76 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     for kind in kinds:  # one warm-up each, counted: products, matmul shapes and FLOPs
         current = kind
         products[kind] = 0
+        if kind == "gauss_newton + compile":  # the same math; traced by the compiler, not here
+            warm_up, new = run(kind)
+            figures[kind] = {
+                **{k: figures["gauss_newton"][k] for k in ("matmul_gflop", "shapes")},
+                "products": products[kind],
+                "compile_update_seconds": warm_up,
+                "seconds": [],
+                "params": new,
+            }
+            continue
         recorder, flops = _MatmulShapes(), FlopCounterMode(display=False)
         with recorder, flops:
             _, new = run(kind)
         figures[kind] = {
             "products": products[kind],
             "matmul_gflop": flops.get_total_flops() / 1e9,
-            "matmul_bound_seconds": _matmul_seconds(recorder.shapes, device),
+            "shapes": recorder.shapes,
             "seconds": [],
             "params": new,
         }
     for _ in range(repeats):
+        bounds = {
+            fvp: _matmul_seconds(figures[fvp]["shapes"], device) for fvp in set(_FVP.values())
+        }
         for kind in kinds:
             current = kind
             seconds, _ = run(kind)
             figures[kind]["seconds"].append(seconds)
+            figures[kind].setdefault("matmul_bound_seconds", []).append(bounds[_FVP[kind]])
             figures[kind].setdefault("load", []).append(os.getloadavg()[0])
-    a, b = (figures[k].pop("params") for k in kinds)
+    for kind in kinds:
+        figures[kind].pop("shapes")
+    thetas = {kind: figures[kind].pop("params") for kind in kinds}
+    a, b = thetas["gauss_newton"], thetas["double_backward"]
     figures["max_param_difference"] = max(float((a[k] - b[k]).abs().max()) for k in a)
+    c = thetas["gauss_newton + compile"]
+    figures["max_param_difference_compiled"] = max(float((a[k] - c[k]).abs().max()) for k in a)
     return figures
 
 
 def print_outer_update(figures: dict) -> None:
-    """The outer-update table: seconds (median), products, FLOPs, the matmul bound, load."""
+    """The outer-update table: seconds, products, FLOPs, the matmul bound, load (medians).
+
+    The % of bound is the median of each round's bound over its update's seconds.
+    """
     print(
         "\n| outer update (KL product) | seconds (median) | products | matmul GFLOP | "
-        "matmul bound s | % of bound | load (1 min) |"
+        "matmul bound s (median) | % of bound (median of rounds) | load (1 min) |"
     )
     print("|---|---|---|---|---|---|---|")
-    for kind in ("gauss_newton", "double_backward"):
+    for kind in OUTER_KINDS:
         row = figures[kind]
         median = float(np.median(row["seconds"]))
-        bound = row["matmul_bound_seconds"]
+        bounds = row["matmul_bound_seconds"]
+        share = float(np.median(np.asarray(bounds) / np.asarray(row["seconds"])))
         print(
             f"| {kind} | {median:.2f} | {row['products']} | {row['matmul_gflop']:.1f} | "
-            f"{bound:.2f} | {bound / median:.0%} | {float(np.median(row['load'])):.1f} |"
+            f"{float(np.median(bounds)):.2f} | {share:.0%} | {float(np.median(row['load'])):.1f} |"
         )
     ratio = np.median(figures["double_backward"]["seconds"]) / np.median(
         figures["gauss_newton"]["seconds"]
     )
+    compiled = figures["gauss_newton + compile"]
+    speedup = np.median(figures["gauss_newton"]["seconds"]) / np.median(compiled["seconds"])
     print(
         f"\ndouble_backward / gauss_newton seconds: {ratio:.2f}; the two updates' θ differ by at "
-        f"most {figures['max_param_difference']:.1e}"
+        f"most {figures['max_param_difference']:.1e}. gauss_newton / gauss_newton + compile "
+        f"seconds: {speedup:.2f} (its first update, which compiles, took "
+        f"{compiled['compile_update_seconds']:.1f} s); θ differs from the eager product's by at "
+        f"most {figures['max_param_difference_compiled']:.1e}"
     )
 
 

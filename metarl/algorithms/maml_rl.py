@@ -343,7 +343,7 @@ def outer_update(
 
         # the KL's Hessian at θ_old, where π_old (old[-1]) is the adapted policy itself
         gn = trpo.fvp == "gauss_newton"
-        fvp = gauss_newton_fvp_fn(joint_output, batch.valid, weight) if gn else None
+        fvp = gauss_newton_fvp_fn(joint_output, batch.valid, weight, trpo.compile) if gn else None
 
         step = trpo_step(
             joint_objective,

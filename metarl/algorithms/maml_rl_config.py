@@ -115,6 +115,19 @@ class TRPOConfig(BaseTRPOConfig):
     the KL and its gradient vanish), cheaper, but in float32 its rounding differs and ten CG
     iterations amplify that: the step agrees with the double backward's in float64, not bit for
     bit in float32."""
+    compile: bool = False
+    """With ``fvp: gauss_newton``: each product as one ``torch.compile`` graph, which fuses the
+    elementwise work on the activations (the README's outer-update benchmark times it); compiles
+    on the first product of each process (seconds to a minute; a C++ compiler is needed on CPU)
+    and rounds differently from the eager product in float32."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.compile and self.fvp != "gauss_newton":
+            raise ValueError(
+                "trpo.compile needs trpo.fvp: gauss_newton (the double-backward product is not "
+                f"compiled), got fvp={self.fvp!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,7 +174,10 @@ def adapted_output(
 
 
 def gauss_newton_fvp_fn(
-    outputs_fn: Callable[[Params], PolicyOutput], valid: TaskData, weight: float = 1.0
+    outputs_fn: Callable[[Params], PolicyOutput],
+    valid: TaskData,
+    weight: float = 1.0,
+    compile: bool = False,
 ) -> FVPFactory:
     """MAML-TRPO's KL curvature products in Gauss-Newton form (:func:`gauss_newton_fvp`).
 
@@ -189,6 +192,7 @@ def gauss_newton_fvp_fn(
         outputs_fn: ``params -> PolicyOutput [T, E, H, ...]`` of the adapted policies.
         valid: The post-update batch (its mask weighs the samples).
         weight: This rank's share of the meta-batch (data parallel), 1 for one process.
+        compile: Each product as one :func:`torch.compile` graph (``trpo.compile``).
 
     Returns:
         ``params -> (v -> J^T F J v)`` for :func:`~metarl.rl.trpo.trpo_step`'s ``fvp``.
@@ -220,6 +224,6 @@ def gauss_newton_fvp_fn(
         )
 
     def factory(params: Params) -> Callable[[Tensor], Tensor]:
-        return gauss_newton_fvp(outputs, params, fisher)
+        return gauss_newton_fvp(outputs, params, fisher, compile=compile)
 
     return factory

@@ -239,7 +239,10 @@ def make_hvp_fn(
 
 
 def gauss_newton_fvp(
-    outputs_fn: OutputsFn, params: Mapping[str, Tensor], fisher: FisherFn
+    outputs_fn: OutputsFn,
+    params: Mapping[str, Tensor],
+    fisher: FisherFn,
+    compile: bool = False,
 ) -> Callable[[Tensor], Tensor]:
     """Returns ``v -> J^T F J v``, the Gauss-Newton form of the KL's Hessian at ``params``.
 
@@ -254,10 +257,18 @@ def gauss_newton_fvp(
     product (:func:`torch.func.jvp`), ``J^T u`` one reverse-mode product whose graph
     (:func:`torch.func.vjp`) is built once and reused by every call: no double backward.
 
+    With ``compile`` the whole product (the ``jvp``, the Fisher product and a ``vjp`` recomputed
+    per call) is one :func:`torch.compile` graph, which fuses the elementwise work on the
+    activations that otherwise makes the product memory-bound; it recomputes the forward pass
+    per product instead of reading a cached graph, compiles on its first call (seconds to a
+    minute; inductor needs a C++ compiler on CPU) and rounds differently from the eager product
+    (float32 reductions reordered), so it is off by default.
+
     Args:
         outputs_fn: ``params -> outputs``, a tuple of tensors, composable with ``torch.func``.
         params: Named tensors at which ``J`` is taken.
         fisher: ``(outputs, tangents) -> F tangents`` in output space (outputs detached).
+        compile: Fuse each product into one compiled graph (see above).
 
     Returns:
         A function from a vector of length ``sum(p.numel())`` to a detached vector like it.
@@ -268,10 +279,25 @@ def gauss_newton_fvp(
     def flat_outputs(*tensors: Tensor) -> tuple[Tensor, ...]:
         return tuple(outputs_fn(dict(zip(names, tensors, strict=True))))
 
-    # torch.func.vjp's stubs allow a third (aux) item, absent without has_aux
-    primal, vjp_fn = torch.func.vjp(flat_outputs, *values)[:2]
-    outputs = tuple(o.detach() for o in primal)
     sizes = [v.numel() for v in values]
+    if compile:
+        with torch.no_grad():  # contiguous: a stride change between calls would recompile
+            outputs = tuple(o.detach().contiguous() for o in flat_outputs(*values))
+
+        def fused(values: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            jv = torch.func.jvp(flat_outputs, values, tangents)[1]
+            pullback = torch.func.vjp(flat_outputs, *values)[1]
+            return tuple(pullback(tuple(fisher(outputs, tuple(jv)))))
+
+        apply = cast(Callable[..., tuple[Tensor, ...]], torch.compile(fused, dynamic=False))
+    else:
+        # torch.func.vjp's stubs allow a third (aux) item, absent without has_aux
+        primal, vjp_fn = torch.func.vjp(flat_outputs, *values)[:2]
+        outputs = tuple(o.detach() for o in primal)
+
+        def apply(values: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            jv = torch.func.jvp(flat_outputs, values, tangents)[1]
+            return tuple(vjp_fn(tuple(fisher(outputs, tuple(jv)))))
 
     def product(vector: Tensor) -> Tensor:
         if not isinstance(vector, Tensor) or tuple(vector.shape) != (sum(sizes),):
@@ -281,8 +307,7 @@ def gauss_newton_fvp(
         tangents = tuple(
             t.reshape(v.shape).to(v.dtype) for t, v in zip(pieces, values, strict=True)
         )
-        jv = torch.func.jvp(flat_outputs, values, tangents)[1]
-        grads = vjp_fn(tuple(fisher(outputs, tuple(jv))))
+        grads = apply(values, tangents)
         return torch.cat([g.reshape(-1) for g in grads]).to(vector.dtype)
 
     return product

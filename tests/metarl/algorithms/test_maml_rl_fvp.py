@@ -93,6 +93,43 @@ def test_gauss_newton_product_equals_the_double_backward_one(
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12 * float(want.norm()))
 
 
+def test_the_compiled_gauss_newton_product_equals_the_eager_one_through_the_inner_step(
+    monkeypatch,
+):
+    """trpo.compile: one torch.compile graph per product, same matrix as the eager product."""
+    compiled_fns = []
+    compile_fn = torch.compile
+
+    def spy(fn, **kwargs):
+        compiled_fns.append(fn)
+        return compile_fn(fn, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    policy, theta, _, cfg, batch = _problem(False, 1, False)
+    joint = {k: v.detach().clone().requires_grad_() for k, v in theta.items()}
+
+    def output(params):
+        return M.adapted_output(policy, params, batch.inner, batch.valid, cfg, None)[1]
+
+    eager = M.gauss_newton_fvp_fn(output, batch.valid)(joint)
+    compiled = M.gauss_newton_fvp_fn(output, batch.valid, compile=True)(joint)
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(2):  # the second call reuses the compiled graph
+        v = torch.randn(flatten_params(joint).numel(), generator=gen, dtype=F64)
+        want = eager(v)
+        assert want.norm() > 1e-3
+        torch.testing.assert_close(compiled(v), want, rtol=1e-10, atol=1e-12 * float(want.norm()))
+    assert len(compiled_fns) == 1  # the compiled product, built once
+
+
+def test_trpo_compile_needs_the_gauss_newton_product():
+    from metarl.algorithms.maml_rl_config import TRPOConfig
+
+    assert TRPOConfig(fvp="gauss_newton", compile=True).compile
+    with pytest.raises(ValueError, match="trpo.compile needs trpo.fvp: gauss_newton"):
+        TRPOConfig(compile=True)
+
+
 def test_gauss_newton_fvp_is_the_hessian_of_a_kl_at_its_minimum():
     """A plain model: f = tanh(W x), KL of softmax outputs to fixed ones equal at W0."""
     gen = torch.Generator().manual_seed(0)
