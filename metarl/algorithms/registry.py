@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["ALGORITHMS", "Algorithm", "supervised_learners"]
+__all__ = ["ALGORITHMS", "Algorithm", "sequence_learners", "supervised_learners"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,11 +28,14 @@ class Algorithm:
         learner: ``"module:Class"`` of a supervised learner (None for the RL families).
         adapts: Whether it has an inner loop, so that evaluation reports the metric after
             0..k adaptation steps (metric learners classify the query set directly: one point).
+        sequence_model: A black-box learner that reads the episode as a sequence of embeddings,
+            which may be the raw pixels (``model.network: flat``); no other learner takes them.
     """
 
     kind: str
     learner: str | None = None
     adapts: bool = True
+    sequence_model: bool = False
 
 
 _SUPERVISED = "metarl.algorithms.supervised"
@@ -57,8 +60,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "metaoptnet": Algorithm(_SUPERVISED, "metarl.algorithms.closed_form:MetaOptNetLearner", False),
     "siamese": Algorithm(_SUPERVISED, "metarl.algorithms.siamese:SiameseLearner", False),
     # black-box (model-based): a sequence model reads the episode
-    "mann": Algorithm(_SUPERVISED, "metarl.algorithms.mann:MANNLearner", False),
-    "snail": Algorithm(_SUPERVISED, "metarl.algorithms.snail:SNAILLearner", False),
+    "mann": Algorithm(_SUPERVISED, "metarl.algorithms.mann:MANNLearner", False, True),
+    "snail": Algorithm(_SUPERVISED, "metarl.algorithms.snail:SNAILLearner", False, True),
     # MAML-RL
     "maml_trpo": Algorithm("metarl.algorithms.maml_rl_eval"),
     "maml_ppo": Algorithm("metarl.algorithms.maml_rl_eval"),
@@ -74,3 +77,8 @@ ALGORITHMS: dict[str, Algorithm] = {
 def supervised_learners() -> list[str]:
     """The ``algo.name`` values of the supervised learners, in registration order."""
     return [name for name, algo in ALGORITHMS.items() if algo.learner is not None]
+
+
+def sequence_learners() -> list[str]:
+    """The ``algo.name`` values of the black-box sequence learners (``model.network: flat``)."""
+    return [name for name, algo in ALGORITHMS.items() if algo.sequence_model]

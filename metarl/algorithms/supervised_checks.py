@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from metarl.algorithms.registry import sequence_learners
 from metarl.config_checks import check_positive
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ _FLOAT_BYTES = 4
 _OMNIGLOT_PIXELS = 28 * 28
 _SECOND_ORDER_LEARNERS = ("maml", "metasgd", "mamlpp", "alphamaml", "cavia", "metalstm")
 """Learners whose meta-gradient runs back through every inner step."""
-_SEQUENCE_LEARNERS = ("mann", "snail")
-"""Learners that read an episode as a sequence of embeddings, which may be the raw pixels."""
 
 
 def check_task(task: TaskConfig) -> None:
@@ -171,10 +170,11 @@ def preflight(cfg: SupervisedConfig, device: torch.device) -> None:
         raise ValueError(
             f"model.network={cfg.model.network!r} needs an image task family; sinusoid uses mlp"
         )
-    if cfg.model.network == "flat" and cfg.algo.name not in _SEQUENCE_LEARNERS:
+    sequence = sequence_learners()
+    if cfg.model.network == "flat" and cfg.algo.name not in sequence:
         raise ValueError(
             f"model.network='flat' (the raw pixels, no learned layers) is an input for "
-            f"{' and '.join(_SEQUENCE_LEARNERS)} only, not {cfg.algo.name}; use conv4_maxpool or "
+            f"{' and '.join(sequence)} only, not {cfg.algo.name}; use conv4_maxpool or "
             "conv4_strided"
         )
     need, have = activation_bytes(cfg), device_memory_bytes(device)
