@@ -21,7 +21,6 @@ import argparse
 import errno
 import json
 import logging
-import os
 import pickle
 import random
 import sys
@@ -202,28 +201,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if world.is_main:
             _print_curve(path)
         if world.distributed:
-            _leave_after_a_finished_run()
+            distributed.finish_rank()  # exits: tearing gloo down can abort a peer
     finally:
         distributed.shutdown()
     return 0
-
-
-def _leave_after_a_finished_run() -> NoReturn:
-    """Ends a rank whose run is complete and written, without tearing gloo down.
-
-    Every rank first meets the others, so none leaves while a peer still needs it. Tearing the
-    process group down (or letting the interpreter finalise it) while a peer's gloo threads still
-    hold its connections sometimes aborts that peer with ``std::terminate`` after a finished run
-    (seen about once in seven two-rank runs here; pytorch/pytorch#179291 describes the same
-    teardown race); the rank's files are closed and its output is flushed, so it exits at once.
-    """
-    from metarl import distributed
-
-    distributed.barrier()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(0)
 
 
 def _nan_stop_message(err: Exception, run_dir: Path) -> str:

@@ -44,7 +44,7 @@ def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs
     gathered = distributed.gather_objects(list(shard(5, w)))
     if w.is_main:
         out["a"], out["b"], out["g"] = a.tolist(), b.tolist(), gathered
-    distributed.shutdown()
+    distributed.finish_rank()
 
 
 def test_two_gloo_ranks_sum_and_gather() -> None:

@@ -106,8 +106,9 @@ def _worker(rank: int, port: int, out: Any) -> None:  # pragma: no cover - runs 
         for name in CASES:
             params, metrics = _update(name)
             out[f"{name}/{rank}"] = (params, metrics)
+        distributed.finish_rank()  # exits; tearing gloo down can abort the peer
     finally:
-        distributed.shutdown()
+        distributed.shutdown()  # only after an error
 
 
 @pytest.fixture(scope="module")

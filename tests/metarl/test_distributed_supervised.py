@@ -167,7 +167,7 @@ def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs
     results["nan_on_every_rank"] = distributed.gather_objects(bool(torch.isnan(loss)))
     if rank == 0:
         out.update(results)
-    distributed.shutdown()
+    distributed.finish_rank()  # exits; tearing gloo down can abort the peer
 
 
 class NaNTask:

@@ -118,7 +118,7 @@ def _gather_worker(rank, port, out):  # pragma: no cover - runs in a child
         out[f"{rank}/error"] = ""
     except ValueError as e:
         out[f"{rank}/error"] = str(e)
-    distributed.shutdown()
+    distributed.finish_rank()
 
 
 def test_success_rates_split_over_two_ranks_equal_one_process_on_rank_zero():
