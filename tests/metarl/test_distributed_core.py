@@ -34,6 +34,8 @@ def test_one_rank_collectives_are_identities() -> None:
     assert t.tolist() == [0.0, 1.0, 2.0]
     assert distributed.gather_objects("a") == ["a"]
     assert distributed.broadcast_object(7) == 7
+    distributed.finish_rank()  # a world of one: leaves the group and returns (no exit)
+    assert not distributed.world().distributed
 
 
 def _worker(rank: int, port: int, out: dict) -> None:  # pragma: no cover - runs in a child
