@@ -176,6 +176,11 @@ def _worker_main(
         conn.close()
 
 
+def _timed_acquire(sem: Any) -> Callable[[float], bool]:
+    """``seconds -> bool``: ``sem.acquire(timeout=seconds)``."""
+    return lambda seconds: bool(sem.acquire(timeout=seconds))
+
+
 def _probe_info(engine: BatchedTaskEngine) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shapes and dtypes of one sub-env's reward terms and extras, from one step of a probe."""
     engine.seed([0])
@@ -259,8 +264,10 @@ class ProcessEngine:
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
-        self._go: list[Any] = []  # per worker: the parent has a command / the worker answered
-        self._done: list[Any] = []
+        self._go: list[Any] = []  # per worker: the parent has a command for it
+        # per worker: its 'done' semaphore's non-blocking and timed acquire (built once: the
+        # lockstep loop waits on them every step)
+        self._done: list[tuple[Callable[[], bool], Callable[[float], bool]]] = []
         self._ctl = np.zeros((0, 2), dtype=np.int64)
         self._hung: set[int] = set()  # workers that did not answer in time: killed on close
         try:
@@ -323,7 +330,7 @@ class ProcessEngine:
             self._procs.append(proc)
             self._conns.append(parent)
             self._go.append(go)
-            self._done.append(done)
+            self._done.append((functools.partial(done.acquire, False), _timed_acquire(done)))
         for w in range(len(self._procs)):
             self._recv(w, "start")
 
@@ -341,10 +348,10 @@ class ProcessEngine:
         liveness and timeout checks), then for the pipe message if the control block announces
         one (a command's reply or an error).
         """
-        conn, done = self._conns[w], self._done[w]
+        conn, (try_done, wait_done) = self._conns[w], self._done[w]
         start, stop = self._slices[self._remote[w]]
         try:
-            self._wait(w, cmd, functools.partial(done.acquire, False), self._acquire(done), True)
+            self._wait(w, cmd, try_done, wait_done, True)
             if self._ctl[w, 1] == _ANSWER_DONE:
                 return None
             self._wait(w, cmd, conn.poll, conn.poll, False)
@@ -364,10 +371,6 @@ class ProcessEngine:
                 f"worker {w} (sub-envs {start}..{stop - 1}) raised on {cmd!r}:\n{payload}"
             )
         return payload
-
-    @staticmethod
-    def _acquire(sem: Any) -> Callable[[float], bool]:
-        return lambda seconds: bool(sem.acquire(timeout=seconds))
 
     def _wait(
         self,
