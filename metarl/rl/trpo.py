@@ -253,22 +253,27 @@ def gauss_newton_fvp(
     outputs). Where the old distribution equals ``f(params)`` (TRPO's KL at the old parameters)
     the KL is minimal, ``dKL/df = 0``, and the Hessian is exactly ``J^T F J`` with ``F`` the
     Fisher matrix of the output distribution (Martens 2014, "New insights and perspectives on
-    the natural gradient method"; Schulman et al. 2015, App. C.1). ``J v`` is one forward-mode
-    product (:func:`torch.func.jvp`), ``J^T u`` one reverse-mode product whose graph
-    (:func:`torch.func.vjp`) is built once and reused by every call: no double backward.
+    the natural gradient method"; Schulman et al. 2015, App. C.1).
 
-    With ``compile`` the whole product (the ``jvp``, the Fisher product and a ``vjp`` recomputed
-    per call) is one :func:`torch.compile` graph, which fuses the elementwise work on the
-    activations that otherwise makes the product memory-bound; it recomputes the forward pass
-    per product instead of reading a cached graph, compiles on its first call (seconds to a
-    minute; inductor needs a C++ compiler on CPU) and rounds differently from the eager product
-    (float32 reductions reordered), so it is off by default.
+    Nothing that stays fixed across products is recomputed: ``f`` runs once, its reverse-mode
+    product (:func:`torch.func.vjp`) is built once and gives ``J^T u`` on every call, and it is
+    also applied once, with its graph, to a probe ``u`` that requires grad; ``u -> J^T u`` is
+    linear, so its gradient in ``u`` along ``v`` is ``J v`` (the transpose of the reverse-mode
+    product, which reads the activations saved once instead of re-running the forward pass as
+    :func:`torch.func.jvp` would). A product is two backward passes and no forward pass.
+
+    With ``compile`` both of those graphs are :func:`torch.compile` graphs run once under
+    autograd (AOTAutograd keeps their activations), so the two backward passes of a product are
+    compiled too, with their elementwise work fused. It compiles on the first call for a batch's
+    shapes (tens of seconds; inductor needs a C++ compiler on CPU) and rounds differently from
+    the eager product (float32 reductions reordered), so it is off by default. Either way the
+    saved activations live while the returned function is referenced.
 
     Args:
         outputs_fn: ``params -> outputs``, a tuple of tensors, composable with ``torch.func``.
         params: Named tensors at which ``J`` is taken.
         fisher: ``(outputs, tangents) -> F tangents`` in output space (outputs detached).
-        compile: Fuse each product into one compiled graph (see above).
+        compile: Read both products from compiled, cached graphs (see above).
 
     Returns:
         A function from a vector of length ``sum(p.numel())`` to a detached vector like it.
@@ -280,24 +285,44 @@ def gauss_newton_fvp(
         return tuple(outputs_fn(dict(zip(names, tensors, strict=True))))
 
     sizes = [v.numel() for v in values]
+    pull: Callable[[tuple[Tensor, ...]], tuple[Tensor, ...]]  # u -> J^T u, from saved graphs
     if compile:
-        with torch.no_grad():  # contiguous: a stride change between calls would recompile
-            outputs = tuple(o.detach().contiguous() for o in flat_outputs(*values))
+        leaves = tuple(v.detach().requires_grad_(True) for v in values)
 
-        def fused(values: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            jv = torch.func.jvp(flat_outputs, values, tangents)[1]
-            pullback = torch.func.vjp(flat_outputs, *values)[1]
-            return tuple(pullback(tuple(fisher(outputs, tuple(jv)))))
+        def transposed(values: tuple[Tensor, ...], cotangents: tuple[Tensor, ...]) -> Tensor:
+            return cast(Tensor, torch.func.vjp(flat_outputs, *values)[1](cotangents))
 
-        apply = cast(Callable[..., tuple[Tensor, ...]], torch.compile(fused, dynamic=False))
+        with torch.enable_grad():
+            graph = torch.compile(flat_outputs, dynamic=False)(*leaves)
+            outputs = tuple(o.detach() for o in graph)
+            probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
+            pulled = tuple(torch.compile(transposed, dynamic=False)(values, probes))
+
+        def pull(cotangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+            cotangents = tuple(t.contiguous() for t in cotangents)
+            return torch.autograd.grad(
+                graph, leaves, cotangents, retain_graph=True, materialize_grads=True
+            )
+
     else:
         # torch.func.vjp's stubs allow a third (aux) item, absent without has_aux
         primal, vjp_fn = torch.func.vjp(flat_outputs, *values)[:2]
         outputs = tuple(o.detach() for o in primal)
+        probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
+        with torch.enable_grad():
+            pulled = tuple(vjp_fn(probes))
+        pull = vjp_fn
+    linked = [i for i, p in enumerate(pulled) if p.requires_grad]  # the rest: J^T u = 0
 
-        def apply(values: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            jv = torch.func.jvp(flat_outputs, values, tangents)[1]
-            return tuple(vjp_fn(tuple(fisher(outputs, tuple(jv)))))
+    def apply(tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        jv = torch.autograd.grad(  # J v: the gradient in u of u -> J^T u along v
+            [pulled[i] for i in linked],
+            probes,
+            [tangents[i] for i in linked],
+            retain_graph=True,
+            materialize_grads=True,
+        )
+        return tuple(pull(tuple(fisher(outputs, jv))))
 
     def product(vector: Tensor) -> Tensor:
         if not isinstance(vector, Tensor) or tuple(vector.shape) != (sum(sizes),):
@@ -307,7 +332,7 @@ def gauss_newton_fvp(
         tangents = tuple(
             t.reshape(v.shape).to(v.dtype) for t, v in zip(pieces, values, strict=True)
         )
-        grads = apply(values, tangents)
+        grads = apply(tangents)
         return torch.cat([g.reshape(-1) for g in grads]).to(vector.dtype)
 
     return product

@@ -63,7 +63,7 @@ def _problem(discrete, inner_steps=1, learn_lr=False, lr=0.3):
 def test_gauss_newton_product_equals_the_double_backward_one(
     discrete, inner_steps, learn_lr, weight
 ):
-    """At θ_old the KL's Hessian through the inner step(s) is exactly J^T F J."""
+    """At θ_old the KL's Hessian through the inner step(s) is exactly J^T F J, from saved graphs."""
     policy, theta, learned, cfg, batch = _problem(discrete, inner_steps, learn_lr)
     old = M.old_outputs(policy, batch.adapted, batch.inner, batch.valid)
     joint = {f"p.{k}": v.detach().clone().requires_grad_() for k, v in theta.items()}
@@ -76,7 +76,10 @@ def test_gauss_newton_product_equals_the_double_backward_one(
         lrs = {k[2:]: v for k, v in params.items() if k.startswith("a.")}
         return net, lrs or None
 
+    forward_passes = []
+
     def output(params):
+        forward_passes.append(1)
         net, lrs = split(params)
         return M.adapted_output(policy, net, batch.inner, batch.valid, cfg, lrs)[1]
 
@@ -88,15 +91,24 @@ def test_gauss_newton_product_equals_the_double_backward_one(
     gen = torch.Generator().manual_seed(5)
     for _ in range(3):
         v = torch.randn(flatten_params(joint).numel(), generator=gen, dtype=F64)
+        forward_passes.clear()
         want, got = exact(v), product(v)
+        assert not forward_passes  # the product reads saved graphs, it never re-runs the policy
         assert want.norm() > 1e-3  # a non-trivial Fisher matrix
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12 * float(want.norm()))
 
 
+@pytest.mark.parametrize(
+    ("discrete", "inner_steps", "learn_lr"), [(False, 1, False), (True, 2, True)]
+)
 def test_the_compiled_gauss_newton_product_equals_the_eager_one_through_the_inner_step(
-    monkeypatch,
+    monkeypatch, discrete, inner_steps, learn_lr
 ):
-    """trpo.compile: one torch.compile graph per product, same matrix as the eager product."""
+    """trpo.compile: the same matrix as the eager product, read from graphs built once.
+
+    Two graphs are compiled (the adapted outputs and their reverse-mode product, each run once
+    under autograd); the products are their backward passes, so the policy never runs again.
+    """
     compiled_fns = []
     compile_fn = torch.compile
 
@@ -105,21 +117,32 @@ def test_the_compiled_gauss_newton_product_equals_the_eager_one_through_the_inne
         return compile_fn(fn, **kwargs)
 
     monkeypatch.setattr(torch, "compile", spy)
-    policy, theta, _, cfg, batch = _problem(False, 1, False)
-    joint = {k: v.detach().clone().requires_grad_() for k, v in theta.items()}
+    policy, theta, learned, cfg, batch = _problem(discrete, inner_steps, learn_lr)
+    joint = {f"p.{k}": v.detach().clone().requires_grad_() for k, v in theta.items()}
+    joint.update(
+        {f"a.{k}": v.detach().clone().requires_grad_() for k, v in (learned or {}).items()}
+    )
+    forward_passes = []
 
     def output(params):
-        return M.adapted_output(policy, params, batch.inner, batch.valid, cfg, None)[1]
+        forward_passes.append(1)
+        net = {k[2:]: v for k, v in params.items() if k.startswith("p.")}
+        lrs = {k[2:]: v for k, v in params.items() if k.startswith("a.")} or None
+        return M.adapted_output(policy, net, batch.inner, batch.valid, cfg, lrs)[1]
 
-    eager = M.gauss_newton_fvp_fn(output, batch.valid)(joint)
-    compiled = M.gauss_newton_fvp_fn(output, batch.valid, compile=True)(joint)
+    eager = M.gauss_newton_fvp_fn(output, batch.valid, 0.5)(joint)
+    compiled = M.gauss_newton_fvp_fn(output, batch.valid, 0.5, compile=True)(joint)
+    assert len(compiled_fns) == 2  # the outputs and u -> J^T u, built once
     gen = torch.Generator().manual_seed(6)
-    for _ in range(2):  # the second call reuses the compiled graph
+    for _ in range(2):
         v = torch.randn(flatten_params(joint).numel(), generator=gen, dtype=F64)
         want = eager(v)
         assert want.norm() > 1e-3
-        torch.testing.assert_close(compiled(v), want, rtol=1e-10, atol=1e-12 * float(want.norm()))
-    assert len(compiled_fns) == 1  # the compiled product, built once
+        forward_passes.clear()
+        got = compiled(v)
+        assert not forward_passes  # a product runs no forward pass of the policy
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12 * float(want.norm()))
+    assert len(compiled_fns) == 2
 
 
 def test_trpo_compile_needs_the_gauss_newton_product():
