@@ -348,9 +348,9 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     (this VM's matmul speed drifts by 2x within minutes, so a bound timed once is not comparable
     with updates timed later; timed right after an update, the bare loop also ran slower after
     the eager products than after the compiled one, so it runs before the round's updates). The
-    compiled update's matrix products are counted the same way (inductor's generated code calls
-    them through the dispatcher) on a second run after its warm-up, which compiles and is timed
-    apart.
+    compiled update's matrix products are counted the same way on a run of its eager twin (the
+    same graphs with ``torch.compiler.set_stance("force_eager")``), then its warm-up compiles and
+    is timed apart.
     """
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
@@ -398,11 +398,13 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     for kind in kinds:  # one warm-up each, counted: products, matmul shapes and FLOPs
         current = kind
         products[kind] = 0
-        warm_up = run(kind)[0] if kind == "gauss_newton + compile" else None  # compiles
-        products[kind] = 0
+        compiled = kind == "gauss_newton + compile"
         recorder, flops = _MatmulShapes(), FlopCounterMode(display=False)
-        with recorder, flops:
-            _, new = run(kind)
+        # the compiled update is counted on its eager twin: under a dispatch mode dynamo would
+        # skip the frames for good and every later run would be eager
+        with torch.compiler.set_stance("force_eager" if compiled else "default"):
+            with recorder, flops:
+                _, new = run(kind)
         figures[kind] = {
             "products": products[kind],
             "matmul_gflop": flops.get_total_flops() / 1e9,
@@ -410,8 +412,8 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
             "seconds": [],
             "params": new,
         }
-        if warm_up is not None:
-            figures[kind]["compile_update_seconds"] = warm_up
+        if compiled:  # its first run compiles
+            figures[kind]["compile_update_seconds"], figures[kind]["params"] = run(kind)
     for _ in range(repeats):
         bounds = {kind: _matmul_seconds(figures[kind]["shapes"], device) for kind in kinds}
         for kind in kinds:
