@@ -161,6 +161,12 @@ def launch(spec: LaunchSpec, worker_args: Sequence[str], verbose: bool = False) 
         rdzv_configs={"join_timeout": timeout, "timeout": timeout},
         max_restarts=0,
     )
+    # as torchrun does: each rank's OpenMP would otherwise take every core, and N ranks spinning
+    # at OpenMP barriers on shared cores ran torch.compile'd kernels 25-100x slower (run.num_threads
+    # still sets a rank's torch threads; a user's OMP_NUM_THREADS is kept)
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is None and spec.nproc > 1:
+        os.environ["OMP_NUM_THREADS"] = "1"
     try:
         elastic_launch(config, sys.executable)("-m", "metarl", *worker_args)
     except ChildFailedError as err:
@@ -173,3 +179,6 @@ def launch(spec: LaunchSpec, worker_args: Sequence[str], verbose: bool = False) 
             f"command on all {spec.nnodes} nodes with the same --rdzv-endpoint, or raise "
             "run.collective_timeout"
         ) from err
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
