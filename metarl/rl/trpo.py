@@ -255,19 +255,13 @@ def gauss_newton_fvp(
     Fisher matrix of the output distribution (Martens 2014, "New insights and perspectives on
     the natural gradient method"; Schulman et al. 2015, App. C.1).
 
-    Nothing that stays fixed across products is recomputed: ``f`` runs once, its reverse-mode
-    product (:func:`torch.func.vjp`) is built once and gives ``J^T u`` on every call, and it is
-    also applied once, with its graph, to a probe ``u`` that requires grad; ``u -> J^T u`` is
-    linear, so its gradient in ``u`` along ``v`` is ``J v`` (the transpose of the reverse-mode
-    product, which reads the activations saved once instead of re-running the forward pass as
-    :func:`torch.func.jvp` would). A product is two backward passes and no forward pass.
-
-    With ``compile`` both of those graphs are :func:`torch.compile` graphs run once under
-    autograd (AOTAutograd keeps their activations), so the two backward passes of a product are
-    compiled too, with their elementwise work fused. It compiles on the first call for a batch's
-    shapes (tens of seconds; inductor needs a C++ compiler on CPU) and rounds differently from
-    the eager product (float32 reductions reordered), so it is off by default. Either way the
-    saved activations live while the returned function is referenced.
+    ``f`` runs once; its reverse-mode product (:func:`torch.func.vjp`) gives ``J^T u`` and is
+    applied once, with its graph, to a probe ``u`` that requires grad: ``u -> J^T u`` is linear,
+    so its gradient in ``u`` along ``v`` is ``J v``, from saved activations (no forward pass per
+    product, unlike :func:`torch.func.jvp`). With ``compile`` both graphs are :func:`torch.compile`
+    graphs run once under autograd, so a product's two backward passes are compiled (AOTAutograd)
+    and fused; it compiles on the first call for a batch's shapes (tens of seconds; inductor needs
+    a C++ compiler on CPU) and rounds differently (float32 sums reordered): off by default.
 
     Args:
         outputs_fn: ``params -> outputs``, a tuple of tensors, composable with ``torch.func``.
@@ -298,10 +292,15 @@ def gauss_newton_fvp(
             probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
             pulled = tuple(torch.compile(transposed, dynamic=False)(values, probes))
 
+        used = [i for i, o in enumerate(graph) if o.requires_grad]  # some, where J != 0
+
         def pull(cotangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            cotangents = tuple(t.contiguous() for t in cotangents)
             return torch.autograd.grad(
-                graph, leaves, cotangents, retain_graph=True, materialize_grads=True
+                [graph[i] for i in used],
+                leaves,
+                [cotangents[i].contiguous() for i in used],
+                retain_graph=True,
+                materialize_grads=True,
             )
 
     else:
@@ -315,6 +314,8 @@ def gauss_newton_fvp(
     linked = [i for i, p in enumerate(pulled) if p.requires_grad]  # the rest: J^T u = 0
 
     def apply(tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        if not linked:  # J = 0
+            return tuple(torch.zeros_like(v) for v in values)
         jv = torch.autograd.grad(  # J v: the gradient in u of u -> J^T u along v
             [pulled[i] for i in linked],
             probes,

@@ -238,3 +238,27 @@ def test_fvp_setting_is_checked():
     )
     assert cfg.trpo is not None and cfg.trpo.fvp == "gauss_newton"
     assert TRPOConfig().fvp == "double_backward"  # the recorded (golden) numbers
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_gauss_newton_fvp_of_outputs_that_ignore_a_param(compile):
+    """J is zero in the columns of a param the outputs do not use, and zero for constant outputs."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 3, generator=gen, dtype=F64)
+    leaves = {
+        "w": torch.randn(2, 3, generator=gen, dtype=F64).requires_grad_(),
+        "unused": torch.randn(4, generator=gen, dtype=F64).requires_grad_(),
+    }
+
+    def fisher(outs, tangents):
+        return tuple(2.0 * t for t in tangents)
+
+    v = torch.randn(10, generator=gen, dtype=F64)
+    product = gauss_newton_fvp(lambda p: (torch.tanh(x @ p["w"].T),), leaves, fisher, compile)
+    jac = torch.autograd.functional.jacobian(
+        lambda w: torch.tanh(x @ w.T).reshape(-1), leaves["w"].detach()
+    ).reshape(10, 6)
+    want = torch.cat([2.0 * jac.T @ (jac @ v[:6]), torch.zeros(4, dtype=F64)])
+    torch.testing.assert_close(product(v), want, rtol=1e-10, atol=1e-12)
+    constant = gauss_newton_fvp(lambda p: (x.clone(),), leaves, fisher, compile)
+    torch.testing.assert_close(constant(v), torch.zeros(10, dtype=F64))
