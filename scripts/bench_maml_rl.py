@@ -26,8 +26,8 @@ the load average (a few minutes at full size).
                                     [--outer-repeats 3] [--outer-only]
 
 The outer update is also timed on its own, on one meta-batch, with each of TRPO's KL products
-(``trpo.fvp``): the Gauss-Newton form (one forward-mode and one reverse-mode product per
-conjugate-gradient iteration), the same with ``trpo.compile`` (both products read from
+(``trpo.fvp``): the Gauss-Newton form (two backward passes over graphs saved once per update,
+per conjugate-gradient iteration), the same with ``trpo.compile`` (both products read from
 compiled graphs built once per update; its first, compiling update is the warm-up) and the double
 backward
 through the inner step, interleaved, with the number of products, the matrix-product FLOPs counted

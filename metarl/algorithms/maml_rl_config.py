@@ -110,16 +110,17 @@ class TRPOConfig(BaseTRPOConfig):
     """How conjugate gradient multiplies by the KL's Hessian at the old parameters.
     ``double_backward``: differentiate the KL twice through the inner step (the recorded
     numbers). ``gauss_newton``: ``J^T F J v``, ``J`` the Jacobian of the adapted policies' outputs
-    (through the inner step, second order) and ``F`` the output distribution's Fisher matrix, one
-    forward-mode and one reverse-mode product per iteration; the same matrix (exact there, where
+    (through the inner step, second order) and ``F`` the output distribution's Fisher matrix, two
+    backward passes over graphs saved once per update per iteration; the same matrix (exact where
     the KL and its gradient vanish), cheaper, but in float32 its rounding differs and ten CG
     iterations amplify that: the step agrees with the double backward's in float64, not bit for
     bit in float32."""
     compile: bool = False
-    """With ``fvp: gauss_newton``: each product as one ``torch.compile`` graph, which fuses the
-    elementwise work on the activations (the README's outer-update benchmark times it); compiles
-    on the first product of each process (seconds to a minute; a C++ compiler is needed on CPU)
-    and rounds differently from the eager product in float32."""
+    """With ``fvp: gauss_newton``: the saved graphs are ``torch.compile`` graphs, so each
+    product's backward passes are compiled with their elementwise work fused (the README's
+    outer-update benchmark times it); compiles on the first update of each process (seconds to a
+    minute; a C++ compiler is needed on CPU) and rounds differently from the eager product in
+    float32."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
