@@ -29,10 +29,9 @@ The outer update is also timed on its own, on one meta-batch, with each of TRPO'
 (``trpo.fvp``): the Gauss-Newton form (two backward passes over graphs saved once per update,
 per conjugate-gradient iteration), the same with ``trpo.compile`` (both products read from
 compiled graphs built once per update; its first, compiling update is the warm-up) and the double
-backward
-through the inner step, interleaved, with the number of products, the matrix-product FLOPs counted
-(``torch.utils.flop_counter``), the same matrix products timed in a bare loop (the matmul
-bound) and the machine load beside them.
+backward through the inner step, interleaved, with the number of products, the matrix-product
+FLOPs counted (``torch.utils.flop_counter``), the same matrix products timed in a bare loop (the
+matmul bound) and the machine load beside them.
 
 ``--device cuda`` puts the policy (and the inner and outer updates) on the GPU; envs stay on CPU.
 """
@@ -329,10 +328,11 @@ def _sync(device: torch.device) -> None:
 
 
 # the outer-update rows: a label -> its trpo.fvp (the compiled row also sets trpo.compile)
-OUTER_KINDS = ("gauss_newton", "gauss_newton + compile", "double_backward")
+_COMPILED = "gauss_newton + compile"
+OUTER_KINDS = ("gauss_newton", _COMPILED, "double_backward")
 _FVP: dict[str, Literal["gauss_newton", "double_backward"]] = {
     "gauss_newton": "gauss_newton",
-    "gauss_newton + compile": "gauss_newton",
+    _COMPILED: "gauss_newton",
     "double_backward": "double_backward",
 }
 
@@ -365,9 +365,7 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     configs: dict[str, M.MAMLRLConfig] = {
         kind: dataclasses.replace(
             cfg,
-            trpo=dataclasses.replace(
-                trpo, fvp=_FVP[kind], compile=kind == "gauss_newton + compile"
-            ),
+            trpo=dataclasses.replace(trpo, fvp=_FVP[kind], compile=kind == _COMPILED),
         )
         for kind in kinds
     }
@@ -398,7 +396,7 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     for kind in kinds:  # one warm-up each, counted: products, matmul shapes and FLOPs
         current = kind
         products[kind] = 0
-        compiled = kind == "gauss_newton + compile"
+        compiled = kind == _COMPILED
         recorder, flops = _MatmulShapes(), FlopCounterMode(display=False)
         # the compiled update is counted on its eager twin: under a dispatch mode dynamo would
         # skip the frames for good and every later run would be eager
@@ -430,7 +428,7 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     thetas = {kind: figures[kind].pop("params") for kind in kinds}
     a, b = thetas["gauss_newton"], thetas["double_backward"]
     figures["max_param_difference"] = max(float((a[k] - b[k]).abs().max()) for k in a)
-    c = thetas["gauss_newton + compile"]
+    c = thetas[_COMPILED]
     figures["max_param_difference_compiled"] = max(float((a[k] - c[k]).abs().max()) for k in a)
     return figures
 
@@ -462,7 +460,7 @@ def print_outer_update(figures: dict) -> None:
     ratio = np.median(figures["double_backward"]["seconds"]) / np.median(
         figures["gauss_newton"]["seconds"]
     )
-    compiled = figures["gauss_newton + compile"]
+    compiled = figures[_COMPILED]
     speedup = np.median(figures["gauss_newton"]["seconds"]) / np.median(compiled["seconds"])
     print(
         f"\ndouble_backward / gauss_newton seconds: {ratio:.2f}; the two updates' θ differ by at "

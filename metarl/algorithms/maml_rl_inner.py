@@ -192,7 +192,7 @@ def gauss_newton_fvp_fn(
         outputs_fn: ``params -> PolicyOutput [T, E, H, ...]`` of the adapted policies.
         valid: The post-update batch (its mask weighs the samples).
         weight: This rank's share of the meta-batch (data parallel), 1 for one process.
-        compile: Each product as one :func:`torch.compile` graph (``trpo.compile``).
+        compile: Read the products from :func:`torch.compile` graphs (``trpo.compile``).
 
     Returns:
         ``params -> (v -> J^T F J v)`` for :func:`~metarl.rl.trpo.trpo_step`'s ``fvp``.

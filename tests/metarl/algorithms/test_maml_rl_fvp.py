@@ -56,6 +56,32 @@ def _problem(discrete, inner_steps=1, learn_lr=False, lr=0.3):
     return policy, theta, learned, cfg, M.MetaBatch(inner, valid, [], path, {})
 
 
+def _joint(theta, learned):
+    """θ and the learned step sizes as one dict of leaves ("p.*", "a.*"), as TRPO has them."""
+    joint = {f"p.{k}": v.detach().clone().requires_grad_() for k, v in theta.items()}
+    joint.update(
+        {f"a.{k}": v.detach().clone().requires_grad_() for k, v in (learned or {}).items()}
+    )
+    return joint
+
+
+def _split(params):
+    net = {k[2:]: v for k, v in params.items() if k.startswith("p.")}
+    lrs = {k[2:]: v for k, v in params.items() if k.startswith("a.")}
+    return net, lrs or None
+
+
+def _counted_output(policy, batch, cfg, forward_passes):
+    """The adapted outputs as a function of the joint params; each call appends to the list."""
+
+    def output(params):
+        forward_passes.append(1)
+        net, lrs = _split(params)
+        return M.adapted_output(policy, net, batch.inner, batch.valid, cfg, lrs)[1]
+
+    return output
+
+
 @pytest.mark.parametrize(
     ("discrete", "inner_steps", "learn_lr", "weight"),
     [(False, 1, False, 1.0), (True, 1, False, 1.0), (False, 2, True, 0.25), (True, 0, False, 1.0)],
@@ -66,24 +92,10 @@ def test_gauss_newton_product_equals_the_double_backward_one(
     """At θ_old the KL's Hessian through the inner step(s) is exactly J^T F J, from saved graphs."""
     policy, theta, learned, cfg, batch = _problem(discrete, inner_steps, learn_lr)
     old = M.old_outputs(policy, batch.adapted, batch.inner, batch.valid)
-    joint = {f"p.{k}": v.detach().clone().requires_grad_() for k, v in theta.items()}
-    joint.update(
-        {f"a.{k}": v.detach().clone().requires_grad_() for k, v in (learned or {}).items()}
-    )
-
-    def split(params):
-        net = {k[2:]: v for k, v in params.items() if k.startswith("p.")}
-        lrs = {k[2:]: v for k, v in params.items() if k.startswith("a.")}
-        return net, lrs or None
-
+    joint = _joint(theta, learned)
     forward_passes = []
-
-    def output(params):
-        forward_passes.append(1)
-        net, lrs = split(params)
-        return M.adapted_output(policy, net, batch.inner, batch.valid, cfg, lrs)[1]
-
-    net, lrs = split(joint)
+    output = _counted_output(policy, batch, cfg, forward_passes)
+    net, lrs = _split(joint)
     terms = M.outer_objective(policy, net, batch.inner, batch.valid, old, cfg, lrs)
     assert float(terms.kl.detach()) == 0.0  # the old policy is the adapted policy at θ_old
     exact = make_hvp_fn(terms.kl * weight, joint)
@@ -118,17 +130,9 @@ def test_the_compiled_gauss_newton_product_equals_the_eager_one_through_the_inne
 
     monkeypatch.setattr(torch, "compile", spy)
     policy, theta, learned, cfg, batch = _problem(discrete, inner_steps, learn_lr)
-    joint = {f"p.{k}": v.detach().clone().requires_grad_() for k, v in theta.items()}
-    joint.update(
-        {f"a.{k}": v.detach().clone().requires_grad_() for k, v in (learned or {}).items()}
-    )
+    joint = _joint(theta, learned)
     forward_passes = []
-
-    def output(params):
-        forward_passes.append(1)
-        net = {k[2:]: v for k, v in params.items() if k.startswith("p.")}
-        lrs = {k[2:]: v for k, v in params.items() if k.startswith("a.")} or None
-        return M.adapted_output(policy, net, batch.inner, batch.valid, cfg, lrs)[1]
+    output = _counted_output(policy, batch, cfg, forward_passes)
 
     eager = M.gauss_newton_fvp_fn(output, batch.valid, 0.5)(joint)
     compiled = M.gauss_newton_fvp_fn(output, batch.valid, 0.5, compile=True)(joint)
