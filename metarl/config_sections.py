@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from metarl.config_checks import check_positive
 
@@ -59,6 +59,11 @@ class TRPOConfig:
     """Line-search shrink factor of the step, in (0, 1)."""
     ls_steps: int = 15
     """Line-search candidate steps before the update is rejected."""
+    step_curvature: Literal["product", "cg"] = "product"
+    """How the step length's ``s^T H s`` is found: ``product``, one more KL Hessian-vector
+    product after conjugate gradient (rllab, pytorch-maml-rl; the recorded numbers); ``cg``, from
+    conjugate gradient's own residual (``s^T (b - r)``), one product fewer per update, equal up
+    to float rounding."""
 
     def __post_init__(self) -> None:
         check_positive(self, "max_kl", "cg_iters", "ls_steps")

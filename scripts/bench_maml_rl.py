@@ -26,12 +26,13 @@ the load average (a few minutes at full size).
                                     [--outer-repeats 3] [--outer-only]
 
 The outer update is also timed on its own, on one meta-batch, with each of TRPO's KL products
-(``trpo.fvp``): the Gauss-Newton form (two backward passes over graphs saved once per update,
-per conjugate-gradient iteration), the same with ``trpo.compile`` (both products read from
-compiled graphs built once per update; its first, compiling update is the warm-up) and the double
-backward through the inner step, interleaved, with the number of products, the matrix-product
-FLOPs counted (``torch.utils.flop_counter``), the same matrix products timed in a bare loop (the
-matmul bound) and the machine load beside them.
+(``trpo.fvp``): the Gauss-Newton form (two backward passes over graphs saved once per update, per
+conjugate-gradient iteration), the same with ``trpo.compile`` (both products read from compiled
+graphs built once per update; its first, compiling update is the warm-up), that with
+``trpo.step_curvature=cg`` (the step length's ``s^T H s`` from conjugate gradient's residual, one
+product fewer) and the double backward through the inner step, interleaved, with the number of
+products, the matrix-product FLOPs counted (``torch.utils.flop_counter``), the same matrix products
+timed in a bare loop (the matmul bound) and the machine load beside them.
 
 ``--device cuda`` puts the policy (and the inner and outer updates) on the GPU; envs stay on CPU.
 """
@@ -327,12 +328,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-# the outer-update rows: a label -> its trpo.fvp (the compiled row also sets trpo.compile)
+# the outer-update rows: a label -> its trpo.fvp (the compiled rows also set trpo.compile, the
+# last of them trpo.step_curvature=cg)
 _COMPILED = "gauss_newton + compile"
-OUTER_KINDS = ("gauss_newton", _COMPILED, "double_backward")
+_COMPILED_CG = "gauss_newton + compile + step_curvature cg"
+OUTER_KINDS = ("gauss_newton", _COMPILED, _COMPILED_CG, "double_backward")
 _FVP: dict[str, Literal["gauss_newton", "double_backward"]] = {
     "gauss_newton": "gauss_newton",
     _COMPILED: "gauss_newton",
+    _COMPILED_CG: "gauss_newton",
     "double_backward": "double_backward",
 }
 
@@ -340,17 +344,17 @@ _FVP: dict[str, Literal["gauss_newton", "double_backward"]] = {
 def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int) -> dict:
     """Times the outer update of one meta-batch with each KL product, interleaved.
 
-    One meta-batch is sampled (seed 0), then ``repeats`` rounds each time one TRPO outer update
-    with ``trpo.fvp=gauss_newton``, one with it compiled (``trpo.compile``) and one with
-    ``double_backward`` from the same θ. Per product the matrix products are recorded and their
-    FLOPs counted (``FlopCounterMode``), and at the start of every round the same matrix products
-    are timed in a bare loop: the matmul bound of each outer update, measured in the same round
-    (this VM's matmul speed drifts by 2x within minutes, so a bound timed once is not comparable
-    with updates timed later; timed right after an update, the bare loop also ran slower after
-    the eager products than after the compiled one, so it runs before the round's updates). The
-    compiled update's matrix products are counted the same way on a run of its eager twin (the
-    same graphs with ``torch.compiler.set_stance("force_eager")``), then its warm-up compiles and
-    is timed apart.
+    One meta-batch is sampled (seed 0), then ``repeats`` rounds each time one TRPO outer update with
+    ``trpo.fvp=gauss_newton``, one with it compiled (``trpo.compile``), one compiled with
+    ``trpo.step_curvature=cg`` and one with ``double_backward`` from the same θ. Per product the
+    matrix products are recorded and their FLOPs counted (``FlopCounterMode``), and at the start of
+    every round the same matrix products are timed in a bare loop: the matmul bound of each outer
+    update, measured in the same round (this VM's matmul speed drifts by 2x within minutes, so a
+    bound timed once is not comparable with updates timed later; timed right after an update, the
+    bare loop also ran slower after the eager products than after the compiled one, so it runs
+    before the round's updates). The compiled update's matrix products are counted the same way on a
+    run of its eager twin (the same graphs with ``torch.compiler.set_stance("force_eager")``), then
+    its warm-up compiles and is timed apart.
     """
     vec = M.make_env(cfg, cfg.env.meta_batch_size, cfg.env.episodes_per_task)
     policy = M.build_policy(cfg.policy, vec, torch.Generator(device=device).manual_seed(0), device)
@@ -365,7 +369,12 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     configs: dict[str, M.MAMLRLConfig] = {
         kind: dataclasses.replace(
             cfg,
-            trpo=dataclasses.replace(trpo, fvp=_FVP[kind], compile=kind == _COMPILED),
+            trpo=dataclasses.replace(
+                trpo,
+                fvp=_FVP[kind],
+                compile=kind in (_COMPILED, _COMPILED_CG),
+                step_curvature="cg" if kind == _COMPILED_CG else "product",
+            ),
         )
         for kind in kinds
     }
@@ -396,7 +405,7 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     for kind in kinds:  # one warm-up each, counted: products, matmul shapes and FLOPs
         current = kind
         products[kind] = 0
-        compiled = kind == _COMPILED
+        compiled = kind in (_COMPILED, _COMPILED_CG)
         recorder, flops = _MatmulShapes(), FlopCounterMode(display=False)
         # the compiled update is counted on its eager twin: under a dispatch mode dynamo would
         # skip the frames for good and every later run would be eager
@@ -428,8 +437,9 @@ def outer_update_figures(cfg: M.MAMLRLConfig, device: torch.device, repeats: int
     thetas = {kind: figures[kind].pop("params") for kind in kinds}
     a, b = thetas["gauss_newton"], thetas["double_backward"]
     figures["max_param_difference"] = max(float((a[k] - b[k]).abs().max()) for k in a)
-    c = thetas[_COMPILED]
+    c, d = thetas[_COMPILED], thetas[_COMPILED_CG]
     figures["max_param_difference_compiled"] = max(float((a[k] - c[k]).abs().max()) for k in a)
+    figures["max_param_difference_cg"] = max(float((c[k] - d[k]).abs().max()) for k in c)
     return figures
 
 
@@ -460,14 +470,17 @@ def print_outer_update(figures: dict) -> None:
     ratio = np.median(figures["double_backward"]["seconds"]) / np.median(
         figures["gauss_newton"]["seconds"]
     )
-    compiled = figures[_COMPILED]
+    compiled, cg = figures[_COMPILED], figures[_COMPILED_CG]
     speedup = np.median(figures["gauss_newton"]["seconds"]) / np.median(compiled["seconds"])
     print(
         f"\ndouble_backward / gauss_newton seconds: {ratio:.2f}; the two updates' θ differ by at "
         f"most {figures['max_param_difference']:.1e}. gauss_newton / gauss_newton + compile "
         f"seconds: {speedup:.2f} (its first update, which compiles, took "
         f"{compiled['compile_update_seconds']:.1f} s); θ differs from the eager product's by at "
-        f"most {figures['max_param_difference_compiled']:.1e}"
+        f"most {figures['max_param_difference_compiled']:.1e}. With trpo.step_curvature=cg "
+        f"(sT H s from conjugate gradient's residual: one product fewer): "
+        f"{np.median(compiled['seconds']) / np.median(cg['seconds']):.2f}x the compiled row's "
+        f"speed; θ differs from it by at most {figures['max_param_difference_cg']:.1e}"
     )
 
 

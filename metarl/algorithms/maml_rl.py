@@ -354,6 +354,7 @@ def outer_update(
             cg_damping=trpo.cg_damping,
             ls_backtrack=trpo.ls_backtrack,
             ls_steps=trpo.ls_steps,
+            step_curvature=trpo.step_curvature,
             reduce=reduce,
             fvp=fvp,
         )

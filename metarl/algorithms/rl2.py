@@ -293,6 +293,7 @@ def trpo_update(
         cg_damping=trpo.cg_damping,
         ls_backtrack=trpo.ls_backtrack,
         ls_steps=trpo.ls_steps,
+        step_curvature=trpo.step_curvature,
         reduce=reduce,
     )
     new_theta = step.new_params

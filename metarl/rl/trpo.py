@@ -9,7 +9,8 @@ iterations, damping 1e-5, backtracking 0.8 x 15). One step:
    ``damping * v``.
 2. ``s = CG(H, -g)``, approximately ``-H^{-1} g``, by :func:`conjugate_gradient`.
 3. The full step ``beta * s`` with ``beta = sqrt(2 max_kl / s^T H s)``, which puts the quadratic
-   KL model exactly on the trust-region boundary.
+   KL model exactly on the trust-region boundary (``s^T H s`` from one more product, or from
+   CG's residual with ``step_curvature="cg"``).
 4. Backtracking line search over ``theta + frac * beta * s``, ``frac = 1, r, r**2, ...``: the first
    candidate whose loss went down and whose KL is at most ``max_kl`` is accepted (rllab's
    ``ConjugateGradientOptimizer``; pytorch-maml-rl's ``MAMLTRPO.step``). If none is, the old
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor
 
 from metarl.functional import check_params
+from metarl.rl.gauss_newton import FisherFn, OutputsFn, gauss_newton_fvp
 
 __all__ = [
     "FVPFactory",
@@ -38,6 +40,7 @@ __all__ = [
     "LossFn",
     "OutputsFn",
     "Params",
+    "STEP_CURVATURES",
     "ReduceFn",
     "TRPOResult",
     "conjugate_gradient",
@@ -65,11 +68,8 @@ FVPFactory: TypeAlias = Callable[[Params], Callable[[Tensor], Tensor]]
 """``fvp(params) -> (v -> F v)``: the KL's curvature products at ``params`` without damping
 (e.g. :func:`gauss_newton_fvp`); :func:`trpo_step` adds the damping."""
 
-OutputsFn: TypeAlias = Callable[[Params], tuple[Tensor, ...]]
-"""``outputs_fn(params) -> outputs``: the distribution parameters the KL is a function of."""
-
-FisherFn: TypeAlias = Callable[[tuple[Tensor, ...], tuple[Tensor, ...]], tuple[Tensor, ...]]
-"""``fisher(outputs, tangents) -> products``: the KL's Hessian in output space times tangents."""
+STEP_CURVATURES = ("product", "cg")
+"""The values of :func:`trpo_step`'s ``step_curvature``."""
 
 ReduceFn: TypeAlias = Callable[[Sequence[Tensor]], None]
 """``reduce(tensors)`` sums tensors over the ranks in place
@@ -238,107 +238,6 @@ def make_hvp_fn(
     return hvp
 
 
-def gauss_newton_fvp(
-    outputs_fn: OutputsFn,
-    params: Mapping[str, Tensor],
-    fisher: FisherFn,
-    compile: bool = False,
-) -> Callable[[Tensor], Tensor]:
-    """Returns ``v -> J^T F J v``, the Gauss-Newton form of the KL's Hessian at ``params``.
-
-    With ``f = outputs_fn`` the distribution parameters (e.g. a policy's mean and log-std,
-    through any differentiable computation such as MAML's inner step) and the KL between a fixed
-    old distribution and ``f(params)``, the KL's Hessian is ``J^T F J + sum_k dKL/df_k H_k``
-    (``J = df/dparams``, ``F`` the KL's Hessian in output space, ``H_k`` the Hessians of the
-    outputs). Where the old distribution equals ``f(params)`` (TRPO's KL at the old parameters)
-    the KL is minimal, ``dKL/df = 0``, and the Hessian is exactly ``J^T F J`` with ``F`` the
-    Fisher matrix of the output distribution (Martens 2014, "New insights and perspectives on
-    the natural gradient method"; Schulman et al. 2015, App. C.1).
-
-    ``f`` runs once; its reverse-mode product (:func:`torch.func.vjp`) gives ``J^T u`` and is
-    applied once, with its graph, to a probe ``u`` that requires grad: ``u -> J^T u`` is linear,
-    so its gradient in ``u`` along ``v`` is ``J v``, from saved activations (no forward pass per
-    product, unlike :func:`torch.func.jvp`). With ``compile`` both graphs are :func:`torch.compile`
-    graphs run once under autograd, so a product's two backward passes are compiled (AOTAutograd)
-    and fused; it compiles on the first call for a batch's shapes (tens of seconds; inductor needs
-    a C++ compiler on CPU) and rounds differently (float32 sums reordered): off by default.
-
-    Args:
-        outputs_fn: ``params -> outputs``, a tuple of tensors, composable with ``torch.func``.
-        params: Named tensors at which ``J`` is taken.
-        fisher: ``(outputs, tangents) -> F tangents`` in output space (outputs detached).
-        compile: Read both products from compiled, cached graphs (see above).
-
-    Returns:
-        A function from a vector of length ``sum(p.numel())`` to a detached vector like it.
-    """
-    check_params(params)
-    names, values = list(params), tuple(v.detach() for v in params.values())
-
-    def flat_outputs(*tensors: Tensor) -> tuple[Tensor, ...]:
-        return tuple(outputs_fn(dict(zip(names, tensors, strict=True))))
-
-    sizes = [v.numel() for v in values]
-    pull: Callable[[tuple[Tensor, ...]], tuple[Tensor, ...]]  # u -> J^T u, from saved graphs
-    if compile:
-        leaves = tuple(v.detach().requires_grad_(True) for v in values)
-
-        def transposed(values: tuple[Tensor, ...], cotangents: tuple[Tensor, ...]) -> Tensor:
-            return cast(Tensor, torch.func.vjp(flat_outputs, *values)[1](cotangents))
-
-        with torch.enable_grad():
-            graph = torch.compile(flat_outputs, dynamic=False)(*leaves)
-            outputs = tuple(o.detach() for o in graph)
-            probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
-            pulled = tuple(torch.compile(transposed, dynamic=False)(values, probes))
-
-        used = [i for i, o in enumerate(graph) if o.requires_grad]  # some, where J != 0
-
-        def pull(cotangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-            return torch.autograd.grad(
-                [graph[i] for i in used],
-                leaves,
-                [cotangents[i].contiguous() for i in used],
-                retain_graph=True,
-                materialize_grads=True,
-            )
-
-    else:
-        # torch.func.vjp's stubs allow a third (aux) item, absent without has_aux
-        primal, vjp_fn = torch.func.vjp(flat_outputs, *values)[:2]
-        outputs = tuple(o.detach() for o in primal)
-        probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
-        with torch.enable_grad():
-            pulled = tuple(vjp_fn(probes))
-        pull = vjp_fn
-    linked = [i for i, p in enumerate(pulled) if p.requires_grad]  # the rest: J^T u = 0
-
-    def apply(tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        if not linked:  # J = 0
-            return tuple(torch.zeros_like(v) for v in values)
-        jv = torch.autograd.grad(  # J v: the gradient in u of u -> J^T u along v
-            [pulled[i] for i in linked],
-            probes,
-            [tangents[i] for i in linked],
-            retain_graph=True,
-            materialize_grads=True,
-        )
-        return tuple(pull(tuple(fisher(outputs, jv))))
-
-    def product(vector: Tensor) -> Tensor:
-        if not isinstance(vector, Tensor) or tuple(vector.shape) != (sum(sizes),):
-            got = list(vector.shape) if isinstance(vector, Tensor) else type(vector).__name__
-            raise ValueError(f"vector must have shape {[sum(sizes)]}, got {got}")
-        pieces = vector.detach().split(sizes)
-        tangents = tuple(
-            t.reshape(v.shape).to(v.dtype) for t, v in zip(pieces, values, strict=True)
-        )
-        grads = apply(tangents)
-        return torch.cat([g.reshape(-1) for g in grads]).to(vector.dtype)
-
-    return product
-
-
 def hessian_vector_product(
     kl: Tensor, params: Mapping[str, Tensor], vector: Tensor, damping: float = 0.0
 ) -> Tensor:
@@ -386,6 +285,17 @@ def conjugate_gradient(
     Raises:
         ValueError: If ``b`` is not a vector, ``iters`` < 1, or ``hvp_fn`` returns a wrong shape.
     """
+    return _solve(hvp_fn, b, iters, residual_tol)[0]
+
+
+def _solve(
+    hvp_fn: Callable[[Tensor], Tensor], b: Tensor, iters: int, residual_tol: float
+) -> tuple[Tensor, Tensor]:
+    """:func:`conjugate_gradient`'s ``x`` and ``x^T A x``, read from the recurrence.
+
+    ``x^T A x = x^T (b - r)`` with ``r`` the recurrence's residual (``b - A x`` up to rounding),
+    so the quadratic form of the solution costs no product with ``A``.
+    """
     if not isinstance(b, Tensor) or b.dim() != 1:
         got = list(b.shape) if isinstance(b, Tensor) else type(b).__name__
         raise ValueError(f"b must be a vector [n], got {got}")
@@ -410,7 +320,7 @@ def conjugate_gradient(
         new_rdotr = torch.dot(r, r)
         p = r + (new_rdotr / rdotr) * p
         rdotr = new_rdotr
-    return x
+    return x, torch.dot(x, b - r)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -475,8 +385,15 @@ def _damped(local: Callable[[Tensor], Tensor], damping: float) -> Callable[[Tens
 
 
 def _check_step_args(
-    max_kl: float, cg_iters: int, cg_damping: float, ls_backtrack: float, ls_steps: int
+    max_kl: float,
+    cg_iters: int,
+    cg_damping: float,
+    ls_backtrack: float,
+    ls_steps: int,
+    step_curvature: str,
 ) -> None:
+    if step_curvature not in STEP_CURVATURES:
+        raise ValueError(f"step_curvature must be one of {STEP_CURVATURES}, got {step_curvature!r}")
     if not max_kl > 0:
         raise ValueError(f"max_kl must be positive, got {max_kl}")
     if isinstance(cg_iters, bool) or not isinstance(cg_iters, int) or cg_iters < 1:
@@ -501,6 +418,7 @@ def trpo_step(
     ls_steps: int = 15,
     reduce: ReduceFn | None = None,
     fvp: FVPFactory | None = None,
+    step_curvature: str = "product",
 ) -> TRPOResult:
     """One TRPO update of ``params`` (see the module docstring for the algorithm).
 
@@ -530,6 +448,11 @@ def trpo_step(
             without damping, e.g. :func:`gauss_newton_fvp` (exact there, and much cheaper than
             differentiating twice through an inner loop). None: exact double backward of the KL
             returned by the closures (:func:`make_hvp_fn`).
+        step_curvature: How ``s^T H s`` of step 3 is found. ``"product"``: one more product
+            with ``H`` after CG (rllab, pytorch-maml-rl). ``"cg"``: from CG's own recurrence,
+            ``s^T (H + damping) s = s^T (b - r)`` with ``r`` its residual, which is exact
+            without rounding and saves that product (one of ``cg_iters + 1``); in float32 the
+            two differ by rounding (about 1e-8 relative on MAML-TRPO HalfCheetahVel).
 
     Returns:
         :class:`TRPOResult`; ``new_params`` is a new dict, the old tensors (detached) when no
@@ -540,7 +463,7 @@ def trpo_step(
         TypeError: If ``params`` is not a non-empty dict of tensors.
     """
     check_params(params)
-    _check_step_args(max_kl, cg_iters, cg_damping, ls_backtrack, ls_steps)
+    _check_step_args(max_kl, cg_iters, cg_damping, ls_backtrack, ls_steps, step_curvature)
     leaves = _leaves(params)
     loss_before, kl_before = _evaluate(loss_fn, kl_fn, leaves)
     # retain_graph: with kl_fn=None the loss and the KL share one graph.
@@ -558,8 +481,9 @@ def trpo_step(
     if reduce is not None:
         grad, loss_before = _summed(reduce, grad, loss_before)
         hvp = _summed_hvp(local, reduce, cg_damping)
-    direction = conjugate_gradient(hvp, -grad, iters=cg_iters)
-    shs = torch.dot(direction, hvp(direction))
+    direction, shs = _solve(hvp, -grad, cg_iters, 1e-10)
+    if step_curvature == "product":
+        shs = torch.dot(direction, hvp(direction))
     del hvp  # release the KL graph before the line search.
     old = {k: v.detach() for k, v in params.items()}
     rejected = TRPOResult(

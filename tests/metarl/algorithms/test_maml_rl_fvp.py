@@ -222,16 +222,20 @@ def test_trpo_step_with_gauss_newton_products_equals_the_double_backward_one(
     base = MAMLRLConfig(env=env, policy=PolicyConfig(hidden=(32, 32)), inner=InnerConfig(lr=0.5))
     policy, params, batch = _meta_batch64(base)
     results = {}
-    for fvp in ("gauss_newton", "double_backward"):
-        cfg = dataclasses.replace(base, trpo=TRPOConfig(fvp=fvp))
+    variants = [("double_backward", "product"), ("gauss_newton", "product"), ("gauss_newton", "cg")]
+    for fvp, curvature in variants:  # sT H s from one more product, or from CG's residual
+        cfg = dataclasses.replace(base, trpo=TRPOConfig(fvp=fvp, step_curvature=curvature))
         lrs = M.init_lrs(params, 0.5) if learn_lr else None
         (new, new_lrs), metrics = M.outer_update(policy, params, None, batch, cfg, lrs)
-        results[fvp] = ({**new, **{f"lr.{k}": v for k, v in (new_lrs or {}).items()}}, metrics)
-    (gn, gn_metrics), (db, db_metrics) = results["gauss_newton"], results["double_backward"]
-    assert gn_metrics["step_frac"] == db_metrics["step_frac"] > 0
-    assert any(not torch.equal(gn[k], params[k]) for k in params)  # it moved
-    for k in db:
-        torch.testing.assert_close(gn[k].detach(), db[k].detach(), rtol=1e-5, atol=1e-5)
+        new = {**new, **{f"lr.{k}": v for k, v in (new_lrs or {}).items()}}
+        results[fvp, curvature] = (new, metrics)
+    db, db_metrics = results["double_backward", "product"]
+    for variant in variants[1:]:
+        gn, gn_metrics = results[variant]
+        assert gn_metrics["step_frac"] == db_metrics["step_frac"] > 0
+        assert any(not torch.equal(gn[k], params[k]) for k in params)  # it moved
+        for k in db:
+            torch.testing.assert_close(gn[k].detach(), db[k].detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_fvp_setting_is_checked():
@@ -242,6 +246,11 @@ def test_fvp_setting_is_checked():
     )
     assert cfg.trpo is not None and cfg.trpo.fvp == "gauss_newton"
     assert TRPOConfig().fvp == "double_backward"  # the recorded (golden) numbers
+    assert TRPOConfig().step_curvature == "product"  # the recorded numbers too
+    with pytest.raises(ConfigError, match="step_curvature"):
+        load_config(
+            M.MAMLRLConfig, "configs/maml_trpo/navigation2d.yaml", ["trpo.step_curvature=exact"]
+        )
 
 
 @pytest.mark.parametrize("compile", [False, True])

@@ -162,6 +162,43 @@ def test_linear_loss_takes_the_scaled_natural_gradient_step():
     assert result.new_params["w"].shape == (2, 2)
 
 
+@pytest.mark.parametrize("cg_iters", [3, 7])
+def test_step_curvature_from_cg_takes_the_same_step_with_one_product_fewer(cg_iters):
+    # sT H s read from CG's residual (x . (b - r)) instead of one more product: the same step
+    # after a partial solve (3 of 7 iterations) and after the full one (the closed form).
+    params, fisher = _params(), _spd(7, seed=10, cond=100.0)
+    theta0 = flatten_params(params)
+    g = torch.randn(7, generator=torch.Generator().manual_seed(11), dtype=F64)
+    products = {"product": 0, "cg": 0}
+    steps = {}
+    for mode in products:
+
+        def fvp(_params, mode=mode):
+            def product(v):
+                products[mode] += 1
+                return fisher @ v
+
+            return product
+
+        steps[mode] = trpo_step(
+            lambda p: g @ flatten_params(p),
+            _quadratic_kl(fisher, theta0),
+            params,
+            cg_iters=cg_iters,
+            fvp=fvp,
+            step_curvature=mode,
+        )
+    assert products == {"product": cg_iters + 1, "cg": cg_iters}
+    new = {mode: flatten_params(step.new_params) for mode, step in steps.items()}
+    assert steps["cg"].accepted and steps["cg"].step_frac == steps["product"].step_frac
+    assert_close(new["cg"], new["product"], atol=1e-13, rtol=1e-12)
+    if cg_iters == 7:
+        damped = fisher + 1e-5 * torch.eye(7, dtype=F64)
+        s = -torch.linalg.solve(damped, g)
+        beta = math.sqrt(2 * 0.01 / float(s @ damped @ s))
+        assert_close(new["cg"], theta0 + beta * s, atol=1e-10, rtol=1e-8)
+
+
 def test_quadratic_loss_with_newton_kl_lands_on_the_optimum():
     # loss = 1/2 (theta - theta*)^T F (theta - theta*): the natural step F^-1 g is the Newton
     # step, and max_kl equal to its KL makes TRPO's full step land exactly on theta*.
@@ -341,6 +378,8 @@ def test_bad_arguments_raise():
         trpo_step(loss_fn, kl_fn, old, max_kl=0.0)
     with pytest.raises(ValueError, match="ls_backtrack"):
         trpo_step(loss_fn, kl_fn, old, ls_backtrack=1.0)
+    with pytest.raises(ValueError, match="step_curvature must be one of .*'exact'"):
+        trpo_step(loss_fn, kl_fn, old, step_curvature="exact")
     with pytest.raises(TypeError, match="params"):
         trpo_step(loss_fn, kl_fn, {})
     with pytest.raises(ValueError, match="loss_fn"):
