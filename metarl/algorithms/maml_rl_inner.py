@@ -19,10 +19,11 @@ from torch.func import functional_call
 from metarl.algorithms.maml_rl_config import AlgoConfig, MAMLRLConfig
 from metarl.functional import LearningRate, Params, adapt
 from metarl.rl.baseline import linear_baseline_values
+from metarl.rl.gauss_newton import gauss_newton_fvp
 from metarl.rl.policies import MLPPolicy, PolicyOutput, policy_forward
 from metarl.rl.returns import discounted_returns, gae, masked_mean, normalize_advantages
 from metarl.rl.sampler import EpisodeBatch
-from metarl.rl.trpo import FVPFactory, gauss_newton_fvp
+from metarl.rl.trpo import FVPFactory
 
 __all__ = [
     "TaskData",

@@ -12,8 +12,9 @@ from metarl.algorithms import maml_rl as M
 from metarl.algorithms.maml_rl import AlgoConfig, MAMLRLConfig, TaskData
 from metarl.algorithms.maml_rl_config import EnvConfig, InnerConfig, PolicyConfig, TRPOConfig
 from metarl.config import ConfigError, load_config
+from metarl.rl.gauss_newton import gauss_newton_fvp
 from metarl.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, policy_forward
-from metarl.rl.trpo import flatten_params, gauss_newton_fvp, make_hvp_fn
+from metarl.rl.trpo import flatten_params, make_hvp_fn
 
 F64 = torch.float64
 CPU = torch.device("cpu")
