@@ -63,6 +63,7 @@ from metarl.rl.parallel import (
 from metarl.rl.ppo import PPOLoss, mean_entropy, ppo_clip_loss, value_loss
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy
 from metarl.rl.returns import masked_mean, normalize_advantages
+from metarl.rl.reward_scale import RewardScaler
 from metarl.rl.success import SuccessRecorder, episode_success_rate
 from metarl.rl.trials import (
     TrialChunks,
@@ -368,6 +369,9 @@ class RL2Experiment:
         self.cfg, self.policy, self.params, self.vec, self.device = cfg, policy, params, vec, device
         self.opt = _make_optimizer(cfg, policy, params)
         self.owned = owned(cfg.env.num_trials, "env.num_trials")
+        self.reward_scale: RewardScaler | None = None
+        if cfg.algo.normalize_rewards:
+            self.reward_scale = RewardScaler(cfg.algo.gamma, device)
 
     def update(self, iteration: int) -> dict[str, Tensor | float]:
         """One trial per task, all in parallel; GAE over whole trials; the policy update."""
@@ -396,7 +400,12 @@ class RL2Experiment:
         )
         sampled = time.perf_counter()
         # --- advantages over whole trials, then the policy update ---
-        gae_out = trial_gae(batch.rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
+        rewards = batch.rewards
+        if self.reward_scale is not None:  # the whole batch's returns, on every rank
+            reduce = None if split is None else distributed.all_reduce_sum_
+            self.reward_scale.update(batch.flat(rewards), batch.flat(batch.mask), reduce)
+            rewards = self.reward_scale.scale(rewards)
+        gae_out = trial_gae(rewards, batch.values, batch.mask, algo.gamma, algo.gae_lambda)
         chunks = chunk_trials(batch, gae_out.advantages, gae_out.returns)
         shares = () if split is None else (split,)
         if algo.name == "rl2_ppo":
@@ -416,6 +425,8 @@ class RL2Experiment:
             episodes = torch.stack(weighted_sum(episodes.unbind(), len(tasks) / env.num_trials))
         metrics.update(trial_return=episodes.sum(), first_episode_return=episodes[0])
         metrics["last_episode_return"] = episodes[-1]
+        if self.reward_scale is not None:
+            metrics["return_scale"] = self.reward_scale.std
         if recorder.records:  # one record per episode of the trials
             rates = [episode_success_rate(recorder.records[k]) for k in (0, -1)]
             first_success, last_success = weighted_sum(rates, len(tasks) / env.num_trials)
@@ -427,12 +438,15 @@ class RL2Experiment:
         return scalars
 
     def state_dict(self) -> dict[str, Any]:
-        """Parameters, the Adam state and the global RNG states."""
-        return {
+        """Parameters, the Adam state, the reward scale's statistics and the global RNG states."""
+        state = {
             "params": {k: v.detach() for k, v in self.params.items()},
             "optimizer": self.opt.state_dict(),
             "rng": capture_rng_state(),
         }
+        if self.reward_scale is not None:
+            state["reward_scale"] = self.reward_scale.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restores :meth:`state_dict` (parameters in place, so the optimiser's references hold)."""
@@ -440,6 +454,13 @@ class RL2Experiment:
             for name, tensor in self.params.items():
                 tensor.copy_(state["params"][name])
         self.opt.load_state_dict(state["optimizer"])
+        if self.reward_scale is not None:
+            if "reward_scale" not in state:
+                raise ValueError(
+                    "the checkpoint has no reward-scale statistics: it was written without "
+                    "algo.normalize_rewards, which cannot be switched on in a resumed run"
+                )
+            self.reward_scale.load_state_dict(state["reward_scale"])
         restore_rng_state(state["rng"])
 
 

@@ -80,6 +80,11 @@ class AlgoConfig:
     """GAE λ; advantages bootstrap across episodes inside a trial, never across trials."""
     normalize_advantages: bool = True
     """Centre and scale advantages (per PPO minibatch; over the batch for TRPO)."""
+    normalize_rewards: bool = False
+    """Divide the rewards the advantages and value targets are computed from by a running
+    standard deviation of the trial's discounted return (SB3/baselines ``VecNormalize``, varibad's
+    ``norm_rew_for_policy``); the GRU still sees the raw reward. Keeps the value loss near 1,
+    so in a shared trunk it does not drown the policy loss under the gradient-norm clip."""
     bptt_len: int | None = None
     """Truncated BPTT: steps per chunk, from the stored state at its start (None: whole trial)."""
     num_minibatches: int = 4

@@ -67,6 +67,18 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
             "algo.num_minibatches=2",
         ],
     ),
+    "rl2_ppo_normalized_rewards": (  # the return statistics of every rank's trials
+        "rl2",
+        "configs/rl2/bandit_k5_n10.yaml",
+        [
+            "env.episodes_per_trial=4",
+            "env.num_trials=5",
+            "policy.hidden_size=8",
+            "ppo.epochs=2",
+            "algo.num_minibatches=2",
+            "algo.normalize_rewards=true",
+        ],
+    ),
     "rl2_trpo": (
         "rl2",
         "configs/rl2/bandit_k5_n10_trpo.yaml",

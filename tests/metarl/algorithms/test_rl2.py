@@ -277,9 +277,13 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
         assert (value is params[name]) == (name in value_names), name
 
 
-@pytest.mark.parametrize("name", ["rl2_ppo", "rl2_trpo"])
-def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name):
-    cfg = _cfg(iterations=4, name=name, bptt_len=2)
+@pytest.mark.parametrize(
+    ("name", "normalize_rewards"), [("rl2_ppo", False), ("rl2_trpo", False), ("rl2_ppo", True)]
+)
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(
+    tmp_path, name, normalize_rewards
+):
+    cfg = _cfg(iterations=4, name=name, bptt_len=2, normalize_rewards=normalize_rewards)
     _, full = _train(cfg, tmp_path / "full")
     half = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, iterations=2))
     _train(half, tmp_path / "split")
@@ -290,6 +294,40 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path, name
     np.testing.assert_array_equal(_metric(tmp_path / "split", key), _metric(tmp_path / "full", key))
     rows = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows if f",{key}," in r] == ["0", "1", "2", "3"]
+    if normalize_rewards:  # the running statistics are resumed too, not restarted
+        scale = _metric(tmp_path / "split", "train/return_scale")
+        np.testing.assert_array_equal(scale, _metric(tmp_path / "full", "train/return_scale"))
+        assert len(scale) == 4 and len(set(scale.tolist())) == 4
+
+
+def test_normalized_rewards_scale_the_update_targets_not_the_policy_inputs():
+    cfg = _cfg(iterations=1, normalize_rewards=True)
+    vec = R.make_env(cfg, cfg.env.num_trials)
+    policy = R.build_policy(cfg.policy, vec, torch.Generator().manual_seed(0), CPU)
+    exp = R.RL2Experiment(cfg, policy, R.init_params(policy), vec, CPU)
+    seen = {}
+    real_gae = R.trial_gae
+
+    def spy(rewards, *args):
+        seen["rewards"] = rewards
+        return real_gae(rewards, *args)
+
+    try:
+        R.trial_gae = spy
+        metrics = exp.update(0)
+    finally:
+        R.trial_gae = real_gae
+        vec.close()
+    scale = float(metrics["train/return_scale"])
+    assert scale > 0 and scale != 1.0
+    state = exp.state_dict()["reward_scale"]
+    assert float(state["count"]) == cfg.env.num_trials * cfg.env.episodes_per_trial
+    # the trial return is logged in raw units; the targets were divided by the scale
+    raw = float(metrics["train/trial_return"]) * cfg.env.num_trials
+    torch.testing.assert_close(float(seen["rewards"].sum()) * scale, raw, rtol=1e-5, atol=1e-5)
+    plain = R.RL2Experiment(_cfg(), policy, R.init_params(policy), vec, CPU)
+    with pytest.raises(ValueError, match="cannot be switched on in a resumed run"):
+        exp.load_state_dict(plain.state_dict())
 
 
 def test_entropy_schedule_decays_linearly_and_resumes_a_constant_runs_checkpoint(tmp_path):
