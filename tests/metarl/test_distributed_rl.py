@@ -35,6 +35,14 @@ MAML_SMALL = [
 # to ~1e-7) moves TRPO's 10-iteration CG step by 1e-3..1e-1. Damping 1 keeps CG well-posed, so
 # what is compared is the data-parallel reduction, not CG's amplification of rounding.
 WELL_POSED = ["trpo.cg_damping=1.0"]
+RL2_PPO_SMALL = [
+    "env.episodes_per_trial=4",
+    "env.num_trials=5",  # 3 + 2 trials; minibatches straddle the ranks
+    "policy.hidden_size=8",
+    "ppo.epochs=2",
+    "algo.num_minibatches=2",
+]
+
 CASES: dict[str, tuple[str, str, list[str]]] = {
     "maml_trpo": (
         "maml_rl",
@@ -56,28 +64,11 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
         "configs/maml_ppo/halfcheetah_vel.yaml",
         [*MAML_SMALL, "ppo.epochs=2"],
     ),
-    "rl2_ppo": (
-        "rl2",
-        "configs/rl2/bandit_k5_n10.yaml",
-        [
-            "env.episodes_per_trial=4",
-            "env.num_trials=5",  # 3 + 2 trials; minibatches straddle the ranks
-            "policy.hidden_size=8",
-            "ppo.epochs=2",
-            "algo.num_minibatches=2",
-        ],
-    ),
+    "rl2_ppo": ("rl2", "configs/rl2/bandit_k5_n10.yaml", RL2_PPO_SMALL),
     "rl2_ppo_normalized_rewards": (  # the return statistics of every rank's trials
         "rl2",
         "configs/rl2/bandit_k5_n10.yaml",
-        [
-            "env.episodes_per_trial=4",
-            "env.num_trials=5",
-            "policy.hidden_size=8",
-            "ppo.epochs=2",
-            "algo.num_minibatches=2",
-            "algo.normalize_rewards=true",
-        ],
+        [*RL2_PPO_SMALL, "algo.normalize_rewards=true"],
     ),
     "rl2_trpo": (
         "rl2",
