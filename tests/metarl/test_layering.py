@@ -35,7 +35,8 @@ ALLOWED = {
     "maml_rl_inner": {"maml_rl_config"},
     "maml_rl_config": set(),
     "maml_rl_eval": {"maml_rl", "maml_rl_config"},
-    "rl2": {"rl2_config"},
+    "rl2": {"rl2_config", "rl2_update"},
+    "rl2_update": {"rl2_config"},
     "rl2_config": set(),
     "registry": set(),
 }

@@ -11,6 +11,7 @@ import torch
 import envs
 from metarl.algorithms import experiment_kind
 from metarl.algorithms import rl2 as R
+from metarl.algorithms import rl2_update as U
 from metarl.algorithms.rl2 import (
     AlgoConfig,
     EnvConfig,
@@ -24,7 +25,14 @@ from metarl.cli import main as cli_main
 from metarl.config import ConfigError, RunConfig, load_config, undocumented_fields
 from metarl.rl.policies import PolicyOutput
 from metarl.rl.recurrent import RecurrentOutput, RecurrentPolicy, recurrent_forward
-from metarl.rl.trials import TrialChunks, chunk_trials, sample_trials, to_chunks, trial_gae
+from metarl.rl.trials import (
+    TrialChunks,
+    chunk_forward,
+    chunk_trials,
+    sample_trials,
+    to_chunks,
+    trial_gae,
+)
 from metarl.rl.trpo import flat_grad
 from metarl.runs import IncompatibleResumeError, NonFiniteLossError, check_resume, open_run
 
@@ -100,7 +108,7 @@ def _loss_from(policy, params, loc, value, chunks, chunk_len):
 
 def _chunked_loss(policy, params, chunks):
     flat = chunks.flatten()
-    return R.ppo_loss(policy, R.chunk_forward(policy, params, flat), flat, ALGO)
+    return R.ppo_loss(policy, chunk_forward(policy, params, flat), flat, ALGO)
 
 
 ALGO = RL2Config(
@@ -161,7 +169,7 @@ def test_clip_value_separately_keeps_a_large_value_gradient_off_the_policy_step(
     raw_norm = float(torch.sqrt(sum((g**2).sum() for g in raw)))
     assert raw_norm < 0.5  # the policy's own gradient needs no clipping
     optimizer = torch.optim.SGD(list(params.values()), lr=0.0)
-    R._adam_step(optimizer, loss, R._clip_groups(policy, params, ppo), 0.5)
+    U._adam_step(optimizer, loss, U._clip_groups(policy, params, ppo), 0.5)
 
     def norm(names):
         return float(torch.sqrt(sum((params[k].grad ** 2).sum() for k in names)))
@@ -260,8 +268,8 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
     assert metrics["step_frac"] > 0
     flat = chunks.flatten()
     with torch.no_grad():
-        old_out = R.chunk_forward(policy, before, flat)
-        new_out = R.chunk_forward(policy, new, flat)
+        old_out = chunk_forward(policy, before, flat)
+        new_out = chunk_forward(policy, new, flat)
     old_dist, new_dist = old_out.dist, new_out.dist  # torch's KL, not the one TRPO used
     if old_dist.log_std is None:
         pair = [torch.distributions.Categorical(logits=d.loc) for d in (old_dist, new_dist)]
