@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from metarl.config_checks import check_positive
 
@@ -73,6 +73,11 @@ class TRPOConfig:
             raise ValueError(f"cg_damping must be >= 0, got {self.cg_damping}")
         if not 0 < self.ls_backtrack < 1:
             raise ValueError(f"ls_backtrack must be in (0, 1), got {self.ls_backtrack}")
+
+    def step_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`metarl.rl.trpo.trpo_step` this section sets."""
+        names = ("max_kl", "cg_iters", "cg_damping", "ls_backtrack", "ls_steps", "step_curvature")
+        return {name: getattr(self, name) for name in names}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -349,12 +349,7 @@ def outer_update(
             joint_objective,
             None,
             joint,
-            max_kl=trpo.max_kl,
-            cg_iters=trpo.cg_iters,
-            cg_damping=trpo.cg_damping,
-            ls_backtrack=trpo.ls_backtrack,
-            ls_steps=trpo.ls_steps,
-            step_curvature=trpo.step_curvature,
+            **trpo.step_kwargs(),
             reduce=reduce,
             fvp=fvp,
         )

@@ -212,12 +212,7 @@ def trpo_update(
         loss_and_kl,
         None,
         theta,
-        max_kl=trpo.max_kl,
-        cg_iters=trpo.cg_iters,
-        cg_damping=trpo.cg_damping,
-        ls_backtrack=trpo.ls_backtrack,
-        ls_steps=trpo.ls_steps,
-        step_curvature=trpo.step_curvature,
+        **trpo.step_kwargs(),
         reduce=reduce,
     )
     new_theta = step.new_params
