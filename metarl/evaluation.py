@@ -30,7 +30,16 @@ import torch
 
 from metarl.logger import Logger
 
-__all__ = ["CI95_Z", "EvalFiles", "Summary", "log_curves", "summarize", "write_eval_results"]
+__all__ = [
+    "CI95_Z",
+    "WINDOWS_PER_EPISODE",
+    "EvalFiles",
+    "Summary",
+    "log_curves",
+    "summarize",
+    "windowed_returns",
+    "write_eval_results",
+]
 
 _log = logging.getLogger(__name__)  # `logger` is write_eval_results' metric-logger argument.
 
@@ -87,6 +96,45 @@ def summarize(values: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> 
         return Summary(mean, np.full_like(mean, np.nan))
     ci95 = CI95_Z * array.std(axis=0, ddof=1) / math.sqrt(num_tasks)
     return Summary(mean, ci95)
+
+
+WINDOWS_PER_EPISODE = 10
+"""Windows of steps that RL²'s evaluation splits each episode into (``return_by_window``)."""
+
+
+def windowed_returns(rewards: np.ndarray, windows: int = WINDOWS_PER_EPISODE) -> dict[str, Any]:
+    """The return collected in each window of steps of each episode, mean and 95% CI over tasks.
+
+    Shows how quickly an agent adapts within a trial: a policy that identifies its task in the
+    first steps of episode 1 collects less there than in later windows, and (if it remembers)
+    not in episode 2.
+
+    Args:
+        rewards: ``[tasks, episodes, H]`` per-step rewards
+            (:func:`metarl.rl.trials.trial_step_rewards`).
+        windows: Windows per episode; each holds ``ceil(H / windows)`` steps, the last the rest.
+
+    Returns:
+        ``steps_per_window``, ``window_starts`` (the first step of each window) and ``mean`` and
+        ``ci95``, each ``[episodes][windows]`` (``ci95`` None with one task).
+
+    Raises:
+        ValueError: If ``rewards`` is not three-dimensional or ``windows`` < 1.
+    """
+    if rewards.ndim != 3:
+        raise ValueError(f"rewards must be [tasks, episodes, steps], got shape {rewards.shape}")
+    if windows < 1:
+        raise ValueError(f"windows must be >= 1, got {windows}")
+    horizon = rewards.shape[-1]
+    size = -(-horizon // windows)
+    starts = list(range(0, horizon, size))
+    sums = np.stack([rewards[..., a : a + size].sum(-1) for a in starts], axis=-1)
+    means, cis = [], []
+    for episode in range(rewards.shape[1]):
+        mean, ci95 = summarize(sums[:, episode])
+        means.append([float(m) for m in mean])
+        cis.append([float(c) if np.isfinite(c) else None for c in ci95])
+    return {"steps_per_window": size, "window_starts": starts, "mean": means, "ci95": cis}
 
 
 def _json_list(array: np.ndarray) -> list[float | None]:

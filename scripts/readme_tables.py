@@ -195,12 +195,28 @@ def _curves_table(name: str, results_root: Path, x: str) -> list[str]:
     return rows
 
 
+def _windows_table(windows: Mapping[str, Any], horizon: int) -> list[str]:
+    """RL²'s return per window of steps of each episode (``extra.return_by_window``)."""
+    size = windows["steps_per_window"]
+    labels = [f"steps {a}-{min(a + size, horizon) - 1}" for a in windows["window_starts"]]
+    rows = ["| | " + " | ".join(labels) + " |", "| --- " * (len(labels) + 1) + "|"]
+    for episode, (means, cis) in enumerate(zip(windows["mean"], windows["ci95"], strict=True)):
+        cells = [_cell(m, c) for m, c in zip(means, cis, strict=True)]
+        rows.append(f"| episode {episode + 1} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
     (name,) = spec["runs"]
     result = json.loads((root / name / "eval.json").read_text())
     text = provenance(name, root, manifest)
     what = f"{result['metric']} on {result['num_tasks']} held-out tasks (mean ± 95% CI)"
-    return [_fill(f"{what}. {text}"), "", *_curves_table(name, root, spec.get("x", "steps"))]
+    lines = [_fill(f"{what}. {text}"), "", *_curves_table(name, root, spec.get("x", "steps"))]
+    windows = result.get("extra", {}).get("return_by_window")
+    if windows is not None:  # an RL² trial: how fast the return comes within each episode
+        head = f"Within each episode, {windows['curve']}'s return per window of steps (same tasks):"
+        lines += ["", head, "", *_windows_table(windows, result["extra"]["horizon"])]
+    return lines
 
 
 def _diverging(directory: Path, num_tasks: int) -> str:

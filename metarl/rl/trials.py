@@ -32,7 +32,7 @@ from torch import Tensor
 from envs.core import Task
 from envs.vector import TaskVectorEnv
 from metarl import distributed
-from metarl.evaluation import summarize, write_eval_results
+from metarl.evaluation import summarize, windowed_returns, write_eval_results
 from metarl.functional import Params
 from metarl.logger import Logger
 from metarl.rl.classic import classic_baselines
@@ -63,6 +63,7 @@ __all__ = [
     "to_chunks",
     "trial_episode_returns",
     "trial_gae",
+    "trial_step_rewards",
 ]
 
 
@@ -421,9 +422,29 @@ def trial_episode_returns(
 ) -> Tensor:
     """The return of every episode of one trial per task, ``[len(tasks), episodes_per_trial]``.
 
-    Tasks run ``vec.num_envs`` at a time (the last chunk padded by repetition, then dropped);
-    chunk ``c`` resets the env with seed ``seed + c * num_envs``. Actions are sampled: the
-    exploration is part of the learned algorithm.
+    The per-step rewards of :func:`trial_step_rewards`, summed over each episode.
+    """
+    rewards = trial_step_rewards(
+        vec, policy, params, tasks, episodes_per_trial, seed=seed, device=device
+    )
+    return rewards.sum(-1)
+
+
+def trial_step_rewards(
+    vec: TaskVectorEnv,
+    policy: RecurrentPolicy,
+    params: Params,
+    tasks: Sequence[Task],
+    episodes_per_trial: int,
+    *,
+    seed: int,
+    device: torch.device,
+) -> Tensor:
+    """The reward of every step of one trial per task, ``[len(tasks), episodes_per_trial, H]``.
+
+    0 after an episode ended early. Tasks run ``vec.num_envs`` at a time (the last chunk padded
+    by repetition, then dropped); chunk ``c`` resets the env with seed ``seed + c * num_envs``.
+    Actions are sampled: the exploration is part of the learned algorithm.
     """
     generator = torch.Generator(device=device).manual_seed(seed)
     rows = []
@@ -445,7 +466,7 @@ def trial_episode_returns(
             device=device,
             seed=seed + c * vec.num_envs,
         )
-        rows.append(batch.episode_returns[:real])
+        rows.append((batch.rewards * batch.mask)[:real])
     return torch.cat(gathered_rows(rows, device), dim=0)
 
 
@@ -507,7 +528,7 @@ def evaluate_trials(
         The JSON path.
     """
     recorder = SuccessRecorder(vec)  # envs that report info["success"] (Meta-World)
-    returns = trial_episode_returns(
+    rewards = trial_step_rewards(
         cast(TaskVectorEnv, recorder),
         policy,
         params,
@@ -516,7 +537,7 @@ def evaluate_trials(
         seed=seed,
         device=device,
     )
-    curves = {curve: returns.cpu().numpy()}
+    curves = {curve: rewards.sum(-1).cpu().numpy()}
     horizon = int(vec.horizon or 1)
     if baselines:
         curves.update(classic_baselines(tasks, episodes_per_trial, horizon, seed))
@@ -531,6 +552,8 @@ def evaluate_trials(
         "horizon": horizon,
         "trial_return": totals,
     }
+    if rewards.shape[-1] > 1:  # within each episode: how fast the return comes
+        info["return_by_window"] = {"curve": curve, **windowed_returns(rewards.cpu().numpy())}
     success = gathered_success_table(
         recorder.records, len(tasks), vec.num_envs, episodes_per_trial
     )  # every rank's records, on rank 0

@@ -10,7 +10,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import metarl.evaluation
-from metarl.evaluation import summarize, write_eval_results
+from metarl.evaluation import summarize, windowed_returns, write_eval_results
 from metarl.logger import TensorBoardLogger
 
 # Hand-computed: step 0 values 1, 3, 5 -> mean 3, sample std 2; step 1 values 2, 4, 9 -> mean 5,
@@ -43,6 +43,40 @@ def test_summarize_single_task_has_undefined_interval():
 def test_summarize_rejects_bad_shapes(values):
     with pytest.raises(ValueError, match=r"values must have shape \[tasks, steps\]"):
         summarize(values)
+
+
+def test_windowed_returns_sum_each_window_of_each_episode_over_tasks():
+    # 2 tasks, 2 episodes, 5 steps; 2 windows of ceil(5 / 2) = 3 steps, the second holds 2.
+    rewards = np.array(
+        [
+            [[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 1.0, 1.0, 1.0]],
+            [[3.0, 2.0, 1.0, 0.0, 1.0], [2.0, 2.0, 2.0, 0.0, 0.0]],
+        ]
+    )
+    out = windowed_returns(rewards, windows=2)
+    assert out["steps_per_window"] == 3 and out["window_starts"] == [0, 3]
+    # episode 1: task sums (6, 9) and (6, 1); episode 2: (1, 2) and (6, 0)
+    np.testing.assert_allclose(out["mean"], [[6.0, 5.0], [3.5, 1.0]], atol=1e-12)
+    spread = [[0.0, 8.0], [5.0, 2.0]]  # |a - b| of the two tasks: sample std = |a - b| / sqrt 2
+    expected = [[1.96 * d / math.sqrt(2) / math.sqrt(2) for d in row] for row in spread]
+    np.testing.assert_allclose(out["ci95"], expected, atol=1e-12)
+    # the windows add up to the episode's return
+    np.testing.assert_allclose(np.sum(out["mean"], axis=1), rewards.sum(-1).mean(0), atol=1e-12)
+    one = windowed_returns(rewards[:1], windows=10)  # more windows than steps: one step each
+    assert one["steps_per_window"] == 1 and len(one["mean"][0]) == 5
+    assert one["ci95"][0] == [None] * 5  # a single task has no interval
+
+
+@pytest.mark.parametrize(
+    ("rewards", "windows", "match"),
+    [
+        (np.zeros((2, 3)), 2, r"rewards must be \[tasks, episodes, steps\]"),
+        (np.zeros((2, 1, 3)), 0, "windows must be >= 1"),
+    ],
+)
+def test_windowed_returns_rejects_bad_input(rewards, windows, match):
+    with pytest.raises(ValueError, match=match):
+        windowed_returns(rewards, windows)
 
 
 def write_example(tmp_path, **kwargs):

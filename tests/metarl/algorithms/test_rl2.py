@@ -494,7 +494,15 @@ def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
     mdp = _cfg(iterations=0, episodes=2, env_id="metarl/TabularMDP-v0", horizon=10)
     _, params = _train(mdp)
     out = R.evaluate(mdp, params, CPU, out=tmp_path / "mdp.json", num_tasks=3, seed=1)
-    assert {"random", "psrl", "greedy"} <= set(json.loads(out.read_text())["baselines"])
+    result = json.loads(out.read_text())
+    assert {"random", "psrl", "greedy"} <= set(result["baselines"])
+    # within each episode: the return of each window of steps, adding up to the episode's
+    windows = result["extra"]["return_by_window"]
+    assert windows["curve"] == "rl2" and windows["steps_per_window"] == 1
+    assert windows["window_starts"] == list(range(10)) and len(windows["mean"]) == 2
+    np.testing.assert_allclose(np.sum(windows["mean"], axis=1), result["mean"], rtol=1e-5)
+    bandit = json.loads((tmp_path / "eval.json").read_text())
+    assert "return_by_window" not in bandit["extra"]  # one pull per episode: the curve itself
 
 
 @pytest.mark.slow

@@ -1,0 +1,66 @@
+"""The curves README block (RL² HalfCheetahVel): episode returns and the per-window table."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(root, windows):
+    directory = root / "rl2"
+    directory.mkdir()
+    extra = {"episodes_per_trial": 2, "horizon": 5}
+    if windows is not None:
+        extra["return_by_window"] = windows
+    result = {
+        "algorithm": "rl2_ppo",
+        "metric": "return",
+        "steps": [0, 1],
+        "mean": [-7.0, -5.0],
+        "ci95": [1.0, 0.5],
+        "num_tasks": 40,
+        "extra": extra,
+    }
+    (directory / "eval.json").write_text(json.dumps(result))
+
+
+MANIFEST = {
+    "runs": {"rl2": {"command": "metarl train x", "seed": 0, "budget": "b", "committed_in": "a1"}}
+}
+SPEC = {"kind": "curves", "runs": ["rl2"], "x": "episode"}
+
+
+def test_the_window_table_gives_each_episode_s_return_per_window_with_the_last_window_short(
+    tmp_path,
+):
+    tables = _module("readme_tables")
+    windows = {  # 5 steps in windows of 3: steps 0-2 and 3-4
+        "curve": "rl2",
+        "steps_per_window": 3,
+        "window_starts": [0, 3],
+        "mean": [[-6.0, -1.0], [-4.25, -0.75]],
+        "ci95": [[0.5, 0.25], [0.5, 0.25]],
+    }
+    _write(tmp_path, windows)
+    block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
+    assert "| rl2_ppo | -7.0 ± 1.0 | -5.0 ± 0.5 |" in block
+    assert "rl2's return per window of steps" in block
+    assert "| | steps 0-2 | steps 3-4 |" in block
+    assert "| episode 1 | -6.0 ± 0.5 | -1.0 ± 0.2 |" in block
+    assert "| episode 2 | -4.2 ± 0.5 | -0.8 ± 0.2 |" in block
+
+
+def test_without_windows_the_block_is_the_episode_table_alone(tmp_path):
+    tables = _module("readme_tables")
+    _write(tmp_path, None)
+    block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
+    assert "| rl2_ppo | -7.0 ± 1.0 | -5.0 ± 0.5 |" in block
+    assert "per window" not in block
