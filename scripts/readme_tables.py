@@ -214,7 +214,8 @@ def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
     lines = [_fill(f"{what}. {text}"), "", *_curves_table(name, root, spec.get("x", "steps"))]
     windows = result.get("extra", {}).get("return_by_window")
     if windows is not None:  # an RL² trial: how fast the return comes within each episode
-        head = f"Within each episode, {windows['curve']}'s return per window of steps (same tasks):"
+        who = result["algorithm"] if windows["curve"] == "rl2" else windows["curve"]
+        head = f"Within each episode, {who}'s return per window of steps (same tasks):"
         lines += ["", head, "", *_windows_table(windows, result["extra"]["horizon"])]
     return lines
 

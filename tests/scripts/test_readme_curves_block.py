@@ -52,7 +52,7 @@ def test_the_window_table_gives_each_episode_s_return_per_window_with_the_last_w
     _write(tmp_path, windows)
     block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
     assert "| rl2_ppo | -7.0 ± 1.0 | -5.0 ± 0.5 |" in block
-    assert "rl2's return per window of steps" in block
+    assert "rl2_ppo's return per window of steps" in block
     assert "| | steps 0-2 | steps 3-4 |" in block
     assert "| episode 1 | -6.0 ± 0.5 | -1.0 ± 0.2 |" in block
     assert "| episode 2 | -4.2 ± 0.5 | -0.8 ± 0.2 |" in block
