@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy  # files and strictness: [tool.mypy] in pyproject.toml
 
 test: lint
-	$(PY) -m pytest -q -n 2 --dist load
+	$(PY) -m pytest -q -n 2 --dist load --durations=15
 	$(PY) scripts/sabotage.py
 
 demo: $(STAMP)
