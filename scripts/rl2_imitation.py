@@ -1,0 +1,257 @@
+"""Can RL²'s recurrent policy learn a good tabular-MDP explorer when it is *told* every action?
+
+A diagnostic for the RL² tabular-MDP rows (Duan et al. 2016, §3.2), which level off near 117
+(n = 10 episodes) while the greedy agent scores about 149. It trains the same policy (the GRU,
+its inputs and its action head, built from the row's config) by supervised imitation with a
+label at every step, instead of by policy gradient: DAgger (Ross et al. 2011), rolling out the
+learner (the expert's action with a probability that falls from 1 to 0 over the first
+``--dagger-iterations``) and labelling each step with the expert's action given the history so
+far. The expert is
+
+- ``myopic``: in the current state, the action of highest posterior-mean reward (prior N(1, 1),
+  unit noise; ties to the lowest index), no planning; or
+- ``greedy``: optimal in the posterior-mean MDP, planned at each episode's start (the greedy
+  column of the RL² eval files, :mod:`metarl.rl.classic_mdp`).
+
+Held-out trials are run exactly as ``metarl eval`` runs RL² (:func:`trial_episode_returns`, the
+row's held-out MDPs and seed), and the expert is run on the same MDPs. If supervised imitation
+with this much more signal levels off where RL² does, the policy's in-context memory, not RL²'s
+exploration, is what holds the rows back at these budgets.
+
+``python scripts/rl2_imitation.py --out results/rl2-tabular_mdp_n10-imitation`` (about 25 min on
+one core of the 2-core VM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from envs.light.tabular_mdp import TabularMDPEngine
+from metarl.algorithms import rl2
+from metarl.config import ConfigError, load_config
+from metarl.rl import classic
+from metarl.rl.classic_mdp import value_iteration_finite_horizon
+from metarl.rl.evaluation import heldout_tasks
+from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, recurrent_forward
+from metarl.rl.trials import trial_episode_returns
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERTS = ("myopic", "greedy")
+PRIOR_MEAN = 1.0  # mean rewards ~ N(1, 1), observed with unit noise (RL² §3.2)
+
+
+def expert_q(
+    expert: str, visits: np.ndarray, sums: np.ndarray, counts: np.ndarray, horizon: int
+) -> np.ndarray:
+    """``[N, H, S, A]`` action values of the expert from the trial's statistics so far."""
+    mean = (PRIOR_MEAN + sums) / (1.0 + visits)  # conjugate posterior mean
+    if expert == "myopic":
+        return np.broadcast_to(mean[:, None], (mean.shape[0], horizon, *mean.shape[1:]))
+    alpha = 1.0 + counts  # Dirichlet(1) prior on each transition row
+    return value_iteration_finite_horizon(mean, alpha / alpha.sum(-1, keepdims=True), horizon).q
+
+
+def run_trials(
+    engine: TabularMDPEngine,
+    tasks: list[Any],
+    episodes: int,
+    horizon: int,
+    expert: str,
+    rng: np.random.Generator,
+    policy: RecurrentPolicy | None = None,
+    params: dict[str, torch.Tensor] | None = None,
+    beta: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """One trial per task: GRU inputs ``[N, L, I]``, expert labels ``[N, L]``, returns ``[N, E]``.
+
+    Acts as the expert with probability ``beta``, else samples the policy (``policy`` None:
+    always the expert). The inputs follow :func:`~metarl.rl.trials.sample_trials`' layout.
+    """
+    classic.set_engine_tasks(engine, tasks)
+    rows = classic.share_generator(engine, rng)
+    num, states, actions = engine.num_envs, engine.num_states, engine.num_actions
+    visits, sums = np.zeros((num, states, actions)), np.zeros((num, states, actions))
+    counts = np.zeros((num, states, actions, states))
+    length = episodes * horizon
+    size = states + actions + 2
+    inputs = np.zeros((length, num, size), dtype=np.float32)
+    labels = np.zeros((length, num), dtype=np.int64)
+    returns = np.zeros((num, episodes))
+    step = None if policy is None else RecurrentStep(policy, params or {})
+    h = torch.zeros(0) if policy is None else policy.initial_state(num)
+    for e in range(episodes):
+        q = expert_q(expert, visits, sums, counts, horizon)
+        engine.reset(rows)
+        state = engine.state
+        for t in range(horizon):
+            i = e * horizon + t
+            inputs[i, rows, state] = 1.0
+            label = np.argmax(q[rows, t, state], axis=-1)
+            labels[i] = label
+            action = label
+            if step is not None:
+                with torch.no_grad():
+                    h, dist = step(torch.from_numpy(inputs[i]), h)
+                    logits = dist.loc
+                    own = torch.distributions.Categorical(logits=logits).sample().numpy()
+                action = np.where(rng.random(num) < beta, label, own)
+            reward = engine.step(action).reward
+            after = engine.state
+            counts[rows, state, action, after] += 1.0
+            sums[rows, state, action] += reward
+            visits[rows, state, action] += 1.0
+            returns[:, e] += reward
+            if i + 1 < length:  # previous action, reward and done of the next step
+                inputs[i + 1, rows, states + action] = 1.0
+                inputs[i + 1, :, states + actions] = reward
+                inputs[i + 1, :, states + actions + 1] = float(t == horizon - 1)
+            state = after
+    as_rows = torch.from_numpy(inputs).transpose(0, 1).contiguous()
+    return as_rows, torch.from_numpy(labels).transpose(0, 1).contiguous(), returns
+
+
+def _summary(totals: np.ndarray, per_episode: np.ndarray) -> dict[str, Any]:
+    return {
+        "mean": float(totals.mean()),
+        "ci95": float(1.96 * totals.std(ddof=1) / np.sqrt(len(totals))),
+        "per_episode": [round(float(x), 3) for x in per_episode],
+    }
+
+
+def _provenance() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no").strip()),
+        "machine": f"{cpu}, {os.cpu_count()} CPUs",
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/rl2/tabular_mdp_n10.yaml")
+    override = "config override, as metarl train --set (e.g. policy.hidden_size=512)"
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=override)
+    parser.add_argument("--expert", choices=EXPERTS, default="myopic")
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--trials", type=int, default=100, help="trials per iteration")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--dagger-iterations", type=int, default=50)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-tasks", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    for name in ("iterations", "trials", "eval_every", "eval_tasks"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.dagger_iterations < 0 or not args.lr > 0:
+        parser.error("--dagger-iterations must be >= 0 and --lr > 0")
+    try:
+        cfg = load_config(rl2.CONFIG_CLASS, ROOT / args.config, args.set)
+    except (ConfigError, OSError) as error:
+        parser.error(str(error))
+    if cfg.env.id != "metarl/TabularMDP-v0":
+        parser.error(f"{args.config} is not a tabular-MDP config (env {cfg.env.id})")
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    started, begin = time.time(), datetime.datetime.now(datetime.timezone.utc)
+    info = _provenance()
+    episodes, horizon = cfg.env.episodes_per_trial, int(cfg.env.horizon or 1)
+    device = torch.device("cpu")
+    vec = rl2.make_env(cfg, min(args.eval_tasks, 250))
+    generator = torch.Generator().manual_seed(cfg.run.seed)
+    policy = rl2.build_policy(cfg.policy, vec, generator, device)
+    params = {k: v.detach().clone().requires_grad_() for k, v in rl2.init_params(policy).items()}
+    value_names = set(policy.value_parameter_names())
+    optimizer = torch.optim.Adam([v for k, v in params.items() if k not in value_names], lr=args.lr)
+    rng = np.random.default_rng(args.seed)
+    size = {"num_states": policy.obs_dim, "num_actions": policy.action_size}
+    engine = TabularMDPEngine(args.trials, **size)
+    eval_seed = cfg.run.seed + 1  # metarl train's evaluation: seed run.seed + 1, split test
+    tasks = heldout_tasks(vec.distribution, args.eval_tasks, eval_seed, "test")
+    expert_engine = TabularMDPEngine(len(tasks), **size)
+    _, _, expert_returns = run_trials(
+        expert_engine, tasks, episodes, horizon, args.expert, np.random.default_rng(eval_seed)
+    )
+    result: dict[str, Any] = {
+        "config": args.config,
+        "expert": args.expert,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "episodes_per_trial": episodes,
+        "horizon": horizon,
+        "eval_tasks": len(tasks),
+        "eval_seed": eval_seed,
+        "expert_heldout": _summary(expert_returns.sum(1), expert_returns.mean(0)),
+        "training": [],
+        "heldout": [],
+        **info,
+    }
+    print(f"expert {args.expert} on the held-out MDPs: {result['expert_heldout']['mean']:.1f}")
+    for it in range(args.iterations):
+        beta = max(0.0, 1.0 - it / args.dagger_iterations) if args.dagger_iterations else 0.0
+        batch = vec.distribution.sample(args.trials, rng)  # fresh MDPs, as RL² trains
+        detached = {k: v.detach() for k, v in params.items()}
+        x, y, returns = run_trials(
+            engine, batch, episodes, horizon, args.expert, rng, policy, detached, beta
+        )
+        out = recurrent_forward(policy, params, x, policy.initial_state(len(x)))
+        logits = out.dist.loc
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if it % 100 == 0 or it == args.iterations - 1:
+            agree = float((logits.argmax(-1) == y).float().mean())
+            row: dict[str, Any] = {"iteration": it, "beta": round(beta, 3)}
+            row.update(loss=float(loss.detach()), agreement=agree)
+            row.update(rollout_return=float(returns.sum(1).mean()))
+            result["training"].append(row)
+            took = time.time() - started
+            print(f"it {it}: loss {row['loss']:.3f}, agreement {agree:.3f}, rollout return "
+                  f"{row['rollout_return']:.1f} ({took:.0f} s)", flush=True)  # fmt: skip
+        if (it + 1) % args.eval_every == 0 or it == args.iterations - 1:
+            final = {k: v.detach() for k, v in params.items()}
+            held = trial_episode_returns(
+                vec, policy, final, tasks, episodes, seed=eval_seed, device=device
+            ).numpy()
+            entry = {"iteration": it + 1, "trials_seen": (it + 1) * args.trials}
+            entry.update(_summary(held.sum(1), held.mean(0)))
+            result["heldout"].append(entry)
+            print(f"  held-out after {it + 1}: {entry['mean']:.1f} ± {entry['ci95']:.1f}")
+    vec.close()
+    result["wall_clock_seconds"] = round(time.time() - started)
+    result["started"] = begin.strftime("%Y-%m-%dT%H:%M:%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "imitation.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"written: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""scripts/rl2_imitation.py: its experts, the GRU inputs it builds, and one tiny run end to end."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envs.light.tabular_mdp import TabularMDPEngine, TabularMDPTaskDistribution
+from metarl.rl.classic_mdp import _plan_greedy, _run_mdp_trial
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():
+    path = ROOT / "scripts" / "rl2_imitation.py"
+    spec = importlib.util.spec_from_file_location("rl2_imitation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tasks(n, seed=0):
+    return TabularMDPTaskDistribution().sample(n, np.random.default_rng(seed))
+
+
+def test_the_greedy_expert_is_the_eval_files_greedy_baseline():
+    imitation = _module()
+    tasks = _tasks(6)
+    _, _, returns = imitation.run_trials(
+        TabularMDPEngine(6), tasks, 3, 10, "greedy", np.random.default_rng(5)
+    )
+    engine = TabularMDPEngine(6)
+    engine.set_tasks(tasks)
+    expected = _run_mdp_trial(engine, 3, 10, _plan_greedy, np.random.default_rng(5))
+    np.testing.assert_allclose(returns, expected, rtol=0, atol=1e-12)
+
+
+def test_the_myopic_expert_takes_the_best_posterior_mean_and_ties_go_to_the_lowest_index():
+    imitation = _module()
+    visits = np.zeros((1, 2, 3))
+    sums = np.zeros((1, 2, 3))
+    visits[0, 0] = [1, 0, 3]  # state 0: action 0 seen once (reward 3), action 2 thrice (sum 0.5)
+    sums[0, 0] = [3.0, 0.0, 0.5]
+    q = imitation.expert_q("myopic", visits, sums, np.zeros((1, 2, 3, 2)), horizon=4)
+    assert q.shape == (1, 4, 2, 3)
+    np.testing.assert_allclose(q[0, 2, 0], [(1 + 3) / 2, 1.0, (1 + 0.5) / 4])
+    assert np.argmax(q[0, 0, 0]) == 0 and np.argmax(q[0, 0, 1]) == 0  # state 1: all prior, a tie
+
+
+def test_inputs_hold_the_state_and_the_previous_action_reward_and_episode_end():
+    imitation = _module()
+    tasks = _tasks(4, seed=1)
+    x, labels, returns = imitation.run_trials(
+        TabularMDPEngine(4), tasks, 2, 3, "myopic", np.random.default_rng(2)
+    )
+    states, actions = 10, 5
+    assert x.shape == (4, 6, states + actions + 2) and labels.shape == (4, 6)
+    assert (x[:, :, :states].sum(-1) == 1).all()  # one-hot state at every step
+    assert (x[:, [0, 3], 0] == 1).all()  # every episode starts in state 0
+    assert (x[:, 0, states:] == 0).all()  # nothing before a trial's first step
+    prev_actions = x[:, 1:, states : states + actions].argmax(-1)
+    assert (prev_actions == labels[:, :-1]).all()  # beta = 1: the expert acted
+    done = x[:, :, -1]
+    assert done[:, 3].eq(1).all() and done[:, [1, 2, 4, 5]].eq(0).all()
+    # the previous rewards of steps 1-3 are the rewards of episode 1
+    np.testing.assert_allclose(x[:, 1:4, states + actions].double().sum(1), returns[:, 0], 1e-5)
+
+
+def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_path):
+    imitation = _module()
+    argv = ["--iterations", "3", "--trials", "4", "--eval-every", "2", "--eval-tasks", "6"]
+    assert imitation.main([*argv, "--dagger-iterations", "2", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "imitation.json").read_text())
+    assert result["expert"] == "myopic" and result["eval_tasks"] == 6
+    assert [row["iteration"] for row in result["heldout"]] == [2, 3]
+    assert [row["beta"] for row in result["training"]] == [1.0, 0.0]
+    assert len(result["expert_heldout"]["per_episode"]) == 10
+    assert result["commit"] and result["wall_clock_seconds"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--iterations", "0"], "--iterations must be >= 1"),
+        (["--lr", "0"], "--lr > 0"),
+        (["--config", "configs/rl2/bandit_k5_n10.yaml"], "is not a tabular-MDP config"),
+        (["--set", "policy.hidden_sise=8"], "hidden_sise"),
+        (["--config", "configs/rl2/nope.yaml"], "nope.yaml"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line_before_any_work(tmp_path, capsys, args, message):
+    imitation = _module()
+    with pytest.raises(SystemExit):
+        imitation.main([*args, "--out", str(tmp_path / "out")])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
