@@ -390,6 +390,7 @@ LABELS = {
     "gittins": "Gittins",
     "psrl": "PSRL",
     "ucrl2": "UCRL2",
+    "imitation": "RL²'s GRU imitating myopic (supervised)",
 }
 
 

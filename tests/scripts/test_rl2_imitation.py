@@ -78,6 +78,9 @@ def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_pat
     assert [row["beta"] for row in result["training"]] == [1.0, 0.0]
     assert len(result["expert_heldout"]["per_episode"]) == 10
     assert result["commit"] and result["wall_clock_seconds"] >= 0
+    columns = result["runs"]["rl2-tabular_mdp_n10"]  # what the README's MDP table adds
+    assert columns["imitation"]["mean"] == result["heldout"][-1]["mean"]
+    assert columns["myopic"]["mean"] == result["expert_heldout"]["mean"]
 
 
 @pytest.mark.parametrize(
