@@ -103,6 +103,7 @@ FILE_NAMES = {
     "run_info.json": "run_info.json",
     "divergence.txt": "divergence.txt",
     "ucb1.json": "ucb1.json",
+    "imitation.json": "imitation.json (held-out returns, training rows, provenance)",
 }
 
 
@@ -127,7 +128,8 @@ def _files(directory: Path) -> str:
     parts += [FILE_NAMES[n] for n in ("metrics.csv",) if n in names]
     if any(n.endswith(".pt") for n in names):
         parts.append("final checkpoint")
-    parts += [FILE_NAMES[n] for n in ("divergence.txt", "ucb1.json", "run_info.json") if n in names]
+    listed = ("divergence.txt", "ucb1.json", "imitation.json", "run_info.json")
+    parts += [FILE_NAMES[n] for n in listed if n in names]
     return ", ".join(parts)
 
 
@@ -272,6 +274,22 @@ def _task_label(result: Mapping[str, Any]) -> str:
     return f"bandit k = {arms[1]}, n = {n}" if arms else f"n = {n} episodes"
 
 
+def _script_record(directory: Path) -> str:
+    """`` at commit X (machine, threads, wall clock)`` from a script's JSON that records them."""
+    for path in sorted(directory.glob("*.json")):
+        record = json.loads(path.read_text())
+        if "commit" in record and "wall_clock_seconds" in record:
+            threads = record.get("threads", 1)
+            where = f"{record['machine']}, {threads} thread{'' if threads == 1 else 's'}"
+            if "torch" in record:
+                where += f", torch {record['torch']}"
+            return (
+                f" at commit `{record['commit'][:10]}` ({where}; "
+                f"{_wall(record['wall_clock_seconds'])} wall clock)"
+            )
+    return ""
+
+
 def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
     columns = list(spec["columns"])
     extra: dict[str, Any] = {}
@@ -317,7 +335,9 @@ def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
         run = manifest["runs"][other]
         link = f"[results/{other}/](results/{other}/): {_files(root / other)}"
         command = run["command"].replace("RUN", f"results/{other}")
-        notes.append(f"- `{other}`: `{command}`: {run['budget']} ({link}).")
+        notes.append(
+            f"- `{other}`: `{command}`{_script_record(root / other)}: {run['budget']} ({link})."
+        )
     return [*rows, "", *(_fill(n).replace("\n", "\n  ") for n in notes)]
 
 
