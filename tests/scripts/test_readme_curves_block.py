@@ -1,17 +1,8 @@
 """The curves README block (RL² HalfCheetahVel): episode returns and the per-window table."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers.scripts import load_script
 
 
 def _write(root, windows):
@@ -41,7 +32,7 @@ SPEC = {"kind": "curves", "runs": ["rl2"], "x": "episode"}
 def test_the_window_table_gives_each_episode_s_return_per_window_with_the_last_window_short(
     tmp_path,
 ):
-    tables = _module("readme_tables")
+    tables = load_script("readme_tables")
     windows = {  # 5 steps in windows of 3: steps 0-2 and 3-4
         "curve": "rl2",
         "steps_per_window": 3,
@@ -59,7 +50,7 @@ def test_the_window_table_gives_each_episode_s_return_per_window_with_the_last_w
 
 
 def test_without_windows_the_block_is_the_episode_table_alone(tmp_path):
-    tables = _module("readme_tables")
+    tables = load_script("readme_tables")
     _write(tmp_path, None)
     block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
     assert "| rl2_ppo | -7.0 ± 1.0 | -5.0 ± 0.5 |" in block

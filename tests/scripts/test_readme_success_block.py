@@ -1,6 +1,5 @@
 """The Meta-World README block (success rates from eval.json, training curve from metrics.csv)."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -8,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(root, name, algorithm, steps, success, keys, values):
@@ -40,7 +34,7 @@ def _run(root, name, algorithm, steps, success, keys, values):
 
 
 def test_success_block_prints_rates_returns_and_span_means_computed_by_hand(tmp_path):
-    tables = _module("readme_tables")
+    tables = load_script("readme_tables")
     pre, post = "train/pre_success", "train/post_success"
     # 4 iterations in 2 spans: pre 0.1, 0.3 | 0.5, 0.7 -> 20 %, 60 %; post 0.2, 0.4 | 0.6, 1.0
     _run(tmp_path, "maml", "maml_trpo", [0, 1, 2], [0.2, 0.5, 0.55], [pre, post],

@@ -1,17 +1,8 @@
 """The RL² trials README block: totals per column, an extra run's columns and its record."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers.scripts import load_script
 
 
 def _run(root, name, rl2, ci, greedy):
@@ -37,7 +28,7 @@ def _run(root, name, rl2, ci, greedy):
 
 
 def test_extra_run_columns_fill_their_row_and_its_note_gives_the_recorded_commit(tmp_path):
-    tables = _module("readme_tables")
+    tables = load_script("readme_tables")
     _run(tmp_path, "a", 116.9, 1.8, 149.4)
     _run(tmp_path, "b", 296.8, 4.0, 423.0)
     (tmp_path / "x").mkdir()

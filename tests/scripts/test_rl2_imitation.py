@@ -1,24 +1,13 @@
 """scripts/rl2_imitation.py: its experts, the GRU inputs it builds, and one tiny run end to end."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from envs.light.tabular_mdp import TabularMDPEngine, TabularMDPTaskDistribution
 from metarl.rl.classic_mdp import _plan_greedy, _run_mdp_trial
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    path = ROOT / "scripts" / "rl2_imitation.py"
-    spec = importlib.util.spec_from_file_location("rl2_imitation", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers.scripts import load_script
 
 
 def _tasks(n, seed=0):
@@ -26,7 +15,7 @@ def _tasks(n, seed=0):
 
 
 def test_the_greedy_expert_is_the_eval_files_greedy_baseline():
-    imitation = _module()
+    imitation = load_script("rl2_imitation")
     tasks = _tasks(6)
     _, _, returns = imitation.run_trials(
         TabularMDPEngine(6), tasks, 3, 10, "greedy", np.random.default_rng(5)
@@ -38,7 +27,7 @@ def test_the_greedy_expert_is_the_eval_files_greedy_baseline():
 
 
 def test_the_myopic_expert_takes_the_best_posterior_mean_and_ties_go_to_the_lowest_index():
-    imitation = _module()
+    imitation = load_script("rl2_imitation")
     visits = np.zeros((1, 2, 3))
     sums = np.zeros((1, 2, 3))
     visits[0, 0] = [1, 0, 3]  # state 0: action 0 seen once (reward 3), action 2 thrice (sum 0.5)
@@ -50,7 +39,7 @@ def test_the_myopic_expert_takes_the_best_posterior_mean_and_ties_go_to_the_lowe
 
 
 def test_inputs_hold_the_state_and_the_previous_action_reward_and_episode_end():
-    imitation = _module()
+    imitation = load_script("rl2_imitation")
     tasks = _tasks(4, seed=1)
     x, labels, returns = imitation.run_trials(
         TabularMDPEngine(4), tasks, 2, 3, "myopic", np.random.default_rng(2)
@@ -69,7 +58,7 @@ def test_inputs_hold_the_state_and_the_previous_action_reward_and_episode_end():
 
 
 def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_path):
-    imitation = _module()
+    imitation = load_script("rl2_imitation")
     argv = ["--iterations", "3", "--trials", "4", "--eval-every", "2", "--eval-tasks", "6"]
     assert imitation.main([*argv, "--dagger-iterations", "2", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "imitation.json").read_text())
@@ -94,7 +83,7 @@ def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_pat
     ],
 )
 def test_bad_arguments_are_one_clear_line_before_any_work(tmp_path, capsys, args, message):
-    imitation = _module()
+    imitation = load_script("rl2_imitation")
     with pytest.raises(SystemExit):
         imitation.main([*args, "--out", str(tmp_path / "out")])
     assert message in capsys.readouterr().err
