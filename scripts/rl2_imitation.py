@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     info = _provenance()
     episodes, horizon = cfg.env.episodes_per_trial, int(cfg.env.horizon or 1)
     device = torch.device("cpu")
-    vec = rl2.make_env(cfg, min(args.eval_tasks, 250))
+    # the env of rl2.evaluate, so that its chunks (and their reset seeds) are the same
+    vec = rl2.make_env(cfg, min(args.eval_tasks, cfg.eval.num_trials or cfg.env.num_trials))
     generator = torch.Generator().manual_seed(cfg.run.seed)
     policy = rl2.build_policy(cfg.policy, vec, generator, device)
     params = {k: v.detach().clone().requires_grad_() for k, v in rl2.init_params(policy).items()}
