@@ -13,7 +13,7 @@ far. The expert is
 - ``greedy``: optimal in the posterior-mean MDP, planned at each episode's start (the greedy
   column of the RL² eval files, :mod:`metarl.rl.classic_mdp`).
 
-Held-out trials are run exactly as ``metarl eval`` runs RL² (:func:`trial_episode_returns`, the
+Held-out trials are run exactly as ``metarl eval`` runs RL² (:func:`trial_step_rewards`, the
 row's held-out MDPs and seed), and the expert is run on the same MDPs. If supervised imitation
 with this much more signal levels off where RL² does, the policy's in-context memory, not RL²'s
 exploration, is what holds the rows back at these budgets.
@@ -46,7 +46,7 @@ from metarl.rl import classic
 from metarl.rl.classic_mdp import value_iteration_finite_horizon
 from metarl.rl.evaluation import heldout_tasks
 from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, recurrent_forward
-from metarl.rl.trials import trial_episode_returns
+from metarl.rl.trials import trial_step_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERTS = ("myopic", "greedy")
@@ -237,9 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['rollout_return']:.1f} ({took:.0f} s)", flush=True)  # fmt: skip
         if (it + 1) % args.eval_every == 0 or it == args.iterations - 1:
             final = {k: v.detach() for k, v in params.items()}
-            held = trial_episode_returns(
-                vec, policy, final, tasks, episodes, seed=eval_seed, device=device
-            ).numpy()
+            held = (
+                trial_step_rewards(
+                    vec, policy, final, tasks, episodes, seed=eval_seed, device=device
+                )
+                .sum(-1)
+                .numpy()
+            )
             entry = {"iteration": it + 1, "trials_seen": (it + 1) * args.trials}
             entry.update(_summary(held.sum(1), held.mean(0)))
             result["heldout"].append(entry)

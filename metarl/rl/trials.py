@@ -61,7 +61,6 @@ __all__ = [
     "num_chunks",
     "sample_trials",
     "to_chunks",
-    "trial_episode_returns",
     "trial_gae",
     "trial_step_rewards",
 ]
@@ -410,26 +409,6 @@ def chunk_forward(policy: RecurrentPolicy, params: Params, chunks: TrialChunks) 
     return recurrent_forward(policy, params, chunks.inputs, chunks.h0, mask=chunks.mask)
 
 
-def trial_episode_returns(
-    vec: TaskVectorEnv,
-    policy: RecurrentPolicy,
-    params: Params,
-    tasks: Sequence[Task],
-    episodes_per_trial: int,
-    *,
-    seed: int,
-    device: torch.device,
-) -> Tensor:
-    """The return of every episode of one trial per task, ``[len(tasks), episodes_per_trial]``.
-
-    The per-step rewards of :func:`trial_step_rewards`, summed over each episode.
-    """
-    rewards = trial_step_rewards(
-        vec, policy, params, tasks, episodes_per_trial, seed=seed, device=device
-    )
-    return rewards.sum(-1)
-
-
 def trial_step_rewards(
     vec: TaskVectorEnv,
     policy: RecurrentPolicy,
@@ -503,10 +482,10 @@ def evaluate_trials(
     """One trial per held-out task; the return of each episode index, written as JSON/CSV/PNG.
 
     The curves (:func:`~metarl.evaluation.write_eval_results`, ``steps`` = the episode index
-    within the trial, x label "episode in trial") are ``curve`` (:func:`trial_episode_returns`)
-    and, with ``baselines``, the :func:`classic_baselines` on the same tasks. The total trial
-    return of every curve (RL²'s score: mean and 95% CI over tasks) goes under
-    ``extra.trial_return``.
+    within the trial, x label "episode in trial") are ``curve`` (:func:`trial_step_rewards`,
+    summed per episode) and, with ``baselines``, the :func:`classic_baselines` on the same
+    tasks. The total trial return of every curve (RL²'s score: mean and 95% CI over tasks) goes
+    under ``extra.trial_return``.
 
     Args:
         out: The JSON file to write (CSV and PNG beside it).
