@@ -128,13 +128,16 @@ def windowed_returns(rewards: np.ndarray, windows: int = WINDOWS_PER_EPISODE) ->
     horizon = rewards.shape[-1]
     size = -(-horizon // windows)
     starts = list(range(0, horizon, size))
-    sums = np.stack([rewards[..., a : a + size].sum(-1) for a in starts], axis=-1)
-    means, cis = [], []
-    for episode in range(rewards.shape[1]):
-        mean, ci95 = summarize(sums[:, episode])
-        means.append([float(m) for m in mean])
-        cis.append([float(c) if np.isfinite(c) else None for c in ci95])
-    return {"steps_per_window": size, "window_starts": starts, "mean": means, "ci95": cis}
+    sums = np.stack([rewards[..., a : a + size].sum(-1) for a in starts], axis=-1)  # [N, E, W]
+    mean, ci95 = summarize(sums.reshape(len(sums), -1))
+    shape = sums.shape[1:]
+    cis = [[float(c) if np.isfinite(c) else None for c in row] for row in ci95.reshape(shape)]
+    return {
+        "steps_per_window": size,
+        "window_starts": starts,
+        "mean": mean.reshape(shape).tolist(),
+        "ci95": cis,
+    }
 
 
 def _json_list(array: np.ndarray) -> list[float | None]:
