@@ -18,6 +18,12 @@ that produced it, its ``results/<run>/`` directory, and the README block it feed
 - ``python scripts/reproduce.py --run NAME``: the run at its full budget (hours for most rows), then
   ``results/NAME/`` (resolved config, eval JSON/CSV/PNG, metrics, final checkpoint when small,
   ``run_info.json``) and the README blocks regenerated.
+- ``python scripts/reproduce.py --run NAME --resume-from DIR``: the same, continued from the latest
+  checkpoint in ``DIR`` (a run of this row with its ``config.yaml`` and ``metrics.csv``):
+  ``results/_runs/NAME`` after a run was interrupted, or ``results/NAME`` after the row's budget
+  was raised in the manifest. ``metarl train --resume`` refuses a folder whose config computes
+  something else, and resuming is exact, so the files equal a run from scratch;
+  ``run_info.json`` records the folder, the checkpoint and the folder's own ``run_info.json``.
 """
 
 from __future__ import annotations
@@ -209,6 +215,70 @@ def with_device(argv: list[str], device: str | None) -> list[str]:
     return [*out, "--device", device]
 
 
+_CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
+
+
+def resume_source(source: Path, work: Path) -> dict[str, Any]:
+    """Checks the folder ``--resume-from`` names; returns what ``run_info.json`` records of it.
+
+    Raises:
+        ValueError: One line naming what is missing, before anything is copied or run.
+    """
+    where = f"--resume-from {source}"
+    if not source.is_dir():
+        raise ValueError(f"{where}: not a folder")
+    for needed in ("config.yaml", "metrics.csv"):
+        if not (source / needed).is_file():
+            raise ValueError(f"{where}: no {needed} (a run folder of this row has one)")
+    found = [*source.glob("checkpoint_*.pt"), *(source / "checkpoints").glob("checkpoint_*.pt")]
+    numbered = [(int(m.group(1)), p) for p in found if (m := _CHECKPOINT.fullmatch(p.name))]
+    if not numbered:
+        raise ValueError(f"{where}: no checkpoint_*.pt in it or in its checkpoints/")
+    iteration, latest = max(numbered)
+    same = work.exists() and source.resolve() == work.resolve()
+    if not same and work.exists() and any(work.iterdir()):
+        raise ValueError(
+            f"{where}: {work} already holds a run; resume from that folder instead, or move it"
+        )
+    earlier = source / "run_info.json"
+    try:
+        folder = str(source.resolve().relative_to(ROOT))
+    except ValueError:
+        folder = str(source)
+    return {
+        "folder": folder,
+        "checkpoint": latest.name,
+        "iteration": iteration,
+        "path": str(latest),
+        "run_info": json.loads(earlier.read_text(encoding="utf-8")) if earlier.is_file() else None,
+    }
+
+
+def _seed_work(source: Mapping[str, Any], origin: Path, work: Path) -> None:
+    """Copies the config, metrics and latest checkpoint of ``origin`` into the row's ``work``."""
+    if work.exists() and origin.resolve() == work.resolve():
+        return
+    (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "metrics.csv"):
+        shutil.copy2(origin / name, work / name)
+    shutil.copy2(source["path"], work / "checkpoints" / source["checkpoint"])
+
+
+def _collect(work: Path, target: Path, eval_name: str) -> None:
+    """Copies a finished run's eval files, config, metrics and small final checkpoint."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted((work / "eval").glob(Path(eval_name).stem + ".*")):
+        shutil.copy2(path, target / path.name)
+    for path in (work / "config.yaml", work / "metrics.csv"):
+        if path.is_file():
+            shutil.copy2(path, target / path.name)
+    for stale in target.glob("*.pt"):  # an earlier run's checkpoint is not this run's
+        stale.unlink()
+    checkpoints = sorted((work / "checkpoints").glob("*.pt"))
+    if checkpoints and checkpoints[-1].stat().st_size <= CHECKPOINT_LIMIT:
+        shutil.copy2(checkpoints[-1], target / checkpoints[-1].name)
+
+
 def run_row(
     name: str,
     spec: Mapping[str, Any],
@@ -216,12 +286,14 @@ def run_row(
     out: Path,
     quick: bool,
     device: str | None = None,
+    resume_from: Path | None = None,
 ) -> float:
     """Runs one manifest row into ``out/name`` (its results files); returns the wall clock (s).
 
     ``quick`` shrinks the budget to the manifest's ``tiny`` overrides and runs in this process on
     the CPU; the full run is a child process, as a user would type it, on the row's device unless
-    ``device`` names another.
+    ``device`` names another. ``resume_from`` continues a run of the row from its latest checkpoint
+    (:func:`resume_source`; not for script rows).
     """
     device = "cpu" if quick else device
     target = out / name
@@ -239,6 +311,11 @@ def run_row(
             subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, check=True)
         return time.time() - started
     argv = with_device(_argv(spec["command"], work)[1:], device) + ["--run-dir", str(work)]
+    resumed = None
+    if resume_from is not None:
+        resumed = resume_source(resume_from, work)
+        _seed_work(resumed, resume_from, work)
+        argv.append("--resume")
     if quick:
         sets = manifest["tiny"]["run"] + manifest["tiny"][spec["quick"]]
         argv += [arg for s in sets for arg in ("--set", s)]
@@ -255,18 +332,8 @@ def run_row(
         if evaluate:
             subprocess.run([sys.executable, "-m", "metarl", *evaluate], cwd=ROOT, check=True)
     wall = time.time() - started
-    target.mkdir(parents=True, exist_ok=True)
     eval_name = spec.get("eval_file", "eval.json")
-    for path in sorted((work / "eval").glob(Path(eval_name).stem + ".*")):
-        shutil.copy2(path, target / path.name)
-    for path in (work / "config.yaml", work / "metrics.csv"):
-        if path.is_file():
-            shutil.copy2(path, target / path.name)
-    for stale in target.glob("*.pt"):  # an earlier run's checkpoint is not this run's
-        stale.unlink()
-    checkpoints = sorted((work / "checkpoints").glob("*.pt"))
-    if checkpoints and checkpoints[-1].stat().st_size <= CHECKPOINT_LIMIT:
-        shutil.copy2(checkpoints[-1], target / checkpoints[-1].name)
+    _collect(work, target, eval_name)
     import torch
 
     info = {
@@ -285,6 +352,8 @@ def run_row(
         "threads": _run_threads(work / "config.yaml", torch.get_num_threads()),
         "versions": _versions(),
     }
+    if resumed is not None:
+        info["resumed_from"] = {k: v for k, v in resumed.items() if k != "path"}
     (target / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     if not (target / eval_name).is_file():
         raise RuntimeError(f"{name}: the run wrote no {eval_name}")
@@ -394,10 +463,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device", help="--run: train on this device instead of the row's (cpu, cuda, auto)"
     )
+    parser.add_argument(
+        "--resume-from",
+        type=Path,
+        metavar="DIR",
+        help="--run: continue from the latest checkpoint of a run of this row in DIR",
+    )
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     manifest = tables.load_manifest(args.results)
+    if args.resume_from is not None and not args.run:
+        parser.error("--resume-from goes with --run NAME")
     if args.list:
         for name, spec in manifest["runs"].items():
             print(f"{name}: {spec['command']}  [{spec['budget']}]")
@@ -431,7 +508,22 @@ def main(argv: list[str] | None = None) -> int:
             f"--run {args.run}: not in results/reproduce.yaml; one of {list(manifest['runs'])}"
         )
     spec = manifest["runs"][args.run]
-    seconds = run_row(args.run, spec, manifest, args.results, quick=False, device=args.device)
+    if args.resume_from is not None:
+        if spec.get("script"):
+            parser.error(f"--resume-from: {args.run} is a script row, which has no checkpoints")
+        try:
+            resume_source(args.resume_from, args.results / "_runs" / args.run)
+        except ValueError as error:
+            parser.error(str(error))
+    seconds = run_row(
+        args.run,
+        spec,
+        manifest,
+        args.results,
+        quick=False,
+        device=args.device,
+        resume_from=args.resume_from,
+    )
     print(f"{args.run}: {seconds / 60:.1f} min; results/{args.run}/ written")
     # kept (git-ignored): every checkpoint, tensorboard, the log; a final checkpoint over
     # CHECKPOINT_LIMIT is not copied into results/, and hours of training must not vanish

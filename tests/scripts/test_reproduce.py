@@ -145,3 +145,88 @@ def test_a_rerun_replaces_the_rows_checkpoint_and_never_keeps_an_older_one(tmp_p
     (again / name / "checkpoint_00000120.pt").write_bytes(b"an older run")
     reproduce.run_row(name, manifest["runs"][name], manifest, again, quick=True)
     assert not list((again / name).glob("*.pt"))
+
+
+def _rows_without_timings(path: Path) -> list[tuple[str, str, str]]:
+    import csv
+
+    with path.open(encoding="utf-8") as handle:
+        rows = [tuple(r) for r in csv.reader(handle)][1:]
+    return [r for r in rows if not any(w in r[1] for w in ("time", "seconds", "per_s"))]
+
+
+def _tiny(manifest, iterations: int):
+    import copy
+
+    edited = copy.deepcopy(manifest)
+    edited["tiny"]["rl2"] = [
+        *[s for s in manifest["tiny"]["rl2"] if not s.startswith("optim.iterations=")],
+        f"optim.iterations={iterations}",
+        "run.checkpoint_every=1",
+    ]
+    return edited
+
+
+def test_resume_from_continues_an_interrupted_row_to_the_same_files(tmp_path):
+    """A row stopped after 2 of its 3 iterations and continued with --resume-from writes the
+    metrics rows and eval file of the row run in one go, and records where it resumed from."""
+    reproduce = _reproduce()
+    manifest = reproduce.tables.load_manifest(ROOT / "results")
+    name = "rl2-tabular_mdp_n10"
+    spec = manifest["runs"][name]
+    whole, part, resumed = tmp_path / "whole", tmp_path / "part", tmp_path / "resumed"
+    reproduce.run_row(name, spec, _tiny(manifest, 3), whole, quick=True)
+    reproduce.run_row(name, spec, _tiny(manifest, 2), part, quick=True)
+    source = part / "_runs" / name
+    reproduce.run_row(name, spec, _tiny(manifest, 3), resumed, quick=True, resume_from=source)
+    first = _rows_without_timings(whole / name / "metrics.csv")
+    assert max(int(r[0]) for r in first) >= 3
+    assert _rows_without_timings(resumed / name / "metrics.csv") == first
+    one_go = json.loads((whole / name / "eval.json").read_text())
+    again = json.loads((resumed / name / "eval.json").read_text())
+    for key in ("mean", "ci95", "baselines", "extra"):
+        assert again[key] == one_go[key], key
+    info = json.loads((resumed / name / "run_info.json").read_text())
+    assert info["resumed_from"]["iteration"] == 2
+    assert info["resumed_from"]["checkpoint"] == "checkpoint_00000002.pt"
+    assert info["resumed_from"]["folder"] == str(source)
+    assert "resumed_from" not in json.loads((whole / name / "run_info.json").read_text())
+
+
+def test_resume_from_names_what_is_wrong_before_anything_is_copied(tmp_path):
+    reproduce = _reproduce()
+    work = tmp_path / "results" / "_runs" / "row"
+    with pytest.raises(ValueError, match="not a folder"):
+        reproduce.resume_source(tmp_path / "missing", work)
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ValueError, match="no config.yaml"):
+        reproduce.resume_source(run, work)
+    (run / "config.yaml").write_text("{}\n")
+    (run / "metrics.csv").write_text("step,key,value\n")
+    with pytest.raises(ValueError, match="no checkpoint_"):
+        reproduce.resume_source(run, work)
+    (run / "checkpoints").mkdir()
+    for step in (5, 40):
+        (run / "checkpoints" / f"checkpoint_{step:08d}.pt").write_bytes(b"")
+    assert reproduce.resume_source(run, work)["checkpoint"] == "checkpoint_00000040.pt"
+    work.mkdir(parents=True)
+    (work / "metrics.csv").write_text("another run\n")
+    with pytest.raises(ValueError, match="already holds a run"):
+        reproduce.resume_source(run, work)
+    assert not (work / "checkpoints").exists()  # nothing copied
+    # the row's own interrupted folder is resumed in place
+    (work / "config.yaml").write_text("{}\n")
+    (work / "checkpoints").mkdir()
+    (work / "checkpoints" / "checkpoint_00000007.pt").write_bytes(b"")
+    assert reproduce.resume_source(work, work)["iteration"] == 7
+
+
+def test_resume_from_is_refused_without_run_or_for_a_script_row(capsys):
+    reproduce = _reproduce()
+    with pytest.raises(SystemExit):
+        reproduce.main(["--check", "--resume-from", "results/_runs/x"])
+    assert "--resume-from goes with --run NAME" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        reproduce.main(["--run", "rl2-tabular_mdp_n10-imitation", "--resume-from", "results"])
+    assert "script row" in capsys.readouterr().err
