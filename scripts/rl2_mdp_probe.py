@@ -22,8 +22,8 @@ episode's start, as the imitation script's experts, :mod:`rl2_imitation`):
 - ``pooled``: the action of highest posterior-mean reward pooled over all states (ignores the
   state).
 
-``python scripts/rl2_mdp_probe.py --run results/rl2-tabular_mdp_n10
---out results/rl2-tabular_mdp_n10-probe`` (about a minute): ``OUT/probe.json`` and ``OUT/probe.md``.
+``python scripts/rl2_mdp_probe.py --out results/rl2-tabular_mdp_n10-probe`` (about a minute;
+``--run`` names another run folder than the row's): ``OUT/probe.json`` and ``OUT/probe.md``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rl2_imitation  # scripts/rl2_imitation.py: scripts/ is sys.path[0] when run as a script
 import torch
 
 from envs.light.tabular_mdp import TabularMDPEngine
@@ -47,6 +46,11 @@ from metarl.config import ConfigError, load_config
 from metarl.rl import classic
 from metarl.rl.evaluation import heldout_tasks
 from metarl.rl.recurrent import RecurrentStep
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "scripts") not in sys.path:  # also when imported by scripts/reproduce.py
+    sys.path.insert(0, str(ROOT / "scripts"))
+import rl2_imitation  # noqa: E402  (scripts/rl2_imitation.py: its prior and provenance)
 
 AGENTS = ("myopic", "pooled")
 LABELS = {
@@ -146,6 +150,12 @@ def probe_trials(
     }
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (no home folders in results/)."""
+    full = path.resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
+
+
 def _summary(returns: np.ndarray) -> dict[str, Any]:
     totals = returns.sum(1)
     return {
@@ -178,7 +188,12 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a run folder: config.yaml, *.pt")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=ROOT / "results" / "rl2-tabular_mdp_n10",
+        help="a tabular-MDP run folder: config.yaml and its final checkpoint (*.pt)",
+    )
     parser.add_argument("--eval-tasks", type=int, default=1000)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -208,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     params = load_checkpoint(checkpoint, map_location="cpu")["params"]
     size = {"num_states": policy.obs_dim, "num_actions": policy.action_size}
     result: dict[str, Any] = {
-        "run": str(args.run),
+        "run": str(args.run.resolve().relative_to(ROOT))
+        if args.run.resolve().is_relative_to(ROOT)
+        else str(args.run),
         "checkpoint": checkpoint.name,
         "eval_tasks": len(tasks),
         "eval_seed": eval_seed,

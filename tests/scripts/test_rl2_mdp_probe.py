@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from envs.light.tabular_mdp import TabularMDPEngine, TabularMDPTaskDistribution
-from tests.helpers.scripts import SCRIPTS, load_script
+from tests.helpers.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def probe(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports scripts/rl2_imitation.py
+def probe():
     return load_script("rl2_mdp_probe")
 
 
