@@ -84,7 +84,9 @@ def probe_trials(
     Returns the returns ``[N, E]`` and, for each reference agent, the fraction of steps where
     its action is the policy's most likely one (``agree``) and how often its action changes with
     the state (``state_change``); for the policy, the mean total-variation distance under a state
-    swap (``state_tv``). The policy's inputs follow :func:`~metarl.rl.trials.sample_trials`'s
+    swap (``state_tv``), the same when only the memory is swapped for another trial's at the same
+    step (``memory_tv``), and the mean probability of its most likely action (``confidence``). The
+    policy's inputs follow :func:`~metarl.rl.trials.sample_trials`'s
     layout (one-hot state, one-hot previous action, previous reward, previous done).
     """
     if actor not in AGENTS and policy is None:
@@ -96,7 +98,7 @@ def probe_trials(
     returns = np.zeros((num, episodes))
     agree = {a: 0.0 for a in AGENTS}
     change = {a: 0.0 for a in AGENTS}
-    state_tv, count = 0.0, 0
+    state_tv, memory_tv, confidence, count = 0.0, 0.0, 0.0, 0
     step = None if policy is None else RecurrentStep(policy, params or {})
     drawn = np.zeros(num, dtype=np.int64)
     h = None if policy is None else policy.initial_state(num)
@@ -126,7 +128,12 @@ def probe_trials(
                     _, swapped = step(swaps, h.repeat(states - 1, 1))
                     tv = 0.5 * (torch.softmax(swapped.loc, -1) - probs.repeat(states - 1, 1))
                     state_tv += float(tv.abs().sum(-1).mean())
-                    likely = probs.argmax(-1).numpy()
+                    _, borrowed = step(inputs, h.roll(1, 0))  # another MDP's memory
+                    moved = torch.softmax(borrowed.loc, -1) - probs
+                    memory_tv += float(0.5 * moved.abs().sum(-1).mean())
+                    top, likely_t = probs.max(-1)
+                    confidence += float(top.mean())
+                    likely = likely_t.numpy()
                     drawn = torch.multinomial(probs, 1, generator=generator).squeeze(-1).numpy()
                 h = h_next
                 for a in AGENTS:
@@ -147,6 +154,8 @@ def probe_trials(
         "agree": {a: agree[a] / count for a in AGENTS},
         "state_change": {a: change[a] / count for a in AGENTS},
         "state_tv": state_tv / count,
+        "memory_tv": memory_tv / count,
+        "confidence": confidence / count,
     }
 
 
@@ -175,7 +184,9 @@ def table(result: dict[str, Any]) -> str:
     rl2_row = result["rl2"]
     lines.append(
         f"| {LABELS['rl2']} | {rl2_row['mean']:.1f} ± {rl2_row['ci95']:.1f} | – "
-        f"| {rl2_row['state_tv']:.0%} (total variation) |"
+        f"| {rl2_row['state_tv']:.0%} (total variation; {rl2_row['memory_tv']:.0%} when the memory "
+        f"is swapped for another MDP's instead; its most likely action has probability "
+        f"{rl2_row['confidence']:.2f} on average) |"
     )
     for agent in AGENTS:
         row = result[agent]
@@ -245,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         row = _summary(out["returns"])
         if actor == "rl2":
-            row.update(agree=out["agree"], state_tv=out["state_tv"])
+            row.update({k: out[k] for k in ("agree", "state_tv", "memory_tv", "confidence")})
         else:
             row["state_change"] = out["state_change"][actor]
         result[actor] = row

@@ -95,6 +95,8 @@ def test_a_policy_blind_to_the_state_has_no_state_dependence_and_one_that_reads_
             torch.Generator().manual_seed(0),
         )
     assert runs[True]["state_tv"] < 1e-7 and runs[False]["state_tv"] > 0.05
+    assert runs[True]["memory_tv"] > 0.0  # it still reads its memory
+    assert all(1 / 5 <= run["confidence"] <= 1 for run in runs.values())
     for run in runs.values():
         assert run["returns"].shape == (5, 2)
         assert all(0.0 <= v <= 1.0 for v in run["agree"].values())
