@@ -163,10 +163,26 @@ def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> st
     wall = info.get("wall_clock_seconds", info.get("wall_clock_s"))
     budget = info.get("budget") or spec.get("budget")
     note = f"; {info['note']}" if "note" in info else ""
+    resumed = _resumed(info["resumed_from"]) if "resumed_from" in info else ""
     return (
         f"`{command}` at commit `{info['commit'][:10]}`: {budget}; {machine}, {threads} "
-        f"thread{'' if threads == 1 else 's'}, torch {torch}; {_wall(wall)} wall clock{note} "
-        f"({link})."
+        f"thread{'' if threads == 1 else 's'}, torch {torch}; {_wall(wall)} wall clock{resumed}"
+        f"{note} ({link})."
+    )
+
+
+def _resumed(source: Mapping[str, Any]) -> str:
+    """The clause of a run continued by ``reproduce.py --resume-from``: where it started."""
+    earlier = source.get("run_info") or {}
+    made = []
+    if "commit" in earlier:
+        made.append(f"written at commit `{earlier['commit'][:10]}`")
+    if "wall_clock_seconds" in earlier:
+        made.append(f"in {_wall(earlier['wall_clock_seconds'])}")
+    origin = f" ({' '.join(made)})" if made else ""
+    return (
+        f" from iteration {source['iteration']} on, resumed from `{source['folder']}/"
+        f"{source['checkpoint']}`{origin}"
     )
 
 

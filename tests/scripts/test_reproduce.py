@@ -191,6 +191,14 @@ def test_resume_from_continues_an_interrupted_row_to_the_same_files(tmp_path):
     assert info["resumed_from"]["checkpoint"] == "checkpoint_00000002.pt"
     assert info["resumed_from"]["folder"] == str(source)
     assert "resumed_from" not in json.loads((whole / name / "run_info.json").read_text())
+    # the README note of the row says so (an interrupted work folder has no run_info.json) ...
+    shown = reproduce.tables.provenance(name, resumed, manifest)
+    assert f"from iteration 2 on, resumed from `{source}/checkpoint_00000002.pt`" in shown
+    assert "written at commit" not in shown
+    # ... and names the earlier run's commit and wall clock where the folder records them
+    earlier = {"commit": "67c4cc05f3a8", "wall_clock_seconds": 3370}
+    clause = reproduce.tables._resumed({**info["resumed_from"], "run_info": earlier})
+    assert clause.endswith("(written at commit `67c4cc05f3` in 56 min 10 s)")
 
 
 def test_resume_from_names_what_is_wrong_before_anything_is_copied(tmp_path):
