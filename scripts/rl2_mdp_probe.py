@@ -50,7 +50,7 @@ from metarl.rl.recurrent import RecurrentStep
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "scripts") not in sys.path:  # also when imported by scripts/reproduce.py
     sys.path.insert(0, str(ROOT / "scripts"))
-import rl2_imitation  # noqa: E402  (scripts/rl2_imitation.py: its prior and provenance)
+import rl2_imitation  # noqa: E402  (scripts/rl2_imitation.py: its prior, summary, provenance)
 
 AGENTS = ("myopic", "pooled")
 LABELS = {
@@ -85,9 +85,9 @@ def probe_trials(
     its action is the policy's most likely one (``agree``) and how often its action changes with
     the state (``state_change``); for the policy, the mean total-variation distance under a state
     swap (``state_tv``), the same when only the memory is swapped for another trial's at the same
-    step (``memory_tv``), and the mean probability of its most likely action (``confidence``). The
-    policy's inputs follow :func:`~metarl.rl.trials.sample_trials`'s
-    layout (one-hot state, one-hot previous action, previous reward, previous done).
+    step (``memory_tv``), and the mean probability of its most likely action (``confidence``).
+    The policy's inputs follow :func:`~metarl.rl.trials.sample_trials`'s layout (one-hot state,
+    one-hot previous action, previous reward, previous done).
     """
     if actor not in AGENTS and policy is None:
         raise ValueError(f"actor {actor!r} needs the policy (or one of {AGENTS})")
@@ -163,15 +163,6 @@ def _shown(path: Path) -> str:
     """``path`` relative to the repository when it is inside it (no home folders in results/)."""
     full = path.resolve()
     return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
-
-
-def _summary(returns: np.ndarray) -> dict[str, Any]:
-    totals = returns.sum(1)
-    return {
-        "mean": float(totals.mean()),
-        "ci95": float(1.96 * totals.std(ddof=1) / np.sqrt(len(totals))),
-        "per_episode": [round(float(v), 3) for v in returns.mean(0)],
-    }
 
 
 def table(result: dict[str, Any]) -> str:
@@ -254,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             actor,
             torch.Generator().manual_seed(eval_seed),
         )
-        row = _summary(out["returns"])
+        row = rl2_imitation._summary(out["returns"].sum(1), out["returns"].mean(0))
         if actor == "rl2":
             row.update({k: out[k] for k in ("agree", "state_tv", "memory_tv", "confidence")})
         else:
