@@ -20,6 +20,15 @@ exploration, is what holds the rows back at these budgets.
 
 ``python scripts/rl2_imitation.py --out results/rl2-tabular_mdp_n10-imitation`` (about 20 min on
 one core of the 2-core VM).
+
+Denser targets than one label per step: ``--value-weight w`` adds ``w`` times the mean squared
+error of the centred logits against ``--value-scale`` times the expert's centred action values
+in the current state (logit matching, as in Ba & Caruana 2014's model compression); with
+``--aux-head`` that error is taken instead by a separate linear head on the policy GRU's output,
+against the expert's values or (``--aux-target reward``) against the reward the taken action
+got (a reward-prediction auxiliary loss, as the reward decoder of VariBAD, Zintgraf et al.
+2020), leaving the logits to the cross-entropy. ``--epochs k`` takes ``k`` optimiser steps on
+each batch.
 """
 
 from __future__ import annotations
@@ -74,11 +83,13 @@ def run_trials(
     policy: RecurrentPolicy | None = None,
     params: dict[str, torch.Tensor] | None = None,
     beta: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """One trial per task: GRU inputs ``[N, L, I]``, expert labels ``[N, L]``, returns ``[N, E]``.
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor]:
+    """One trial per task: GRU inputs, expert labels, returns and the expert's action values.
 
-    Acts as the expert with probability ``beta``, else samples the policy (``policy`` None:
-    always the expert). The inputs follow :func:`~metarl.rl.trials.sample_trials`' layout.
+    Shapes ``[N, L, I]``, ``[N, L]``, ``[N, E]`` and ``[N, L, A]`` (the values in each step's
+    state, whose argmax is the label). Acts as the expert with probability ``beta``, else
+    samples the policy (``policy`` None: always the expert). The inputs follow
+    :func:`~metarl.rl.trials.sample_trials`' layout.
     """
     classic.set_engine_tasks(engine, tasks)
     rows = classic.share_generator(engine, rng)
@@ -89,6 +100,7 @@ def run_trials(
     size = states + actions + 2
     inputs = np.zeros((length, num, size), dtype=np.float32)
     labels = np.zeros((length, num), dtype=np.int64)
+    values = np.zeros((length, num, actions), dtype=np.float32)
     returns = np.zeros((num, episodes))
     step = None if policy is None else RecurrentStep(policy, params or {})
     h = torch.zeros(0) if policy is None else policy.initial_state(num)
@@ -99,7 +111,8 @@ def run_trials(
         for t in range(horizon):
             i = e * horizon + t
             inputs[i, rows, state] = 1.0
-            label = np.argmax(q[rows, t, state], axis=-1)
+            values[i] = q[rows, t, state]
+            label = np.argmax(values[i], axis=-1)
             labels[i] = label
             action = label
             if step is not None:
@@ -120,7 +133,8 @@ def run_trials(
                 inputs[i + 1, :, states + actions + 1] = float(t == horizon - 1)
             state = after
     as_rows = torch.from_numpy(inputs).transpose(0, 1).contiguous()
-    return as_rows, torch.from_numpy(labels).transpose(0, 1).contiguous(), returns
+    targets = torch.from_numpy(values).transpose(0, 1).contiguous()
+    return as_rows, torch.from_numpy(labels).transpose(0, 1).contiguous(), returns, targets
 
 
 def _summary(totals: np.ndarray, per_episode: np.ndarray) -> dict[str, Any]:
@@ -151,6 +165,44 @@ def _provenance() -> dict[str, Any]:
     }
 
 
+def _losses(
+    args: argparse.Namespace,
+    policy: RecurrentPolicy,
+    params: dict[str, torch.Tensor],
+    aux: torch.nn.Linear,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    q: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits, the loss (cross-entropy plus the weighted value term) and the value error.
+
+    The value error is the MSE of the centred logits against ``--value-scale`` times the
+    expert's centred values or, with ``--aux-head``, of the head on the GRU's output against the
+    expert's values or against the reward the taken action got (``--aux-target``).
+    """
+    out = recurrent_forward(policy, params, x, policy.initial_state(len(x)))
+    logits = out.dist.loc
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+    if args.aux_head:
+        gru = {k[4:]: v for k, v in params.items() if k.startswith("gru.")}
+        h0 = torch.zeros(1, len(x), policy.hidden_size)
+        predicted = aux(torch.func.functional_call(policy.gru, gru, (x, h0))[0])
+        if args.aux_target == "values":
+            value_error = F.mse_loss(predicted, q)
+        else:  # step t's action and reward are in step t + 1's input
+            states = policy.obs_dim
+            taken = x[:, 1:, states : states + policy.action_size].argmax(-1)
+            got = x[:, 1:, states + policy.action_size]
+            guess = predicted[:, :-1].gather(-1, taken.unsqueeze(-1)).squeeze(-1)
+            value_error = F.mse_loss(guess, got)
+    else:
+        centred = logits - logits.mean(-1, keepdim=True)
+        value_error = F.mse_loss(centred, args.value_scale * (q - q.mean(-1, keepdim=True)))
+    if args.value_weight:
+        loss = loss + args.value_weight * value_error
+    return logits, loss, value_error
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/rl2/tabular_mdp_n10.yaml")
@@ -164,13 +216,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-tasks", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--value-weight",
+        type=float,
+        default=0.0,
+        help="weight of a second loss: the logits, centred, regressed onto --value-scale times "
+        "the expert's centred action values in the current state (logit matching)",
+    )
+    parser.add_argument("--value-scale", type=float, default=5.0)
+    parser.add_argument(
+        "--aux-head",
+        action="store_true",
+        help="regress the expert's action values with a separate linear head on the policy "
+        "GRU's output (an auxiliary task) instead of with the logits",
+    )
+    parser.add_argument(
+        "--aux-target",
+        choices=("values", "reward"),
+        default="values",
+        help="with --aux-head: the expert's action values in the current state, or only the "
+        "reward the taken action then got (a reward-prediction loss, no expert needed)",
+    )
+    parser.add_argument("--epochs", type=int, default=1, help="optimiser steps per batch")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    for name in ("iterations", "trials", "eval_every", "eval_tasks"):
+    for name in ("iterations", "trials", "eval_every", "eval_tasks", "epochs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.dagger_iterations < 0 or not args.lr > 0:
         parser.error("--dagger-iterations must be >= 0 and --lr > 0")
+    if not (args.value_weight >= 0 and args.value_scale > 0):
+        parser.error("--value-weight must be >= 0 and --value-scale > 0")
+    if args.aux_target != "values" and not args.aux_head:
+        parser.error("--aux-target applies to --aux-head only")
     try:
         cfg = load_config(rl2.CONFIG_CLASS, ROOT / args.config, args.set)
     except (ConfigError, OSError) as error:
@@ -189,14 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     policy = rl2.build_policy(cfg.policy, vec, generator, device)
     params = {k: v.detach().clone().requires_grad_() for k, v in rl2.init_params(policy).items()}
     value_names = set(policy.value_parameter_names())
-    optimizer = torch.optim.Adam([v for k, v in params.items() if k not in value_names], lr=args.lr)
+    trained = [v for k, v in params.items() if k not in value_names]
+    aux = torch.nn.Linear(policy.hidden_size, policy.action_size)
+    if args.aux_head:
+        trained += list(aux.parameters())
+    optimizer = torch.optim.Adam(trained, lr=args.lr)
     rng = np.random.default_rng(args.seed)
     size = {"num_states": policy.obs_dim, "num_actions": policy.action_size}
     engine = TabularMDPEngine(args.trials, **size)
     eval_seed = cfg.run.seed + 1  # metarl train's evaluation: seed run.seed + 1, split test
     tasks = heldout_tasks(vec.distribution, args.eval_tasks, eval_seed, "test")
     expert_engine = TabularMDPEngine(len(tasks), **size)
-    _, _, expert_returns = run_trials(
+    _, _, expert_returns, _ = run_trials(
         expert_engine, tasks, episodes, horizon, args.expert, np.random.default_rng(eval_seed)
     )
     result: dict[str, Any] = {
@@ -217,19 +299,19 @@ def main(argv: list[str] | None = None) -> int:
         beta = max(0.0, 1.0 - it / args.dagger_iterations) if args.dagger_iterations else 0.0
         batch = vec.distribution.sample(args.trials, rng)  # fresh MDPs, as RL² trains
         detached = {k: v.detach() for k, v in params.items()}
-        x, y, returns = run_trials(
+        x, y, returns, q = run_trials(
             engine, batch, episodes, horizon, args.expert, rng, policy, detached, beta
         )
-        out = recurrent_forward(policy, params, x, policy.initial_state(len(x)))
-        logits = out.dist.loc
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        for _ in range(args.epochs):
+            logits, loss, value_error = _losses(args, policy, params, aux, x, y, q)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
         if it % 100 == 0 or it == args.iterations - 1:
             agree = float((logits.argmax(-1) == y).float().mean())
             row: dict[str, Any] = {"iteration": it, "beta": round(beta, 3)}
             row.update(loss=float(loss.detach()), agreement=agree)
+            row.update(value_error=float(value_error.detach()))
             row.update(rollout_return=float(returns.sum(1).mean()))
             result["training"].append(row)
             took = time.time() - started

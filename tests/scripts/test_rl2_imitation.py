@@ -17,7 +17,7 @@ def _tasks(n, seed=0):
 def test_the_greedy_expert_is_the_eval_files_greedy_baseline():
     imitation = load_script("rl2_imitation")
     tasks = _tasks(6)
-    _, _, returns = imitation.run_trials(
+    _, _, returns, _ = imitation.run_trials(
         TabularMDPEngine(6), tasks, 3, 10, "greedy", np.random.default_rng(5)
     )
     engine = TabularMDPEngine(6)
@@ -41,11 +41,26 @@ def test_the_myopic_expert_takes_the_best_posterior_mean_and_ties_go_to_the_lowe
 def test_inputs_hold_the_state_and_the_previous_action_reward_and_episode_end():
     imitation = load_script("rl2_imitation")
     tasks = _tasks(4, seed=1)
-    x, labels, returns = imitation.run_trials(
+    x, labels, returns, values = imitation.run_trials(
         TabularMDPEngine(4), tasks, 2, 3, "myopic", np.random.default_rng(2)
     )
     states, actions = 10, 5
     assert x.shape == (4, 6, states + actions + 2) and labels.shape == (4, 6)
+    assert values.shape == (4, 6, actions)
+    assert (values.argmax(-1) == labels).all()  # the label is the best value's action
+    # episode 1 acts on the prior mean 1 everywhere; episode 2 on the posterior means of the
+    # state it is in, from episode 1's (state, action, reward) steps
+    assert (values[:, :3] == 1).all()
+    state = x[:, :, :states].argmax(-1)
+    for row in range(4):
+        visits, sums = np.zeros((states, actions)), np.zeros((states, actions))
+        for t in range(3):
+            reward = float(x[row, t + 1, states + actions])
+            visits[state[row, t], labels[row, t]] += 1
+            sums[state[row, t], labels[row, t]] += reward
+        for t in range(3, 6):
+            expected = (1.0 + sums[state[row, t]]) / (1.0 + visits[state[row, t]])
+            np.testing.assert_allclose(values[row, t].double(), expected, rtol=1e-6)
     assert (x[:, :, :states].sum(-1) == 1).all()  # one-hot state at every step
     assert (x[:, [0, 3], 0] == 1).all()  # every episode starts in state 0
     assert (x[:, 0, states:] == 0).all()  # nothing before a trial's first step
@@ -73,9 +88,34 @@ def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_pat
 
 
 @pytest.mark.parametrize(
+    "extra", [[], ["--aux-head"], ["--aux-head", "--aux-target", "reward"]], ids=str
+)
+def test_the_value_loss_pulls_the_logits_or_an_aux_head_onto_its_target(tmp_path, extra):
+    imitation = load_script("rl2_imitation")
+    errors = {}
+    for weight in (0.0, 5.0):
+        out = tmp_path / str(weight)
+        argv = ["--iterations", "25", "--trials", "8", "--eval-every", "25", "--eval-tasks", "2"]
+        argv += ["--value-weight", str(weight), "--value-scale", "1", "--dagger-iterations", "0"]
+        assert imitation.main([*argv, *extra, "--out", str(out)]) == 0
+        rows = json.loads((out / "imitation.json").read_text())["training"]
+        errors[weight] = [rows[0]["value_error"], rows[-1]["value_error"]]
+    # with the value term the error of the logits (or the aux head) against its target (the
+    # expert's values, or the reward the taken action got, whose noise keeps that error above
+    # 1) falls, and ends well under where training without it leaves it
+    first, last = errors[5.0]
+    assert last < first
+    assert last < 0.8 * errors[0.0][1]
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--iterations", "0"], "--iterations must be >= 1"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--value-scale", "0"], "--value-scale > 0"),
+        (["--value-weight", "-1"], "--value-weight must be >= 0"),
+        (["--aux-target", "reward"], "--aux-target applies to --aux-head only"),
         (["--lr", "0"], "--lr > 0"),
         (["--config", "configs/rl2/bandit_k5_n10.yaml"], "is not a tabular-MDP config"),
         (["--set", "policy.hidden_sise=8"], "hidden_sise"),

@@ -30,7 +30,7 @@ def test_the_myopic_agent_is_the_imitation_scripts_myopic_expert(probe):
     out = probe.probe_trials(
         TabularMDPEngine(8), tasks, 4, 10, np.random.default_rng(3), None, None, "myopic"
     )
-    _, _, expected = imitation.run_trials(
+    _, _, expected, _ = imitation.run_trials(
         TabularMDPEngine(8), tasks, 4, 10, "myopic", np.random.default_rng(3)
     )
     np.testing.assert_allclose(out["returns"], expected, rtol=0, atol=1e-12)
