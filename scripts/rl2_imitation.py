@@ -268,7 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     params = {k: v.detach().clone().requires_grad_() for k, v in rl2.init_params(policy).items()}
     value_names = set(policy.value_parameter_names())
     trained = [v for k, v in params.items() if k not in value_names]
-    aux = torch.nn.Linear(policy.hidden_size, policy.action_size)
+    with torch.random.fork_rng():  # the policy samples from the global generator: leave it be
+        torch.manual_seed(args.seed + 1)
+        aux = torch.nn.Linear(policy.hidden_size, policy.action_size)
     if args.aux_head:
         trained += list(aux.parameters())
     optimizer = torch.optim.Adam(trained, lr=args.lr)

@@ -128,3 +128,16 @@ def test_bad_arguments_are_one_clear_line_before_any_work(tmp_path, capsys, args
         imitation.main([*args, "--out", str(tmp_path / "out")])
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_settings_reproduce_the_committed_imitation_runs(tmp_path):
+    # values written by this script at commit ce24979, before the value-loss options existed
+    # (whose extra head must not draw from the generator the policy samples with)
+    imitation = load_script("rl2_imitation")
+    argv = ["--iterations", "60", "--trials", "8", "--eval-every", "60", "--eval-tasks", "10"]
+    assert imitation.main([*argv, "--dagger-iterations", "20", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "imitation.json").read_text())
+    last = result["training"][-1]
+    assert last["loss"] == pytest.approx(1.353256106376648, rel=1e-6)
+    assert last["rollout_return"] == pytest.approx(110.7006592930367, rel=1e-9)
+    assert result["heldout"][-1]["mean"] == pytest.approx(88.2507553100586, rel=1e-6)
