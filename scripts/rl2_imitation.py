@@ -19,7 +19,8 @@ with this much more signal levels off where RL² does, the policy's in-context m
 exploration, is what holds the rows back at these budgets.
 
 ``python scripts/rl2_imitation.py --out results/rl2-tabular_mdp_n10-imitation`` (about 20 min on
-one core of the 2-core VM).
+one core of the 2-core VM). Beside ``imitation.json`` it writes the resolved config and the trained
+policy (``imitation_policy.pt``), so that ``scripts/rl2_mdp_probe.py --run OUT`` can probe it.
 
 Denser targets than one label per step: ``--value-weight w`` adds ``w`` times the mean squared
 error of the centred logits against ``--value-scale`` times the expert's centred action values
@@ -50,7 +51,8 @@ import torch.nn.functional as F
 
 from envs.light.tabular_mdp import TabularMDPEngine
 from metarl.algorithms import rl2
-from metarl.config import ConfigError, load_config
+from metarl.checkpoint import save_checkpoint
+from metarl.config import ConfigError, load_config, save_config
 from metarl.rl import classic
 from metarl.rl.classic_mdp import value_iteration_finite_horizon
 from metarl.rl.evaluation import heldout_tasks
@@ -345,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_clock_seconds"] = round(time.time() - started)
     result["started"] = begin.strftime("%Y-%m-%dT%H:%M:%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
+    # the trained policy, as a run folder scripts/rl2_mdp_probe.py --run reads
+    save_config(cfg, args.out / "config.yaml")
+    final = {k: v.detach().clone() for k, v in params.items()}
+    save_checkpoint(args.out / "imitation_policy.pt", {"params": final})
     path = args.out / "imitation.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"written: {path}")

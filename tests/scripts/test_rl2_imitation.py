@@ -82,6 +82,15 @@ def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_pat
     assert [row["beta"] for row in result["training"]] == [1.0, 0.0]
     assert len(result["expert_heldout"]["per_episode"]) == 10
     assert result["commit"] and result["wall_clock_seconds"] >= 0
+    # a run folder the probe reads: the config and the trained policy's parameters
+    assert (tmp_path / "config.yaml").is_file()
+    probe = load_script("rl2_mdp_probe")
+    assert (
+        probe.main(["--run", str(tmp_path), "--eval-tasks", "4", "--out", str(tmp_path / "p")]) == 0
+    )
+    assert json.loads((tmp_path / "p" / "probe.json").read_text())["checkpoint"] == (
+        "imitation_policy.pt"
+    )
     columns = result["runs"]["rl2-tabular_mdp_n10"]  # what the README's MDP table adds
     assert columns["imitation"]["mean"] == result["heldout"][-1]["mean"]
     assert columns["myopic"]["mean"] == result["expert_heldout"]["mean"]
