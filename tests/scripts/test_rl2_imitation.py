@@ -104,7 +104,7 @@ def test_the_value_loss_pulls_the_logits_or_an_aux_head_onto_its_target(tmp_path
     errors = {}
     for weight in (0.0, 5.0):
         out = tmp_path / str(weight)
-        argv = ["--iterations", "25", "--trials", "8", "--eval-every", "25", "--eval-tasks", "2"]
+        argv = ["--iterations", "15", "--trials", "8", "--eval-every", "15", "--eval-tasks", "2"]
         argv += ["--value-weight", str(weight), "--value-scale", "1", "--dagger-iterations", "0"]
         assert imitation.main([*argv, *extra, "--out", str(out)]) == 0
         rows = json.loads((out / "imitation.json").read_text())["training"]
