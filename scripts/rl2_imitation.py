@@ -56,7 +56,7 @@ from metarl.config import ConfigError, load_config, save_config
 from metarl.rl import classic
 from metarl.rl.classic_mdp import value_iteration_finite_horizon
 from metarl.rl.evaluation import heldout_tasks
-from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, recurrent_forward
+from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep
 from metarl.rl.trials import trial_step_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,13 +182,16 @@ def _losses(
     expert's centred values or, with ``--aux-head``, of the head on the GRU's output against the
     expert's values or against the reward the taken action got (``--aux-target``).
     """
-    out = recurrent_forward(policy, params, x, policy.initial_state(len(x)))
-    logits = out.dist.loc
+    # the policy's GRU and action head only (the value trunk is not trained here), computed once
+    # for the logits and the auxiliary head: what recurrent_forward computes for the policy
+    gru = {k[4:]: v for k, v in params.items() if k.startswith("gru.")}
+    head = {k[3:]: v for k, v in params.items() if k.startswith("pi.")}
+    h0 = torch.zeros(1, len(x), policy.hidden_size)
+    feats = torch.func.functional_call(policy.gru, gru, (x, h0))[0]
+    logits = torch.func.functional_call(policy.pi, head, (feats,))
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     if args.aux_head:
-        gru = {k[4:]: v for k, v in params.items() if k.startswith("gru.")}
-        h0 = torch.zeros(1, len(x), policy.hidden_size)
-        predicted = aux(torch.func.functional_call(policy.gru, gru, (x, h0))[0])
+        predicted = aux(feats)
         if args.aux_target == "values":
             value_error = F.mse_loss(predicted, q)
         else:  # step t's action and reward are in step t + 1's input
