@@ -291,6 +291,7 @@ def build_policy(
         separate_value=cfg.value_trunk == "separate",
         init_std=cfg.init_std,
         update_gate_bias=cfg.update_gate_bias,
+        readout=cfg.readout,
         generator=generator,
         device=device,
     )

@@ -61,6 +61,10 @@ class PolicyConfig:
     """Added to the GRUs' initial update-gate bias: 0 is torch's init, whose state roughly halves
     every step; ``b > 0`` keeps it about ``1 + e^b`` steps (tabular MDPs need evidence ~10 steps
     old; bandits do well on the last pull)."""
+    readout: Literal["linear", "multiplicative"] = "linear"
+    """Action head: linear in the GRU state, or ``"multiplicative"``, which adds a bilinear term
+    in the current observation and the state (Jayakumar et al. 2020), so a one-hot MDP state
+    selects its own read-out of the memory."""
 
     def __post_init__(self) -> None:
         check_positive(self, "hidden_size", "init_std")

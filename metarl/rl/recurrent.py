@@ -49,6 +49,7 @@ __all__ = [
     "RecurrentOutput",
     "RecurrentPolicy",
     "RecurrentStep",
+    "multiplicative_readout",
     "recurrent_forward",
 ]
 
@@ -107,6 +108,14 @@ class RecurrentPolicy(nn.Module):
         update_gate_bias: Added to the initial update-gate bias of the GRU(s): 0 is torch's
             init, whose state halves every step; ``b > 0`` remembers for about ``1 + e^b`` steps
             (tasks whose evidence is many steps old, e.g. tabular MDPs).
+        readout: ``"linear"``: the action head reads the GRU state only. ``"multiplicative"``:
+            it also adds ``Σ_i o_i U_i h``, a bilinear term in the current observation ``o`` and
+            the state ``h`` (a multiplicative interaction, Jayakumar et al. 2020, ICLR,
+            "Multiplicative Interactions and Where to Find Them"), so that each observation
+            feature reads its own projection of the memory (a one-hot MDP state picks the
+            memory's estimates for that state). ``U`` is the parameter ``pi_obs.weight``,
+            ``[obs_dim * action_size, hidden_size]``, initialised to zero (the first policy is
+            the linear one).
         min_std: Lower bound on the Gaussian policy's standard deviation.
         generator: Initialises every weight.
         device: Where the parameters live.
@@ -127,6 +136,7 @@ class RecurrentPolicy(nn.Module):
         separate_value: bool = False,
         init_std: float = 1.0,
         update_gate_bias: float = 0.0,
+        readout: Literal["linear", "multiplicative"] = "linear",
         min_std: float = 1e-6,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
@@ -144,6 +154,8 @@ class RecurrentPolicy(nn.Module):
         ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if readout not in ("linear", "multiplicative"):
+            raise ValueError(f"readout must be 'linear' or 'multiplicative', got {readout!r}")
         if init_std <= 0 or min_std <= 0:
             raise ValueError(f"init_std and min_std must be > 0, got {init_std}, {min_std}")
         assert out_dim is not None
@@ -171,6 +183,11 @@ class RecurrentPolicy(nn.Module):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((out_dim,), math.log(init_std), device=device))
         self.min_log_std = math.log(min_std)
+        self.readout = readout
+        if readout == "multiplicative":  # zeros: draws nothing, so the other weights are as in
+            # a linear-readout policy of the same seed
+            self.pi_obs = nn.Linear(hidden_size, obs_dim * out_dim, bias=False, device=device)
+            nn.init.zeros_(self.pi_obs.weight)
 
     @classmethod
     def from_spaces(
@@ -275,6 +292,10 @@ class RecurrentPolicy(nn.Module):
         else:
             h_v = h_pi
         loc = self.pi(h_pi)
+        if self.readout == "multiplicative":
+            loc = loc + multiplicative_readout(
+                self.pi_obs.weight, h_pi, inputs[..., : self.obs_dim]
+            )
         log_std = None
         if not self.discrete:
             log_std = torch.clamp(self.log_std, min=self.min_log_std).expand_as(loc)
@@ -297,6 +318,25 @@ class RecurrentPolicy(nn.Module):
     def sample(self, out: PolicyOutput, generator: torch.Generator | None = None) -> Tensor:
         """Draws one action per step from ``generator``."""
         return self._dist.sample(out, generator)
+
+
+def multiplicative_readout(weight: Tensor, h: Tensor, obs: Tensor) -> Tensor:
+    """``Σ_i obs_i U_i h``: the bilinear part of the ``"multiplicative"`` action head.
+
+    Args:
+        weight: ``U`` as ``[obs_dim * out, hidden]`` (``pi_obs.weight``).
+        h: The GRU state ``[..., hidden]``.
+        obs: The current observation ``[..., obs_dim]`` (same leading axes).
+
+    Returns:
+        ``[..., out]``.
+    """
+    # flattened to 2-D first and a product and a sum, not einsum: the same bits for a one-step
+    # [B, 1, ...] training call (the GRU's output, laid out time-major) and the sampling step's
+    # [B, ...], which neither a 3-D matmul nor einsum gives
+    flat = F.linear(h.reshape(-1, h.shape[-1]), weight)
+    per_feature = flat.reshape(*h.shape[:-1], obs.shape[-1], -1)  # [..., obs_dim, out]
+    return (obs.unsqueeze(-1) * per_feature).sum(-2)
 
 
 def _gru_loop(
@@ -417,6 +457,8 @@ class RecurrentStep:
         self.pi_params = {k[3:]: v for k, v in bound.items() if k.startswith("pi.")}
         self.v_params = {k[2:]: v for k, v in bound.items() if k.startswith("v.")}
         self.size = policy.hidden_size
+        self.obs_dim = policy.obs_dim
+        self.readout = bound.get("pi_obs.weight")  # None for a linear readout
         self.log_std = None
         if not policy.discrete:
             self.log_std = torch.clamp(bound["log_std"], min=policy.min_log_std)
@@ -429,6 +471,8 @@ class RecurrentStep:
         if len(self.grus) > 1:
             h_new = torch.cat([h_pi, torch.gru_cell(x, h[:, size:], *self.grus[1])], dim=-1)
         loc = self.pi.functional_forward(self.pi_params, h_pi)
+        if self.readout is not None:
+            loc = loc + multiplicative_readout(self.readout, h_pi, x[:, : self.obs_dim])
         log_std = None if self.log_std is None else self.log_std.expand_as(loc)
         return h_new, PolicyOutput(loc, log_std)
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from envs.light.tabular_mdp import TabularMDPEngine, TabularMDPTaskDistribution
 from metarl.rl.classic_mdp import _plan_greedy, _run_mdp_trial
@@ -94,6 +95,19 @@ def test_a_tiny_run_writes_the_expert_training_rows_and_held_out_returns(tmp_pat
     columns = result["runs"]["rl2-tabular_mdp_n10"]  # what the README's MDP table adds
     assert columns["imitation"]["mean"] == result["heldout"][-1]["mean"]
     assert columns["myopic"]["mean"] == result["expert_heldout"]["mean"]
+
+
+def test_a_multiplicative_readout_is_trained_and_probed(tmp_path):
+    imitation = load_script("rl2_imitation")
+    argv = ["--iterations", "3", "--trials", "4", "--eval-every", "3", "--eval-tasks", "4"]
+    argv += ["--set", "policy.readout=multiplicative", "--out", str(tmp_path)]
+    assert imitation.main(argv) == 0
+    saved = torch.load(tmp_path / "imitation_policy.pt", weights_only=True)
+    assert float(saved["params"]["pi_obs.weight"].abs().max()) > 0  # moved off its zero init
+    probe = load_script("rl2_mdp_probe")
+    assert (
+        probe.main(["--run", str(tmp_path), "--eval-tasks", "4", "--out", str(tmp_path / "p")]) == 0
+    )
 
 
 @pytest.mark.parametrize(

@@ -285,6 +285,18 @@ def test_trpo_update_respects_the_kl_bound_and_fits_the_value():
         assert (value is params[name]) == (name in value_names), name
 
 
+@pytest.mark.parametrize("name", ["rl2_ppo", "rl2_trpo"])
+def test_multiplicative_readout_trains_from_zero_in_both_updates(name):
+    """The bilinear head starts at zero (the linear policy) and both updates move it."""
+    trpo = TRPOConfig() if name == "rl2_trpo" else None
+    cfg = _cfg(2, 6, 2, "metarl/TabularMDP-v0", 3, trpo=trpo, name=name)
+    cfg = dataclasses.replace(cfg, policy=PolicyConfig(hidden_size=8, readout="multiplicative"))
+    policy, params = _train(cfg)
+    assert tuple(policy.pi_obs.weight.shape) == (policy.obs_dim * policy.action_size, 8)
+    assert torch.equal(policy.pi_obs.weight, torch.zeros_like(policy.pi_obs.weight))
+    assert float(params["pi_obs.weight"].abs().max()) > 1e-4
+
+
 @pytest.mark.parametrize(
     ("name", "normalize_rewards"), [("rl2_ppo", False), ("rl2_trpo", False), ("rl2_ppo", True)]
 )

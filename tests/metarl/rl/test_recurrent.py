@@ -8,7 +8,7 @@ from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, recurrent_forwar
 F64 = torch.float64
 
 
-def _policy(discrete=True, separate=False, hidden=5, head=(), obs_dim=3):
+def _policy(discrete=True, separate=False, hidden=5, head=(), obs_dim=3, readout="linear"):
     sizes = {"num_actions": 4} if discrete else {"act_dim": 2}
     policy = RecurrentPolicy(
         obs_dim,
@@ -17,6 +17,7 @@ def _policy(discrete=True, separate=False, hidden=5, head=(), obs_dim=3):
         head_hidden=head,
         separate_value=separate,
         init_std=0.7,
+        readout=readout,
         generator=torch.Generator().manual_seed(0),
     )
     return policy.double()
@@ -40,11 +41,23 @@ def _outputs(out):
 
 
 @pytest.mark.parametrize(
-    ("discrete", "separate", "head"), [(True, False, ()), (False, True, (6,)), (False, False, ())]
+    ("discrete", "separate", "head", "readout"),
+    [
+        (True, False, (), "linear"),
+        (False, True, (6,), "linear"),
+        (False, False, (), "linear"),
+        (True, True, (), "multiplicative"),
+        (False, False, (6,), "multiplicative"),
+    ],
 )
-def test_the_sampling_step_is_the_fused_forward_one_step_at_a_time(discrete, separate, head):
-    policy = _policy(discrete=discrete, separate=separate, head=head).float()
+def test_the_sampling_step_is_the_fused_forward_one_step_at_a_time(
+    discrete, separate, head, readout
+):
+    policy = _policy(discrete=discrete, separate=separate, head=head, readout=readout).float()
     params = {k: v.float() for k, v in _params(policy).items()}
+    if readout == "multiplicative":  # nonzero, so that the bilinear term is checked too
+        g = torch.Generator().manual_seed(3)
+        params["pi_obs.weight"] = torch.randn(params["pi_obs.weight"].shape, generator=g)
     inputs, h = (x.float() for x in _data(policy, batch=4, steps=5))
     step = RecurrentStep(policy, params)
     for t in range(inputs.shape[1]):
@@ -70,6 +83,53 @@ def test_both_paths_equal_torch_gru(separate):
     hidden, _ = policy.gru(inputs, h0[None, :, :5].contiguous())
     torch.testing.assert_close(loop.h_last[:, :5], hidden[:, -1], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(loop.dist.loc, policy.pi(hidden), rtol=1e-10, atol=1e-12)
+
+
+def test_multiplicative_readout_known_answer_gradient_and_init():
+    linear = _policy(separate=True)
+    policy = _policy(separate=True, readout="multiplicative")
+    # zero-initialised and drawn after everything else: the same weights and outputs as the
+    # linear readout of the same seed
+    params = _params(policy)
+    assert torch.equal(params.pop("pi_obs.weight"), torch.zeros(3 * 4, 5, dtype=F64))
+    for name, value in _params(linear).items():
+        assert torch.equal(params[name], value), name
+    inputs, h0 = _data(policy)
+    zero = recurrent_forward(policy, _params(policy), inputs, h0)
+    torch.testing.assert_close(
+        zero.dist.loc, recurrent_forward(linear, params, inputs, h0).dist.loc
+    )
+    # logits = pi(h) + sum_i o_i U_i h, with U_i the i-th [4, 5] block of pi_obs.weight's rows
+    params = _params(policy)
+    params["pi_obs.weight"] = torch.randn(
+        12, 5, generator=torch.Generator().manual_seed(1), dtype=F64
+    )
+    out = recurrent_forward(policy, params, inputs, h0, method="loop")
+    hidden, _ = policy.gru(inputs, h0[None, :, :5].contiguous())
+    blocks = params["pi_obs.weight"].reshape(3, 4, 5)
+    want = policy.pi(hidden)
+    for b in range(3):
+        for t in range(7):
+            for i in range(3):
+                want[b, t] += inputs[b, t, i] * (blocks[i] @ hidden[b, t])
+    torch.testing.assert_close(out.dist.loc, want, rtol=1e-10, atol=1e-12)
+    fused = recurrent_forward(policy, params, inputs, h0, method="fused")
+    torch.testing.assert_close(fused.dist.loc, want, rtol=1e-10, atol=1e-12)
+    # the bilinear weight gets the gradient autograd gives the hand-written sum; the value not
+    weight = params["pi_obs.weight"].requires_grad_()
+    recurrent_forward(policy, params, inputs, h0).dist.loc.square().sum().backward()
+    ref = weight.detach().clone().requires_grad_()
+    hand = policy.pi(hidden.detach()).detach() + torch.einsum(
+        "bti,iah,bth->bta", inputs[..., :3], ref.reshape(3, 4, 5), hidden.detach()
+    )
+    (grad,) = torch.autograd.grad(hand.square().sum(), ref)
+    torch.testing.assert_close(weight.grad, grad, rtol=1e-10, atol=1e-12)
+    value_only = recurrent_forward(policy, params, inputs, h0).value.sum()
+    assert not value_only.requires_grad or torch.autograd.grad(
+        value_only, weight, allow_unused=True
+    ) == (None,)
+    with pytest.raises(ValueError, match="readout must be 'linear' or 'multiplicative'"):
+        _policy(readout="bilinear")
 
 
 def test_masked_steps_carry_the_state_unchanged_in_both_paths():
