@@ -1,7 +1,8 @@
 """The ``metarl`` command line: argument parsing and wiring only, no logic worth testing.
 
 - ``metarl envs``: every registered task env with its task parameters and ranges.
-- ``metarl train CONFIG [--set k=v ...] [--run-dir DIR] [--device D] [--seed N] [--resume]``:
+- ``metarl train CONFIG [--set k=v ...] [--run-dir DIR] [--device D] [--seed N] [--resume]
+  [--init-from CHECKPOINT]``:
   meta-trains, checkpoints, then evaluates few-shot adaptation on held-out tasks. On several
   ranks: ``torchrun --nproc-per-node N -m metarl train ...``, or ``--nproc N [--nnodes M
   --rdzv-endpoint HOST:PORT]``, which starts the same ranks through torch's launcher
@@ -178,6 +179,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"run.seed={args.seed}")
     if args.resume:
         overrides.append("run.resume=true")
+    if args.init_from:
+        overrides.append(f"run.init_from={json.dumps(args.init_from)}")
     if args.data_root:
         overrides.append(f"task.data_root={json.dumps(args.data_root)}")
     kind, cfg = _load(args.config, overrides)
@@ -332,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--seed", type=_count(0), help="seed (overrides run.seed)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start a new run from a checkpoint's state (parameters, optimiser moments, "
+        "statistics, iteration) under this config's settings: a second stage of training",
+    )
     p.add_argument(
         "--data-root",
         help="Omniglot folder with the two zips, or miniImageNet folder of JPEGs (overrides "

@@ -50,6 +50,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -124,13 +125,60 @@ def resume(exp: Experiment, run: Run | None) -> int:
     Returns:
         The number of completed iterations the loop continues from (0 without a checkpoint).
     """
-    if run is None or run.resumed_from is None:
+    if run is None:
+        return 0
+    if run.resumed_from is None and run.init_from is not None:
+        return _start_from(exp, run, run.init_from)
+    if run.resumed_from is None:
         return 0
     state = run.load_latest_checkpoint(map_location=exp.device)
     if state is None:
         return 0
     exp.load_state_dict(state)
     logger.info("resumed from %s at iteration %d", run.resumed_from, state["iteration"])
+    return int(state["iteration"])
+
+
+def _start_from(exp: Experiment, run: Run, path: Path) -> int:
+    """Loads ``run.init_from`` into ``exp`` under ``exp``'s own optimiser settings.
+
+    The checkpoint's whole state is loaded, as a resume would, then every optimiser's
+    param-group settings (learning rate, betas, ...) and every scheduler's base learning rates
+    are put back to what ``exp`` was built with, so its config applies from here on; a
+    ``LambdaLR``'s current rate is its base rate times its factor at the checkpoint's iteration.
+    """
+    state = run.load_initial_checkpoint(map_location=exp.device)
+    assert state is not None
+    own = exp.state_dict()["params"]
+    theirs = state["params"]
+    wrong = sorted(set(own) ^ set(theirs)) or [
+        name for name in own if tuple(own[name].shape) != tuple(theirs[name].shape)
+    ]
+    if wrong:
+        run.discard()  # a new run that never started: leave no directory behind
+        raise ValueError(
+            f"run.init_from: {path} does not fit this config's model: parameters "
+            f"{', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''} differ in name or shape"
+        )
+    parts = list(vars(exp).values())
+    optimizers = [p for p in parts if isinstance(p, torch.optim.Optimizer)]
+    schedulers = [p for p in parts if isinstance(p, torch.optim.lr_scheduler.LRScheduler)]
+    groups = [
+        [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups] for o in optimizers
+    ]
+    base_lrs = [list(s.base_lrs) for s in schedulers]
+    exp.load_state_dict(state)
+    for opt, saved in zip(optimizers, groups, strict=True):
+        for group, settings in zip(opt.param_groups, saved, strict=True):
+            group.update(settings)
+    for sched, bases in zip(schedulers, base_lrs, strict=True):
+        sched.base_lrs = bases
+        if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+            for group, base, factor in zip(
+                sched.optimizer.param_groups, bases, sched.lr_lambdas, strict=True
+            ):
+                group["lr"] = base * factor(sched.last_epoch)
+    logger.info("started from %s at iteration %d", path, state["iteration"])
     return int(state["iteration"])
 
 

@@ -35,6 +35,12 @@ class RunConfig:
     num_threads: int = 0
     """CPU threads for torch's intra-op parallelism (0: torch's default). Tiny models run
     fastest with 1, since thread hand-offs cost more than the arithmetic they split."""
+    init_from: str | None = None
+    """A checkpoint to start this new run from, as a second stage of training (e.g. larger
+    batches at a lower learning rate): its parameters, optimiser moments, running statistics,
+    random state and iteration count carry over, while this config's settings apply from there
+    on (each optimiser's learning rate and other settings are this config's). Used only until
+    the run has a checkpoint of its own, which ``resume`` then continues from."""
     collective_timeout: float = 120.0
     """Seconds a rank waits at a collective (and a launch waits for its rendezvous) before the
     run stops with an error: a dead or hung rank becomes an error instead of a hang."""

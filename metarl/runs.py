@@ -38,8 +38,9 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -69,6 +70,7 @@ __all__ = [
     "Run",
     "RunDirExistsError",
     "check_finite",
+    "check_init_from",
     "check_resume",
     "open_run",
     "open_run_from_config",
@@ -188,6 +190,10 @@ class Run:
         keep_checkpoints: Number of newest checkpoints kept on disk.
         resumed_from: Latest checkpoint found when the run was opened with ``resume=True``.
         read_only: A rank other than 0 of a distributed run: nothing is written.
+        init_from: The checkpoint a new run starts from (``run.init_from``), None once the run
+            has a checkpoint of its own.
+        new_dir: A new run in a missing or empty directory (what `discard` may remove).
+        created_dir: Opening the run created its directory.
     """
 
     run_dir: Path
@@ -195,6 +201,9 @@ class Run:
     keep_checkpoints: int = 3
     resumed_from: Path | None = None
     read_only: bool = False
+    init_from: Path | None = None
+    new_dir: bool = False
+    created_dir: bool = False
 
     @property
     def config_path(self) -> Path:
@@ -273,20 +282,34 @@ class Run:
             CheckpointError: If every checkpoint is damaged, or the newest intact one cannot be
                 loaded safely.
         """
-        if not distributed.world().distributed:
-            path = self.latest_checkpoint()
-            return None if path is None else ckpt.load_checkpoint(path, map_location=map_location)
+        return _load_on_main(self.latest_checkpoint, map_location)
 
-        def load_on_main() -> dict[str, Any] | None:
-            path = self.latest_checkpoint()
-            return None if path is None else ckpt.load_checkpoint(path, map_location="cpu")
-
-        state = distributed.on_main(load_on_main)
-        return None if state is None else _to_device(state, map_location)
+    def load_initial_checkpoint(
+        self, map_location: str | torch.device | None = None
+    ) -> dict[str, Any] | None:
+        """Load ``init_from`` (``weights_only=True``; rank 0 reads it and broadcasts), or None."""
+        return _load_on_main(lambda: self.init_from, map_location)
 
     def close(self) -> None:
         """Flush and close the logger."""
         self.logger.close()
+
+    def discard(self) -> None:
+        """Undo the opening of a new run that failed before its first iteration.
+
+        Closes the logger and, for a new run in a directory that was missing or empty, removes
+        what opening wrote (the config, the metrics CSV, the TensorBoard events) and the
+        directory when the run created it; a resumed run (or any other rank than 0) is left as
+        it is.
+        """
+        self.close()
+        if self.read_only or not self.new_dir:
+            return
+        for path in (self.config_path, self.csv_path):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+        if self.created_dir and not any(self.run_dir.iterdir()):
+            self.run_dir.rmdir()
 
     def __enter__(self) -> Run:
         return self
@@ -298,6 +321,22 @@ class Run:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _load_on_main(
+    find: Callable[[], Path | None], map_location: str | torch.device | None
+) -> dict[str, Any] | None:
+    """The checkpoint ``find()`` names, loaded (on rank 0 and broadcast with several ranks)."""
+    if not distributed.world().distributed:
+        path = find()
+        return None if path is None else ckpt.load_checkpoint(path, map_location=map_location)
+
+    def load_on_main() -> dict[str, Any] | None:
+        path = find()
+        return None if path is None else ckpt.load_checkpoint(path, map_location="cpu")
+
+    state = distributed.on_main(load_on_main)
+    return None if state is None else _to_device(state, map_location)
 
 
 def _to_device(obj: Any, device: str | torch.device | None) -> Any:
@@ -318,6 +357,7 @@ RESUMABLE_CHANGES = frozenset(
         "optim.iterations",
         "run.run_dir",
         "run.resume",
+        "run.init_from",
         "run.device",
         "run.num_threads",
         "run.collective_timeout",
@@ -440,11 +480,14 @@ def check_resume(run_dir: str | os.PathLike[str], config: Any) -> Path | None:
     return latest
 
 
-def _prepare_run_dir(run_dir: Path, config: Any, resume: bool) -> None:
+def _prepare_run_dir(
+    run_dir: Path, config: Any, resume: bool, init_from: str | None = None
+) -> None:
     """Check the run directory, set damaged checkpoints aside on resume, write the config.
 
-    Refuses to clobber an existing run and to resume one with a computation-changing config
-    (`check_resume`); nothing is written before these checks pass.
+    Refuses to clobber an existing run, to resume one with a computation-changing config
+    (`check_resume`) and to start from a checkpoint it cannot continue (`check_init_from`);
+    nothing is written before these checks pass.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"run_dir {run_dir} exists and is not a directory")
@@ -454,6 +497,7 @@ def _prepare_run_dir(run_dir: Path, config: Any, resume: bool) -> None:
             f"run_dir {run_dir} already holds a run; pass resume=True (run.resume=true) to "
             "continue it, or choose another run_dir"
         )
+    latest = None
     if resume:
         latest = check_resume(run_dir, config)
         # Damaged checkpoints newer than the one resumed from are renamed out of the way, so
@@ -464,8 +508,44 @@ def _prepare_run_dir(run_dir: Path, config: Any, resume: bool) -> None:
                 damaged = path.with_name(path.name + ".damaged")
                 os.replace(path, damaged)
                 logger.warning("set the damaged checkpoint %s aside as %s", path, damaged.name)
+    if init_from is not None and latest is None:
+        check_init_from(init_from, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILENAME)
+
+
+def check_init_from(path: str | os.PathLike[str], config: Any) -> int:
+    """Check that a new run can start from the checkpoint ``path`` (``run.init_from``).
+
+    Args:
+        path: The checkpoint file.
+        config: The new run's resolved config (its ``optim.iterations`` must exceed the
+            checkpoint's iteration).
+
+    Returns:
+        The checkpoint's iteration.
+
+    Raises:
+        FileNotFoundError: If there is no such file.
+        CheckpointError: If it is damaged or cannot be loaded safely.
+        ConfigError: If it holds no iteration count, or ``optim.iterations`` does not exceed it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run.init_from: no checkpoint file at {path}")
+    state = ckpt.load_checkpoint(path, map_location="cpu")
+    done = state.get("iteration")
+    if not isinstance(done, int) or "params" not in state:
+        raise ConfigError([f"run.init_from: {path} is not a metarl training checkpoint"])
+    iterations = (config_to_dict(config).get("optim") or {}).get("iterations")
+    if isinstance(iterations, int) and iterations <= done:
+        raise ConfigError(
+            [
+                f"optim.iterations: {iterations} does not exceed the iteration of run.init_from "
+                f"({path}, iteration {done}): set optim.iterations above {done}"
+            ]
+        )
+    return done
 
 
 def open_run(
@@ -475,6 +555,7 @@ def open_run(
     resume: bool = False,
     log_backends: Sequence[Backend] = ("tensorboard", "csv"),
     keep_checkpoints: int = 3,
+    init_from: str | None = None,
 ) -> Run:
     """Create (or, with ``resume``, reopen) a run directory and open its logger.
 
@@ -488,6 +569,8 @@ def open_run(
         resume: Continue an existing run; an empty or missing ``run_dir`` starts a new one.
         log_backends: Metric writers to open.
         keep_checkpoints: Number of newest checkpoints kept on disk, >= 1.
+        init_from: A checkpoint the run starts from while it has none of its own
+            (``run.init_from``; checked by `check_init_from` before anything is written).
 
     Returns:
         The open run: with several ranks, rank 0 opens it and the others get a read-only view.
@@ -498,18 +581,22 @@ def open_run(
         RankZeroError: On a rank other than 0, when rank 0 failed to open the run.
     """
     run_dir = Path(run_dir)
+    args = (run_dir, config, resume, log_backends, keep_checkpoints, init_from)
     if not distributed.world().distributed:
-        return _open_run(run_dir, config, resume, log_backends, keep_checkpoints)
+        return _open_run(*args)
     opened: list[Run] = []
 
     def open_on_main() -> Path | None:  # rank 0 alone; the other ranks wait for it
-        opened.append(_open_run(run_dir, config, resume, log_backends, keep_checkpoints))
+        opened.append(_open_run(*args))
         return opened[0].resumed_from
 
     resumed_from = distributed.on_main(open_on_main)
     if opened:
         return opened[0]
-    return Run(run_dir, MultiLogger([]), keep_checkpoints, resumed_from, read_only=True)
+    start = Path(init_from) if init_from is not None and resumed_from is None else None
+    return Run(
+        run_dir, MultiLogger([]), keep_checkpoints, resumed_from, read_only=True, init_from=start
+    )
 
 
 def _open_run(
@@ -518,14 +605,20 @@ def _open_run(
     resume: bool,
     log_backends: Sequence[Backend],
     keep_checkpoints: int,
+    init_from: str | None = None,
 ) -> Run:
     unknown = [b for b in log_backends if b not in ("tensorboard", "csv")]
     if unknown:
         raise ValueError(f"log_backends must be 'tensorboard' or 'csv', got {unknown}")
     if keep_checkpoints < 1:
         raise ValueError(f"keep_checkpoints must be >= 1, got {keep_checkpoints}")
-    _prepare_run_dir(run_dir, config, resume)
+    new_dir = not (run_dir.is_dir() and any(run_dir.iterdir()))
+    created = not run_dir.exists()
+    _prepare_run_dir(run_dir, config, resume, init_from)
     latest = ckpt.latest_checkpoint(run_dir) if resume else None
+    start = Path(init_from) if init_from is not None and latest is None else None
+    if start is not None:
+        logger.info("starting %s from %s", run_dir, start)
     # Metrics logged after the latest checkpoint (all of them, if there is none) will be logged
     # again by the resumed process.
     purge_from = None
@@ -537,7 +630,15 @@ def _open_run(
         loggers.append(CSVLogger(run_dir / CSV_FILENAME, purge_from=purge_from))
     if "tensorboard" in log_backends:
         loggers.append(TensorBoardLogger(run_dir / TENSORBOARD_DIRNAME, purge_from=purge_from))
-    return Run(run_dir, MultiLogger(loggers), keep_checkpoints, resumed_from=latest)
+    return Run(
+        run_dir,
+        MultiLogger(loggers),
+        keep_checkpoints,
+        resumed_from=latest,
+        init_from=start,
+        new_dir=new_dir and not resume,
+        created_dir=created and not resume,
+    )
 
 
 def open_run_from_config(config: Any, run_config: RunConfig) -> Run:
@@ -545,8 +646,8 @@ def open_run_from_config(config: Any, run_config: RunConfig) -> Run:
 
     Args:
         config: The resolved config, written to ``config.yaml``.
-        run_config: Its run section (``config.run``): run_dir, resume, log_backends and
-            keep_checkpoints are used.
+        run_config: Its run section (``config.run``): run_dir, resume, log_backends,
+            keep_checkpoints and init_from are used.
 
     Returns:
         The open run.
@@ -557,6 +658,7 @@ def open_run_from_config(config: Any, run_config: RunConfig) -> Run:
         resume=run_config.resume,
         log_backends=run_config.log_backends,
         keep_checkpoints=run_config.keep_checkpoints,
+        init_from=run_config.init_from,
     )
 
 

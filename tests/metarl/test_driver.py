@@ -175,6 +175,101 @@ def test_resuming_below_the_latest_checkpoint_is_refused_before_anything_is_writ
     _train("supervised", run_dir, 4, resume=True, extra=cadence)  # at the checkpoint: fine
 
 
+def _init_from(run_dir):
+    return ["--init-from", str(latest_checkpoint(run_dir))]
+
+
+def _train_cli(family, run_dir, iterations, extra=(), flags=()):
+    _, config, overrides = FAMILIES[family]
+    args = ["train", config, "--run-dir", str(run_dir), "--device", "cpu", "--seed", "5"]
+    for item in [*overrides, f"optim.iterations={iterations}", "run.progress=false", *extra]:
+        args += ["--set", item]
+    return cli_main([*args, *flags])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_run_started_from_a_checkpoint_under_the_same_settings_continues_it_exactly(
+    tmp_path, family
+):
+    """--init-from carries the whole state: with unchanged settings the new run's rows from the
+    checkpoint's iteration on, its final state and its evaluation are the uninterrupted run's."""
+    cadence = ["run.log_every=1", "run.checkpoint_every=2"]
+    straight = tmp_path / "straight"
+    _train(family, straight, 5, extra=cadence)
+    first = tmp_path / "first"
+    _train(family, first, 2, extra=cadence)
+    second = tmp_path / "second"
+    assert _train_cli(family, second, 5, cadence, _init_from(first)) == 0
+    assert _rows(second) == [row for row in _rows(straight) if row[0] >= 2]
+    a, b = _final_state(straight), _final_state(second)
+    assert a["iteration"] == b["iteration"] == 5
+    torch.testing.assert_close(a["params"], b["params"], rtol=0, atol=0)
+    if "optimizer" in a:
+        torch.testing.assert_close(a["optimizer"], b["optimizer"], rtol=0, atol=0)
+    assert json.loads((second / "eval" / "eval.json").read_text()) == json.loads(
+        (straight / "eval" / "eval.json").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("family", "extra", "factor"),
+    [
+        ("rl2", ["env.num_trials=6"], 1.0),
+        ("supervised", ["optim.schedule=step", "optim.step_size=3", "optim.gamma=0.5"], 0.5),
+    ],
+)
+def test_a_run_started_from_a_checkpoint_takes_this_config_s_learning_rate_and_batch(
+    tmp_path, family, extra, factor
+):
+    """A second stage (another learning rate and batch) keeps the optimiser's moments and step
+    count but runs at the new rate, a schedule's factor included, and resumes exactly."""
+    cadence = ["run.log_every=1", "run.checkpoint_every=2", *extra]
+    first = tmp_path / "first"
+    _train(family, first, 2, extra=cadence)
+    lr = 3e-4
+    second = tmp_path / "second"
+    assert _train_cli(family, second, 4, [*cadence, f"optim.lr={lr}"], _init_from(first)) == 0
+    fresh = tmp_path / "fresh"  # the new settings from scratch: the same rate at iteration 4
+    _train(family, fresh, 4, extra=[*cadence, f"optim.lr={lr}"])
+    start, end, ref = (_final_state(d) for d in (first, second, fresh))
+    groups, ref_groups = end["optimizer"]["param_groups"], ref["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == [g["lr"] for g in ref_groups]
+    assert groups[0]["lr"] == pytest.approx(lr * factor, rel=1e-12)  # the schedule's factor at 4
+    assert start["optimizer"]["param_groups"][0]["lr"] > lr
+    steps = [float(s["step"]) for s in end["optimizer"]["state"].values()]
+    assert steps == [float(s["step"]) for s in ref["optimizer"]["state"].values()]  # 4 its' worth
+    assert _rows(second)[0][0] == 2  # its rows start at the checkpoint's iteration
+    # interrupted after its own first checkpoint, it resumes from that, not from init_from
+    again = tmp_path / "again"
+    assert _train_cli(family, again, 3, [*cadence, f"optim.lr={lr}"], _init_from(first)) == 0
+    flags = [*_init_from(first), "--resume"]
+    assert _train_cli(family, again, 4, [*cadence, f"optim.lr={lr}"], flags) == 0
+    torch.testing.assert_close(_final_state(again)["params"], end["params"], rtol=0, atol=0)
+    assert [r for r in _rows(again) if r[0] != 3] == [r for r in _rows(second) if r[0] != 3]
+
+
+def test_a_bad_init_from_is_one_line_before_anything_is_written(tmp_path, capsys):
+    first = tmp_path / "first"
+    _train("rl2", first, 2, extra=["run.checkpoint_every=2"])
+    ckpt = str(latest_checkpoint(first))
+    cases = [
+        (["--init-from", str(tmp_path / "nope.pt")], 4, "run.init_from: no checkpoint file at"),
+        (["--init-from", ckpt], 2, "optim.iterations: 2 does not exceed the iteration of run."),
+    ]
+    for flags, iterations, message in cases:
+        assert _train_cli("rl2", tmp_path / "new", iterations, (), flags) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "new").exists()
+    # another model: found once the model is built, named, and the new directory removed again
+    code = _train_cli("rl2", tmp_path / "other", 4, ["policy.hidden_size=6"], ["--init-from", ckpt])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit this config's model" in err[0], err
+    assert "gru.weight_hh_l0" in err[0]
+    assert not (tmp_path / "other").exists()
+
+
 class _Counter:
     """The smallest experiment: x counts iterations; a NaN appears at ``nan_at``."""
 
