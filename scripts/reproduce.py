@@ -317,7 +317,11 @@ def run_row(
         _seed_work(resumed, resume_from, work)
         argv.append("--resume")
     if quick:
-        sets = manifest["tiny"]["run"] + manifest["tiny"][spec["quick"]]
+        # a family's tiny overrides, or the row's own list (a second stage keeps its model)
+        family = spec["quick"]
+        sets = manifest["tiny"]["run"] + (
+            list(family) if isinstance(family, list) else manifest["tiny"][family]
+        )
         argv += [arg for s in sets for arg in ("--set", s)]
     evaluate = _argv(spec["eval_command"], work)[1:] if "eval_command" in spec else None
     if quick and evaluate and "--num-tasks" in evaluate:
