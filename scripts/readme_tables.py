@@ -323,7 +323,9 @@ def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
     notes = []
     for name in spec["runs"]:
         result = json.loads((root / name / "eval.json").read_text())
-        totals = {**extra.get(name, {}), **result["extra"]["trial_return"]}
+        # a second stage is evaluated on its first stage's held-out tasks: the same extra columns
+        same = manifest["runs"][name].get("same_tasks_as", name)
+        totals = {**extra.get(same, {}), **result["extra"]["trial_return"]}
         digits = 2 if abs(totals["rl2"]["mean"]) < 10 else 1
         cells = []
         for column in columns:
