@@ -52,7 +52,14 @@ FAMILIES = {
 }
 
 
-def _train(family: str, run_dir: Path, iterations: int, nproc: int, resume: bool = False) -> None:
+def _train(
+    family: str,
+    run_dir: Path,
+    iterations: int,
+    nproc: int,
+    resume: bool = False,
+    flags: tuple[str, ...] = (),
+) -> None:
     config, overrides = FAMILIES[family]
     args = ["train", str(ROOT / config), "--run-dir", str(run_dir), "--device", "cpu"]
     args += ["--seed", "5"] + (["--nproc", str(nproc)] if nproc > 1 else [])
@@ -60,7 +67,7 @@ def _train(family: str, run_dir: Path, iterations: int, nproc: int, resume: bool
     sets += ["run.log_every=1", "run.checkpoint_every=2", "run.num_threads=1"]
     for item in sets:
         args += ["--set", item]
-    assert cli_main([*args, "--resume"] if resume else args) == 0
+    assert cli_main([*args, *flags, "--resume"] if resume else [*args, *flags]) == 0
 
 
 def _rows(run_dir: Path) -> list[tuple[int, str, float | None]]:
@@ -101,3 +108,17 @@ def test_two_rank_runs_match_one_rank_and_resume_on_one(tmp_path: Path, family: 
     a = json.loads((mixed / "eval" / "eval.json").read_text())
     b = json.loads((one / "eval" / "eval.json").read_text())
     assert a["mean"] == pytest.approx(b["mean"], rel=1e-5, abs=1e-6)
+
+
+def test_a_two_rank_run_started_from_a_one_rank_checkpoint_continues_it(tmp_path: Path) -> None:
+    """--init-from on two ranks: rank 0 reads the checkpoint and broadcasts it; unchanged
+    settings continue the one-process run (rows from its iteration on, to float32 tolerance)."""
+    one, forked = tmp_path / "one", tmp_path / "forked"
+    _train("rl2_ppo", one, 4, nproc=1)
+    start = ("--init-from", str(one / "checkpoints" / "checkpoint_00000002.pt"))
+    _train("rl2_ppo", forked, 4, nproc=2, flags=start)
+    a, b = _rows(forked), [row for row in _rows(one) if row[0] >= 2]
+    assert [(s, k) for s, k, _ in a] == [(s, k) for s, k, _ in b]
+    for (step, key, x), (_, _, y) in zip(a, b, strict=True):
+        if y is not None:
+            assert x == pytest.approx(y, rel=1e-5, abs=1e-6), (step, key)
