@@ -29,7 +29,15 @@ from metarl.config import load_yaml
 from metarl.rl.classic_bandit import BAYES_OPTIMAL_MAX_PULLS, bayes_optimal_table, greedy_value
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNS = ("rl2-bandit_k5_n10", "rl2-bandit_k10_n10", "rl2-bandit_k5_n100", "rl2-bandit_k10_n100")
+RUNS = (
+    "rl2-bandit_k5_n10",
+    "rl2-bandit_k5_n10-stage2",
+    "rl2-bandit_k10_n10",
+    "rl2-bandit_k10_n10-stage2",
+    "rl2-bandit_k5_n100",
+    "rl2-bandit_k5_n100-stage2",
+    "rl2-bandit_k10_n100",
+)
 COLUMNS = ("rl2", "greedy", "gittins", "ucb1", "bayes_optimal")
 LABELS = {
     "rl2": "RL² (ours)",
