@@ -252,8 +252,11 @@ def test_a_bad_init_from_is_one_line_before_anything_is_written(tmp_path, capsys
     first = tmp_path / "first"
     _train("rl2", first, 2, extra=["run.checkpoint_every=2"])
     ckpt = str(latest_checkpoint(first))
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(Path(ckpt).read_bytes()[:5000])  # a truncated copy
     cases = [
         (["--init-from", str(tmp_path / "nope.pt")], 4, "run.init_from: no checkpoint file at"),
+        (["--init-from", str(damaged)], 4, f"checkpoint {damaged} is damaged"),
         (["--init-from", ckpt], 2, "optim.iterations: 2 does not exceed the iteration of run."),
     ]
     for flags, iterations, message in cases:
