@@ -37,6 +37,7 @@ RUNS = (
     "rl2-bandit_k5_n100",
     "rl2-bandit_k5_n100-stage2",
     "rl2-bandit_k10_n100",
+    "rl2-bandit_k10_n100-stage2",
 )
 COLUMNS = ("rl2", "greedy", "gittins", "ucb1", "bayes_optimal")
 LABELS = {
