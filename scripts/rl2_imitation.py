@@ -56,7 +56,7 @@ from metarl.config import ConfigError, load_config, save_config
 from metarl.rl import classic
 from metarl.rl.classic_mdp import value_iteration_finite_horizon
 from metarl.rl.evaluation import heldout_tasks
-from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, multiplicative_readout
+from metarl.rl.recurrent import RecurrentPolicy, RecurrentStep, action_head
 from metarl.rl.trials import trial_step_rewards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,11 +188,9 @@ def _losses(
     head = {k[3:]: v for k, v in params.items() if k.startswith("pi.")}
     h0 = torch.zeros(1, len(x), policy.hidden_size)
     feats = torch.func.functional_call(policy.gru, gru, (x, h0))[0]
-    logits = torch.func.functional_call(policy.pi, head, (feats,))
-    if policy.readout == "multiplicative":
-        logits = logits + multiplicative_readout(
-            params["pi_obs.weight"], feats, x[..., : policy.obs_dim]
-        )
+    logits = action_head(
+        policy.pi, head, params.get("pi_obs.weight"), feats, x[..., : policy.obs_dim]
+    )
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
     if args.aux_head:
         predicted = aux(feats)

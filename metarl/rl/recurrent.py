@@ -49,6 +49,7 @@ __all__ = [
     "RecurrentOutput",
     "RecurrentPolicy",
     "RecurrentStep",
+    "action_head",
     "multiplicative_readout",
     "recurrent_forward",
 ]
@@ -291,11 +292,8 @@ class RecurrentPolicy(nn.Module):
             h_last = torch.cat([h_last, h_last_v], dim=-1)
         else:
             h_v = h_pi
-        loc = self.pi(h_pi)
-        if self.readout == "multiplicative":
-            loc = loc + multiplicative_readout(
-                self.pi_obs.weight, h_pi, inputs[..., : self.obs_dim]
-            )
+        readout = self.pi_obs.weight if self.readout == "multiplicative" else None
+        loc = action_head(self.pi, None, readout, h_pi, inputs[..., : self.obs_dim])
         log_std = None
         if not self.discrete:
             log_std = torch.clamp(self.log_std, min=self.min_log_std).expand_as(loc)
@@ -318,6 +316,31 @@ class RecurrentPolicy(nn.Module):
     def sample(self, out: PolicyOutput, generator: torch.Generator | None = None) -> Tensor:
         """Draws one action per step from ``generator``."""
         return self._dist.sample(out, generator)
+
+
+def action_head(
+    pi: MLP, pi_params: Params | None, readout: Tensor | None, h: Tensor, obs: Tensor
+) -> Tensor:
+    """The action head of :class:`RecurrentPolicy`: the Gaussian's mean or the logits.
+
+    The one place the head is written: the policy's training forward, the sampler's per-step
+    :class:`RecurrentStep` and supervised uses (``scripts/rl2_imitation.py``) all call it.
+
+    Args:
+        pi: The linear head (``policy.pi``).
+        pi_params: ``pi``'s parameters by name within it (``body.0.weight``, ...), or None for
+            the module's own.
+        readout: ``pi_obs.weight`` for the ``"multiplicative"`` readout, None for ``"linear"``.
+        h: The policy GRU's state ``[..., hidden]``.
+        obs: The current observation ``[..., obs_dim]``.
+
+    Returns:
+        ``[..., out]``.
+    """
+    loc = pi(h) if pi_params is None else pi.functional_forward(pi_params, h)
+    if readout is not None:
+        loc = loc + multiplicative_readout(readout, h, obs)
+    return loc
 
 
 def multiplicative_readout(weight: Tensor, h: Tensor, obs: Tensor) -> Tensor:
@@ -470,9 +493,7 @@ class RecurrentStep:
         h_new = h_pi
         if len(self.grus) > 1:
             h_new = torch.cat([h_pi, torch.gru_cell(x, h[:, size:], *self.grus[1])], dim=-1)
-        loc = self.pi.functional_forward(self.pi_params, h_pi)
-        if self.readout is not None:
-            loc = loc + multiplicative_readout(self.readout, h_pi, x[:, : self.obs_dim])
+        loc = action_head(self.pi, self.pi_params, self.readout, h_pi, x[:, : self.obs_dim])
         log_std = None if self.log_std is None else self.log_std.expand_as(loc)
         return h_new, PolicyOutput(loc, log_std)
 
