@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import re
+import shlex
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -139,6 +140,17 @@ def _wall(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
+def ranks_of(command: str) -> int:
+    """The processes a ``metarl train`` command runs on: its ``--nproc N``, else 1."""
+    words = shlex.split(command)
+    for i, word in enumerate(words):
+        if word == "--nproc" and i + 1 < len(words):
+            return int(words[i + 1])
+        if word.startswith("--nproc="):
+            return int(word.split("=", 1)[1])
+    return 1
+
+
 def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> str:
     """Where ``results/name`` came from: command, commit, budget, machine, wall clock, files.
 
@@ -159,14 +171,18 @@ def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> st
     command = info.get("command_with_current_keys") or spec.get("command") or info["command"]
     machine = info.get("machine") or f"{info['cpu']}, {info['cores']} CPUs"
     threads = info.get("threads", info.get("num_threads"))
+    ranks = info.get("ranks") or ranks_of(command)
+    workers = f"{threads} thread{'' if threads == 1 else 's'}"
+    if ranks > 1:
+        workers = f"{ranks} ranks of {workers} each"
     torch = info.get("versions", {}).get("torch") or info.get("torch")
     wall = info.get("wall_clock_seconds", info.get("wall_clock_s"))
     budget = info.get("budget") or spec.get("budget")
     note = f"; {info['note']}" if "note" in info else ""
     resumed = _resumed(info["resumed_from"]) if "resumed_from" in info else ""
     return (
-        f"`{command}` at commit `{info['commit'][:10]}`: {budget}; {machine}, {threads} "
-        f"thread{'' if threads == 1 else 's'}, torch {torch}; {_wall(wall)} wall clock{resumed}"
+        f"`{command}` at commit `{info['commit'][:10]}`: {budget}; {machine}, {workers}, "
+        f"torch {torch}; {_wall(wall)} wall clock{resumed}"
         f"{note} ({link})."
     )
 

@@ -354,6 +354,7 @@ def run_row(
         "wall_clock_seconds": round(wall),
         "machine": f"{_machine()}, load average {load_start} at the start, {_load()} at the end",
         "threads": _run_threads(work / "config.yaml", torch.get_num_threads()),
+        "ranks": tables.ranks_of(spec["command"]),
         "versions": _versions(),
     }
     if resumed is not None:

@@ -112,6 +112,34 @@ def test_with_device_replaces_the_rows_device():
     assert reproduce.with_device(["train"], "auto") == ["train", "--device", "auto"]
 
 
+def test_a_row_on_several_ranks_says_so_beside_its_threads(tmp_path):
+    """A row launched with ``--nproc N`` is described as N ranks of its threads each, read from
+    run_info.json or, for files written before it recorded ranks, from the row's command."""
+    tables = _reproduce().tables
+    assert tables.ranks_of("metarl train c.yaml --set a=1") == 1
+    assert tables.ranks_of("metarl train c.yaml --nproc 2 --set a=1") == 2
+    assert tables.ranks_of("metarl train c.yaml --nproc=4") == 4
+    command = "metarl train c.yaml --nproc 2"
+    manifest = {"runs": {"row": {"command": command, "budget": "b"}}}
+    info = {
+        "command": command,
+        "commit": "0" * 40,
+        "machine": "CPU, 2 CPUs",
+        "threads": 1,
+        "versions": {"torch": "2"},
+        "wall_clock_seconds": 60,
+    }
+    (tmp_path / "row").mkdir()
+    for recorded in ({}, {"ranks": 2}):
+        (tmp_path / "row" / "run_info.json").write_text(json.dumps({**info, **recorded}))
+        assert "CPU, 2 CPUs, 2 ranks of 1 thread each, torch 2;" in tables.provenance(
+            "row", tmp_path, manifest
+        )
+    manifest["runs"]["row"]["command"] = info["command"] = "metarl train c.yaml"
+    (tmp_path / "row" / "run_info.json").write_text(json.dumps(info))
+    assert "CPU, 2 CPUs, 1 thread, torch 2;" in tables.provenance("row", tmp_path, manifest)
+
+
 def test_run_info_records_the_tree_as_it_was_before_the_run_wrote_its_files(tmp_path, monkeypatch):
     """The commit and its uncommitted changes are read before the row's files land in results/
     (read after, a clean tree looked dirty); the machine's load is recorded beside it."""
