@@ -251,6 +251,19 @@ def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
         who = result["algorithm"] if windows["curve"] == "rl2" else windows["curve"]
         head = f"Within each episode, {who}'s return per window of steps (same tasks):"
         lines += ["", head, "", *_windows_table(windows, result["extra"]["horizon"])]
+    if "train_keys" in spec:  # the training curve: logged means over equal spans of iterations
+        keys, spans = spec["train_keys"], int(spec.get("windows", 4))
+        labels, means = _train_windows(root / name, keys, spans)
+        head = _fill(
+            f"Training curve: the mean of each logged key over {len(labels)} equal spans of the "
+            "iterations (from the run's metrics.csv):"
+        )
+        table = ["| | " + " | ".join(labels) + " |", "| --- " * (len(labels) + 1) + "|"]
+        table += [
+            f"| `{k}` | " + " | ".join(f"{v:.1f}" for v in m) + " |"
+            for k, m in zip(keys, means, strict=True)
+        ]
+        lines += ["", head, "", *table]
     return lines
 
 

@@ -55,3 +55,20 @@ def test_without_windows_the_block_is_the_episode_table_alone(tmp_path):
     block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
     assert "| rl2_ppo | -7.0 ± 1.0 | -5.0 ± 0.5 |" in block
     assert "per window" not in block
+
+
+def test_train_keys_add_the_training_curve_as_means_over_equal_spans(tmp_path):
+    """A curves block with ``train_keys`` also shows each key's mean over equal spans of the
+    run's logged iterations, computed from its metrics.csv (4 iterations in 2 spans here)."""
+    tables = load_script("readme_tables")
+    _write(tmp_path, None)
+    rows = ["step,key,value"]
+    for step, (pre, post) in enumerate([(1.0, 2.0), (3.0, 4.0), (5.0, 10.0), (7.0, 20.0)]):
+        rows += [f"{step},train/pre_return,{pre}", f"{step},train/post_return,{post}"]
+    (tmp_path / "rl2" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    spec = {**SPEC, "train_keys": ["train/pre_return", "train/post_return"], "windows": 2}
+    block = tables.result_block("rl2", tmp_path, MANIFEST, spec)
+    assert "over 2 equal spans" in block
+    assert "| | its 1-2 | its 3-4 |" in block
+    assert "| `train/pre_return` | 2.0 | 6.0 |" in block
+    assert "| `train/post_return` | 3.0 | 15.0 |" in block
