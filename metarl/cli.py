@@ -7,8 +7,9 @@
   ranks: ``torchrun --nproc-per-node N -m metarl train ...``, or ``--nproc N [--nnodes M
   --rdzv-endpoint HOST:PORT]``, which starts the same ranks through torch's launcher
   (:mod:`metarl.launch`); rank 0 writes and prints.
-- ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE]``: evaluates a run's latest
-  intact checkpoint and writes the adaptation curve as JSON, CSV and PNG.
+- ``metarl eval RUN_DIR [--num-tasks N] [--steps K] [--out FILE] [--set eval.KEY=VALUE ...]``:
+  evaluates a run's latest intact checkpoint and writes the adaptation curve as JSON, CSV and PNG;
+  ``--set`` changes how it is evaluated (e.g. a longer oracle), never what was trained.
 - ``metarl data omniglot [--root DIR]``: downloads the Omniglot archives and verifies them.
 
 Every expected failure ends in one line on stderr, ``error: what is wrong; what to do``, and exit
@@ -128,10 +129,13 @@ def _load(config_path: str | Path, overrides: Sequence[str] = ()) -> tuple[Any, 
     return kind, load_config(kind.CONFIG_CLASS, config_path, overrides)
 
 
-def load_run_config(config_path: Path) -> tuple[Any, Any]:
-    """Loads a run directory's config.yaml, migrating keys an older version wrote."""
+def load_run_config(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Any, Any]:
+    """Loads a run directory's config.yaml, migrating keys an older version wrote.
+
+    ``overrides`` are dotted ``key=value`` strings applied after the migration.
+    """
     from metarl.algorithms import experiment_kind
-    from metarl.config import load_config, load_yaml
+    from metarl.config import apply_overrides, load_config, load_yaml
     from metarl.config_renames import migrate_config
 
     kind = experiment_kind(config_path)
@@ -144,7 +148,28 @@ def load_run_config(config_path: Path) -> tuple[Any, Any]:
             f"keys ({shown})",
             file=sys.stderr,
         )
-    return kind, load_config(kind.CONFIG_CLASS, data)
+    return kind, load_config(kind.CONFIG_CLASS, apply_overrides(kind.CONFIG_CLASS, data, overrides))
+
+
+def _eval_overrides(overrides: Sequence[str]) -> list[str]:
+    """``metarl eval --set``: only the ``eval.`` section, which the trained weights never saw.
+
+    Raises:
+        ConfigError: Naming the first override outside it, before anything is loaded.
+    """
+    from metarl.config import ConfigError
+
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not key.startswith("eval."):
+            raise ConfigError(
+                [
+                    f"--set {item}: metarl eval changes only eval.* settings (how the run is "
+                    f"evaluated); {key or 'the key'} belongs to what the checkpoint was trained "
+                    "with (metarl train --set changes it)"
+                ]
+            )
+    return list(overrides)
 
 
 def _launch(args: argparse.Namespace, overrides: Sequence[str], timeout_s: float) -> int:
@@ -236,11 +261,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from metarl.device import get_device
     from metarl.kinds import evaluate_checkpoint
 
+    overrides = _eval_overrides(args.set)
     run_dir = Path(args.run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {run_dir} a metarl run directory?")
-    kind, cfg = load_run_config(config_path)
+    kind, cfg = load_run_config(config_path, overrides)
     device = get_device(args.device or cfg.run.device)
     ckpt = latest_intact_checkpoint(run_dir)  # Warns naming each damaged newer checkpoint.
     if ckpt is None:
@@ -376,6 +402,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_count(0), default=1, help="seed of the held-out task sample")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="compute device")
     p.add_argument("--out", help="JSON file to write (CSV and PNG go beside it)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="eval.KEY=VALUE",
+        help="evaluate with another eval setting, e.g. eval.oracle_timesteps=2000000 (only "
+        "eval.* keys: the rest is what the checkpoint was trained with)",
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("data", help="download and verify a data set (Omniglot)")

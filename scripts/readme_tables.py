@@ -151,6 +151,12 @@ def ranks_of(command: str) -> int:
     return 1
 
 
+def eval_json(name: str, results_root: Path, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Run ``name``'s eval file: ``eval.json``, or the row's ``eval_file`` (an eval_command's)."""
+    file = manifest["runs"][name].get("eval_file", "eval.json")
+    return json.loads((results_root / name / file).read_text())
+
+
 def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> str:
     """Where ``results/name`` came from: command, commit, budget, machine, wall clock, files.
 
@@ -212,8 +218,8 @@ def _cell(mean: float | None, ci: float | None, digits: int = 1) -> str:
     return f"{mean:.{digits}f}" if ci is None else f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
-def _curves_table(name: str, results_root: Path, x: str) -> list[str]:
-    result = json.loads((results_root / name / "eval.json").read_text())
+def _curves_table(name: str, results_root: Path, manifest: Mapping[str, Any], x: str) -> list[str]:
+    result = eval_json(name, results_root, manifest)
     curves = {result["algorithm"]: result, **result.get("baselines", {})}
     steps = result["steps"]
     labels = (
@@ -242,10 +248,14 @@ def _windows_table(windows: Mapping[str, Any], horizon: int) -> list[str]:
 
 def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, Any]) -> list[str]:
     (name,) = spec["runs"]
-    result = json.loads((root / name / "eval.json").read_text())
+    result = eval_json(name, root, manifest)
     text = provenance(name, root, manifest)
     what = f"{result['metric']} on {result['num_tasks']} held-out tasks (mean ± 95% CI)"
-    lines = [_fill(f"{what}. {text}"), "", *_curves_table(name, root, spec.get("x", "steps"))]
+    lines = [
+        _fill(f"{what}. {text}"),
+        "",
+        *_curves_table(name, root, manifest, spec.get("x", "steps")),
+    ]
     windows = result.get("extra", {}).get("return_by_window")
     if windows is not None:  # an RL² trial: how fast the return comes within each episode
         who = result["algorithm"] if windows["curve"] == "rl2" else windows["curve"]
@@ -284,7 +294,7 @@ def _sinusoid_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, 
     ]
     notes = []
     for name in spec["runs"]:
-        result = json.loads((root / name / "eval.json").read_text())
+        result = eval_json(name, root, manifest)
         at = [result["steps"].index(k) for k in steps]
         cells = " / ".join(_cell(result["mean"][i], result["ci95"][i], 3) for i in at)
         settings = manifest["runs"][name]["budget"]
@@ -301,8 +311,7 @@ def _accuracy_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, 
     rows = ["| run | accuracy (mean ± 95% CI) | test tasks | paper |", "| --- | --- | --- | --- |"]
     notes = []
     for name in spec["runs"]:
-        file = manifest["runs"][name].get("eval_file", "eval.json")
-        result = json.loads((root / name / file).read_text())
+        result = eval_json(name, root, manifest)
         at = sorted({0, min(1, len(result["steps"]) - 1), len(result["steps"]) - 1})
         pct = [_cell(100 * result["mean"][i], 100 * result["ci95"][i], 2) for i in at]
         cells = ", ".join(f"{result['steps'][i]} steps {p} %" for i, p in zip(at, pct, strict=True))
@@ -351,7 +360,7 @@ def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
     rows = ["| " + " | ".join(head) + " |", "| --- " * len(head) + "|"]
     notes = []
     for name in spec["runs"]:
-        result = json.loads((root / name / "eval.json").read_text())
+        result = eval_json(name, root, manifest)
         # a second stage is evaluated on its first stage's held-out tasks: the same extra columns
         same = manifest["runs"][name].get("same_tasks_as", name)
         totals = {**extra.get(same, {}), **result["extra"]["trial_return"]}
@@ -415,7 +424,7 @@ def _success_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, A
     notes, curves = [], []
     windows = int(spec.get("windows", 5))
     for name in spec["runs"]:
-        result = json.loads((root / name / "eval.json").read_text())
+        result = eval_json(name, root, manifest)
         success = result["extra"]["success"]
         overall = success["overall"][next(iter(success["overall"]))]
         steps = success["steps"]

@@ -279,6 +279,22 @@ def _collect(work: Path, target: Path, eval_name: str) -> None:
         shutil.copy2(checkpoints[-1], target / checkpoints[-1].name)
 
 
+def split_sets(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``argv`` without its ``--set KEY=VALUE`` (or ``--set=KEY=VALUE``) overrides, and those."""
+    rest: list[str] = []
+    sets: list[str] = []
+    pending = False
+    for arg in argv:
+        if pending or arg.startswith("--set="):
+            sets += ["--set", arg.removeprefix("--set=")]
+            pending = False
+        elif arg == "--set":
+            pending = True
+        else:
+            rest.append(arg)
+    return rest, sets
+
+
 def run_row(
     name: str,
     spec: Mapping[str, Any],
@@ -324,8 +340,12 @@ def run_row(
         )
         argv += [arg for s in sets for arg in ("--set", s)]
     evaluate = _argv(spec["eval_command"], work)[1:] if "eval_command" in spec else None
-    if quick and evaluate and "--num-tasks" in evaluate:
-        evaluate[evaluate.index("--num-tasks") + 1] = "3"
+    if quick and evaluate:
+        # the quick run's config already holds the tiny eval settings: the row's own (a
+        # 2M-step oracle, say) would undo them
+        evaluate = split_sets(evaluate)[0]
+        if "--num-tasks" in evaluate:
+            evaluate[evaluate.index("--num-tasks") + 1] = "3"
     if quick:
         from metarl.cli import main as cli
 
@@ -443,6 +463,7 @@ def reevaluate(name: str, results: Path) -> list[str]:
         steps = committed.get("extra", {}).get("episodes_per_trial", committed["steps"][-1])
         argv += ["--seed", str(committed["seed"]), "--steps", str(steps)]
         argv += ["--device", "auto"]  # where this runs: a row trained on a GPU checks on a CPU
+        argv += split_sets(shlex.split(spec.get("eval_command", "")))[1]  # e.g. a longer oracle
         if cli(argv) != 0:
             raise RuntimeError(f"{name}: metarl {' '.join(argv)} failed")
         again = json.loads(out.read_text(encoding="utf-8"))

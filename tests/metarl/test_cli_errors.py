@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import os
 from pathlib import Path
 
@@ -176,6 +177,39 @@ def test_eval_refuses_a_task_count_below_one(tmp_path, capsys, num_tasks):
         f"argument --num-tasks: must be >= 1, got {num_tasks}",
     )
     assert not (run_dir / "eval" / "eval_test.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("inner.lr=0.5", "metarl eval changes only eval.* settings"),
+        ("run.seed=3", "run.seed belongs to what the checkpoint was trained with"),
+        ("eval.stepz=2", "eval.stepz: unknown key"),
+        ("eval.steps=-1", "eval.steps"),
+    ],
+)
+def test_eval_set_takes_only_valid_eval_settings(tmp_path, capsys, override, fragment):
+    run_dir = tmp_path / "run"
+    assert cli_main(_train_argv(MAML_SIN, run_dir)) == 0
+    capsys.readouterr()
+    _fails(capsys, ["eval", str(run_dir), "--set", override], EXIT_BAD_INPUT, fragment)
+    assert not (run_dir / "eval" / "eval_test.json").exists()
+
+
+def test_eval_set_changes_how_the_run_is_evaluated_not_the_run(tmp_path, capsys):
+    """A longer evaluation of the same weights: the run's config.yaml is left as trained."""
+    run_dir = tmp_path / "run"
+    assert cli_main(_train_argv(NAV, run_dir, *NAV_TINY)) == 0
+    stored = (run_dir / "config.yaml").read_bytes()
+    out = tmp_path / "e.json"
+    argv = ["eval", str(run_dir), "--num-tasks", "2", "--out", str(out)]
+    assert cli_main([*argv, "--set", "eval.steps=2", "--set", "eval.episodes_per_task=3"]) == 0
+    capsys.readouterr()
+    written = json.loads(out.read_text())
+    assert written["steps"] == [0, 1, 2]  # the run was trained with eval.steps=1
+    assert written["extra"]["episodes_per_task"] == 3
+    assert written["extra"]["eval"]["episodes_per_task"] == 3
+    assert (run_dir / "config.yaml").read_bytes() == stored
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path, capsys):

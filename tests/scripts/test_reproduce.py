@@ -112,6 +112,17 @@ def test_with_device_replaces_the_rows_device():
     assert reproduce.with_device(["train"], "auto") == ["train", "--device", "auto"]
 
 
+def test_an_eval_commands_overrides_are_split_from_the_rest():
+    """The quick pass drops them (the tiny config's eval settings stay); --eval passes them on."""
+    reproduce = _reproduce()
+    words = ["eval", "RUN", "--set", "eval.oracle_timesteps=2000000", "--num-tasks", "40"]
+    assert reproduce.split_sets([*words, "--set=eval.steps=2"]) == (
+        ["eval", "RUN", "--num-tasks", "40"],
+        ["--set", "eval.oracle_timesteps=2000000", "--set", "eval.steps=2"],
+    )
+    assert reproduce.split_sets(["eval", "RUN"]) == (["eval", "RUN"], [])
+
+
 def test_a_row_on_several_ranks_says_so_beside_its_threads(tmp_path):
     """A row launched with ``--nproc N`` is described as N ranks of its threads each, read from
     run_info.json or, for files written before it recorded ranks, from the row's command."""
