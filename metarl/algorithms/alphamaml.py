@@ -28,6 +28,7 @@ from metarl.algorithms.supervised import (
     OuterLoss,
     SupervisedConfig,
     build_model,
+    query_outer_loss,
     task_loss,
     task_metric,
 )
@@ -130,12 +131,7 @@ class AlphaMAMLLearner(FixedStepSizes):
         steps = self.inner.steps
         result = self._adapt(params, batch, steps, first_order=False)
         pred = vmap(self._forward)(result.params, batch.query_x)
-        loss = vmap(task_loss)(pred, batch.query_y).mean()
-        with torch.no_grad():
-            metric = vmap(task_metric)(pred.detach(), batch.query_y).mean()
-        before = result.losses[:, 0].mean().detach() if steps else loss.detach()
-        key = "query_" + self.cfg.task.metric
-        return OuterLoss(loss, {key: metric, "support_loss_before": before})
+        return query_outer_loss(pred, batch.query_y, result.losses, self.cfg.task.metric)
 
     def before_outer_step(
         self, params: Params, opt: torch.optim.Optimizer, sched: Any

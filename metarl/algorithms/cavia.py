@@ -29,6 +29,7 @@ from metarl.algorithms.supervised import (
     FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
+    query_outer_loss,
     task_loss,
     task_metric,
 )
@@ -153,12 +154,7 @@ class CAVIALearner(FixedStepSizes):
         steps = self.inner.steps
         result = self._adapt(params, batch, steps, self.inner.first_order)
         pred = self._predict(result.params, batch)
-        loss = vmap(task_loss)(pred, batch.query_y).mean()
-        with torch.no_grad():
-            metric = vmap(task_metric)(pred.detach(), batch.query_y).mean()
-        before = result.losses[:, 0].mean().detach() if steps else loss.detach()
-        key = "query_" + self.cfg.task.metric
-        return OuterLoss(loss, {key: metric, "support_loss_before": before})
+        return query_outer_loss(pred, batch.query_y, result.losses, self.cfg.task.metric)
 
     def adaptation_curve(
         self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None

@@ -26,6 +26,7 @@ from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
     OuterLoss,
     SupervisedConfig,
+    adapted_outer_loss,
     build_model,
     task_loss,
     task_metric,
@@ -237,16 +238,7 @@ class MAMLLearner:
         return self._outer(loss, metric, inner_losses)
 
     def _outer(self, loss: Tensor, metric: Tensor, inner_losses: Tensor) -> OuterLoss:
-        key = "query_" + self.cfg.task.metric
-        return OuterLoss(
-            loss,
-            {
-                key: metric,
-                "support_loss_before": inner_losses[:, 0].mean().detach()
-                if inner_losses.shape[1]
-                else loss.detach(),
-            },
-        )
+        return adapted_outer_loss(loss, metric, inner_losses, self.cfg.task.metric)
 
     def adaptation_curve(
         self, params: Params, batch: TaskBatch, steps: int, *, lrs: Params | None = None
