@@ -17,24 +17,21 @@ instead conditions a conv layer through FiLM; this module does not implement FiL
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
 from metarl.algorithms.supervised import (
-    IMAGE_SHAPES,
     FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
+    build_model,
     query_outer_loss,
     task_loss,
     task_metric,
 )
 from metarl.functional import AdaptResult, Params, adapt
-from metarl.nn import MLP, Conv4
 
 __all__ = ["CONTEXT", "CAVIALearner", "with_context"]
 
@@ -66,39 +63,6 @@ def with_context(x: Tensor, context: Tensor) -> Tensor:
     raise ValueError(f"x must be [n, features] or [n, channels, h, w], got {tuple(x.shape)}")
 
 
-def _build_network(
-    cfg: SupervisedConfig, size: int, generator: torch.Generator, device: torch.device
-) -> nn.Module:
-    task, model = cfg.task, cfg.model
-    channels, side = IMAGE_SHAPES.get(task.family, (1, 28))
-    if model.network == "mlp":
-        in_dim = 1 if task.family == "sinusoid" else channels * side * side
-        out_dim = 1 if task.family == "sinusoid" else task.ways
-        return MLP(
-            in_dim + size,
-            model.hidden,
-            out_dim,
-            activation=model.activation,
-            init=model.init,
-            generator=generator,
-            device=device,
-        )
-    if task.family == "sinusoid":
-        raise ValueError(f"model.network={model.network!r} needs an image task family")
-    variant: Literal["strided", "maxpool"] = (
-        "strided" if model.network == "conv4_strided" else "maxpool"
-    )
-    return Conv4(
-        task.ways,
-        in_channels=channels + size,
-        image_size=side,
-        filters=model.filters,
-        variant=variant,
-        generator=generator,
-        device=device,
-    )
-
-
 class CAVIALearner(FixedStepSizes):
     """CAVIA for supervised few-shot learning (see the module docstring).
 
@@ -114,7 +78,9 @@ class CAVIALearner(FixedStepSizes):
         assert cfg.inner is not None and cfg.cavia is not None  # filled by the config
         self.cfg, self.inner = cfg, cfg.inner
         self.context_size = cfg.cavia.context_size
-        self.model = _build_network(cfg, self.context_size, generator, device)
+        self.model = build_model(
+            cfg, generator, device, embedding=False, extra_inputs=self.context_size
+        )
 
     def init_params(self) -> Params:
         """The shared network θ (the context is not a meta-parameter: it restarts at 0)."""

@@ -187,16 +187,24 @@ IMAGE_SHAPES = {"omniglot": (1, 28), "miniimagenet": (3, 84)}  # (channels, side
 
 
 def build_model(
-    cfg: SupervisedConfig, generator: torch.Generator, device: torch.device, embedding: bool
+    cfg: SupervisedConfig,
+    generator: torch.Generator,
+    device: torch.device,
+    embedding: bool,
+    extra_inputs: int = 0,
 ) -> nn.Module:
-    """Builds the network; ``embedding=True`` drops the classifier head (metric learners)."""
+    """Builds the network; ``embedding=True`` drops the classifier head (metric learners).
+
+    ``extra_inputs`` widens the input by that many features (MLP) or channels (Conv4): CAVIA's
+    context parameters, concatenated to every input.
+    """
     task, model = cfg.task, cfg.model
     channels, side = IMAGE_SHAPES.get(task.family, (1, 28))
     if model.network == "mlp":
         in_dim = 1 if task.family == "sinusoid" else channels * side * side
         out_dim = 1 if task.family == "sinusoid" else task.ways
         return MLP(
-            in_dim,
+            in_dim + extra_inputs,
             model.hidden,
             out_dim,
             activation=model.activation,
@@ -214,7 +222,7 @@ def build_model(
     variant: Literal["strided", "maxpool"] = "strided" if "strided" in model.network else "maxpool"
     return Conv4(
         None if embedding else task.ways,
-        in_channels=channels,
+        in_channels=channels + extra_inputs,
         image_size=side,
         filters=model.filters,
         variant=variant,
