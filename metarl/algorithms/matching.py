@@ -39,7 +39,11 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
-from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.metric_common import (
+    check_embeddings,
+    check_metric_learner_config,
+    query_accuracy,
+)
 from metarl.algorithms.supervised import (
     FixedStepSizes,
     OuterLoss,
@@ -66,18 +70,6 @@ _LOG_EPS = 1e-8
 would otherwise give -inf and a NaN gradient."""
 
 
-def _check_embeddings(support_emb: Tensor, query_emb: Tensor) -> None:
-    if support_emb.dim() != 3:
-        raise ValueError(
-            f"support_emb must be [task, support, dim], got shape {tuple(support_emb.shape)}"
-        )
-    if query_emb.dim() != 3 or query_emb.shape[::2] != support_emb.shape[::2]:
-        raise ValueError(
-            f"query_emb must be [task, query, dim] with task and dim of support_emb "
-            f"{tuple(support_emb.shape)}, got shape {tuple(query_emb.shape)}"
-        )
-
-
 def cosine_attention(support_emb: Tensor, query_emb: Tensor) -> Tensor:
     """Attention of each query over its task's support set (Matching Networks Eq. 2).
 
@@ -93,7 +85,7 @@ def cosine_attention(support_emb: Tensor, query_emb: Tensor) -> Tensor:
     Raises:
         ValueError: If the shapes do not match.
     """
-    _check_embeddings(support_emb, query_emb)
+    check_embeddings(support_emb, query_emb)
     cosine = F.cosine_similarity(query_emb.unsqueeze(2), support_emb.unsqueeze(1), dim=-1)
     return cosine.softmax(dim=-1)
 
@@ -173,7 +165,7 @@ def fce_query(
     Returns:
         ``[task, query, dim]`` f(x̂, S) = h_K.
     """
-    _check_embeddings(support_emb, query_emb)
+    check_embeddings(support_emb, query_emb)
     num_tasks, num_query, dim = query_emb.shape
     flat_query = query_emb.reshape(num_tasks * num_query, dim)
     h = query_emb  # h_0 = ĥ_0 + f'(x̂) with ĥ_0 = 0

@@ -20,7 +20,25 @@ from metarl.algorithms.supervised import (
 )
 from metarl.functional import Params
 
-__all__ = ["QueryLogitsLearner", "check_metric_learner_config", "query_accuracy"]
+__all__ = [
+    "QueryLogitsLearner",
+    "check_embeddings",
+    "check_metric_learner_config",
+    "query_accuracy",
+]
+
+
+def check_embeddings(support_emb: Tensor, query_emb: Tensor) -> None:
+    """Raises ``ValueError`` unless they are ``[task, support, dim]`` and ``[task, query, dim]``."""
+    if support_emb.dim() != 3:
+        raise ValueError(
+            f"support_emb must be [task, support, dim], got shape {tuple(support_emb.shape)}"
+        )
+    if query_emb.dim() != 3 or query_emb.shape[::2] != support_emb.shape[::2]:
+        raise ValueError(
+            f"query_emb must be [task, query, dim] with task and dim of support_emb "
+            f"{tuple(support_emb.shape)}, got shape {tuple(query_emb.shape)}"
+        )
 
 
 def check_metric_learner_config(cfg: SupervisedConfig, networks: tuple[str, ...]) -> None:

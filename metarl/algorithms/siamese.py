@@ -22,7 +22,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from envs.supervised import TaskBatch
-from metarl.algorithms.metric_common import check_metric_learner_config, query_accuracy
+from metarl.algorithms.metric_common import (
+    check_embeddings,
+    check_metric_learner_config,
+    query_accuracy,
+)
 from metarl.algorithms.supervised import (
     FixedStepSizes,
     OuterLoss,
@@ -56,15 +60,7 @@ def pair_logits(support_emb: Tensor, query_emb: Tensor, weight: Tensor, bias: Te
     Raises:
         ValueError: If the shapes do not match.
     """
-    if support_emb.dim() != 3:
-        raise ValueError(
-            f"support_emb must be [task, support, dim], got shape {tuple(support_emb.shape)}"
-        )
-    if query_emb.dim() != 3 or query_emb.shape[::2] != support_emb.shape[::2]:
-        raise ValueError(
-            f"query_emb must be [task, query, dim] with task and dim of support_emb "
-            f"{tuple(support_emb.shape)}, got shape {tuple(query_emb.shape)}"
-        )
+    check_embeddings(support_emb, query_emb)
     if weight.shape != support_emb.shape[2:]:
         raise ValueError(
             f"weight must be [dim] = {tuple(support_emb.shape[2:])}, got {tuple(weight.shape)}"
