@@ -104,6 +104,12 @@ def _print_curve(path: Path) -> None:
         print("  total return of a trial:")
         for name, value in extra["trial_return"].items():
             print(f"    {name:15s} {text(value['mean'], 3)} ± {text(value['ci95'], 3)}")
+        if (rise := extra.get("last_minus_first")) is not None:
+            first, last = rise["episodes"]
+            print(
+                f"  episode {last} minus episode {first}, paired on the task: "
+                f"{rise['mean']:+.4f} ± {text(rise['ci95'])}"
+            )
     else:
         for name, curve in (result.get("baselines") or {}).items():
             means = ", ".join(text(m, 3) for m in curve["mean"])

@@ -212,6 +212,11 @@ def _fill(text: str) -> str:
     return textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False)
 
 
+def _signed(mean: float, ci: float | None, digits: int = 1) -> str:
+    """``+0.4 ± 0.3``: a difference, its sign always shown."""
+    return f"{mean:+.{digits}f}" + ("" if ci is None else f" ± {ci:.{digits}f}")
+
+
 def _cell(mean: float | None, ci: float | None, digits: int = 1) -> str:
     if mean is None or not math.isfinite(mean):
         return "diverged (NaN)"
@@ -256,6 +261,18 @@ def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
         "",
         *_curves_table(name, root, manifest, spec.get("x", "steps")),
     ]
+    rise = result.get("extra", {}).get("last_minus_first")
+    if rise is not None:  # an RL² trial: does the return rise from the first episode to the last?
+        who = result["algorithm"] if rise["curve"] == "rl2" else rise["curve"]
+        first, last = rise["episodes"]
+        lines += [
+            "",
+            _fill(
+                f"{who}'s return in episode {last} minus episode {first} of the same trial, "
+                f"paired on the task (mean ± 95% CI over the {result['num_tasks']} tasks): "
+                f"{_signed(rise['mean'], rise['ci95'])}."
+            ),
+        ]
     windows = result.get("extra", {}).get("return_by_window")
     if windows is not None:  # an RL² trial: how fast the return comes within each episode
         who = result["algorithm"] if windows["curve"] == "rl2" else windows["curve"]

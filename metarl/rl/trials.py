@@ -59,6 +59,7 @@ __all__ = [
     "classic_baselines",  # re-exported from metarl.rl.classic
     "evaluate_trials",
     "num_chunks",
+    "paired_difference",
     "sample_trials",
     "to_chunks",
     "trial_gae",
@@ -462,6 +463,24 @@ def _noise_template(
     return type(dist)(*(v[:, 0] if v is not None else None for v in dist))
 
 
+def paired_difference(returns: np.ndarray, curve: str) -> dict[str, Any]:
+    """The last episode's return minus the first's, task by task: does a trial's return rise?
+
+    Paired on the task, the interval leaves out how much the tasks differ from each other, which
+    dominates the per-episode intervals (a fast velocity scores lower in every episode).
+
+    Args:
+        returns: ``[tasks, episodes]`` episode returns of one curve.
+        curve: Its name.
+
+    Returns:
+        ``{"curve", "episodes": [1, n], "mean", "ci95"}`` over tasks (``ci95`` None for one task).
+    """
+    mean, ci95 = summarize(returns[:, -1:] - returns[:, :1])
+    ci = float(ci95[0]) if np.isfinite(ci95[0]) else None
+    return {"curve": curve, "episodes": [1, returns.shape[1]], "mean": float(mean[0]), "ci95": ci}
+
+
 def evaluate_trials(
     out: Path,
     *,
@@ -485,7 +504,8 @@ def evaluate_trials(
     within the trial, x label "episode in trial") are ``curve`` (:func:`trial_step_rewards`,
     summed per episode) and, with ``baselines``, the :func:`classic_baselines` on the same
     tasks. The total trial return of every curve (RL²'s score: mean and 95% CI over tasks) goes
-    under ``extra.trial_return``.
+    under ``extra.trial_return``; the last episode's return minus the first's on the same task
+    (:func:`paired_difference`) under ``extra.last_minus_first``.
 
     Args:
         out: The JSON file to write (CSV and PNG beside it).
@@ -531,6 +551,8 @@ def evaluate_trials(
         "horizon": horizon,
         "trial_return": totals,
     }
+    if episodes_per_trial > 1:  # does the return rise within a trial? paired, task by task
+        info["last_minus_first"] = paired_difference(curves[curve], curve)
     if rewards.shape[-1] > 1:  # within each episode: how fast the return comes
         info["return_by_window"] = {"curve": curve, **windowed_returns(rewards.cpu().numpy())}
     success = gathered_success_table(

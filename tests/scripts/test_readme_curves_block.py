@@ -72,3 +72,16 @@ def test_train_keys_add_the_training_curve_as_means_over_equal_spans(tmp_path):
     assert "| | its 1-2 | its 3-4 |" in block
     assert "| `train/pre_return` | 2.0 | 6.0 |" in block
     assert "| `train/post_return` | 3.0 | 15.0 |" in block
+
+
+def test_the_paired_rise_across_the_trial_is_printed_with_its_sign(tmp_path):
+    tables = load_script("readme_tables")
+    _write(tmp_path, None)
+    path = tmp_path / "rl2" / "eval.json"
+    result = json.loads(path.read_text())
+    rise = {"curve": "rl2", "episodes": [1, 2], "mean": 2.0, "ci95": 0.25}
+    result["extra"]["last_minus_first"] = rise
+    path.write_text(json.dumps(result))
+    block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
+    assert "rl2_ppo's return in episode 2 minus episode 1 of the same trial" in block
+    assert "(mean ± 95% CI over the 40 tasks): +2.0 ± 0.2." in block.replace("\n", " ")

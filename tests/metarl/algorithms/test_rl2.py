@@ -477,6 +477,7 @@ def test_cli_trains_evaluates_and_resumes_a_tiny_bandit(tmp_path, capsys):
     assert cli_main([*args, *sets]) == 0
     out = capsys.readouterr().out
     assert "episode   6 of the trial" in out and "total return of a trial" in out
+    assert "episode 6 minus episode 1, paired on the task: " in out
     assert all(name in out for name in ("rl2", "random", "ucb1", "thompson", "gittins"))
     result = json.loads((run_dir / "eval" / "eval.json").read_text())
     assert result["algorithm"] == "rl2_ppo" and result["steps"] == list(range(6))
@@ -513,8 +514,28 @@ def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
     assert windows["curve"] == "rl2" and windows["steps_per_window"] == 1
     assert windows["window_starts"] == list(range(10)) and len(windows["mean"]) == 2
     np.testing.assert_allclose(np.sum(windows["mean"], axis=1), result["mean"], rtol=1e-5)
+    # episode 2 minus episode 1, paired on the task: its mean is the difference of the means
+    rise = result["extra"]["last_minus_first"]
+    assert rise["curve"] == "rl2" and rise["episodes"] == [1, 2]
+    assert rise["mean"] == pytest.approx(result["mean"][1] - result["mean"][0], abs=1e-5)
     bandit = json.loads((tmp_path / "eval.json").read_text())
     assert "return_by_window" not in bandit["extra"]  # one pull per episode: the curve itself
+    assert bandit["extra"]["last_minus_first"]["episodes"] == [1, 5]
+
+
+def test_the_rise_within_a_trial_is_paired_on_the_task():
+    from metarl.rl.trials import paired_difference
+
+    returns = np.array([[1.0, 3.0], [12.0, 12.0], [-5.0, -1.0]])  # tasks differ, rises do not
+    rise = paired_difference(returns, "rl2")
+    # differences 2, 0, 4: mean 2, sample std 2, 95% half-width 1.96 * 2 / sqrt(3)
+    assert rise == {
+        "curve": "rl2",
+        "episodes": [1, 2],
+        "mean": 2.0,
+        "ci95": pytest.approx(2.2632, abs=1e-4),
+    }
+    assert paired_difference(returns[:1], "rl2")["ci95"] is None  # one task: no interval
 
 
 @pytest.mark.slow
