@@ -332,6 +332,8 @@ def run_row(
         resumed = resume_source(resume_from, work)
         _seed_work(resumed, resume_from, work)
         argv.append("--resume")
+    # the folder's run_info.json describes a finished run: this one, once it finishes
+    (work / "run_info.json").unlink(missing_ok=True)
     if quick:
         # a family's tiny overrides, or the row's own list (a second stage keeps its model)
         family = spec["quick"]
@@ -379,7 +381,10 @@ def run_row(
     }
     if resumed is not None:
         info["resumed_from"] = {k: v for k, v in resumed.items() if k != "path"}
-    (target / "run_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(info, indent=2) + "\n"
+    (target / "run_info.json").write_text(text, encoding="utf-8")
+    # also in the run folder, so that a later --resume-from of that folder records where it began
+    (work / "run_info.json").write_text(text, encoding="utf-8")
     if not (target / eval_name).is_file():
         raise RuntimeError(f"{name}: the run wrote no {eval_name}")
     return wall

@@ -234,10 +234,23 @@ def test_resume_from_continues_an_interrupted_row_to_the_same_files(tmp_path):
     assert info["resumed_from"]["checkpoint"] == "checkpoint_00000002.pt"
     assert info["resumed_from"]["folder"] == str(source)
     assert "resumed_from" not in json.loads((whole / name / "run_info.json").read_text())
-    # the README note of the row says so (an interrupted work folder has no run_info.json) ...
+    # the README note of the row says so, with the finished run that wrote the checkpoint ...
     shown = reproduce.tables.provenance(name, resumed, manifest)
     assert f"from iteration 2 on, resumed from `{source}/checkpoint_00000002.pt`" in shown
-    assert "written at commit" not in shown
+    assert info["resumed_from"]["run_info"] == json.loads(
+        (part / name / "run_info.json").read_text()
+    )
+    assert (resumed / "_runs" / name / "run_info.json").read_text() == (
+        resumed / name / "run_info.json"
+    ).read_text()
+    # ... but not for an interrupted folder, which has no run_info.json (a run removes the
+    # folder's earlier one when it starts)
+    (source / "run_info.json").unlink()
+    again = reproduce.resume_source(source, source)
+    assert again["run_info"] is None
+    info["resumed_from"] = {k: v for k, v in again.items() if k != "path"}
+    (resumed / name / "run_info.json").write_text(json.dumps(info))
+    assert "written at commit" not in reproduce.tables.provenance(name, resumed, manifest)
     # ... and names the earlier run's commit and wall clock where the folder records them
     earlier = {"commit": "67c4cc05f3a8", "wall_clock_seconds": 3370}
     clause = reproduce.tables._resumed({**info["resumed_from"], "run_info": earlier})
