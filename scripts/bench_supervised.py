@@ -28,10 +28,20 @@ back to back (rotating who goes first), a few seconds each, several times; it pr
 table of the median rates and of the median ratios of adjacent runs, in wall-clock and in CPU
 time, with the load average of the machine while each row was measured.
 
-learn2learn is a comparison only, never a dependency: run this with a benchmark venv that has it;
-without learn2learn the learn2learn column is skipped (the script says so). learn2learn imports
-torchvision at load time, which does not import beside the CPU torch; an empty stand-in module is
-registered first.
+learn2learn is a comparison only, never a dependency: put it on ``PYTHONPATH`` beside the
+project's environment; without it the learn2learn column is skipped (the script says so).
+learn2learn imports torchvision at load time, which does not import beside the CPU torch; an
+empty stand-in module is registered first. Its 0.2.0 sdist ships C files that no longer compile
+on Python 3.11, so regenerate them with Cython < 3.1, and give it the pure-Python modules it
+imports (gym, requests), none installed into the project's environment:
+
+    pip download --no-deps --no-binary :all: learn2learn==0.2.0 -d /tmp/l2l  # a few minutes
+    tar xzf /tmp/l2l/learn2learn-0.2.0.tar.gz -C /tmp/l2l
+    pip install --target /tmp/l2l/cy "cython<3.1" setuptools
+    (cd /tmp/l2l/learn2learn-0.2.0 && PYTHONPATH=/tmp/l2l/cy python setup.py build_ext --inplace)
+    pip install --no-deps --target /tmp/l2l/deps gym==0.26.2 gym_notices cloudpickle requests \
+        urllib3 idna charset_normalizer certifi
+    export PYTHONPATH=/tmp/l2l/learn2learn-0.2.0:/tmp/l2l/deps
 
     OMP_WAIT_POLICY=PASSIVE python scripts/bench_supervised.py [--seconds 1.5] [--repeats 9]
         [--threads 1 2] [--quick]
