@@ -124,7 +124,10 @@ def _files(directory: Path) -> str:
     evals = sorted(n for n in names if n.startswith("eval") and n not in success)
     for label, files in (("eval", evals), ("success rates", success)):
         if files:
-            kinds = "/".join(n.rsplit(".", 1)[1].upper() for n in files)
+            kinds = "/".join(dict.fromkeys(n.rsplit(".", 1)[1].upper() for n in files))
+            stems = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in files))
+            if len(stems) > 1:  # the training's evaluation and an eval_command's
+                label = " and ".join(f"{stem}.*" for stem in stems)
             parts.append(f"{label} {kinds}")
     parts += [FILE_NAMES[n] for n in ("metrics.csv",) if n in names]
     if any(n.endswith(".pt") for n in names):
@@ -255,7 +258,7 @@ def _curves_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
     (name,) = spec["runs"]
     result = eval_json(name, root, manifest)
     text = provenance(name, root, manifest)
-    what = f"{result['metric']} on {result['num_tasks']} held-out tasks (mean ± 95% CI)"
+    what = f"{result['metric']} on {result['num_tasks']:,} held-out tasks (mean ± 95% CI)"
     lines = [
         _fill(f"{what}. {text}"),
         "",

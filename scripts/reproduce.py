@@ -267,8 +267,10 @@ def _seed_work(source: Mapping[str, Any], origin: Path, work: Path) -> None:
 def _collect(work: Path, target: Path, eval_name: str) -> None:
     """Copies a finished run's eval files, config, metrics and small final checkpoint."""
     target.mkdir(parents=True, exist_ok=True)
-    for path in sorted((work / "eval").glob(Path(eval_name).stem + ".*")):
-        shutil.copy2(path, target / path.name)
+    # the training command's own evaluation too, when an eval_command wrote the row's file
+    for stem in dict.fromkeys(["eval", Path(eval_name).stem]):
+        for path in sorted((work / "eval").glob(stem + ".*")):
+            shutil.copy2(path, target / path.name)
     for path in (work / "config.yaml", work / "metrics.csv"):
         if path.is_file():
             shutil.copy2(path, target / path.name)
