@@ -12,14 +12,15 @@ when the vector env is made:
    0.2 ms a step) than it saves: ``sync``.
 3. *The cores free for workers*: the cores this process may use
    (``len(os.sched_getaffinity(0))``) less the other tasks running or waiting for a core now
-   (:func:`~envs.spin_wait.runnable_tasks`, averaged over a few samples). With a second
-   core idle: ``process`` with one slice per free core (the fastest backend when each process
-   keeps its own core). Without one, MuJoCo engines (whose threads release the GIL in
-   ``mj_step``) get ``thread``: its work sharing lets this thread step the slices a starved
-   thread did not reach, so no step waits for a descheduled slice, while the second thread
-   still gets its share of a core. Beside a busy-loop neighbour on a 2-core VM with 9-12 tasks
-   runnable, thread ran at 1.3-2.2x sync and process at 1.1-1.2x (medians of six interleaved
-   1.5 s windows). Engines whose threads hold the GIL (Meta-World's Python reward) get ``sync``.
+   (:func:`~envs.spin_wait.runnable_tasks`, averaged over a few samples, rounded to the nearest
+   whole core). With a second core idle: ``process`` with one slice per free core (the fastest
+   backend when each process keeps its own core). Without one, MuJoCo engines (whose threads
+   release the GIL in ``mj_step``) get ``thread``: its work sharing lets this thread step the
+   slices a starved thread did not reach, so no step waits for a descheduled slice, while the
+   second thread still gets its share of a core. Beside a busy-loop neighbour on a 2-core VM
+   with 9-12 tasks runnable, thread ran at 1.3-2.2x sync and process at 1.1-1.2x (medians of six
+   interleaved 1.5 s windows). Engines whose threads hold the GIL (Meta-World's Python reward)
+   get ``sync``.
 
 ``num_workers`` caps the workers (default: every usable core). The choice only affects speed:
 every backend gives identical observations, rewards and tasks under the same seeds.
@@ -150,8 +151,12 @@ def choose_backend(
         return BackendChoice("sync", 1, step_seconds, None, reason)
     if free_cores is None:
         free_cores = _free_cores(cores)
-    if free_cores >= 2.0:
-        workers = min(cap, int(free_cores))
+    # the nearest whole number of free cores: a second core idle most of the time is free (one
+    # other task seen in a sample of ten read 1.9 free cores, and there threads ran at 0.81x the
+    # process backend, median windows of scripts/bench_envs.py on a quiet 2-core VM)
+    whole = int(free_cores + 0.5)
+    if whole >= 2:
+        workers = min(cap, whole)
         reason = f"{free_cores:.1f} cores free"
         return BackendChoice("process", workers, step_seconds, free_cores, reason)
     if getattr(engine_cls, "THREADS_RELEASE_GIL", False):

@@ -47,6 +47,10 @@ def test_rule_free_cores_give_processes_busy_cores_threads_or_sync(four_cores):
     assert (quiet.backend, quiet.num_workers) == ("process", 3)
     capped = choose_backend(cheetah, 64, num_workers=2, step_seconds=SLOW, free_cores=4.0)
     assert (capped.backend, capped.num_workers) == ("process", 2)
+    # a second core free most of the time counts as free: the nearest whole number of cores
+    mostly = choose_backend(cheetah, 64, step_seconds=SLOW, free_cores=1.9)
+    assert (mostly.backend, mostly.num_workers) == ("process", 2)
+    assert choose_backend(cheetah, 64, step_seconds=SLOW, free_cores=3.6).num_workers == 4
     busy = choose_backend(cheetah, 64, step_seconds=SLOW, free_cores=1.3)
     assert (busy.backend, busy.num_workers) == ("thread", 4)
     gil = choose_backend(_ThreadedButGilBound, 64, step_seconds=SLOW, free_cores=1.3)
