@@ -104,6 +104,10 @@ def _print_curve(path: Path) -> None:
         print("  total return of a trial:")
         for name, value in extra["trial_return"].items():
             print(f"    {name:15s} {text(value['mean'], 3)} ± {text(value['ci95'], 3)}")
+        if (paired := extra.get("trial_return_paired")) is not None:
+            print(f"  {paired['curve']}'s trial return minus each other's, paired on the task:")
+            for name, value in paired["minus"].items():
+                print(f"    {name:15s} {value['mean']:+.3f} ± {text(value['ci95'], 3)}")
         if (rise := extra.get("last_minus_first")) is not None:
             first, last = rise["episodes"]
             print(

@@ -403,9 +403,16 @@ def _trials_block(spec: Mapping[str, Any], root: Path, manifest: Mapping[str, An
         )
         places = 2 if abs(result["mean"][0]) < 10 else 1
         first, last = (_cell(result["mean"][i], result["ci95"][i], places) for i in (0, -1))
+        minus = result["extra"].get("trial_return_paired", {}).get("minus", {})
+        against = "; ".join(
+            f"minus {LABELS.get(k, k)}'s {_signed(minus[k]['mean'], minus[k]['ci95'], digits)}"
+            for k in ("greedy", "gittins")
+            if k in minus
+        )
+        paired = f" Its trial return {against}, paired on the trial's task." if against else ""
         notes.append(
             f"- `{name}`: RL²'s return in episode 1 of the trial {first}, in episode "
-            f"{len(result['steps'])} {last}. " + provenance(name, root, manifest)
+            f"{len(result['steps'])} {last}.{paired} " + provenance(name, root, manifest)
         )
     for other in spec.get("extra_runs", []):
         run = manifest["runs"][other]

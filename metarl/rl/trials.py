@@ -58,6 +58,7 @@ __all__ = [
     "chunk_trials",
     "classic_baselines",  # re-exported from metarl.rl.classic
     "evaluate_trials",
+    "minus_baselines",
     "num_chunks",
     "paired_difference",
     "sample_trials",
@@ -476,9 +477,35 @@ def paired_difference(returns: np.ndarray, curve: str) -> dict[str, Any]:
     Returns:
         ``{"curve", "episodes": [1, n], "mean", "ci95"}`` over tasks (``ci95`` None for one task).
     """
-    mean, ci95 = summarize(returns[:, -1:] - returns[:, :1])
-    ci = float(ci95[0]) if np.isfinite(ci95[0]) else None
-    return {"curve": curve, "episodes": [1, returns.shape[1]], "mean": float(mean[0]), "ci95": ci}
+    return {
+        "curve": curve,
+        "episodes": [1, returns.shape[1]],
+        **_mean_ci(returns[:, -1] - returns[:, 0]),
+    }
+
+
+def _mean_ci(values: np.ndarray) -> dict[str, float | None]:
+    """``{"mean", "ci95"}`` of per-task ``values`` (``ci95`` None for one task)."""
+    mean, ci95 = summarize(values[:, None])
+    return {"mean": float(mean[0]), "ci95": float(ci95[0]) if np.isfinite(ci95[0]) else None}
+
+
+def minus_baselines(curves: Mapping[str, np.ndarray], curve: str) -> dict[str, Any]:
+    """``curve``'s trial return minus each other curve's on the same task (paired).
+
+    The intervals leave out how much the tasks differ, which the trial returns' own intervals
+    carry: whether RL² beats greedy on these tasks shows here, not in two overlapping intervals.
+
+    Args:
+        curves: ``[tasks, episodes]`` episode returns per curve, on the same tasks.
+        curve: The evaluated policy's curve.
+
+    Returns:
+        ``{"curve": curve, "minus": {other: {"mean", "ci95"}}}``.
+    """
+    own = curves[curve].sum(axis=1)
+    minus = {k: _mean_ci(own - v.sum(axis=1)) for k, v in curves.items() if k != curve}
+    return {"curve": curve, "minus": minus}
 
 
 def evaluate_trials(
@@ -504,8 +531,9 @@ def evaluate_trials(
     within the trial, x label "episode in trial") are ``curve`` (:func:`trial_step_rewards`,
     summed per episode) and, with ``baselines``, the :func:`classic_baselines` on the same
     tasks. The total trial return of every curve (RL²'s score: mean and 95% CI over tasks) goes
-    under ``extra.trial_return``; the last episode's return minus the first's on the same task
-    (:func:`paired_difference`) under ``extra.last_minus_first``.
+    under ``extra.trial_return``, and its trial return minus each baseline's on the same task
+    (:func:`minus_baselines`) under ``extra.trial_return_paired``; the last episode's return minus
+    the first's on the same task (:func:`paired_difference`) under ``extra.last_minus_first``.
 
     Args:
         out: The JSON file to write (CSV and PNG beside it).
@@ -551,6 +579,8 @@ def evaluate_trials(
         "horizon": horizon,
         "trial_return": totals,
     }
+    if len(curves) > 1:  # above or below each baseline on the same tasks? paired
+        info["trial_return_paired"] = minus_baselines(curves, curve)
     if episodes_per_trial > 1:  # does the return rise within a trial? paired, task by task
         info["last_minus_first"] = paired_difference(curves[curve], curve)
     if rewards.shape[-1] > 1:  # within each episode: how fast the return comes

@@ -67,3 +67,20 @@ def test_extra_run_columns_fill_their_row_and_its_note_gives_the_recorded_commit
     assert "(CPU, 2 CPUs, 1 thread, torch 2.13.0+cpu; 10 min 59 s wall clock): tiny" in note
     assert "imitation.json" in note
     assert "RL²'s return in episode 1 of the trial 50.0 ± 1.0, in episode 2 66.5 ± 1.2" in block
+
+
+def test_a_rows_note_gives_its_paired_gap_to_greedy_and_gittins(tmp_path):
+    tables = load_script("readme_tables")
+    _run(tmp_path, "a", 6.61, 0.14, 6.68)
+    path = tmp_path / "a" / "eval.json"
+    result = json.loads(path.read_text())
+    minus = {"greedy": {"mean": -0.07, "ci95": 0.03}, "gittins": {"mean": 0.08, "ci95": 0.04}}
+    result["extra"]["trial_return_paired"] = {"curve": "rl2", "minus": minus}
+    path.write_text(json.dumps(result))
+    manifest = {
+        "runs": {"a": {"command": "metarl train a", "seed": 0, "budget": "b", "committed_in": "c1"}}
+    }
+    spec = {"kind": "trials", "runs": ["a"], "columns": ["rl2", "greedy"], "paper_columns": "RL²"}
+    spec["paper"] = {"a": "6.7"}
+    note = " ".join(tables.result_block("bandits", tmp_path, manifest, spec).split())
+    assert "Its trial return minus greedy's -0.07 ± 0.03; minus Gittins's +0.08 ± 0.04" in note

@@ -502,6 +502,12 @@ def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
     expected |= {"bayes_optimal"}  # 5 pulls: the exact Bayes-optimal policy is solved
     assert set(result["baselines"]) == expected
     assert set(result["extra"]["trial_return"]) == expected | {"rl2"}
+    # RL² minus each baseline on the same trials: its mean is the difference of the totals
+    paired = result["extra"]["trial_return_paired"]
+    assert paired["curve"] == "rl2" and set(paired["minus"]) == expected
+    totals = result["extra"]["trial_return"]
+    gap = totals["rl2"]["mean"] - totals["greedy"]["mean"]
+    assert paired["minus"]["greedy"]["mean"] == pytest.approx(gap, abs=1e-6)
     for curve in result["baselines"].values():
         assert len(curve["mean"]) == 5 and curve["num_tasks"] == 6
     mdp = _cfg(iterations=0, episodes=2, env_id="metarl/TabularMDP-v0", horizon=10)
@@ -521,6 +527,19 @@ def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
     bandit = json.loads((tmp_path / "eval.json").read_text())
     assert "return_by_window" not in bandit["extra"]  # one pull per episode: the curve itself
     assert bandit["extra"]["last_minus_first"]["episodes"] == [1, 5]
+
+
+def test_the_gap_to_each_baseline_is_paired_on_the_task():
+    from metarl.rl.trials import minus_baselines
+
+    curves = {  # [tasks, episodes]: trial totals rl2 3, 9, 0; greedy 2, 9, -2
+        "rl2": np.array([[1.0, 2.0], [4.0, 5.0], [0.0, 0.0]]),
+        "greedy": np.array([[1.0, 1.0], [4.0, 5.0], [-1.0, -1.0]]),
+    }
+    got = minus_baselines(curves, "rl2")
+    # differences 1, 0, 2: mean 1, sample std 1, 95% half-width 1.96 / sqrt(3)
+    assert got["curve"] == "rl2" and list(got["minus"]) == ["greedy"]
+    assert got["minus"]["greedy"] == {"mean": 1.0, "ci95": pytest.approx(1.1316, abs=1e-4)}
 
 
 def test_the_rise_within_a_trial_is_paired_on_the_task():
