@@ -204,7 +204,10 @@ def _resumed(source: Mapping[str, Any]) -> str:
         made.append(f"written at commit `{earlier['commit'][:10]}`")
     if "wall_clock_seconds" in earlier:
         made.append(f"in {_wall(earlier['wall_clock_seconds'])}")
-    origin = f" ({' '.join(made)})" if made else ""
+    record = " ".join(made)
+    if "note" in earlier:  # how the earlier run itself came about
+        record = f"{record}; {earlier['note']}" if record else earlier["note"]
+    origin = f" ({record})" if record else ""
     return (
         f" from iteration {source['iteration']} on, resumed from `{source['folder']}/"
         f"{source['checkpoint']}`{origin}"

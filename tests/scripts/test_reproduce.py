@@ -255,6 +255,13 @@ def test_resume_from_continues_an_interrupted_row_to_the_same_files(tmp_path):
     earlier = {"commit": "67c4cc05f3a8", "wall_clock_seconds": 3370}
     clause = reproduce.tables._resumed({**info["resumed_from"], "run_info": earlier})
     assert clause.endswith("(written at commit `67c4cc05f3` in 56 min 10 s)")
+    # ... and how that earlier run came about, where its record has a note
+    noted = reproduce.tables._resumed(
+        {**info["resumed_from"], "run_info": {**earlier, "note": "trained in two segments"}}
+    )
+    assert noted.endswith(
+        "(written at commit `67c4cc05f3` in 56 min 10 s; trained in two segments)"
+    )
 
 
 def test_resume_from_names_what_is_wrong_before_anything_is_copied(tmp_path):
