@@ -22,12 +22,12 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
+from metarl.algorithms.adapted_loss import query_outer_loss
 from metarl.algorithms.supervised import (
     FixedStepSizes,
     OuterLoss,
     SupervisedConfig,
     build_model,
-    query_outer_loss,
     task_loss,
     task_metric,
 )

@@ -23,10 +23,10 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from envs.supervised import TaskBatch
+from metarl.algorithms.adapted_loss import adapted_outer_loss
 from metarl.algorithms.supervised import (
     OuterLoss,
     SupervisedConfig,
-    adapted_outer_loss,
     build_model,
     task_loss,
     task_metric,

@@ -69,7 +69,6 @@ __all__ = [
     "SupervisedLearner",
     "TaskConfig",
     "TaskFamily",
-    "adapted_outer_loss",
     "build_family",
     "build_model",
     "build_supervised_learner",
@@ -77,7 +76,6 @@ __all__ = [
     "evaluate",
     "evaluate_run",
     "preflight",
-    "query_outer_loss",
     "train",
     "train_from_config",
 ]
@@ -193,11 +191,7 @@ def build_model(
     embedding: bool,
     extra_inputs: int = 0,
 ) -> nn.Module:
-    """Builds the network; ``embedding=True`` drops the classifier head (metric learners).
-
-    ``extra_inputs`` widens the input by that many features (MLP) or channels (Conv4): CAVIA's
-    context parameters, concatenated to every input.
-    """
+    """The network: headless for metric learners (``embedding``); ``extra_inputs``: CAVIA."""
     task, model = cfg.task, cfg.model
     channels, side = IMAGE_SHAPES.get(task.family, (1, 28))
     if model.network == "mlp":
@@ -250,35 +244,6 @@ def task_metric(pred: Tensor, target: Tensor) -> Tensor:
     if target.dtype == torch.int64:
         return (pred.argmax(-1) == target).float().mean()
     return nn.functional.mse_loss(pred, target)
-
-
-def adapted_outer_loss(
-    loss: Tensor, metric: Tensor, inner_losses: Tensor, metric_name: str
-) -> OuterLoss:
-    """The outer objective of an adapting learner, with what every such learner logs.
-
-    Args:
-        loss: The mean query loss after adaptation (differentiable).
-        metric: The mean query metric (detached).
-        inner_losses: ``[task, steps]`` support losses, each before its inner step.
-        metric_name: ``task.metric``; logged as ``query_<metric_name>``.
-
-    Returns:
-        ``loss`` with the query metric and ``support_loss_before``: the mean support loss before
-        the first inner step (the query loss itself when there is no step).
-    """
-    before = inner_losses[:, 0].mean() if inner_losses.shape[1] else loss
-    return OuterLoss(loss, {"query_" + metric_name: metric, "support_loss_before": before.detach()})
-
-
-def query_outer_loss(
-    pred: Tensor, query_y: Tensor, inner_losses: Tensor, metric_name: str
-) -> OuterLoss:
-    """`adapted_outer_loss` from per-task query predictions ``[task, query, ...]``."""
-    loss = vmap(task_loss)(pred, query_y).mean()
-    with torch.no_grad():
-        metric = vmap(task_metric)(pred.detach(), query_y).mean()
-    return adapted_outer_loss(loss, metric, inner_losses, metric_name)
 
 
 def embed_tasks(model: nn.Module, params: Params, batch: TaskBatch) -> tuple[Tensor, Tensor]:

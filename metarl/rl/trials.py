@@ -32,7 +32,13 @@ from torch import Tensor
 from envs.core import Task
 from envs.vector import TaskVectorEnv
 from metarl import distributed
-from metarl.evaluation import summarize, windowed_returns, write_eval_results
+from metarl.evaluation import (
+    mean_ci,
+    minus_baselines,
+    paired_difference,
+    windowed_returns,
+    write_eval_results,
+)
 from metarl.functional import Params
 from metarl.logger import Logger
 from metarl.rl.classic import classic_baselines
@@ -58,9 +64,7 @@ __all__ = [
     "chunk_trials",
     "classic_baselines",  # re-exported from metarl.rl.classic
     "evaluate_trials",
-    "minus_baselines",
     "num_chunks",
-    "paired_difference",
     "sample_trials",
     "to_chunks",
     "trial_gae",
@@ -464,50 +468,6 @@ def _noise_template(
     return type(dist)(*(v[:, 0] if v is not None else None for v in dist))
 
 
-def paired_difference(returns: np.ndarray, curve: str) -> dict[str, Any]:
-    """The last episode's return minus the first's, task by task: does a trial's return rise?
-
-    Paired on the task, the interval leaves out how much the tasks differ from each other, which
-    dominates the per-episode intervals (a fast velocity scores lower in every episode).
-
-    Args:
-        returns: ``[tasks, episodes]`` episode returns of one curve.
-        curve: Its name.
-
-    Returns:
-        ``{"curve", "episodes": [1, n], "mean", "ci95"}`` over tasks (``ci95`` None for one task).
-    """
-    return {
-        "curve": curve,
-        "episodes": [1, returns.shape[1]],
-        **_mean_ci(returns[:, -1] - returns[:, 0]),
-    }
-
-
-def _mean_ci(values: np.ndarray) -> dict[str, float | None]:
-    """``{"mean", "ci95"}`` of per-task ``values`` (``ci95`` None for one task)."""
-    mean, ci95 = summarize(values[:, None])
-    return {"mean": float(mean[0]), "ci95": float(ci95[0]) if np.isfinite(ci95[0]) else None}
-
-
-def minus_baselines(curves: Mapping[str, np.ndarray], curve: str) -> dict[str, Any]:
-    """``curve``'s trial return minus each other curve's on the same task (paired).
-
-    The intervals leave out how much the tasks differ, which the trial returns' own intervals
-    carry: whether RL² beats greedy on these tasks shows here, not in two overlapping intervals.
-
-    Args:
-        curves: ``[tasks, episodes]`` episode returns per curve, on the same tasks.
-        curve: The evaluated policy's curve.
-
-    Returns:
-        ``{"curve": curve, "minus": {other: {"mean", "ci95"}}}``.
-    """
-    own = curves[curve].sum(axis=1)
-    minus = {k: _mean_ci(own - v.sum(axis=1)) for k, v in curves.items() if k != curve}
-    return {"curve": curve, "minus": minus}
-
-
 def evaluate_trials(
     out: Path,
     *,
@@ -570,9 +530,7 @@ def evaluate_trials(
         curves.update(classic_baselines(tasks, episodes_per_trial, horizon, seed))
     totals: dict[str, dict[str, float | None]] = {}
     for name, values in curves.items():
-        mean, ci95 = summarize(values.sum(axis=1, keepdims=True))
-        ci = float(ci95[0]) if np.isfinite(ci95[0]) else None  # one task: no interval
-        totals[name] = {"mean": float(mean[0]), "ci95": ci}
+        totals[name] = mean_ci(values.sum(axis=1))  # one task: no interval
     _log.info("trial return on %d held-out tasks: %s", len(tasks), totals)
     info: dict[str, Any] = {
         "episodes_per_trial": episodes_per_trial,

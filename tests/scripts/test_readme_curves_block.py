@@ -5,10 +5,10 @@ import json
 from tests.helpers.scripts import load_script
 
 
-def _write(root, windows):
+def _write(root, windows, **more_extra):
     directory = root / "rl2"
     directory.mkdir()
-    extra = {"episodes_per_trial": 2, "horizon": 5}
+    extra = {"episodes_per_trial": 2, "horizon": 5, **more_extra}
     if windows is not None:
         extra["return_by_window"] = windows
     result = {
@@ -76,12 +76,8 @@ def test_train_keys_add_the_training_curve_as_means_over_equal_spans(tmp_path):
 
 def test_the_paired_rise_across_the_trial_is_printed_with_its_sign(tmp_path):
     tables = load_script("readme_tables")
-    _write(tmp_path, None)
-    path = tmp_path / "rl2" / "eval.json"
-    result = json.loads(path.read_text())
     rise = {"curve": "rl2", "episodes": [1, 2], "mean": 2.0, "ci95": 0.25}
-    result["extra"]["last_minus_first"] = rise
-    path.write_text(json.dumps(result))
+    _write(tmp_path, None, last_minus_first=rise)
     block = tables.result_block("rl2", tmp_path, MANIFEST, SPEC)
     assert "rl2_ppo's return in episode 2 minus episode 1 of the same trial" in block
     assert "(mean ± 95% CI over the 40 tasks): +2.0 ± 0.2." in block.replace("\n", " ")

@@ -530,7 +530,7 @@ def test_eval_reports_the_classic_baselines_beside_rl2(tmp_path):
 
 
 def test_the_gap_to_each_baseline_is_paired_on_the_task():
-    from metarl.rl.trials import minus_baselines
+    from metarl.evaluation import minus_baselines
 
     curves = {  # [tasks, episodes]: trial totals rl2 3, 9, 0; greedy 2, 9, -2
         "rl2": np.array([[1.0, 2.0], [4.0, 5.0], [0.0, 0.0]]),
@@ -543,7 +543,7 @@ def test_the_gap_to_each_baseline_is_paired_on_the_task():
 
 
 def test_the_rise_within_a_trial_is_paired_on_the_task():
-    from metarl.rl.trials import paired_difference
+    from metarl.evaluation import paired_difference
 
     returns = np.array([[1.0, 3.0], [12.0, 12.0], [-5.0, -1.0]])  # tasks differ, rises do not
     rise = paired_difference(returns, "rl2")
