@@ -19,8 +19,15 @@ when the vector env is made:
    slices a starved thread did not reach, so no step waits for a descheduled slice, while the
    second thread still gets its share of a core. Beside a busy-loop neighbour on a 2-core VM
    with 9-12 tasks runnable, thread ran at 1.3-2.2x sync and process at 1.1-1.2x (medians of six
-   interleaved 1.5 s windows). Engines whose threads hold the GIL (Meta-World's Python reward)
-   get ``sync``.
+   interleaved 1.5 s windows). With exactly one core free (one busy neighbour on two cores),
+   ``sync`` keeps that core to itself and a second thread can only take turns with the
+   neighbour on the other: a slice it holds when descheduled stalls the whole step, which costs
+   more than the extra share brings unless the step is long, so there ``thread`` only from
+   :data:`MIN_BUSY_THREAD_STEP_SECONDS` on (on a 2-core AMD EPYC VM beside one busy loop,
+   medians of five or six interleaved 1.5 s windows: HalfCheetahVel 64 envs, a 2 ms step,
+   thread 0.93x sync; AntDir 16 envs, 2-3 ms, 0.94x; HalfCheetahVel 256 envs, 7 ms, 1.04x;
+   AntDir 64 envs, 8-9 ms, 1.09x). Engines whose threads hold the GIL (Meta-World's Python
+   reward) get ``sync``.
 
 ``num_workers`` caps the workers (default: every usable core). The choice only affects speed:
 every backend gives identical observations, rewards and tasks under the same seeds.
@@ -41,6 +48,7 @@ from envs.spin_wait import runnable_tasks, usable_cores
 _usable_cores = usable_cores  # looked up at each call, so tests may replace it
 
 __all__ = [
+    "MIN_BUSY_THREAD_STEP_SECONDS",
     "MIN_PARALLEL_STEP_SECONDS",
     "PROBE_ENVS",
     "BackendChoice",
@@ -50,6 +58,9 @@ __all__ = [
 
 #: Batch step cost (seconds) below which splitting the batch does not pay.
 MIN_PARALLEL_STEP_SECONDS = 1e-3
+
+#: Batch step cost (seconds) from which threads pay when exactly one core is free.
+MIN_BUSY_THREAD_STEP_SECONDS = 5e-3
 
 #: Sub-envs of the probe engine whose step is timed.
 PROBE_ENVS = 4
@@ -159,6 +170,12 @@ def choose_backend(
         workers = min(cap, whole)
         reason = f"{free_cores:.1f} cores free"
         return BackendChoice("process", workers, step_seconds, free_cores, reason)
+    if whole == 1 and step_seconds < MIN_BUSY_THREAD_STEP_SECONDS:
+        reason = (
+            f"{free_cores:.1f} cores free and a {step_seconds * 1e3:.1f} ms step: "
+            "one core to itself beats sharing the busy one"
+        )
+        return BackendChoice("sync", 1, step_seconds, free_cores, reason)
     if getattr(engine_cls, "THREADS_RELEASE_GIL", False):
         reason = f"{free_cores:.1f} cores free: threads share the work"
         return BackendChoice("thread", cap, step_seconds, free_cores, reason)

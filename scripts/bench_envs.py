@@ -18,7 +18,11 @@ table.
 
 The machines this runs on are shared and noisy, so every row is timed in ``--rounds`` short
 windows interleaved with the other rows' windows: a burst of outside load hits all rows alike.
-The markdown table gives the best and the median window per row and the ratios of both.
+The markdown table gives the best and the median window per row and the ratios of both, and a
+last column with the ratio to one reference (the lockstep loop on a quiet machine, our sync
+backend beside the neighbour) taken window by window within each round, median over rounds
+(:func:`paired_ratio`): the VM's speed drifts over minutes, and a pair of windows seconds apart
+shares the drift that the ratio of two medians does not. The JSON keeps every window.
 
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
         [--skip-async] [--skip-neighbour] [--neighbour-only] [--metaworld-envs 10]
@@ -358,30 +362,59 @@ def _metarl_rows(env_id: str, n: int, w: int, quiet: bool = False) -> dict[str, 
     return rows
 
 
+def paired_ratio(rates: dict[str, list[float]], name: str, ref: str) -> float:
+    """Median over rounds of ``name``'s window over ``ref``'s window of the same round.
+
+    Both windows of a pair are seconds apart, so the VM's drift over minutes cancels in each
+    ratio; the ratio of the two medians instead compares windows up to a whole table apart.
+    """
+    return float(np.median(np.asarray(rates[name]) / np.asarray(rates[ref])))
+
+
+def _ref_name(ref: str) -> str:
+    names = {"raw mj_step (1 core)": "raw", "gymnasium SyncVectorEnv": "gym sync"}
+    return "lockstep" if "lockstep" in ref else names.get(ref, ref)
+
+
 def _table(
-    title: str, rows: dict[str, Any], seconds: float, rounds: int, refs: tuple[str, ...]
+    title: str,
+    rows: dict[str, Any],
+    seconds: float,
+    rounds: int,
+    refs: tuple[str, ...],
+    paired: str,
 ) -> dict[str, Any]:
-    """Measures ``rows`` interleaved and prints their table with the ratios to each of ``refs``."""
+    """Measures ``rows`` interleaved and prints their table with the ratios to each of ``refs``.
+
+    The last column is the ratio to ``paired`` window by window (:func:`paired_ratio`).
+    """
     before = _load()
     rates = measure(rows, seconds, rounds)
     best = {k: max(v) for k, v in rates.items()}
     med = {k: float(np.median(v)) for k, v in rates.items()}
+    pairs = {k: paired_ratio(rates, k, paired) for k in rates}
     after = _load()
     print(f"\n## {title}, best / median of {rounds} windows\n")
     print(f"Before: {before}; after: {after}.\n")
-    names = {"raw mj_step (1 core)": "raw", "gymnasium SyncVectorEnv": "gym sync"}
-    heads = " | ".join(f"× {'lockstep' if 'lockstep' in r else names.get(r, r)}" for r in refs)
-    print(f"| stepper | env steps/s (best) | (median) | {heads} |")
-    print("|---|---:|---:|" + "---:|" * len(refs))
+    heads = " | ".join(f"× {_ref_name(r)}" for r in refs)
+    print(f"| stepper | env steps/s (best) | (median) | {heads} | × {_ref_name(paired)}, paired |")
+    print("|---|---:|---:|" + "---:|" * (len(refs) + 1))
     for name in rows:
         ratios = " | ".join(
             f"{best[name] / best[ref]:.2f} / {med[name] / med[ref]:.2f}" for ref in refs
         )
-        print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} |")
+        print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} | {pairs[name]:.2f} |")
     notes = [_auto_note(row) for row in rows.values() if _auto_note(row)]
     if notes:
         print("\n" + "; ".join(notes) + ".")
-    return {"best": best, "median": med, "load_before": before, "load_after": after}
+    return {
+        "best": best,
+        "median": med,
+        "paired": {"reference": paired, "ratios": pairs},
+        "windows": rates,
+        "load_before": before,
+        "load_after": after,
+    }
 
 
 def main() -> None:
@@ -438,14 +471,16 @@ def main() -> None:
                 "metarl sync",
                 lockstep,
             )
-            results[env_id] = _table(title, rows, sec, args.rounds, refs)
+            results[env_id] = _table(title, rows, sec, args.rounds, refs, lockstep)
         if not args.skip_neighbour:
             neighbour = Neighbour()
             try:
                 rows = {lockstep: RawLockstep(v5_id, n, w), **_metarl_rows(env_id, n, w)}
                 title = f"{env_id}, {n} envs, with a busy-loop neighbour process"
                 refs = ("metarl sync", lockstep)
-                results[env_id + " (neighbour)"] = _table(title, rows, sec, args.rounds, refs)
+                results[env_id + " (neighbour)"] = _table(
+                    title, rows, sec, args.rounds, refs, "metarl sync"
+                )
             finally:
                 neighbour.close()
     if not (args.metaworld_only or args.neighbour_only):

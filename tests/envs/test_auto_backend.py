@@ -8,7 +8,11 @@ import pytest
 
 import envs
 from envs import auto_backend
-from envs.auto_backend import MIN_PARALLEL_STEP_SECONDS, choose_backend
+from envs.auto_backend import (
+    MIN_BUSY_THREAD_STEP_SECONDS,
+    MIN_PARALLEL_STEP_SECONDS,
+    choose_backend,
+)
 from envs.process_engine import ProcessEngine
 from envs.registration import get_engine_class
 from envs.spin_wait import AdaptiveSpin
@@ -53,6 +57,13 @@ def test_rule_free_cores_give_processes_busy_cores_threads_or_sync(four_cores):
     assert choose_backend(cheetah, 64, step_seconds=SLOW, free_cores=3.6).num_workers == 4
     busy = choose_backend(cheetah, 64, step_seconds=SLOW, free_cores=1.3)
     assert (busy.backend, busy.num_workers) == ("thread", 4)
+    # one core free and a short step: that core to itself, not a share of the busy one
+    short = MIN_BUSY_THREAD_STEP_SECONDS / 2
+    assert choose_backend(cheetah, 64, step_seconds=short, free_cores=1.3).backend == "sync"
+    assert choose_backend(cheetah, 64, step_seconds=short, free_cores=0.6).backend == "sync"
+    # no core free at all: every thread is a share of the machine, also for short steps
+    assert choose_backend(cheetah, 64, step_seconds=short, free_cores=0.4).backend == "thread"
+    assert choose_backend(cheetah, 64, step_seconds=short, free_cores=1.6).backend == "process"
     gil = choose_backend(_ThreadedButGilBound, 64, step_seconds=SLOW, free_cores=1.3)
     assert gil.backend == "sync"
     overloaded = choose_backend(cheetah, 64, step_seconds=SLOW, free_cores=-5.0)
