@@ -22,7 +22,10 @@ The markdown table gives the best and the median window per row and the ratios o
 last column with the ratio to one reference (the lockstep loop on a quiet machine, our sync
 backend beside the neighbour) taken window by window within each round, median over rounds
 (:func:`paired_ratio`): the VM's speed drifts over minutes, and a pair of windows seconds apart
-shares the drift that the ratio of two medians does not. The JSON keeps every window.
+shares the drift that the ratio of two medians does not. The JSON keeps every window. Before each
+table the script waits (up to 10 s) for the previous table's processes to exit, and makes the
+``auto`` row before the others, so that ``auto`` reads the free cores of the machine the table is
+about.
 
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
         [--skip-async] [--skip-neighbour] [--neighbour-only] [--metaworld-envs 10]
@@ -348,7 +351,27 @@ def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list
     return rates
 
 
+def settle(expected: float, timeout: float = 10.0) -> float:
+    """Waits until the machine runs about ``expected`` tasks (ours included); returns the count.
+
+    The rows of the table before (64 gymnasium async workers, a process pool) take a few
+    seconds to exit, and ``auto`` reads the runnable tasks when it is made: it should see the
+    machine the table is about, not those leftovers. Gives up after ``timeout`` seconds.
+    """
+    deadline = time.perf_counter() + timeout
+    while True:
+        samples = []
+        for _ in range(10):
+            samples.append(runnable_tasks())
+            time.sleep(0.02)
+        count = float(np.mean(samples))
+        if count <= expected + 0.5 or time.perf_counter() >= deadline:
+            return count
+
+
 def _metarl_rows(env_id: str, n: int, w: int, quiet: bool = False) -> dict[str, Stepper]:
+    # auto first: it measures the free cores when it is made, before the other rows start workers
+    auto = ours_stepper(env_id, n, "auto", w)
     rows = {"metarl sync": ours_stepper(env_id, n, "sync", 1)}
     rows[f"metarl thread ({w} threads in this process)"] = ours_stepper(env_id, n, "thread", w)
     rows[f"metarl process ({w} processes: this one + {w - 1} workers)"] = ours_stepper(
@@ -358,7 +381,7 @@ def _metarl_rows(env_id: str, n: int, w: int, quiet: bool = False) -> dict[str, 
         rows[f"metarl process ({w} worker processes, parent waits)"] = ours_stepper(
             env_id, n, "process", w, in_parent=False
         )
-    rows[f"metarl auto (at most {w})"] = ours_stepper(env_id, n, "auto", w)
+    rows[f"metarl auto (at most {w})"] = auto
     return rows
 
 
@@ -455,6 +478,7 @@ def main() -> None:
     lockstep = f"raw mj_step ({w} processes in lockstep)"
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
         if not args.neighbour_only:
+            settle(1.0)
             rows: dict[str, Any] = {
                 "raw mj_step (1 core)": raw_stepper(v5_id, n),
                 f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w),
@@ -473,8 +497,10 @@ def main() -> None:
             )
             results[env_id] = _table(title, rows, sec, args.rounds, refs, lockstep)
         if not args.skip_neighbour:
+            settle(1.0)
             neighbour = Neighbour()
             try:
+                settle(2.0)  # this process and the neighbour
                 rows = {lockstep: RawLockstep(v5_id, n, w), **_metarl_rows(env_id, n, w)}
                 title = f"{env_id}, {n} envs, with a busy-loop neighbour process"
                 refs = ("metarl sync", lockstep)
