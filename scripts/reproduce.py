@@ -13,8 +13,9 @@ that produced it, its ``results/<run>/`` directory, and the README block it feed
   ``run_info.json``, and generates their README blocks from that folder. Checks the pipeline end to
   end in well under a minute; the numbers mean nothing.
 - ``python scripts/reproduce.py --eval NAME``: the run's committed final checkpoint evaluated
-  again (seconds to minutes); exit 1 where a point differs from the committed eval file by more
-  than its 95% CI.
+  again (seconds to minutes; longer where the row's eval command trains a baseline, e.g. the
+  AntDir row's 2M-step oracle, about 20 minutes on 2 cores); exit 1 where a point differs from the
+  committed eval file by more than its 95% CI.
 - ``python scripts/reproduce.py --run NAME``: the run at its full budget (hours for most rows), then
   ``results/NAME/`` (resolved config, eval JSON/CSV/PNG, metrics, final checkpoint when small,
   ``run_info.json``) and the README blocks regenerated.
