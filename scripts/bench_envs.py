@@ -67,7 +67,12 @@ class Stepper:
         self.calls += 1
 
     def window(self, seconds: float) -> float:
-        """Env steps per second over one window of about ``seconds``."""
+        """Env steps per second over one window of about ``seconds``.
+
+        The window's first step is not timed: a worker idle since the row's last window (other
+        rows ran in between) wakes up in it.
+        """
+        self._one()
         calls, start = 0, time.perf_counter()
         while True:
             self._one()
@@ -135,12 +140,20 @@ class RawParallel:
         self.pool.join()
 
 
-def _spin_until(done: Any, spin_seconds: float = 0.002, nap: float = 0.0005) -> None:
-    """Polls ``done()`` without sleeping for ``spin_seconds``, then in ``nap``-second sleeps."""
+def _spin_until(
+    done: Any, spin_seconds: float = 0.002, nap: float = 0.0005, max_nap: float = 0.02
+) -> None:
+    """Polls ``done()`` without sleeping for ``spin_seconds``, then in sleeps from ``nap`` seconds.
+
+    The sleeps double up to ``max_nap``: a lockstep worker idle while the other rows are timed
+    would otherwise wake 2,000 times a second, and those wake-ups, counted among the machine's
+    runnable tasks, took a core from the row being timed and made its adaptive waits block.
+    """
     deadline = time.perf_counter() + spin_seconds
     while not done():
         if time.perf_counter() > deadline:
             time.sleep(nap)
+            nap = min(2 * nap, max_nap)
 
 
 def _lockstep_loop(v5_id: str, n: int, flags: np.ndarray, index: int) -> None:
