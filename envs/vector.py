@@ -304,7 +304,8 @@ def make_vec(
             memory) or ``"auto"``: sync for the numpy-batched light envs and for batches whose
             step takes under 1 ms (measured on a 4-env probe); else, from the free cores (usable
             cores less the other runnable tasks): process, one slice per free core, with two or
-            more; else thread for MuJoCo envs, sync for the others. Every backend gives the same
+            more; with one, sync for steps under 5 ms and thread (MuJoCo) for longer ones; with
+            none, thread for MuJoCo envs, sync for the others. Every backend gives the same
             results.
         num_workers: slices of the ``thread`` or ``process`` backend (default 2: this
             process/thread steps one, a worker the other); for ``"auto"`` the most it may use.
