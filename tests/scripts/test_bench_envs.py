@@ -1,22 +1,12 @@
 """scripts/bench_envs.py: the paired ratio compares windows of the same round."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_envs", ROOT / "scripts" / "bench_envs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers.scripts import load_script
 
 
 def test_paired_ratio_is_the_median_of_same_round_ratios():
-    bench = _bench_module()
+    bench = load_script("bench_envs")
     # the machine slows down threefold over the run; each row keeps 0.9x / 1.0x of the reference
     rates = {"lockstep": [100.0, 50.0, 30.0, 60.0], "process": [90.0, 45.0, 27.0, 54.0]}
     assert bench.paired_ratio(rates, "process", "lockstep") == pytest.approx(0.9)
