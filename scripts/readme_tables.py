@@ -198,20 +198,34 @@ def provenance(name: str, results_root: Path, manifest: Mapping[str, Any]) -> st
 
 def _resumed(source: Mapping[str, Any]) -> str:
     """The clause of a run continued by ``reproduce.py --resume-from``: where it started."""
+    return (
+        f" from iteration {source['iteration']} on, resumed from `{source['folder']}/"
+        f"{source['checkpoint']}`{_origin(source)}"
+    )
+
+
+def _origin(source: Mapping[str, Any]) -> str:
+    """`` (written at commit ... in ...; note; itself resumed at ...)``: the earlier run's record.
+
+    Follows the earlier run's own ``resumed_from``, so a row continued several times names every
+    segment with its commit and wall clock.
+    """
     earlier = source.get("run_info") or {}
     made = []
     if "commit" in earlier:
         made.append(f"written at commit `{earlier['commit'][:10]}`")
     if "wall_clock_seconds" in earlier:
         made.append(f"in {_wall(earlier['wall_clock_seconds'])}")
-    record = " ".join(made)
+    parts = [" ".join(made)] if made else []
     if "note" in earlier:  # how the earlier run itself came about
-        record = f"{record}; {earlier['note']}" if record else earlier["note"]
-    origin = f" ({record})" if record else ""
-    return (
-        f" from iteration {source['iteration']} on, resumed from `{source['folder']}/"
-        f"{source['checkpoint']}`{origin}"
-    )
+        parts.append(earlier["note"])
+    deeper = earlier.get("resumed_from")
+    if deeper:
+        parts.append(
+            f"itself resumed at iteration {deeper['iteration']} from `{deeper['folder']}/"
+            f"{deeper['checkpoint']}`{_origin(deeper)}"
+        )
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _fill(text: str) -> str:

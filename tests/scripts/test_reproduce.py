@@ -262,6 +262,18 @@ def test_resume_from_continues_an_interrupted_row_to_the_same_files(tmp_path):
     assert noted.endswith(
         "(written at commit `67c4cc05f3` in 56 min 10 s; trained in two segments)"
     )
+    # ... and every earlier segment, where that run was itself resumed
+    first = {"folder": "results/row", "checkpoint": "checkpoint_00000001.pt", "iteration": 1}
+    chained = reproduce.tables._resumed(
+        {
+            **info["resumed_from"],
+            "run_info": {**earlier, "resumed_from": {**first, "run_info": {"commit": "aa0dbc9"}}},
+        }
+    )
+    assert chained.endswith(
+        "(written at commit `67c4cc05f3` in 56 min 10 s; itself resumed at iteration 1 from "
+        "`results/row/checkpoint_00000001.pt` (written at commit `aa0dbc9`))"
+    )
 
 
 def test_resume_from_names_what_is_wrong_before_anything_is_copied(tmp_path):
