@@ -132,6 +132,22 @@ class TaskBatch:
             first_task=self.first_task,
         )
 
+    def slice_tasks(self, tasks: range) -> TaskBatch:
+        """The tasks ``tasks`` (a contiguous range) of the batch, every field sliced alike.
+
+        The slice's ``first_task`` says where it starts in the meta-batch (a rank's share of
+        it, say), so per-task randomness keyed by task index is what one process would draw.
+        """
+        part = slice(tasks.start, tasks.stop)
+        return TaskBatch(
+            self.support_x[part],
+            self.support_y[part],
+            self.query_x[part],
+            self.query_y[part],
+            {k: v[part] for k, v in self.params.items()},
+            first_task=self.first_task + tasks.start,
+        )
+
 
 def _check_pair(prefix: str, x: torch.Tensor, y: torch.Tensor) -> None:
     """Check that inputs ``x`` and targets ``y`` agree on ``[task, shot]`` and ``y``'s dtype."""

@@ -191,7 +191,11 @@ def build_model(
     embedding: bool,
     extra_inputs: int = 0,
 ) -> nn.Module:
-    """The network: headless for metric learners (``embedding``); ``extra_inputs``: CAVIA."""
+    """Builds the network; ``embedding=True`` drops the classifier head (metric learners).
+
+    ``extra_inputs`` widens the input by that many features (MLP) or channels (Conv4): CAVIA's
+    context parameters, concatenated to every input.
+    """
     task, model = cfg.task, cfg.model
     channels, side = IMAGE_SHAPES.get(task.family, (1, 28))
     if model.network == "mlp":
@@ -267,22 +271,6 @@ def embed_tasks(model: nn.Module, params: Params, batch: TaskBatch) -> tuple[Ten
     x = torch.cat([batch.support_x, batch.query_x], dim=1)
     z = vmap(lambda x_task: functional_call(model, params, (x_task,)))(x)
     return z[:, :support], z[:, support:]
-
-
-def task_slice(batch: TaskBatch, tasks: range) -> TaskBatch:
-    """The tasks ``tasks`` (a contiguous range) of ``batch``, every field sliced alike.
-
-    The slice's ``first_task`` says where it starts in the meta-batch.
-    """
-    part = slice(tasks.start, tasks.stop)
-    return TaskBatch(
-        batch.support_x[part],
-        batch.support_y[part],
-        batch.query_x[part],
-        batch.query_y[part],
-        {k: v[part] for k, v in batch.params.items()},
-        first_task=batch.first_task + tasks.start,
-    )
 
 
 def _build_optimizer(
@@ -375,7 +363,7 @@ class SupervisedExperiment:
         batch = self.family.sample(total, self.gen, training=True)
         ranks = distributed.world().distributed
         if ranks:
-            batch = task_slice(batch, self.tasks)
+            batch = batch.slice_tasks(self.tasks)
         out = self.learner.outer_loss(self.params, batch, iteration, lrs=self.lrs)
         lr = self.opt.param_groups[0]["lr"]
         self.opt.zero_grad(set_to_none=True)
@@ -485,7 +473,7 @@ def adaptation_curves(
             mine = distributed.shard(batch.num_tasks)
             # a rank without a task of this chunk still adapts one and drops it: a learner's
             # per-call state (Reptile's minibatch order) stays in step with the other ranks
-            part = task_slice(batch, mine if len(mine) else range(1))
+            part = batch.slice_tasks(mine if len(mine) else range(1))
             curve = learner.adaptation_curve(params, part, steps, lrs=lrs)[: len(mine)]
         else:
             curve = learner.adaptation_curve(params, batch, steps, lrs=lrs)

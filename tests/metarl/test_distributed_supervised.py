@@ -227,9 +227,7 @@ def test_every_supervised_learner_is_checked_on_two_ranks() -> None:
 
 
 def test_a_slice_of_a_slice_knows_where_it_starts_in_the_meta_batch() -> None:
-    from metarl.algorithms.supervised import task_slice
-
     batch = RandomImages(ways=2, shots=1, query=1, flat=True).sample(6, torch.Generator(), True)
-    part = task_slice(task_slice(batch, range(2, 6)), range(1, 3))
+    part = batch.slice_tasks(range(2, 6)).slice_tasks(range(1, 3))
     assert part.first_task == 3 and part.num_tasks == 2
     assert torch.equal(part.support_x, batch.support_x[3:5])
