@@ -43,7 +43,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.core import BatchedTaskEngine
-from envs.spin_wait import runnable_tasks, usable_cores
+from envs.spin_wait import mean_runnable_tasks, usable_cores
 
 _usable_cores = usable_cores  # looked up at each call, so tests may replace it
 
@@ -114,12 +114,8 @@ def measure_step_seconds(
 
 def _free_cores(cores: int) -> float:
     """Usable cores less the tasks other than this one running or waiting for a core."""
-    total = 0.0
-    for i in range(_LOAD_SAMPLES):
-        if i:
-            time.sleep(_LOAD_SAMPLE_GAP)
-        total += runnable_tasks()
-    others = max(0.0, total / _LOAD_SAMPLES - 1.0)  # this process is running while it reads
+    # this process is running while it reads
+    others = max(0.0, mean_runnable_tasks(_LOAD_SAMPLES, _LOAD_SAMPLE_GAP) - 1.0)
     return cores - others
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["AdaptiveSpin", "runnable_tasks", "spin_poll", "usable_cores"]
+__all__ = ["AdaptiveSpin", "mean_runnable_tasks", "runnable_tasks", "spin_poll", "usable_cores"]
 
 _T = TypeVar("_T")
 
@@ -62,6 +62,16 @@ def runnable_tasks() -> float:
             return float(f.read().split()[3].split(b"/")[0])
     except (OSError, IndexError, ValueError):
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
+def mean_runnable_tasks(samples: int, gap: float) -> float:
+    """:func:`runnable_tasks` averaged over ``samples`` reads ``gap`` seconds apart."""
+    total = 0.0
+    for i in range(samples):
+        if i:
+            time.sleep(gap)
+        total += runnable_tasks()
+    return total / samples
 
 
 def spin_poll(ready: Callable[[], bool], seconds: float) -> bool:

@@ -48,7 +48,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from envs.spin_wait import runnable_tasks
+from envs.spin_wait import mean_runnable_tasks, runnable_tasks
 from envs.vector import make_vec
 
 
@@ -373,11 +373,7 @@ def settle(expected: float, timeout: float = 10.0) -> float:
     """
     deadline = time.perf_counter() + timeout
     while True:
-        samples = []
-        for _ in range(10):
-            samples.append(runnable_tasks())
-            time.sleep(0.02)
-        count = float(np.mean(samples))
+        count = mean_runnable_tasks(10, 0.02)
         if count <= expected + 0.5 or time.perf_counter() >= deadline:
             return count
 
