@@ -245,6 +245,7 @@ class ProcessEngine:
         self.reward_terms = probe.reward_terms
         self.distribution = probe.distribution
         self._info_specs = _probe_info(probe)
+        self._extra_keys = [k for k in self._info_specs if k not in self.reward_terms]
         probe.close()
         self.num_envs = num_envs
         self.tasks: list[Task | None] = [None] * num_envs
@@ -500,16 +501,38 @@ class ProcessEngine:
         """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
         self._check_open()
         actions = np.asarray(actions)
-        expected = self._arrays["actions"].shape
+        arrays = self._arrays
+        expected = arrays["actions"].shape
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
-        self._arrays["actions"][...] = self._check_actions(actions)
-        self._broadcast("step", [True] * len(self._slices))
-        info = {k[5:]: v.copy() for k, v in self._arrays.items() if k.startswith("info/")}
-        terms = {k: info.pop(k) for k in self.reward_terms}
-        extras = info
-        arrays = self._arrays
+        arrays["actions"][...] = self._check_actions(actions)
+        self._step_slices()
+        terms = {k: arrays["info/" + k].copy() for k in self.reward_terms}
+        extras = {k: arrays["info/" + k].copy() for k in self._extra_keys}
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
+
+    def _step_slices(self) -> None:
+        """:meth:`_broadcast` of ``step`` to every slice, without its bookkeeping.
+
+        The lockstep loop's hot path: a step goes to every slice, has its data in shared memory
+        and no reply, so this only sets each worker's control word and semaphore, steps the
+        parent's slice, and waits for every worker.
+        """
+        ctl, go = self._ctl, self._go
+        for w in range(len(self._remote)):
+            ctl[w, 0] = _CMD_STEP
+            try:
+                go[w].release()
+            except OSError as err:
+                self.close()
+                raise WorkerError(f"worker {w} is gone ('step' could not be sent)") from err
+        try:
+            if self._local is not None:
+                engine, view = self._local, self._local_view
+                self._parent_spin.work(functools.partial(_run_command, engine, view, "step", None))
+        finally:
+            for w in range(len(self._remote)):
+                self._recv(w, "step")
 
     def close(self) -> None:
         """Stops every worker and frees every shared-memory block (idempotent)."""

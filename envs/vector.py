@@ -45,6 +45,10 @@ from envs.registration import env_info, get_engine_class
 
 __all__ = ["ProcessEngine", "TaskVectorEnv", "WorkerError", "make_vec"]
 
+# the sub-envs waiting for a reset when there are none (read-only: it is shared by every step)
+_NO_INDICES = np.zeros(0, dtype=np.int64)
+_NO_INDICES.flags.writeable = False
+
 _AUTORESET_NAMES = {
     "same_step": AutoresetMode.SAME_STEP,
     "next_step": AutoresetMode.NEXT_STEP,
@@ -161,6 +165,7 @@ class TaskVectorEnv(VectorEnv):
         self.single_action_space = self.engine.action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
+        self._action_batch_shape = (num_envs, *(self.single_action_space.shape or ()))
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.ones(num_envs, dtype=np.bool_)
         self._obs: np.ndarray | None = None
@@ -225,10 +230,13 @@ class TaskVectorEnv(VectorEnv):
         return self._obs.copy(), {}
 
     def _with_masks(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        # every mask is a row of one fresh block: one allocation per step, not one per key, and
+        # each row is still the caller's own array
+        masks = np.ones((len(arrays), self.num_envs), dtype=np.bool_)
         infos: dict[str, Any] = {}
-        for key, value in arrays.items():
+        for (key, value), mask in zip(arrays.items(), masks, strict=True):
             infos[key] = value
-            infos["_" + key] = np.ones(self.num_envs, dtype=np.bool_)
+            infos["_" + key] = mask
         return infos
 
     def step(
@@ -238,10 +246,12 @@ class TaskVectorEnv(VectorEnv):
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
         actions = np.asarray(actions)
-        expected = (self.num_envs, *(self.single_action_space.shape or ()))
-        if actions.shape != expected:
-            raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
-        pending = np.flatnonzero(self._needs_reset)
+        if actions.shape != self._action_batch_shape:
+            raise ValueError(
+                f"actions must have shape {self._action_batch_shape}, got {actions.shape}"
+            )
+        # the common step has no sub-env waiting for a reset: one any(), no index array
+        pending = np.flatnonzero(self._needs_reset) if self._needs_reset.any() else _NO_INDICES
         if len(pending) and self.autoreset_mode == AutoresetMode.DISABLED:
             raise RuntimeError(
                 f"sub-envs {pending.tolist()} finished their episode; with autoreset disabled, "

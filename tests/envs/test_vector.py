@@ -48,6 +48,20 @@ def test_step_values_and_reward_terms_sum_to_reward():
     assert not term.any() and not trunc.any()
 
 
+def test_each_info_mask_is_a_fresh_array_of_the_callers():
+    # the masks of one step are rows of one block; writing to one must not reach another key's
+    # mask, the next step's, or the env
+    vec = _vec(n=3)
+    vec.reset(seed=0)
+    _, _, _, _, infos = vec.step(np.zeros((3, 1), dtype=np.float32))
+    masks = [key for key in infos if key.startswith("_")]
+    assert len(masks) >= 2
+    infos[masks[0]][:] = False
+    assert infos[masks[1]].all()
+    _, _, _, _, later = vec.step(np.zeros((3, 1), dtype=np.float32))
+    assert all(later[key].all() and later[key].shape == (3,) for key in masks)
+
+
 def test_horizon_truncates_and_same_step_autoreset_returns_final_obs():
     vec = _vec(n=2, tasks=[CounterTask(1.0), CounterTask(1.0)], start_noise=0.0, horizon=3)
     vec.reset(seed=0)
