@@ -14,3 +14,40 @@ def test_paired_ratio_is_the_median_of_same_round_ratios():
     # by hand: window ratios 0.5, 2 and 1, median 1
     rates = {"a": [10.0, 80.0, 40.0], "b": [20.0, 40.0, 40.0]}
     assert bench.paired_ratio(rates, "a", "b") == pytest.approx(1.0)
+
+
+def test_step_breakdown_layers_are_the_row_differences(monkeypatch):
+    from tests.scripts.test_scripts import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as python does for the script itself
+    bench = load_script("bench_step_breakdown")
+    names = ["raw", "engine", "lockstep", "process engine", "vector env", "bookkeeping"]
+    micros = dict(zip(names, [700.0, 710.0, 760.0, 800.0, 815.0, 9.0], strict=True))
+    layers = list(bench._layers(micros, names).values())
+    # by hand: lockstep - raw, engine - raw, process - lockstep, vector - process, bookkeeping
+    assert layers == [60.0, 10.0, 40.0, 15.0, 9.0]
+
+
+@pytest.mark.slow
+def test_step_breakdown_prints_its_tables(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.scripts.test_scripts import ROOT
+
+    def run(*args):
+        cmd = [sys.executable, "scripts/bench_step_breakdown.py", *args]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+    bad = run("--num-envs", "5", "--workers", "2")
+    assert bad.returncode == 2 and "--num-envs 5 is not a multiple of --workers 2" in bad.stderr
+    out_file = tmp_path / "b.json"
+    proc = run("--seconds", "0.1", "--rounds", "2", "--num-envs", "4", "--out", str(out_file))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for row in ("raw mj_step, one slice (2 envs)", "ProcessEngine alone (2 processes, 4 envs)"):
+        assert f"| {row} |" in proc.stdout
+    assert "the bare lockstep loop in this run" in proc.stdout
+    figures = json.loads(out_file.read_text())
+    assert len(figures["micros"]) == 6 and all(len(w) == 2 for w in figures["windows"].values())
+    assert figures["micros"]["vector env, process backend (4 envs)"] > 0
