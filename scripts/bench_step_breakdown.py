@@ -15,11 +15,14 @@ as bench_envs does, the microseconds of one call of:
 - the whole vector env with the ``process`` backend (what a user calls);
 - the vector env's own bookkeeping, with an engine that returns a stored step at once.
 
-The differences between rows say what each layer adds. Every row is timed in ``--rounds``
-windows taken in turn, so a burst of outside load hits all rows alike; the table gives the median
-window per row and the machine's load before and after.
+The differences between rows say what each layer adds (the engine's own work per slice is part of
+what the process engine adds, and the bookkeeping part of what the vector env adds). Every row is
+timed in ``--rounds`` windows taken in turn, so a burst of outside load hits all rows alike; the
+table gives the median and the fastest window per row, each layer's difference taken within each
+round (median over rounds) and between the fastest windows, and the machine's load before and
+after.
 
-    python scripts/bench_step_breakdown.py [--seconds 12] [--rounds 8] [--out file.json]
+    python scripts/bench_step_breakdown.py [--seconds 24] [--rounds 16] [--out file.json]
 """
 
 from __future__ import annotations
@@ -122,10 +125,11 @@ def _layers(micros: dict[str, float], names: list[str]) -> dict[str, float]:
     raw, engine, lockstep, proc, vec, books = (micros[k] for k in names)
     return {
         "lockstep hand-over and the slower half (lockstep − raw slice)": lockstep - raw,
-        "our engine's own work per slice (engine − raw slice)": engine - raw,
         "the process engine over the lockstep loop (ProcessEngine − lockstep)": proc - lockstep,
+        "… of which our engine's own work per slice (engine − raw slice)": engine - raw,
         "the vector env around it (vector env − ProcessEngine)": vec - proc,
-        "the vector env's bookkeeping alone": books,
+        "… of which its bookkeeping timed alone": books,
+        "all of ours (vector env − lockstep)": vec - lockstep,
     }
 
 
@@ -135,8 +139,8 @@ def main() -> None:
     parser.add_argument("--v5", default="HalfCheetah-v5", help="the gymnasium model of --env")
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=12.0, help="timing per row, in all")
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=24.0, help="timing per row, in all")
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     if args.num_envs % args.workers:
@@ -161,12 +165,14 @@ def main() -> None:
     print("|---|---:|---:|")
     for name in names:
         print(f"| {name} | {micros[name]:,.0f} | {fastest[name]:,.0f} |")
-    print(
-        "\n| what the layer adds | µs per step (medians) | (fastest) | share of the lockstep step |"
-    )
-    print("|---|---:|---:|---:|")
-    adds, adds_fastest = _layers(micros, names), _layers(fastest, names)
+    # each layer's difference taken within a round (windows seconds apart share the VM's drift),
+    # median over the rounds, as bench_envs' paired ratio
+    rounds = [_layers({k: v[r] for k, v in per_call.items()}, names) for r in range(args.rounds)]
+    adds = {what: float(np.median([layers[what] for layers in rounds])) for what in rounds[0]}
+    adds_fastest = _layers(fastest, names)
     lockstep = micros[names[2]]
+    print("\n| what the layer adds | µs per step (paired) | (fastest) | share of lockstep |")
+    print("|---|---:|---:|---:|")
     for what, value in adds.items():
         print(f"| {what} | {value:,.0f} | {adds_fastest[what]:,.0f} | {value / lockstep:.0%} |")
     vec = micros[names[4]]
