@@ -143,8 +143,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
-    if args.num_envs % args.workers:
-        parser.error(f"--num-envs {args.num_envs} is not a multiple of --workers {args.workers}")
+    if args.workers < 2 or args.num_envs < args.workers or args.num_envs % args.workers:
+        parser.error(
+            f"--num-envs {args.num_envs} is not a multiple of --workers {args.workers} (>= 2)"
+        )
+    if args.rounds < 1 or not args.seconds > 0:
+        parser.error(f"--rounds must be >= 1 and --seconds > 0, got {args.rounds}, {args.seconds}")
     settle(1.0)
     before = _load()
     built = rows_for(args.env, args.v5, args.num_envs, args.workers)

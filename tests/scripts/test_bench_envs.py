@@ -43,6 +43,8 @@ def test_step_breakdown_prints_its_tables(tmp_path):
 
     bad = run("--num-envs", "5", "--workers", "2")
     assert bad.returncode == 2 and "--num-envs 5 is not a multiple of --workers 2" in bad.stderr
+    bad = run("--rounds", "0")
+    assert bad.returncode == 2 and "--rounds must be >= 1" in bad.stderr
     out_file = tmp_path / "b.json"
     proc = run("--seconds", "0.1", "--rounds", "2", "--num-envs", "4", "--out", str(out_file))
     assert proc.returncode == 0, proc.stderr[-3000:]
