@@ -419,6 +419,8 @@ class ProcessEngine:
     def _broadcast(self, cmd: str, per_slice: Sequence[Any]) -> list[Any]:
         """Runs ``cmd`` on every slice whose data is not None; the replies in slice order.
 
+        For every command but ``step``, which takes :meth:`_step_slices` (no pipe message).
+
         The workers get their commands first, then the parent runs its own slice while they
         work, then their replies are collected (also when the parent's slice raised, so the
         pipes stay in step).
@@ -427,11 +429,8 @@ class ProcessEngine:
         remote = [w for w, s in enumerate(self._remote) if per_slice[s] is not None]
         for w in remote:
             try:
-                if cmd == "step":  # the actions are in shared memory already
-                    self._ctl[w, 0] = _CMD_STEP
-                else:
-                    self._conns[w].send((cmd, per_slice[self._remote[w]]))
-                    self._ctl[w, 0] = _CMD_PIPE
+                self._conns[w].send((cmd, per_slice[self._remote[w]]))
+                self._ctl[w, 0] = _CMD_PIPE
                 self._go[w].release()
             except (BrokenPipeError, OSError) as err:
                 self.close()
