@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.util
 import json
 import os
@@ -219,8 +220,12 @@ def with_device(argv: list[str], device: str | None) -> list[str]:
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
 
 
-def resume_source(source: Path, work: Path) -> dict[str, Any]:
+def resume_source(source: Path, work: Path, committed: Path | None = None) -> dict[str, Any]:
     """Checks the folder ``--resume-from`` names; returns what ``run_info.json`` records of it.
+
+    A run folder whose own ``run_info.json`` is gone (a run removes it when it starts) may hold
+    the very checkpoint the row's ``committed`` results folder holds: where the two files are
+    byte-identical, the committed ``run_info.json`` records the run that wrote it.
 
     Raises:
         ValueError: One line naming what is missing, before anything is copied or run.
@@ -242,6 +247,8 @@ def resume_source(source: Path, work: Path) -> dict[str, Any]:
             f"{where}: {work} already holds a run; resume from that folder instead, or move it"
         )
     earlier = source / "run_info.json"
+    if not earlier.is_file() and committed is not None and _same_file(latest, committed):
+        earlier = committed / "run_info.json"
     try:
         folder = str(source.resolve().relative_to(ROOT))
     except ValueError:
@@ -253,6 +260,15 @@ def resume_source(source: Path, work: Path) -> dict[str, Any]:
         "path": str(latest),
         "run_info": json.loads(earlier.read_text(encoding="utf-8")) if earlier.is_file() else None,
     }
+
+
+def _same_file(checkpoint: Path, folder: Path) -> bool:
+    """Whether ``folder`` holds a byte-identical copy of ``checkpoint`` (same name)."""
+    other = folder / checkpoint.name
+    if not other.is_file() or other.stat().st_size != checkpoint.stat().st_size:
+        return False
+    digest = [hashlib.sha256(path.read_bytes()).digest() for path in (checkpoint, other)]
+    return digest[0] == digest[1]
 
 
 def _seed_work(source: Mapping[str, Any], origin: Path, work: Path) -> None:
@@ -332,7 +348,7 @@ def run_row(
     argv = with_device(_argv(spec["command"], work)[1:], device) + ["--run-dir", str(work)]
     resumed = None
     if resume_from is not None:
-        resumed = resume_source(resume_from, work)
+        resumed = resume_source(resume_from, work, target)
         _seed_work(resumed, resume_from, work)
         argv.append("--resume")
     # the folder's run_info.json describes a finished run: this one, once it finishes

@@ -303,6 +303,16 @@ def test_resume_from_names_what_is_wrong_before_anything_is_copied(tmp_path):
     (work / "checkpoints").mkdir()
     (work / "checkpoints" / "checkpoint_00000007.pt").write_bytes(b"")
     assert reproduce.resume_source(work, work)["iteration"] == 7
+    # a folder without run_info.json whose checkpoint is the committed one, byte for byte, takes
+    # the committed run_info.json (the run that wrote it); another checkpoint does not
+    (work / "checkpoints" / "checkpoint_00000007.pt").write_bytes(b"weights")
+    committed = tmp_path / "results" / "row"
+    committed.mkdir()
+    (committed / "checkpoint_00000007.pt").write_bytes(b"weights")
+    (committed / "run_info.json").write_text('{"commit": "2dc3f817bc"}')
+    assert reproduce.resume_source(work, work, committed)["run_info"] == {"commit": "2dc3f817bc"}
+    (committed / "checkpoint_00000007.pt").write_bytes(b"others!")
+    assert reproduce.resume_source(work, work, committed)["run_info"] is None
 
 
 def test_resume_from_is_refused_without_run_or_for_a_script_row(capsys):
