@@ -220,6 +220,23 @@ def with_device(argv: list[str], device: str | None) -> list[str]:
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pt")
 
 
+def init_checkpoints(manifest: Mapping[str, Any]) -> set[str]:
+    """The checkpoints that rows start from, as their commands write them.
+
+    Every ``--init-from PATH`` (or ``run.init_from=PATH``) of a row's command:
+    ``results/ROW/checkpoint_*.pt``.
+    """
+    found: set[str] = set()
+    for spec in manifest["runs"].values():
+        words = shlex.split(spec["command"])
+        for i, word in enumerate(words):
+            if word == "--init-from" and i + 1 < len(words):
+                found.add(words[i + 1])
+            elif word.startswith(("--init-from=", "run.init_from=")):
+                found.add(word.split("=", 1)[1])
+    return found
+
+
 def resume_source(source: Path, work: Path, committed: Path | None = None) -> dict[str, Any]:
     """Checks the folder ``--resume-from`` names; returns what ``run_info.json`` records of it.
 
@@ -281,8 +298,12 @@ def _seed_work(source: Mapping[str, Any], origin: Path, work: Path) -> None:
     shutil.copy2(source["path"], work / "checkpoints" / source["checkpoint"])
 
 
-def _collect(work: Path, target: Path, eval_name: str) -> None:
-    """Copies a finished run's eval files, config, metrics and small final checkpoint."""
+def _collect(work: Path, target: Path, eval_name: str, keep: set[str] = frozenset()) -> None:
+    """Copies a finished run's eval files, config, metrics and small final checkpoint.
+
+    An earlier run's checkpoint in ``target`` is removed unless its name is in ``keep`` (another
+    row starts from it: :func:`init_checkpoints`).
+    """
     target.mkdir(parents=True, exist_ok=True)
     # the training command's own evaluation too, when an eval_command wrote the row's file
     for stem in dict.fromkeys(["eval", Path(eval_name).stem]):
@@ -292,7 +313,8 @@ def _collect(work: Path, target: Path, eval_name: str) -> None:
         if path.is_file():
             shutil.copy2(path, target / path.name)
     for stale in target.glob("*.pt"):  # an earlier run's checkpoint is not this run's
-        stale.unlink()
+        if stale.name not in keep:
+            stale.unlink()
     checkpoints = sorted((work / "checkpoints").glob("*.pt"))
     if checkpoints and checkpoints[-1].stat().st_size <= CHECKPOINT_LIMIT:
         shutil.copy2(checkpoints[-1], target / checkpoints[-1].name)
@@ -378,7 +400,10 @@ def run_row(
             subprocess.run([sys.executable, "-m", "metarl", *evaluate], cwd=ROOT, check=True)
     wall = time.time() - started
     eval_name = spec.get("eval_file", "eval.json")
-    _collect(work, target, eval_name)
+    kept = {
+        Path(p).name for p in init_checkpoints(manifest) if Path(p).parent.name == name
+    }  # another row starts from them
+    _collect(work, target, eval_name, kept)
     import torch
 
     info = {

@@ -190,6 +190,41 @@ def test_a_rerun_replaces_the_rows_checkpoint_and_never_keeps_an_older_one(tmp_p
     assert not list((again / name).glob("*.pt"))
 
 
+def test_a_rerun_keeps_the_checkpoint_another_row_starts_from(tmp_path):
+    """A first stage rerun into its folder leaves the checkpoint its second stage starts from
+    (``--init-from``) and removes any other earlier one."""
+    reproduce = _reproduce()
+    manifest = reproduce.tables.load_manifest(ROOT / "results")
+    name = "rl2-bandit_k5_n10"
+    start = "results/rl2-bandit_k5_n10/checkpoint_00003000.pt"
+    assert start in reproduce.init_checkpoints(manifest)  # rl2-bandit_k5_n10-stage2's start
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "checkpoint_00003000.pt").write_bytes(b"the second stage's start")
+    (tmp_path / name / "checkpoint_00000120.pt").write_bytes(b"an older run")
+    reproduce.run_row(name, manifest["runs"][name], manifest, tmp_path, quick=True)
+    kept = sorted(p.name for p in (tmp_path / name).glob("*.pt"))
+    assert "checkpoint_00000120.pt" not in kept
+    assert (tmp_path / name / "checkpoint_00003000.pt").read_bytes() == b"the second stage's start"
+    assert len(kept) == 2  # and the quick run's own final checkpoint
+
+
+def test_init_checkpoints_reads_every_spelling_of_a_start():
+    reproduce = _reproduce()
+    manifest = {
+        "runs": {
+            "a": {"command": "metarl train c.yaml --init-from results/x/checkpoint_1.pt"},
+            "b": {"command": "metarl train c.yaml --init-from=results/y/checkpoint_2.pt"},
+            "c": {"command": "metarl train c.yaml --set run.init_from=results/z/checkpoint_3.pt"},
+            "d": {"command": "metarl train c.yaml --set optim.iterations=5"},
+        }
+    }
+    assert reproduce.init_checkpoints(manifest) == {
+        "results/x/checkpoint_1.pt",
+        "results/y/checkpoint_2.pt",
+        "results/z/checkpoint_3.pt",
+    }
+
+
 def _rows_without_timings(path: Path) -> list[tuple[str, str, str]]:
     import csv
 
