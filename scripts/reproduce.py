@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -228,12 +229,13 @@ def init_checkpoints(manifest: Mapping[str, Any]) -> set[str]:
     """
     found: set[str] = set()
     for spec in manifest["runs"].values():
-        words = shlex.split(spec["command"])
+        words, sets = split_sets(shlex.split(spec["command"]))
         for i, word in enumerate(words):
             if word == "--init-from" and i + 1 < len(words):
                 found.add(words[i + 1])
-            elif word.startswith(("--init-from=", "run.init_from=")):
+            elif word.startswith("--init-from="):
                 found.add(word.split("=", 1)[1])
+        found.update(s.split("=", 1)[1] for s in sets[1::2] if s.startswith("run.init_from="))
     return found
 
 
@@ -298,7 +300,9 @@ def _seed_work(source: Mapping[str, Any], origin: Path, work: Path) -> None:
     shutil.copy2(source["path"], work / "checkpoints" / source["checkpoint"])
 
 
-def _collect(work: Path, target: Path, eval_name: str, keep: set[str] = frozenset()) -> None:
+def _collect(
+    work: Path, target: Path, eval_name: str, keep: AbstractSet[str] = frozenset()
+) -> None:
     """Copies a finished run's eval files, config, metrics and small final checkpoint.
 
     An earlier run's checkpoint in ``target`` is removed unless its name is in ``keep`` (another

@@ -216,12 +216,14 @@ def test_init_checkpoints_reads_every_spelling_of_a_start():
             "b": {"command": "metarl train c.yaml --init-from=results/y/checkpoint_2.pt"},
             "c": {"command": "metarl train c.yaml --set run.init_from=results/z/checkpoint_3.pt"},
             "d": {"command": "metarl train c.yaml --set optim.iterations=5"},
+            "e": {"command": "metarl train c.yaml --set=run.init_from=results/w/checkpoint_4.pt"},
         }
     }
     assert reproduce.init_checkpoints(manifest) == {
         "results/x/checkpoint_1.pt",
         "results/y/checkpoint_2.pt",
         "results/z/checkpoint_3.pt",
+        "results/w/checkpoint_4.pt",
     }
 
 
