@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import yaml
 
 from metarl.config_renames import migrate_checkpoint
 from metarl.device import cuda_available
@@ -170,6 +171,40 @@ def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """
     checkpoints = list_checkpoints(run_dir)
     return checkpoints[-1] if checkpoints else None
+
+
+def final_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
+    """Return the checkpoint of a run's last iteration, from a run or results folder.
+
+    A results folder may keep, beside its final checkpoint, earlier ones that other runs start
+    from, and one of those may carry a higher iteration than a shorter rerun's final. So the
+    final is the checkpoint named for ``optim.iterations`` in the folder's ``config.yaml``; the
+    highest iteration only where the config names none or no file matches it.
+
+    Args:
+        folder: A folder holding ``checkpoint_*.pt`` files itself or in ``checkpoints/``.
+
+    Returns:
+        The final checkpoint's path, or None if the folder holds no checkpoint.
+    """
+    folder = Path(folder)
+    found = [
+        p
+        for directory in (folder, checkpoint_dir(folder))
+        if directory.is_dir()
+        for p in directory.iterdir()
+        if _CHECKPOINT_NAME.match(p.name) and p.is_file()
+    ]
+    if not found:
+        return None
+    config = folder / "config.yaml"
+    if config.is_file():
+        optim = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("optim") or {}
+        iterations = optim.get("iterations") if isinstance(optim, dict) else None
+        named = [p for p in found if checkpoint_iteration(p) == iterations]
+        if isinstance(iterations, int) and named:
+            return named[0]
+    return max(found, key=checkpoint_iteration)
 
 
 def rotate_checkpoints(run_dir: str | os.PathLike[str], keep_last: int) -> list[Path]:

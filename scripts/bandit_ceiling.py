@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from metarl.checkpoint import final_checkpoint
 from metarl.config import load_yaml
 from metarl.rl.classic_bandit import BAYES_OPTIMAL_MAX_PULLS, bayes_optimal_table, greedy_value
 
@@ -59,15 +60,15 @@ def evaluate(run: str, results: Path, num_tasks: int, out: Path) -> dict[str, An
     from metarl.cli import main as cli
 
     directory = results / run
-    checkpoints = sorted(directory.glob("*.pt"))
-    if not checkpoints:
+    final = final_checkpoint(directory)
+    if final is None:
         raise FileNotFoundError(f"{directory} has no committed checkpoint to evaluate")
     committed = json.loads((directory / "eval.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="metarl-ceiling-") as tmp:
         copy = Path(tmp)
         (copy / "checkpoints").mkdir()
         shutil.copy2(directory / "config.yaml", copy / "config.yaml")
-        shutil.copy2(checkpoints[-1], copy / "checkpoints" / checkpoints[-1].name)
+        shutil.copy2(final, copy / "checkpoints" / final.name)
         out.mkdir(parents=True, exist_ok=True)
         argv = ["eval", str(copy), "--num-tasks", str(num_tasks), "--out", str(out / "eval.json")]
         argv += ["--seed", str(committed["seed"]), "--device", "cpu"]
@@ -89,7 +90,7 @@ def row(run: str, results: Path, num_tasks: int, out: Path) -> dict[str, Any]:
         "pulls": pulls,
         "num_tasks": result["num_tasks"],
         "seed": result["seed"],
-        "checkpoint": sorted(p.name for p in (results / run).glob("*.pt"))[-1],
+        "checkpoint": getattr(final_checkpoint(results / run), "name", None),
         "trial_return": {k: totals[k] for k in COLUMNS if k in totals},
         "exact": (
             {

@@ -41,7 +41,7 @@ def instance_curves(run: Path, num_tasks: int, drawings: int, seed: int) -> torc
         ValueError: If the run is not a MANN run or the arguments are out of range.
     """
     from metarl.algorithms.supervised import build_family, build_supervised_learner
-    from metarl.checkpoint import load_checkpoint
+    from metarl.checkpoint import final_checkpoint, load_checkpoint
     from metarl.cli import load_run_config
 
     if num_tasks < 1 or drawings < 2:
@@ -50,15 +50,15 @@ def instance_curves(run: Path, num_tasks: int, drawings: int, seed: int) -> torc
         )
     if not (run / "config.yaml").is_file():
         raise FileNotFoundError(f"{run} has no config.yaml")
-    checkpoints = sorted(run.glob("*.pt")) or sorted((run / "checkpoints").glob("*.pt"))
-    if not checkpoints:
+    final = final_checkpoint(run)
+    if final is None:
         raise FileNotFoundError(f"{run} has no checkpoint (*.pt or checkpoints/*.pt)")
     _, cfg = load_run_config(run / "config.yaml")
     if cfg.algo.name != "mann":
         raise ValueError(f"{run} is a {cfg.algo.name} run; this evaluation is MANN's")
     device = torch.device("cpu")
     learner = build_supervised_learner(cfg, device, torch.Generator().manual_seed(cfg.run.seed))
-    state = load_checkpoint(checkpoints[-1], map_location=device)
+    state = load_checkpoint(final, map_location=device)
     params = {k: v.to(device) for k, v in state["params"].items()}
     shots = drawings // 2
     task = dataclasses.replace(cfg.task, test_shots=shots, test_query_shots=drawings - shots)

@@ -495,13 +495,14 @@ def reevaluate(name: str, results: Path) -> list[str]:
     Raises:
         FileNotFoundError: If the run has no committed checkpoint.
     """
+    from metarl.checkpoint import final_checkpoint
     from metarl.cli import main as cli
 
     directory = results / name
     spec = tables.load_manifest(results)["runs"].get(name, {})
     source = spec.get("checkpoint_in", name)  # a row evaluated from another row's training
-    checkpoints = sorted((results / source).glob("*.pt"))
-    if not checkpoints:
+    final = final_checkpoint(results / source)  # not a kept start that another row names
+    if final is None:
         raise FileNotFoundError(f"results/{source}/ has no committed checkpoint to evaluate")
     eval_name = spec.get("eval_file", "eval.json")  # e.g. eval_test.json from an eval_command
     committed = json.loads((directory / eval_name).read_text(encoding="utf-8"))
@@ -509,7 +510,7 @@ def reevaluate(name: str, results: Path) -> list[str]:
         run = Path(tmp)
         (run / "checkpoints").mkdir()
         shutil.copy2(directory / "config.yaml", run / "config.yaml")
-        shutil.copy2(checkpoints[-1], run / "checkpoints" / checkpoints[-1].name)
+        shutil.copy2(final, run / "checkpoints" / final.name)
         out = run / "eval.json"
         argv = ["eval", str(run), "--num-tasks", str(committed["num_tasks"]), "--out", str(out)]
         # --steps: adaptation steps (the curve's last point), or an RL² trial's episodes

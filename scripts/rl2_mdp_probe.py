@@ -41,7 +41,7 @@ import torch
 
 from envs.light.tabular_mdp import TabularMDPEngine
 from metarl.algorithms import rl2
-from metarl.checkpoint import load_checkpoint
+from metarl.checkpoint import final_checkpoint, load_checkpoint
 from metarl.config import ConfigError, load_config
 from metarl.rl import classic
 from metarl.rl.evaluation import heldout_tasks
@@ -210,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if cfg.env.id != "metarl/TabularMDP-v0":
         parser.error(f"--run {args.run} is not a tabular-MDP run (env {cfg.env.id})")
-    checkpoint = max(found, key=lambda p: p.name)
+    # a training run's last checkpoint (not an earlier one kept as another run's start), else
+    # another saved policy such as scripts/rl2_imitation.py's imitation_policy.pt
+    checkpoint = final_checkpoint(args.run) or max(found, key=lambda p: p.name)
     torch.set_num_threads(1)
     started, begin = time.time(), datetime.datetime.now(datetime.timezone.utc)
     device = torch.device("cpu")

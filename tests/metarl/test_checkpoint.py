@@ -11,6 +11,7 @@ from metarl.checkpoint import (
     checkpoint_dir,
     checkpoint_iteration,
     checkpoint_path,
+    final_checkpoint,
     generator_from_state,
     generator_state,
     latest_checkpoint,
@@ -150,6 +151,25 @@ def test_crash_mid_write_keeps_old_checkpoint_and_no_temp_files(tmp_path, monkey
     assert path.read_bytes() == original_bytes
     torch.testing.assert_close(load_checkpoint(path)["weights"], torch.ones(3))
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_final_checkpoint_is_the_configs_last_iteration_not_a_later_kept_start(tmp_path):
+    """A results folder keeps, beside a rerun's final checkpoint, starts other runs name."""
+    assert final_checkpoint(tmp_path) is None
+    for iteration in (2000, 3500, 3000):  # 3500: a kept start from a longer earlier run
+        save_checkpoint(tmp_path / f"checkpoint_{iteration:08d}.pt", {"iteration": iteration})
+    (tmp_path / "notes.pt").write_bytes(b"not a checkpoint")
+    assert final_checkpoint(tmp_path) == tmp_path / "checkpoint_00003500.pt"  # no config
+    (tmp_path / "config.yaml").write_text("optim:\n  iterations: 3000\n")
+    assert final_checkpoint(tmp_path) == tmp_path / "checkpoint_00003000.pt"
+    (tmp_path / "config.yaml").write_text("optim:\n  iterations: 4000\n")  # no such file
+    assert final_checkpoint(tmp_path) == tmp_path / "checkpoint_00003500.pt"
+    # a run directory: its checkpoints/ subfolder counts too
+    run = tmp_path / "run"
+    for iteration in (10, 20):
+        save_checkpoint(checkpoint_path(run, iteration), {"iteration": iteration})
+    (run / "config.yaml").write_text("optim:\n  iterations: 10\n")
+    assert final_checkpoint(run) == checkpoint_path(run, 10)
 
 
 def test_paths_latest_and_rotation(tmp_path):
