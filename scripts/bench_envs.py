@@ -38,10 +38,11 @@ import argparse
 import functools
 import importlib.util
 import json
+import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -403,6 +404,25 @@ def paired_ratio(rates: dict[str, list[float]], name: str, ref: str) -> float:
     return float(np.median(np.asarray(rates[name]) / np.asarray(rates[ref])))
 
 
+def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median: a pair of order statistics.
+
+    With ``n`` values, ``[x_(k), x_(n+1-k)]`` (1-based, sorted) covers the population median with
+    probability ``1 - 2 P(Binomial(n, 1/2) < k)``; ``k`` is the largest with that at least
+    ``level``. None when ``n`` is too small for ``level`` (under 6 values for 95 %).
+    """
+    x = sorted(values)
+    n = len(x)
+    below = 0.0  # P(Binomial(n, 1/2) < k), for k = 1, 2, ...
+    k = 0
+    while k < n // 2:
+        below += math.comb(n, k) / 2**n
+        if 1 - 2 * below < level:
+            break
+        k += 1
+    return None if k == 0 else (x[k - 1], x[n - k])
+
+
 def _ref_name(ref: str) -> str:
     names = {"raw mj_step (1 core)": "raw", "gymnasium SyncVectorEnv": "gym sync"}
     return "lockstep" if "lockstep" in ref else names.get(ref, ref)
@@ -436,13 +456,25 @@ def _table(
             f"{best[name] / best[ref]:.2f} / {med[name] / med[ref]:.2f}" for ref in refs
         )
         print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} | {pairs[name]:.2f} |")
+    ratios = {k: np.asarray(rates[k]) / np.asarray(rates[paired]) for k in rates if k != paired}
+    spread = {k: median_interval(v.tolist()) for k, v in ratios.items()}
+    shown = [  # ours; the JSON keeps every row's
+        f"{k.removeprefix('metarl ')} {ci[0]:.2f}-{ci[1]:.2f}"
+        for k, ci in spread.items()
+        if ci and k.startswith("metarl ")
+    ]
+    if shown:
+        print(
+            f"\nPaired ratios to {_ref_name(paired)}, 95 % interval of the median over the "
+            f"{rounds} rounds (order statistics): " + "; ".join(shown) + "."
+        )
     notes = [_auto_note(row) for row in rows.values() if _auto_note(row)]
     if notes:
         print("\n" + "; ".join(notes) + ".")
     return {
         "best": best,
         "median": med,
-        "paired": {"reference": paired, "ratios": pairs},
+        "paired": {"reference": paired, "ratios": pairs, "interval95": spread},
         "windows": rates,
         "load_before": before,
         "load_after": after,

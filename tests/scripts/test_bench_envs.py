@@ -54,3 +54,16 @@ def test_step_breakdown_prints_its_tables(tmp_path):
     figures = json.loads(out_file.read_text())
     assert len(figures["micros"]) == 6 and all(len(w) == 2 for w in figures["windows"].values())
     assert figures["micros"]["vector env, process backend (4 envs)"] > 0
+
+
+def test_median_interval_is_the_binomial_order_statistic_pair():
+    bench = load_script("bench_envs")
+    # n = 8: P(Binomial(8, 1/2) < 1) = 1/256, coverage 0.992; < 2: 9/256, coverage 0.93 < 0.95,
+    # so the interval is the smallest and the largest value
+    values = [0.84, 0.87, 1.03, 0.97, 0.82, 1.09, 0.97, 0.75]
+    assert bench.median_interval(values) == (0.75, 1.09)
+    # n = 24: P(B < 7) = 0.0113 (coverage 0.977), P(B < 8) = 0.0320 (0.936): 7th and 18th values
+    assert bench.median_interval([float(i) for i in range(24, 0, -1)]) == (7.0, 18.0)
+    # n = 5 cannot reach 95 % (the extremes cover 1 - 2/32 = 0.9375)
+    assert bench.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None
+    assert bench.median_interval([1.0, 2.0, 3.0, 4.0, 5.0], level=0.9) == (1.0, 5.0)
