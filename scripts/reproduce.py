@@ -242,9 +242,12 @@ def init_checkpoints(manifest: Mapping[str, Any]) -> set[str]:
 def resume_source(source: Path, work: Path, committed: Path | None = None) -> dict[str, Any]:
     """Checks the folder ``--resume-from`` names; returns what ``run_info.json`` records of it.
 
-    A run folder whose own ``run_info.json`` is gone (a run removes it when it starts) may hold
-    the very checkpoint the row's ``committed`` results folder holds: where the two files are
-    byte-identical, the committed ``run_info.json`` records the run that wrote it.
+    A run folder whose own ``run_info.json`` is gone (a run removes it when it starts) was left
+    by a run that stopped before it finished: the record beside it (:func:`started_record`) names
+    that run, or, where it stopped before its first checkpoint, the run it had resumed from.
+    Without either, the folder may hold the very checkpoint the row's ``committed`` results folder
+    holds: where the two files are byte-identical, the committed ``run_info.json`` records the
+    run that wrote it.
 
     Raises:
         ValueError: One line naming what is missing, before anything is copied or run.
@@ -266,8 +269,16 @@ def resume_source(source: Path, work: Path, committed: Path | None = None) -> di
             f"{where}: {work} already holds a run; resume from that folder instead, or move it"
         )
     earlier = source / "run_info.json"
-    if not earlier.is_file() and committed is not None and _same_file(latest, committed):
-        earlier = committed / "run_info.json"
+    record = None
+    if earlier.is_file():
+        record = json.loads(earlier.read_text(encoding="utf-8"))
+    elif started_record(source).is_file():  # a run stopped before it finished
+        record = json.loads(started_record(source).read_text(encoding="utf-8"))
+        before = record.get("resumed_from") or {}
+        if before.get("iteration") == iteration:  # it stopped before its first checkpoint
+            record = before.get("run_info")
+    elif committed is not None and _same_file(latest, committed):
+        record = json.loads((committed / "run_info.json").read_text(encoding="utf-8"))
     try:
         folder = str(source.resolve().relative_to(ROOT))
     except ValueError:
@@ -277,8 +288,18 @@ def resume_source(source: Path, work: Path, committed: Path | None = None) -> di
         "checkpoint": latest.name,
         "iteration": iteration,
         "path": str(latest),
-        "run_info": json.loads(earlier.read_text(encoding="utf-8")) if earlier.is_file() else None,
+        "run_info": record,
     }
+
+
+def started_record(work: Path) -> Path:
+    """Beside a run folder: what a run that has not finished (yet) records of itself.
+
+    ``run_info.json`` is written when a row's run finishes; a run stopped before that (a session
+    ending, say) leaves this record instead, so that a later ``--resume-from`` of its folder
+    still names its commit and everything it resumed from.
+    """
+    return work.parent / f"{work.name}.started.json"
 
 
 def _same_file(checkpoint: Path, folder: Path) -> bool:
@@ -377,8 +398,22 @@ def run_row(
         resumed = resume_source(resume_from, work, target)
         _seed_work(resumed, resume_from, work)
         argv.append("--resume")
-    # the folder's run_info.json describes a finished run: this one, once it finishes
+    # the folder's run_info.json describes a finished run: this one, once it finishes; until
+    # then the record beside the folder says that this run started, from where
     (work / "run_info.json").unlink(missing_ok=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    begun = {
+        "command": spec["command"] + (" (quick budget)" if quick else ""),
+        "commit": commit,
+        "uncommitted_changes": dirty,
+        "started": begin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": f"{_machine()}, load average {load_start} at the start",
+        "note": f"started {begin:%Y-%m-%d %H:%M} UTC and stopped before it finished, so its "
+        "wall clock was not recorded",
+    }
+    if resumed is not None:
+        begun["resumed_from"] = {k: v for k, v in resumed.items() if k != "path"}
+    started_record(work).write_text(json.dumps(begun, indent=2) + "\n", encoding="utf-8")
     if quick:
         # a family's tiny overrides, or the row's own list (a second stage keeps its model)
         family = spec["quick"]
@@ -433,6 +468,7 @@ def run_row(
     (target / "run_info.json").write_text(text, encoding="utf-8")
     # also in the run folder, so that a later --resume-from of that folder records where it began
     (work / "run_info.json").write_text(text, encoding="utf-8")
+    started_record(work).unlink(missing_ok=True)
     if not (target / eval_name).is_file():
         raise RuntimeError(f"{name}: the run wrote no {eval_name}")
     return wall

@@ -313,6 +313,40 @@ def test_resume_from_continues_an_interrupted_row_to_the_same_files(tmp_path):
     )
 
 
+def test_a_run_stopped_before_it_finished_leaves_a_record_a_resume_names(tmp_path, monkeypatch):
+    """A session's end kills a row's run: the record beside its folder keeps the run's commit
+    and where it resumed from, so that the next --resume-from still names every segment."""
+    import metarl.cli
+
+    reproduce = _reproduce()
+    manifest = reproduce.tables.load_manifest(ROOT / "results")
+    name = "rl2-tabular_mdp_n10"
+    spec = manifest["runs"][name]
+    reproduce.run_row(name, spec, _tiny(manifest, 2), tmp_path, quick=True)
+    work = tmp_path / "_runs" / name
+    finished = json.loads((work / "run_info.json").read_text())
+    assert not reproduce.started_record(work).exists()  # a finished run leaves none
+
+    def killed(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(metarl.cli, "main", killed)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.run_row(name, spec, _tiny(manifest, 3), tmp_path, quick=True, resume_from=work)
+    record = json.loads(reproduce.started_record(work).read_text())
+    assert not (work / "run_info.json").exists()
+    assert record["commit"] == finished["commit"] and "stopped before it finished" in record["note"]
+    assert record["resumed_from"]["iteration"] == 2
+    assert record["resumed_from"]["run_info"] == finished
+    # killed before its first checkpoint: the latest checkpoint is the finished run's
+    assert reproduce.resume_source(work, work)["run_info"] == finished
+    # killed after one: the stopped run wrote it, and its record names it
+    (work / "checkpoints" / "checkpoint_00000003.pt").write_bytes(b"")
+    assert reproduce.resume_source(work, work)["run_info"] == record
+    shown = reproduce.tables._resumed(reproduce.resume_source(work, work))
+    assert "stopped before it finished" in shown and "itself resumed at iteration 2" in shown
+
+
 def test_resume_from_names_what_is_wrong_before_anything_is_copied(tmp_path):
     reproduce = _reproduce()
     work = tmp_path / "results" / "_runs" / "row"
