@@ -43,7 +43,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import yaml
 
 from metarl.config_renames import migrate_checkpoint
 from metarl.device import cuda_available
@@ -187,19 +186,16 @@ def final_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
     Returns:
         The final checkpoint's path, or None if the folder holds no checkpoint.
     """
+    from metarl.config import load_yaml  # the project's safe YAML reader (imports no torch)
+
     folder = Path(folder)
-    found = [
-        p
-        for directory in (folder, checkpoint_dir(folder))
-        if directory.is_dir()
-        for p in directory.iterdir()
-        if _CHECKPOINT_NAME.match(p.name) and p.is_file()
-    ]
+    beside = [p for p in folder.glob("checkpoint_*.pt") if _CHECKPOINT_NAME.match(p.name)]
+    found = [*beside, *list_checkpoints(folder)]  # a results folder's, and a run folder's
     if not found:
         return None
     config = folder / "config.yaml"
     if config.is_file():
-        optim = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("optim") or {}
+        optim = (load_yaml(config.read_text(encoding="utf-8")) or {}).get("optim") or {}
         iterations = optim.get("iterations") if isinstance(optim, dict) else None
         named = [p for p in found if checkpoint_iteration(p) == iterations]
         if isinstance(iterations, int) and named:
