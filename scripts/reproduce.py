@@ -264,7 +264,7 @@ def resume_source(source: Path, work: Path, committed: Path | None = None) -> di
         raise ValueError(f"{where}: no checkpoint_*.pt in it or in its checkpoints/")
     iteration, latest = max(numbered)
     same = work.exists() and source.resolve() == work.resolve()
-    if not same and work.exists() and any(work.iterdir()):
+    if not same and _occupied(work):
         raise ValueError(
             f"{where}: {work} already holds a run; resume from that folder instead, or move it"
         )
@@ -290,6 +290,11 @@ def resume_source(source: Path, work: Path, committed: Path | None = None) -> di
         "path": str(latest),
         "run_info": record,
     }
+
+
+def _occupied(work: Path) -> bool:
+    """Whether the row's run folder holds anything (metarl refuses a fresh run into it)."""
+    return work.is_dir() and any(work.iterdir())
 
 
 def started_record(work: Path) -> Path:
@@ -631,6 +636,14 @@ def main(argv: list[str] | None = None) -> int:
             resume_source(args.resume_from, args.results / "_runs" / args.run)
         except ValueError as error:
             parser.error(str(error))
+    elif not spec.get("script") and _occupied(args.results / "_runs" / args.run):
+        # metarl would refuse it too, but only after this run had removed the folder's
+        # run_info.json and written a started record
+        work = args.results / "_runs" / args.run
+        parser.error(
+            f"--run {args.run}: {work} already holds a run; pass --resume-from {work} to "
+            "continue it, or move it away to start afresh"
+        )
     seconds = run_row(
         args.run,
         spec,

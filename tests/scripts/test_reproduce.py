@@ -394,3 +394,25 @@ def test_resume_from_is_refused_without_run_or_for_a_script_row(capsys):
     with pytest.raises(SystemExit):
         reproduce.main(["--run", "rl2-tabular_mdp_n10-imitation", "--resume-from", "results"])
     assert "script row" in capsys.readouterr().err
+
+
+def test_a_fresh_run_into_an_occupied_run_folder_is_refused_before_anything_changes(
+    tmp_path, capsys
+):
+    """A second ``--run NAME`` without ``--resume-from`` would be refused by metarl anyway, but
+    only after removing the finished run's run_info.json: it stops first, with one line."""
+    import shutil
+
+    reproduce = _reproduce()
+    shutil.copy2(ROOT / "results" / "reproduce.yaml", tmp_path / "reproduce.yaml")
+    name = "rl2-tabular_mdp_n10"
+    work = tmp_path / "_runs" / name
+    work.mkdir(parents=True)
+    (work / "run_info.json").write_text('{"commit": "2dc3f817bc"}')
+    with pytest.raises(SystemExit):
+        reproduce.main(["--run", name, "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert f"{work} already holds a run; pass --resume-from {work}" in err
+    assert (work / "run_info.json").read_text() == '{"commit": "2dc3f817bc"}'
+    assert not reproduce.started_record(work).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_runs", "reproduce.yaml"]
