@@ -167,6 +167,13 @@ def _start_from(exp: Experiment, run: Run, path: Path) -> int:
         [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups] for o in optimizers
     ]
     base_lrs = [list(s.base_lrs) for s in schedulers]
+    if "optimizer" in state and not optimizers:
+        # the rate would silently stay the checkpoint's: refuse rather than run another stage
+        run.discard()
+        raise ValueError(
+            f"run.init_from: {type(exp).__name__} keeps its optimiser out of sight (not an "
+            "attribute of the experiment), so this config's learning rate could not apply"
+        )
     exp.load_state_dict(state)
     for opt, saved in zip(optimizers, groups, strict=True):
         for group, settings in zip(opt.param_groups, saved, strict=True):

@@ -216,6 +216,7 @@ def test_a_run_started_from_a_checkpoint_under_the_same_settings_continues_it_ex
     [
         ("rl2", ["env.num_trials=6"], 1.0),
         ("supervised", ["optim.schedule=step", "optim.step_size=3", "optim.gamma=0.5"], 0.5),
+        ("maml_rl", ["algo.name=maml_ppo", "trpo=null", "env.meta_batch_size=3"], 1.0),
     ],
 )
 def test_a_run_started_from_a_checkpoint_takes_this_config_s_learning_rate_and_batch(
@@ -271,6 +272,26 @@ def test_a_bad_init_from_is_one_line_before_anything_is_written(tmp_path, capsys
     assert len(err) == 1 and "does not fit this config's model" in err[0], err
     assert "gru.weight_hh_l0" in err[0]
     assert not (tmp_path / "other").exists()
+
+
+def test_a_start_that_cannot_find_the_optimiser_refuses_instead_of_keeping_the_old_rate(
+    tmp_path, capsys, monkeypatch
+):
+    """An experiment whose optimiser is not one of its attributes (kept in a dict, say) would
+    start its second stage at the checkpoint's learning rate; the start says so instead."""
+    first = tmp_path / "first"
+    _train("rl2", first, 2)
+
+    def hide(self, value):
+        self.__dict__.setdefault("_box", {})["opt"] = value
+
+    hidden = property(lambda s: s._box["opt"], hide)
+    monkeypatch.setattr(RL2Experiment, "opt", hidden, raising=False)
+    code = _train_cli("rl2", tmp_path / "second", 4, ["optim.lr=3e-4"], _init_from(first))
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RL2Experiment keeps its optimiser out of sight" in err[0], err
+    assert not (tmp_path / "second").exists()
 
 
 class _Counter:
