@@ -27,9 +27,14 @@ table the script waits (up to 10 s) for the previous table's processes to exit, 
 ``auto`` row before the others, so that ``auto`` reads the free cores of the machine the table is
 about.
 
+``--lockstep-only`` times, per MuJoCo env, only the bare lockstep loop, metarl ``sync`` and
+metarl ``process`` on the quiet machine: with three rows instead of nine, the same minutes give
+three times the paired windows of the process-against-lockstep ratio, whose interval is the
+figure a long run is for.
+
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
-        [--skip-async] [--skip-neighbour] [--neighbour-only] [--metaworld-envs 10]
-        [--metaworld-only] [--out bench.json]
+        [--skip-async] [--skip-neighbour] [--neighbour-only] [--lockstep-only]
+        [--metaworld-envs 10] [--metaworld-only] [--out bench.json]
 """
 
 from __future__ import annotations
@@ -503,11 +508,21 @@ def main() -> None:
         "--neighbour-only", action="store_true", help="only the busy-loop neighbour tables"
     )
     parser.add_argument(
+        "--lockstep-only",
+        action="store_true",
+        help="only lockstep, metarl sync and metarl process, quiet (more windows per minute)",
+    )
+    parser.add_argument(
         "--metaworld-envs", type=int, default=10, help="Meta-World rows' envs (0: skip them)"
     )
     parser.add_argument("--metaworld-only", action="store_true", help="only the Meta-World rows")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
+    if args.lockstep_only and (args.neighbour_only or args.metaworld_only):
+        parser.error(
+            "--lockstep-only times the quiet MuJoCo tables; drop --neighbour-only and "
+            "--metaworld-only"
+        )
     n, sec = args.num_envs, args.seconds
     print(
         f"# env benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -517,6 +532,19 @@ def main() -> None:
     mujoco_ids = [("metarl/HalfCheetahVel-v0", "HalfCheetah-v5"), ("metarl/AntDir-v0", "Ant-v5")]
     w = args.workers
     lockstep = f"raw mj_step ({w} processes in lockstep)"
+    if args.lockstep_only:
+        for env_id, v5_id in mujoco_ids:
+            settle(1.0)
+            process = f"metarl process ({w} processes: this one + {w - 1} workers)"
+            rows = {
+                lockstep: RawLockstep(v5_id, n, w),
+                "metarl sync": ours_stepper(env_id, n, "sync", 1),
+                process: ours_stepper(env_id, n, "process", w),
+            }
+            title = f"{env_id} ({v5_id} model), {n} envs, the process backend against lockstep"
+            results[env_id] = _table(title, rows, sec, args.rounds, ("metarl sync",), lockstep)
+        _write(results, args.out)
+        return
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
         if not args.neighbour_only:
             settle(1.0)
@@ -574,8 +602,13 @@ def main() -> None:
         for name in rates:
             ratio = f"{best[name] / best[hand]:.2f} / {med[name] / med[hand]:.2f}"
             print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratio} |")
-    if args.out:
-        with open(args.out, "w") as f:
+    _write(results, args.out)
+
+
+def _write(results: dict[str, dict[str, Any]], out: str | None) -> None:
+    """The figures as JSON in ``out`` (every window kept), where one was given."""
+    if out:
+        with open(out, "w") as f:
             json.dump(results, f, indent=2)
 
 

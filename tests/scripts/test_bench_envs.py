@@ -67,3 +67,44 @@ def test_median_interval_is_the_binomial_order_statistic_pair():
     # n = 5 cannot reach 95 % (the extremes cover 1 - 2/32 = 0.9375)
     assert bench.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]) is None
     assert bench.median_interval([1.0, 2.0, 3.0, 4.0, 5.0], level=0.9) == (1.0, 5.0)
+
+
+@pytest.mark.slow
+def test_lockstep_only_times_the_three_rows_of_each_mujoco_env(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.scripts.test_scripts import ROOT
+
+    def run(*args):
+        cmd = [sys.executable, "scripts/bench_envs.py", *args]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    bad = run("--lockstep-only", "--metaworld-only")
+    assert bad.returncode == 2 and "--lockstep-only times the quiet MuJoCo tables" in bad.stderr
+    out_file = tmp_path / "b.json"
+    proc = run(
+        "--lockstep-only",
+        "--seconds",
+        "0.3",
+        "--rounds",
+        "3",
+        "--num-envs",
+        "4",
+        "--out",
+        str(out_file),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(out_file.read_text())
+    assert sorted(figures) == ["metarl/AntDir-v0", "metarl/HalfCheetahVel-v0"]
+    lockstep = "raw mj_step (2 processes in lockstep)"
+    process = "metarl process (2 processes: this one + 1 workers)"
+    for env_id, table in figures.items():
+        assert sorted(table["windows"]) == sorted([lockstep, "metarl sync", process])
+        assert all(len(w) == 3 and min(w) > 0 for w in table["windows"].values())
+        assert table["paired"]["reference"] == lockstep
+        assert (
+            f"{env_id} (" in proc.stdout and "the process backend against lockstep" in proc.stdout
+        )
+    assert "SyncVectorEnv" not in proc.stdout and "neighbour" not in proc.stdout
