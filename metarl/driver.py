@@ -146,10 +146,13 @@ def _start_from(exp: Experiment, run: Run, path: Path) -> int:
     param-group settings (learning rate, betas, ...) and every scheduler's base learning rates
     are put back to what ``exp`` was built with, so its config applies from here on; a
     ``LambdaLR``'s current rate is its base rate times its factor at the checkpoint's iteration.
+    A part of the state the checkpoint lacks (RL²'s reward-scale statistics, where this stage
+    switches ``algo.normalize_rewards`` on) keeps ``exp``'s fresh one.
     """
     state = run.load_initial_checkpoint(map_location=exp.device)
     assert state is not None
-    own = exp.state_dict()["params"]
+    fresh = exp.state_dict()
+    own = fresh["params"]
     theirs = state["params"]
     wrong = sorted(set(own) ^ set(theirs)) or [
         name for name in own if tuple(own[name].shape) != tuple(theirs[name].shape)
@@ -167,6 +170,8 @@ def _start_from(exp: Experiment, run: Run, path: Path) -> int:
         [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups] for o in optimizers
     ]
     base_lrs = [list(s.base_lrs) for s in schedulers]
+    # what the earlier run did not have (a reward scale this stage switches on) starts afresh
+    state = {**fresh, **state}
     if "optimizer" in state and not optimizers:
         # the rate would silently stay the checkpoint's: refuse rather than run another stage
         run.discard()

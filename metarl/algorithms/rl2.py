@@ -228,7 +228,8 @@ class RL2Experiment:
             if "reward_scale" not in state:
                 raise ValueError(
                     "the checkpoint has no reward-scale statistics: it was written without "
-                    "algo.normalize_rewards, which cannot be switched on in a resumed run"
+                    "algo.normalize_rewards, which cannot be switched on in a resumed run (a "
+                    "new run started from it with --init-from can)"
                 )
             self.reward_scale.load_state_dict(state["reward_scale"])
         restore_rng_state(state["rng"])

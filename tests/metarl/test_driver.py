@@ -274,6 +274,23 @@ def test_a_bad_init_from_is_one_line_before_anything_is_written(tmp_path, capsys
     assert not (tmp_path / "other").exists()
 
 
+def test_a_second_stage_can_switch_on_reward_scaling_with_statistics_of_its_own(tmp_path, capsys):
+    """RL²'s reward scale is a running statistic; a stage that switches it on starts it afresh
+    (a resume that switches it on is still refused, by the config check)."""
+    first = tmp_path / "first"
+    _train("rl2", first, 2)
+    assert "reward_scale" not in _final_state(first)
+    second = tmp_path / "second"
+    scaled = ["algo.normalize_rewards=true"]
+    assert _train_cli("rl2", second, 4, scaled, _init_from(first)) == 0
+    fresh = tmp_path / "fresh"  # two iterations from scratch see as many returns
+    _train("rl2", fresh, 2, extra=scaled)
+    stats, ref = _final_state(second)["reward_scale"], _final_state(fresh)["reward_scale"]
+    assert float(stats["count"]) == float(ref["count"]) > 0
+    assert _train_cli("rl2", first, 4, scaled, ["--resume"]) == 2
+    assert "algo.normalize_rewards: False -> True" in capsys.readouterr().err
+
+
 def test_a_start_that_cannot_find_the_optimiser_refuses_instead_of_keeping_the_old_rate(
     tmp_path, capsys, monkeypatch
 ):
