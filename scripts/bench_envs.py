@@ -384,14 +384,17 @@ def settle(expected: float, timeout: float = 10.0) -> float:
             return count
 
 
+def _process_row(w: int) -> str:
+    """The label of the process backend's row (this process steps a slice too)."""
+    return f"metarl process ({w} processes: this one + {w - 1} workers)"
+
+
 def _metarl_rows(env_id: str, n: int, w: int, quiet: bool = False) -> dict[str, Stepper]:
     # auto first: it measures the free cores when it is made, before the other rows start workers
     auto = ours_stepper(env_id, n, "auto", w)
     rows = {"metarl sync": ours_stepper(env_id, n, "sync", 1)}
     rows[f"metarl thread ({w} threads in this process)"] = ours_stepper(env_id, n, "thread", w)
-    rows[f"metarl process ({w} processes: this one + {w - 1} workers)"] = ours_stepper(
-        env_id, n, "process", w
-    )
+    rows[_process_row(w)] = ours_stepper(env_id, n, "process", w)
     if quiet:
         rows[f"metarl process ({w} worker processes, parent waits)"] = ours_stepper(
             env_id, n, "process", w, in_parent=False
@@ -535,11 +538,10 @@ def main() -> None:
     if args.lockstep_only:
         for env_id, v5_id in mujoco_ids:
             settle(1.0)
-            process = f"metarl process ({w} processes: this one + {w - 1} workers)"
             rows = {
                 lockstep: RawLockstep(v5_id, n, w),
                 "metarl sync": ours_stepper(env_id, n, "sync", 1),
-                process: ours_stepper(env_id, n, "process", w),
+                _process_row(w): ours_stepper(env_id, n, "process", w),
             }
             title = f"{env_id} ({v5_id} model), {n} envs, the process backend against lockstep"
             results[env_id] = _table(title, rows, sec, args.rounds, ("metarl sync",), lockstep)

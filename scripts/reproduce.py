@@ -636,10 +636,9 @@ def main(argv: list[str] | None = None) -> int:
             resume_source(args.resume_from, args.results / "_runs" / args.run)
         except ValueError as error:
             parser.error(str(error))
-    elif not spec.get("script") and _occupied(args.results / "_runs" / args.run):
+    elif not spec.get("script") and _occupied(work := args.results / "_runs" / args.run):
         # metarl would refuse it too, but only after this run had removed the folder's
         # run_info.json and written a started record
-        work = args.results / "_runs" / args.run
         parser.error(
             f"--run {args.run}: {work} already holds a run; pass --resume-from {work} to "
             "continue it, or move it away to start afresh"
