@@ -77,6 +77,7 @@ __all__ = [
     "open_run_from_config",
     "progress_bar",
     "progress_enabled",
+    "run_dir_occupied",
 ]
 
 logger = logging.getLogger(__name__)
@@ -332,6 +333,12 @@ def _to_device(obj: Any, device: str | torch.device | None) -> Any:
     return obj
 
 
+def run_dir_occupied(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``run_dir`` holds anything: a fresh run into it is refused (resume it instead)."""
+    path = Path(run_dir)
+    return path.is_dir() and any(path.iterdir())
+
+
 def _prepare_run_dir(
     run_dir: Path, config: Any, resume: bool, init_from: str | None = None
 ) -> None:
@@ -343,8 +350,7 @@ def _prepare_run_dir(
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"run_dir {run_dir} exists and is not a directory")
-    occupied = run_dir.is_dir() and any(run_dir.iterdir())
-    if occupied and not resume:
+    if run_dir_occupied(run_dir) and not resume:
         raise RunDirExistsError(
             f"run_dir {run_dir} already holds a run; pass resume=True (run.resume=true) to "
             "continue it, or choose another run_dir"

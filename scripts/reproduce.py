@@ -294,7 +294,9 @@ def resume_source(source: Path, work: Path, committed: Path | None = None) -> di
 
 def _occupied(work: Path) -> bool:
     """Whether the row's run folder holds anything (metarl refuses a fresh run into it)."""
-    return work.is_dir() and any(work.iterdir())
+    from metarl.runs import run_dir_occupied  # imports torch: only where a run is checked
+
+    return run_dir_occupied(work)
 
 
 def started_record(work: Path) -> Path:
