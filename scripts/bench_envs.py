@@ -27,6 +27,12 @@ table the script waits (up to 10 s) for the previous table's processes to exit, 
 ``auto`` row before the others, so that ``auto`` reads the free cores of the machine the table is
 about.
 
+Every raw row runs the env's own episodes: ``horizon`` (the metarl env's registered length, 100)
+steps from gymnasium v5's reset (``mj_resetData``, reset noise, ``mj_forward``), as the vector
+env and gymnasium's rows (truncated at the same horizon) do; a MuJoCo step's cost depends on the
+state (contacts), so rows that stepped other episodes would not time the same physics. Before
+this, the raw rows ran 1,000-step episodes from the noiseless start and reset only ``mj_resetData``.
+
 ``--lockstep-only`` times, per MuJoCo env, only the bare lockstep loop, metarl ``sync`` and
 metarl ``process`` on the quiet machine: with three rows instead of nine, the same minutes give
 three times the paired windows of the process-against-lockstep ratio, whose interval is the
@@ -40,6 +46,7 @@ figure a long run is for.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import importlib.util
 import json
@@ -54,6 +61,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from envs.registration import env_info
 from envs.spin_wait import mean_runnable_tasks, runnable_tasks
 from envs.vector import make_vec
 
@@ -65,6 +73,7 @@ class Stepper:
         self.step, self.batch, self.close = step, batch, close
         self.calls = 0
         self.choice: Any = None  # backend="auto": what it picked
+        self.datas: list[Any] = []  # raw rows: the MjData stepped
         for _ in range(3):  # warm-up
             self._one()
 
@@ -96,26 +105,56 @@ def _actions(space: Any, n: int, count: int = 64) -> list[np.ndarray]:
     ]
 
 
-def raw_stepper(v5_id: str, n: int) -> Stepper:
+# gymnasium v5's reset draws qvel from a normal for these models (uniform for Hopper/Walker2d)
+_NORMAL_QVEL_NOISE = ("HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
+
+
+def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0) -> Stepper:
+    """Raw ``mj_step`` over ``n`` ``MjData`` of the v5 model, in episodes of ``horizon`` steps.
+
+    Every episode starts as gymnasium v5's reset does (``mj_resetData``, ``qpos + U(-s, s)``,
+    ``qvel + s N(0, 1)`` or ``U(-s, s)``, ``mj_forward``), so the bare loops step the states the
+    vector env steps and pay for its resets: before, they ran 1,000-step episodes from the
+    noiseless start while the env ran 100-step ones, and a state's cost depends on where the
+    model is (contacts), so the two did not do the same physics.
+    """
     env = gym.make(v5_id).unwrapped
     model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv
+    scale = float(env._reset_noise_scale)  # type: ignore[attr-defined]
+    init_qpos, init_qvel = env.init_qpos, env.init_qvel  # type: ignore[attr-defined]
+    normal = v5_id in _NORMAL_QVEL_NOISE
+    rng = np.random.default_rng(seed)
     datas = [mujoco.MjData(model) for _ in range(n)]
     acts = _actions(env.action_space, n)
+
+    def reset_all() -> None:
+        for d in datas:
+            mujoco.mj_resetData(model, d)
+            d.qpos[:] = init_qpos + rng.uniform(-scale, scale, model.nq)
+            noise = rng.standard_normal(model.nv) if normal else rng.uniform(-1, 1, model.nv)
+            d.qvel[:] = init_qvel + scale * noise
+            mujoco.mj_forward(model, d)
+
+    reset_all()
+    taken = [0]
 
     def step(k: int) -> None:
         a = acts[k % len(acts)]
         for i, d in enumerate(datas):
             d.ctrl[:] = a[i]
             mujoco.mj_step(model, d, nstep=frame_skip)
-            if d.time > 50.0:  # keep the state in a sane range on long runs
-                mujoco.mj_resetData(model, d)
+        taken[0] += 1
+        if taken[0] % horizon == 0:
+            reset_all()
 
-    return Stepper(step, n, env.close)
+    stepper = Stepper(step, n, env.close)
+    stepper.datas = datas
+    return stepper
 
 
-def _raw_window(args: tuple[str, int, float]) -> float:
-    v5_id, n, seconds = args
-    stepper = raw_stepper(v5_id, n)
+def _raw_window(args: tuple[str, int, int, float]) -> float:
+    v5_id, n, horizon, seconds = args
+    stepper = raw_stepper(v5_id, n, horizon)
     try:
         return stepper.window(seconds)
     finally:
@@ -128,10 +167,10 @@ class RawParallel:
     This is the ceiling any multi-process backend can reach on this machine.
     """
 
-    def __init__(self, v5_id: str, n: int, workers: int) -> None:
+    def __init__(self, v5_id: str, n: int, workers: int, horizon: int) -> None:
         import multiprocessing as mp
 
-        self.args = (v5_id, n // workers)
+        self.args = (v5_id, n // workers, horizon)
         self.workers = workers
         self.pool = mp.get_context("spawn").Pool(workers)
 
@@ -162,8 +201,8 @@ def _spin_until(
             nap = min(2 * nap, max_nap)
 
 
-def _lockstep_loop(v5_id: str, n: int, flags: np.ndarray, index: int) -> None:
-    stepper = raw_stepper(v5_id, n)
+def _lockstep_loop(v5_id: str, n: int, horizon: int, flags: np.ndarray, index: int) -> None:
+    stepper = raw_stepper(v5_id, n, horizon, seed=1 + index)
     flags[1 + index] = -1  # ready
     done = 0
     while True:
@@ -176,13 +215,14 @@ def _lockstep_loop(v5_id: str, n: int, flags: np.ndarray, index: int) -> None:
     stepper.close()
 
 
-def _lockstep_worker(v5_id: str, n: int, flags_name: str, index: int) -> None:
+def _lockstep_worker(v5_id: str, n: int, horizon: int, flags_name: str, index: int) -> None:
     """Steps ``n`` raw ``MjData`` per increment of ``flags[0]``; reports in ``flags[1 + index]``."""
     from multiprocessing import shared_memory
 
     block = shared_memory.SharedMemory(name=flags_name)
     try:
-        _lockstep_loop(v5_id, n, np.ndarray((block.size // 8,), np.int64, block.buf), index)
+        flags = np.ndarray((block.size // 8,), np.int64, block.buf)
+        _lockstep_loop(v5_id, n, horizon, flags, index)
     finally:
         block.close()
 
@@ -197,7 +237,7 @@ class RawLockstep(Stepper):
     the cores' speeds differ from moment to moment.
     """
 
-    def __init__(self, v5_id: str, n: int, workers: int) -> None:
+    def __init__(self, v5_id: str, n: int, workers: int, horizon: int) -> None:
         import multiprocessing as mp
         from multiprocessing import shared_memory
 
@@ -209,7 +249,7 @@ class RawLockstep(Stepper):
         self.flags[:] = 0
         ctx = mp.get_context("spawn")
         self.procs = [
-            ctx.Process(target=_lockstep_worker, args=(v5_id, size, self.block.name, i))
+            ctx.Process(target=_lockstep_worker, args=(v5_id, size, horizon, self.block.name, i))
             for i, size in enumerate(sizes[1:])
         ]
         for proc in self.procs:
@@ -217,7 +257,7 @@ class RawLockstep(Stepper):
         _spin_until(lambda: bool((self.flags[1:] == -1).all()) or not self._alive())
         if not self._alive():
             raise RuntimeError("a lockstep worker failed to start")
-        self.local = raw_stepper(v5_id, sizes[0])
+        self.local = raw_stepper(v5_id, sizes[0], horizon)
         super().__init__(self._step_all, n, self._stop)
 
     def _alive(self) -> bool:
@@ -242,8 +282,10 @@ class RawLockstep(Stepper):
         self.block.unlink()
 
 
-def gym_stepper(v5_id: str, n: int, mode: str) -> Stepper:
-    vec = gym.make_vec(v5_id, num_envs=n, vectorization_mode=mode)
+def gym_stepper(v5_id: str, n: int, mode: str, horizon: int) -> Stepper:
+    """The gymnasium vector env of the plain v5 env, truncating at ``horizon`` as ours does."""
+    spec = dataclasses.replace(gym.spec(v5_id), max_episode_steps=horizon)
+    vec = gym.make_vec(spec, num_envs=n, vectorization_mode=mode)
     vec.reset(seed=0)
     acts = _actions(vec.single_action_space, n)
     return Stepper(lambda k: vec.step(acts[k % len(acts)]), n, vec.close)
@@ -537,9 +579,10 @@ def main() -> None:
     lockstep = f"raw mj_step ({w} processes in lockstep)"
     if args.lockstep_only:
         for env_id, v5_id in mujoco_ids:
+            h = _horizon(env_id)
             settle(1.0)
             rows = {
-                lockstep: RawLockstep(v5_id, n, w),
+                lockstep: RawLockstep(v5_id, n, w, h),
                 "metarl sync": ours_stepper(env_id, n, "sync", 1),
                 _process_row(w): ours_stepper(env_id, n, "process", w),
             }
@@ -548,16 +591,17 @@ def main() -> None:
         _write(results, args.out)
         return
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
+        h = _horizon(env_id)
         if not args.neighbour_only:
             settle(1.0)
             rows: dict[str, Any] = {
-                "raw mj_step (1 core)": raw_stepper(v5_id, n),
-                f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w),
-                lockstep: RawLockstep(v5_id, n, w),
-                "gymnasium SyncVectorEnv": gym_stepper(v5_id, n, "sync"),
+                "raw mj_step (1 core)": raw_stepper(v5_id, n, h),
+                f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w, h),
+                lockstep: RawLockstep(v5_id, n, w, h),
+                "gymnasium SyncVectorEnv": gym_stepper(v5_id, n, "sync", h),
             }
             if not args.skip_async:
-                rows["gymnasium AsyncVectorEnv"] = gym_stepper(v5_id, n, "async")
+                rows["gymnasium AsyncVectorEnv"] = gym_stepper(v5_id, n, "async", h)
             rows.update(_metarl_rows(env_id, n, w, quiet=True))
             title = f"{env_id} ({v5_id} model), {n} envs"
             refs: tuple[str, ...] = (
@@ -572,7 +616,7 @@ def main() -> None:
             neighbour = Neighbour()
             try:
                 settle(2.0)  # this process and the neighbour
-                rows = {lockstep: RawLockstep(v5_id, n, w), **_metarl_rows(env_id, n, w)}
+                rows = {lockstep: RawLockstep(v5_id, n, w, h), **_metarl_rows(env_id, n, w)}
                 title = f"{env_id}, {n} envs, with a busy-loop neighbour process"
                 refs = ("metarl sync", lockstep)
                 results[env_id + " (neighbour)"] = _table(
@@ -605,6 +649,14 @@ def main() -> None:
             ratio = f"{best[name] / best[hand]:.2f} / {med[name] / med[hand]:.2f}"
             print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratio} |")
     _write(results, args.out)
+
+
+def _horizon(env_id: str) -> int:
+    """The episode length every row of ``env_id``'s tables runs: the env's registered horizon."""
+    horizon = env_info(env_id).max_episode_steps
+    if horizon is None:
+        raise ValueError(f"{env_id} has no registered horizon; the raw rows need one")
+    return horizon
 
 
 def _write(results: dict[str, dict[str, Any]], out: str | None) -> None:

@@ -98,11 +98,12 @@ def bookkeeping_stepper(env_id: str, n: int) -> Stepper:
 def rows_for(env_id: str, v5_id: str, n: int, workers: int) -> dict[str, tuple[Stepper, int]]:
     """Each row's stepper and the sub-envs one of its calls steps."""
     half = n // workers
+    horizon = env_info(env_id).max_episode_steps or 1000
     return {
-        f"raw mj_step, one slice ({half} envs)": (raw_stepper(v5_id, half), half),
+        f"raw mj_step, one slice ({half} envs)": (raw_stepper(v5_id, half, horizon), half),
         f"metarl engine, one slice ({half} envs)": (engine_stepper(env_id, half, 1), half),
         f"bare lockstep loop ({workers} processes, {n} envs)": (
-            RawLockstep(v5_id, n, workers),
+            RawLockstep(v5_id, n, workers, horizon),
             n,
         ),
         f"ProcessEngine alone ({workers} processes, {n} envs)": (

@@ -108,3 +108,27 @@ def test_lockstep_only_times_the_three_rows_of_each_mujoco_env(tmp_path):
             f"{env_id} (" in proc.stdout and "the process backend against lockstep" in proc.stdout
         )
     assert "SyncVectorEnv" not in proc.stdout and "neighbour" not in proc.stdout
+
+
+def test_raw_rows_run_the_envs_episodes_from_gymnasiums_reset():
+    """The bare loops step what the vector env steps: v5's reset, then ``horizon``-step episodes."""
+    import gymnasium as gym
+    import numpy as np
+
+    bench = load_script("bench_envs")
+    stepper = bench.raw_stepper("HalfCheetah-v5", 2, horizon=5, seed=0)  # 3 warm-up steps taken
+    env = gym.make("HalfCheetah-v5")
+    env.reset(seed=0)
+    acts = bench._actions(env.action_space, 2)
+    for k in range(3):
+        env.step(acts[k][0])
+    # the first sub-env started where gymnasium's reset(seed=0) starts, and stepped alike
+    np.testing.assert_array_equal(stepper.datas[0].qpos, env.unwrapped.data.qpos)
+    np.testing.assert_array_equal(stepper.datas[0].qvel, env.unwrapped.data.qvel)
+    env.close()
+    stepper._one()
+    assert all(d.time > 0 for d in stepper.datas)
+    stepper._one()  # the fifth step ends the episode: every sub-env starts a new one
+    assert all(d.time == 0.0 for d in stepper.datas)
+    assert not np.array_equal(stepper.datas[0].qpos, stepper.datas[1].qpos)  # fresh noise each
+    stepper.close()
