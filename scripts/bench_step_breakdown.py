@@ -13,7 +13,11 @@ as bench_envs does, the microseconds of one call of:
 - :class:`~envs.process_engine.ProcessEngine` alone (slices in processes, semaphores, shared
   memory; no vector env), reset at the horizon;
 - the whole vector env with the ``process`` backend (what a user calls);
-- the vector env's own bookkeeping, with an engine that returns a stored step at once.
+- the vector env's own bookkeeping, with an engine that returns a stored step at once;
+- the process engine again with slices that only call ``mj_step`` and return a stored step
+  (:class:`PhysicsOnlyEngine`): the process machinery alone (semaphores, shared memory, the
+  actions checked and copied, the results written), without our engine's observations, rewards
+  and reward terms.
 
 The differences between rows say what each layer adds (the engine's own work per slice is part of
 what the process engine adds, and the bookkeeping part of what the vector env adds). Every row is
@@ -52,10 +56,38 @@ from envs.registration import env_info, get_engine_class
 from envs.vector import make_vec
 
 
-def engine_stepper(env_id: str, n: int, workers: int) -> Stepper:
-    """The engine of ``env_id`` over ``n`` sub-envs, alone (``workers > 1``: a ProcessEngine)."""
+class PhysicsOnlyEngine:
+    """A MuJoCo engine whose ``step`` only runs the ``mj_step`` loop and returns a stored step.
+
+    Everything else (reset, seeding, tasks, spaces) is the wrapped engine's; in a
+    :class:`ProcessEngine` it times the process machinery without our engine's own work per slice.
+    """
+
+    def __init__(self, num_envs: int, *, engine_id: str, **kwargs: Any) -> None:
+        self._engine = get_engine_class(engine_id)(num_envs, **kwargs)
+        self._stored: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def step(self, actions: np.ndarray) -> Any:
+        """Steps the physics; returns the first step's results (computed once, in full)."""
+        if self._stored is None:
+            self._stored = self._engine.step(actions)
+            return self._stored
+        self._engine._simulate_slice(np.asarray(actions, dtype=np.float64), slice(None))
+        return self._stored
+
+
+def engine_stepper(env_id: str, n: int, workers: int, physics_only: bool = False) -> Stepper:
+    """The engine of ``env_id`` over ``n`` sub-envs, alone (``workers > 1``: a ProcessEngine).
+
+    ``physics_only``: the ProcessEngine's slices are :class:`PhysicsOnlyEngine`.
+    """
     cls, info = get_engine_class(env_id), env_info(env_id)
     kwargs = dict(info.kwargs)
+    if physics_only:
+        cls, kwargs = PhysicsOnlyEngine, {"engine_id": env_id, **kwargs}  # type: ignore[assignment]
     engine: Any = cls(n, **kwargs) if workers == 1 else ProcessEngine(cls, n, workers, kwargs)
     every = np.arange(n)
     engine.seed(list(range(n)))
@@ -118,16 +150,22 @@ def rows_for(env_id: str, v5_id: str, n: int, workers: int) -> dict[str, tuple[S
             bookkeeping_stepper(env_id, n),
             n,
         ),
+        f"ProcessEngine, slices only stepping MuJoCo ({workers} processes, {n} envs)": (
+            engine_stepper(env_id, n, workers, physics_only=True),
+            n,
+        ),
     }
 
 
 def _layers(micros: dict[str, float], names: list[str]) -> dict[str, float]:
     """What each layer adds, from the rows' µs per call (in the order of :func:`rows_for`)."""
-    raw, engine, lockstep, proc, vec, books = (micros[k] for k in names)
+    raw, engine, lockstep, proc, vec, books, bare = (micros[k] for k in names)
     return {
         "lockstep hand-over and the slower half (lockstep − raw slice)": lockstep - raw,
         "the process engine over the lockstep loop (ProcessEngine − lockstep)": proc - lockstep,
-        "… of which our engine's own work per slice (engine − raw slice)": engine - raw,
+        "… its machinery (ProcessEngine, slices only stepping MuJoCo − lockstep)": bare - lockstep,
+        "… our engine's work in it (ProcessEngine − the same, slices only stepping)": proc - bare,
+        "… our engine's own work per slice, in this process (engine − raw slice)": engine - raw,
         "the vector env around it (vector env − ProcessEngine)": vec - proc,
         "… of which its bookkeeping timed alone": books,
         "all of ours (vector env − lockstep)": vec - lockstep,
@@ -182,12 +220,16 @@ def main() -> None:
         print(f"| {what} | {value:,.0f} | {adds_fastest[what]:,.0f} | {value / lockstep:.0%} |")
     vec = micros[names[4]]
     paired = paired_ratio(rates, names[4], names[2])
+    bare = paired_ratio(rates, names[6], names[2])
     print(
         f"\nThe vector env reaches {lockstep / vec:.2f}× the bare lockstep loop in this run "
-        f"({paired:.2f}× paired: the median over rounds of the ratio of the two windows)."
+        f"({paired:.2f}× paired: the median over rounds of the ratio of the two windows); the "
+        f"process engine with slices that only step MuJoCo {lockstep / micros[names[6]]:.2f}× "
+        f"({bare:.2f}× paired)."
     )
     if args.out:
         figures = {"micros": micros, "fastest": fastest, "adds": adds, "paired": paired}
+        figures |= {"paired_physics_only": bare}
         figures |= {"adds_fastest": adds_fastest, "windows": rates}
         with open(args.out, "w") as f:
             json.dump({**figures, "load_before": before, "load_after": after}, f, indent=2)

@@ -21,12 +21,12 @@ def test_step_breakdown_layers_are_the_row_differences(monkeypatch):
 
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as python does for the script itself
     bench = load_script("bench_step_breakdown")
-    names = ["raw", "engine", "lockstep", "process engine", "vector env", "bookkeeping"]
-    micros = dict(zip(names, [700.0, 710.0, 760.0, 800.0, 815.0, 9.0], strict=True))
+    names = ["raw", "engine", "lockstep", "process engine", "vector env", "bookkeeping", "bare"]
+    micros = dict(zip(names, [700.0, 710.0, 760.0, 800.0, 815.0, 9.0, 785.0], strict=True))
     layers = list(bench._layers(micros, names).values())
-    # by hand: lockstep - raw, process - lockstep, engine - raw, vector - process, bookkeeping,
-    # vector - lockstep
-    assert layers == [60.0, 40.0, 10.0, 15.0, 9.0, 55.0]
+    # by hand: lockstep - raw, process - lockstep, bare - lockstep, process - bare, engine - raw,
+    # vector - process, bookkeeping, vector - lockstep
+    assert layers == [60.0, 40.0, 25.0, 15.0, 10.0, 15.0, 9.0, 55.0]
 
 
 @pytest.mark.slow
@@ -52,8 +52,10 @@ def test_step_breakdown_prints_its_tables(tmp_path):
         assert f"| {row} |" in proc.stdout
     assert "the bare lockstep loop in this run" in proc.stdout
     figures = json.loads(out_file.read_text())
-    assert len(figures["micros"]) == 6 and all(len(w) == 2 for w in figures["windows"].values())
+    assert len(figures["micros"]) == 7 and all(len(w) == 2 for w in figures["windows"].values())
     assert figures["micros"]["vector env, process backend (4 envs)"] > 0
+    assert figures["micros"]["ProcessEngine, slices only stepping MuJoCo (2 processes, 4 envs)"] > 0
+    assert "slices that only step MuJoCo" in proc.stdout
 
 
 def test_median_interval_is_the_binomial_order_statistic_pair():
