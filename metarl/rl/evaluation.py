@@ -549,7 +549,9 @@ def evaluate_adaptation(
             main=next(iter(starts)),
         )
         extra = {**(extra or {}), "success": success}
-    if oracle is not None:
+    # the oracle needs no other rank, and only rank 0 writes: the others would train (when its
+    # cache is missing) and evaluate one for nothing
+    if oracle is not None and distributed.world().is_main:
         oracle_returns = oracle_curve(oracle, vec, tasks, episodes_per_task, seed, device)
         curves["oracle"] = np.repeat(oracle_returns, steps + 1, axis=1)
     if not distributed.world().is_main:  # every rank evaluates alike; rank 0 writes the files

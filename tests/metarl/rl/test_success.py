@@ -135,3 +135,25 @@ def test_success_rates_split_over_two_ranks_equal_one_process_on_rank_zero():
     assert out["0/none"] is None and out["1/none"] is None
     assert out["0/error"] == "ranks [1] ran evaluation chunks but recorded no success flags"
     assert out["1/error"] == ""
+
+
+def test_only_rank_0_trains_and_evaluates_the_oracle(monkeypatch, tmp_path):
+    """Other ranks write nothing, so they skip the oracle (training one can take minutes)."""
+    import torch
+
+    import metarl.rl.evaluation as rl_eval
+    from envs.vector import make_vec
+    from metarl import distributed
+
+    calls = []
+    monkeypatch.setattr(rl_eval, "oracle_curve", lambda *a, **k: calls.append(a))
+    spec = rl_eval.OracleSpec("metarl/Navigation2D-v0", {}, 10, 100, 2, 0)
+    vec = make_vec("metarl/Navigation2D-v0", 2)
+    kwargs = dict(algorithm="maml_trpo", task_family="metarl/Navigation2D-v0", vec=vec)
+    kwargs |= dict(policy=None, tasks=[], episodes_per_task=1, starts={}, steps=1, seed=0)
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(rank=1, size=2))
+    out = tmp_path / "eval.json"
+    cpu = torch.device("cpu")
+    assert rl_eval.evaluate_adaptation(out, device=cpu, oracle=spec, **kwargs) == out
+    assert calls == [] and not out.exists()
+    vec.close()
