@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = (
     "rl2-bandit_k5_n10",
     "rl2-bandit_k5_n10-stage2",
+    "rl2-bandit_k5_n10-stage3",
     "rl2-bandit_k10_n10",
     "rl2-bandit_k10_n10-stage2",
+    "rl2-bandit_k10_n10-stage3",
     "rl2-bandit_k5_n100",
     "rl2-bandit_k5_n100-stage2",
     "rl2-bandit_k10_n100",
