@@ -349,6 +349,15 @@ class BatchedTaskEngine(abc.ABC):
         """
         return np.asarray(actions)
 
+    def step_checked(self, actions: np.ndarray) -> EngineStep:
+        """:meth:`step` with a full batch that :meth:`check_actions` has already returned.
+
+        The ``process`` backend checks the whole batch in the parent and hands each slice's
+        engine its checked part; an engine whose :meth:`step` checks its actions again overrides
+        this to skip the second check. The default is :meth:`step`.
+        """
+        return self.step(actions)
+
     def render(self, index: int, render_mode: str) -> Any:
         """Renders sub-environment ``index`` (engines with a renderer override this).
 

@@ -80,8 +80,8 @@ def _run_command(
     engine: BatchedTaskEngine, view: dict[str, np.ndarray], cmd: str, data: Any
 ) -> Any:
     """Executes one command on the engine of a slice whose shared arrays are ``view``."""
-    if cmd == "step":
-        out = engine.step(view["actions"])
+    if cmd == "step":  # the parent checked the batch (ProcessEngine.step)
+        out = engine.step_checked(view["actions"])
         view["obs"][...] = out.obs
         view["reward"][...] = out.reward
         view["terminated"][...] = out.terminated
@@ -181,8 +181,15 @@ def _timed_acquire(sem: Any) -> Callable[[float], bool]:
     return lambda seconds: bool(sem.acquire(timeout=seconds))
 
 
-def _probe_info(engine: BatchedTaskEngine) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Shapes and dtypes of one sub-env's reward terms and extras, from one step of a probe."""
+def _probe_info(
+    engine: BatchedTaskEngine,
+) -> tuple[dict[str, tuple[tuple[int, ...], np.dtype]], np.dtype]:
+    """Shapes and dtypes of one sub-env's reward terms and extras, from one step of a probe.
+
+    Also the dtype the engine's ``check_actions`` gives an action of its space's dtype: the
+    shared action array holds checked actions in it, so a slice steps exactly what ``step``
+    would (a MuJoCo engine checks into float64: a float64 batch is not rounded to float32).
+    """
     engine.seed([0])
     engine.ensure_tasks(np.zeros(1, dtype=np.int64))
     engine.reset(np.zeros(1, dtype=np.int64))
@@ -190,11 +197,13 @@ def _probe_info(engine: BatchedTaskEngine) -> dict[str, tuple[tuple[int, ...], n
     action = np.zeros((1, *(space.shape or ())), dtype=space.dtype)
     if isinstance(space, spaces.Box):
         action[...] = np.clip(action, space.low, space.high)
+    checked = np.asarray(engine.check_actions(action)).dtype
     out = engine.step(action)
-    return {
+    info = {
         k: (tuple(np.asarray(v).shape[1:]), np.asarray(v).dtype)
         for k, v in (*out.reward_terms.items(), *out.extras.items())
     }
+    return info, checked
 
 
 class ProcessEngine:
@@ -244,7 +253,7 @@ class ProcessEngine:
         self.action_space = probe.action_space
         self.reward_terms = probe.reward_terms
         self.distribution = probe.distribution
-        self._info_specs = _probe_info(probe)
+        self._info_specs, self._action_dtype = _probe_info(probe)
         self._extra_keys = [k for k in self._info_specs if k not in self.reward_terms]
         probe.close()
         self.num_envs = num_envs
@@ -292,7 +301,7 @@ class ProcessEngine:
             )
         specs = {
             "obs": ((n, *obs_space.shape), np.dtype(obs_space.dtype)),
-            "actions": ((n, *act_shape), np.dtype(act_space.dtype)),
+            "actions": ((n, *act_shape), self._action_dtype),
             "reward": ((n,), np.dtype(np.float64)),
             "terminated": ((n,), np.dtype(np.bool_)),
         }

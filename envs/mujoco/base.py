@@ -185,6 +185,7 @@ class MujocoEngine(BatchedTaskEngine):
         self._threads = SliceThreads(num_envs, type(self).__name__)
         self._renderers: dict[int, Any] = {}
         self._ready = np.zeros(num_envs, dtype=bool)
+        self._all_ready = False
         self._ctrl_low, self._ctrl_high = model.actuator_ctrlrange.T.copy()
         if action_scale is None:
             self.action_scale = None
@@ -267,6 +268,7 @@ class MujocoEngine(BatchedTaskEngine):
                 qvel = self.init_qvel + rng.uniform(low=-scale, high=scale, size=model.nv)
             self._write_state(i, qpos, qvel)
         self._ready[idx] = True
+        self._all_ready = bool(self._ready.all())  # read by every step: computed here, once
         return self._observe(idx)
 
     def set_state(self, index: int, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
@@ -329,9 +331,13 @@ class MujocoEngine(BatchedTaskEngine):
                 f"actions must have shape {(self.num_envs, *self.action_space.shape)}, "
                 f"got {actions.shape}"
             )
+        return self.step_checked(actions)
+
+    def step_checked(self, actions: np.ndarray) -> EngineStep:
+        """:meth:`step` without its action check (the ``process`` backend checked the batch)."""
         if self._threads.failed is not None:
             raise WorkerError(self._threads.failed)
-        if not self._ready.all():
+        if not self._all_ready:
             raise RuntimeError(
                 f"reset sub-environments {np.flatnonzero(~self._ready).tolist()} before step()"
             )
@@ -346,7 +352,10 @@ class MujocoEngine(BatchedTaskEngine):
 
     def _simulate(self, actions: np.ndarray) -> None:
         """The hot loop: one ``mj_step(nstep=frame_skip)`` per sub-env, then one copy per field."""
-        self._threads.run(functools.partial(self._simulate_slice, actions))
+        if self._threads.num_threads == 1:  # the common case: no partial, no dispatch
+            self._simulate_slice(actions, slice(None))
+        else:
+            self._threads.run(functools.partial(self._simulate_slice, actions))
         concatenate = np.concatenate
         for out, views in self._flat:
             concatenate(views, out=out)

@@ -9,7 +9,7 @@ from envs.vector import make_vec
 pytestmark = pytest.mark.timeout(120)
 
 
-def _trajectory(env_id, backend, steps=15, n=4):
+def _trajectory(env_id, backend, steps=15, n=4, dtype=None):
     dist = envs.get_task_distribution(env_id)
     tasks = dist.sample(n, np.random.default_rng(3))
     kwargs = {"num_workers": 2, "start_method": "fork"} if backend == "process" else {}
@@ -21,7 +21,7 @@ def _trajectory(env_id, backend, steps=15, n=4):
         rng = np.random.default_rng(0)
         out = [obs]
         for _ in range(steps):
-            obs, reward, term, trunc, info = vec.step(_actions(vec, rng))
+            obs, reward, term, trunc, info = vec.step(_actions(vec, rng, dtype))
             out += [obs, reward, term, trunc]
             if "final_obs" in info:
                 out.append(info["final_obs"][info["_final_obs"]])
@@ -30,11 +30,12 @@ def _trajectory(env_id, backend, steps=15, n=4):
         vec.close()
 
 
-def _actions(vec, rng):
+def _actions(vec, rng, dtype=None):
     space = vec.single_action_space
     if hasattr(space, "n"):
         return rng.integers(space.n, size=vec.num_envs)
-    return rng.uniform(space.low, space.high, size=(vec.num_envs, *space.shape)).astype(space.dtype)
+    actions = rng.uniform(space.low, space.high, size=(vec.num_envs, *space.shape))
+    return actions.astype(dtype or space.dtype)
 
 
 @pytest.mark.parametrize(
@@ -51,6 +52,15 @@ def _actions(vec, rng):
 def test_process_backend_gives_the_same_trajectories_as_sync(env_id):
     sync, proc = _trajectory(env_id, "sync"), _trajectory(env_id, "process")
     assert len(sync) == len(proc)
+    for a, b in zip(sync, proc, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("env_id", ["metarl/HalfCheetahVel-v0", "metarl/AntDir-v0"])
+def test_process_backend_steps_float64_actions_as_sync_does(env_id):
+    """A float64 batch reaches the slices unrounded (the shared array holds checked actions)."""
+    sync = _trajectory(env_id, "sync", dtype=np.float64)
+    proc = _trajectory(env_id, "process", dtype=np.float64)
     for a, b in zip(sync, proc, strict=True):
         np.testing.assert_array_equal(a, b)
 
