@@ -78,6 +78,8 @@ class PhysicsOnlyEngine:
         self._engine._simulate_slice(np.asarray(actions, dtype=np.float64), slice(None))
         return self._stored
 
+    step_checked = step  # what a ProcessEngine's slices call (else the wrapped engine's, in full)
+
 
 def engine_stepper(env_id: str, n: int, workers: int, physics_only: bool = False) -> Stepper:
     """The engine of ``env_id`` over ``n`` sub-envs, alone (``workers > 1``: a ProcessEngine).

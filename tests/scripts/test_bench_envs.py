@@ -134,3 +134,24 @@ def test_raw_rows_run_the_envs_episodes_from_gymnasiums_reset():
     assert all(d.time == 0.0 for d in stepper.datas)
     assert not np.array_equal(stepper.datas[0].qpos, stepper.datas[1].qpos)  # fresh noise each
     stepper.close()
+
+
+def test_the_physics_only_engine_steps_mujoco_and_returns_its_first_step(monkeypatch):
+    """The breakdown's bound row: what a ProcessEngine slice calls only advances the physics."""
+    import numpy as np
+
+    from envs.registration import env_info
+    from tests.scripts.test_scripts import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    bench = load_script("bench_step_breakdown")
+    env_id = "metarl/HalfCheetahVel-v0"
+    engine = bench.PhysicsOnlyEngine(2, engine_id=env_id, **env_info(env_id).kwargs)
+    engine.seed([0, 1])
+    engine.reset(np.arange(2))
+    actions = np.full((2, 6), 0.5)
+    first = engine.step_checked(actions)  # the process backend's slices call step_checked
+    time = engine.datas[0].time
+    assert engine.step_checked(actions) is first and engine.step(actions) is first
+    assert engine.datas[0].time == pytest.approx(3 * time)  # the physics stepped each time
+    engine.close()
