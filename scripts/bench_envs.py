@@ -113,10 +113,7 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0) -> Stepper:
     """Raw ``mj_step`` over ``n`` ``MjData`` of the v5 model, in episodes of ``horizon`` steps.
 
     Every episode starts as gymnasium v5's reset does (``mj_resetData``, ``qpos + U(-s, s)``,
-    ``qvel + s N(0, 1)`` or ``U(-s, s)``, ``mj_forward``), so the bare loops step the states the
-    vector env steps and pay for its resets: before, they ran 1,000-step episodes from the
-    noiseless start while the env ran 100-step ones, and a state's cost depends on where the
-    model is (contacts), so the two did not do the same physics.
+    ``qvel + s N(0, 1)`` or ``U(-s, s)``, ``mj_forward``); see the module docstring for why.
     """
     env = gym.make(v5_id).unwrapped
     model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv

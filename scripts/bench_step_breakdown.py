@@ -43,6 +43,7 @@ from bench_envs import (  # the sibling script (python puts this script's folder
     RawLockstep,
     Stepper,
     _actions,
+    _horizon,
     _load,
     measure,
     ours_stepper,
@@ -96,7 +97,7 @@ def engine_stepper(env_id: str, n: int, workers: int, physics_only: bool = False
     engine.ensure_tasks(every)
     engine.reset(every)
     acts = _actions(engine.action_space, n)
-    horizon = info.max_episode_steps or 1000  # the vector env's autoreset period
+    horizon = _horizon(env_id)  # the vector env's autoreset period, as the raw rows'
 
     def step(k: int) -> None:
         engine.step(acts[k % len(acts)])
@@ -132,7 +133,7 @@ def bookkeeping_stepper(env_id: str, n: int) -> Stepper:
 def rows_for(env_id: str, v5_id: str, n: int, workers: int) -> dict[str, tuple[Stepper, int]]:
     """Each row's stepper and the sub-envs one of its calls steps."""
     half = n // workers
-    horizon = env_info(env_id).max_episode_steps or 1000
+    horizon = _horizon(env_id)
     return {
         f"raw mj_step, one slice ({half} envs)": (raw_stepper(v5_id, half, horizon), half),
         f"metarl engine, one slice ({half} envs)": (engine_stepper(env_id, half, 1), half),

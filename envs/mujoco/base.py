@@ -352,10 +352,7 @@ class MujocoEngine(BatchedTaskEngine):
 
     def _simulate(self, actions: np.ndarray) -> None:
         """The hot loop: one ``mj_step(nstep=frame_skip)`` per sub-env, then one copy per field."""
-        if self._threads.num_threads == 1:  # the common case: no partial, no dispatch
-            self._simulate_slice(actions, slice(None))
-        else:
-            self._threads.run(functools.partial(self._simulate_slice, actions))
+        self._threads.run(functools.partial(self._simulate_slice, actions))
         concatenate = np.concatenate
         for out, views in self._flat:
             concatenate(views, out=out)
