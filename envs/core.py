@@ -32,6 +32,7 @@ __all__ = [
     "TaskEnv",
     "WorkerError",
     "check_range",
+    "write_step",
     "check_vector",
 ]
 
@@ -245,6 +246,15 @@ class EngineStep(NamedTuple):
     extras: dict[str, np.ndarray]
 
 
+def write_step(step: EngineStep, out: Mapping[str, np.ndarray]) -> None:
+    """Copies ``step`` into ``out``: ``obs``, ``reward``, ``terminated`` and each term and extra."""
+    out["obs"][...] = step.obs
+    out["reward"][...] = step.reward
+    out["terminated"][...] = step.terminated
+    for key, value in (*step.reward_terms.items(), *step.extras.items()):
+        out[key][...] = value
+
+
 class BatchedTaskEngine(abc.ABC):
     """Steps ``num_envs`` sub-environments at once, each with its own task; numpy in, numpy out.
 
@@ -357,6 +367,17 @@ class BatchedTaskEngine(abc.ABC):
         this to skip the second check. The default is :meth:`step`.
         """
         return self.step(actions)
+
+    def step_into(self, actions: np.ndarray, out: Mapping[str, np.ndarray]) -> None:
+        """:meth:`step_checked`, writing the step into ``out`` instead of returning it.
+
+        ``out`` maps ``"obs"``, ``"reward"``, ``"terminated"`` and the name of every reward term
+        and extra to an ``[n, ...]`` array of the step's shape and dtype (a ``process`` backend
+        slice's shared memory). The default copies :meth:`step_checked`'s result
+        (:func:`write_step`); an engine that computes its outputs in place overrides this, with
+        the same values to the bit.
+        """
+        write_step(self.step_checked(actions), out)
 
     def render(self, index: int, render_mode: str) -> Any:
         """Renders sub-environment ``index`` (engines with a renderer override this).

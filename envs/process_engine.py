@@ -76,17 +76,26 @@ def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: A
     return np.ndarray(shape, dtype=dtype, buffer=shm.buf)
 
 
+def _step_outputs(view: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of ``view`` a step writes, named as :meth:`BatchedTaskEngine.step_into` wants."""
+    out = {k: view[k] for k in ("obs", "reward", "terminated")}
+    out.update({k.removeprefix("info/"): a for k, a in view.items() if k.startswith("info/")})
+    return out
+
+
 def _run_command(
-    engine: BatchedTaskEngine, view: dict[str, np.ndarray], cmd: str, data: Any
+    engine: BatchedTaskEngine,
+    view: dict[str, np.ndarray],
+    outputs: dict[str, np.ndarray],
+    cmd: str,
+    data: Any,
 ) -> Any:
-    """Executes one command on the engine of a slice whose shared arrays are ``view``."""
+    """Executes one command on the engine of a slice whose shared arrays are ``view``.
+
+    ``outputs``: :func:`_step_outputs` of ``view`` (built once per slice).
+    """
     if cmd == "step":  # the parent checked the batch (ProcessEngine.step)
-        out = engine.step_checked(view["actions"])
-        view["obs"][...] = out.obs
-        view["reward"][...] = out.reward
-        view["terminated"][...] = out.terminated
-        for key, value in (*out.reward_terms.items(), *out.extras.items()):
-            view["info/" + key][...] = value
+        engine.step_into(view["actions"], outputs)
         return None
     if cmd == "reset":
         local = np.asarray(data, dtype=np.int64)
@@ -142,6 +151,7 @@ def _worker_main(
     try:
         full = {k: _shm_array(blocks[k], v[1], v[2]) for k, v in layout.items()}
         view = {k: a[start:stop] for k, a in full.items()}
+        outputs = _step_outputs(view)
         engine = engine_cls(stop - start, **engine_kwargs)
         _answer(conn, ctl, done, ("ok", None))
         spin = AdaptiveSpin(spin_seconds)
@@ -157,7 +167,7 @@ def _worker_main(
                 _answer(conn, ctl, done, ("ok", None))
                 break
             try:
-                reply = spin.work(functools.partial(_run_command, engine, view, cmd, data))
+                reply = spin.work(functools.partial(_run_command, engine, view, outputs, cmd, data))
             except Exception:  # noqa: BLE001 - every error goes back to the parent
                 _answer(conn, ctl, done, ("error", traceback.format_exc()))
             else:
@@ -271,6 +281,7 @@ class ProcessEngine:
         self._remote = [w for w in range(num_workers) if w != self._local_slice]
         self._local: BatchedTaskEngine | None = None
         self._local_view: dict[str, np.ndarray] = {}
+        self._local_outputs: dict[str, np.ndarray] = {}
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
@@ -286,6 +297,7 @@ class ProcessEngine:
                 start, stop = self._slices[self._local_slice]
                 self._local = engine_cls(stop - start, **kwargs)
                 self._local_view = {k: a[start:stop] for k, a in self._arrays.items()}
+                self._local_outputs = _step_outputs(self._local_view)
             self._start_workers(engine_cls, kwargs, start_method)
         except BaseException:
             self.close()
@@ -450,7 +462,8 @@ class ProcessEngine:
             if local is not None and per_slice[local] is not None:
                 assert self._local is not None
                 engine, view, data = self._local, self._local_view, per_slice[local]
-                run = functools.partial(_run_command, engine, view, cmd, data)
+                outputs = self._local_outputs
+                run = functools.partial(_run_command, engine, view, outputs, cmd, data)
                 replies[local] = self._parent_spin.work(run)
         finally:
             for w in remote:
@@ -536,8 +549,10 @@ class ProcessEngine:
                 raise WorkerError(f"worker {w} is gone ('step' could not be sent)") from err
         try:
             if self._local is not None:
-                engine, view = self._local, self._local_view
-                self._parent_spin.work(functools.partial(_run_command, engine, view, "step", None))
+                engine, view, outputs = self._local, self._local_view, self._local_outputs
+                self._parent_spin.work(
+                    functools.partial(_run_command, engine, view, outputs, "step", None)
+                )
         finally:
             for w in range(len(self._remote)):
                 self._recv(w, "step")

@@ -34,9 +34,12 @@ state (contacts), so rows that stepped other episodes would not time the same ph
 this, the raw rows ran 1,000-step episodes from the noiseless start and reset only ``mj_resetData``.
 
 ``--lockstep-only`` times, per MuJoCo env, only the bare lockstep loop, metarl ``sync`` and
-metarl ``process`` on the quiet machine: with three rows instead of nine, the same minutes give
-three times the paired windows of the process-against-lockstep ratio, whose interval is the
-figure a long run is for.
+metarl ``process`` on the quiet machine, and the bare lockstep loop whose slices also do the least
+numpy work an env that returns observations and rewards must do after the physics (one gather, a
+reward in five calls: ``raw_stepper(outputs=True)``), which is what a Python env's outputs cost
+on this machine with none of our code: with four rows instead of nine, the same minutes give
+twice the paired windows of the process-against-lockstep ratio, whose interval is the figure a
+long run is for.
 
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
         [--skip-async] [--skip-neighbour] [--neighbour-only] [--lockstep-only]
@@ -74,6 +77,7 @@ class Stepper:
         self.calls = 0
         self.choice: Any = None  # backend="auto": what it picked
         self.datas: list[Any] = []  # raw rows: the MjData stepped
+        self.outputs: dict[str, np.ndarray] = {}  # raw rows with outputs: the last step's
         for _ in range(3):  # warm-up
             self._one()
 
@@ -109,11 +113,16 @@ def _actions(space: Any, n: int, count: int = 64) -> list[np.ndarray]:
 _NORMAL_QVEL_NOISE = ("HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
 
 
-def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0) -> Stepper:
+def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool = False) -> Stepper:
     """Raw ``mj_step`` over ``n`` ``MjData`` of the v5 model, in episodes of ``horizon`` steps.
 
     Every episode starts as gymnasium v5's reset does (``mj_resetData``, ``qpos + U(-s, s)``,
     ``qvel + s N(0, 1)`` or ``U(-s, s)``, ``mj_forward``); see the module docstring for why.
+
+    ``outputs``: each step also does the least numpy work an env that returns observations and
+    rewards must do after the physics: one ``np.concatenate`` of every ``qpos`` and ``qvel`` into
+    an ``[n, nq + nv]`` block and a reward ``v_x - w * sum(a**2)`` in five in-place calls (seven
+    numpy calls per step with the copy of ``x`` before it; no reward terms, no checks).
     """
     env = gym.make(v5_id).unwrapped
     model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv
@@ -134,18 +143,35 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0) -> Stepper:
 
     reset_all()
     taken = [0]
+    block = np.zeros((n, model.nq + model.nv))
+    gather = [v for d in datas for v in (d.qpos, d.qvel)]
+    flat, x, dt = block.reshape(-1), block[:, 0], model.opt.timestep * frame_skip
+    x_before, reward, ctrl = np.zeros(n), np.zeros(n), np.zeros(n)
+    np.concatenate(gather, out=flat)
 
     def step(k: int) -> None:
         a = acts[k % len(acts)]
+        if outputs:
+            np.copyto(x_before, x)
         for i, d in enumerate(datas):
             d.ctrl[:] = a[i]
             mujoco.mj_step(model, d, nstep=frame_skip)
+        if outputs:
+            np.concatenate(gather, out=flat)
+            np.subtract(x, x_before, out=reward)
+            np.divide(reward, dt, out=reward)
+            np.einsum("ij,ij->i", a, a, out=ctrl)
+            np.multiply(0.05, ctrl, out=ctrl)
+            np.subtract(reward, ctrl, out=reward)
         taken[0] += 1
         if taken[0] % horizon == 0:
             reset_all()
+            if outputs:
+                np.concatenate(gather, out=flat)
 
     stepper = Stepper(step, n, env.close)
     stepper.datas = datas
+    stepper.outputs = {"obs": block, "reward": reward} if outputs else {}
     return stepper
 
 
@@ -198,8 +224,10 @@ def _spin_until(
             nap = min(2 * nap, max_nap)
 
 
-def _lockstep_loop(v5_id: str, n: int, horizon: int, flags: np.ndarray, index: int) -> None:
-    stepper = raw_stepper(v5_id, n, horizon, seed=1 + index)
+def _lockstep_loop(
+    v5_id: str, n: int, horizon: int, flags: np.ndarray, index: int, outputs: bool = False
+) -> None:
+    stepper = raw_stepper(v5_id, n, horizon, seed=1 + index, outputs=outputs)
     flags[1 + index] = -1  # ready
     done = 0
     while True:
@@ -212,14 +240,16 @@ def _lockstep_loop(v5_id: str, n: int, horizon: int, flags: np.ndarray, index: i
     stepper.close()
 
 
-def _lockstep_worker(v5_id: str, n: int, horizon: int, flags_name: str, index: int) -> None:
+def _lockstep_worker(
+    v5_id: str, n: int, horizon: int, flags_name: str, index: int, outputs: bool = False
+) -> None:
     """Steps ``n`` raw ``MjData`` per increment of ``flags[0]``; reports in ``flags[1 + index]``."""
     from multiprocessing import shared_memory
 
     block = shared_memory.SharedMemory(name=flags_name)
     try:
         flags = np.ndarray((block.size // 8,), np.int64, block.buf)
-        _lockstep_loop(v5_id, n, horizon, flags, index)
+        _lockstep_loop(v5_id, n, horizon, flags, index, outputs)
     finally:
         block.close()
 
@@ -234,7 +264,9 @@ class RawLockstep(Stepper):
     the cores' speeds differ from moment to moment.
     """
 
-    def __init__(self, v5_id: str, n: int, workers: int, horizon: int) -> None:
+    def __init__(
+        self, v5_id: str, n: int, workers: int, horizon: int, outputs: bool = False
+    ) -> None:
         import multiprocessing as mp
         from multiprocessing import shared_memory
 
@@ -246,7 +278,10 @@ class RawLockstep(Stepper):
         self.flags[:] = 0
         ctx = mp.get_context("spawn")
         self.procs = [
-            ctx.Process(target=_lockstep_worker, args=(v5_id, size, horizon, self.block.name, i))
+            ctx.Process(
+                target=_lockstep_worker,
+                args=(v5_id, size, horizon, self.block.name, i, outputs),
+            )
             for i, size in enumerate(sizes[1:])
         ]
         for proc in self.procs:
@@ -254,7 +289,7 @@ class RawLockstep(Stepper):
         _spin_until(lambda: bool((self.flags[1:] == -1).all()) or not self._alive())
         if not self._alive():
             raise RuntimeError("a lockstep worker failed to start")
-        self.local = raw_stepper(v5_id, sizes[0], horizon)
+        self.local = raw_stepper(v5_id, sizes[0], horizon, outputs=outputs)
         super().__init__(self._step_all, n, self._stop)
 
     def _alive(self) -> bool:
@@ -448,7 +483,12 @@ def paired_ratio(rates: dict[str, list[float]], name: str, ref: str) -> float:
     Both windows of a pair are seconds apart, so the VM's drift over minutes cancels in each
     ratio; the ratio of the two medians instead compares windows up to a whole table apart.
     """
-    return float(np.median(np.asarray(rates[name]) / np.asarray(rates[ref])))
+    return float(np.median(round_ratios(rates, name, ref)))
+
+
+def round_ratios(rates: dict[str, list[float]], name: str, ref: str) -> list[float]:
+    """``name``'s window over ``ref``'s window, round by round."""
+    return (np.asarray(rates[name]) / np.asarray(rates[ref])).tolist()
 
 
 def median_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
@@ -503,12 +543,11 @@ def _table(
             f"{best[name] / best[ref]:.2f} / {med[name] / med[ref]:.2f}" for ref in refs
         )
         print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratios} | {pairs[name]:.2f} |")
-    ratios = {k: np.asarray(rates[k]) / np.asarray(rates[paired]) for k in rates if k != paired}
-    spread = {k: median_interval(v.tolist()) for k, v in ratios.items()}
+    spread = {k: median_interval(round_ratios(rates, k, paired)) for k in rates if k != paired}
     shown = [  # ours; the JSON keeps every row's
         f"{k.removeprefix('metarl ')} {ci[0]:.2f}-{ci[1]:.2f}"
         for k, ci in spread.items()
-        if ci and k.startswith("metarl ")
+        if ci and (k.startswith("metarl ") or k.startswith(LEAST_OUTPUTS[:20]))
     ]
     if shown:
         print(
@@ -580,11 +619,24 @@ def main() -> None:
             settle(1.0)
             rows = {
                 lockstep: RawLockstep(v5_id, n, w, h),
+                LEAST_OUTPUTS.format(w=w): RawLockstep(v5_id, n, w, h, outputs=True),
                 "metarl sync": ours_stepper(env_id, n, "sync", 1),
                 _process_row(w): ours_stepper(env_id, n, "process", w),
             }
             title = f"{env_id} ({v5_id} model), {n} envs, the process backend against lockstep"
-            results[env_id] = _table(title, rows, sec, args.rounds, ("metarl sync",), lockstep)
+            table = results[env_id] = _table(
+                title, rows, sec, args.rounds, ("metarl sync",), lockstep
+            )
+            least, process = LEAST_OUTPUTS.format(w=w), _process_row(w)
+            windows = table["windows"]
+            ratio = paired_ratio(windows, process, least)
+            ci = median_interval(round_ratios(windows, process, least))
+            table["process_over_least_outputs"] = {"paired": ratio, "interval95": ci}
+            shown = f" (95 % interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+            print(
+                f"\nThe process backend against the lockstep loop that also gathers observations "
+                f"and computes a reward: {ratio:.2f}× paired{shown}."
+            )
         _write(results, args.out)
         return
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
@@ -646,6 +698,10 @@ def main() -> None:
             ratio = f"{best[name] / best[hand]:.2f} / {med[name] / med[hand]:.2f}"
             print(f"| {name} | {best[name]:,.0f} | {med[name]:,.0f} | {ratio} |")
     _write(results, args.out)
+
+
+#: The lockstep row whose slices also gather the observations and compute a reward.
+LEAST_OUTPUTS = "raw mj_step + obs and reward, 7 numpy calls ({w} processes in lockstep)"
 
 
 def _horizon(env_id: str) -> int:

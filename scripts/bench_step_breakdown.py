@@ -17,7 +17,11 @@ as bench_envs does, the microseconds of one call of:
 - the process engine again with slices that only call ``mj_step`` and return a stored step
   (:class:`PhysicsOnlyEngine`): the process machinery alone (semaphores, shared memory, the
   actions checked and copied, the results written), without our engine's observations, rewards
-  and reward terms.
+  and reward terms;
+- the bare lockstep loop again, each slice also doing the least numpy work an env that returns
+  observations and rewards must do after the physics (``raw_stepper(outputs=True)``: the
+  observations gathered in one call, a reward in five; seven calls in all): what Python envs pay
+  for their outputs on this machine, with none of our code.
 
 The differences between rows say what each layer adds (the engine's own work per slice is part of
 what the process engine adds, and the bookkeeping part of what the vector env adds). Every row is
@@ -52,6 +56,7 @@ from bench_envs import (  # the sibling script (python puts this script's folder
     settle,
 )
 
+from envs.core import write_step
 from envs.process_engine import ProcessEngine
 from envs.registration import env_info, get_engine_class
 from envs.vector import make_vec
@@ -79,7 +84,11 @@ class PhysicsOnlyEngine:
         self._engine._simulate_slice(np.asarray(actions, dtype=np.float64), slice(None))
         return self._stored
 
-    step_checked = step  # what a ProcessEngine's slices call (else the wrapped engine's, in full)
+    step_checked = step  # (else the wrapped engine's, in full)
+
+    def step_into(self, actions: np.ndarray, out: Any) -> None:
+        """What a ProcessEngine's slices call: :meth:`step`, its stored step copied into ``out``."""
+        write_step(self.step(actions), out)
 
 
 def engine_stepper(env_id: str, n: int, workers: int, physics_only: bool = False) -> Stepper:
@@ -157,12 +166,16 @@ def rows_for(env_id: str, v5_id: str, n: int, workers: int) -> dict[str, tuple[S
             engine_stepper(env_id, n, workers, physics_only=True),
             n,
         ),
+        f"bare lockstep loop, also gathering obs and a reward ({workers} processes, {n} envs)": (
+            RawLockstep(v5_id, n, workers, horizon, outputs=True),
+            n,
+        ),
     }
 
 
 def _layers(micros: dict[str, float], names: list[str]) -> dict[str, float]:
     """What each layer adds, from the rows' µs per call (in the order of :func:`rows_for`)."""
-    raw, engine, lockstep, proc, vec, books, bare = (micros[k] for k in names)
+    raw, engine, lockstep, proc, vec, books, bare, least = (micros[k] for k in names)
     return {
         "lockstep hand-over and the slower half (lockstep − raw slice)": lockstep - raw,
         "the process engine over the lockstep loop (ProcessEngine − lockstep)": proc - lockstep,
@@ -172,6 +185,9 @@ def _layers(micros: dict[str, float], names: list[str]) -> dict[str, float]:
         "the vector env around it (vector env − ProcessEngine)": vec - proc,
         "… of which its bookkeeping timed alone": books,
         "all of ours (vector env − lockstep)": vec - lockstep,
+        "the least any env's outputs add (lockstep with obs and reward − lockstep)": (
+            least - lockstep
+        ),
     }
 
 
@@ -224,15 +240,18 @@ def main() -> None:
     vec = micros[names[4]]
     paired = paired_ratio(rates, names[4], names[2])
     bare = paired_ratio(rates, names[6], names[2])
+    least = paired_ratio(rates, names[7], names[2])
     print(
         f"\nThe vector env reaches {lockstep / vec:.2f}× the bare lockstep loop in this run "
         f"({paired:.2f}× paired: the median over rounds of the ratio of the two windows); the "
         f"process engine with slices that only step MuJoCo {lockstep / micros[names[6]]:.2f}× "
-        f"({bare:.2f}× paired)."
+        f"({bare:.2f}× paired); the bare loop that also gathers the observations and computes a "
+        f"reward (seven numpy calls per slice) {lockstep / micros[names[7]]:.2f}× "
+        f"({least:.2f}× paired)."
     )
     if args.out:
         figures = {"micros": micros, "fastest": fastest, "adds": adds, "paired": paired}
-        figures |= {"paired_physics_only": bare}
+        figures |= {"paired_physics_only": bare, "paired_least_outputs": least}
         figures |= {"adds_fastest": adds_fastest, "windows": rates}
         with open(args.out, "w") as f:
             json.dump({**figures, "load_before": before, "load_after": after}, f, indent=2)

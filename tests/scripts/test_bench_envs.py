@@ -22,11 +22,12 @@ def test_step_breakdown_layers_are_the_row_differences(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as python does for the script itself
     bench = load_script("bench_step_breakdown")
     names = ["raw", "engine", "lockstep", "process engine", "vector env", "bookkeeping", "bare"]
-    micros = dict(zip(names, [700.0, 710.0, 760.0, 800.0, 815.0, 9.0, 785.0], strict=True))
+    names.append("least outputs")
+    micros = dict(zip(names, [700, 710, 760, 800, 815, 9, 785, 772], strict=True))
     layers = list(bench._layers(micros, names).values())
     # by hand: lockstep - raw, process - lockstep, bare - lockstep, process - bare, engine - raw,
-    # vector - process, bookkeeping, vector - lockstep
-    assert layers == [60.0, 40.0, 25.0, 15.0, 10.0, 15.0, 9.0, 55.0]
+    # vector - process, bookkeeping, vector - lockstep, least outputs - lockstep
+    assert layers == [60, 40, 25, 15, 10, 15, 9, 55, 12]
 
 
 @pytest.mark.slow
@@ -52,10 +53,12 @@ def test_step_breakdown_prints_its_tables(tmp_path):
         assert f"| {row} |" in proc.stdout
     assert "the bare lockstep loop in this run" in proc.stdout
     figures = json.loads(out_file.read_text())
-    assert len(figures["micros"]) == 7 and all(len(w) == 2 for w in figures["windows"].values())
+    assert len(figures["micros"]) == 8 and all(len(w) == 2 for w in figures["windows"].values())
     assert figures["micros"]["vector env, process backend (4 envs)"] > 0
     assert figures["micros"]["ProcessEngine, slices only stepping MuJoCo (2 processes, 4 envs)"] > 0
     assert "slices that only step MuJoCo" in proc.stdout
+    assert "also gathers the observations and computes a reward" in proc.stdout
+    assert 0 < figures["paired_least_outputs"]
 
 
 def test_median_interval_is_the_binomial_order_statistic_pair():
@@ -72,7 +75,7 @@ def test_median_interval_is_the_binomial_order_statistic_pair():
 
 
 @pytest.mark.slow
-def test_lockstep_only_times_the_three_rows_of_each_mujoco_env(tmp_path):
+def test_lockstep_only_times_the_four_rows_of_each_mujoco_env(tmp_path):
     import json
     import subprocess
     import sys
@@ -103,7 +106,8 @@ def test_lockstep_only_times_the_three_rows_of_each_mujoco_env(tmp_path):
     lockstep = "raw mj_step (2 processes in lockstep)"
     process = "metarl process (2 processes: this one + 1 workers)"
     for env_id, table in figures.items():
-        assert sorted(table["windows"]) == sorted([lockstep, "metarl sync", process])
+        least = "raw mj_step + obs and reward, 7 numpy calls (2 processes in lockstep)"
+        assert sorted(table["windows"]) == sorted([lockstep, least, "metarl sync", process])
         assert all(len(w) == 3 and min(w) > 0 for w in table["windows"].values())
         assert table["paired"]["reference"] == lockstep
         assert (
@@ -150,8 +154,44 @@ def test_the_physics_only_engine_steps_mujoco_and_returns_its_first_step(monkeyp
     engine.seed([0, 1])
     engine.reset(np.arange(2))
     actions = np.full((2, 6), 0.5)
-    first = engine.step_checked(actions)  # the process backend's slices call step_checked
+    first = engine.step_checked(actions)
     time = engine.datas[0].time
     assert engine.step_checked(actions) is first and engine.step(actions) is first
     assert engine.datas[0].time == pytest.approx(3 * time)  # the physics stepped each time
+    # what the process backend's slices call: the physics, then the stored step copied out
+    out = {"obs": np.zeros_like(first.obs), "reward": np.zeros(2), "terminated": np.ones(2, bool)}
+    out |= {k: np.zeros(2) for k in (*first.reward_terms, *first.extras)}
+    engine.step_into(actions, out)
+    assert engine.datas[0].time == pytest.approx(4 * time)
+    np.testing.assert_array_equal(out["obs"], first.obs)
+    np.testing.assert_array_equal(out["reward"], first.reward)
+    assert not out["terminated"].any()
+    np.testing.assert_array_equal(out["x_velocity"], first.extras["x_velocity"])
     engine.close()
+
+
+def test_the_least_outputs_loop_gathers_the_state_and_computes_the_reward():
+    """The breakdown's floor row does the physics plus a real observation and reward."""
+    import numpy as np
+
+    bench = load_script("bench_envs")
+    stepper = bench.raw_stepper("HalfCheetah-v5", 3, horizon=100, outputs=True)  # 3 steps taken
+    x_before = np.array([d.qpos[0] for d in stepper.datas])
+    stepper._one()  # the fourth step: actions[3]
+    expected_obs = np.stack([np.concatenate([d.qpos, d.qvel]) for d in stepper.datas])
+    np.testing.assert_array_equal(stepper.outputs["obs"], expected_obs)
+    a = bench._actions(gym_space(), 3)[3].astype(np.float64)
+    x_after = expected_obs[:, 0]
+    by_hand = (x_after - x_before) / 0.05 - 0.05 * (a**2).sum(axis=1)
+    np.testing.assert_allclose(stepper.outputs["reward"], by_hand, rtol=1e-6)  # float32 actions
+    assert bench.raw_stepper("HalfCheetah-v5", 2, horizon=100).outputs == {}
+    stepper.close()
+
+
+def gym_space():
+    import gymnasium as gym
+
+    env = gym.make("HalfCheetah-v5")
+    space = env.action_space
+    env.close()
+    return space
