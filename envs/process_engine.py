@@ -76,6 +76,22 @@ def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: A
     return np.ndarray(shape, dtype=dtype, buffer=shm.buf)
 
 
+#: The shared block whose rows are the reward terms and extras of one float64 per sub-env.
+_PACKED = "info"
+
+
+def _shared_arrays(
+    layout: dict[str, tuple[str, tuple[int, ...], str]],
+    blocks: dict[str, shared_memory.SharedMemory],
+    packed: Sequence[str],
+) -> dict[str, np.ndarray]:
+    """The arrays of ``layout`` over ``blocks``; ``info/<key>`` of a ``packed`` key is its row."""
+    arrays = {k: _shm_array(blocks[k], v[1], v[2]) for k, v in layout.items()}
+    for row, key in enumerate(packed):
+        arrays["info/" + key] = arrays[_PACKED][row]
+    return arrays
+
+
 def _step_outputs(view: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The arrays of ``view`` a step writes, named as :meth:`BatchedTaskEngine.step_into` wants."""
     out = {k: view[k] for k in ("obs", "reward", "terminated")}
@@ -137,6 +153,7 @@ def _worker_main(
     start: int,
     stop: int,
     layout: dict[str, tuple[str, tuple[int, ...], str]],
+    packed: Sequence[str] = (),
     spin_seconds: float = _SPIN_SECONDS,
 ) -> None:
     """Runs one slice ``[start, stop)`` of the sub-envs until told to close.
@@ -149,8 +166,8 @@ def _worker_main(
     ctl_block = shared_memory.SharedMemory(name=ctl_name)
     ctl = np.ndarray((index + 1, 2), dtype=np.int64, buffer=ctl_block.buf)[index]
     try:
-        full = {k: _shm_array(blocks[k], v[1], v[2]) for k, v in layout.items()}
-        view = {k: a[start:stop] for k, a in full.items()}
+        full = _shared_arrays(layout, blocks, packed)
+        view = {k: a[..., start:stop] if k == _PACKED else a[start:stop] for k, a in full.items()}
         outputs = _step_outputs(view)
         engine = engine_cls(stop - start, **engine_kwargs)
         _answer(conn, ctl, done, ("ok", None))
@@ -296,7 +313,10 @@ class ProcessEngine:
             if self._local_slice is not None:
                 start, stop = self._slices[self._local_slice]
                 self._local = engine_cls(stop - start, **kwargs)
-                self._local_view = {k: a[start:stop] for k, a in self._arrays.items()}
+                self._local_view = {
+                    k: a[..., start:stop] if k == _PACKED else a[start:stop]
+                    for k, a in self._arrays.items()
+                }
                 self._local_outputs = _step_outputs(self._local_view)
             self._start_workers(engine_cls, kwargs, start_method)
         except BaseException:
@@ -317,16 +337,23 @@ class ProcessEngine:
             "reward": ((n,), np.dtype(np.float64)),
             "terminated": ((n,), np.dtype(np.bool_)),
         }
+        # one float64 per sub-env (every term, and most extras): rows of one block, which the
+        # parent copies in one call per step instead of one per key
+        float64 = np.dtype(np.float64)
+        packed = [k for k, spec in self._info_specs.items() if spec == ((), float64)]
+        self._packed = packed
+        if self._packed:
+            specs[_PACKED] = ((len(self._packed), n), float64)
         for key, (shape, dtype) in self._info_specs.items():
-            specs["info/" + key] = ((n, *shape), dtype)
+            if key not in self._packed:
+                specs["info/" + key] = ((n, *shape), dtype)
         self._layout: dict[str, tuple[str, tuple[int, ...], str]] = {}
-        self._arrays: dict[str, np.ndarray] = {}
         for key, (shape, dtype) in specs.items():
             size = max(1, int(np.prod(shape)) * dtype.itemsize)
             block = shared_memory.SharedMemory(create=True, size=size)
             self._blocks[key] = block
             self._layout[key] = (block.name, shape, dtype.str)
-            self._arrays[key] = _shm_array(block, shape, dtype)
+        self._arrays: dict[str, np.ndarray] = _shared_arrays(self._layout, self._blocks, packed)
 
     def _start_workers(
         self, engine_cls: type[BatchedTaskEngine], kwargs: dict[str, Any], start_method: str
@@ -344,7 +371,7 @@ class ProcessEngine:
             proc = ctx.Process(  # type: ignore[attr-defined]
                 target=_worker_main,
                 args=(child, go, done, ctl_block.name, w, engine_cls, kwargs, start, stop)
-                + (self._layout, self._spin),
+                + (self._layout, self._packed, self._spin),
                 daemon=True,
             )
             proc.start()
@@ -528,8 +555,9 @@ class ProcessEngine:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
         arrays["actions"][...] = self._check_actions(actions)
         self._step_slices()
-        terms = {k: arrays["info/" + k].copy() for k in self.reward_terms}
-        extras = {k: arrays["info/" + k].copy() for k in self._extra_keys}
+        rows = dict(zip(self._packed, arrays[_PACKED].copy(), strict=True)) if self._packed else {}
+        terms = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self.reward_terms}
+        extras = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys}
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
     def _step_slices(self) -> None:

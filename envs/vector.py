@@ -250,8 +250,11 @@ class TaskVectorEnv(VectorEnv):
             raise ValueError(
                 f"actions must have shape {self._action_batch_shape}, got {actions.shape}"
             )
-        # the common step has no sub-env waiting for a reset: one any(), no index array
-        pending = np.flatnonzero(self._needs_reset) if self._needs_reset.any() else _NO_INDICES
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        if same_step:  # finished sub-envs restart within their step: none waits for the next
+            pending = _NO_INDICES
+        else:  # the common step has no sub-env waiting for a reset: one any(), no index array
+            pending = np.flatnonzero(self._needs_reset) if self._needs_reset.any() else _NO_INDICES
         if len(pending) and self.autoreset_mode == AutoresetMode.DISABLED:
             raise RuntimeError(
                 f"sub-envs {pending.tolist()} finished their episode; with autoreset disabled, "
@@ -273,12 +276,13 @@ class TaskVectorEnv(VectorEnv):
             self._elapsed[pending] = 0
             self._needs_reset[pending] = False
         done = terminated | truncated
-        if self.autoreset_mode == AutoresetMode.SAME_STEP and done.any():
-            finished = np.flatnonzero(done)
-            infos["final_obs"] = obs.copy()
-            infos["_final_obs"] = done.copy()
-            obs[finished] = self.engine.reset(finished)
-            self._elapsed[finished] = 0
+        if same_step:
+            if done.any():
+                finished = np.flatnonzero(done)
+                infos["final_obs"] = obs.copy()
+                infos["_final_obs"] = done.copy()
+                obs[finished] = self.engine.reset(finished)
+                self._elapsed[finished] = 0
         else:
             self._needs_reset |= done
         self._obs = obs

@@ -32,6 +32,9 @@ steps from gymnasium v5's reset (``mj_resetData``, reset noise, ``mj_forward``),
 env and gymnasium's rows (truncated at the same horizon) do; a MuJoCo step's cost depends on the
 state (contacts), so rows that stepped other episodes would not time the same physics. Before
 this, the raw rows ran 1,000-step episodes from the noiseless start and reset only ``mj_resetData``.
+On Ant every raw row also calls ``mj_rnePostConstraint`` after each step: the observation and the
+contact cost read the contact forces it computes (gymnasium calls it after every step of every
+env); before, the Ant raw rows skipped it and timed less physics than the env needs.
 
 ``--lockstep-only`` times, per MuJoCo env, only the bare lockstep loop, metarl ``sync`` and
 metarl ``process`` on the quiet machine, and the bare lockstep loop whose slices also do the least
@@ -111,6 +114,9 @@ def _actions(space: Any, n: int, count: int = 64) -> list[np.ndarray]:
 
 # gymnasium v5's reset draws qvel from a normal for these models (uniform for Hopper/Walker2d)
 _NORMAL_QVEL_NOISE = ("HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
+# the observations of these read the contact forces, which need mj_rnePostConstraint after each
+# step (gymnasium calls it after every step of every env; our engines where the outputs read them)
+_CONTACT_FORCES = ("Ant-v5", "Humanoid-v5")
 
 
 def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool = False) -> Stepper:
@@ -118,6 +124,8 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
 
     Every episode starts as gymnasium v5's reset does (``mj_resetData``, ``qpos + U(-s, s)``,
     ``qvel + s N(0, 1)`` or ``U(-s, s)``, ``mj_forward``); see the module docstring for why.
+    Models whose observations read the contact forces (Ant) also get ``mj_rnePostConstraint``
+    after each step, as their env must.
 
     ``outputs``: each step also does the least numpy work an env that returns observations and
     rewards must do after the physics: one ``np.concatenate`` of every ``qpos`` and ``qvel`` into
@@ -128,7 +136,7 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
     model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv
     scale = float(env._reset_noise_scale)  # type: ignore[attr-defined]
     init_qpos, init_qvel = env.init_qpos, env.init_qvel  # type: ignore[attr-defined]
-    normal = v5_id in _NORMAL_QVEL_NOISE
+    normal, contact_forces = v5_id in _NORMAL_QVEL_NOISE, v5_id in _CONTACT_FORCES
     rng = np.random.default_rng(seed)
     datas = [mujoco.MjData(model) for _ in range(n)]
     acts = _actions(env.action_space, n)
@@ -153,9 +161,15 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
         a = acts[k % len(acts)]
         if outputs:
             np.copyto(x_before, x)
-        for i, d in enumerate(datas):
-            d.ctrl[:] = a[i]
-            mujoco.mj_step(model, d, nstep=frame_skip)
+        if contact_forces:
+            for i, d in enumerate(datas):
+                d.ctrl[:] = a[i]
+                mujoco.mj_step(model, d, nstep=frame_skip)
+                mujoco.mj_rnePostConstraint(model, d)
+        else:
+            for i, d in enumerate(datas):
+                d.ctrl[:] = a[i]
+                mujoco.mj_step(model, d, nstep=frame_skip)
         if outputs:
             np.concatenate(gather, out=flat)
             np.subtract(x, x_before, out=reward)

@@ -5,7 +5,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from envs.vector import TaskVectorEnv, WorkerError
-from tests.helpers.counting_env import CounterEngine, CounterTask
+from tests.helpers.counting_env import CounterEngine, CounterTask, MixedExtrasEngine
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -179,6 +179,36 @@ def test_process_backend_matches_sync_backend(mode, workers, in_parent):
     try:
         for x, y in zip(_rollout(sync, 9), _rollout(proc, 9), strict=True):
             np.testing.assert_array_equal(x, y)
+    finally:
+        proc.close()
+
+
+def test_process_backend_returns_every_kind_of_info_as_sync_does():
+    """Float64 terms and extras travel as rows of one shared block; other extras apart."""
+    tasks = [CounterTask(0.1 * i) for i in range(5)]
+    kwargs = {"engine_kwargs": {"start_noise": 1.0}, "horizon": 4}
+    sync = TaskVectorEnv(MixedExtrasEngine, 5, tasks=tasks, **kwargs)
+    proc = TaskVectorEnv(
+        MixedExtrasEngine, 5, tasks=tasks, backend="process", num_workers=2, **kwargs
+    )
+    assert proc.engine._packed == ["reward_half_a", "reward_half_b", "position"]
+    try:
+        sync.reset(seed=0)
+        proc.reset(seed=0)
+        kept = []
+        for t in range(6):
+            actions = np.full((5, 1), 0.1 * t, dtype=np.float32)
+            *_, infos = sync.step(actions)
+            *_, proc_infos = proc.step(actions)
+            assert sorted(infos) == sorted(proc_infos)
+            for key, value in infos.items():
+                np.testing.assert_array_equal(proc_infos[key], value, err_msg=key)
+                assert proc_infos[key].dtype == value.dtype
+            kept.append((infos, proc_infos))
+        # what a step returned is the caller's: later steps do not write into it
+        for infos, proc_infos in kept:
+            for key, value in infos.items():
+                np.testing.assert_array_equal(proc_infos[key], value, err_msg=key)
     finally:
         proc.close()
 

@@ -92,3 +92,19 @@ class CounterEngine(BatchedTaskEngine):
 
 class CounterEnv(TaskEnv):
     engine_cls = CounterEngine
+
+
+class MixedExtrasEngine(CounterEngine):
+    """The counter with extras of other kinds: an int per sub-env and a pair of floats."""
+
+    extra_keys = ("position", "steps_taken", "pair")
+
+    def step(self, actions: np.ndarray) -> EngineStep:
+        out = super().step(actions)
+        n = len(out.reward)
+        extras = {
+            **out.extras,
+            "steps_taken": np.full(n, self.steps, dtype=np.int64),
+            "pair": np.stack([self.position, -self.position], axis=1),
+        }
+        return out._replace(extras=extras)

@@ -116,6 +116,26 @@ def test_lockstep_only_times_the_four_rows_of_each_mujoco_env(tmp_path):
     assert "SyncVectorEnv" not in proc.stdout and "neighbour" not in proc.stdout
 
 
+def test_raw_ant_rows_compute_the_contact_forces_the_env_reads():
+    """Ant's observation reads cfrc_ext: the bare loops run mj_rnePostConstraint as the env must."""
+    import gymnasium as gym
+    import numpy as np
+
+    bench = load_script("bench_envs")
+    stepper = bench.raw_stepper("Ant-v5", 1, horizon=100, seed=0)  # 3 warm-up steps taken
+    env = gym.make("Ant-v5")
+    env.reset(seed=0)
+    acts = bench._actions(env.action_space, 1)
+    for k in range(3):
+        env.step(acts[k][0])
+    data = env.unwrapped.data
+    np.testing.assert_array_equal(stepper.datas[0].qpos, data.qpos)
+    np.testing.assert_array_equal(stepper.datas[0].cfrc_ext, data.cfrc_ext)
+    assert np.abs(data.cfrc_ext).sum() > 0  # a real comparison: there are contact forces
+    env.close()
+    stepper.close()
+
+
 def test_raw_rows_run_the_envs_episodes_from_gymnasiums_reset():
     """The bare loops step what the vector env steps: v5's reset, then ``horizon``-step episodes."""
     import gymnasium as gym
