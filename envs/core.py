@@ -32,8 +32,8 @@ __all__ = [
     "TaskEnv",
     "WorkerError",
     "check_range",
-    "write_step",
     "check_vector",
+    "write_step",
 ]
 
 T = TypeVar("T", bound="Task")

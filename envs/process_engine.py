@@ -49,8 +49,10 @@ DEFAULT_WORKER_TIMEOUT = 60.0
 _PARENT_CHECK_SECONDS = 0.5
 
 # ctl[worker, 0]: how the command arrived; ctl[worker, 1]: how the answer travels
-_CMD_STEP, _CMD_PIPE = 0, 1
+_CMD_STEP, _CMD_PIPE, _CMD_RESET = 0, 1, 2
 _ANSWER_DONE, _ANSWER_PIPE = 0, 1
+# the commands whose data is in shared memory (the reset mask) and that answer without a message
+_SHARED_COMMANDS = {"step": _CMD_STEP, "reset": _CMD_RESET}
 
 
 def check_worker_timeout(value: Any) -> float | None:
@@ -92,6 +94,11 @@ def _shared_arrays(
     return arrays
 
 
+def _slice_view(arrays: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Sub-envs ``[start, stop)`` of every shared array (the packed block's columns)."""
+    return {k: a[..., start:stop] if k == _PACKED else a[start:stop] for k, a in arrays.items()}
+
+
 def _step_outputs(view: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The arrays of ``view`` a step writes, named as :meth:`BatchedTaskEngine.step_into` wants."""
     out = {k: view[k] for k in ("obs", "reward", "terminated")}
@@ -113,7 +120,7 @@ def _run_command(
     if cmd == "step":  # the parent checked the batch (ProcessEngine.step)
         engine.step_into(view["actions"], outputs)
         return None
-    if cmd == "reset":
+    if cmd in ("reset", "reset_listed"):
         local = np.asarray(data, dtype=np.int64)
         view["obs"][local] = engine.reset(local)
         return None
@@ -167,7 +174,7 @@ def _worker_main(
     ctl = np.ndarray((index + 1, 2), dtype=np.int64, buffer=ctl_block.buf)[index]
     try:
         full = _shared_arrays(layout, blocks, packed)
-        view = {k: a[..., start:stop] if k == _PACKED else a[start:stop] for k, a in full.items()}
+        view = _slice_view(full, start, stop)
         outputs = _step_outputs(view)
         engine = engine_cls(stop - start, **engine_kwargs)
         _answer(conn, ctl, done, ("ok", None))
@@ -178,7 +185,13 @@ def _worker_main(
                 while not go.acquire(timeout=_PARENT_CHECK_SECONDS):
                     if os.getppid() != parent:
                         return
-            cmd, data = ("step", None) if ctl[0] == _CMD_STEP else conn.recv()
+            code = int(ctl[0])
+            if code == _CMD_STEP:
+                cmd, data = "step", None
+            elif code == _CMD_RESET:  # the sub-envs to reset are marked in shared memory
+                cmd, data = "reset", np.flatnonzero(view["reset_mask"])
+            else:
+                cmd, data = conn.recv()
             if cmd == "close":
                 engine.close()
                 _answer(conn, ctl, done, ("ok", None))
@@ -188,7 +201,7 @@ def _worker_main(
             except Exception:  # noqa: BLE001 - every error goes back to the parent
                 _answer(conn, ctl, done, ("error", traceback.format_exc()))
             else:
-                _answer(conn, ctl, done, None if cmd == "step" else ("ok", reply))
+                _answer(conn, ctl, done, None if cmd in _SHARED_COMMANDS else ("ok", reply))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         pass
     except Exception:  # noqa: BLE001 - construction errors go back to the parent too
@@ -299,6 +312,7 @@ class ProcessEngine:
         self._local: BatchedTaskEngine | None = None
         self._local_view: dict[str, np.ndarray] = {}
         self._local_outputs: dict[str, np.ndarray] = {}
+        self._packed: list[str] = []  # info keys that are rows of the packed block
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
@@ -313,10 +327,7 @@ class ProcessEngine:
             if self._local_slice is not None:
                 start, stop = self._slices[self._local_slice]
                 self._local = engine_cls(stop - start, **kwargs)
-                self._local_view = {
-                    k: a[..., start:stop] if k == _PACKED else a[start:stop]
-                    for k, a in self._arrays.items()
-                }
+                self._local_view = _slice_view(self._arrays, start, stop)
                 self._local_outputs = _step_outputs(self._local_view)
             self._start_workers(engine_cls, kwargs, start_method)
         except BaseException:
@@ -336,13 +347,13 @@ class ProcessEngine:
             "actions": ((n, *act_shape), self._action_dtype),
             "reward": ((n,), np.dtype(np.float64)),
             "terminated": ((n,), np.dtype(np.bool_)),
+            "reset_mask": ((n,), np.dtype(np.bool_)),
         }
         # one float64 per sub-env (every term, and most extras): rows of one block, which the
         # parent copies in one call per step instead of one per key
         float64 = np.dtype(np.float64)
-        packed = [k for k, spec in self._info_specs.items() if spec == ((), float64)]
-        self._packed = packed
-        if self._packed:
+        self._packed = packed = [k for k, s in self._info_specs.items() if s == ((), float64)]
+        if packed:
             specs[_PACKED] = ((len(self._packed), n), float64)
         for key, (shape, dtype) in self._info_specs.items():
             if key not in self._packed:
@@ -467,7 +478,10 @@ class ProcessEngine:
     def _broadcast(self, cmd: str, per_slice: Sequence[Any]) -> list[Any]:
         """Runs ``cmd`` on every slice whose data is not None; the replies in slice order.
 
-        For every command but ``step``, which takes :meth:`_step_slices` (no pipe message).
+        For every command but ``step``, which takes :meth:`_step_slices`. ``reset`` (with
+        its sub-envs marked in the shared ``reset_mask``) travels as ``step`` does, through the
+        control word alone: an env whose episodes end early (Ant, Hopper, Walker2d) resets a few
+        sub-envs in many steps, and a pipe message each way would cost more than the reset.
 
         The workers get their commands first, then the parent runs its own slice while they
         work, then their replies are collected (also when the parent's slice raised, so the
@@ -475,10 +489,14 @@ class ProcessEngine:
         """
         self._check_open()
         remote = [w for w, s in enumerate(self._remote) if per_slice[s] is not None]
+        code = _SHARED_COMMANDS.get(cmd)
         for w in remote:
             try:
-                self._conns[w].send((cmd, per_slice[self._remote[w]]))
-                self._ctl[w, 0] = _CMD_PIPE
+                if code is None:
+                    self._conns[w].send((cmd, per_slice[self._remote[w]]))
+                    self._ctl[w, 0] = _CMD_PIPE
+                else:
+                    self._ctl[w, 0] = code
                 self._go[w].release()
             except (BrokenPipeError, OSError) as err:
                 self.close()
@@ -541,8 +559,16 @@ class ProcessEngine:
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Resets the listed sub-envs and returns their observations."""
-        indices = np.asarray(indices, dtype=np.int64)
-        self._broadcast("reset", self._split(indices))
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_envs):
+            raise ValueError(f"indices must be in [0, {self.num_envs}), got {indices.tolist()}")
+        mask = self._arrays["reset_mask"]
+        mask[...] = False
+        mask[indices] = True
+        if np.count_nonzero(mask) == len(indices):
+            self._broadcast("reset", self._split(indices))
+        else:  # repeated indices reset repeatedly, as in one process: the mask cannot say so
+            self._broadcast("reset_listed", self._split(indices))
         return self._arrays["obs"][indices].copy()
 
     def step(self, actions: np.ndarray) -> EngineStep:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
+from envs.process_engine import ProcessEngine
 from envs.vector import TaskVectorEnv, WorkerError
 from tests.helpers.counting_env import CounterEngine, CounterTask, MixedExtrasEngine
 
@@ -291,6 +292,57 @@ def test_a_process_step_exchanges_no_pipe_message_and_other_commands_do():
     finally:
         vec.engine._conns = [p.conn for p in pipes]
         vec.close()
+
+
+def test_the_resets_of_ended_episodes_exchange_no_pipe_message_either():
+    # Ant, Hopper and Walker2d episodes end early, so resets of a few sub-envs come in many
+    # steps: they travel through the shared reset mask and the control word, as a step does
+    tasks = [CounterTask(0.1 * i, limit=0.4 + 0.1 * i) for i in range(6)]
+    sync = _vec(n=6, tasks=tasks, horizon=5)
+    vec = _vec(n=6, tasks=tasks, horizon=5, backend="process", num_workers=3, start_method="fork")
+    vec.reset(seed=0)
+    sync.reset(seed=0)
+    pipes = [_CountingPipe(conn) for conn in vec.engine._conns]
+    vec.engine._conns = pipes
+    try:
+        ended = 0
+        for t in range(12):  # terminations at different steps, and the horizon twice
+            actions = np.full((6, 1), 0.05 * (t % 3), dtype=np.float32)
+            ours, theirs = vec.step(actions), sync.step(actions)
+            for x, y in zip(ours[:4], theirs[:4], strict=True):
+                np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(ours[4]["final_obs"], theirs[4]["final_obs"])
+            ended += int((ours[2] | ours[3]).sum())
+        assert ended > 6  # the loop did reset sub-envs, in most steps
+        assert all((p.sent, p.received) == (0, 0) for p in pipes)
+        mask = np.array([True, False, False, True, True, False])
+        ours_obs, _ = vec.reset(options={"reset_mask": mask})  # a partial reset by the caller
+        sync_obs, _ = sync.reset(options={"reset_mask": mask})
+        np.testing.assert_array_equal(ours_obs, sync_obs)
+    finally:
+        vec.engine._conns = [p.conn for p in pipes]
+        vec.close()
+
+
+def test_process_reset_of_repeated_or_bad_indices_acts_as_one_process():
+    engines = [CounterEngine(4), ProcessEngine(CounterEngine, 4, 2, start_method="fork")]
+    try:
+        for engine in engines:
+            engine.seed([0, 1, 2, 3])
+            engine.ensure_tasks(np.arange(4))
+            engine.reset(np.arange(4))
+        # a repeated index resets (and draws its start) twice, as a loop in one process does
+        first, second = (engine.reset(np.array([3, 1, 3])) for engine in engines)
+        np.testing.assert_array_equal(first, second)
+        np.testing.assert_array_equal(
+            engines[0].reset(np.arange(4)), engines[1].reset(np.arange(4))
+        )
+        with pytest.raises(ValueError, match=r"indices must be in \[0, 4\), got \[-1\]"):
+            engines[1].reset(np.array([-1]))
+        with pytest.raises(ValueError, match=r"indices must be in \[0, 4\), got \[4\]"):
+            engines[1].reset(np.array([4]))
+    finally:
+        engines[1].close()
 
 
 @pytest.mark.timeout(60)  # a reply larger than a pipe's buffer must not deadlock the handshake
