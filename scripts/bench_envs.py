@@ -80,6 +80,7 @@ class Stepper:
         self.calls = 0
         self.choice: Any = None  # backend="auto": what it picked
         self.datas: list[Any] = []  # raw rows: the MjData stepped
+        self.action_space: Any = None  # raw rows: the v5 env's
         self.outputs: dict[str, np.ndarray] = {}  # raw rows with outputs: the last step's
         for _ in range(3):  # warm-up
             self._one()
@@ -184,7 +185,7 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
                 np.concatenate(gather, out=flat)
 
     stepper = Stepper(step, n, env.close)
-    stepper.datas = datas
+    stepper.datas, stepper.action_space = datas, env.action_space
     stepper.outputs = {"obs": block, "reward": reward} if outputs else {}
     return stepper
 

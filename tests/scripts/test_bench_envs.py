@@ -116,18 +116,25 @@ def test_lockstep_only_times_the_four_rows_of_each_mujoco_env(tmp_path):
     assert "SyncVectorEnv" not in proc.stdout and "neighbour" not in proc.stdout
 
 
-def test_raw_ant_rows_compute_the_contact_forces_the_env_reads():
-    """Ant's observation reads cfrc_ext: the bare loops run mj_rnePostConstraint as the env must."""
+def _raw_beside_gymnasium(v5_id: str, n: int, horizon: int):
+    """A raw stepper (3 warm-up steps taken) and the v5 env stepped alike from reset(seed=0)."""
     import gymnasium as gym
-    import numpy as np
 
     bench = load_script("bench_envs")
-    stepper = bench.raw_stepper("Ant-v5", 1, horizon=100, seed=0)  # 3 warm-up steps taken
-    env = gym.make("Ant-v5")
+    stepper = bench.raw_stepper(v5_id, n, horizon=horizon, seed=0)
+    env = gym.make(v5_id)
     env.reset(seed=0)
-    acts = bench._actions(env.action_space, 1)
+    acts = bench._actions(env.action_space, n)
     for k in range(3):
         env.step(acts[k][0])
+    return stepper, env
+
+
+def test_raw_ant_rows_compute_the_contact_forces_the_env_reads():
+    """Ant's observation reads cfrc_ext: the bare loops run mj_rnePostConstraint as the env must."""
+    import numpy as np
+
+    stepper, env = _raw_beside_gymnasium("Ant-v5", 1, horizon=100)
     data = env.unwrapped.data
     np.testing.assert_array_equal(stepper.datas[0].qpos, data.qpos)
     np.testing.assert_array_equal(stepper.datas[0].cfrc_ext, data.cfrc_ext)
@@ -138,16 +145,9 @@ def test_raw_ant_rows_compute_the_contact_forces_the_env_reads():
 
 def test_raw_rows_run_the_envs_episodes_from_gymnasiums_reset():
     """The bare loops step what the vector env steps: v5's reset, then ``horizon``-step episodes."""
-    import gymnasium as gym
     import numpy as np
 
-    bench = load_script("bench_envs")
-    stepper = bench.raw_stepper("HalfCheetah-v5", 2, horizon=5, seed=0)  # 3 warm-up steps taken
-    env = gym.make("HalfCheetah-v5")
-    env.reset(seed=0)
-    acts = bench._actions(env.action_space, 2)
-    for k in range(3):
-        env.step(acts[k][0])
+    stepper, env = _raw_beside_gymnasium("HalfCheetah-v5", 2, horizon=5)
     # the first sub-env started where gymnasium's reset(seed=0) starts, and stepped alike
     np.testing.assert_array_equal(stepper.datas[0].qpos, env.unwrapped.data.qpos)
     np.testing.assert_array_equal(stepper.datas[0].qvel, env.unwrapped.data.qvel)
@@ -200,18 +200,9 @@ def test_the_least_outputs_loop_gathers_the_state_and_computes_the_reward():
     stepper._one()  # the fourth step: actions[3]
     expected_obs = np.stack([np.concatenate([d.qpos, d.qvel]) for d in stepper.datas])
     np.testing.assert_array_equal(stepper.outputs["obs"], expected_obs)
-    a = bench._actions(gym_space(), 3)[3].astype(np.float64)
+    a = bench._actions(stepper.action_space, 3)[3].astype(np.float64)
     x_after = expected_obs[:, 0]
     by_hand = (x_after - x_before) / 0.05 - 0.05 * (a**2).sum(axis=1)
     np.testing.assert_allclose(stepper.outputs["reward"], by_hand, rtol=1e-6)  # float32 actions
     assert bench.raw_stepper("HalfCheetah-v5", 2, horizon=100).outputs == {}
     stepper.close()
-
-
-def gym_space():
-    import gymnasium as gym
-
-    env = gym.make("HalfCheetah-v5")
-    space = env.action_space
-    env.close()
-    return space
