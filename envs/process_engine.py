@@ -559,6 +559,7 @@ class ProcessEngine:
 
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Resets the listed sub-envs and returns their observations."""
+        self._check_open()
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_envs):
             raise ValueError(f"indices must be in [0, {self.num_envs}), got {indices.tolist()}")

@@ -343,6 +343,8 @@ def test_process_reset_of_repeated_or_bad_indices_acts_as_one_process():
             engines[1].reset(np.array([4]))
     finally:
         engines[1].close()
+    with pytest.raises(RuntimeError, match="the process engine is closed"):
+        engines[1].reset(np.arange(4))
 
 
 @pytest.mark.timeout(60)  # a reply larger than a pipe's buffer must not deadlock the handshake
