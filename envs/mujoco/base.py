@@ -482,9 +482,12 @@ class MujocoEngine(BatchedTaskEngine):
         self._sources, self._gather = {}, []
 
     # ---------------------------------------------------------------------------- reward parts
-    def _ctrl_cost(self, actions: np.ndarray, weight: float) -> np.ndarray:
-        """Returns ``-weight * sum(a**2)`` per sub-env, ``[num_envs]``."""
-        return -weight * np.einsum("ij,ij->i", actions, actions)
+    def _ctrl_cost(
+        self, actions: np.ndarray, weight: float, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Returns ``-weight * sum(a**2)`` per sub-env, ``[num_envs]`` (written into ``out``)."""
+        cost = np.einsum("ij,ij->i", actions, actions, out=out)
+        return np.multiply(-weight, cost, out=cost)
 
 
 @functools.lru_cache(maxsize=16)
