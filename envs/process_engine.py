@@ -12,8 +12,7 @@ non-blocking acquire for a short budget (:class:`~envs.spin_wait.AdaptiveSpin`),
 it (a futex wait on Linux), so a busy machine does not lose a core to spinning. A worker that
 raises or dies surfaces as :class:`WorkerError` in the parent within a fraction of a second, and
 one that does not answer within ``worker_timeout`` seconds (stopped, deadlocked, starved)
-surfaces as one then;
-:meth:`ProcessEngine.close` releases every process and shared-memory block.
+surfaces as one then; :meth:`ProcessEngine.close` releases every process and shared-memory block.
 """
 
 from __future__ import annotations

@@ -562,7 +562,7 @@ def _table(
     shown = [  # ours; the JSON keeps every row's
         f"{k.removeprefix('metarl ')} {ci[0]:.2f}-{ci[1]:.2f}"
         for k, ci in spread.items()
-        if ci and (k.startswith("metarl ") or k.startswith(LEAST_OUTPUTS[:20]))
+        if ci and (k.startswith("metarl ") or k.startswith(LEAST_OUTPUTS_ROW))
     ]
     if shown:
         print(
@@ -716,7 +716,8 @@ def main() -> None:
 
 
 #: The lockstep row whose slices also gather the observations and compute a reward.
-LEAST_OUTPUTS = "raw mj_step + obs and reward, 7 numpy calls ({w} processes in lockstep)"
+LEAST_OUTPUTS_ROW = "raw mj_step + obs and reward"
+LEAST_OUTPUTS = LEAST_OUTPUTS_ROW + ", 7 numpy calls ({w} processes in lockstep)"
 
 
 def _horizon(env_id: str) -> int:
