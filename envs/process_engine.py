@@ -1,18 +1,19 @@
 """The ``process`` backend of :class:`~envs.vector.TaskVectorEnv`: sub-env slices in processes.
 
 :class:`ProcessEngine` splits the sub-envs into contiguous slices, one engine per process (this
-process steps the first slice while worker processes step the others), with actions,
-observations, rewards and terminations in shared memory. Each worker has two semaphores, ``go``
-(the parent has a command for it) and ``done`` (it has answered), and a two-word control block in
-shared memory saying how the command and the answer travel: a ``step`` or a ``reset`` needs
-nothing else (its data is in shared memory), so the lockstep loop exchanges no pipe message and
-pickles nothing; other commands, their replies and errors go through the worker's pipe (the
-worker's side is :mod:`envs.process_worker`). A waiting side spins on the semaphore's
-non-blocking acquire for a short budget (:class:`~envs.spin_wait.AdaptiveSpin`), then blocks on
-it (a futex wait on Linux), so a busy machine does not lose a core to spinning. A worker that
-raises or dies surfaces as :class:`WorkerError` in the parent within a fraction of a second, and
-one that does not answer within ``worker_timeout`` seconds (stopped, deadlocked, starved)
-surfaces as one then; :meth:`ProcessEngine.close` releases every process and shared-memory block.
+process steps the first slice while worker processes step the others), with actions, observations,
+rewards and terminations in shared memory. Each worker has two semaphores, ``go`` (the parent has a
+command for it) and ``done`` (it has answered), and a two-word control block in shared memory saying
+how the command and the answer travel: a ``step``, a ``step_autoreset`` (a step whose ended episodes
+each slice resets at once: the vector env's same-step autoreset in one handover) or a ``reset``
+needs nothing else (its data is in shared memory), so the lockstep loop exchanges no pipe message
+and pickles nothing; other commands, their replies and errors go through the worker's pipe (the
+worker's side is :mod:`envs.process_worker`). A waiting side spins on the semaphore's non-blocking
+acquire for a short budget (:class:`~envs.spin_wait.AdaptiveSpin`), then blocks on it (a futex wait
+on Linux), so a busy machine does not lose a core to spinning. A worker that raises or dies surfaces
+as :class:`WorkerError` in the parent within a fraction of a second, and one that does not answer
+within ``worker_timeout`` seconds (stopped, deadlocked, starved) surfaces as one then;
+:meth:`ProcessEngine.close` releases every process and shared-memory block.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from envs.process_worker import (
     _ANSWER_DONE,
     _CMD_PIPE,
     _CMD_STEP,
+    _CMD_STEP_AUTORESET,
     _PACKED,
+    _SHARED_BY_CODE,
     _SHARED_COMMANDS,
     _SPIN_SECONDS,
     _run_command,
@@ -203,6 +206,10 @@ class ProcessEngine:
             "reward": ((n,), np.dtype(np.float64)),
             "terminated": ((n,), np.dtype(np.bool_)),
             "reset_mask": ((n,), np.dtype(np.bool_)),
+            # step_autoreset: the sub-envs truncated this step, and every observation before
+            # the resets (its ended sub-envs' rows are read)
+            "truncated": ((n,), np.dtype(np.bool_)),
+            "final_obs": ((n, *obs_space.shape), np.dtype(obs_space.dtype)),
         }
         # one float64 per sub-env (every term, and most extras): rows of one block, which the
         # parent copies in one call per step instead of one per key
@@ -429,6 +436,27 @@ class ProcessEngine:
 
     def step(self, actions: np.ndarray) -> EngineStep:
         """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
+        return self._step(actions, _CMD_STEP)
+
+    def step_autoreset(
+        self, actions: np.ndarray, truncated: np.ndarray
+    ) -> tuple[EngineStep, np.ndarray]:
+        """:meth:`step`, then a reset of every sub-env whose episode ended, in the same command.
+
+        A sub-env's episode ended when it terminated or is marked in ``truncated`` (``[num_envs]``
+        bool); each slice resets its own ended sub-envs right after stepping them, so the
+        vector env's same-step autoreset costs no second round trip to the workers (an Ant
+        batch ends an episode in about every other step under random actions).
+
+        Returns:
+            The step, whose observations are those after the resets, and the observations before
+            them: ``[num_envs, *obs_shape]`` in shared memory, whose rows of the ended sub-envs
+            are valid until the next step.
+        """
+        np.copyto(self._arrays["truncated"], truncated)
+        return self._step(actions, _CMD_STEP_AUTORESET), self._arrays["final_obs"]
+
+    def _step(self, actions: np.ndarray, code: int) -> EngineStep:
         self._check_open()
         actions = np.asarray(actions)
         arrays = self._arrays
@@ -436,36 +464,37 @@ class ProcessEngine:
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
         arrays["actions"][...] = self._check_actions(actions)
-        self._step_slices()
+        self._step_slices(code)
         rows = dict(zip(self._packed, arrays[_PACKED].copy(), strict=True)) if self._packed else {}
         terms = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self.reward_terms}
         extras = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys}
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
-    def _step_slices(self) -> None:
-        """:meth:`_broadcast` of ``step`` to every slice, without its bookkeeping.
+    def _step_slices(self, code: int = _CMD_STEP) -> None:
+        """:meth:`_broadcast` of a step (``code``: step or step_autoreset) to every slice, lean.
 
         The lockstep loop's hot path: a step goes to every slice, has its data in shared memory
         and no reply, so this only sets each worker's control word and semaphore, steps the
         parent's slice, and waits for every worker.
         """
         ctl, go = self._ctl, self._go
+        cmd = _SHARED_BY_CODE[code]
         for w in range(len(self._remote)):
-            ctl[w, 0] = _CMD_STEP
+            ctl[w, 0] = code
             try:
                 go[w].release()
             except OSError as err:
                 self.close()
-                raise WorkerError(f"worker {w} is gone ('step' could not be sent)") from err
+                raise WorkerError(f"worker {w} is gone ({cmd!r} could not be sent)") from err
         try:
             if self._local is not None:
                 engine, view, outputs = self._local, self._local_view, self._local_outputs
                 self._parent_spin.work(
-                    functools.partial(_run_command, engine, view, outputs, "step", None)
+                    functools.partial(_run_command, engine, view, outputs, cmd, None)
                 )
         finally:
             for w in range(len(self._remote)):
-                self._recv(w, "step")
+                self._recv(w, cmd)
 
     def close(self) -> None:
         """Stops every worker and frees every shared-memory block (idempotent)."""

@@ -1,11 +1,12 @@
 """The worker side of the ``process`` backend (:mod:`envs.process_engine`): one slice per process.
 
 A worker builds the engine of its slice ``[start, stop)`` of the sub-envs, maps the shared arrays
-(actions, observations, rewards, terminations, the reset mask and the packed reward terms and
-extras), and loops: wait for its ``go`` semaphore, read how the command came from its control
-word (``step`` and ``reset`` carry their data in shared memory; other commands come through its
-pipe), run it, answer through ``done`` (and the pipe, for a reply or an error). The parent steps
-its own slice with the same :func:`_run_command`.
+(actions, observations, rewards, terminations, the reset and truncation masks, the observations
+before an autoreset and the packed reward terms and extras), and loops: wait for its ``go``
+semaphore, read how the command came from its control word (``step``, ``step_autoreset`` and
+``reset`` carry their data in shared memory; other commands come through its pipe), run it,
+answer through ``done`` (and the pipe, for a reply or an error). The parent steps its own slice
+with the same :func:`_run_command`.
 """
 
 from __future__ import annotations
@@ -33,10 +34,17 @@ _SPIN_SECONDS = 0.002
 _PARENT_CHECK_SECONDS = 0.5
 
 # ctl[worker, 0]: how the command arrived; ctl[worker, 1]: how the answer travels
-_CMD_STEP, _CMD_PIPE, _CMD_RESET = 0, 1, 2
+_CMD_STEP, _CMD_PIPE, _CMD_RESET, _CMD_STEP_AUTORESET = 0, 1, 2, 3
 _ANSWER_DONE, _ANSWER_PIPE = 0, 1
-# the commands whose data is in shared memory (the reset mask) and that answer without a message
-_SHARED_COMMANDS = {"step": _CMD_STEP, "reset": _CMD_RESET}
+# the commands whose data is in shared memory (actions, the reset mask, the truncation mask) and
+# that answer without a message
+_SHARED_COMMANDS = {
+    "step": _CMD_STEP,
+    "reset": _CMD_RESET,
+    "step_autoreset": _CMD_STEP_AUTORESET,
+}
+#: each shared command by its control word
+_SHARED_BY_CODE = {code: cmd for cmd, code in _SHARED_COMMANDS.items()}
 
 
 def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -84,6 +92,14 @@ def _run_command(
     """
     if cmd == "step":  # the parent checked the batch (ProcessEngine.step)
         engine.step_into(view["actions"], outputs)
+        return None
+    if cmd == "step_autoreset":  # ProcessEngine.step_autoreset: a step, then the ended reset
+        engine.step_into(view["actions"], outputs)
+        ended = np.logical_or(view["terminated"], view["truncated"])
+        if ended.any():
+            local = np.flatnonzero(ended)
+            np.copyto(view["final_obs"], view["obs"])
+            view["obs"][local] = engine.reset(local)
         return None
     if cmd in ("reset", "reset_listed"):
         local = np.asarray(data, dtype=np.int64)
@@ -151,10 +167,10 @@ def _worker_main(
                     if os.getppid() != parent:
                         return
             code = int(ctl[0])
-            if code == _CMD_STEP:
-                cmd, data = "step", None
-            elif code == _CMD_RESET:  # the sub-envs to reset are marked in shared memory
+            if code == _CMD_RESET:  # the sub-envs to reset are marked in shared memory
                 cmd, data = "reset", np.flatnonzero(view["reset_mask"])
+            elif code in _SHARED_BY_CODE:  # a step: its data is in shared memory
+                cmd, data = _SHARED_BY_CODE[code], None
             else:
                 cmd, data = conn.recv()
             if cmd == "close":

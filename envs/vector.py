@@ -158,6 +158,7 @@ class TaskVectorEnv(VectorEnv):
                 f"backend must be 'sync', 'thread', 'process' or 'auto', got {backend!r}"
             )
         self.backend = backend
+        self._slices_reset = backend == "process"  # ProcessEngine.step_autoreset
         self.num_envs = num_envs
         self.horizon = horizon
         self.metadata = {"autoreset_mode": self.autoreset_mode, "render_modes": []}
@@ -260,13 +261,18 @@ class TaskVectorEnv(VectorEnv):
                 f"sub-envs {pending.tolist()} finished their episode; with autoreset disabled, "
                 "reset them with reset(options={'reset_mask': mask}) before stepping"
             )
-        out = self.engine.step(actions)
-        self._elapsed += 1
-        obs, reward, terminated = out.obs.copy(), out.reward.copy(), out.terminated.copy()
         if self.horizon is None:
             truncated = np.zeros(self.num_envs, dtype=np.bool_)
+        else:  # the episodes this step ends by their length
+            truncated = self._elapsed >= self.horizon - 1
+        # the process backend resets the ended sub-envs within the step, on their own slices
+        before_reset = None
+        if same_step and self._slices_reset:
+            out, before_reset = self.engine.step_autoreset(actions, truncated)
         else:
-            truncated = self._elapsed >= self.horizon
+            out = self.engine.step(actions)
+        self._elapsed += 1
+        obs, reward, terminated = out.obs.copy(), out.reward.copy(), out.terminated.copy()
         infos = self._with_masks({**out.reward_terms, **out.extras})
         if self.autoreset_mode == AutoresetMode.NEXT_STEP and len(pending):
             obs[pending] = self.engine.reset(pending)
@@ -279,9 +285,13 @@ class TaskVectorEnv(VectorEnv):
         if same_step:
             if done.any():
                 finished = np.flatnonzero(done)
-                infos["final_obs"] = obs.copy()
+                final_obs = obs.copy()
+                if before_reset is None:
+                    obs[finished] = self.engine.reset(finished)
+                else:  # obs are after the resets already
+                    final_obs[finished] = before_reset[finished]
+                infos["final_obs"] = final_obs
                 infos["_final_obs"] = done.copy()
-                obs[finished] = self.engine.reset(finished)
                 self._elapsed[finished] = 0
         else:
             self._needs_reset |= done

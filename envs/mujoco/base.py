@@ -244,6 +244,23 @@ class MujocoEngine(BatchedTaskEngine):
         """
         write_step(self._evaluate(actions), out)
 
+    def _evaluate_in_new_arrays(self, actions: np.ndarray) -> EngineStep:
+        """:meth:`_evaluate_into` fresh arrays: the :meth:`_evaluate` of an in-place engine."""
+        n = self.num_envs
+        out: dict[str, np.ndarray] = {
+            key: np.empty(n) for key in (*self.reward_terms, *self.extra_keys, "reward")
+        }
+        out["obs"] = np.empty((n, *(self.observation_space.shape or ())))
+        out["terminated"] = np.empty(n, dtype=bool)
+        self._evaluate_into(actions, out)
+        return EngineStep(
+            obs=out["obs"],
+            reward=out["reward"],
+            terminated=out["terminated"],
+            reward_terms={key: out[key] for key in self.reward_terms},
+            extras={key: out[key] for key in self.extra_keys},
+        )
+
     # ------------------------------------------------------------------------------ reset/step
     def reset(self, indices: np.ndarray) -> np.ndarray:
         """Resets the listed sub-environments with gymnasium v5's reset noise.

@@ -93,7 +93,6 @@ class HalfCheetahEngine(MujocoEngine):
         self._qpos_start = 1 if exclude_current_positions_from_observation else 0
         obs_dim = self.model.nq - self._qpos_start + self.model.nv + 3 * self.include_torso_com
         self.observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
-        self._obs_dim = obs_dim
         self.target = np.zeros(num_envs, dtype=np.float64)
         # qpos[start:], qvel and the torso position are adjacent columns of the field block
         last = "torso_xpos" if include_torso_com else "qvel"
@@ -107,20 +106,7 @@ class HalfCheetahEngine(MujocoEngine):
         """Writes the task's forward term from ``v_x`` into ``out`` (both ``[num_envs]``)."""
 
     def _evaluate(self, actions: np.ndarray) -> EngineStep:
-        n = self.num_envs
-        out: dict[str, np.ndarray] = {
-            key: np.empty(n) for key in (*self.reward_terms, *self.extra_keys, "reward")
-        }
-        out["obs"] = np.empty((n, self._obs_dim))
-        out["terminated"] = np.empty(n, dtype=bool)
-        self._evaluate_into(actions, out)
-        return EngineStep(
-            obs=out["obs"],
-            reward=out["reward"],
-            terminated=out["terminated"],
-            reward_terms={key: out[key] for key in self.reward_terms},
-            extras={key: out[key] for key in self.extra_keys},
-        )
+        return self._evaluate_in_new_arrays(actions)
 
     def _evaluate_into(self, actions: np.ndarray, out: Mapping[str, np.ndarray]) -> None:
         # in place, one numpy call per value: each costs microseconds after the physics

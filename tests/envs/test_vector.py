@@ -324,6 +324,46 @@ def test_the_resets_of_ended_episodes_exchange_no_pipe_message_either():
         vec.close()
 
 
+class _CountingSemaphore:
+    """A worker's ``go`` semaphore, counting the commands handed over through it."""
+
+    def __init__(self, sem):
+        self.sem, self.released = sem, 0
+
+    def release(self):
+        self.released += 1
+        self.sem.release()
+
+
+def test_same_step_autoreset_resets_on_the_slices_within_the_one_step_handover():
+    # each slice resets its own ended sub-envs right after stepping them: a step whose
+    # episodes end costs one handover per worker, as any step, not a second for the resets
+    tasks = [CounterTask(0.1 * i, limit=0.4 + 0.1 * i) for i in range(6)]
+    sync = _vec(n=6, tasks=tasks, horizon=5)
+    vec = _vec(n=6, tasks=tasks, horizon=5, backend="process", num_workers=3, start_method="fork")
+    vec.reset(seed=0)
+    sync.reset(seed=0)
+    gos = [_CountingSemaphore(go) for go in vec.engine._go]
+    vec.engine._go = gos
+    try:
+        ended_steps = 0
+        for t in range(12):
+            actions = np.full((6, 1), 0.05 * (t % 3), dtype=np.float32)
+            ours, theirs = vec.step(actions), sync.step(actions)
+            for x, y in zip(ours[:4], theirs[:4], strict=True):
+                np.testing.assert_array_equal(x, y)
+            assert ("final_obs" in ours[4]) == ("final_obs" in theirs[4])
+            if "final_obs" in theirs[4]:
+                ended_steps += 1
+                np.testing.assert_array_equal(ours[4]["final_obs"], theirs[4]["final_obs"])
+                np.testing.assert_array_equal(ours[4]["_final_obs"], theirs[4]["_final_obs"])
+        assert ended_steps >= 6
+        assert [go.released for go in gos] == [12, 12]
+    finally:
+        vec.engine._go = [go.sem for go in gos]
+        vec.close()
+
+
 def test_process_reset_of_repeated_or_bad_indices_acts_as_one_process():
     engines = [CounterEngine(4), ProcessEngine(CounterEngine, 4, 2, start_method="fork")]
     try:
