@@ -86,7 +86,8 @@ def _probe_info(
 
     Also the dtype the engine's ``check_actions`` gives an action of its space's dtype: the
     shared action array holds checked actions in it, so a slice steps exactly what ``step``
-    would (a MuJoCo engine checks into float64: a float64 batch is not rounded to float32).
+    would (a MuJoCo engine checks into float64; continuous actions of an engine that keeps their
+    dtype cross as float64 too: a float64 batch is never rounded to its float32 space).
     """
     engine.seed([0])
     engine.ensure_tasks(np.zeros(1, dtype=np.int64))
@@ -96,6 +97,8 @@ def _probe_info(
     if isinstance(space, spaces.Box):
         action[...] = np.clip(action, space.low, space.high)
     checked = np.asarray(engine.check_actions(action)).dtype
+    if np.issubdtype(checked, np.floating):  # a float64 batch crosses unrounded, as sync steps it
+        checked = np.promote_types(checked, np.float64)
     out = engine.step(action)
     info = {
         k: (tuple(np.asarray(v).shape[1:]), np.asarray(v).dtype)
@@ -453,6 +456,7 @@ class ProcessEngine:
             them: ``[num_envs, *obs_shape]`` in shared memory, whose rows of the ended sub-envs
             are valid until the next step.
         """
+        self._check_open()
         np.copyto(self._arrays["truncated"], truncated)
         return self._step(actions, _CMD_STEP_AUTORESET), self._arrays["final_obs"]
 
@@ -478,14 +482,14 @@ class ProcessEngine:
         parent's slice, and waits for every worker.
         """
         ctl, go = self._ctl, self._go
-        cmd = _SHARED_BY_CODE[code]
+        cmd = _SHARED_BY_CODE[code]  # errors name the user's call: a step, with or without resets
         for w in range(len(self._remote)):
             ctl[w, 0] = code
             try:
                 go[w].release()
             except OSError as err:
                 self.close()
-                raise WorkerError(f"worker {w} is gone ({cmd!r} could not be sent)") from err
+                raise WorkerError(f"worker {w} is gone ('step' could not be sent)") from err
         try:
             if self._local is not None:
                 engine, view, outputs = self._local, self._local_view, self._local_outputs
@@ -494,7 +498,7 @@ class ProcessEngine:
                 )
         finally:
             for w in range(len(self._remote)):
-                self._recv(w, cmd)
+                self._recv(w, "step")
 
     def close(self) -> None:
         """Stops every worker and frees every shared-memory block (idempotent)."""

@@ -481,3 +481,25 @@ def test_one_slice_in_the_parent_needs_no_worker_process():
             np.testing.assert_array_equal(x, y)
     finally:
         proc.close()
+
+
+def test_process_backend_steps_float64_actions_of_a_float32_space_unrounded():
+    # Navigation2D's action space is float32, but its sync step moves by float64 actions as
+    # given; the shared action array must not round them to float32 on the way to a slice
+    from envs.vector import make_vec
+
+    sync = make_vec("metarl/Navigation2D-v0", 4)
+    vec = make_vec("metarl/Navigation2D-v0", 4, backend="process", start_method="fork")
+    try:
+        sync.reset(seed=0)
+        vec.reset(seed=0)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            actions = rng.uniform(-0.1, 0.1, (4, 2))  # float64, not float32-representable
+            assert not np.array_equal(actions, actions.astype(np.float32))
+            ours, theirs = vec.step(actions), sync.step(actions)
+            np.testing.assert_array_equal(ours[1], theirs[1])
+            np.testing.assert_array_equal(ours[4]["distance"], theirs[4]["distance"])
+    finally:
+        sync.close()
+        vec.close()
