@@ -503,3 +503,29 @@ def test_process_backend_steps_float64_actions_of_a_float32_space_unrounded():
     finally:
         sync.close()
         vec.close()
+
+
+def test_process_step_arrays_are_the_callers_and_equal_sync():
+    # the process engine's outputs live in shared memory that every step rewrites: what the
+    # vector env returns must be copies, untouched by later steps
+    from envs.vector import make_vec
+
+    sync = make_vec("metarl/HalfCheetahVel-v0", 4)
+    vec = make_vec("metarl/HalfCheetahVel-v0", 4, backend="process", start_method="fork")
+    try:
+        sync.reset(seed=0)
+        vec.reset(seed=0)
+        huge = np.full((4, 6), 1e308)  # finite (MuJoCo clamps the controls)
+        huge[1] = -1e308
+        kept = [vec.step(huge)[:4], vec.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
+        frozen = [[np.copy(x) for x in step] for step in kept]
+        theirs = [sync.step(huge)[:4], sync.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
+        for _ in range(3):
+            vec.step(np.zeros((4, 6)))
+        for ours, copy, twin in zip(kept, frozen, theirs, strict=True):
+            for x, y, z in zip(ours, copy, twin, strict=True):
+                np.testing.assert_array_equal(x, y)
+                np.testing.assert_array_equal(x, z)
+    finally:
+        sync.close()
+        vec.close()
