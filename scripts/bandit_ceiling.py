@@ -52,19 +52,15 @@ LABELS = {
 }
 
 
-def evaluate(run: str, results: Path, num_tasks: int, out: Path) -> dict[str, Any]:
-    """``metarl eval`` of ``results/run``'s final checkpoint on ``num_tasks`` held-out bandits.
+def evaluate(run: str, results: Path, num_tasks: int, out: Path, final: Path) -> dict[str, Any]:
+    """``metarl eval`` of ``results/run``'s final checkpoint ``final`` on ``num_tasks`` bandits.
 
     Raises:
-        FileNotFoundError: If the run has no committed checkpoint.
         RuntimeError: If the evaluation fails.
     """
     from metarl.cli import main as cli
 
     directory = results / run
-    final = final_checkpoint(directory)
-    if final is None:
-        raise FileNotFoundError(f"{directory} has no committed checkpoint to evaluate")
     committed = json.loads((directory / "eval.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="metarl-ceiling-") as tmp:
         copy = Path(tmp)
@@ -80,9 +76,16 @@ def evaluate(run: str, results: Path, num_tasks: int, out: Path) -> dict[str, An
 
 
 def row(run: str, results: Path, num_tasks: int, out: Path) -> dict[str, Any]:
-    """One run's exact values and its evaluation on ``num_tasks`` bandits."""
+    """One run's exact values and its evaluation on ``num_tasks`` bandits.
+
+    Raises:
+        FileNotFoundError: If the run has no committed checkpoint.
+    """
     cfg = load_yaml((results / run / "config.yaml").read_text(encoding="utf-8"))
-    result = evaluate(run, results, num_tasks, out / run)
+    final = final_checkpoint(results / run)
+    if final is None:
+        raise FileNotFoundError(f"{results / run} has no committed checkpoint to evaluate")
+    result = evaluate(run, results, num_tasks, out / run, final)
     arms = int(cfg["env"]["id"].split("-K")[1].split("-")[0])
     pulls = int(result["extra"]["episodes_per_trial"])
     totals = result["extra"]["trial_return"]
@@ -92,7 +95,7 @@ def row(run: str, results: Path, num_tasks: int, out: Path) -> dict[str, Any]:
         "pulls": pulls,
         "num_tasks": result["num_tasks"],
         "seed": result["seed"],
-        "checkpoint": getattr(final_checkpoint(results / run), "name", None),
+        "checkpoint": final.name,
         "trial_return": {k: totals[k] for k in COLUMNS if k in totals},
         "exact": (
             {

@@ -39,3 +39,12 @@ def test_a_bad_task_count_is_refused_before_anything_is_written(tmp_path, capsys
         _script().main(["--out", str(tmp_path / "out"), "--num-tasks", "0"])
     assert "--num-tasks must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_without_a_committed_checkpoint_is_named_before_it_is_evaluated(tmp_path):
+    run = tmp_path / "results" / "rl2-bandit_k5_n10-empty"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("env:\n  id: metarl/Bandit-K5-v0\n")
+    with pytest.raises(FileNotFoundError, match="rl2-bandit_k5_n10-empty has no committed"):
+        _script().row(run.name, run.parent, 10, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
