@@ -294,36 +294,6 @@ def test_a_process_step_exchanges_no_pipe_message_and_other_commands_do():
         vec.close()
 
 
-def test_the_resets_of_ended_episodes_exchange_no_pipe_message_either():
-    # Ant, Hopper and Walker2d episodes end early, so resets of a few sub-envs come in many
-    # steps: they travel through the shared reset mask and the control word, as a step does
-    tasks = [CounterTask(0.1 * i, limit=0.4 + 0.1 * i) for i in range(6)]
-    sync = _vec(n=6, tasks=tasks, horizon=5)
-    vec = _vec(n=6, tasks=tasks, horizon=5, backend="process", num_workers=3, start_method="fork")
-    vec.reset(seed=0)
-    sync.reset(seed=0)
-    pipes = [_CountingPipe(conn) for conn in vec.engine._conns]
-    vec.engine._conns = pipes
-    try:
-        ended = 0
-        for t in range(12):  # terminations at different steps, and the horizon twice
-            actions = np.full((6, 1), 0.05 * (t % 3), dtype=np.float32)
-            ours, theirs = vec.step(actions), sync.step(actions)
-            for x, y in zip(ours[:4], theirs[:4], strict=True):
-                np.testing.assert_array_equal(x, y)
-            np.testing.assert_array_equal(ours[4]["final_obs"], theirs[4]["final_obs"])
-            ended += int((ours[2] | ours[3]).sum())
-        assert ended > 6  # the loop did reset sub-envs, in most steps
-        assert all((p.sent, p.received) == (0, 0) for p in pipes)
-        mask = np.array([True, False, False, True, True, False])
-        ours_obs, _ = vec.reset(options={"reset_mask": mask})  # a partial reset by the caller
-        sync_obs, _ = sync.reset(options={"reset_mask": mask})
-        np.testing.assert_array_equal(ours_obs, sync_obs)
-    finally:
-        vec.engine._conns = [p.conn for p in pipes]
-        vec.close()
-
-
 class _CountingSemaphore:
     """A worker's ``go`` semaphore, counting the commands handed over through it."""
 
@@ -335,32 +305,37 @@ class _CountingSemaphore:
         self.sem.release()
 
 
-def test_same_step_autoreset_resets_on_the_slices_within_the_one_step_handover():
-    # each slice resets its own ended sub-envs right after stepping them: a step whose
-    # episodes end costs one handover per worker, as any step, not a second for the resets
+def test_the_resets_of_ended_episodes_take_no_pipe_message_and_no_second_handover():
+    # Ant, Hopper and Walker2d episodes end early, so resets of a few sub-envs come in many
+    # steps: each slice resets its own ended sub-envs right after stepping them, within the
+    # step's one handover (shared memory and the control word, no pipe message)
     tasks = [CounterTask(0.1 * i, limit=0.4 + 0.1 * i) for i in range(6)]
     sync = _vec(n=6, tasks=tasks, horizon=5)
     vec = _vec(n=6, tasks=tasks, horizon=5, backend="process", num_workers=3, start_method="fork")
     vec.reset(seed=0)
     sync.reset(seed=0)
+    pipes = [_CountingPipe(conn) for conn in vec.engine._conns]
     gos = [_CountingSemaphore(go) for go in vec.engine._go]
-    vec.engine._go = gos
+    vec.engine._conns, vec.engine._go = pipes, gos
     try:
-        ended_steps = 0
-        for t in range(12):
+        ended = 0
+        for t in range(12):  # terminations at different steps, and the horizon twice
             actions = np.full((6, 1), 0.05 * (t % 3), dtype=np.float32)
             ours, theirs = vec.step(actions), sync.step(actions)
             for x, y in zip(ours[:4], theirs[:4], strict=True):
                 np.testing.assert_array_equal(x, y)
-            assert ("final_obs" in ours[4]) == ("final_obs" in theirs[4])
-            if "final_obs" in theirs[4]:
-                ended_steps += 1
-                np.testing.assert_array_equal(ours[4]["final_obs"], theirs[4]["final_obs"])
-                np.testing.assert_array_equal(ours[4]["_final_obs"], theirs[4]["_final_obs"])
-        assert ended_steps >= 6
-        assert [go.released for go in gos] == [12, 12]
+            for key in ("final_obs", "_final_obs"):
+                np.testing.assert_array_equal(ours[4][key], theirs[4][key])
+            ended += int((ours[2] | ours[3]).sum())
+        assert ended > 6  # the loop did reset sub-envs, in most steps
+        assert all((p.sent, p.received) == (0, 0) for p in pipes)
+        assert [go.released for go in gos] == [12, 12]  # one handover a step (20 and 22 before)
+        mask = np.array([True, False, False, True, True, False])
+        ours_obs, _ = vec.reset(options={"reset_mask": mask})  # a partial reset by the caller
+        sync_obs, _ = sync.reset(options={"reset_mask": mask})
+        np.testing.assert_array_equal(ours_obs, sync_obs)
     finally:
-        vec.engine._go = [go.sem for go in gos]
+        vec.engine._conns, vec.engine._go = [p.conn for p in pipes], [go.sem for go in gos]
         vec.close()
 
 
@@ -483,49 +458,50 @@ def test_one_slice_in_the_parent_needs_no_worker_process():
         proc.close()
 
 
-def test_process_backend_steps_float64_actions_of_a_float32_space_unrounded():
+@pytest.fixture
+def sync_and_process():
+    """``make(env_id)``: a sync and a process vector env of 4 sub-envs, reset with seed 0."""
+    from envs.vector import make_vec
+
+    made = []
+
+    def make(env_id):
+        pair = make_vec(env_id, 4), make_vec(env_id, 4, backend="process", start_method="fork")
+        made.extend(pair)
+        for vec in pair:
+            vec.reset(seed=0)
+        return pair
+
+    yield make
+    for vec in made:
+        vec.close()
+
+
+def test_process_backend_steps_float64_actions_of_a_float32_space_unrounded(sync_and_process):
     # Navigation2D's action space is float32, but its sync step moves by float64 actions as
     # given; the shared action array must not round them to float32 on the way to a slice
-    from envs.vector import make_vec
-
-    sync = make_vec("metarl/Navigation2D-v0", 4)
-    vec = make_vec("metarl/Navigation2D-v0", 4, backend="process", start_method="fork")
-    try:
-        sync.reset(seed=0)
-        vec.reset(seed=0)
-        rng = np.random.default_rng(0)
-        for _ in range(5):
-            actions = rng.uniform(-0.1, 0.1, (4, 2))  # float64, not float32-representable
-            assert not np.array_equal(actions, actions.astype(np.float32))
-            ours, theirs = vec.step(actions), sync.step(actions)
-            np.testing.assert_array_equal(ours[1], theirs[1])
-            np.testing.assert_array_equal(ours[4]["distance"], theirs[4]["distance"])
-    finally:
-        sync.close()
-        vec.close()
+    sync, vec = sync_and_process("metarl/Navigation2D-v0")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = rng.uniform(-0.1, 0.1, (4, 2))  # float64, not float32-representable
+        assert not np.array_equal(actions, actions.astype(np.float32))
+        ours, theirs = vec.step(actions), sync.step(actions)
+        np.testing.assert_array_equal(ours[1], theirs[1])
+        np.testing.assert_array_equal(ours[4]["distance"], theirs[4]["distance"])
 
 
-def test_process_step_arrays_are_the_callers_and_equal_sync():
+def test_process_step_arrays_are_the_callers_and_equal_sync(sync_and_process):
     # the process engine's outputs live in shared memory that every step rewrites: what the
     # vector env returns must be copies, untouched by later steps
-    from envs.vector import make_vec
-
-    sync = make_vec("metarl/HalfCheetahVel-v0", 4)
-    vec = make_vec("metarl/HalfCheetahVel-v0", 4, backend="process", start_method="fork")
-    try:
-        sync.reset(seed=0)
-        vec.reset(seed=0)
-        huge = np.full((4, 6), 1e308)  # finite (MuJoCo clamps the controls)
-        huge[1] = -1e308
-        kept = [vec.step(huge)[:4], vec.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
-        frozen = [[np.copy(x) for x in step] for step in kept]
-        theirs = [sync.step(huge)[:4], sync.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
-        for _ in range(3):
-            vec.step(np.zeros((4, 6)))
-        for ours, copy, twin in zip(kept, frozen, theirs, strict=True):
-            for x, y, z in zip(ours, copy, twin, strict=True):
-                np.testing.assert_array_equal(x, y)
-                np.testing.assert_array_equal(x, z)
-    finally:
-        sync.close()
-        vec.close()
+    sync, vec = sync_and_process("metarl/HalfCheetahVel-v0")
+    huge = np.full((4, 6), 1e308)  # finite (MuJoCo clamps the controls)
+    huge[1] = -1e308
+    kept = [vec.step(huge)[:4], vec.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
+    frozen = [[np.copy(x) for x in step] for step in kept]
+    theirs = [sync.step(huge)[:4], sync.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
+    for _ in range(3):
+        vec.step(np.zeros((4, 6)))
+    for ours, copy, twin in zip(kept, frozen, theirs, strict=True):
+        for x, y, z in zip(ours, copy, twin, strict=True):
+            np.testing.assert_array_equal(x, y)
+            np.testing.assert_array_equal(x, z)
