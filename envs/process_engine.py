@@ -33,6 +33,7 @@ from gymnasium import spaces
 from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError
 from envs.process_worker import (
     _ANSWER_DONE,
+    _CAST_SHIFT,
     _CMD_PIPE,
     _CMD_STEP,
     _CMD_STEP_AUTORESET,
@@ -86,8 +87,10 @@ def _probe_info(
 
     Also the dtype the engine's ``check_actions`` gives an action of its space's dtype: the
     shared action array holds checked actions in it, so a slice steps exactly what ``step``
-    would (a MuJoCo engine checks into float64; continuous actions of an engine that keeps their
-    dtype cross as float64 too: a float64 batch is never rounded to its float32 space).
+    would (a MuJoCo engine checks into float64; continuous actions of an engine that keeps the
+    given dtype cross as float64 too, and a step casts them back to that dtype in the slices, so
+    neither a float64 batch is rounded to its float32 space nor a float32 batch stepped in
+    float64).
     """
     engine.seed([0])
     engine.ensure_tasks(np.zeros(1, dtype=np.int64))
@@ -467,24 +470,30 @@ class ProcessEngine:
         expected = arrays["actions"].shape
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
-        arrays["actions"][...] = self._check_actions(actions)
-        self._step_slices(code)
+        checked = self._check_actions(actions)
+        shared = arrays["actions"]
+        shared[...] = checked
+        # the slices step the batch in the dtype the engine's check gave, as sync would: float32
+        # actions cross the float64 array exactly and are cast back there
+        cast = 0 if checked.dtype == shared.dtype else ord(checked.dtype.char)
+        self._step_slices(code, cast)
         rows = dict(zip(self._packed, arrays[_PACKED].copy(), strict=True)) if self._packed else {}
         terms = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self.reward_terms}
         extras = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys}
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
-    def _step_slices(self, code: int = _CMD_STEP) -> None:
+    def _step_slices(self, code: int = _CMD_STEP, cast: int = 0) -> None:
         """:meth:`_broadcast` of a step (``code``: step or step_autoreset) to every slice, lean.
 
         The lockstep loop's hot path: a step goes to every slice, has its data in shared memory
         and no reply, so this only sets each worker's control word and semaphore, steps the
-        parent's slice, and waits for every worker.
+        parent's slice, and waits for every worker. ``cast``: 0, or the ``dtype.char`` code of
+        the dtype the slices cast the shared actions to (in the control word's higher bits).
         """
         ctl, go = self._ctl, self._go
         cmd = _SHARED_BY_CODE[code]  # errors name the user's call: a step, with or without resets
         for w in range(len(self._remote)):
-            ctl[w, 0] = code
+            ctl[w, 0] = code | cast << _CAST_SHIFT
             try:
                 go[w].release()
             except OSError as err:
@@ -494,7 +503,7 @@ class ProcessEngine:
             if self._local is not None:
                 engine, view, outputs = self._local, self._local_view, self._local_outputs
                 self._parent_spin.work(
-                    functools.partial(_run_command, engine, view, outputs, cmd, None)
+                    functools.partial(_run_command, engine, view, outputs, cmd, cast)
                 )
         finally:
             for w in range(len(self._remote)):

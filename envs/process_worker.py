@@ -45,6 +45,9 @@ _SHARED_COMMANDS = {
 }
 #: each shared command by its control word
 _SHARED_BY_CODE = {code: cmd for cmd, code in _SHARED_COMMANDS.items()}
+# a step's control word carries, above these bits, the dtype (``dtype.char``) its actions are
+# cast to in the slices (0: none)
+_CAST_SHIFT = 8
 
 
 def _shm_array(shm: shared_memory.SharedMemory, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -90,11 +93,12 @@ def _run_command(
 
     ``outputs``: :func:`_step_outputs` of ``view`` (built once per slice).
     """
-    if cmd == "step":  # the parent checked the batch (ProcessEngine.step)
-        engine.step_into(view["actions"], outputs)
-        return None
-    if cmd == "step_autoreset":  # ProcessEngine.step_autoreset: a step, then the ended reset
-        engine.step_into(view["actions"], outputs)
+    if cmd in ("step", "step_autoreset"):  # the parent checked the batch (ProcessEngine.step)
+        actions = view["actions"] if not data else view["actions"].astype(chr(data))
+        engine.step_into(actions, outputs)
+        if cmd == "step":
+            return None
+        # ProcessEngine.step_autoreset: the ended sub-envs reset right after the step
         ended = np.logical_or(view["terminated"], view["truncated"])
         if ended.any():
             local = np.flatnonzero(ended)
@@ -166,11 +170,13 @@ def _worker_main(
                 while not go.acquire(timeout=_PARENT_CHECK_SECONDS):
                     if os.getppid() != parent:
                         return
-            code = int(ctl[0])
+            word = int(ctl[0])
+            code = word & ((1 << _CAST_SHIFT) - 1)
+            data: Any
             if code == _CMD_RESET:  # the sub-envs to reset are marked in shared memory
                 cmd, data = "reset", np.flatnonzero(view["reset_mask"])
             elif code in _SHARED_BY_CODE:  # a step: its data is in shared memory
-                cmd, data = _SHARED_BY_CODE[code], None
+                cmd, data = _SHARED_BY_CODE[code], word >> _CAST_SHIFT
             else:
                 cmd, data = conn.recv()
             if cmd == "close":

@@ -187,7 +187,7 @@ def test_vector_env_rejects_non_finite_actions_and_keeps_working(backend):
     try:
         vec.reset(seed=0)
         twin.reset(seed=0)
-        actions = np.full((4, 6), 0.25)  # float32-exact: the process backend shares float32
+        actions = np.full((4, 6), 0.25)
         actions[3, 4] = np.nan  # sub-env 3 is in the worker's slice of the process backend
         with pytest.raises(ValueError, match=r"HalfCheetahVelEngine: .*sub-env\(s\) \[3\]"):
             vec.step(actions)

@@ -477,14 +477,17 @@ def sync_and_process():
         vec.close()
 
 
-def test_process_backend_steps_float64_actions_of_a_float32_space_unrounded(sync_and_process):
-    # Navigation2D's action space is float32, but its sync step moves by float64 actions as
-    # given; the shared action array must not round them to float32 on the way to a slice
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_process_backend_steps_actions_in_the_dtype_sync_steps_them(sync_and_process, dtype):
+    # Navigation2D's action space is float32, and its step clips the actions in the dtype they
+    # come in (a float32 batch against float32 bounds): float64 actions must not be rounded to
+    # float32 on the way to a slice, nor float32 ones clipped in float64 there
     sync, vec = sync_and_process("metarl/Navigation2D-v0")
     rng = np.random.default_rng(0)
     for _ in range(5):
-        actions = rng.uniform(-0.1, 0.1, (4, 2))  # float64, not float32-representable
-        assert not np.array_equal(actions, actions.astype(np.float32))
+        actions = rng.uniform(-0.3, 0.3, (4, 2)).astype(dtype)  # beyond the 0.1 bound too
+        if dtype == np.float64:
+            assert not np.array_equal(actions, actions.astype(np.float32))
         ours, theirs = vec.step(actions), sync.step(actions)
         np.testing.assert_array_equal(ours[1], theirs[1])
         np.testing.assert_array_equal(ours[4]["distance"], theirs[4]["distance"])
