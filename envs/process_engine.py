@@ -491,7 +491,7 @@ class ProcessEngine:
         the dtype the slices cast the shared actions to (in the control word's higher bits).
         """
         ctl, go = self._ctl, self._go
-        cmd = _SHARED_BY_CODE[code]  # errors name the user's call: a step, with or without resets
+        cmd = _SHARED_BY_CODE[code]  # what the slices run; errors name the user's call, 'step'
         for w in range(len(self._remote)):
             ctl[w, 0] = code | cast << _CAST_SHIFT
             try:

@@ -91,7 +91,9 @@ def _run_command(
 ) -> Any:
     """Executes one command on the engine of a slice whose shared arrays are ``view``.
 
-    ``outputs``: :func:`_step_outputs` of ``view`` (built once per slice).
+    ``outputs``: :func:`_step_outputs` of ``view`` (built once per slice). ``data``: the
+    command's data; for ``step`` and ``step_autoreset``, 0 or the ``dtype.char`` code of the
+    dtype the shared actions are cast to before the step.
     """
     if cmd in ("step", "step_autoreset"):  # the parent checked the batch (ProcessEngine.step)
         actions = view["actions"] if not data else view["actions"].astype(chr(data))
