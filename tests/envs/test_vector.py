@@ -5,6 +5,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from envs.process_engine import ProcessEngine
+from envs.process_worker import _CMD_STEP_AUTORESET
 from envs.vector import TaskVectorEnv, WorkerError
 from tests.helpers.counting_env import CounterEngine, CounterTask, MixedExtrasEngine
 
@@ -295,41 +296,63 @@ def test_a_process_step_exchanges_no_pipe_message_and_other_commands_do():
 
 
 class _CountingSemaphore:
-    """A worker's ``go`` semaphore, counting the commands handed over through it."""
+    """A worker's ``go`` semaphore, counting the commands handed over through it.
 
-    def __init__(self, sem):
-        self.sem, self.released = sem, 0
+    ``autoresets``: how many of them were steps that also reset ended episodes.
+    """
+
+    def __init__(self, sem, ctl_row):
+        self.sem, self.ctl_row, self.released, self.autoresets = sem, ctl_row, 0, 0
 
     def release(self):
         self.released += 1
+        self.autoresets += int(self.ctl_row[0]) & 0xFF == _CMD_STEP_AUTORESET
         self.sem.release()
 
 
-def test_the_resets_of_ended_episodes_take_no_pipe_message_and_no_second_handover():
+@pytest.mark.parametrize("terminating", [True, False])
+def test_the_resets_of_ended_episodes_take_no_pipe_message_and_no_second_handover(terminating):
     # Ant, Hopper and Walker2d episodes end early, so resets of a few sub-envs come in many
-    # steps: each slice resets its own ended sub-envs right after stepping them, within the
-    # step's one handover (shared memory and the control word, no pipe message)
-    tasks = [CounterTask(0.1 * i, limit=0.4 + 0.1 * i) for i in range(6)]
+    # steps: once an episode has terminated, each slice resets its own ended sub-envs right
+    # after stepping them, within the step's one handover (shared memory and the control word,
+    # no pipe message); before that, a reset is a second handover (through the reset mask).
+    # Episodes that only end at the horizon (HalfCheetah) reset within those steps' handover.
+    limits = [0.4 + 0.1 * i if terminating else 1e9 for i in range(6)]
+    tasks = [CounterTask(0.1 * i, limit=limit) for i, limit in enumerate(limits)]
     sync = _vec(n=6, tasks=tasks, horizon=5)
     vec = _vec(n=6, tasks=tasks, horizon=5, backend="process", num_workers=3, start_method="fork")
     vec.reset(seed=0)
     sync.reset(seed=0)
     pipes = [_CountingPipe(conn) for conn in vec.engine._conns]
-    gos = [_CountingSemaphore(go) for go in vec.engine._go]
+    engine = vec.engine
+    gos = [_CountingSemaphore(go, row) for go, row in zip(engine._go, engine._ctl, strict=True)]
     vec.engine._conns, vec.engine._go = pipes, gos
     try:
-        ended = 0
+        ended, steps_after = 0, (None if terminating else 0)
         for t in range(12):  # terminations at different steps, and the horizon twice
             actions = np.full((6, 1), 0.05 * (t % 3), dtype=np.float32)
             ours, theirs = vec.step(actions), sync.step(actions)
             for x, y in zip(ours[:4], theirs[:4], strict=True):
                 np.testing.assert_array_equal(x, y)
+            assert ("final_obs" in ours[4]) == ("final_obs" in theirs[4])
             for key in ("final_obs", "_final_obs"):
-                np.testing.assert_array_equal(ours[4][key], theirs[4][key])
+                if key in theirs[4]:
+                    np.testing.assert_array_equal(ours[4][key], theirs[4][key])
             ended += int((ours[2] | ours[3]).sum())
-        assert ended > 6  # the loop did reset sub-envs, in most steps
+            if steps_after is not None:
+                steps_after += 1
+            elif ours[2].any():  # the first termination: count the handovers from here
+                steps_after = 0
+                for go in gos:
+                    go.released = 0
+        assert ended > 6  # the loop did reset sub-envs (at the horizon, twice, at least)
         assert all((p.sent, p.received) == (0, 0) for p in pipes)
-        assert [go.released for go in gos] == [12, 12]  # one handover a step (20 and 22 before)
+        assert steps_after is not None and steps_after >= 8
+        # one handover a step (with the resets as second handovers: 19-22 per worker here)
+        assert [go.released for go in gos] == [steps_after] * 2
+        # the slices test for ended episodes only where one may end: after a termination, or
+        # at the horizon (steps 5 and 10 of 12) in episodes that never terminate
+        assert [go.autoresets for go in gos] == [steps_after if terminating else 2] * 2
         mask = np.array([True, False, False, True, True, False])
         ours_obs, _ = vec.reset(options={"reset_mask": mask})  # a partial reset by the caller
         sync_obs, _ = sync.reset(options={"reset_mask": mask})
