@@ -459,11 +459,13 @@ class ProcessEngine:
             them: ``[num_envs, *obs_shape]`` in shared memory, whose rows of the ended sub-envs
             are valid until the next step.
         """
-        self._check_open()
-        np.copyto(self._arrays["truncated"], truncated)
-        return self._step(actions, _CMD_STEP_AUTORESET), self._arrays["final_obs"]
+        step = self._step(actions, _CMD_STEP_AUTORESET, truncated)
+        return step, self._arrays["final_obs"]
 
-    def _step(self, actions: np.ndarray, code: int) -> EngineStep:
+    def _step(
+        self, actions: np.ndarray, code: int, truncated: np.ndarray | None = None
+    ) -> EngineStep:
+        """A step (``code``), its actions checked first; ``truncated`` for step_autoreset."""
         self._check_open()
         actions = np.asarray(actions)
         arrays = self._arrays
@@ -471,6 +473,8 @@ class ProcessEngine:
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
         checked = self._check_actions(actions)
+        if truncated is not None:
+            np.copyto(arrays["truncated"], truncated)
         shared = arrays["actions"]
         shared[...] = checked
         # the slices step the batch in the dtype the engine's check gave, as sync would: float32
@@ -482,7 +486,7 @@ class ProcessEngine:
         extras = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys}
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
-    def _step_slices(self, code: int = _CMD_STEP, cast: int = 0) -> None:
+    def _step_slices(self, code: int, cast: int) -> None:
         """:meth:`_broadcast` of a step (``code``: step or step_autoreset) to every slice, lean.
 
         The lockstep loop's hot path: a step goes to every slice, has its data in shared memory

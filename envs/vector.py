@@ -168,8 +168,8 @@ class TaskVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._action_batch_shape = (num_envs, *(self.single_action_space.shape or ()))
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
-        # the largest of _elapsed (kept exact, in Python) and whether any episode has terminated
-        # yet: they say when a step may end episodes, for the process backend (see step)
+        # the largest of _elapsed and whether any episode has terminated yet, kept in Python for
+        # the process backend's same-step autoreset until an episode terminates (_may_end_episodes)
         self._max_elapsed = 0
         self._terminates = False
         self._needs_reset = np.ones(num_envs, dtype=np.bool_)
@@ -286,7 +286,6 @@ class TaskVectorEnv(VectorEnv):
             terminated[pending] = False
             truncated[pending] = False
             self._elapsed[pending] = 0
-            self._max_elapsed = int(self._elapsed.max())
             self._needs_reset[pending] = False
         done = terminated | truncated
         if same_step:
@@ -300,8 +299,9 @@ class TaskVectorEnv(VectorEnv):
                 infos["final_obs"] = final_obs
                 infos["_final_obs"] = done.copy()
                 self._elapsed[finished] = 0
-                self._max_elapsed = int(self._elapsed.max())
-                self._terminates = self._terminates or bool(terminated.any())
+                if self._slices_reset and not self._terminates:  # what _may_end_episodes reads
+                    self._max_elapsed = int(self._elapsed.max())
+                    self._terminates = bool(terminated.any())
         else:
             self._needs_reset |= done
         self._obs = obs
