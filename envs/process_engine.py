@@ -177,6 +177,7 @@ class ProcessEngine:
         self._local_view: dict[str, np.ndarray] = {}
         self._local_outputs: dict[str, np.ndarray] = {}
         self._packed: list[str] = []  # info keys that are rows of the packed block
+        self._all_packed = False  # whether _packed is every reward term, then every extra
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
@@ -223,6 +224,8 @@ class ProcessEngine:
         self._packed = packed = [k for k, s in self._info_specs.items() if s == ((), float64)]
         if packed:
             specs[_PACKED] = ((len(self._packed), n), float64)
+        # the packed rows are the info keys in order (reward terms first, as _probe_info lists)
+        self._all_packed = bool(packed) and packed == [*self.reward_terms, *self._extra_keys]
         for key, (shape, dtype) in self._info_specs.items():
             if key not in self._packed:
                 specs["info/" + key] = ((n, *shape), dtype)
@@ -481,9 +484,20 @@ class ProcessEngine:
         # actions cross the float64 array exactly and are cast back there
         cast = 0 if checked.dtype == shared.dtype else ord(checked.dtype.char)
         self._step_slices(code, cast)
-        rows = dict(zip(self._packed, arrays[_PACKED].copy(), strict=True)) if self._packed else {}
-        terms = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self.reward_terms}
-        extras = {k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys}
+        if self._all_packed:  # the common case (MuJoCo): every term, then every extra, one row
+            rows = iter(arrays[_PACKED].copy())  # zip draws a name first: no row is skipped
+            terms = dict(zip(self.reward_terms, rows, strict=False))
+            extras = dict(zip(self._extra_keys, rows, strict=False))
+        else:
+            rows = (
+                dict(zip(self._packed, arrays[_PACKED].copy(), strict=True)) if self._packed else {}
+            )
+            terms = {
+                k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self.reward_terms
+            }
+            extras = {
+                k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys
+            }
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
     def _step_slices(self, code: int, cast: int) -> None:

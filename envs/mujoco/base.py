@@ -400,7 +400,7 @@ class MujocoEngine(BatchedTaskEngine):
                 f"got {actions.shape}"
             )
         finite = np.isfinite(actions)
-        if finite.all():
+        if np.count_nonzero(finite) == finite.size:  # a third of all()'s cost on a small batch
             return actions
         if self.nonfinite_action == "raise":
             rows = np.flatnonzero(~finite.all(axis=1))

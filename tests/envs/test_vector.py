@@ -79,6 +79,46 @@ def test_horizon_truncates_and_same_step_autoreset_returns_final_obs():
     np.testing.assert_allclose(obs[:, 0], [1.0, 1.0])
 
 
+@pytest.mark.parametrize("backend", ["sync", "process"])
+def test_truncation_counts_each_sub_envs_steps_since_its_own_reset(backend):
+    # horizon 3: an episode is truncated by its third step, counted from the sub-env's own last
+    # reset (a partial reset by the caller restarts only the masked sub-envs' count)
+    vec = _vec(
+        n=3,
+        tasks=[CounterTask(0.0)] * 3,
+        horizon=3,
+        autoreset_mode="disabled",
+        backend=backend,
+        start_method="fork",
+    )
+    try:
+        vec.reset(seed=0)
+        zeros = np.zeros((3, 1), dtype=np.float32)
+        schedule = []
+        restarts = [
+            [True, False, False],
+            None,
+            [False, True, True],
+            [True, False, False],
+            None,
+            None,
+        ]
+        for mask in restarts:
+            schedule.append(vec.step(zeros)[3].tolist())
+            if mask is not None:
+                vec.reset(options={"reset_mask": np.array(mask)})
+        assert schedule == [
+            [False, False, False],  # 1, 1, 1 steps; sub-env 0 restarts
+            [False, False, False],  # 1, 2, 2
+            [False, True, True],  # 2, 3, 3; sub-envs 1 and 2 restart
+            [True, False, False],  # 3, 1, 1; sub-env 0 restarts
+            [False, False, False],  # 1, 2, 2
+            [False, True, True],  # 2, 3, 3
+        ]
+    finally:
+        vec.close()
+
+
 def test_termination_resets_only_the_finished_sub_env():
     tasks = [CounterTask(1.0, limit=2.0), CounterTask(1.0)]
     vec = _vec(n=2, tasks=tasks, start_noise=0.0)
@@ -194,6 +234,7 @@ def test_process_backend_returns_every_kind_of_info_as_sync_does():
         MixedExtrasEngine, 5, tasks=tasks, backend="process", num_workers=2, **kwargs
     )
     assert proc.engine._packed == ["reward_half_a", "reward_half_b", "position"]
+    assert not proc.engine._all_packed  # an extra apart: the general path
     try:
         sync.reset(seed=0)
         proc.reset(seed=0)
@@ -520,14 +561,23 @@ def test_process_step_arrays_are_the_callers_and_equal_sync(sync_and_process):
     # the process engine's outputs live in shared memory that every step rewrites: what the
     # vector env returns must be copies, untouched by later steps
     sync, vec = sync_and_process("metarl/HalfCheetahVel-v0")
+    assert vec.engine._all_packed  # every term and extra a row of the packed block
     huge = np.full((4, 6), 1e308)  # finite (MuJoCo clamps the controls)
     huge[1] = -1e308
-    kept = [vec.step(huge)[:4], vec.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
-    frozen = [[np.copy(x) for x in step] for step in kept]
-    theirs = [sync.step(huge)[:4], sync.step(np.full((4, 6), 0.3, dtype=np.float32))[:4]]
+    actions = [huge, np.full((4, 6), 0.3, dtype=np.float32)]
+
+    def named(step):  # the four arrays, then every info in the order sync gives them
+        arrays = zip(("obs", "reward", "terminated", "truncated"), step[:4], strict=True)
+        return [*arrays, *step[4].items()]
+
+    kept = [named(vec.step(a)) for a in actions]
+    frozen = [[(key, np.copy(x)) for key, x in step] for step in kept]
+    theirs = [named(sync.step(a)) for a in actions]
     for _ in range(3):
         vec.step(np.zeros((4, 6)))
     for ours, copy, twin in zip(kept, frozen, theirs, strict=True):
-        for x, y, z in zip(ours, copy, twin, strict=True):
+        assert len(ours) == 4 + 8  # 4 infos, each with its mask
+        assert [k for k, _ in ours] == [k for k, _ in copy] == [k for k, _ in twin]
+        for (_, x), (_, y), (_, z) in zip(ours, copy, twin, strict=True):
             np.testing.assert_array_equal(x, y)
             np.testing.assert_array_equal(x, z)
