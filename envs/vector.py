@@ -243,16 +243,18 @@ class TaskVectorEnv(VectorEnv):
         self._needs_reset[indices] = False
         return self._obs.copy(), {}
 
-    def _with_masks(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    def _with_masks(
+        self, terms: dict[str, np.ndarray], extras: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
         # every mask is a row of one fresh block (a copy of the all-true one: one allocation per
         # step, not one per key, and each row is still the caller's own array)
-        keys = tuple(arrays)
+        keys = (*terms, *extras)
         if keys != self._info_keys:
             self._info_keys, self._mask_keys = keys, tuple("_" + key for key in keys)
             self._mask_block = np.ones((len(keys), self.num_envs), dtype=np.bool_)
         infos: dict[str, Any] = {}
         for (key, value), mask_key, mask in zip(
-            arrays.items(), self._mask_keys, self._mask_block.copy(), strict=True
+            (*terms.items(), *extras.items()), self._mask_keys, self._mask_block.copy(), strict=True
         ):
             infos[key] = value
             infos[mask_key] = mask
@@ -279,10 +281,15 @@ class TaskVectorEnv(VectorEnv):
                 f"sub-envs {pending.tolist()} finished their episode; with autoreset disabled, "
                 "reset them with reset(options={'reset_mask': mask}) before stepping"
             )
-        if self.horizon is None:
+        # this step truncates the episodes started at or before `latest` (None: no horizon); most
+        # steps truncate none (the earliest start, kept in Python, says so), and then need no
+        # comparison of every sub-env, nor an or with it
+        latest = None if self.horizon is None else self._steps - (self.horizon - 1)
+        truncating = latest is not None and self._min_started <= latest
+        if latest is not None and truncating:
+            truncated = self._started <= latest
+        else:
             truncated = np.zeros(self.num_envs, dtype=np.bool_)
-        else:  # the episodes this step ends by their length
-            truncated = self._started <= self._steps - (self.horizon - 1)
         # the process backend resets the ended sub-envs within the step, on their own slices
         before_reset = None
         if same_step and self._slices_reset and self._may_end_episodes():
@@ -291,15 +298,16 @@ class TaskVectorEnv(VectorEnv):
             out = self.engine.step(actions)
         self._steps += 1
         obs, reward, terminated = out.obs.copy(), out.reward.copy(), out.terminated.copy()
-        infos = self._with_masks({**out.reward_terms, **out.extras})
+        infos = self._with_masks(out.reward_terms, out.extras)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP and len(pending):
             obs[pending] = self.engine.reset(pending)
             reward[pending] = 0.0
             terminated[pending] = False
             truncated[pending] = False
             self._started[pending] = self._steps
+            self._min_started = int(self._started.min())
             self._needs_reset[pending] = False
-        done = terminated | truncated
+        done = terminated | truncated if truncating else terminated
         if same_step:
             if np.count_nonzero(done):  # count_nonzero: a third of any()'s cost on a bool row
                 finished = np.flatnonzero(done)
@@ -311,8 +319,8 @@ class TaskVectorEnv(VectorEnv):
                 infos["final_obs"] = final_obs
                 infos["_final_obs"] = done.copy()
                 self._started[finished] = self._steps
+                self._min_started = int(self._started.min())
                 if self._slices_reset and not self._terminates:  # what _may_end_episodes reads
-                    self._min_started = int(self._started.min())
                     self._terminates = bool(terminated.any())
         else:
             self._needs_reset |= done
