@@ -79,15 +79,44 @@ def test_horizon_truncates_and_same_step_autoreset_returns_final_obs():
     np.testing.assert_allclose(obs[:, 0], [1.0, 1.0])
 
 
+_F, _T = False, True
+# per autoreset mode: the caller's partial reset after each step (None: none), and the truncation
+# flags each step returns (horizon 3: an episode is truncated by its third step, counted from the
+# sub-env's own last reset, whoever made it)
+_TRUNCATION_SCHEDULES = {
+    "disabled": (
+        [[_T, _F, _F], None, [_F, _T, _T], [_T, _F, _F], None, None],
+        [
+            [_F, _F, _F],  # 1, 1, 1 steps; the caller restarts sub-env 0
+            [_F, _F, _F],  # 1, 2, 2
+            [_F, _T, _T],  # 2, 3, 3; the caller restarts sub-envs 1 and 2
+            [_T, _F, _F],  # 3, 1, 1; the caller restarts sub-env 0
+            [_F, _F, _F],  # 1, 2, 2
+            [_F, _T, _T],  # 2, 3, 3
+        ],
+    ),
+    "same_step": (  # a truncated sub-env restarts within its step
+        [[_T, _F, _F]] + [None] * 7,
+        [[_F, _F, _F], [_F, _F, _F], [_F, _T, _T], [_T, _F, _F], [_F, _F, _F], [_F, _T, _T]]
+        + [[_T, _F, _F], [_F, _F, _F]],
+    ),
+    "next_step": (  # ... within the step after it (that step truncates nothing)
+        [[_T, _F, _F]] + [None] * 7,
+        [[_F, _F, _F], [_F, _F, _F], [_F, _T, _T], [_T, _F, _F], [_F, _F, _F], [_F, _F, _F]]
+        + [[_F, _T, _T], [_T, _F, _F]],
+    ),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(_TRUNCATION_SCHEDULES))
 @pytest.mark.parametrize("backend", ["sync", "process"])
-def test_truncation_counts_each_sub_envs_steps_since_its_own_reset(backend):
-    # horizon 3: an episode is truncated by its third step, counted from the sub-env's own last
-    # reset (a partial reset by the caller restarts only the masked sub-envs' count)
+def test_truncation_counts_each_sub_envs_steps_since_its_own_reset(backend, mode):
+    restarts, expected = _TRUNCATION_SCHEDULES[mode]
     vec = _vec(
         n=3,
         tasks=[CounterTask(0.0)] * 3,
         horizon=3,
-        autoreset_mode="disabled",
+        autoreset_mode=mode,
         backend=backend,
         start_method="fork",
     )
@@ -95,26 +124,11 @@ def test_truncation_counts_each_sub_envs_steps_since_its_own_reset(backend):
         vec.reset(seed=0)
         zeros = np.zeros((3, 1), dtype=np.float32)
         schedule = []
-        restarts = [
-            [True, False, False],
-            None,
-            [False, True, True],
-            [True, False, False],
-            None,
-            None,
-        ]
         for mask in restarts:
             schedule.append(vec.step(zeros)[3].tolist())
             if mask is not None:
                 vec.reset(options={"reset_mask": np.array(mask)})
-        assert schedule == [
-            [False, False, False],  # 1, 1, 1 steps; sub-env 0 restarts
-            [False, False, False],  # 1, 2, 2
-            [False, True, True],  # 2, 3, 3; sub-envs 1 and 2 restart
-            [True, False, False],  # 3, 1, 1; sub-env 0 restarts
-            [False, False, False],  # 1, 2, 2
-            [False, True, True],  # 2, 3, 3
-        ]
+        assert schedule == expected
     finally:
         vec.close()
 
