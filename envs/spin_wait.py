@@ -34,6 +34,10 @@ _MAX_SPIN_BACKOFF = 64
 _MIN_CPU_SHARE = 0.85
 _SHARE_WEIGHT = 0.1
 _MIN_TIMED_SECONDS = 1e-4
+# One command in _TIMED_EVERY is timed: reading the thread's CPU time is a system call, and the
+# two reads and two clock reads of a timed command cost about as much as a numpy call, every step
+# of the lockstep loop on both sides (the average then follows about the last 40 commands)
+_TIMED_EVERY = 4
 
 # Waits also block while the machine's runnable tasks (ours included) outnumber the cores this
 # process may use by more than _SPARE_TASKS: the count is read from /proc/loadavg (Linux; the
@@ -94,12 +98,12 @@ class AdaptiveSpin:
     A wait first polls without sleeping for ``seconds`` (see :func:`spin_poll`), then blocks. The
     spin is skipped (the wait blocks at once) when either signal says it would only burn a core:
 
-    - *This process does not keep its core.* :meth:`work` times each command this side runs; the
-      share of the wall time it got on the CPU (``time.thread_time`` over ``perf_counter``) is
-      averaged over recent commands, and below ``_MIN_CPU_SHARE`` the machine has more runnable
-      work than cores: a spin then spends this process's CPU share on nothing, and may hold the
-      very core the other side waits for. It recovers by itself, since the work is timed whether
-      or not the waits spin.
+    - *This process does not keep its core.* :meth:`work` times one in four commands this side
+      runs; the share of the wall time it got on the CPU (``time.thread_time`` over
+      ``perf_counter``) is averaged over recent commands, and below ``_MIN_CPU_SHARE`` the
+      machine has more runnable work than cores: a spin then spends this process's CPU share
+      on nothing, and may hold the very core the other side waits for. It recovers by itself,
+      since the work is timed whether or not the waits spin.
     - *The machine has more runnable tasks than cores* (:func:`runnable_tasks`, sampled every
       few tens of milliseconds and averaged): some process, perhaps the other side, is waiting
       for a core, and a spin would keep it waiting.
@@ -126,6 +130,7 @@ class AdaptiveSpin:
         self._next_check = 0.0
         self._skip = 0
         self._backoff = 1
+        self._untimed = 0  # commands to run before the next timed one
 
     def busy(self) -> bool:
         """Whether this process lost CPU time, or the machine has more runnable tasks than cores."""
@@ -152,9 +157,13 @@ class AdaptiveSpin:
         return False
 
     def work(self, fn: Callable[[], _T]) -> _T:
-        """Runs ``fn()``, timing the share of its wall time this thread spent on the CPU."""
+        """Runs ``fn()``; one call in four also times the share of its wall time on the CPU."""
         if self.seconds <= 0:
             return fn()
+        if self._untimed:
+            self._untimed -= 1
+            return fn()
+        self._untimed = _TIMED_EVERY - 1
         wall, cpu = time.perf_counter(), time.thread_time()
         try:
             return fn()

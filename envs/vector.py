@@ -171,8 +171,9 @@ class TaskVectorEnv(VectorEnv):
         # a Python int, less their count at the sub-env's last reset (no array update per step)
         self._steps = 0
         self._started = np.zeros(num_envs, dtype=np.int64)
-        # the earliest of _started and whether any episode has terminated yet, kept in Python for
-        # the process backend's same-step autoreset until an episode terminates (_may_end_episodes)
+        # the earliest of _started, kept in Python: whether a step may truncate an episode; and
+        # whether any episode has terminated yet, for the process backend's same-step autoreset
+        # (_may_end_episodes)
         self._min_started = 0
         self._terminates = False
         # infos' keys, their gymnasium "_key" masks and a block of true masks to copy, built at
@@ -246,18 +247,17 @@ class TaskVectorEnv(VectorEnv):
     def _with_masks(
         self, terms: dict[str, np.ndarray], extras: dict[str, np.ndarray]
     ) -> dict[str, Any]:
-        # every mask is a row of one fresh block (a copy of the all-true one: one allocation per
-        # step, not one per key, and each row is still the caller's own array)
-        keys = (*terms, *extras)
-        if keys != self._info_keys:
+        """Every reward term and extra, then each one's gymnasium ``_key`` mask (all true).
+
+        The masks are the rows of one fresh block, a copy of a cached all-true one (one
+        allocation per step, not one per key, and each row is still the caller's own array).
+        """
+        infos: dict[str, Any] = {**terms, **extras}
+        keys = tuple(infos)
+        if keys != self._info_keys:  # the first step (an engine returns the same keys each step)
             self._info_keys, self._mask_keys = keys, tuple("_" + key for key in keys)
             self._mask_block = np.ones((len(keys), self.num_envs), dtype=np.bool_)
-        infos: dict[str, Any] = {}
-        for (key, value), mask_key, mask in zip(
-            (*terms.items(), *extras.items()), self._mask_keys, self._mask_block.copy(), strict=True
-        ):
-            infos[key] = value
-            infos[mask_key] = mask
+        infos.update(zip(self._mask_keys, self._mask_block.copy(), strict=True))
         return infos
 
     def step(
@@ -285,11 +285,10 @@ class TaskVectorEnv(VectorEnv):
         # steps truncate none (the earliest start, kept in Python, says so), and then need no
         # comparison of every sub-env, nor an or with it
         latest = None if self.horizon is None else self._steps - (self.horizon - 1)
-        truncating = latest is not None and self._min_started <= latest
-        if latest is not None and truncating:
-            truncated = self._started <= latest
+        if latest is not None and self._min_started <= latest:
+            truncating, truncated = True, self._started <= latest
         else:
-            truncated = np.zeros(self.num_envs, dtype=np.bool_)
+            truncating, truncated = False, np.zeros(self.num_envs, dtype=np.bool_)
         # the process backend resets the ended sub-envs within the step, on their own slices
         before_reset = None
         if same_step and self._slices_reset and self._may_end_episodes():

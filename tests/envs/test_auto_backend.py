@@ -2,6 +2,7 @@
 
 import functools
 import multiprocessing as mp
+import time
 
 import numpy as np
 import pytest
@@ -193,3 +194,13 @@ def test_busy_machine_or_lost_cpu_time_blocks_every_wait(monkeypatch):
     finally:
         reader.close()
         writer.close()
+
+
+def test_one_command_in_four_is_timed_for_the_cpu_share():
+    # a command that sleeps got ~none of its wall time on the CPU: only the timed ones (the
+    # first, fifth, ...) pull the running share down, each by a tenth of the way
+    spin = AdaptiveSpin(1e-4)
+    for _ in range(8):
+        assert spin.work(lambda: time.sleep(0.002)) is None
+    assert spin.cpu_share == pytest.approx(0.81, abs=0.01)
+    assert AdaptiveSpin(0.0).work(lambda: 7) == 7  # no spin: nothing timed
