@@ -172,8 +172,7 @@ class TaskVectorEnv(VectorEnv):
         self._steps = 0
         self._started = np.zeros(num_envs, dtype=np.int64)
         # the earliest of _started, kept in Python: whether a step may truncate an episode; and
-        # whether any episode has terminated yet, for the process backend's same-step autoreset
-        # (_may_end_episodes)
+        # whether any episode has terminated yet, for the process backend's in-step resets
         self._min_started = 0
         self._terminates = False
         # infos' keys, their gymnasium "_key" masks and a block of true masks to copy, built at
@@ -289,9 +288,13 @@ class TaskVectorEnv(VectorEnv):
             truncating, truncated = True, self._started <= latest
         else:
             truncating, truncated = False, np.zeros(self.num_envs, dtype=np.bool_)
-        # the process backend resets the ended sub-envs within the step, on their own slices
+        # the process backend resets the ended sub-envs within the step, on their own slices, in
+        # steps that may end an episode (one has terminated before, or this one truncates): its
+        # slices' test for ended episodes (two numpy calls each) in every step cost HalfCheetah,
+        # which never terminates, more than the round trip it saves once per horizon (0.99x,
+        # scratch A/B); Ant ends an episode in about every other step
         before_reset = None
-        if same_step and self._slices_reset and self._may_end_episodes():
+        if same_step and self._slices_reset and (self._terminates or truncating):
             out, before_reset = self.engine.step_autoreset(actions, truncated)
         else:
             out = self.engine.step(actions)
@@ -319,24 +322,12 @@ class TaskVectorEnv(VectorEnv):
                 infos["_final_obs"] = done.copy()
                 self._started[finished] = self._steps
                 self._min_started = int(self._started.min())
-                if self._slices_reset and not self._terminates:  # what _may_end_episodes reads
+                if self._slices_reset and not self._terminates:  # for the in-step resets
                     self._terminates = bool(terminated.any())
         else:
             self._needs_reset |= done
         self._obs = obs
         return obs.copy(), reward, terminated, truncated, infos
-
-    def _may_end_episodes(self) -> bool:
-        """Whether this step may end an episode: one has terminated before, or one is truncated.
-
-        The process backend's slices test for ended episodes (two numpy calls each) only in such
-        steps: on HalfCheetah, which never terminates, that test in every step cost more than
-        the round trip it saves once per horizon (0.99x, scratch A/B); Ant ends an episode in
-        about every other step.
-        """
-        if self._terminates:
-            return True
-        return self.horizon is not None and self._steps - self._min_started + 1 >= self.horizon
 
     def close_extras(self, **kwargs: Any) -> None:
         """Closes the engine (and the worker processes of the ``process`` backend)."""
