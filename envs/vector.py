@@ -238,10 +238,14 @@ class TaskVectorEnv(VectorEnv):
         if self._obs is None:
             self._obs = np.zeros((self.num_envs, *obs.shape[1:]), dtype=obs.dtype)
         self._obs[indices] = obs
-        self._started[indices] = self._steps
-        self._min_started = int(self._started.min())
+        self._restart(indices)
         self._needs_reset[indices] = False
         return self._obs.copy(), {}
+
+    def _restart(self, indices: np.ndarray) -> None:
+        """Starts the listed sub-envs' episodes at the current step (and the earliest start)."""
+        self._started[indices] = self._steps
+        self._min_started = int(self._started.min())
 
     def _with_masks(
         self, terms: dict[str, np.ndarray], extras: dict[str, np.ndarray]
@@ -306,8 +310,7 @@ class TaskVectorEnv(VectorEnv):
             reward[pending] = 0.0
             terminated[pending] = False
             truncated[pending] = False
-            self._started[pending] = self._steps
-            self._min_started = int(self._started.min())
+            self._restart(pending)
             self._needs_reset[pending] = False
         done = terminated | truncated if truncating else terminated
         if same_step:
@@ -320,8 +323,7 @@ class TaskVectorEnv(VectorEnv):
                     final_obs[finished] = before_reset[finished]
                 infos["final_obs"] = final_obs
                 infos["_final_obs"] = done.copy()
-                self._started[finished] = self._steps
-                self._min_started = int(self._started.min())
+                self._restart(finished)
                 if self._slices_reset and not self._terminates:  # for the in-step resets
                     self._terminates = bool(terminated.any())
         else:
