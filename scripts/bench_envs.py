@@ -130,12 +130,14 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
 
     ``outputs``: each step also does the least numpy work an env that returns observations and
     rewards must do after the physics: one ``np.concatenate`` of every ``qpos`` and ``qvel`` into
-    an ``[n, nq + nv]`` block and a reward ``v_x - w * sum(a**2)`` in five in-place calls (seven
-    numpy calls per step with the copy of ``x`` before it; no reward terms, no checks).
+    an ``[n, nq + nv]`` block and a reward ``v_x - w * sum(a**2)`` (``w``: the v5 env's own
+    control weight) in five in-place calls (seven numpy calls per step with the copy of ``x``
+    before it; no reward terms, no checks).
     """
     env = gym.make(v5_id).unwrapped
     model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv
     scale = float(env._reset_noise_scale)  # type: ignore[attr-defined]
+    weight = float(env._ctrl_cost_weight)  # type: ignore[attr-defined]
     init_qpos, init_qvel = env.init_qpos, env.init_qvel  # type: ignore[attr-defined]
     normal, contact_forces = v5_id in _NORMAL_QVEL_NOISE, v5_id in _CONTACT_FORCES
     rng = np.random.default_rng(seed)
@@ -176,7 +178,7 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
             np.subtract(x, x_before, out=reward)
             np.divide(reward, dt, out=reward)
             np.einsum("ij,ij->i", a, a, out=ctrl)
-            np.multiply(0.05, ctrl, out=ctrl)
+            np.multiply(weight, ctrl, out=ctrl)
             np.subtract(reward, ctrl, out=reward)
         taken[0] += 1
         if taken[0] % horizon == 0:

@@ -202,7 +202,15 @@ def test_the_least_outputs_loop_gathers_the_state_and_computes_the_reward():
     np.testing.assert_array_equal(stepper.outputs["obs"], expected_obs)
     a = bench._actions(stepper.action_space, 3)[3].astype(np.float64)
     x_after = expected_obs[:, 0]
-    by_hand = (x_after - x_before) / 0.05 - 0.05 * (a**2).sum(axis=1)
+    by_hand = (x_after - x_before) / 0.05 - 0.1 * (a**2).sum(axis=1)  # HalfCheetah-v5's weight
     np.testing.assert_allclose(stepper.outputs["reward"], by_hand, rtol=1e-6)  # float32 actions
+    ant = bench.raw_stepper("Ant-v5", 2, horizon=100, outputs=True)  # Ant-v5's weight, 0.5
+    x_before = np.array([d.qpos[0] for d in ant.datas])
+    ant._one()
+    a = bench._actions(ant.action_space, 2)[3].astype(np.float64)  # its fourth step too
+    x_after = np.array([d.qpos[0] for d in ant.datas])
+    by_hand = (x_after - x_before) / 0.05 - 0.5 * (a**2).sum(axis=1)
+    np.testing.assert_allclose(ant.outputs["reward"], by_hand, rtol=1e-6)
+    ant.close()
     assert bench.raw_stepper("HalfCheetah-v5", 2, horizon=100).outputs == {}
     stepper.close()
