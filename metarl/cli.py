@@ -267,7 +267,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
 
     from metarl.algorithms import preflight
-    from metarl.checkpoint import latest_intact_checkpoint
+    from metarl.checkpoint import final_checkpoint, latest_intact_checkpoint
     from metarl.device import get_device
     from metarl.kinds import evaluate_checkpoint
 
@@ -279,8 +279,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     kind, cfg = load_run_config(config_path, overrides)
     device = get_device(args.device or cfg.run.device)
     ckpt = latest_intact_checkpoint(run_dir)  # Warns naming each damaged newer checkpoint.
+    if ckpt is None:  # a results/ folder keeps its final checkpoint beside config.yaml
+        ckpt = final_checkpoint(run_dir)
     if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir}/checkpoints")
+        raise FileNotFoundError(f"no checkpoint in {run_dir} or {run_dir}/checkpoints")
     if args.num_tasks is not None:  # The evaluation's env sizes follow the task count.
         cfg = dataclasses.replace(
             cfg, run=dataclasses.replace(cfg.run, num_eval_tasks=args.num_tasks)

@@ -11,6 +11,7 @@ import errno
 import importlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,29 @@ def test_eval_set_changes_how_the_run_is_evaluated_not_the_run(tmp_path, capsys)
     assert written["extra"]["episodes_per_task"] == 3
     assert written["extra"]["eval"]["episodes_per_task"] == 3
     assert (run_dir / "config.yaml").read_bytes() == stored
+
+
+def test_eval_reads_a_results_folder_whose_final_checkpoint_sits_beside_its_config(
+    tmp_path, capsys
+):
+    """``metarl eval results/NAME``: committed rows keep checkpoint_*.pt beside config.yaml."""
+    run_dir, folder = tmp_path / "run", tmp_path / "results_row"
+    assert cli_main(_train_argv(MAML_SIN, run_dir, "run.checkpoint_every=1")) == 0
+    folder.mkdir()
+    shutil.copy(run_dir / "config.yaml", folder)
+    _fails(capsys, ["eval", str(folder)], EXIT_BAD_INPUT, f"no checkpoint in {folder} or")
+    for path in (run_dir / "checkpoints").glob("checkpoint_*.pt"):
+        shutil.copy(path, folder)  # the final one (2) and an earlier one, as some rows keep
+    assert len(list(folder.glob("checkpoint_*.pt"))) == 2
+    argv = ["--num-tasks", "3", "--steps", "2"]
+    assert cli_main(["eval", str(run_dir), *argv, "--out", str(tmp_path / "run.json")]) == 0
+    assert cli_main(["eval", str(folder), *argv, "--out", str(tmp_path / "folder.json")]) == 0
+    capsys.readouterr()
+    from_run, from_folder = (
+        json.loads((tmp_path / f).read_text()) for f in ("run.json", "folder.json")
+    )
+    assert from_folder["mean"] == from_run["mean"]
+    assert from_folder["ci95"] == from_run["ci95"]
 
 
 def test_a_checkpoint_that_would_run_code_is_refused_in_one_line(tmp_path, capsys):
