@@ -329,6 +329,11 @@ def evaluate(
         The eval JSON path.
     """
     ev = cfg.eval
+    if episodes_per_trial is not None and episodes_per_trial < 1:  # 0 must not mean "default"
+        raise ValueError(
+            f"--steps: an RL² evaluation runs trials of at least one episode (--steps sets the "
+            f"episodes per trial), got {episodes_per_trial}"
+        )
     episodes = episodes_per_trial or ev.episodes_per_trial or cfg.env.episodes_per_trial
     vec = make_env(cfg, min(num_tasks, ev.num_trials or cfg.env.num_trials))
     try:

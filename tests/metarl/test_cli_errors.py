@@ -363,6 +363,21 @@ def test_after_a_refused_env_id_the_corrected_command_runs(tmp_path, capsys):
     assert cli_main(_train_argv(NAV, run_dir, *NAV_TINY)) == 0  # not "already holds a run"
 
 
+def test_rl2_eval_refuses_trials_of_no_episodes_instead_of_running_the_default(tmp_path, capsys):
+    """For RL² ``--steps`` is the episodes per trial: 0 once fell back to the trained n."""
+    run_dir, rl2 = tmp_path / "run", str(CONFIGS / "rl2" / "bandit_k5_n10.yaml")
+    tiny = ("env.num_trials=4", "policy.hidden_size=8", "ppo.epochs=1", "eval.num_trials=4")
+    assert cli_main(_train_argv(rl2, run_dir, *tiny)) == 0
+    capsys.readouterr()
+    out = tmp_path / "e.json"
+    argv = ["eval", str(run_dir), "--num-tasks", "4", "--out", str(out)]
+    _fails(capsys, [*argv, "--steps", "0"], EXIT_BAD_INPUT, "--steps", "at least one episode")
+    assert not out.exists()
+    assert cli_main([*argv, "--steps", "3"]) == 0
+    capsys.readouterr()
+    assert json.loads(out.read_text())["steps"] == [0, 1, 2]  # three episodes per trial
+
+
 def test_rl2_env_id_and_workers_are_checked_up_front(tmp_path, capsys):
     run_dir = tmp_path / "run"
     rl2 = str(CONFIGS / "rl2" / "bandit_k5_n10.yaml")
