@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError
+from envs.core import BatchedTaskEngine, EngineStep, Task, WorkerError, row_views
 from envs.process_worker import (
     _ANSWER_DONE,
     _CAST_SHIFT,
@@ -177,7 +177,9 @@ class ProcessEngine:
         self._local_view: dict[str, np.ndarray] = {}
         self._local_outputs: dict[str, np.ndarray] = {}
         self._packed: list[str] = []  # info keys that are rows of the packed block
-        self._all_packed = False  # whether _packed is every reward term, then every extra
+        #: the reward terms, then the extras, where every one is a row of the packed block
+        #: (:meth:`step_rows` applies; every registered env); None where one is not
+        self.packed_info_keys: tuple[str, ...] | None = None
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
@@ -225,7 +227,9 @@ class ProcessEngine:
         if packed:
             specs[_PACKED] = ((len(self._packed), n), float64)
         # the packed rows are the info keys in order (reward terms first, as _probe_info lists)
-        self._all_packed = bool(packed) and packed == [*self.reward_terms, *self._extra_keys]
+        if packed and packed == [*self.reward_terms, *self._extra_keys]:
+            self.packed_info_keys = tuple(packed)
+        self._packed_rows = row_views(len(packed))
         for key, (shape, dtype) in self._info_specs.items():
             if key not in self._packed:
                 specs["info/" + key] = ((n, *shape), dtype)
@@ -465,10 +469,50 @@ class ProcessEngine:
         step = self._step(actions, _CMD_STEP_AUTORESET, truncated)
         return step, self._arrays["final_obs"]
 
+    def step_rows(
+        self, actions: np.ndarray, truncated: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.ndarray | None]:
+        """:meth:`step` (:meth:`step_autoreset` given ``truncated``), terms and extras as rows.
+
+        Returns:
+            The observations, rewards and terminations in shared memory (as :meth:`step` gives
+            them), the reward terms and extras as the rows of one fresh array in
+            :attr:`packed_info_keys` order (the vector env builds its infos from them in one
+            call: two dicts less on the lockstep loop's serial path), and the observations before
+            :meth:`step_autoreset`'s resets (None for a plain step).
+        """
+        if self.packed_info_keys is None:
+            raise ValueError("step_rows: a reward term or extra of this engine is not packed")
+        code = _CMD_STEP if truncated is None else _CMD_STEP_AUTORESET
+        self._send_step(actions, code, truncated)
+        arrays = self._arrays
+        rows = self._packed_rows(arrays[_PACKED].copy())
+        final = None if truncated is None else arrays["final_obs"]
+        return arrays["obs"], arrays["reward"], arrays["terminated"], rows, final
+
     def _step(
         self, actions: np.ndarray, code: int, truncated: np.ndarray | None = None
     ) -> EngineStep:
         """A step (``code``), its actions checked first; ``truncated`` for step_autoreset."""
+        self._send_step(actions, code, truncated)
+        arrays = self._arrays
+        if self.packed_info_keys is not None:  # the common case: every term, then every extra
+            rows = self._packed_rows(arrays[_PACKED].copy())
+            split = len(self.reward_terms)
+            terms = dict(zip(self.reward_terms, rows[:split], strict=True))
+            extras = dict(zip(self._extra_keys, rows[split:], strict=True))
+        else:  # a term or extra with a block of its own
+            packed = arrays[_PACKED].copy() if self._packed else ()
+            values = dict(zip(self._packed, packed, strict=True))
+            for key in (*self.reward_terms, *self._extra_keys):
+                if key not in values:
+                    values[key] = arrays["info/" + key].copy()
+            terms = {k: values[k] for k in self.reward_terms}
+            extras = {k: values[k] for k in self._extra_keys}
+        return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
+
+    def _send_step(self, actions: np.ndarray, code: int, truncated: np.ndarray | None) -> None:
+        """Checks the actions, puts them (and ``truncated``) in shared memory, runs the step."""
         self._check_open()
         actions = np.asarray(actions)
         arrays = self._arrays
@@ -484,21 +528,6 @@ class ProcessEngine:
         # actions cross the float64 array exactly and are cast back there
         cast = 0 if checked.dtype == shared.dtype else ord(checked.dtype.char)
         self._step_slices(code, cast)
-        if self._all_packed:  # the common case (MuJoCo): every term, then every extra, one row
-            rows = iter(arrays[_PACKED].copy())  # zip draws a name first: no row is skipped
-            terms = dict(zip(self.reward_terms, rows, strict=False))
-            extras = dict(zip(self._extra_keys, rows, strict=False))
-        else:
-            rows = (
-                dict(zip(self._packed, arrays[_PACKED].copy(), strict=True)) if self._packed else {}
-            )
-            terms = {
-                k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self.reward_terms
-            }
-            extras = {
-                k: rows[k] if k in rows else arrays["info/" + k].copy() for k in self._extra_keys
-            }
-        return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
     def _step_slices(self, code: int, cast: int) -> None:
         """:meth:`_broadcast` of a step (``code``: step or step_autoreset) to every slice, lean.

@@ -34,7 +34,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.auto_backend import BackendChoice, choose_backend
-from envs.core import BatchedTaskEngine, Task
+from envs.core import BatchedTaskEngine, Task, row_views
 from envs.process_engine import (
     DEFAULT_WORKER_TIMEOUT,
     ProcessEngine,
@@ -180,6 +180,16 @@ class TaskVectorEnv(VectorEnv):
         self._info_keys: tuple[str, ...] = ()
         self._mask_keys: tuple[str, ...] = ()
         self._mask_block = np.ones((0, num_envs), dtype=np.bool_)
+        self._mask_rows = row_views(0)
+        # the process backend of an engine whose every term and extra is one float per sub-env
+        # steps with rows (ProcessEngine.step_rows): the infos' keys, masks' included, up front
+        packed = getattr(self.engine, "packed_info_keys", None) if backend == "process" else None
+        self._row_keys: tuple[str, ...] | None = None
+        if packed is not None:
+            self._info_keys, self._mask_keys = packed, tuple("_" + key for key in packed)
+            self._row_keys = packed + self._mask_keys
+            self._mask_block = np.ones((len(packed), num_envs), dtype=np.bool_)
+            self._mask_rows = row_views(len(packed))
         self._needs_reset = np.ones(num_envs, dtype=np.bool_)
         self._obs: np.ndarray | None = None
         if tasks is not None:
@@ -260,7 +270,8 @@ class TaskVectorEnv(VectorEnv):
         if keys != self._info_keys:  # the first step (an engine returns the same keys each step)
             self._info_keys, self._mask_keys = keys, tuple("_" + key for key in keys)
             self._mask_block = np.ones((len(keys), self.num_envs), dtype=np.bool_)
-        infos.update(zip(self._mask_keys, self._mask_block.copy(), strict=True))
+            self._mask_rows = row_views(len(keys))
+        infos.update(zip(self._mask_keys, self._mask_rows(self._mask_block.copy()), strict=True))
         return infos
 
     def step(
@@ -297,14 +308,22 @@ class TaskVectorEnv(VectorEnv):
         # slices' test for ended episodes (two numpy calls each) in every step cost HalfCheetah,
         # which never terminates, more than the round trip it saves once per horizon (0.99x,
         # scratch A/B); Ant ends an episode in about every other step
-        before_reset = None
-        if same_step and self._slices_reset and (self._terminates or truncating):
-            out, before_reset = self.engine.step_autoreset(actions, truncated)
+        in_step_reset = same_step and self._slices_reset and (self._terminates or truncating)
+        before_reset: np.ndarray | None = None
+        if self._row_keys is not None:  # the infos in one dict from the rows and the masks
+            step = self.engine.step_rows(actions, truncated if in_step_reset else None)
+            obs, reward, terminated = step[0].copy(), step[1].copy(), step[2].copy()
+            masks = self._mask_rows(self._mask_block.copy())
+            infos: dict[str, Any] = dict(zip(self._row_keys, step[3] + masks, strict=True))
+            before_reset = step[4]
         else:
-            out = self.engine.step(actions)
+            if in_step_reset:
+                out, before_reset = self.engine.step_autoreset(actions, truncated)
+            else:
+                out = self.engine.step(actions)
+            obs, reward, terminated = out.obs.copy(), out.reward.copy(), out.terminated.copy()
+            infos = self._with_masks(out.reward_terms, out.extras)
         self._steps += 1
-        obs, reward, terminated = out.obs.copy(), out.reward.copy(), out.terminated.copy()
-        infos = self._with_masks(out.reward_terms, out.extras)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP and len(pending):
             obs[pending] = self.engine.reset(pending)
             reward[pending] = 0.0

@@ -137,8 +137,7 @@ class HalfCheetahVelEngine(HalfCheetahEngine):
 
     def _forward_reward(self, x_velocity: np.ndarray, out: np.ndarray) -> None:
         np.subtract(x_velocity, self.target, out=out)
-        np.abs(out, out=out)
-        np.negative(out, out=out)
+        np.copysign(out, -1.0, out=out)  # -|x|, bit for bit, in one call instead of two
 
 
 class HalfCheetahDirEngine(HalfCheetahEngine):

@@ -5,7 +5,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from envs.process_engine import ProcessEngine
-from envs.process_worker import _CMD_STEP_AUTORESET
+from envs.process_worker import _CMD_STEP_AUTORESET, _PACKED
 from envs.vector import TaskVectorEnv, WorkerError
 from tests.helpers.counting_env import CounterEngine, CounterTask, MixedExtrasEngine
 
@@ -22,9 +22,8 @@ def _rollout(vec, steps, seed=0):
     for t in range(steps):
         actions = np.full((vec.num_envs, 1), 0.1 * (t % 3), dtype=np.float32)
         obs, reward, term, trunc, infos = vec.step(actions)
-        out += [obs, reward, term, trunc, infos["reward_half_a"]]
-        if "final_obs" in infos:
-            out += [infos["final_obs"], infos["_final_obs"]]
+        # every info in its order: the process backend builds them from rows, sync from dicts
+        out += [obs, reward, term, trunc, np.array(list(infos)), *infos.values()]
     return out
 
 
@@ -248,7 +247,7 @@ def test_process_backend_returns_every_kind_of_info_as_sync_does():
         MixedExtrasEngine, 5, tasks=tasks, backend="process", num_workers=2, **kwargs
     )
     assert proc.engine._packed == ["reward_half_a", "reward_half_b", "position"]
-    assert not proc.engine._all_packed  # an extra apart: the general path
+    assert proc.engine.packed_info_keys is None  # an extra apart: the general path
     try:
         sync.reset(seed=0)
         proc.reset(seed=0)
@@ -440,6 +439,49 @@ def test_process_reset_of_repeated_or_bad_indices_acts_as_one_process():
         engines[1].reset(np.arange(4))
 
 
+def test_step_rows_is_the_step_with_its_terms_and_extras_as_fresh_rows():
+    """What the vector env steps the process backend with: step and step_autoreset's values."""
+    tasks = [CounterTask(0.1 * i, limit=0.3) for i in range(4)]
+    engines = [ProcessEngine(CounterEngine, 4, 2, start_method="fork") for _ in range(2)]
+    try:
+        for engine in engines:
+            engine.seed([0, 1, 2, 3])
+            engine.set_tasks(tasks)
+            engine.reset(np.arange(4))
+        plain, rows = engines
+        assert rows.packed_info_keys == ("reward_half_a", "reward_half_b", "position")
+        truncated = np.array([False, True, False, False])
+        for t in range(4):  # plain steps, then steps that reset the ended sub-envs in the step
+            actions = np.full((4, 1), 0.1 * t, dtype=np.float32)
+            cut = truncated if t >= 2 else None
+            if cut is None:
+                step, final = plain.step(actions), None
+            else:
+                step, final = plain.step_autoreset(actions, cut)
+            obs, reward, terminated, values, final_rows = rows.step_rows(actions, cut)
+            for x, y in [(step.obs, obs), (step.reward, reward), (step.terminated, terminated)]:
+                np.testing.assert_array_equal(x, y)
+            assert len(values) == 3
+            for x, y in zip({**step.reward_terms, **step.extras}.values(), values, strict=True):
+                np.testing.assert_array_equal(x, y)
+                assert not np.shares_memory(y, rows._arrays[_PACKED])  # the caller's own
+            if final is None:
+                assert final_rows is None
+            else:
+                np.testing.assert_array_equal(
+                    final[truncated | step.terminated], final_rows[truncated | terminated]
+                )
+    finally:
+        for engine in engines:
+            engine.close()
+    mixed = ProcessEngine(MixedExtrasEngine, 4, 2, start_method="fork")
+    try:
+        with pytest.raises(ValueError, match="step_rows: a reward term or extra"):
+            mixed.step_rows(np.zeros((4, 1), dtype=np.float32))
+    finally:
+        mixed.close()
+
+
 @pytest.mark.timeout(60)  # a reply larger than a pipe's buffer must not deadlock the handshake
 def test_a_reply_larger_than_the_pipe_buffer_arrives_whole():
     n = 30_000  # ensure_tasks returns every task of the worker's slice: ~1 MB pickled
@@ -575,7 +617,7 @@ def test_process_step_arrays_are_the_callers_and_equal_sync(sync_and_process):
     # the process engine's outputs live in shared memory that every step rewrites: what the
     # vector env returns must be copies, untouched by later steps
     sync, vec = sync_and_process("metarl/HalfCheetahVel-v0")
-    assert vec.engine._all_packed  # every term and extra a row of the packed block
+    assert vec.engine.packed_info_keys is not None  # every term and extra a packed row
     huge = np.full((4, 6), 1e308)  # finite (MuJoCo clamps the controls)
     huge[1] = -1e308
     actions = [huge, np.full((4, 6), 0.3, dtype=np.float32)]
