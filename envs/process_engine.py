@@ -449,7 +449,7 @@ class ProcessEngine:
 
     def step(self, actions: np.ndarray) -> EngineStep:
         """Steps every sub-env with ``actions`` (``[num_envs, *action_shape]``)."""
-        return self._step(actions, _CMD_STEP)
+        return self._step(actions)
 
     def step_autoreset(
         self, actions: np.ndarray, truncated: np.ndarray
@@ -466,8 +466,7 @@ class ProcessEngine:
             them: ``[num_envs, *obs_shape]`` in shared memory, whose rows of the ended sub-envs
             are valid until the next step.
         """
-        step = self._step(actions, _CMD_STEP_AUTORESET, truncated)
-        return step, self._arrays["final_obs"]
+        return self._step(actions, truncated), self._arrays["final_obs"]
 
     def step_rows(
         self, actions: np.ndarray, truncated: np.ndarray | None = None
@@ -483,36 +482,33 @@ class ProcessEngine:
         """
         if self.packed_info_keys is None:
             raise ValueError("step_rows: a reward term or extra of this engine is not packed")
-        code = _CMD_STEP if truncated is None else _CMD_STEP_AUTORESET
-        self._send_step(actions, code, truncated)
+        self._send_step(actions, truncated)
         arrays = self._arrays
         rows = self._packed_rows(arrays[_PACKED].copy())
         final = None if truncated is None else arrays["final_obs"]
         return arrays["obs"], arrays["reward"], arrays["terminated"], rows, final
 
-    def _step(
-        self, actions: np.ndarray, code: int, truncated: np.ndarray | None = None
-    ) -> EngineStep:
-        """A step (``code``), its actions checked first; ``truncated`` for step_autoreset."""
-        self._send_step(actions, code, truncated)
-        arrays = self._arrays
+    def _step(self, actions: np.ndarray, truncated: np.ndarray | None = None) -> EngineStep:
+        """A step (with ``truncated``: step_autoreset's), terms and extras in dicts."""
         if self.packed_info_keys is not None:  # the common case: every term, then every extra
-            rows = self._packed_rows(arrays[_PACKED].copy())
+            obs, reward, terminated, rows, _ = self.step_rows(actions, truncated)
             split = len(self.reward_terms)
             terms = dict(zip(self.reward_terms, rows[:split], strict=True))
             extras = dict(zip(self._extra_keys, rows[split:], strict=True))
-        else:  # a term or extra with a block of its own
-            packed = arrays[_PACKED].copy() if self._packed else ()
-            values = dict(zip(self._packed, packed, strict=True))
-            for key in (*self.reward_terms, *self._extra_keys):
-                if key not in values:
-                    values[key] = arrays["info/" + key].copy()
-            terms = {k: values[k] for k in self.reward_terms}
-            extras = {k: values[k] for k in self._extra_keys}
+            return EngineStep(obs, reward, terminated, terms, extras)
+        self._send_step(actions, truncated)  # a term or extra with a block of its own
+        arrays = self._arrays
+        packed = arrays[_PACKED].copy() if self._packed else ()
+        values = dict(zip(self._packed, packed, strict=True))
+        for key in (*self.reward_terms, *self._extra_keys):
+            if key not in values:
+                values[key] = arrays["info/" + key].copy()
+        terms = {k: values[k] for k in self.reward_terms}
+        extras = {k: values[k] for k in self._extra_keys}
         return EngineStep(arrays["obs"], arrays["reward"], arrays["terminated"], terms, extras)
 
-    def _send_step(self, actions: np.ndarray, code: int, truncated: np.ndarray | None) -> None:
-        """Checks the actions, puts them (and ``truncated``) in shared memory, runs the step."""
+    def _send_step(self, actions: np.ndarray, truncated: np.ndarray | None) -> None:
+        """Checks the actions, runs a step (step_autoreset given ``truncated``) on every slice."""
         self._check_open()
         actions = np.asarray(actions)
         arrays = self._arrays
@@ -520,8 +516,10 @@ class ProcessEngine:
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected}, got {actions.shape}")
         checked = self._check_actions(actions)
+        code = _CMD_STEP
         if truncated is not None:
             np.copyto(arrays["truncated"], truncated)
+            code = _CMD_STEP_AUTORESET
         shared = arrays["actions"]
         shared[...] = checked
         # the slices step the batch in the dtype the engine's check gave, as sync would: float32

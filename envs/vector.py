@@ -177,19 +177,13 @@ class TaskVectorEnv(VectorEnv):
         self._terminates = False
         # infos' keys, their gymnasium "_key" masks and a block of true masks to copy, built at
         # the first step (every step of an engine returns the same keys)
-        self._info_keys: tuple[str, ...] = ()
-        self._mask_keys: tuple[str, ...] = ()
-        self._mask_block = np.ones((0, num_envs), dtype=np.bool_)
-        self._mask_rows = row_views(0)
+        self._set_info_keys(())
         # the process backend of an engine whose every term and extra is one float per sub-env
         # steps with rows (ProcessEngine.step_rows): the infos' keys, masks' included, up front
-        packed = getattr(self.engine, "packed_info_keys", None) if backend == "process" else None
         self._row_keys: tuple[str, ...] | None = None
-        if packed is not None:
-            self._info_keys, self._mask_keys = packed, tuple("_" + key for key in packed)
-            self._row_keys = packed + self._mask_keys
-            self._mask_block = np.ones((len(packed), num_envs), dtype=np.bool_)
-            self._mask_rows = row_views(len(packed))
+        if backend == "process" and self.engine.packed_info_keys is not None:
+            self._set_info_keys(self.engine.packed_info_keys)
+            self._row_keys = self._info_keys + self._mask_keys
         self._needs_reset = np.ones(num_envs, dtype=np.bool_)
         self._obs: np.ndarray | None = None
         if tasks is not None:
@@ -268,11 +262,15 @@ class TaskVectorEnv(VectorEnv):
         infos: dict[str, Any] = {**terms, **extras}
         keys = tuple(infos)
         if keys != self._info_keys:  # the first step (an engine returns the same keys each step)
-            self._info_keys, self._mask_keys = keys, tuple("_" + key for key in keys)
-            self._mask_block = np.ones((len(keys), self.num_envs), dtype=np.bool_)
-            self._mask_rows = row_views(len(keys))
+            self._set_info_keys(keys)
         infos.update(zip(self._mask_keys, self._mask_rows(self._mask_block.copy()), strict=True))
         return infos
+
+    def _set_info_keys(self, keys: tuple[str, ...]) -> None:
+        """The infos' keys, their gymnasium ``_key`` masks and the all-true block they copy."""
+        self._info_keys, self._mask_keys = keys, tuple("_" + key for key in keys)
+        self._mask_block = np.ones((len(keys), self.num_envs), dtype=np.bool_)
+        self._mask_rows = row_views(len(keys))
 
     def step(
         self, actions: Any
@@ -312,10 +310,10 @@ class TaskVectorEnv(VectorEnv):
         before_reset: np.ndarray | None = None
         if self._row_keys is not None:  # the infos in one dict from the rows and the masks
             step = self.engine.step_rows(actions, truncated if in_step_reset else None)
-            obs, reward, terminated = step[0].copy(), step[1].copy(), step[2].copy()
+            obs_s, reward_s, terminated_s, rows, before_reset = step  # _s: in shared memory
+            obs, reward, terminated = obs_s.copy(), reward_s.copy(), terminated_s.copy()
             masks = self._mask_rows(self._mask_block.copy())
-            infos: dict[str, Any] = dict(zip(self._row_keys, step[3] + masks, strict=True))
-            before_reset = step[4]
+            infos: dict[str, Any] = dict(zip(self._row_keys, rows + masks, strict=True))
         else:
             if in_step_reset:
                 out, before_reset = self.engine.step_autoreset(actions, truncated)
