@@ -330,10 +330,7 @@ def evaluate(
     """
     ev = cfg.eval
     if episodes_per_trial is not None and episodes_per_trial < 1:  # 0 must not mean "default"
-        raise ValueError(
-            f"--steps: an RL² evaluation runs trials of at least one episode (--steps sets the "
-            f"episodes per trial), got {episodes_per_trial}"
-        )
+        raise ValueError(f"episodes_per_trial must be at least 1, got {episodes_per_trial}")
     episodes = episodes_per_trial or ev.episodes_per_trial or cfg.env.episodes_per_trial
     vec = make_env(cfg, min(num_tasks, ev.num_trials or cfg.env.num_trials))
     try:
@@ -387,6 +384,11 @@ def train_from_config(cfg: RL2Config, device: torch.device) -> Path:
 
 def evaluate_run(cfg: RL2Config, request: EvalRequest) -> Path:
     """Trials on held-out tasks from a run's checkpoint; ``request.steps`` sets the episodes."""
+    if request.steps is not None and request.steps < 1:  # metarl eval --steps
+        raise ValueError(
+            "--steps: an RL² evaluation runs trials of at least one episode (--steps sets the "
+            f"episodes per trial), got {request.steps}"
+        )
     return evaluate(
         cfg,
         request.state["params"],
