@@ -81,3 +81,24 @@ def test_every_field_is_a_view_of_the_one_block_a_step_fills():
         np.testing.assert_array_equal(engine.state["torso_xpos"][i], data.xpos[1])
         np.testing.assert_array_equal(engine.state["cfrc_ext"][i], data.cfrc_ext)
     engine.close()
+
+
+@pytest.mark.parametrize("env_id", ["metarl/HalfCheetahVel-v0", "metarl/AntDir-v0"])
+def test_one_action_array_refilled_every_step_steps_as_fresh_arrays_do(env_id):
+    # a process slice steps from the same shared array each step: the engine keeps its row views,
+    # which must see every new fill, and must drop them for another array
+    n = 4
+    fresh, reused = _twins(env_id, n)
+    shape = (n, *fresh.action_space.shape)
+    buffer, other = np.zeros(shape), np.zeros(shape)
+    rng = np.random.default_rng(1)
+    for t in range(10):
+        actions = rng.uniform(-1.0, 1.0, shape)
+        step = fresh.step(actions.copy())
+        given = other if t in (4, 5) else buffer  # another array for two steps, then back
+        given[...] = actions
+        mine = reused.step(given)
+        np.testing.assert_array_equal(mine.obs, step.obs, err_msg=f"step {t}")
+        np.testing.assert_array_equal(mine.reward, step.reward, err_msg=f"step {t}")
+    fresh.close()
+    reused.close()
