@@ -120,7 +120,9 @@ _NORMAL_QVEL_NOISE = ("HalfCheetah-v5", "Ant-v5", "Humanoid-v5")
 _CONTACT_FORCES = ("Ant-v5", "Humanoid-v5")
 
 
-def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool = False) -> Stepper:
+def raw_stepper(
+    v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool = False, tight: bool = False
+) -> Stepper:
     """Raw ``mj_step`` over ``n`` ``MjData`` of the v5 model, in episodes of ``horizon`` steps.
 
     Every episode starts as gymnasium v5's reset does (``mj_resetData``, ``qpos + U(-s, s)``,
@@ -133,6 +135,12 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
     an ``[n, nq + nv]`` block and a reward ``v_x - w * sum(a**2)`` (``w``: the v5 env's own
     control weight) in five in-place calls (seven numpy calls per step with the copy of ``x``
     before it; no reward terms, no checks).
+
+    The loop over the ``MjData`` is written as gymnasium's ``MujocoEnv.do_simulation`` steps one
+    env (``data.ctrl[:] = action``, ``mj_step(model, data, nstep=frame_skip)``). ``tight``: the
+    tightest Python loop we know instead, the one our engines use since fc2003a (the controls'
+    views and each action batch's row views made once, ``ctrl[...] = row``, positional
+    arguments): the same physics, actions and episodes with less Python around ``mj_step``.
     """
     env = gym.make(v5_id).unwrapped
     model, frame_skip = env.model, env.frame_skip  # type: ignore[attr-defined]  # a MujocoEnv
@@ -159,8 +167,7 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
     flat, x, dt = block.reshape(-1), block[:, 0], model.opt.timestep * frame_skip
     x_before, reward, ctrl = np.zeros(n), np.zeros(n), np.zeros(n)
     np.concatenate(gather, out=flat)
-    # the tightest Python loop we know (the one our engines use): the controls' views and each
-    # action batch's row views made once, ctrl[...] = row, mj_step's arguments positional
+    # tight: the controls' views and each action batch's row views, made once
     controls, rows = [d.ctrl for d in datas], [list(a) for a in acts]
     mj_step, rne = mujoco.mj_step, mujoco.mj_rnePostConstraint
 
@@ -168,15 +175,24 @@ def raw_stepper(v5_id: str, n: int, horizon: int, seed: int = 0, outputs: bool =
         a = acts[k % len(acts)]
         if outputs:
             np.copyto(x_before, x)
-        if contact_forces:
+        if tight and contact_forces:
             for d, control, row in zip(datas, controls, rows[k % len(acts)], strict=True):
                 control[...] = row
                 mj_step(model, d, frame_skip)
                 rne(model, d)
-        else:
+        elif tight:
             for d, control, row in zip(datas, controls, rows[k % len(acts)], strict=True):
                 control[...] = row
                 mj_step(model, d, frame_skip)
+        elif contact_forces:
+            for i, d in enumerate(datas):
+                d.ctrl[:] = a[i]
+                mujoco.mj_step(model, d, nstep=frame_skip)
+                mujoco.mj_rnePostConstraint(model, d)
+        else:
+            for i, d in enumerate(datas):
+                d.ctrl[:] = a[i]
+                mujoco.mj_step(model, d, nstep=frame_skip)
         if outputs:
             np.concatenate(gather, out=flat)
             np.subtract(x, x_before, out=reward)
@@ -246,9 +262,15 @@ def _spin_until(
 
 
 def _lockstep_loop(
-    v5_id: str, n: int, horizon: int, flags: np.ndarray, index: int, outputs: bool = False
+    v5_id: str,
+    n: int,
+    horizon: int,
+    flags: np.ndarray,
+    index: int,
+    outputs: bool = False,
+    tight: bool = False,
 ) -> None:
-    stepper = raw_stepper(v5_id, n, horizon, seed=1 + index, outputs=outputs)
+    stepper = raw_stepper(v5_id, n, horizon, seed=1 + index, outputs=outputs, tight=tight)
     flags[1 + index] = -1  # ready
     done = 0
     while True:
@@ -262,7 +284,13 @@ def _lockstep_loop(
 
 
 def _lockstep_worker(
-    v5_id: str, n: int, horizon: int, flags_name: str, index: int, outputs: bool = False
+    v5_id: str,
+    n: int,
+    horizon: int,
+    flags_name: str,
+    index: int,
+    outputs: bool = False,
+    tight: bool = False,
 ) -> None:
     """Steps ``n`` raw ``MjData`` per increment of ``flags[0]``; reports in ``flags[1 + index]``."""
     from multiprocessing import shared_memory
@@ -270,7 +298,7 @@ def _lockstep_worker(
     block = shared_memory.SharedMemory(name=flags_name)
     try:
         flags = np.ndarray((block.size // 8,), np.int64, block.buf)
-        _lockstep_loop(v5_id, n, horizon, flags, index, outputs)
+        _lockstep_loop(v5_id, n, horizon, flags, index, outputs, tight)
     finally:
         block.close()
 
@@ -286,7 +314,13 @@ class RawLockstep(Stepper):
     """
 
     def __init__(
-        self, v5_id: str, n: int, workers: int, horizon: int, outputs: bool = False
+        self,
+        v5_id: str,
+        n: int,
+        workers: int,
+        horizon: int,
+        outputs: bool = False,
+        tight: bool = False,
     ) -> None:
         import multiprocessing as mp
         from multiprocessing import shared_memory
@@ -301,7 +335,7 @@ class RawLockstep(Stepper):
         self.procs = [
             ctx.Process(
                 target=_lockstep_worker,
-                args=(v5_id, size, horizon, self.block.name, i, outputs),
+                args=(v5_id, size, horizon, self.block.name, i, outputs, tight),
             )
             for i, size in enumerate(sizes[1:])
         ]
@@ -310,7 +344,7 @@ class RawLockstep(Stepper):
         _spin_until(lambda: bool((self.flags[1:] == -1).all()) or not self._alive())
         if not self._alive():
             raise RuntimeError("a lockstep worker failed to start")
-        self.local = raw_stepper(v5_id, sizes[0], horizon, outputs=outputs)
+        self.local = raw_stepper(v5_id, sizes[0], horizon, outputs=outputs, tight=tight)
         super().__init__(self._step_all, n, self._stop)
 
     def _alive(self) -> bool:
@@ -568,7 +602,7 @@ def _table(
     shown = [  # ours; the JSON keeps every row's
         f"{k.removeprefix('metarl ')} {ci[0]:.2f}-{ci[1]:.2f}"
         for k, ci in spread.items()
-        if ci and (k.startswith("metarl ") or k.startswith(LEAST_OUTPUTS_ROW))
+        if ci and k.startswith(("metarl ", LEAST_OUTPUTS_ROW, TIGHT_ROW))
     ]
     if shown:
         print(
@@ -640,6 +674,7 @@ def main() -> None:
             settle(1.0)
             rows = {
                 lockstep: RawLockstep(v5_id, n, w, h),
+                TIGHT.format(w=w): RawLockstep(v5_id, n, w, h, tight=True),
                 LEAST_OUTPUTS.format(w=w): RawLockstep(v5_id, n, w, h, outputs=True),
                 "metarl sync": ours_stepper(env_id, n, "sync", 1),
                 _process_row(w): ours_stepper(env_id, n, "process", w),
@@ -648,16 +683,20 @@ def main() -> None:
             table = results[env_id] = _table(
                 title, rows, sec, args.rounds, ("metarl sync",), lockstep
             )
-            least, process = LEAST_OUTPUTS.format(w=w), _process_row(w)
-            windows = table["windows"]
-            ratio = paired_ratio(windows, process, least)
-            ci = median_interval(round_ratios(windows, process, least))
-            table["process_over_least_outputs"] = {"paired": ratio, "interval95": ci}
-            shown = f" (95 % interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
-            print(
-                f"\nThe process backend against the lockstep loop that also gathers observations "
-                f"and computes a reward: {ratio:.2f}× paired{shown}."
-            )
+            process, windows = _process_row(w), table["windows"]
+            for key, row, what in (
+                (
+                    "process_over_least_outputs",
+                    LEAST_OUTPUTS,
+                    "the lockstep loop that also gathers observations and computes a reward",
+                ),
+                ("process_over_tight", TIGHT, "the tight lockstep loop"),
+            ):
+                ratio = paired_ratio(windows, process, row.format(w=w))
+                ci = median_interval(round_ratios(windows, process, row.format(w=w)))
+                table[key] = {"paired": ratio, "interval95": ci}
+                shown = f" (95 % interval {ci[0]:.2f}-{ci[1]:.2f})" if ci else ""
+                print(f"\nThe process backend against {what}: {ratio:.2f}× paired{shown}.")
         _write(results, args.out)
         return
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
@@ -721,6 +760,9 @@ def main() -> None:
     _write(results, args.out)
 
 
+#: The lockstep row whose slices step in the tight loop (``raw_stepper(tight=True)``).
+TIGHT_ROW = "raw mj_step, tight loop"
+TIGHT = TIGHT_ROW + " ({w} processes in lockstep)"
 #: The lockstep row whose slices also gather the observations and compute a reward.
 LEAST_OUTPUTS_ROW = "raw mj_step + obs and reward"
 LEAST_OUTPUTS = LEAST_OUTPUTS_ROW + ", 7 numpy calls ({w} processes in lockstep)"

@@ -75,7 +75,7 @@ def test_median_interval_is_the_binomial_order_statistic_pair():
 
 
 @pytest.mark.slow
-def test_lockstep_only_times_the_four_rows_of_each_mujoco_env(tmp_path):
+def test_lockstep_only_times_the_five_rows_of_each_mujoco_env(tmp_path):
     import json
     import subprocess
     import sys
@@ -107,7 +107,10 @@ def test_lockstep_only_times_the_four_rows_of_each_mujoco_env(tmp_path):
     process = "metarl process (2 processes: this one + 1 workers)"
     for env_id, table in figures.items():
         least = "raw mj_step + obs and reward, 7 numpy calls (2 processes in lockstep)"
-        assert sorted(table["windows"]) == sorted([lockstep, least, "metarl sync", process])
+        tight = "raw mj_step, tight loop (2 processes in lockstep)"
+        assert sorted(table["windows"]) == sorted([lockstep, tight, least, "metarl sync", process])
+        for key in ("process_over_least_outputs", "process_over_tight"):
+            assert table[key]["paired"] > 0
         assert all(len(w) == 3 and min(w) > 0 for w in table["windows"].values())
         assert table["paired"]["reference"] == lockstep
         assert (
@@ -214,3 +217,22 @@ def test_the_least_outputs_loop_gathers_the_state_and_computes_the_reward():
     ant.close()
     assert bench.raw_stepper("HalfCheetah-v5", 2, horizon=100).outputs == {}
     stepper.close()
+
+
+def test_the_tight_loop_steps_what_the_gymnasium_style_loop_steps():
+    """The tight reference loop differs only in the Python around mj_step, not in the physics."""
+    import numpy as np
+
+    bench = load_script("bench_envs")
+    for v5_id in ("HalfCheetah-v5", "Ant-v5"):
+        plain = bench.raw_stepper(v5_id, 3, horizon=4)
+        tight = bench.raw_stepper(v5_id, 3, horizon=4, tight=True)
+        for k in range(6):  # across an episode boundary
+            plain.step(k)
+            tight.step(k)
+            for mine, theirs in zip(tight.datas, plain.datas, strict=True):
+                np.testing.assert_array_equal(mine.qpos, theirs.qpos)
+                np.testing.assert_array_equal(mine.cfrc_ext, theirs.cfrc_ext)
+        assert np.abs(plain.datas[0].qvel).sum() > 0
+        plain.close()
+        tight.close()
