@@ -37,12 +37,13 @@ contact cost read the contact forces it computes (gymnasium calls it after every
 env); before, the Ant raw rows skipped it and timed less physics than the env needs.
 
 ``--lockstep-only`` times, per MuJoCo env, only the bare lockstep loop, metarl ``sync`` and
-metarl ``process`` on the quiet machine, and the bare lockstep loop whose slices also do the least
-numpy work an env that returns observations and rewards must do after the physics (one gather, a
-reward in five calls: ``raw_stepper(outputs=True)``), which is what a Python env's outputs cost
-on this machine with none of our code: with four rows instead of nine, the same minutes give
-twice the paired windows of the process-against-lockstep ratio, whose interval is the figure a
-long run is for.
+metarl ``process`` on the quiet machine, the same lockstep loop in the tightest Python loop we
+know (``raw_stepper(tight=True)``, the loop our engines run), and the bare lockstep loop whose
+slices also do the least numpy work an env that returns observations and rewards must do after
+the physics (one gather, a reward in five calls: ``raw_stepper(outputs=True)``), which is what a
+Python env's outputs cost on this machine with none of our code: with five rows instead of nine,
+the same minutes give nearly twice the paired windows of the process-against-lockstep ratio,
+whose interval is the figure a long run is for.
 
     python scripts/bench_envs.py [--seconds 3] [--rounds 6] [--num-envs 64] [--workers 2]
         [--skip-async] [--skip-neighbour] [--neighbour-only] [--lockstep-only]
@@ -646,7 +647,8 @@ def main() -> None:
     parser.add_argument(
         "--lockstep-only",
         action="store_true",
-        help="only lockstep, metarl sync and metarl process, quiet (more windows per minute)",
+        help="only the lockstep loops (bare, tight, with outputs), metarl sync and metarl "
+        "process, quiet (more windows per minute)",
     )
     parser.add_argument(
         "--metaworld-envs", type=int, default=10, help="Meta-World rows' envs (0: skip them)"

@@ -479,7 +479,7 @@ class MujocoEngine(BatchedTaskEngine):
         return slice(self._offsets[first] + start, end)
 
     def _simulate_slice(self, actions: Sequence[np.ndarray], part: slice) -> None:
-        """Steps sub-envs ``part`` with ``actions`` (its rows: :meth:`_action_rows`, an array)."""
+        """Steps sub-envs ``part``; ``actions``: :meth:`_action_rows`' rows, or an array."""
         mj_step = mujoco.mj_step
         nstep = self.frame_skip
         models, datas, ctrls = self._models[part], self._datas[part], self._ctrls[part]
