@@ -655,7 +655,16 @@ def main() -> None:
     )
     parser.add_argument("--metaworld-only", action="store_true", help="only the Meta-World rows")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10.0,
+        help="most seconds to wait before each table for the machine's runnable tasks to fall "
+        "to the table's own (0: no wait; the smoke tests, on a machine busy with other tests)",
+    )
     args = parser.parse_args()
+    if not 0.0 <= args.settle < float("inf"):
+        parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     if args.lockstep_only and (args.neighbour_only or args.metaworld_only):
         parser.error(
             "--lockstep-only times the quiet MuJoCo tables; drop --neighbour-only and "
@@ -673,7 +682,7 @@ def main() -> None:
     if args.lockstep_only:
         for env_id, v5_id in mujoco_ids:
             h = _horizon(env_id)
-            settle(1.0)
+            settle(1.0, args.settle)
             rows = {
                 lockstep: RawLockstep(v5_id, n, w, h),
                 TIGHT.format(w=w): RawLockstep(v5_id, n, w, h, tight=True),
@@ -704,7 +713,7 @@ def main() -> None:
     for env_id, v5_id in [] if args.metaworld_only else mujoco_ids:
         h = _horizon(env_id)
         if not args.neighbour_only:
-            settle(1.0)
+            settle(1.0, args.settle)
             rows: dict[str, Any] = {
                 "raw mj_step (1 core)": raw_stepper(v5_id, n, h),
                 f"raw mj_step ({w} processes, ceiling)": RawParallel(v5_id, n, w, h),
@@ -723,10 +732,10 @@ def main() -> None:
             )
             results[env_id] = _table(title, rows, sec, args.rounds, refs, lockstep)
         if not args.skip_neighbour:
-            settle(1.0)
+            settle(1.0, args.settle)
             neighbour = Neighbour()
             try:
-                settle(2.0)  # this process and the neighbour
+                settle(2.0, args.settle)  # this process and the neighbour
                 rows = {lockstep: RawLockstep(v5_id, n, w, h), **_metarl_rows(env_id, n, w)}
                 title = f"{env_id}, {n} envs, with a busy-loop neighbour process"
                 refs = ("metarl sync", lockstep)

@@ -88,6 +88,8 @@ def test_lockstep_only_times_the_five_rows_of_each_mujoco_env(tmp_path):
 
     bad = run("--lockstep-only", "--metaworld-only")
     assert bad.returncode == 2 and "--lockstep-only times the quiet MuJoCo tables" in bad.stderr
+    bad = run("--lockstep-only", "--settle", "-1")
+    assert bad.returncode == 2 and "--settle must be a number of seconds >= 0" in bad.stderr
     out_file = tmp_path / "b.json"
     proc = run(
         "--lockstep-only",
@@ -97,6 +99,8 @@ def test_lockstep_only_times_the_five_rows_of_each_mujoco_env(tmp_path):
         "3",
         "--num-envs",
         "4",
+        "--settle",
+        "0",
         "--out",
         str(out_file),
     )

@@ -85,6 +85,8 @@ def test_env_benchmark_prints_its_table(tmp_path):
         "--skip-async",
         "--metaworld-envs",
         "2",
+        "--settle",
+        "0",
         "--out",
         str(tmp_path / "b.json"),
     )
