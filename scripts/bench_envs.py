@@ -500,7 +500,11 @@ def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list
     return rates
 
 
-def settle(expected: float, timeout: float = 10.0) -> float:
+#: Seconds :func:`settle` waits at most by default (``--settle``).
+SETTLE_SECONDS = 10.0
+
+
+def settle(expected: float, timeout: float = SETTLE_SECONDS) -> float:
     """Waits until the machine runs about ``expected`` tasks (ours included); returns the count.
 
     The rows of the table before (64 gymnasium async workers, a process pool) take a few
@@ -658,7 +662,7 @@ def main() -> None:
     parser.add_argument(
         "--settle",
         type=float,
-        default=10.0,
+        default=SETTLE_SECONDS,
         help="most seconds to wait before each table for the machine's runnable tasks to fall "
         "to the table's own (0: no wait; the smoke tests, on a machine busy with other tests)",
     )
