@@ -46,8 +46,11 @@ def test_step_breakdown_prints_its_tables(tmp_path):
     assert bad.returncode == 2 and "--num-envs 5 is not a multiple of --workers 2" in bad.stderr
     bad = run("--rounds", "0")
     assert bad.returncode == 2 and "--rounds must be >= 1" in bad.stderr
+    bad = run("--settle", "-1")
+    assert bad.returncode == 2 and "--settle must be a number of seconds >= 0" in bad.stderr
     out_file = tmp_path / "b.json"
-    proc = run("--seconds", "0.1", "--rounds", "2", "--num-envs", "4", "--out", str(out_file))
+    args = ("--seconds", "0.1", "--rounds", "2", "--num-envs", "4", "--settle", "0")
+    proc = run(*args, "--out", str(out_file))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for row in ("raw mj_step, one slice (2 envs)", "ProcessEngine alone (2 processes, 4 envs)"):
         assert f"| {row} |" in proc.stdout
