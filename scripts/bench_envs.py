@@ -504,6 +504,28 @@ def measure(rows: dict[str, Any], seconds: float, rounds: int) -> dict[str, list
 SETTLE_SECONDS = 10.0
 
 
+def add_settle_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """Adds ``--settle SECONDS`` (at most :data:`SETTLE_SECONDS` by default; >= 0, one line else).
+
+    ``what``: where the wait happens, for the help (e.g. "before each table").
+    """
+
+    def seconds(text: str) -> float:
+        value = float(text)
+        if not 0.0 <= value < math.inf:
+            message = f"--settle must be a number of seconds >= 0, got {text}"
+            raise argparse.ArgumentTypeError(message)
+        return value
+
+    parser.add_argument(
+        "--settle",
+        type=seconds,
+        default=SETTLE_SECONDS,
+        help=f"most seconds to wait {what} for the machine's runnable tasks to fall to the "
+        "script's own (0: no wait; the smoke tests, on a machine busy with other tests)",
+    )
+
+
 def settle(expected: float, timeout: float = SETTLE_SECONDS) -> float:
     """Waits until the machine runs about ``expected`` tasks (ours included); returns the count.
 
@@ -659,16 +681,8 @@ def main() -> None:
     )
     parser.add_argument("--metaworld-only", action="store_true", help="only the Meta-World rows")
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
-    parser.add_argument(
-        "--settle",
-        type=float,
-        default=SETTLE_SECONDS,
-        help="most seconds to wait before each table for the machine's runnable tasks to fall "
-        "to the table's own (0: no wait; the smoke tests, on a machine busy with other tests)",
-    )
+    add_settle_option(parser, "before each table")
     args = parser.parse_args()
-    if not 0.0 <= args.settle < float("inf"):
-        parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     if args.lockstep_only and (args.neighbour_only or args.metaworld_only):
         parser.error(
             "--lockstep-only times the quiet MuJoCo tables; drop --neighbour-only and "

@@ -44,12 +44,12 @@ from typing import Any
 import mujoco
 import numpy as np
 from bench_envs import (  # the sibling script (python puts this script's folder on the path)
-    SETTLE_SECONDS,
     RawLockstep,
     Stepper,
     _actions,
     _horizon,
     _load,
+    add_settle_option,
     measure,
     ours_stepper,
     paired_ratio,
@@ -201,16 +201,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=24.0, help="timing per row, in all")
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
-    parser.add_argument(
-        "--settle",
-        type=float,
-        default=SETTLE_SECONDS,
-        help="most seconds to wait first for the machine's runnable tasks to fall to this "
-        "script's own (0: no wait; the smoke test, on a machine busy with other tests)",
-    )
+    add_settle_option(parser, "first")
     args = parser.parse_args()
-    if not 0.0 <= args.settle < float("inf"):
-        parser.error(f"--settle must be a number of seconds >= 0, got {args.settle}")
     if args.workers < 2 or args.num_envs < args.workers or args.num_envs % args.workers:
         parser.error(
             f"--num-envs {args.num_envs} is not a multiple of --workers {args.workers} (>= 2)"

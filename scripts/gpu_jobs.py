@@ -204,8 +204,10 @@ BENCH_STEPS = [
         "bench_envs",
         "scripts/bench_envs.py",
         full=("--seconds", "5", "--rounds", "3", "--skip-async", "--metaworld-envs", "0"),
-        quick=("--seconds", "0.3", "--rounds", "1", "--num-envs", "4", "--neighbour-only")
-        + ("--settle", "0"),
+        quick=(
+            *("--seconds", "0.3", "--rounds", "1", "--num-envs", "4"),
+            *("--neighbour-only", "--settle", "0"),
+        ),
         timeout=140.0,
     ),
 ]
